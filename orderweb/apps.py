@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class OrderwebConfig(AppConfig):
+    name = "orderweb"
+    verbose_name = "Orders"

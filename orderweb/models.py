@@ -1,0 +1,272 @@
+"""Orders and their projection of the workflow's progress.
+
+The workflow is the source of truth for an order's state; these rows are its projection, written
+by the activities (see temporal_app/activities.py). Pages read them. Invariants are database
+constraints so that a retried activity or a racing request cannot break them.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from temporal_app.contracts import MAX_ADDRESS_LENGTH, OrderState
+
+
+class TimeStampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Order(TimeStampedModel):
+    class Status(models.TextChoices):
+        STARTED = OrderState.STARTED, "Started"
+        PROCESSING = OrderState.PROCESSING, "Processing"
+        AWAITING_MANUAL_REVIEW = OrderState.AWAITING_MANUAL_REVIEW, "Awaiting manual review"
+        MANUAL_REVIEW_COMPLETED = OrderState.MANUAL_REVIEW_COMPLETED, "Manual review completed"
+        PROCESSING_PAYMENT = OrderState.PROCESSING_PAYMENT, "Processing payment"
+        SHIPPING = OrderState.SHIPPING, "Shipping"
+        COMPLETED = OrderState.COMPLETED, "Completed"
+        CANCELLED = OrderState.CANCELLED, "Cancelled"
+        FAILED = OrderState.FAILED, "Failed"
+
+    order_id = models.CharField(max_length=64, unique=True)
+    workflow_id = models.CharField(max_length=255, unique=True)
+    address = models.TextField(max_length=MAX_ADDRESS_LENGTH)
+    customer = models.CharField(max_length=200, blank=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    status = models.CharField(max_length=32, choices=Status.choices, default=Status.STARTED)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.TextField(blank=True)
+    failure_reason = models.TextField(blank=True)
+    dispatch_failures = models.PositiveIntegerField(default=0)
+    source = models.CharField(max_length=32, default="temporal-client")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [
+            ("cancel_order", "Can cancel orders"),
+            ("change_order_address", "Can change an order's shipping address"),
+            ("retry_shipping", "Can retry a failed shipment"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="order_status_created"),
+            models.Index(
+                fields=["-created_at"], condition=Q(dispatch_failures__gt=0),
+                name="order_dispatch_failed",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in OrderState]), name="order_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="order_amount_not_negative"),
+            models.CheckConstraint(condition=~Q(address=""), name="order_address_not_empty"),
+            models.CheckConstraint(
+                condition=~Q(status=OrderState.FAILED) | ~Q(failure_reason=""),
+                name="order_failed_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=OrderState.CANCELLED) | ~Q(cancel_reason=""),
+                name="order_cancelled_has_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.order_id
+
+    @property
+    def is_terminal(self) -> bool:
+        return OrderState(self.status).is_terminal
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    sku = models.CharField(max_length=64)
+    name = models.CharField(max_length=200, blank=True)
+    quantity = models.PositiveIntegerField(default=1)
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["order", "sku"], name="order_line_unique_sku"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_line_quantity_positive"),
+            models.CheckConstraint(condition=Q(unit_price__gte=0), name="order_line_price_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku}"
+
+    @property
+    def total(self):
+        return self.quantity * self.unit_price
+
+
+class Payment(TimeStampedModel):
+    """Our record of a charge or a refund; one of each per order at most."""
+
+    class Kind(models.TextChoices):
+        CHARGE = "charge", "Charge"
+        REFUND = "refund", "Refund"
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Succeeded"
+        DECLINED = "declined", "Declined"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payments")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    # Stable key (order:<id>:charge) shared with the gateway: the same charge is never made twice.
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    provider_reference = models.CharField(max_length=64, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["order", "kind"], name="payment_one_per_kind"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="payment_amount_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} for {self.order_id}"
+
+
+class Shipment(TimeStampedModel):
+    class Status(models.TextChoices):
+        PREPARED = "prepared", "Prepared"
+        DISPATCHED = "dispatched", "Dispatched"
+        DISPATCH_FAILED = "dispatch_failed", "Dispatch failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="shipment")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PREPARED)
+    address = models.TextField(max_length=MAX_ADDRESS_LENGTH)
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    tracking_number = models.CharField(max_length=64, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="dispatched") | ~Q(tracking_number=""),
+                name="shipment_dispatched_has_tracking",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"shipment of {self.order_id}"
+
+
+class OrderEvent(models.Model):
+    """The audit trail: every state change, signal and staff or reviewer action, with its actor.
+
+    ``event_key`` makes projection writes idempotent: a retried activity writes the same key,
+    and the unique constraint keeps one row.
+    """
+
+    class Source(models.TextChoices):
+        WORKFLOW = "workflow", "Workflow"
+        SIGNAL = "signal", "Signal"
+        WEB = "web", "Review UI"
+        ADMIN = "admin", "Admin"
+        API = "api", "API"
+        COMMAND = "command", "Command"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=64)
+    event_key = models.CharField(max_length=128, null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.CharField(max_length=150, default="system")  # username or "system"
+    source = models.CharField(max_length=16, choices=Source.choices)
+    from_status = models.CharField(max_length=32, blank=True)
+    to_status = models.CharField(max_length=32, blank=True)
+    message = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["order", "created_at"], name="order_event_timeline")]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "event_key"], name="order_event_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} {self.type} by {self.actor}"
+
+
+# -- The simulated external services ------------------------------------------------------------
+# The payment provider and the carrier are external by nature, so they are simulated, each with
+# its own ledger keyed by the idempotency key we send: a test counts real charges and dispatches
+# there, independently of our own Payment and Shipment rows.
+
+
+class GatewayLedgerEntry(models.Model):
+    class Kind(models.TextChoices):
+        CHARGE = "charge", "Charge"
+        REFUND = "refund", "Refund"
+
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    reference = models.CharField(max_length=64, unique=True)
+    order_ref = models.CharField(max_length=64, db_index=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    # A refund names the charge it returns.
+    refunds = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="refunded_by"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "gateway ledger entries"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="charge", refunds__isnull=True) | Q(kind="refund", refunds__isnull=False),
+                name="gateway_refund_names_charge",
+            ),
+        ]
+
+
+class CarrierLedgerEntry(models.Model):
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    order_ref = models.CharField(max_length=64, db_index=True)
+    address = models.TextField()
+    tracking_number = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "carrier ledger entries"
+
+
+class SimulatedFault(models.Model):
+    """A planned misbehaviour of a simulated service or activity, for tests and demos.
+
+    ``target`` is an activity name (``payment_charged``, ``carrier_dispatched``...). ``transient``
+    faults fail the next ``remaining`` attempts and then let them succeed; ``decline`` makes the
+    gateway decline the payment (a business failure, not retried).
+    """
+
+    class Mode(models.TextChoices):
+        TRANSIENT = "transient", "Transient failure"
+        DECLINE = "decline", "Payment declined"
+
+    target = models.CharField(max_length=64)
+    order_ref = models.CharField(max_length=64)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.TRANSIENT)
+    remaining = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["target", "order_ref"], name="fault_one_per_target"),
+        ]

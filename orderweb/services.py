@@ -1,0 +1,315 @@
+"""Order services: every write to orders goes through here (HackSoft style: `<entity>_<action>`).
+
+Two kinds of callers:
+- entry points (admin, review UI, demo, benchmark) create orders and ask for actions; they
+  record who asked and reach Temporal after the transaction commits;
+- activities project the workflow's progress; those functions are idempotent, keyed by the
+  database constraints in ``orderweb.models``.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Optional
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orderweb.models import Order, OrderEvent, OrderLine, Shipment
+from temporal_app.contracts import (
+    LineItem,
+    OrderOptions,
+    OrderState,
+    ProgressRecord,
+    address_error,
+    normalise_address,
+)
+
+logger = logging.getLogger(__name__)
+
+ORDER_ID_EXISTS = "An order with id {order_id!r} already exists."
+ORDER_ID_INVALID = (
+    "An order id is 1 to 64 characters: letters, digits, '-', '_' or '.'."
+)
+AMOUNT_INVALID = "The amount must be a number of at most 2 decimals, not negative."
+LINE_INVALID = "Line item {sku!r}: quantity must be a positive whole number and price not negative."
+
+# The order in which states can follow each other; a projection write never moves an order back
+# (a slow, superseded activity attempt must not undo a later state).
+_STATE_RANK = {
+    OrderState.STARTED: 0,
+    OrderState.PROCESSING: 1,
+    OrderState.AWAITING_MANUAL_REVIEW: 2,
+    OrderState.MANUAL_REVIEW_COMPLETED: 3,
+    OrderState.PROCESSING_PAYMENT: 4,
+    OrderState.SHIPPING: 5,
+    OrderState.COMPLETED: 6,
+    OrderState.CANCELLED: 6,
+    OrderState.FAILED: 6,
+}
+
+
+def states_before(state: OrderState) -> list[str]:
+    return [s.value for s, rank in _STATE_RANK.items() if rank < _STATE_RANK[state]]
+
+
+def order_workflow_id(order_id: str) -> str:
+    """Workflow ids follow the seed's example: ORDER-123 runs as order-123."""
+    return order_id.lower()
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def validate_order_id(order_id: str) -> str:
+    order_id = (order_id or "").strip()
+    if not (1 <= len(order_id) <= 64) or not all(ch.isascii() and (ch.isalnum() or ch in "-_.") for ch in order_id):
+        raise ValidationError(ORDER_ID_INVALID, code="order_id_invalid")
+    return order_id
+
+
+def validate_address(address: str) -> str:
+    problem = address_error(address)
+    if problem:
+        raise ValidationError(problem, code="address_invalid")
+    return normalise_address(address)
+
+
+def parse_amount(value: Any) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ValidationError(AMOUNT_INVALID, code="amount_invalid") from None
+    if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01")) or amount >= Decimal("1e10"):
+        raise ValidationError(AMOUNT_INVALID, code="amount_invalid")
+    return amount.quantize(Decimal("0.01"))
+
+
+def _clean_lines(line_items: Iterable[LineItem]) -> list[LineItem]:
+    lines = []
+    for item in line_items:
+        try:
+            quantity = int(item.quantity)
+            price = parse_amount(item.unit_price)
+        except (TypeError, ValueError, ValidationError):
+            raise ValidationError(LINE_INVALID.format(sku=item.sku), code="line_invalid") from None
+        if quantity <= 0 or not str(item.sku).strip():
+            raise ValidationError(LINE_INVALID.format(sku=item.sku), code="line_invalid")
+        lines.append(LineItem(str(item.sku).strip(), item.name, quantity, str(price)))
+    return lines
+
+
+# -- creation (entry points) ------------------------------------------------------------------
+
+
+@transaction.atomic
+def order_create(
+    *,
+    order_id: str,
+    address: str,
+    line_items: Iterable[LineItem] = (),
+    amount: Any = None,
+    customer: str = "",
+    user=None,
+    source: str = OrderEvent.Source.API,
+    review_timeout_seconds: Optional[float] = None,
+) -> Order:
+    """Save a new order and start its workflow once the row is committed.
+
+    Raises ValidationError (with a code) for bad input or a duplicate order id; nothing is
+    written then. If Temporal cannot be reached after commit, the order stays in `started` and
+    the error propagates to the caller, who shows it; `order_start_workflow` can be retried.
+    """
+    from temporal_app.client import start_order_workflow
+
+    order_id = validate_order_id(order_id)
+    address = validate_address(address)
+    lines = _clean_lines(line_items)
+    total = parse_amount(amount) if amount not in (None, "") else sum(
+        (Decimal(line.unit_price) * line.quantity for line in lines), Decimal("0.00")
+    )
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                order_id=order_id,
+                workflow_id=order_workflow_id(order_id),
+                address=address,
+                customer=customer[:200],
+                amount=total,
+                source=source,
+                created_by=user if user is not None and user.is_authenticated else None,
+            )
+    except IntegrityError:
+        raise ValidationError(ORDER_ID_EXISTS.format(order_id=order_id), code="order_exists") from None
+    OrderLine.objects.bulk_create(
+        OrderLine(order=order, sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price)
+        for l in lines
+    )
+    order_event_record(
+        order=order, type="order_created", user=user, source=source,
+        to_status=OrderState.STARTED, message="order created",
+    )
+    options = OrderOptions(
+        line_items=lines,
+        amount=str(total),
+        customer=order.customer,
+        review_timeout_seconds=review_timeout_seconds,
+        source=source,
+        created_by=getattr(user, "username", "") or "",
+    )
+    transaction.on_commit(lambda: start_order_workflow(order, options), robust=False)
+    return order
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+
+def order_event_record(
+    *,
+    order: Order,
+    type: str,
+    source: str,
+    user=None,
+    actor: str = "",
+    from_status: str = "",
+    to_status: str = "",
+    message: str = "",
+    details: Optional[dict[str, Any]] = None,
+    event_key: Optional[str] = None,
+) -> OrderEvent:
+    if user is not None and not user.is_authenticated:
+        user = None
+    return OrderEvent.objects.create(
+        order=order,
+        type=type,
+        event_key=event_key,
+        user=user,
+        actor=actor or (user.get_username() if user is not None else "system"),
+        source=source,
+        from_status=str(from_status),
+        to_status=str(to_status),
+        message=message,
+        details=details or {},
+    )
+
+
+# -- projection (activities) ------------------------------------------------------------------
+
+
+def order_receive(
+    *, order_id: str, workflow_id: str, address: str, options: OrderOptions
+) -> Order:
+    """Make sure the order row exists (outside clients start workflows with no row) and mark it
+    processing. Idempotent: a second run finds the row and the event already there."""
+    defaults = {
+        "workflow_id": workflow_id,
+        # The workflow validates the address next; keep what we were given, even if bad, so the
+        # failure is visible on the order. The empty-address constraint needs a placeholder.
+        "address": (address or "")[:300] or "(no address)",
+        "customer": options.customer[:200],
+        "source": options.source[:32] or "temporal-client",
+    }
+    if options.amount:
+        defaults["amount"] = options.amount
+    with transaction.atomic():
+        order, created = Order.objects.select_for_update().get_or_create(
+            order_id=order_id, defaults=defaults
+        )
+        if created:
+            OrderLine.objects.bulk_create(
+                OrderLine(order=order, sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price)
+                for l in options.line_items
+            )
+            order_event_record(
+                order=order, type="order_created", source=OrderEvent.Source.WORKFLOW,
+                actor=options.created_by or "temporal-client", to_status=OrderState.STARTED,
+                message="order created by its workflow", event_key="received:created",
+            )
+        order_advance(order=order, to_status=OrderState.PROCESSING, event_key="received")
+    return order
+
+
+def order_advance(
+    *,
+    order: Order,
+    to_status: OrderState,
+    event_key: str,
+    type: str = "status_changed",
+    actor: str = "system",
+    reason: str = "",
+    details: Optional[dict[str, Any]] = None,
+    **fields: Any,
+) -> bool:
+    """Move the order forward to ``to_status`` and audit it, once per ``event_key``.
+
+    Returns False (and writes nothing) if the event was already written or the order is already
+    at or past that state. Must run inside a transaction.
+    """
+    if OrderEvent.objects.filter(order=order, event_key=event_key).exists():
+        return False
+    from_status = Order.objects.filter(pk=order.pk).values_list("status", flat=True).get()
+    if to_status.value != from_status:
+        updated = Order.objects.filter(pk=order.pk, status__in=states_before(to_status)).update(
+            status=to_status, status_changed_at=timezone.now(), updated_at=timezone.now(), **fields
+        )
+        if not updated:
+            logger.info("order %s: not moving %s -> %s", order.order_id, from_status, to_status)
+            return False
+    elif fields:
+        Order.objects.filter(pk=order.pk).update(updated_at=timezone.now(), **fields)
+    order_event_record(
+        order=order, type=type, source=OrderEvent.Source.WORKFLOW, actor=actor,
+        from_status=from_status, to_status=to_status, message=reason, details=details,
+        event_key=event_key,
+    )
+    return True
+
+
+def order_record_progress(record: ProgressRecord) -> None:
+    """Project one workflow transition or signal outcome (the ``record_order_progress`` local
+    activity). Idempotent by ``record.event_key``."""
+    from reviews.services import review_task_close
+
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(order_id=record.order_id)
+        if OrderEvent.objects.filter(order=order, event_key=record.event_key).exists():
+            return
+        details = dict(record.details)
+        if record.to_status:
+            state = OrderState(record.to_status)
+            fields: dict[str, Any] = {}
+            if state == OrderState.CANCELLED:
+                fields["cancel_reason"] = record.reason or "cancelled"
+            elif state == OrderState.FAILED:
+                fields["failure_reason"] = record.reason or "failed"
+            order_advance(
+                order=order, to_status=state, event_key=record.event_key, type=record.event_type,
+                actor=record.actor, reason=record.reason, details=details, **fields,
+            )
+            review_outcome = details.get("review_outcome")
+            if review_outcome:
+                review_task_close(
+                    order=order, outcome=review_outcome, actor=record.actor,
+                    note=details.get("note", ""), decided_at=timezone.now(),
+                )
+            return
+        if record.event_type == "dispatch_failed":
+            Order.objects.filter(pk=order.pk).update(
+                dispatch_failures=details.get("dispatch_failures", order.dispatch_failures + 1),
+                updated_at=timezone.now(),
+            )
+            Shipment.objects.filter(order=order).exclude(status=Shipment.Status.DISPATCHED).update(
+                status=Shipment.Status.DISPATCH_FAILED, updated_at=timezone.now()
+            )
+        if details.get("new_address"):
+            Order.objects.filter(pk=order.pk).update(
+                address=details["new_address"], updated_at=timezone.now()
+            )
+        order_event_record(
+            order=order, type=record.event_type, source=record.source, actor=record.actor,
+            message=record.reason or details.get("message", ""), details=details,
+            event_key=record.event_key,
+        )
+

