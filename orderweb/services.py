@@ -51,6 +51,18 @@ _STATE_RANK = {
 }
 
 
+def pg_text(value: Any) -> Any:
+    """Postgres text and jsonb cannot hold NUL; keep the evidence of a bad input visible instead
+    of failing the write (a refused address with a NUL in it must still be audited)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {pg_text(k): pg_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [pg_text(v) for v in value]
+    return value
+
+
 def states_before(state: OrderState) -> list[str]:
     return [s.value for s, rank in _STATE_RANK.items() if rank < _STATE_RANK[state]]
 
@@ -190,8 +202,8 @@ def order_event_record(
         source=source,
         from_status=str(from_status),
         to_status=str(to_status),
-        message=message,
-        details=details or {},
+        message=pg_text(message),
+        details=pg_text(details or {}),
     )
 
 
@@ -207,7 +219,7 @@ def order_receive(
         "workflow_id": workflow_id,
         # The workflow validates the address next; keep what we were given, even if bad, so the
         # failure is visible on the order. The empty-address constraint needs a placeholder.
-        "address": (address or "")[:300] or "(no address)",
+        "address": pg_text(address or "")[:300] or "(no address)",
         "customer": options.customer[:200],
         "source": options.source[:32] or "temporal-client",
     }

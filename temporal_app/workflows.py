@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from temporal_app.contracts import (
@@ -227,6 +227,12 @@ class OrderWorkflow:
         self._dispatched = True
         self._tracking_number = outcome.tracking_number
         self._address = outcome.address or self._address
+        if self._cancel is not None:
+            # The cancel reached the child while the carrier dispatch was under way.
+            await self._audit(
+                "CancelRefused", self._cancel.actor, self._cancel.action_id, False,
+                Errors.CANCEL_TOO_LATE, reason=self._cancel.reason,
+            )
         return await self._finish(OrderState.COMPLETED, "", refund=False)
 
     # -- endings ---------------------------------------------------------------------------
@@ -585,7 +591,7 @@ class OrderWorkflow:
         assert self._shipping is not None
         try:
             await self._shipping.signal(signal, payload)
-        except ApplicationError:
+        except FailureError:
             # The child already closed: it dispatched or was cancelled; nothing to forward to.
             return ShippingReport("ack", wait_for, False, Errors.ADDRESS_TOO_LATE)
         if not wait_for:
@@ -680,7 +686,10 @@ class ShippingWorkflow:
 
     async def _report(self, report: ShippingReport) -> None:
         parent = workflow.get_external_workflow_handle(self._request.parent_workflow_id)
-        await parent.signal(Signals.SHIPPING_REPORT, report)
+        try:
+            await parent.signal(Signals.SHIPPING_REPORT, report)
+        except FailureError:
+            workflow.logger.warning("parent %s is gone; report dropped", self._request.parent_workflow_id)
 
     @workflow.signal(name=Signals.SHIPPING_CANCEL)
     def cancel(self, request: CancelRequest) -> None:

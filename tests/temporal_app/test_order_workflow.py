@@ -1,0 +1,372 @@
+"""OrderWorkflow against the real dev server and workers: every signal, every ending."""
+
+from __future__ import annotations
+
+import pytest
+
+from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment
+from orderweb.services import order_create
+from orderweb.simulators import fault_plan
+from reviews.models import ReviewTask
+from temporal_app.client import ActionRefused, order_workflow_update
+from temporal_app.contracts import (
+    MAX_ADDRESS_LENGTH,
+    AddressChange,
+    CancelRequest,
+    Errors,
+    LineItem,
+    ReviewDecision,
+    ShippingRetryRequest,
+    Signals,
+    Updates,
+    shipping_workflow_id,
+)
+from tests.helpers import handle, new_order_id, temporal, wait_for_state, wait_until, workflow_status
+
+pytestmark = pytest.mark.temporal
+
+
+def make_order(**kwargs) -> Order:
+    kwargs.setdefault("order_id", new_order_id())
+    kwargs.setdefault("address", "1 Test Way, Springfield")
+    kwargs.setdefault("line_items", [LineItem("SKU-1", "Widget", 1, "10.00")])
+    return order_create(**kwargs)
+
+
+def signal(order: Order, name: str, *args) -> None:
+    h = handle(order.workflow_id)
+    temporal(lambda c: h.signal(name, args=list(args)))
+
+
+def result(order: Order):
+    h = handle(order.workflow_id)
+    return temporal(lambda c: h.result(), timeout=90)
+
+
+def charges(order_id: str) -> int:
+    return GatewayLedgerEntry.objects.filter(order_ref=order_id, kind="charge").count()
+
+
+def refunds(order_id: str) -> int:
+    return GatewayLedgerEntry.objects.filter(order_ref=order_id, kind="refund").count()
+
+
+def signals_named(status: dict, name: str) -> list[dict]:
+    return [s for s in status["signals"] if s["name"] == name]
+
+
+# -- review ----------------------------------------------------------------------------------
+
+
+def test_reject_cancels_order_with_reviewer_and_reason(system):
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision("reject", "bob", "fraud suspected"))
+    res = result(order)
+    assert res.status == "cancelled"
+    assert res.reason == "rejected in review: fraud suspected"
+    order.refresh_from_db()
+    assert order.status == Order.Status.CANCELLED
+    assert order.cancel_reason == "rejected in review: fraud suspected"
+    task = ReviewTask.objects.get(order=order)
+    assert (task.status, task.decided_by_name, task.note) == ("rejected", "bob", "fraud suspected")
+    assert charges(order.order_id) == 0
+
+
+def test_review_timeout_cancels_and_expires_task(system):
+    order = make_order(review_timeout_seconds=2)
+    res = result(order)
+    assert (res.status, res.reason) == ("cancelled", Errors.REVIEW_TIMED_OUT)
+    order.refresh_from_db()
+    assert (order.status, order.cancel_reason) == ("cancelled", "review timed out")
+    assert ReviewTask.objects.get(order=order).status == ReviewTask.Status.EXPIRED
+
+
+def test_decide_review_update_refuses_when_not_awaiting_and_applies_once(system):
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    first = order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "alice", action_id="a1"))
+    assert first.accepted
+    # The update answers after the decision is in Postgres.
+    assert ReviewTask.objects.get(order=order).status == ReviewTask.Status.APPROVED
+    with pytest.raises(ActionRefused) as refused:
+        order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("reject", "bob", "late", "b1"))
+    assert str(refused.value) in {Errors.ALREADY_DECIDED, Errors.DUPLICATE_ACTION} or "not awaiting review" in str(refused.value)
+    assert result(order).status == "completed"
+    assert charges(order.order_id) == 1
+
+
+def test_reject_update_needs_a_note(system):
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    with pytest.raises(ActionRefused, match=Errors.REJECT_NEEDS_NOTE):
+        order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("reject", "bob", "  "))
+    assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
+
+
+def test_duplicate_signals_apply_once_and_late_decision_is_refused(system):
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    approve = ReviewDecision("approve", "alice", action_id="dup-1")
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW, approve)
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW, approve)
+    assert result(order).status == "completed"
+    status = workflow_status(order.workflow_id)
+    outcomes = [s["outcome"] for s in signals_named(status, Signals.COMPLETE_MANUAL_REVIEW)]
+    assert outcomes == ["applied", "refused"]
+    assert signals_named(status, Signals.COMPLETE_MANUAL_REVIEW)[1]["message"] == Errors.DUPLICATE_ACTION
+    assert charges(order.order_id) == 1
+    refused = OrderEvent.objects.filter(order=order, type="signal_refused")
+    assert [e.message for e in refused] == [Errors.DUPLICATE_ACTION]
+
+
+def test_early_approval_is_held_until_review(system):
+    """An approval sent right after start (as the seed's demo does) is applied at review."""
+    order_id = new_order_id()
+
+    async def start_and_approve(client):
+        from temporal_app.workflows import OrderWorkflow
+
+        h = await client.start_workflow(
+            OrderWorkflow.run, args=[order_id, "9 Early St"], id=order_id.lower(), task_queue="order-tq"
+        )
+        await h.signal(OrderWorkflow.complete_manual_review)
+        return await h.result()
+
+    assert temporal(start_and_approve, timeout=90).status == "completed"
+    status = workflow_status(order_id.lower())
+    assert signals_named(status, Signals.COMPLETE_MANUAL_REVIEW)[0]["outcome"] == "applied"
+    assert [h["state"] for h in status["state_history"]][:3] == ["started", "processing", "awaiting_manual_review"]
+
+
+# -- cancel ----------------------------------------------------------------------------------
+
+
+def test_cancel_while_awaiting_review(system):
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.CANCEL_ORDER)  # no argument, as in the seed
+    res = result(order)
+    assert (res.status, res.reason) == ("cancelled", "cancelled by request")
+    order.refresh_from_db()
+    assert order.status == "cancelled"
+    assert ReviewTask.objects.get(order=order).status == ReviewTask.Status.CANCELLED
+    assert charges(order.order_id) == 0 and refunds(order.order_id) == 0
+
+
+def test_cancel_before_review_from_start(system):
+    order_id = new_order_id()
+
+    async def start_and_cancel(client):
+        from temporal_app.workflows import OrderWorkflow
+
+        h = await client.start_workflow(
+            OrderWorkflow.run, args=[order_id, "9 Early St"], id=order_id.lower(), task_queue="order-tq"
+        )
+        await h.signal(OrderWorkflow.cancel_order, CancelRequest("changed my mind", "carol"))
+        return await h.result()
+
+    res = temporal(start_and_cancel, timeout=60)
+    assert (res.status, res.reason) == ("cancelled", "changed my mind")
+    order = Order.objects.get(order_id=order_id)
+    assert order.status == "cancelled"
+    assert charges(order_id) == 0
+
+
+def test_cancel_during_payment_refunds_exactly_once(system):
+    order = make_order()
+    fault_plan(target="payment_charged", order_ref=order.order_id, times=2)  # ~3 s of retries
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW)
+    wait_for_state(order.workflow_id, "processing_payment")
+    outcome = order_workflow_update(order.workflow_id, Updates.REQUEST_CANCEL, CancelRequest("customer called", "dave", "c1"))
+    assert outcome.accepted and outcome.workflow_status == "cancelled"
+    res = result(order)
+    assert res.status == "cancelled"
+    assert res.reason == "customer called (payment refunded)"
+    assert charges(order.order_id) == 1 and refunds(order.order_id) == 1
+    refund = GatewayLedgerEntry.objects.get(order_ref=order.order_id, kind="refund")
+    assert refund.refunds.idempotency_key == f"order:{order.order_id}:charge"
+    assert Payment.objects.filter(order=order).count() == 2
+
+
+def test_cancel_after_completion_is_refused(system):
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW)
+    assert result(order).status == "completed"
+    with pytest.raises(ActionRefused):
+        order_workflow_update(order.workflow_id, Updates.REQUEST_CANCEL, CancelRequest("too late", "eve"))
+    assert refunds(order.order_id) == 0
+
+
+def test_cancel_while_dispatch_in_flight_is_refused_and_recorded(system):
+    order = make_order()
+    fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=1)  # dispatch retries once
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW)
+    wait_until(lambda: order.__class__.objects.filter(pk=order.pk, shipment__isnull=False).exists()
+               and not CarrierLedgerEntry.objects.filter(order_ref=order.order_id).exists(),
+               what="dispatch to be under way")
+    signal(order, Signals.CANCEL_ORDER, CancelRequest("stop it", "frank"))
+    assert result(order).status == "completed"
+    status = workflow_status(order.workflow_id)
+    refused = signals_named(status, "CancelRefused")
+    assert refused and refused[0]["message"] == Errors.CANCEL_TOO_LATE
+    assert OrderEvent.objects.filter(order=order, type="signal_refused", message=Errors.CANCEL_TOO_LATE).exists()
+    assert refunds(order.order_id) == 0
+
+
+# -- payment ---------------------------------------------------------------------------------
+
+
+def test_transient_payment_failures_are_retried_with_one_charge(system):
+    order = make_order()
+    fault_plan(target="payment_charged", order_ref=order.order_id, times=2)
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW)
+    assert result(order).status == "completed"
+    assert charges(order.order_id) == 1
+    assert Payment.objects.get(order=order, kind="charge").status == "succeeded"
+
+
+def test_payment_decline_fails_the_order(system):
+    order = make_order()
+    fault_plan(target="payment_charged", order_ref=order.order_id, mode="decline")
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW)
+    res = result(order)
+    assert res.status == "failed"
+    assert res.reason == "payment declined: the card was declined (simulated gateway)"
+    order.refresh_from_db()
+    assert (order.status, order.failure_reason) == ("failed", res.reason)
+    assert charges(order.order_id) == 0
+    assert Payment.objects.get(order=order).status == "declined"
+
+
+# -- shipping --------------------------------------------------------------------------------
+
+
+def dispatch_failures_attribute(workflow_id: str) -> int:
+    from temporal_app.client import DISPATCH_FAILURES_KEY
+
+    async def describe(client):
+        return await client.get_workflow_handle(workflow_id).describe()
+
+    return temporal(describe).typed_search_attributes.get(DISPATCH_FAILURES_KEY)
+
+
+def fail_dispatch_until_reported(order: Order) -> None:
+    fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=3)  # all 3 attempts
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW)
+    wait_until(lambda: workflow_status(order.workflow_id)["awaiting_shipping_retry"], timeout=30,
+               what="the dispatch failure to reach the parent")
+
+
+def test_dispatch_failure_notifies_parent_and_retry_ships(system):
+    order = make_order()
+    fail_dispatch_until_reported(order)
+    assert dispatch_failures_attribute(order.workflow_id) == 1
+    order.refresh_from_db()
+    assert (order.status, order.dispatch_failures) == ("shipping", 1)
+    assert order.shipment.status == "dispatch_failed"
+    outcome = order_workflow_update(order.workflow_id, Updates.RETRY_SHIPPING, ShippingRetryRequest("staff", "r1"))
+    assert outcome.accepted
+    res = result(order)
+    assert res.status == "completed" and res.tracking_number
+    assert CarrierLedgerEntry.objects.filter(order_ref=order.order_id).count() == 1
+    order.refresh_from_db()
+    assert order.shipment.status == "dispatched"
+
+
+def test_retry_shipping_signal_is_refused_when_nothing_failed(system):
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.RETRY_SHIPPING)
+    wait_until(lambda: signals_named(workflow_status(order.workflow_id), Signals.RETRY_SHIPPING),
+               what="the retry signal to be recorded")
+    entry = signals_named(workflow_status(order.workflow_id), Signals.RETRY_SHIPPING)[0]
+    assert (entry["outcome"], entry["message"]) == ("refused", Errors.NOT_DISPATCH_FAILED)
+
+
+def test_cancel_after_dispatch_failure_cancels_child_and_refunds(system):
+    order = make_order()
+    fail_dispatch_until_reported(order)
+    signal(order, Signals.CANCEL_ORDER, CancelRequest("carrier unreachable", "grace"))
+    res = result(order)
+    assert res.status == "cancelled"
+    assert res.reason == "carrier unreachable (payment refunded)"
+    assert charges(order.order_id) == 1 and refunds(order.order_id) == 1
+    assert CarrierLedgerEntry.objects.filter(order_ref=order.order_id).count() == 0
+
+    async def child_result(client):
+        return await client.get_workflow_handle(shipping_workflow_id(order.workflow_id)).result()
+
+    assert temporal(child_result)["status"] == "cancelled"
+
+
+# -- address ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_address, message",
+    [
+        ("", Errors.ADDRESS_EMPTY),
+        ("   \n ", Errors.ADDRESS_EMPTY),
+        ("x" * (MAX_ADDRESS_LENGTH + 1), Errors.ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH)),
+        ("1 Main St\x00", Errors.ADDRESS_CONTROL_CHARS),
+        ("1 Main St\x1b[31m", Errors.ADDRESS_CONTROL_CHARS),
+    ],
+    ids=["empty", "blank", "too-long", "nul", "escape"],
+)
+def test_bad_address_is_refused_and_recorded_and_old_address_stays(system, bad_address, message):
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.UPDATE_ADDRESS, bad_address)
+    wait_until(lambda: signals_named(workflow_status(order.workflow_id), Signals.UPDATE_ADDRESS),
+               what="the address signal to be recorded")
+    status = workflow_status(order.workflow_id)
+    entry = signals_named(status, Signals.UPDATE_ADDRESS)[0]
+    assert (entry["outcome"], entry["message"]) == ("refused", message)
+    assert status["address"] == "1 Test Way, Springfield"
+    with pytest.raises(ActionRefused, match=message.replace("(", r"\(").replace(")", r"\)")):
+        order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange(bad_address, "staff"))
+    wait_until(lambda: OrderEvent.objects.filter(order=order, type="signal_refused").exists(),
+               what="the refusal to be projected")
+    assert OrderEvent.objects.get(order=order, type="signal_refused").message == message
+    order.refresh_from_db()
+    assert order.address == "1 Test Way, Springfield"
+
+
+def test_address_update_before_review_and_during_shipping_reaches_the_carrier(system):
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    first = order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange("2 New Rd", "staff", "addr-1"))
+    assert first.accepted
+    order.refresh_from_db()
+    assert order.address == "2 New Rd"
+    fail_dispatch_until_reported(order)  # now shipping, child waiting for a retry
+    second = order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange("3 Final Ave", "staff", "addr-2"))
+    assert second.accepted
+    order_workflow_update(order.workflow_id, Updates.RETRY_SHIPPING, ShippingRetryRequest("staff"))
+    assert result(order).status == "completed"
+    assert CarrierLedgerEntry.objects.get(order_ref=order.order_id).address == "3 Final Ave"
+    order.refresh_from_db()
+    assert order.address == "3 Final Ave"
+
+
+def test_invalid_address_at_start_fails_validation(system):
+    order_id = new_order_id()
+
+    async def start(client):
+        from temporal_app.workflows import OrderWorkflow
+
+        h = await client.start_workflow(OrderWorkflow.run, args=[order_id, "  "], id=order_id.lower(), task_queue="order-tq")
+        return await h.result()
+
+    res = temporal(start, timeout=60)
+    assert res.status == "failed"
+    assert res.reason == f"validation failed: {Errors.ADDRESS_EMPTY}"
+    order = Order.objects.get(order_id=order_id)
+    assert order.status == "failed" and order.failure_reason == res.reason
