@@ -1,0 +1,95 @@
+"""Forms for the staff admin. They validate input only; the services in ``orderweb.actions`` and
+``orderweb.services`` do the work, and repeat the checks that matter."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from orderweb.actions import MAX_REASON_LENGTH, validate_cancel_reason, validate_new_address
+from orderweb.models import Order, OrderLine
+from orderweb.services import ORDER_ID_EXISTS, validate_address, validate_order_id
+from temporal_app.contracts import MAX_ADDRESS_LENGTH, LineItem
+
+DUPLICATE_SKU = "SKU {sku!r} appears on more than one line; put the quantity on one line."
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(
+        max_length=MAX_REASON_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Recorded with your name on the order's timeline and in the workflow.",
+    )
+
+    def clean_reason(self) -> str:
+        return validate_cancel_reason(self.cleaned_data["reason"])
+
+
+class AddressForm(forms.Form):
+    address = forms.CharField(
+        # Not max_length: the contract's own message says how long is too long.
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+        help_text=f"At most {MAX_ADDRESS_LENGTH} characters; one line per address line.",
+    )
+
+    def clean_address(self) -> str:
+        return validate_new_address(self.cleaned_data["address"])
+
+
+class OrderCreateForm(forms.Form):
+    order_id = forms.CharField(max_length=64, help_text="Letters, digits, '-', '_' or '.', e.g. ORDER-123.")
+    customer = forms.CharField(max_length=200, required=False)
+    address = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60}))
+    amount = forms.DecimalField(
+        max_digits=12, decimal_places=2, min_value=0, required=False,
+        help_text="Leave blank to charge the sum of the line items.",
+    )
+
+    def clean_order_id(self) -> str:
+        order_id = validate_order_id(self.cleaned_data["order_id"])
+        if Order.objects.filter(order_id=order_id).exists():
+            raise ValidationError(ORDER_ID_EXISTS.format(order_id=order_id), code="order_exists")
+        return order_id
+
+    def clean_address(self) -> str:
+        return validate_address(self.cleaned_data["address"].replace("\r\n", "\n"))
+
+
+class OrderLineForm(forms.ModelForm):
+    quantity = forms.IntegerField(min_value=1, initial=1)
+
+    class Meta:
+        model = OrderLine
+        fields = ["sku", "name", "quantity", "unit_price"]
+
+
+class BaseOrderLineFormSet(forms.BaseFormSet):
+    def clean(self) -> None:
+        if any(self.errors):
+            return
+        seen: set[str] = set()
+        for form in self.forms:
+            sku = (form.cleaned_data.get("sku") or "").strip()
+            if not sku or form.cleaned_data.get("DELETE"):
+                continue
+            if sku in seen:
+                raise ValidationError(DUPLICATE_SKU.format(sku=sku), code="duplicate_sku")
+            seen.add(sku)
+
+    def line_items(self) -> list[LineItem]:
+        return [
+            LineItem(
+                sku=form.cleaned_data["sku"].strip(),
+                name=form.cleaned_data.get("name") or "",
+                quantity=form.cleaned_data["quantity"],
+                unit_price=str(form.cleaned_data["unit_price"]),
+            )
+            for form in self.forms
+            if form.cleaned_data.get("sku")
+        ]
+
+
+OrderLineFormSet = forms.formset_factory(
+    OrderLineForm, formset=BaseOrderLineFormSet, extra=3, can_delete=False
+)
