@@ -57,6 +57,10 @@ with workflow.unsafe.imports_passed_through():
 ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_ORDER_STATUS)
 DISPATCH_FAILURES_KEY = SearchAttributeKey.for_int(SEARCH_ATTRIBUTE_DISPATCH_FAILURES)
 
+# workflow.patched ids: each marks a deliberate change; remove one only when no workflow that
+# started before it can still be running (docs/determinism.md).
+PATCH_SEARCH_ATTRIBUTES_AT_START = "search-attributes-at-start"
+
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Database-only steps retry until the database is back: giving up would lose the order.
 RETRY_FOREVER = RetryPolicy(
@@ -138,6 +142,14 @@ class OrderWorkflow:
         self, order_id: str, address: str, options: Optional[OrderOptions] = None
     ) -> OrderResult:
         info = workflow.info()
+        if workflow.patched(PATCH_SEARCH_ATTRIBUTES_AT_START):
+            # Workflows started by outside clients carry no search attributes; set both at once
+            # so the Web UI can filter every order by status and by dispatch failures from the
+            # start. Patched: histories recorded before this change have no such command.
+            workflow.upsert_search_attributes(
+                [ORDER_STATUS_KEY.value_set(self._state.value),
+                 DISPATCH_FAILURES_KEY.value_set(self._dispatch_failures)]
+            )
         received = await workflow.execute_activity(
             Activities.ORDER_RECEIVED,
             ReceiveOrderInput(order_id, info.workflow_id, address, self._options),
