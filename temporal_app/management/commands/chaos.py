@@ -1,0 +1,106 @@
+"""python manage.py chaos [--orders N]: orders through the real system while it is broken.
+
+The run starts its own embedded Postgres (``<workdir>/pg``), its own Temporal dev server and its
+own workers, so it never touches the machine's Postgres or anyone's Temporal. Because Django binds
+its database when settings load, this command is a launcher: it starts that Postgres and re-runs
+itself with ``--inner`` and ``DATABASE_URL``/``TEMPORAL_ADDRESS`` pointing at the run's own
+components. Exit code 0 only if every check of the final audit passed (see docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from temporal_app.chaos import ChaosConfig, ChaosRun, pg_stop_if_running
+
+CHAOS_DATABASE = "orderweb_chaos"
+
+
+class Command(BaseCommand):
+    help = "Run N orders through the real system while injecting faults, then audit every order."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--orders", type=int, default=300)
+        parser.add_argument("--seed", type=int, default=1, help="Chooses scenarios and faults.")
+        parser.add_argument("--workers", type=int, default=2, help="Worker processes.")
+        parser.add_argument("--threads", type=int, default=12, help="Activity threads per worker.")
+        parser.add_argument("--fault-rate", type=float, default=0.2,
+                            help="Share of activity attempts that fail (ACTIVITY_FAULT_RATE).")
+        parser.add_argument("--worker-kills", type=int, default=4, help="SIGKILLs of a worker process.")
+        parser.add_argument("--temporal-restarts", type=int, default=1)
+        parser.add_argument("--db-outages", type=int, default=1, help="Times Postgres is stopped.")
+        parser.add_argument("--db-outage-seconds", type=float, default=8.0)
+        parser.add_argument("--rate", type=float, default=4.0, help="Orders created per second.")
+        parser.add_argument("--timeout", type=float, default=0.0,
+                            help="Seconds to wait for every order to end (default 300 + 2 per order).")
+        parser.add_argument("--workdir", default=str(Path(settings.BASE_DIR) / "var" / "chaos"),
+                            help="Wiped at the start; holds the run's Postgres, Temporal file and logs.")
+        parser.add_argument("--inner", action="store_true", help="(internal) the re-executed run")
+
+    def handle(self, *args, **options):
+        workdir = Path(options["workdir"]).resolve()
+        if options["orders"] < 1:
+            raise CommandError("--orders must be at least 1")
+        if not 0 <= options["fault_rate"] < 1:
+            raise CommandError("--fault-rate must be in [0, 1)")
+        if options["inner"]:
+            sys.exit(self._inner(workdir, options))
+        sys.exit(self._launch(workdir, options))
+
+    def _launch(self, workdir: Path, options: dict) -> int:
+        from orderweb.localdb import embedded_database_url
+        from temporal_app.devserver import free_port
+
+        pgdata = workdir / "pg"
+        pg_stop_if_running(pgdata)  # a previous run that was interrupted
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        self.stdout.write(f"starting the chaos run's own Postgres in {pgdata}")
+        url = embedded_database_url(pgdata, CHAOS_DATABASE)
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+            "CHAOS_PGDATA": str(pgdata),
+            "CHAOS_UI_PORT": str(free_port()),
+            "CONN_MAX_AGE": "0",
+            "ACTIVITY_FAULT_RATE": "0",  # the driver itself runs no activities
+            "TEMPORAL_RPC_TIMEOUT_SECONDS": "60",
+            "SECRET_KEY": settings.SECRET_KEY,
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "chaos", "--inner"]
+        for name in ("orders", "seed", "workers", "threads", "fault_rate", "worker_kills",
+                     "temporal_restarts", "db_outages", "db_outage_seconds", "rate", "timeout"):
+            command += [f"--{name.replace('_', '-')}", str(options[name])]
+        command += ["--workdir", str(workdir)]
+        try:
+            return subprocess.call(command, env=env)
+        finally:
+            pg_stop_if_running(pgdata)
+
+    def _inner(self, workdir: Path, options: dict) -> int:
+        if "CHAOS_PGDATA" not in os.environ:
+            raise CommandError("--inner is started by `manage.py chaos` itself")
+        port = int(settings.TEMPORAL_ADDRESS.rsplit(":", 1)[1])
+        config = ChaosConfig(
+            orders=options["orders"], seed=options["seed"], workers=options["workers"],
+            threads=options["threads"], fault_rate=options["fault_rate"],
+            worker_kills=options["worker_kills"], temporal_restarts=options["temporal_restarts"],
+            db_outages=options["db_outages"], db_outage_seconds=options["db_outage_seconds"],
+            rate=options["rate"], timeout=options["timeout"], workdir=workdir,
+            temporal_port=port, ui_port=int(os.environ["CHAOS_UI_PORT"]),
+        )
+
+        def out(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        return ChaosRun(config, out).run()
