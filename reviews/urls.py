@@ -6,4 +6,10 @@ app_name = "reviews"
 
 urlpatterns = [
     path("", views.queue, name="queue"),
+    path("decided/", views.recent, name="recent"),
+    path("orders/<str:order_id>/", views.order_detail, name="order"),
+    path("orders/<str:order_id>/status/", views.order_status, name="order_status"),
+    path("orders/<str:order_id>/claim/", views.claim, name="claim"),
+    path("orders/<str:order_id>/release/", views.release, name="release"),
+    path("orders/<str:order_id>/decide/", views.decide, name="decide"),
 ]
