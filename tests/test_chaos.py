@@ -1,0 +1,261 @@
+"""The chaos run: its short form end to end, and proof that each audit check reports a breach.
+
+The short form (`manage.py chaos --orders 20`, one worker SIGKILL, one Temporal restart, one
+Postgres outage) starts its own Postgres, Temporal server and worker processes under tmp_path,
+so it disturbs neither the session's Temporal nor the machine's Postgres.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment
+from reviews.models import ReviewTask
+from temporal_app import chaos
+from temporal_app.chaos import (
+    DATABASE, INJECTED, ChaosOrder, WorkflowOutcome, check_actions_once, check_charges,
+    check_dispatch, check_outcomes_expected, check_payments_match_ledger, check_refunds,
+    check_review_tasks, check_temporal_matches_postgres, check_terminal, check_workflows_closed,
+    scan_worker_log, scenarios_for,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.temporal
+def test_short_chaos_run_passes_every_check(tmp_path):
+    workdir = tmp_path / "chaos"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "chaos", "--orders", "20", "--worker-kills", "1",
+         "--temporal-restarts", "1", "--db-outages", "1", "--db-outage-seconds", "5",
+         "--workdir", str(workdir)],
+        capture_output=True, text=True, timeout=240, env={**os.environ}, cwd=ROOT,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    assert "CHAOS RUN PASSED" in output
+    for check in ("every order terminal (Postgres)", "Temporal state == Postgres state",
+                  "exactly one charge per paid order, none before payment",
+                  "no order dispatched twice", "no unhandled exception in the logs"):
+        line = next(l for l in output.splitlines() if l.startswith(check))
+        assert " PASS " in line, line
+    assert "CHAOS: SIGKILL worker" in output
+    assert "Temporal dev server restarted" in output
+    assert "Postgres is back" in output
+    # The run stops the Postgres it started.
+    assert not (workdir / "pg" / "postmaster.pid").exists()
+
+
+def test_scenario_mix_covers_every_scenario_and_is_deterministic():
+    mix = scenarios_for(300, seed=1)
+    assert set(mix) == set(chaos.SCENARIO_WEIGHTS)
+    assert mix == scenarios_for(300, seed=1)
+    assert len(scenarios_for(5, seed=1)) == 5
+
+
+# -- the log audit --------------------------------------------------------------------------------
+
+INJECTED_TRACEBACK = """\
+2026-01-01 10:00:00,001 WARNING temporalio.activity: Completing activity as failed ({'activity_type': 'order_received'})
+Traceback (most recent call last):
+  File "/x/temporal_app/activities.py", line 63, in wrapper
+    raise ApplicationError(f"injected fault in {name}", type=INJECTED_FAULT)
+temporalio.exceptions.ApplicationError: InjectedFault: injected fault in order_received
+"""
+DB_TRACEBACK = """\
+2026-01-01 10:00:05,001 WARNING temporalio.activity: Completing activity as failed ({'activity_type': 'order_received'})
+Traceback (most recent call last):
+  File "/x/psycopg/connection.py", line 1, in connect
+psycopg.OperationalError: connection is bad: No such file or directory
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/x/django/db/backends/base/base.py", line 1, in connect
+django.db.utils.OperationalError: connection is bad: No such file or directory
+"""
+BUG_TRACEBACK = """\
+2026-01-01 10:00:09,001 WARNING temporalio.activity: Completing activity as failed ({'activity_type': 'payment_charged'})
+Traceback (most recent call last):
+  File "/x/temporal_app/activities.py", line 120, in payment_charged
+KeyError: 'amount'
+"""
+
+
+def test_log_audit_accepts_injected_faults_and_db_errors_inside_the_outage():
+    outage = (datetime(2026, 1, 1, 10, 0, 4, 500000), datetime(2026, 1, 1, 10, 0, 6))
+    audit = scan_worker_log(INJECTED_TRACEBACK + DB_TRACEBACK, outages=[outage])
+    assert audit.unexpected == []
+    assert audit.expected[INJECTED] == 1
+    assert audit.expected[DATABASE] == 2
+
+
+def test_log_audit_reports_db_errors_outside_any_outage():
+    audit = scan_worker_log(DB_TRACEBACK, source="w.log", outages=[])
+    assert len(audit.unexpected) == 2
+    assert audit.unexpected[0].startswith("w.log: psycopg.OperationalError")
+
+
+def test_log_audit_reports_any_other_exception():
+    audit = scan_worker_log(INJECTED_TRACEBACK + BUG_TRACEBACK, source="w.log")
+    assert audit.unexpected == ["w.log: KeyError: 'amount' (logged 10:00:09)"]
+
+
+def test_log_audit_reports_a_critical_record():
+    audit = scan_worker_log("2026-01-01 10:00:00,001 CRITICAL x: worker lost\n", source="w.log")
+    assert audit.unexpected == ["w.log: 2026-01-01 10:00:00,001 CRITICAL x: worker lost"]
+
+
+# -- the database and Temporal audit: each check fails when shown a breach -----------------------
+
+
+def _order(order_id: str, status: str = "completed", **fields) -> Order:
+    reason = {"cancelled": {"cancel_reason": "cancelled"}, "failed": {"failure_reason": "failed"}}
+    return Order.objects.create(
+        order_id=order_id, workflow_id=order_id.lower(), address="1 Way", amount=Decimal("10.00"),
+        status=status, **{**reason.get(status, {}), **fields},
+    )
+
+
+def _charge(order_id: str, reference: str = "") -> GatewayLedgerEntry:
+    return GatewayLedgerEntry.objects.create(
+        idempotency_key=f"order:{order_id}:charge{reference}", kind="charge",
+        reference=f"ch_{order_id}{reference}", order_ref=order_id, amount=Decimal("10.00"),
+    )
+
+
+def _reached_payment(order: Order) -> None:
+    OrderEvent.objects.create(order=order, type="status_changed", source="workflow",
+                              to_status="processing_payment", event_key="payment:started")
+
+
+@pytest.mark.django_db
+def test_check_terminal_reports_unfinished_and_missing_orders():
+    _order("A-1", "completed")
+    _order("A-2", "shipping")
+    check = check_terminal(["A-1", "A-2", "A-3"])
+    assert not check.ok
+    assert check.problems == ["A-3: no order row", "A-2: shipping"]
+
+
+def test_check_workflows_closed_reports_running_and_terminated():
+    check = check_workflows_closed(
+        {"A-1": WorkflowOutcome("COMPLETED", "completed"), "A-2": WorkflowOutcome("TERMINATED")},
+        running=["a-3"],
+    )
+    assert check.problems == ["A-2: execution TERMINATED", "still running in Temporal: a-3"]
+
+
+@pytest.mark.django_db
+def test_check_temporal_matches_postgres_reports_disagreement():
+    _order("A-1", "completed")
+    _order("A-2", "cancelled", cancel_reason="rejected")
+    check = check_temporal_matches_postgres({
+        "A-1": WorkflowOutcome("COMPLETED", "cancelled", "cancelled"),
+        "A-2": WorkflowOutcome("COMPLETED", "cancelled", "review timed out"),
+    })
+    assert check.problems == [
+        "A-1: Temporal cancelled, Postgres completed",
+        "A-2: cancel reason 'rejected' != 'review timed out'",
+    ]
+
+
+@pytest.mark.django_db
+def test_check_charges_reports_double_and_early_charges():
+    for oid, status in (("A-1", "completed"), ("A-2", "cancelled"), ("A-3", "completed"), ("A-4", "failed")):
+        _reached_payment(_order(oid, status))
+    _charge("A-1")
+    _charge("A-1", "-again")  # a second real charge for one order
+    _charge("A-2")  # cancelled: must be refunded (check_refunds) but one charge is allowed here
+    _order("A-5", "cancelled")
+    _charge("A-5")  # never reached payment
+    _charge("A-4")
+    check = check_charges(["A-1", "A-2", "A-3", "A-4", "A-5"], {"A-5": chaos.EARLY_CANCEL})
+    assert check.problems == [
+        "A-1: completed with 2 charges",
+        "A-3: completed with 0 charges",
+        "A-4: failed but charged 1 times",
+        f"A-5: charged although cancelled/failed before payment ({chaos.EARLY_CANCEL})",
+    ]
+
+
+@pytest.mark.django_db
+def test_check_refunds_reports_missing_and_mismatched_refunds():
+    _order("A-1", "cancelled")
+    _charge("A-1")
+    _order("A-2", "cancelled")
+    charge = _charge("A-2")
+    GatewayLedgerEntry.objects.create(
+        idempotency_key="order:A-2:refund", kind="refund", reference="re_1", order_ref="A-2",
+        amount=Decimal("3.00"), refunds=charge,
+    )
+    check = check_refunds(["A-1", "A-2"])
+    assert check.problems == [
+        "A-2: refund re_1 does not match charge ch_A-2",
+        "A-1: cancelled with 1 charges and 0 refunds",
+    ]
+
+
+@pytest.mark.django_db
+def test_check_payments_match_ledger_reports_both_directions():
+    a1, a2 = _order("A-1"), _order("A-2")
+    _charge("A-1")
+    Payment.objects.create(order=a2, kind="charge", status="succeeded", amount=Decimal("10.00"),
+                           idempotency_key="order:A-2:charge")
+    check = check_payments_match_ledger(["A-1", "A-2"])
+    assert check.problems == [
+        "A-1: gateway charge ch_A-1 has no Payment row",
+        "A-2: Payment charge has no gateway entry",
+    ]
+
+
+@pytest.mark.django_db
+def test_check_dispatch_reports_double_and_wrong_dispatches():
+    _order("A-1", "completed")
+    _order("A-2", "cancelled")
+    for key, oid in (("k1", "A-1"), ("k2", "A-1"), ("k3", "A-2")):
+        CarrierLedgerEntry.objects.create(idempotency_key=key, order_ref=oid, address="1 Way",
+                                          tracking_number=f"T{key}")
+    check = check_dispatch(["A-1", "A-2"])
+    assert "A-1: dispatched 2 times" in check.problems
+    assert "A-1: completed but dispatched 2 times" in check.problems
+    assert "A-2: cancelled but dispatched" in check.problems
+
+
+@pytest.mark.django_db
+def test_check_actions_once_reports_an_action_applied_twice():
+    order = _order("A-1")
+    for n in (1, 2):
+        OrderEvent.objects.create(order=order, type="signal_applied", source="signal",
+                                  event_key=f"r:{n}", details={"action_id": "A-1:approve"})
+    check = check_actions_once(["A-1"])
+    assert check.problems == ["action A-1:approve applied 2 times"]
+
+
+@pytest.mark.django_db
+def test_check_outcomes_expected_reports_wrong_outcome_and_contradicting_answer():
+    _order("A-1", "cancelled")
+    _order("A-2", "completed")
+    orders = [
+        ChaosOrder("A-1", chaos.APPROVE_UPDATE, "1 Way"),
+        ChaosOrder("A-2", chaos.RACE_UPDATES, "1 Way", answers={"cancel": (True, "Order cancelled: x")}),
+    ]
+    check = check_outcomes_expected(orders)
+    assert check.problems == [
+        "A-1: approve_update ended cancelled",
+        "A-2: cancel was accepted (Order cancelled: x) but the order is completed",
+    ]
+
+
+@pytest.mark.django_db
+def test_check_review_tasks_reports_open_task_of_finished_order():
+    order = _order("A-1", "cancelled")
+    ReviewTask.objects.create(order=order, due_at=datetime.now().astimezone() + timedelta(hours=1))
+    assert check_review_tasks(["A-1"]).problems == ["A-1: cancelled"]
