@@ -32,7 +32,11 @@ def make_staff(django_user_model) -> Callable[..., object]:
 
 
 def messages_of(response) -> list[tuple[str, str]]:
-    return [(m.level_tag, m.message) for m in get_messages(response.wsgi_request)]
+    """The messages a person would see on the next page; reading them consumes them, as that
+    page would (they travel in a cookie between requests)."""
+    told = [(m.level_tag, m.message) for m in get_messages(response.wsgi_request)]
+    response.client.cookies.pop("messages", None)
+    return told
 
 
 def place_order(state: str = "awaiting_manual_review", **kwargs) -> Order:

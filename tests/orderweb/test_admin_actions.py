@@ -1,0 +1,239 @@
+"""Staff actions against real workflows (the `system` fixture: Temporal dev server + workers).
+
+Each test acts through the admin as a staff user would, then checks what the person was told,
+what the workflow did, and what Postgres holds."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from orderweb.actions import (
+    ADDRESS_DONE,
+    ADDRESS_REFUSED,
+    CANCEL_DONE,
+    CANCEL_REFUSED,
+    RETRY_DONE,
+    RETRY_REFUSED,
+)
+from orderweb.models import GatewayLedgerEntry, Order, OrderEvent, Payment, Shipment
+from orderweb.simulators import fault_plan
+from reviews.models import ReviewTask
+from temporal_app.client import TEMPORAL_UNAVAILABLE
+from temporal_app.contracts import Errors
+from tests.helpers import wait_for_state, wait_until, workflow_status
+from tests.orderweb.conftest import approve, finish, messages_of, place_order
+
+pytestmark = pytest.mark.temporal
+
+CHANGELIST = reverse("admin:orderweb_order_changelist")
+
+
+def url(name: str, order: Order) -> str:
+    return reverse(f"admin:orderweb_order_{name}", args=[order.pk])
+
+
+def admin_events(order: Order) -> list[tuple[str, str, str]]:
+    return [
+        (e.type, e.actor, e.message)
+        for e in OrderEvent.objects.filter(order=order, source=OrderEvent.Source.ADMIN).order_by("pk")
+    ]
+
+
+def dispatch_failed_order(times: int = 100) -> Order:
+    """An order whose carrier dispatch exhausted its retries and that now waits for staff."""
+    order = place_order()
+    fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=times)
+    approve(order)
+    wait_until(lambda: workflow_status(order.workflow_id)["awaiting_shipping_retry"], timeout=30,
+               what="dispatch to fail")
+    wait_until(lambda: Shipment.objects.filter(order=order, status=Shipment.Status.DISPATCH_FAILED).exists(),
+               what="dispatch failure projected")
+    order.refresh_from_db()
+    return order
+
+
+def test_cancel_one_order_from_its_page(system, client, make_staff):
+    order = place_order()
+    user = make_staff("carol", "cancel_order")
+    client.force_login(user)
+    assert client.get(url("cancel", order)).status_code == 200  # confirmation first
+
+    response = client.post(url("cancel", order), {"reason": "customer changed their mind"})
+    assert response.status_code == 302 and response["Location"] == url("change", order)
+    assert messages_of(response) == [
+        ("success", CANCEL_DONE.format(order_id=order.order_id, reason="customer changed their mind"))
+    ]
+    order.refresh_from_db()  # the projection is there when the person sees the next page
+    assert order.status == Order.Status.CANCELLED
+    assert order.cancel_reason == "customer changed their mind"
+    assert finish(order).status == "cancelled"
+    assert admin_events(order) == [("cancel_requested", "carol",
+                                    "cancellation requested: customer changed their mind")]
+    requested = OrderEvent.objects.get(order=order, type="cancel_requested")
+    assert requested.user == user and requested.from_status == "awaiting_manual_review"
+    final = OrderEvent.objects.get(order=order, to_status="cancelled")
+    assert final.actor == "carol"  # the workflow names who cancelled
+    assert ReviewTask.objects.get(order=order).status == ReviewTask.Status.CANCELLED
+    signals = workflow_status(order.workflow_id)["signals"]
+    assert [(s["name"], s["actor"], s["outcome"]) for s in signals] == [("RequestCancel", "carol", "applied")]
+
+
+def test_cancel_a_selection_refuses_the_finished_one_precisely(system, client, make_staff):
+    first, second, finished = place_order(), place_order(), place_order()
+    client.force_login(make_staff("dave", "cancel_order"))
+    response = client.post(url("cancel", finished), {"reason": "duplicate order"})
+    assert messages_of(response)[0][0] == "success"
+    finished.refresh_from_db()
+    assert finished.status == Order.Status.CANCELLED
+
+    selection = [first.pk, second.pk, finished.pk]
+    page = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection, "index": 0})
+    assert page.status_code == 200 and "Yes, cancel 3 orders" in page.content.decode()
+    response = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection,
+                                        "post": "yes", "reason": "warehouse closed"})
+    assert response.status_code == 302
+    told = set(messages_of(response))
+    assert ("success", CANCEL_DONE.format(order_id=first.order_id, reason="warehouse closed")) in told
+    assert ("success", CANCEL_DONE.format(order_id=second.order_id, reason="warehouse closed")) in told
+    already = CANCEL_REFUSED.format(order_id=finished.order_id,
+                                    message=Errors.ALREADY_FINISHED.format(state="cancelled"))
+    assert ("error", already) in told
+    assert len(told) == 3
+    for order in (first, second):
+        order.refresh_from_db()
+        assert (order.status, order.cancel_reason) == ("cancelled", "warehouse closed")
+    finished.refresh_from_db()
+    assert finished.cancel_reason == "duplicate order"  # untouched
+    assert [t for t, _, _ in admin_events(finished)] == ["cancel_requested", "cancel_requested", "cancel_refused"]
+
+
+def test_change_address_reaches_the_workflow(system, client, make_staff):
+    order = place_order()
+    client.force_login(make_staff("erin", "change_order_address"))
+    response = client.post(url("address", order), {"address": "  22 New Street\r\n Newtown  "})
+    assert response.status_code == 302 and response["Location"] == url("change", order)
+    assert messages_of(response) == [("success", ADDRESS_DONE.format(order_id=order.order_id))]
+    assert workflow_status(order.workflow_id)["address"] == "22 New Street\nNewtown"
+    order.refresh_from_db()
+    assert order.address == "22 New Street\nNewtown"
+    assert order.status == Order.Status.AWAITING_MANUAL_REVIEW  # nothing else moved
+    requested = OrderEvent.objects.get(order=order, type="address_change_requested")
+    assert requested.details["old_address"] == "1 Test Way\nSpringfield"
+    assert requested.details["new_address"] == "22 New Street\nNewtown"
+    applied = OrderEvent.objects.get(order=order, type="signal_applied")
+    assert applied.actor == "erin" and applied.details["signal"] == "ChangeAddress"
+
+    # The same address again: the workflow's validator refuses at once, with its own words.
+    response = client.post(url("address", order), {"address": "22 New Street\nNewtown"})
+    assert response["Location"] == url("address", order)
+    assert messages_of(response) == [
+        ("error", ADDRESS_REFUSED.format(order_id=order.order_id, message=Errors.ADDRESS_UNCHANGED))
+    ]
+
+    approve(order)
+    assert finish(order).status == "completed"
+    assert Shipment.objects.get(order=order).address == "22 New Street\nNewtown"
+
+
+def test_shipped_order_refuses_cancel_and_address_change(system, client, make_staff):
+    order = place_order()
+    approve(order)
+    assert finish(order).status == "completed"
+    client.force_login(make_staff("frank", "cancel_order", "change_order_address"))
+
+    page = client.get(url("address", order)).content.decode()
+    assert 'id="address-too-late"' in page  # the form says so before anyone types
+    response = client.post(url("address", order), {"address": "9 Too Late Road"})
+    assert messages_of(response) == [
+        ("error", ADDRESS_REFUSED.format(order_id=order.order_id, message=Errors.ADDRESS_TOO_LATE))
+    ]
+    response = client.post(url("cancel", order), {"reason": "too slow"})
+    assert messages_of(response) == [
+        ("error", CANCEL_REFUSED.format(order_id=order.order_id, message=Errors.CANCEL_TOO_LATE))
+    ]
+    order.refresh_from_db()
+    assert (order.status, order.address, order.cancel_reason) == ("completed", "1 Test Way\nSpringfield", "")
+    assert [t for t, _, _ in admin_events(order)] == [
+        "address_change_requested", "address_change_refused", "cancel_requested", "cancel_refused",
+    ]
+    assert GatewayLedgerEntry.objects.filter(order_ref=order.order_id, kind="refund").count() == 0
+
+
+def test_retry_is_refused_when_dispatch_did_not_fail(system, client, make_staff):
+    order = place_order()
+    client.force_login(make_staff("gina", "retry_shipping"))
+    response = client.post(url("retry_shipping", order))
+    assert messages_of(response) == [
+        ("error", RETRY_REFUSED.format(order_id=order.order_id, message=Errors.NOT_DISPATCH_FAILED))
+    ]
+    assert [t for t, _, _ in admin_events(order)] == ["shipping_retry_requested", "shipping_retry_refused"]
+    assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
+
+
+def test_retry_shipping_after_a_dispatch_failure(system, client, make_staff):
+    order = dispatch_failed_order(times=3)  # fails all 3 attempts, then the carrier recovers
+    assert order.dispatch_failures == 1
+    client.force_login(make_staff("hank", "retry_shipping"))
+    page = client.get(url("change", order)).content.decode()
+    assert url("retry_shipping", order) in page and "Cancel and refund" not in page  # no cancel perm
+
+    page = client.post(CHANGELIST, {"action": "retry_shipping_selected", "_selected_action": [order.pk],
+                                    "index": 0})
+    assert page.status_code == 200 and "Yes, retry shipping" in page.content.decode()
+    response = client.post(CHANGELIST, {"action": "retry_shipping_selected", "_selected_action": [order.pk],
+                                        "post": "yes"})
+    assert messages_of(response) == [("success", RETRY_DONE.format(order_id=order.order_id))]
+    assert finish(order).status == "completed"
+    shipment = Shipment.objects.get(order=order)
+    assert shipment.status == Shipment.Status.DISPATCHED and shipment.tracking_number
+    retried = OrderEvent.objects.get(order=order, type="signal_applied", details__signal="RequestShippingRetry")
+    assert retried.actor == "hank"
+
+
+def test_cancel_and_refund_a_dispatch_failed_order(system, client, make_staff):
+    order = dispatch_failed_order()
+    client.force_login(make_staff("ivy", "cancel_order"))
+    page = client.post(CHANGELIST, {"action": "cancel_and_refund_selected", "_selected_action": [order.pk],
+                                    "index": 0}).content.decode()
+    assert "Cancel, then refund the payment" in page
+    response = client.post(CHANGELIST, {"action": "cancel_and_refund_selected", "_selected_action": [order.pk],
+                                        "post": "yes", "reason": "carrier cannot reach the address"})
+    expected = "carrier cannot reach the address (payment refunded)"
+    assert messages_of(response) == [("success", CANCEL_DONE.format(order_id=order.order_id, reason=expected))]
+    order.refresh_from_db()
+    assert order.status == Order.Status.CANCELLED
+    refund = Payment.objects.get(order=order, kind=Payment.Kind.REFUND)
+    assert refund.amount == Decimal("25.00")
+    assert GatewayLedgerEntry.objects.filter(order_ref=order.order_id, kind="refund").count() == 1
+    assert Shipment.objects.get(order=order).status != Shipment.Status.DISPATCHED
+
+    # Retrying it now is refused: the order is finished.
+    client.force_login(make_staff("jack", "retry_shipping"))
+    response = client.post(url("retry_shipping", order))
+    assert messages_of(response) == [("error", RETRY_REFUSED.format(
+        order_id=order.order_id, message=Errors.ALREADY_FINISHED.format(state="cancelled")))]
+
+
+def test_temporal_unreachable_is_told_and_nothing_changes(system, client, make_staff, settings, monkeypatch):
+    from temporal_app.client import client_thread
+    from temporal_app.devserver import free_port
+
+    order = place_order()
+    client.force_login(make_staff("kim", "cancel_order"))
+    settings.TEMPORAL_ADDRESS = f"127.0.0.1:{free_port()}"  # nothing listens there
+    settings.TEMPORAL_RPC_TIMEOUT_SECONDS = 2
+    monkeypatch.setattr(client_thread, "_client", None)  # make the process reconnect
+    response = client.post(url("cancel", order), {"reason": "try it"})
+    (level, message), = messages_of(response)
+    assert level == "error"
+    prefix = CANCEL_REFUSED.format(order_id=order.order_id, message="")
+    assert message.startswith(prefix + TEMPORAL_UNAVAILABLE.split("{")[0])
+    assert message.endswith("Nothing was changed; try again in a moment.")
+    assert [t for t, _, _ in admin_events(order)] == ["cancel_requested", "cancel_failed"]
+    order.refresh_from_db()
+    assert order.status == Order.Status.AWAITING_MANUAL_REVIEW
+    monkeypatch.undo()  # back to the process's connected client: the workflow never heard of it
+    assert wait_for_state(order.workflow_id, "awaiting_manual_review")["cancel_requested"] is False
