@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from urllib.parse import quote
 
 DATABASE_NAME = "orderweb"
 
@@ -29,4 +30,24 @@ def embedded_database_url(pgdata: Path, database: str = DATABASE_NAME) -> str:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{database}"')
-    return server.get_uri(database)
+    # The server listens only on a Unix socket in pgdata: postgres://postgres@/<db>?host=<dir>
+    # (Django passes ?host= to psycopg; the URL can be handed to other processes as is).
+    return f"postgres://postgres@/{database}?host={quote(str(pgdata.resolve()))}"
+
+
+def stop_embedded_postgres(pgdata: Path) -> bool:
+    """Stop the embedded server at ``pgdata`` if it runs; returns whether it was running."""
+    import os
+    import subprocess
+
+    from embedded_postgres._commands import pg_ctl
+
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    # As root, the server runs as the package's own system user (it refuses to run as root).
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError:
+        return False
+    return True

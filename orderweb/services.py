@@ -191,8 +191,14 @@ def order_event_record(
     details: Optional[dict[str, Any]] = None,
     event_key: Optional[str] = None,
 ) -> OrderEvent:
+    """Write one audit event. With an ``event_key`` it is written once: a repeat returns the
+    event already there (retried activities and projections rely on this)."""
     if user is not None and not user.is_authenticated:
         user = None
+    if event_key is not None:
+        existing = OrderEvent.objects.filter(order=order, event_key=event_key).first()
+        if existing is not None:
+            return existing
     return OrderEvent.objects.create(
         order=order,
         type=type,

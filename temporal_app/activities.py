@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from orderweb import simulators
 from orderweb.models import Order, OrderEvent, Payment, Shipment
-from orderweb.services import order_advance, order_receive, order_record_progress
+from orderweb.services import order_advance, order_event_record, order_receive, order_record_progress
 from reviews.services import review_task_open
 from temporal_app.contracts import (
     Activities,
@@ -130,17 +130,16 @@ def payment_charged(request: PaymentInput) -> PaymentReceipt:
     except simulators.ServiceUnavailable as err:
         raise ApplicationError(str(err), type="PaymentGatewayUnavailable") from None
     with transaction.atomic():
-        payment, created = Payment.objects.get_or_create(
+        payment, _ = Payment.objects.get_or_create(
             idempotency_key=key,
             defaults={"order": order, "kind": Payment.Kind.CHARGE, "status": Payment.Status.SUCCEEDED,
                       "amount": entry.amount, "provider_reference": entry.reference},
         )
-        if created:
-            OrderEvent.objects.create(
-                order=order, type="payment_charged", event_key="payment:charged", actor="system",
-                source=OrderEvent.Source.WORKFLOW, message=f"charged {entry.amount}",
-                details={"reference": entry.reference, "idempotency_key": key},
-            )
+        order_event_record(
+            order=order, type="payment_charged", event_key="payment:charged",
+            source=OrderEvent.Source.WORKFLOW, message=f"charged {entry.amount}",
+            details={"reference": entry.reference, "idempotency_key": key},
+        )
     return PaymentReceipt(key, payment.provider_reference, str(payment.amount))
 
 
@@ -155,17 +154,16 @@ def payment_refunded(request: OrderRef) -> None:
     key = f"order:{request.order_id}:refund"
     entry = simulators.gateway_refund(idempotency_key=key, charge_key=charge.idempotency_key)
     with transaction.atomic():
-        _, created = Payment.objects.get_or_create(
+        Payment.objects.get_or_create(
             idempotency_key=key,
             defaults={"order": charge.order, "kind": Payment.Kind.REFUND, "status": Payment.Status.SUCCEEDED,
                       "amount": entry.amount, "provider_reference": entry.reference},
         )
-        if created:
-            OrderEvent.objects.create(
-                order=charge.order, type="payment_refunded", event_key="payment:refunded",
-                actor="system", source=OrderEvent.Source.WORKFLOW, message=f"refunded {entry.amount}",
-                details={"reference": entry.reference, "charge": charge.provider_reference},
-            )
+        order_event_record(
+            order=charge.order, type="payment_refunded", event_key="payment:refunded",
+            source=OrderEvent.Source.WORKFLOW, message=f"refunded {entry.amount}",
+            details={"reference": entry.reference, "charge": charge.provider_reference},
+        )
 
 
 @django_activity(Activities.PACKAGE_PREPARED)
@@ -192,17 +190,15 @@ def carrier_dispatched(request: DispatchInput) -> str:
     except simulators.ServiceUnavailable as err:
         raise ApplicationError(str(err), type=Errors.DISPATCH_FAILED) from None
     with transaction.atomic():
-        updated = Shipment.objects.filter(pk=shipment.pk).exclude(status=Shipment.Status.DISPATCHED).update(
+        Shipment.objects.filter(pk=shipment.pk).exclude(status=Shipment.Status.DISPATCHED).update(
             status=Shipment.Status.DISPATCHED, tracking_number=entry.tracking_number,
             address=entry.address, dispatched_at=timezone.now(), updated_at=timezone.now(),
         )
-        if updated:
-            OrderEvent.objects.create(
-                order=shipment.order, type="carrier_dispatched", event_key="shipping:dispatched",
-                actor="system", source=OrderEvent.Source.WORKFLOW,
-                message=f"dispatched, tracking {entry.tracking_number}",
-                details={"tracking_number": entry.tracking_number, "address": entry.address},
-            )
+        order_event_record(
+            order=shipment.order, type="carrier_dispatched", event_key="shipping:dispatched",
+            source=OrderEvent.Source.WORKFLOW, message=f"dispatched, tracking {entry.tracking_number}",
+            details={"tracking_number": entry.tracking_number, "address": entry.address},
+        )
     return entry.tracking_number
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -36,6 +38,13 @@ class Command(BaseCommand):
             raise CommandError("--threads must be at least 1")
         self._check_database()
         asyncio.run(self._main(queues, threads))
+        # Workers are stopped and the activity pool drained. Skip interpreter finalisation: the
+        # SDK's Rust runtime threads can abort it ("PyGILState_Release ... finalizing",
+        # temporalio/sdk-python#300), which would turn a clean stop into a crash exit code.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
 
     def _check_database(self) -> None:
         try:

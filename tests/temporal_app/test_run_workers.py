@@ -1,0 +1,77 @@
+"""`manage.py run_workers` as an operator runs it: in its own process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from temporal_app.devserver import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_workers(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_workers", *args],
+        cwd=ROOT, env={**os.environ, "DEBUG": "1", **env},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["OPTIONS"].get("host"):  # the embedded Postgres listens on a socket directory
+        return f"postgres://{s['USER']}@/{s['NAME']}?host={quote(s['OPTIONS']['host'])}"
+    return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.mark.django_db
+def test_unreachable_temporal_is_one_clear_line():
+    proc = run_workers(env={"TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", "DATABASE_URL": database_url()})
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "CommandError: Temporal is unreachable at 127.0.0.1:" in out
+    assert "Traceback" not in out
+
+
+def test_unreachable_postgres_is_one_clear_line():
+    proc = run_workers(env={"DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/nothing"})
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "CommandError: Postgres is unreachable" in out
+    assert "Traceback" not in out
+
+
+def test_unknown_queue_is_refused():
+    proc = run_workers("--queue", "nope-tq", env={})
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "invalid choice: 'nope-tq'" in out
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_runs_one_queue_and_stops_gracefully(temporal_server, stop_signal):
+    proc = run_workers("--queue", "shipping-tq", "--threads", "4",
+                       env={"TEMPORAL_ADDRESS": temporal_server, "DATABASE_URL": database_url()})
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "workers running on shipping-tq (4 activity threads)" in line or not line:
+            break
+    assert "workers running on shipping-tq (4 activity threads)" in lines[-1], "".join(lines)
+    proc.send_signal(stop_signal)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "workers stopped" in out
+    assert "Traceback" not in out
