@@ -19,12 +19,23 @@ PASSWORD = "review-pass-123"
 _seq = itertools.count(1)
 
 
+def reviewer_group() -> Group:
+    """The group of reviews/migrations/0002. Transactional tests flush the tables (and with them
+    the migration's rows), so it is made again here, the same way."""
+    group, _ = Group.objects.get_or_create(name="reviewer")
+    group.permissions.add(
+        Permission.objects.get(codename="decide_review", content_type__app_label="reviews"),
+        Permission.objects.get(codename="view_order", content_type__app_label="orderweb"),
+    )
+    return group
+
+
 def make_user(username: str, *, reviewer: bool = False, staff: bool = False, superuser: bool = False,
               supervisor: bool = False) -> User:
     user = User.objects.create_user(username, password=PASSWORD, is_staff=staff or superuser,
                                     is_superuser=superuser)
     if reviewer:
-        user.groups.add(Group.objects.get(name="reviewer"))
+        user.groups.add(reviewer_group())
     if supervisor:
         user.user_permissions.add(Permission.objects.get(codename="change_reviewtask"))
     return user

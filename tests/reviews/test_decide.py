@@ -1,0 +1,257 @@
+"""Deciding for real: Django views -> after commit -> the DecideReview Workflow Update -> the
+workflow -> its projection in Postgres. Real Temporal dev server, real workers."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from contextlib import contextmanager
+
+import pytest
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test import override_settings
+from django.urls import reverse
+
+from orderweb.models import Order, OrderEvent
+from orderweb.services import order_create
+from reviews import services
+from reviews.models import ReviewTask
+from temporal_app import client as temporal_client
+from temporal_app.contracts import CancelRequest, Errors, LineItem, ReviewDecision, Signals, Updates
+from temporal_app.devserver import free_port
+from tests.helpers import handle, new_order_id, temporal, wait_for_state, wait_until
+from tests.reviews.conftest import client_for
+
+pytestmark = pytest.mark.temporal
+
+
+def _waiting_order(**kwargs) -> Order:
+    order = order_create(
+        order_id=new_order_id("REV"), address="12 Review Street\nSpringfield",
+        line_items=[LineItem("SKU-9", "Gadget", 1, "30.00")], **kwargs,
+    )
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    wait_until(lambda: ReviewTask.objects.filter(order=order, status="open").exists(), what="open task")
+    return order
+
+
+def _decide(client, order: Order, decision: str, note: str = "", action_id: str | None = None):
+    return client.post(
+        reverse("reviews:decide", args=[order.order_id]),
+        {"decision": decision, "note": note, "action_id": action_id or str(uuid.uuid4())},
+    )
+
+
+def _messages(response) -> list[str]:
+    """The messages this request added (not older ones still waiting in the session)."""
+    return [str(m) for m in get_messages(response.wsgi_request)._queued_messages]
+
+
+def test_approve_reaches_completed_and_is_audited(system, reviewer):
+    order = _waiting_order()
+    response = _decide(client_for(reviewer), order, "approve", "looks fine")
+    assert response.status_code == 302 and response.url == reverse("reviews:order", args=[order.order_id])
+    assert _messages(response) == [services.DECIDED_APPROVED.format(order_id=order.order_id)]
+    # The update answered after the projection: the task is closed already, no waiting needed.
+    task = ReviewTask.objects.get(order=order)
+    assert task.status == ReviewTask.Status.APPROVED
+    assert task.decided_by == reviewer and task.decided_by_name == "alice" and task.note == "looks fine"
+    requested = OrderEvent.objects.get(order=order, type="review_decision_requested")
+    assert requested.user == reviewer and requested.source == "web"
+    assert requested.details["decision"] == "approve"
+    assert OrderEvent.objects.filter(order=order, type="review_approved", actor="alice").exists()
+    h = handle(order.workflow_id)
+    result = temporal(lambda c: h.result())
+    assert result.status == "completed"
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED
+
+
+def test_reject_with_reason_cancels_the_order(system, reviewer):
+    order = _waiting_order()
+    response = _decide(client_for(reviewer), order, "reject", "address is a parcel locker")
+    assert _messages(response) == [
+        services.DECIDED_REJECTED.format(order_id=order.order_id, note="address is a parcel locker")
+    ]
+    order.refresh_from_db()
+    assert order.status == Order.Status.CANCELLED
+    assert order.cancel_reason == "rejected in review: address is a parcel locker"
+    task = ReviewTask.objects.get(order=order)
+    assert task.status == ReviewTask.Status.REJECTED and task.decided_by == reviewer
+
+
+def test_reject_without_reason_is_refused_before_temporal(system, reviewer):
+    order = _waiting_order()
+    response = _decide(client_for(reviewer), order, "reject", "   ")
+    assert response.status_code == 302
+    assert _messages(response) == [Errors.REJECT_NEEDS_NOTE]
+    assert wait_for_state(order.workflow_id, "awaiting_manual_review")["signals"] == []
+    assert not OrderEvent.objects.filter(order=order, type__startswith="review_decision").exists()
+
+
+def test_double_submit_of_one_form_applies_once(system, reviewer):
+    order = _waiting_order()
+    client, action_id = client_for(reviewer), str(uuid.uuid4())
+    first = _decide(client, order, "approve", action_id=action_id)
+    second = _decide(client, order, "approve", action_id=action_id)
+    assert _messages(first) == [services.DECIDED_APPROVED.format(order_id=order.order_id)]
+    assert _messages(second) == [services.DECISION_DUPLICATE.format(order_id=order.order_id)]
+    assert OrderEvent.objects.filter(order=order, type="review_decision_requested").count() == 1
+    status = wait_for_state(order.workflow_id, "completed")
+    assert [s["name"] for s in status["signals"]] == [Updates.DECIDE_REVIEW]
+
+
+def test_two_reviewers_race_to_decide_the_same_order(system, reviewer, reviewer2):
+    """Both click at the same moment, one approving, one rejecting: exactly one decision is
+    applied, the other reviewer is told precisely why theirs was not."""
+    order = _waiting_order()
+    barrier = threading.Barrier(2)
+    responses: dict[str, object] = {}
+
+    def decide(user, decision, note):
+        try:
+            client = client_for(user)
+            barrier.wait()
+            responses[user.username] = _decide(client, order, decision, note)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=decide, args=(reviewer, "approve", "")),
+               threading.Thread(target=decide, args=(reviewer2, "reject", "duplicate order"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    msgs = {name: _messages(r) for name, r in responses.items()}
+    task = ReviewTask.objects.get(order=order)
+    winner = task.decided_by_name
+    loser = "bob" if winner == "alice" else "alice"
+    assert task.status in (ReviewTask.Status.APPROVED, ReviewTask.Status.REJECTED)
+    assert len(msgs[winner]) == 1 and msgs[winner][0].startswith(order.order_id)
+    assert msgs[loser] in (
+        [services.DECISION_CLAIMED_BY_OTHER.format(order_id=order.order_id, user=winner)],
+        [services.REFUSED_ALREADY_DECIDED.format(order_id=order.order_id, outcome=task.status, who=winner)],
+    ), msgs
+    h = handle(order.workflow_id)
+    status = temporal(lambda c: h.query("get_status"))
+    applied = [s for s in status["signals"] if s["outcome"] == "applied"]
+    assert [s["actor"] for s in applied] == [winner]
+    assert OrderEvent.objects.filter(order=order, type="review_decision_refused", actor=loser).exists()
+
+
+def test_stale_page_after_the_order_was_cancelled(system, reviewer):
+    """The reviewer opened the order, staff cancelled it meanwhile, the reviewer clicks approve."""
+    order = _waiting_order()
+    page = client_for(reviewer).get(reverse("reviews:order", args=[order.order_id]))
+    assert b"Approve" in page.content
+    h = handle(order.workflow_id)
+    temporal(lambda c: h.execute_update(Updates.REQUEST_CANCEL, CancelRequest("customer called", "staffer")))
+    response = _decide(client_for(reviewer), order, "approve")
+    assert _messages(response) == [services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="customer called")]
+    assert temporal(lambda c: h.result()).status == "cancelled"
+    refused = OrderEvent.objects.get(order=order, type="review_decision_refused")
+    assert refused.user == reviewer and refused.message == _messages(response)[0]
+
+
+def _reopen_task_as_if_projection_lagged(order: Order) -> None:
+    """Put the task back to open, as Postgres looks in the moment before the workflow's projection
+    lands: the only way to make the Temporal-side refusal deterministic in a test."""
+    ReviewTask.objects.filter(order=order).update(status="open", decided_at=None, decided_by=None,
+                                                  decided_by_name="", claimed_by=None, claimed_at=None)
+
+
+def test_workflow_refuses_when_cancelled_before_postgres_knows(system, reviewer):
+    order = _waiting_order()
+    h = handle(order.workflow_id)
+    temporal(lambda c: h.signal(Signals.CANCEL_ORDER, CancelRequest("fraud check failed", "staffer")))
+    wait_for_state(order.workflow_id, "cancelled")
+    wait_until(lambda: Order.objects.get(pk=order.pk).status == "cancelled", what="projection")
+    _reopen_task_as_if_projection_lagged(order)
+    response = _decide(client_for(reviewer), order, "approve")
+    assert _messages(response) == [services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="fraud check failed")]
+    refused = OrderEvent.objects.get(order=order, type="review_decision_refused")
+    assert refused.details["workflow_reason"] in (
+        temporal_client.ORDER_WORKFLOW_FINISHED, Errors.NOT_AWAITING_REVIEW.format(state="cancelled"))
+
+
+def test_workflow_refuses_when_already_decided_by_an_outside_client(system, reviewer):
+    order = _waiting_order()
+    h = handle(order.workflow_id)
+    # An outside client keeps the workflow open for payment: block that by deciding and checking
+    # before it completes is racy, so decide with a reject (the workflow ends) and reopen the task.
+    temporal(lambda c: h.signal(Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision("reject", "ops-bot", "dup", "")))
+    wait_until(lambda: ReviewTask.objects.get(order=order).status == "rejected", what="projection")
+    response = _decide(client_for(reviewer), order, "approve")
+    assert _messages(response) == [services.REFUSED_ALREADY_DECIDED.format(
+        order_id=order.order_id, outcome="rejected", who="ops-bot")]
+
+
+def test_timed_out_review(system, reviewer):
+    order = _waiting_order(review_timeout_seconds=2)
+    wait_for_state(order.workflow_id, "cancelled", timeout=20)
+    wait_until(lambda: ReviewTask.objects.get(order=order).status == "expired", what="expired task")
+    response = _decide(client_for(reviewer), order, "approve")
+    assert _messages(response) == [services.REFUSED_TIMED_OUT.format(order_id=order.order_id)]
+    # And when Postgres has not caught up yet, the workflow's refusal says the same.
+    _reopen_task_as_if_projection_lagged(order)
+    response = _decide(client_for(reviewer), order, "approve")
+    assert _messages(response) == [services.REFUSED_TIMED_OUT.format(order_id=order.order_id)]
+
+
+def test_claimed_by_someone_else(system, reviewer, reviewer2):
+    order = _waiting_order()
+    client_for(reviewer2).post(reverse("reviews:claim", args=[order.order_id]))
+    response = _decide(client_for(reviewer), order, "approve")
+    assert _messages(response) == [services.DECISION_CLAIMED_BY_OTHER.format(order_id=order.order_id, user="bob")]
+    assert wait_for_state(order.workflow_id, "awaiting_manual_review")["signals"] == []
+
+
+@contextmanager
+def temporal_outage():
+    """A real outage: a fresh process client pointed at a port where nothing listens. Restored on
+    exit, so the fixtures' own clean-up reaches the real server again."""
+    real_thread = temporal_client.client_thread
+    with override_settings(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}", TEMPORAL_RPC_TIMEOUT_SECONDS=3):
+        temporal_client.client_thread = temporal_client._ClientThread()
+        try:
+            yield
+        finally:
+            temporal_client.client_thread = real_thread
+
+
+def test_temporal_outage_shows_a_clear_error_then_the_retry_goes_through(system, reviewer):
+    order = _waiting_order()
+    client = client_for(reviewer)
+    with temporal_outage():
+        response = _decide(client, order, "approve")
+        [message] = _messages(response)
+        assert message.startswith(services.DECISION_UNCONFIRMED.split("{detail}")[0].format(order_id=order.order_id))
+        assert "Temporal is unreachable" in message
+        assert OrderEvent.objects.filter(order=order, type="review_decision_unconfirmed").exists()
+        assert ReviewTask.objects.get(order=order).status == "open"
+        # The order page still renders from Postgres, and the live panel says Temporal is down.
+        page = client.get(reverse("reviews:order", args=[order.order_id]))
+        assert page.status_code == 200 and b"Approve" in page.content
+        live = client.get(reverse("reviews:order_status", args=[order.order_id]))
+        assert "Live status unavailable: Temporal is unreachable" in live.content.decode()
+    # Nothing was lost: the order still waits, and deciding again (a new form) goes through.
+    assert wait_for_state(order.workflow_id, "awaiting_manual_review")["signals"] == []
+    retried = _decide(client, order, "approve")
+    assert _messages(retried) == [services.DECIDED_APPROVED.format(order_id=order.order_id)]
+    assert wait_for_state(order.workflow_id, "completed")["review_decision"] == "approve"
+
+
+def test_order_page_shows_live_status_and_temporal_link(system, reviewer):
+    order = _waiting_order()
+    client = client_for(reviewer)
+    page = client.get(reverse("reviews:order", args=[order.order_id])).content.decode()
+    assert temporal_client.workflow_ui_url(order.workflow_id) in page
+    assert "Gadget" in page and "12 Review Street" in page
+    live = client.get(reverse("reviews:order_status", args=[order.order_id]), HTTP_HX_REQUEST="true")
+    assert live.status_code == 200 and 'data-status="awaiting_manual_review"' in live.content.decode()
+    _decide(client, order, "approve")
+    wait_until(lambda: Order.objects.get(pk=order.pk).status == "completed", what="completed")
+    finished = client.get(reverse("reviews:order_status", args=[order.order_id]), HTTP_HX_REQUEST="true")
+    assert finished.status_code == 286  # htmx: stop polling
+    assert 'data-status="completed"' in finished.content.decode()
