@@ -10,6 +10,7 @@ Two kinds of callers:
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Optional
 
@@ -163,16 +164,37 @@ def order_create(
         order=order, type="order_created", user=user, source=source,
         to_status=OrderState.STARTED, message="order created",
     )
-    options = OrderOptions(
-        line_items=lines,
-        amount=str(total),
-        customer=order.customer,
-        review_timeout_seconds=review_timeout_seconds,
-        source=source,
-        created_by=getattr(user, "username", "") or "",
-    )
+    options = order_workflow_options(order, review_timeout_seconds=review_timeout_seconds, lines=lines)
     transaction.on_commit(lambda: start_order_workflow(order, options), robust=False)
     return order
+
+
+def order_workflow_options(
+    order: Order, *, review_timeout_seconds: Optional[float] = None, lines: Optional[list[LineItem]] = None
+) -> OrderOptions:
+    """The workflow's optional input, rebuilt from the row (also when starting it late)."""
+    if lines is None:
+        lines = [LineItem(l.sku, l.name, l.quantity, str(l.unit_price)) for l in order.lines.all()]
+    return OrderOptions(
+        line_items=lines,
+        amount=str(order.amount),
+        customer=order.customer,
+        review_timeout_seconds=review_timeout_seconds,
+        source=order.source,
+        created_by=order.created_by.get_username() if order.created_by_id else "",
+    )
+
+
+def orders_awaiting_workflow_start(*, older_than_seconds: float = 15, limit: int = 100) -> list[Order]:
+    """Orders saved but never started: Temporal was unreachable when their transaction
+    committed. Their workflow's first activity moves them out of `started` within a second, so
+    what stays there longer has no workflow (or one whose workers are down: starting it again is
+    refused as a duplicate, which is harmless)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(
+        Order.objects.filter(status=OrderState.STARTED, created_at__lt=cutoff)
+        .select_related("created_by").prefetch_related("lines").order_by("created_at")[:limit]
+    )
 
 
 # -- audit ------------------------------------------------------------------------------------

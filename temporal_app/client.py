@@ -83,6 +83,7 @@ class _ClientThread:
         self._pid: Optional[int] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._client: Optional[Client] = None
+        self._client_key: tuple[str, str] = ("", "")
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -93,9 +94,12 @@ class _ClientThread:
             return self._loop
 
     async def _client_or_connect(self) -> Client:
-        # Runs on the loop thread only, so no lock is needed around the cached client.
-        if self._client is None:
+        # Runs on the loop thread only, so no lock is needed around the cached client. Keyed by
+        # address and namespace so that a settings override (tests) gets its own connection.
+        key = (settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE)
+        if self._client is None or self._client_key != key:
             self._client = await connect()
+            self._client_key = key
         return self._client
 
     def run(self, fn: Callable[[Client], Awaitable[T]], timeout: Optional[float] = None) -> T:
@@ -137,7 +141,10 @@ ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_ORDER_STATUS)
 DISPATCH_FAILURES_KEY = SearchAttributeKey.for_int(SEARCH_ATTRIBUTE_DISPATCH_FAILURES)
 
 
-async def start_order_workflow_async(client: Client, order: Any, options: OrderOptions) -> WorkflowHandle:
+async def start_order_workflow_async(
+    client: Client, order: Any, options: OrderOptions
+) -> Optional[WorkflowHandle]:
+    """Start the order's workflow; None if it already exists (a retried start is success)."""
     from temporal_app.workflows import OrderWorkflow
 
     try:
@@ -154,8 +161,7 @@ async def start_order_workflow_async(client: Client, order: Any, options: OrderO
             ),
         )
     except WorkflowAlreadyStartedError:
-        # A retried start of an order whose workflow is already running: that is success.
-        return client.get_workflow_handle(order.workflow_id)
+        return None
 
 
 def start_order_workflow(order: Any, options: OrderOptions) -> None:

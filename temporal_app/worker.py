@@ -63,6 +63,48 @@ async def ensure_search_attributes(client: Client) -> list[str]:
         return []
 
 
+RESUME_INTERVAL_SECONDS = 30
+
+
+async def start_orphaned_orders_once(client: Client, *, older_than_seconds: float = 15) -> int:
+    """Start the workflows of orders saved while Temporal was unreachable (an outbox sweep).
+
+    The web request that saved such an order told its user that Temporal was down; nothing was
+    lost, and this sweep, run by the order-queue workers, starts the workflow once it can.
+    Returns how many it started."""
+    from django.db import close_old_connections
+
+    from orderweb.services import order_workflow_options, orders_awaiting_workflow_start
+    from temporal_app.client import start_order_workflow_async
+
+    def load() -> list:
+        close_old_connections()
+        try:
+            orders = orders_awaiting_workflow_start(older_than_seconds=older_than_seconds)
+            return [(order, order_workflow_options(order)) for order in orders]
+        finally:
+            close_old_connections()
+
+    started = 0
+    for order, options in await asyncio.to_thread(load):
+        if await start_order_workflow_async(client, order, options) is not None:
+            started += 1
+            logger.info("started the workflow of order %s (saved while Temporal was down)", order.order_id)
+    return started
+
+
+async def start_orphaned_orders(client: Client, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await start_orphaned_orders_once(client)
+        except Exception:  # a sweep must never take the workers down; it runs again soon
+            logger.exception("starting orphaned orders failed; will retry")
+        try:
+            await asyncio.wait_for(stop.wait(), RESUME_INTERVAL_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+
+
 def build_workers(
     client: Client,
     *,
@@ -110,7 +152,12 @@ async def run_workers(
             for worker in workers:
                 await stack.enter_async_context(worker)
             logger.info("workers running on %s (%d activity threads)", ", ".join(queues), threads)
+            starter = None
+            if ORDER_TASK_QUEUE in queues:
+                starter = asyncio.create_task(start_orphaned_orders(client, stop))
             await stop.wait()
             logger.info("shutting down workers")
+            if starter is not None:
+                await starter
     logger.info("workers stopped")
 
