@@ -67,6 +67,7 @@ def start_dev_server(
     host: str = "127.0.0.1",
     log: Union[IO, int, None] = subprocess.DEVNULL,
     headless: bool = False,
+    register_search_attributes: bool = True,
     timeout: float = 30.0,
 ) -> subprocess.Popen:
     """Start the dev server and return once it accepts connections."""
@@ -81,7 +82,7 @@ def start_dev_server(
         "--db-filename", str(db_file),
         "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
         "--log-level", "warn",
-        *SEARCH_ATTRIBUTE_FLAGS,
+        *(SEARCH_ATTRIBUTE_FLAGS if register_search_attributes else []),
     ]
     if headless:
         command.append("--headless")
