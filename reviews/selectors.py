@@ -188,6 +188,7 @@ def order_status_summary(*, status: dict[str, Any]) -> dict[str, Any]:
     """The parts of the workflow's ``get_status`` the order page shows."""
     return {
         "workflow_status": status.get("workflow_status", ""),
+        "order_id": status.get("order_id", ""),
         "reason": status.get("reason", ""),
         "review_due": status.get("review_due"),
         "review_decision": status.get("review_decision"),

@@ -1,0 +1,116 @@
+"""A reviewer in real Chromium against the live server, real Temporal and real workers: log in,
+see the order arrive without reloading, claim, approve, and watch the order complete; reject
+with a reason; and a stale page that meets an order cancelled meanwhile."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from orderweb.services import order_create
+from reviews import services
+from temporal_app.contracts import CancelRequest, LineItem, Updates
+from tests.browser.conftest import screenshot
+from tests.helpers import handle, new_order_id, temporal, wait_for_state
+from tests.reviews.conftest import PASSWORD, make_user
+
+pytestmark = [pytest.mark.browser, pytest.mark.temporal]
+
+
+@pytest.fixture
+def reviewer_login(settings, system):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.REVIEW_QUEUE_REFRESH_SECONDS = 1
+    make_user("rita", reviewer=True)
+    return "rita"
+
+
+def _log_in(page, username: str) -> None:
+    page.goto("/reviews/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/reviews/"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
+
+
+def _new_order(**kwargs):
+    return order_create(
+        order_id=new_order_id("WEB"), address="221B Baker Street\nLondon NW1 6XE", customer="Mrs Hudson",
+        line_items=[LineItem("TEA-01", "Earl Grey tea", 3, "4.50"), LineItem("PIPE-2", "Briar pipe", 1, "38.00")],
+        **kwargs,
+    )
+
+
+def test_reviewer_logs_in_claims_approves_and_sees_completed(page, reviewer_login):
+    page.goto("/reviews/")
+    screenshot(page, "review-01-login")
+    _log_in(page, reviewer_login)
+    expect(page.get_by_text("Nothing to review")).to_be_visible()
+
+    order = _new_order()
+    row = page.locator(f'tr[data-order="{order.order_id}"]')
+    expect(row).to_be_visible()  # arrived by htmx polling, no reload
+    expect(row).to_contain_text("Mrs Hudson")
+    expect(row).to_contain_text("51.50")
+    expect(row.locator(".claim-cell")).to_have_text("Unclaimed")
+    screenshot(page, "review-02-queue-order-arrived")
+
+    row.get_by_role("button", name="Claim").click()
+    expect(page.get_by_role("status").filter(has_text=f"You claimed {order.order_id}.")).to_be_visible()
+    expect(page.locator("#claimed-by")).to_have_text("You")
+    expect(page.locator("#workflow-status")).to_have_text("awaiting_manual_review")
+    expect(page.get_by_text("Earl Grey tea")).to_be_visible()
+    screenshot(page, "review-03-order-claimed")
+
+    page.locator(".approve-form textarea").fill("Known customer, fine.")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("status").filter(
+        has_text=services.DECIDED_APPROVED.format(order_id=order.order_id))).to_be_visible()
+    expect(page.locator("#workflow-status")).to_have_text("completed", timeout=30_000)
+    expect(page.locator(".review-outcome")).to_contain_text("Approved")
+    screenshot(page, "review-04-order-completed")
+
+    page.get_by_role("link", name="Review queue", exact=True).click()
+    expect(page.locator(f'tr[data-order="{order.order_id}"]')).to_have_count(0)
+    page.get_by_role("link", name="Recent decisions").click()
+    decided = page.locator(f'tr[data-order="{order.order_id}"]')
+    expect(decided).to_contain_text("Approved")
+    expect(decided).to_contain_text("rita")
+    screenshot(page, "review-05-recent-decisions")
+
+
+def test_reviewer_rejects_with_a_reason(page, reviewer_login):
+    _log_in(page, reviewer_login)
+    order = _new_order()
+    page.locator(f'tr[data-order="{order.order_id}"] .order-id a').click()
+    expect(page.locator("#workflow-status")).to_have_text("awaiting_manual_review")
+    reject = page.locator(".reject-form")
+    reject.get_by_role("button", name="Reject").click()
+    # The reason is required: the browser does not send the form without it.
+    expect(page.locator(".reject-form textarea:invalid")).to_have_count(1)
+    reject.locator("textarea").fill("Address is a known drop point")
+    reject.get_by_role("button", name="Reject").click()
+    expect(page.get_by_role("status").filter(has_text=services.DECIDED_REJECTED.format(
+        order_id=order.order_id, note="Address is a known drop point"))).to_be_visible()
+    expect(page.locator("#workflow-status")).to_have_text("cancelled")
+    expect(page.locator("#live-status")).to_contain_text("rejected in review: Address is a known drop point")
+    screenshot(page, "review-06-order-rejected")
+
+
+def test_stale_page_shows_why_the_decision_did_not_apply(page, reviewer_login):
+    _log_in(page, reviewer_login)
+    order = _new_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    page.goto(f"/reviews/orders/{order.order_id}/")
+    expect(page.get_by_role("button", name="Approve")).to_be_visible()
+    h = handle(order.workflow_id)
+    temporal(lambda c: h.execute_update(Updates.REQUEST_CANCEL, CancelRequest("customer called", "staffer")))
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="customer called"))
+    expect(page.get_by_role("button", name="Approve")).to_have_count(0)
+    screenshot(page, "review-07-stale-page-refused")
