@@ -49,6 +49,7 @@ ENVIRONMENT = {
     "RUN_TEMPORAL_DEV_SERVER": "0 to use an already running Temporal at TEMPORAL_ADDRESS (default: 1 when local)",
     "DATABASE_URL": "Postgres to use; unset: embedded Postgres under RUN_VAR_DIR/postgres",
     "DEBUG": "1 (default for make run) creates the demo users; 0 never does",
+    "RUN_WRITE_DOTENV": "0 to not create .env from .env.example on the first run (default: 1)",
 }
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
@@ -136,7 +137,19 @@ class System:
 # -- configuration and preflight ---------------------------------------------------------------
 
 
+def ensure_dotenv() -> None:
+    """A fresh checkout gets .env from .env.example (DEBUG=1), so that every `manage.py`
+    command a person runs next to `make run` (demo_order, createsuperuser...) uses the same
+    local settings without exporting anything."""
+    dotenv, example = BASE_DIR / ".env", BASE_DIR / ".env.example"
+    if dotenv.exists() or not example.exists() or not env_bool("RUN_WRITE_DOTENV", True):
+        return
+    dotenv.write_text(example.read_text())
+    say("Created .env from .env.example (local settings, DEBUG=1; edit or delete it as you like).")
+
+
 def configure() -> System:
+    ensure_dotenv()
     read_dotenv()
     var_dir = Path(os.environ.get("RUN_VAR_DIR") or BASE_DIR / "var").resolve()
     os.environ.setdefault("DEBUG", "1")  # make run is a local run
@@ -152,8 +165,9 @@ def configure() -> System:
     run_dev_server = local and env_bool("RUN_TEMPORAL_DEV_SERVER", True)
     if run_dev_server:
         address = f"127.0.0.1:{port_text}"  # the dev server binds IPv4 loopback
-    ui_url = os.environ.get("TEMPORAL_UI_URL") or (
-        f"http://localhost:{ui_port}" if run_dev_server else "http://localhost:8233"
+    # We run the dev server's UI, so we know where it is; otherwise the settings' value holds.
+    ui_url = f"http://localhost:{ui_port}" if run_dev_server else (
+        os.environ.get("TEMPORAL_UI_URL") or "http://localhost:8233"
     )
 
     env = dict(os.environ)

@@ -1,0 +1,401 @@
+"""python manage.py bench_orders --orders N [--use-running-workers] [--compare-bare PATH] [--rounds R]
+
+End-to-end throughput of the real system against the Temporal server at TEMPORAL_ADDRESS:
+N orders created through ``order_create`` (the service every entry point uses: row, audit event,
+workflow start after commit), each approved through ``review_decide`` (what the review UI calls:
+audit, then the DecideReview Workflow Update) as soon as the projection shows it awaiting
+review, and followed until Postgres shows it completed. All N are in flight at once, like the
+bare baseline's ``asyncio.gather``.
+
+The last line printed is one JSON object: orders, seconds, orders_per_s,
+approve_to_charged_ms {p50, p95} (approval sent -> charge row written by the worker),
+peak_worker_rss_mb (VmHWM of the worker process). With ``--compare-bare`` the bare-engine
+baseline runs on the same server in the same invocation, alternating with ours, and the JSON
+also holds its figure and the ratio (medians over the rounds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Optional
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections, connection
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from tqdm import tqdm
+
+from orderweb.models import Order, OrderEvent, Payment
+from orderweb.services import order_create
+from temporal_app.client import TemporalUnavailable, client_thread
+from temporal_app.contracts import TERMINAL_STATES, LineItem, OrderState
+from temporal_app.devserver import free_port, start_dev_server, stop_process
+
+BENCH_USER = "bench-reviewer"
+POLL_SECONDS = 0.1
+BARE_RESULT = re.compile(r"(\d+) workflows completed in ([\d.]+) s -> ([\d.]+) workflows/s")
+
+TEMPORAL_DOWN = "Temporal is unreachable at {address}: {detail}"
+WORKERS_DID_NOT_START = "The workers did not start within {timeout:g} s: {detail}"
+NOT_ALL_COMPLETED = "{failed} of {orders} orders did not complete (first: {example})"
+
+
+def percentile(values: list[float], q: float) -> Optional[float]:
+    """Nearest-rank percentile: small samples give a real observed value."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def vm_hwm_mb(pid: int) -> Optional[float]:
+    """Peak resident set size of a process (Linux VmHWM), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def running_worker_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"run_workers" in cmdline and any(part.endswith(b"manage.py") for part in cmdline):
+                pids.append(int(entry.name))
+    return pids
+
+
+class Workers:
+    """`manage.py run_workers` as a subprocess, as in production; stopped with SIGINT."""
+
+    def __init__(self, threads: Optional[int]) -> None:
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-workers-", suffix=".log", delete=False)
+        command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "run_workers"]
+        if threads:
+            command += ["--threads", str(threads)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS}
+        self.process = subprocess.Popen(
+            command, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = Path(self.log.name).read_text(errors="replace")
+            if "workers running on" in text:
+                return
+            if self.process.poll() is not None:
+                lines = [line for line in text.splitlines() if line.strip()]
+                raise CommandError(WORKERS_DID_NOT_START.format(
+                    timeout=timeout, detail=lines[-1] if lines else f"exit code {self.process.returncode}"))
+            time.sleep(0.1)
+        self.stop()
+        raise CommandError(WORKERS_DID_NOT_START.format(timeout=timeout, detail=f"see {self.log.name}"))
+
+    def peak_rss_mb(self) -> Optional[float]:
+        return vm_hwm_mb(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 2)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+        self.log.close()
+
+
+class Command(BaseCommand):
+    help = "Run N orders end to end (order_create -> review approval -> completed) and print JSON."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--orders", type=int, default=100, help="Orders per round (default: 100).")
+        parser.add_argument("--rounds", type=int, default=1, help="Rounds; figures are medians (default: 1).")
+        parser.add_argument("--use-running-workers", action="store_true",
+                            help="Do not start workers; use those already polling the task queues.")
+        parser.add_argument("--worker-threads", type=int, default=None,
+                            help="--threads for the workers this command starts (default: the settings').")
+        parser.add_argument("--concurrency", type=int, default=16,
+                            help="Threads creating and approving orders (default: 16).")
+        parser.add_argument("--compare-bare", metavar="PATH", default=None,
+                            help="Also run the bare-engine baseline script with N, alternating rounds.")
+        parser.add_argument("--start-dev-server", action="store_true",
+                            help="Start a fresh Temporal dev server (temporary db) for this run only, "
+                                 "instead of using TEMPORAL_ADDRESS.")
+        parser.add_argument("--timeout", type=float, default=600.0, help="Seconds a round may take.")
+        parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+
+    def handle(self, *args, **options):
+        orders = options["orders"]
+        if orders < 1 or options["rounds"] < 1 or options["concurrency"] < 1:
+            raise CommandError("--orders, --rounds and --concurrency must be at least 1")
+        server = self._start_dev_server() if options["start_dev_server"] else None
+        try:
+            self._run(orders, options)
+        finally:
+            if server is not None:
+                stop_process(server[0])
+                server[1].cleanup()
+
+    def _start_dev_server(self):
+        """A dev server of our own: same binary and pragmas as `make run`, nobody else's load."""
+        workdir = tempfile.TemporaryDirectory(prefix="bench-temporal-")
+        port = free_port()
+        process = start_dev_server(db_file=Path(workdir.name) / "temporal.db", port=port,
+                                   ui_port=free_port(), headless=True)
+        settings.TEMPORAL_ADDRESS = f"127.0.0.1:{port}"
+        self.stderr.write(f"started a Temporal dev server at {settings.TEMPORAL_ADDRESS}")
+        return process, workdir
+
+    def _run(self, orders: int, options: dict[str, Any]) -> None:
+        self._check_temporal()
+        reviewer = self._bench_reviewer()
+        workers = None
+        if not options["use_running_workers"]:
+            workers = Workers(options["worker_threads"])
+            workers.wait_ready(120)
+        rounds: list[dict[str, Any]] = []
+        bare: list[float] = []
+        try:
+            for index in range(options["rounds"]):
+                rounds.append(self._round(orders, reviewer, options, index))
+                if options["compare_bare"]:
+                    bare.append(self._bare(options["compare_bare"], orders))
+            peak = workers.peak_rss_mb() if workers else self._running_workers_peak()
+        finally:
+            if workers:
+                workers.stop()
+        result = self._summary(orders, rounds, bare, peak, options)
+        self.stdout.write(json.dumps(result))
+        failed = sum(r["failed"] for r in rounds)
+        if failed:
+            raise CommandError(NOT_ALL_COMPLETED.format(
+                failed=failed, orders=orders * len(rounds), example=next(r["example_failure"] for r in rounds if r["failed"])))
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _check_temporal(self) -> None:
+        async def ping(client):
+            return await client.workflow_service.get_system_info(GetSystemInfoRequest())
+
+        try:
+            client_thread.run(ping, timeout=10)
+        except TemporalUnavailable as err:
+            raise CommandError(str(err)) from None
+
+    def _bench_reviewer(self):
+        """A reviewer account for the approvals (no usable password: it cannot log in)."""
+        User = get_user_model()
+        user, created = User.objects.get_or_create(username=BENCH_USER)
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        group = Group.objects.filter(name="reviewer").first()
+        if group is not None:
+            user.groups.add(group)
+        return user
+
+    def _running_workers_peak(self) -> Optional[float]:
+        peaks = [vm_hwm_mb(pid) for pid in running_worker_pids()]
+        peaks = [p for p in peaks if p is not None]
+        return max(peaks) if peaks else None
+
+    # -- one round ---------------------------------------------------------------------------
+
+    def _round(self, orders: int, reviewer, options: dict[str, Any], index: int) -> dict[str, Any]:
+        prefix = f"BENCH-{uuid.uuid4().hex[:6].upper()}"
+        ids = [f"{prefix}-{i:05d}" for i in range(orders)]
+        approve = _approver()
+        created_errors: dict[str, str] = {}
+        approve_sent: dict[str, float] = {}  # wall clock, to compare with the worker's timestamps
+        approve_errors: dict[str, str] = {}
+        projection_lag_polls: list[int] = []
+        lock = threading.Lock()
+
+        def create(order_id: str) -> None:
+            try:
+                order_create(
+                    order_id=order_id, address=f"{order_id} Bench Street, Springfield",
+                    line_items=[LineItem("SKU-BENCH", "Benchmark widget", 1, "9.99")],
+                    customer="bench", user=reviewer, source=OrderEvent.Source.COMMAND,
+                )
+            except Exception as err:  # noqa: BLE001  (reported in the JSON, never swallowed)
+                created_errors[order_id] = f"{type(err).__name__}: {err}"
+            finally:
+                close_old_connections()
+
+        def decide(order_id: str) -> None:
+            try:
+                order = Order.objects.get(order_id=order_id)
+                # The projection says awaiting_manual_review as soon as order_validated commits,
+                # a moment before the workflow itself is there; the Update would be refused
+                # ("it is processing"). A reviewer's page would race the same way.
+                lag_polls = _wait_until_workflow_awaits(order.workflow_id, deadline)
+                with lock:
+                    projection_lag_polls.append(lag_polls)
+                    approve_sent[order_id] = time.time()
+                problem = approve(order=order, user=reviewer)
+                if problem:
+                    approve_errors[order_id] = problem
+            except Exception as err:  # noqa: BLE001
+                approve_errors[order_id] = f"{type(err).__name__}: {err}"
+            finally:
+                close_old_connections()
+
+        progress = tqdm(total=orders, desc=f"round {index + 1}", unit="order", file=sys.stderr,
+                        disable=options["no_progress"], dynamic_ncols=True)
+        waiting_review = set(ids)
+        waiting_end: set[str] = set()
+        finished: dict[str, str] = {}
+        started = time.perf_counter()
+        deadline = time.monotonic() + options["timeout"]
+        with ThreadPoolExecutor(options["concurrency"], thread_name_prefix="bench-create") as creators, \
+                ThreadPoolExecutor(options["concurrency"], thread_name_prefix="bench-approve") as approvers:
+            for order_id in ids:
+                creators.submit(create, order_id)
+            # One cheap query per tick for the whole round (ids and states only), like a
+            # reviewer's queue page: this loop shares the CPU with what it measures.
+            round_orders = Order.objects.filter(order_id__startswith=f"{prefix}-")
+            while (waiting_review or waiting_end) and time.monotonic() < deadline:
+                time.sleep(POLL_SECONDS)
+                waiting_review -= created_errors.keys()
+                waiting_end -= approve_errors.keys()
+                states = dict(round_orders.exclude(
+                    status__in=[OrderState.STARTED, OrderState.PROCESSING]).values_list("order_id", "status"))
+                for order_id in [oid for oid in waiting_review if oid in states]:
+                    waiting_review.discard(order_id)
+                    if states[order_id] == OrderState.AWAITING_MANUAL_REVIEW:
+                        waiting_end.add(order_id)
+                        approvers.submit(decide, order_id)
+                    else:  # failed or cancelled before review
+                        finished[order_id] = states[order_id]
+                        progress.update(1)
+                for order_id in [oid for oid in waiting_end if states.get(oid) in TERMINAL_STATES]:
+                    waiting_end.discard(order_id)
+                    finished[order_id] = states[order_id]
+                    progress.update(1)
+            seconds = time.perf_counter() - started
+        progress.close()
+        connection.close()
+
+        charged = dict(
+            Payment.objects.filter(order__order_id__in=ids, kind=Payment.Kind.CHARGE)
+            .values_list("order__order_id", "created_at")
+        )
+        latencies = [
+            (charged[order_id].timestamp() - sent) * 1000
+            for order_id, sent in approve_sent.items() if order_id in charged
+        ]
+        completed = sum(1 for status in finished.values() if status == OrderState.COMPLETED)
+        problems = {**created_errors, **approve_errors}
+        problems.update({oid: f"ended {status}" for oid, status in finished.items() if status != OrderState.COMPLETED})
+        problems.update({oid: "timed out" for oid in (waiting_review | waiting_end) - problems.keys()})
+        return {
+            "seconds": seconds,
+            "completed": completed,
+            "failed": orders - completed,
+            "example_failure": next(iter(problems.items()), None),
+            "latencies": latencies,
+            "projection_ahead": sum(1 for polls in projection_lag_polls if polls > 1),
+        }
+
+    def _bare(self, path: str, orders: int) -> float:
+        env = {**os.environ, "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS}
+        result = subprocess.run([sys.executable, path, str(orders)], env=env, capture_output=True, text=True,
+                                timeout=900)
+        match = BARE_RESULT.search(result.stdout)
+        if result.returncode != 0 or not match:
+            raise CommandError(f"the bare baseline failed: {(result.stderr or result.stdout).strip()[-300:]}")
+        self.stderr.write(f"bare baseline: {match.group(0)}")
+        return float(match.group(3))
+
+    def _summary(self, orders, rounds, bare, peak, options) -> dict[str, Any]:
+        rates = [r["completed"] / r["seconds"] for r in rounds]
+        median_round = sorted(rounds, key=lambda r: r["completed"] / r["seconds"])[len(rounds) // 2]
+        latencies = [ms for r in rounds for ms in r["latencies"]]
+        result: dict[str, Any] = {
+            "orders": orders,
+            "rounds": len(rounds),
+            "completed": sum(r["completed"] for r in rounds),
+            "seconds": round(median_round["seconds"], 2),
+            "orders_per_s": round(statistics.median(rates), 2),
+            "orders_per_s_rounds": [round(rate, 2) for rate in rates],
+            "approve_to_charged_ms": {
+                "p50": round(percentile(latencies, 50), 1) if latencies else None,
+                "p95": round(percentile(latencies, 95), 1) if latencies else None,
+            },
+            "peak_worker_rss_mb": round(peak, 1) if peak is not None else None,
+            # Orders whose projection showed awaiting review before the workflow was there.
+            "projection_ahead_of_workflow": sum(r["projection_ahead"] for r in rounds),
+            "workers": "running" if options["use_running_workers"] else "started",
+            "temporal_address": settings.TEMPORAL_ADDRESS,
+        }
+        if bare:
+            result["bare_orders_per_s"] = round(statistics.median(bare), 2)
+            result["bare_orders_per_s_rounds"] = [round(rate, 2) for rate in bare]
+            result["ratio_to_bare"] = round(result["orders_per_s"] / result["bare_orders_per_s"], 2)
+        return result
+
+
+def _wait_until_workflow_awaits(workflow_id: str, deadline: float) -> int:
+    """Query get_status until the workflow itself awaits review; returns how many queries."""
+    from temporal_app.client import order_workflow_status
+
+    polls = 0
+    while True:
+        polls += 1
+        state = order_workflow_status(workflow_id)["workflow_status"]
+        if state != OrderState.PROCESSING or time.monotonic() > deadline:
+            return polls
+        time.sleep(0.01)
+
+
+def _approver():
+    """The review UI's own path: ``review_decide`` (audit, then the DecideReview Update).
+    Returns a function that approves and returns None, or a problem description."""
+    try:
+        from reviews.services import review_decide
+    except ImportError:  # the review back office not there yet: the Update it sends
+        review_decide = None
+
+    if review_decide is not None:
+        def approve(*, order: Order, user) -> Optional[str]:
+            outcome = review_decide(order=order, user=user, decision="approve")
+            return None if outcome.accepted else outcome.message
+
+        return approve
+
+    from temporal_app.client import order_workflow_update
+    from temporal_app.contracts import ReviewDecision, Updates
+
+    def approve_by_update(*, order: Order, user) -> Optional[str]:
+        result = order_workflow_update(
+            order.workflow_id, Updates.DECIDE_REVIEW,
+            ReviewDecision(decision="approve", reviewer=user.get_username(), action_id=str(uuid.uuid4())),
+        )
+        return None if result.accepted else result.message
+
+    return approve_by_update
