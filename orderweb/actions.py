@@ -17,8 +17,10 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
 from orderweb.models import Order, OrderEvent, Shipment
 from orderweb.services import order_event_record
@@ -55,6 +57,10 @@ RETRY_REFUSED = "Shipping of order {order_id} was not retried: {message}"
 NOT_DISPATCH_FAILED = (
     "Order {order_id} is not waiting after a failed dispatch, so it was left alone; "
     "use “Cancel selected orders” for it."
+)
+NO_ANSWER = (
+    "Order {order_id}: its workflow did not answer within {seconds:g} s, so the request may still "
+    "take effect; check the order's timeline before trying again."
 )
 OUTSIDE_TRANSACTION = "Order actions must run outside a transaction: they answer after commit."
 
@@ -197,7 +203,9 @@ def _run_action(
     def reach_workflow() -> None:
         try:
             answer["result"] = send()
-        except (ActionRefused, TemporalUnavailable) as err:
+        # A timed-out Update reached Temporal but got no answer (no worker polls, or the
+        # workflow is stuck waiting): unlike "unreachable", it may still be applied later.
+        except (ActionRefused, TemporalUnavailable, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
             answer["error"] = err
 
     with transaction.atomic(durable=True):
@@ -218,10 +226,14 @@ def _run_action(
         )
 
     error = answer.get("error")
+    shown = None
     if result is not None:
         reason, event_type = result.message, f"{kind}_refused"
     elif isinstance(error, ActionRefused):
         reason, event_type = _precise_refusal(order, kind, str(error)), f"{kind}_refused"
+    elif isinstance(error, WorkflowUpdateRPCTimeoutOrCancelledError):
+        reason, event_type = "the workflow did not answer in time", f"{kind}_unanswered"
+        shown = NO_ANSWER.format(order_id=order.order_id, seconds=settings.TEMPORAL_RPC_TIMEOUT_SECONDS)
     else:
         reason, event_type = str(error), f"{kind}_failed"
     order_event_record(
@@ -230,7 +242,7 @@ def _run_action(
     )
     order.refresh_from_db()
     return ActionOutcome(
-        order, False, refused.format(order_id=order.order_id, message=reason),
+        order, False, shown or refused.format(order_id=order.order_id, message=reason),
         result.workflow_status if result is not None else order.status,
     )
 

@@ -8,6 +8,7 @@ is read-only; staff change an order only through the actions, which ask the work
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Iterable, Optional
 
 from django.contrib import admin, messages
@@ -43,9 +44,12 @@ from reviews.models import ReviewTask
 from temporal_app.client import TemporalUnavailable, workflow_ui_url
 from temporal_app.contracts import Errors, OrderState, shipping_workflow_id
 
+logger = logging.getLogger(__name__)
+
 ORDER_CREATED = "Order {order_id} was created; its workflow has started."
 ORDER_SAVED_NOT_STARTED = (
-    "Order {order_id} was saved, but its workflow could not be started: {error}"
+    "Order {order_id} was saved, but Temporal is unreachable, so its workflow has not started yet; "
+    "the workers start it as soon as Temporal is back."
 )
 ADDRESS_TOO_LATE_NOTICE = Errors.ADDRESS_TOO_LATE
 ORDER_FINISHED_NOTICE = "This order is {status}; its workflow accepts no more changes."
@@ -264,12 +268,12 @@ class OrderAdmin(admin.ModelAdmin):
                 )
             except ValidationError as err:
                 form.add_error(None, err)
-            except TemporalUnavailable as err:
-                # order_create committed the order before it reached for Temporal.
+            except TemporalUnavailable:
+                # order_create committed the order before it reached for Temporal; the workers'
+                # outbox sweep starts orders left in `started` (temporal_app.worker).
+                logger.warning("order %s saved, workflow not started", data["order_id"], exc_info=True)
                 order = Order.objects.get(order_id=data["order_id"])
-                self.message_user(
-                    request, ORDER_SAVED_NOT_STARTED.format(order_id=order.order_id, error=err), messages.ERROR
-                )
+                self.message_user(request, ORDER_SAVED_NOT_STARTED.format(order_id=order.order_id), messages.ERROR)
                 return HttpResponseRedirect(self._url("change", order))
             else:
                 self.message_user(request, ORDER_CREATED.format(order_id=order.order_id), messages.SUCCESS)
@@ -443,8 +447,8 @@ def _address_too_late(order: Order) -> str:
 
 
 def _timeline_cells(event: OrderEvent) -> str:
-    if event.from_status or event.to_status:
-        change = f"{event.from_status or '—'} → {event.to_status or '—'}"
+    if event.to_status:  # a request records the state it was made in, but changes none
+        change = f"{event.from_status or '—'} → {event.to_status}"
     elif event.details.get("new_address"):
         change = f"{event.details.get('old_address', '')} → {event.details['new_address']}"
     else:

@@ -15,6 +15,7 @@ from orderweb.actions import (
     ADDRESS_REFUSED,
     CANCEL_DONE,
     CANCEL_REFUSED,
+    NO_ANSWER,
     RETRY_DONE,
     RETRY_REFUSED,
 )
@@ -217,15 +218,14 @@ def test_cancel_and_refund_a_dispatch_failed_order(system, client, make_staff):
         order_id=order.order_id, message=Errors.ALREADY_FINISHED.format(state="cancelled")))]
 
 
-def test_temporal_unreachable_is_told_and_nothing_changes(system, client, make_staff, settings, monkeypatch):
-    from temporal_app.client import client_thread
+def test_temporal_unreachable_is_told_and_nothing_changes(system, client, make_staff, settings):
     from temporal_app.devserver import free_port
 
     order = place_order()
     client.force_login(make_staff("kim", "cancel_order"))
+    real_address = settings.TEMPORAL_ADDRESS
     settings.TEMPORAL_ADDRESS = f"127.0.0.1:{free_port()}"  # nothing listens there
     settings.TEMPORAL_RPC_TIMEOUT_SECONDS = 2
-    monkeypatch.setattr(client_thread, "_client", None)  # make the process reconnect
     response = client.post(url("cancel", order), {"reason": "try it"})
     (level, message), = messages_of(response)
     assert level == "error"
@@ -235,5 +235,25 @@ def test_temporal_unreachable_is_told_and_nothing_changes(system, client, make_s
     assert [t for t, _, _ in admin_events(order)] == ["cancel_requested", "cancel_failed"]
     order.refresh_from_db()
     assert order.status == Order.Status.AWAITING_MANUAL_REVIEW
-    monkeypatch.undo()  # back to the process's connected client: the workflow never heard of it
+    settings.TEMPORAL_ADDRESS = real_address  # the workflow never heard of it
     assert wait_for_state(order.workflow_id, "awaiting_manual_review")["cancel_requested"] is False
+
+
+def test_workflow_that_does_not_answer_is_told_honestly(system, client, make_staff, settings):
+    """An Update that reaches Temporal but gets no answer (here: no worker polls the workflow's
+    queue) may still apply later, so the admin must not say "nothing changed"."""
+    from temporal_app.workflows import OrderWorkflow
+    from tests.helpers import new_order_id, temporal
+
+    order_id = new_order_id("NOWORKER")
+    order = Order.objects.create(order_id=order_id, workflow_id=order_id.lower(), address="1 Quiet Road",
+                                 status=Order.Status.AWAITING_MANUAL_REVIEW)
+    temporal(lambda c: c.start_workflow(OrderWorkflow.run, args=[order_id, "1 Quiet Road"],
+                                        id=order.workflow_id, task_queue="nobody-polls-this-tq"))
+    settings.TEMPORAL_RPC_TIMEOUT_SECONDS = 2
+    client.force_login(make_staff("lee", "cancel_order"))
+    response = client.post(url("cancel", order), {"reason": "hello?"})
+    assert messages_of(response) == [("error", NO_ANSWER.format(order_id=order_id, seconds=2))]
+    assert [t for t, _, _ in admin_events(order)] == ["cancel_requested", "cancel_unanswered"]
+    order.refresh_from_db()
+    assert order.status == Order.Status.AWAITING_MANUAL_REVIEW
