@@ -374,7 +374,7 @@ def manage(system: System, *args: str, log_name: str, timeout: float) -> str:
         lines = (result.stderr or result.stdout).decode(errors="replace").strip().splitlines()
         last = lines[-1] if lines else f"exit code {result.returncode}"
         raise RunError(f"manage.py {args[0]} failed: {last} (see {rel(path)})")
-    return result.stdout.decode(errors="replace")
+    return result.stdout.decode(errors="replace") or "(no output)"
 
 
 def spawn(system: System, name: str, args: list[str], *, stop_signal: int, stop_timeout: float) -> Child:
@@ -607,30 +607,24 @@ def main(argv: list[str]) -> int:
         write_state(system)
         step("postgres", lambda: start_postgres(system))
         step("temporal", lambda: start_temporal(system))
-        step("migrate", lambda: (manage(system, "migrate", "--noinput", log_name="setup", timeout=300), "done")[1])
+        step("migrate", lambda: manage(system, "migrate", "--noinput", log_name="setup", timeout=300) and "done")
+        # Workers and web boot while the demo users are written (each is a Django start-up).
+        workers = spawn(system, "workers", ["run_workers"], stop_signal=signal.SIGINT, stop_timeout=25)
+        web = spawn(
+            system, "web", ["runserver", "--noreload", f"{system.web_host}:{system.web_port}"],
+            stop_signal=signal.SIGINT, stop_timeout=10,
+        )
         if debug:
             step("users", lambda: manage(system, "ensure_demo_users", log_name="setup", timeout=120)
                  and "reviewer/reviewer (group reviewer), admin/admin (superuser); local only: DEBUG is on")
         else:
             say("  users      none: DEBUG is off")
-
-        def start_workers() -> str:
-            child = spawn(system, "workers", ["run_workers"], stop_signal=signal.SIGINT, stop_timeout=25)
-            wait_for_log(child, "workers running on", START_TIMEOUT)
-            return "order-tq and shipping-tq"
-
-        step("workers", start_workers)
-
-        def start_web() -> str:
-            child = spawn(
-                system, "web", ["runserver", "--noreload", f"{system.web_host}:{system.web_port}"],
-                stop_signal=signal.SIGINT, stop_timeout=10,
-            )
-            wait_for_http(f"http://{'127.0.0.1' if system.web_host == '0.0.0.0' else system.web_host}:"
-                          f"{system.web_port}/accounts/login/", START_TIMEOUT, "the web app", child.process)
-            return f"{system.web_url} (runserver, threaded)"
-
-        step("web", start_web)
+        step("workers", lambda: wait_for_log(workers, "workers running on", START_TIMEOUT)
+             or "order-tq and shipping-tq")
+        local_web = "127.0.0.1" if system.web_host == "0.0.0.0" else system.web_host
+        step("web", lambda: wait_for_http(f"http://{local_web}:{system.web_port}/accounts/login/",
+                                          START_TIMEOUT, "the web app", web.process)
+             or f"{system.web_url} (runserver, threaded)")
         write_state(system)
         banner(system, debug, debug)
         code = watch(system)

@@ -36,9 +36,7 @@ class Command(BaseCommand):
             reviewer.groups.add(group)
             admin, created_admin = self._user("admin", superuser=True)
         for user, created in ((reviewer, created_reviewer), (admin, created_admin)):
-            state = "created" if created else "exists"
-            password = f"password {user.username}" if created or user.check_password(user.username) else "password changed by you"
-            self.stdout.write(f"{user.username}: {state} ({password})")
+            self.stdout.write(f"{user.username}: " + ("created" if created else "exists (password kept)"))
 
     def _user(self, username: str, *, superuser: bool):
         User = get_user_model()
