@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any, Callable, Optional
 
 from django.core.management.base import BaseCommand, CommandError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from orderweb.models import Order
 from orderweb.services import order_workflow_id
@@ -36,6 +38,7 @@ SEED_ADDRESS = "123 Main St, City, State 12345"
 NEW_ADDRESS = "456 Oak Ave, Springfield, State 67890"
 CARRIER = "carrier_dispatched"
 
+ORDER_EXISTS = "A workflow with id {workflow_id!r} already exists: choose another --order-id."
 STORY_FAILED = "The story did not end as expected: {detail}"
 NOT_RUNNING = (
     "{detail}\nIs the system running? Start it with `make run` in another terminal "
@@ -144,6 +147,7 @@ class Command(BaseCommand):
         out(f"           -> start_workflow(OrderWorkflow.run, args=[{order_id!r}, {address!r}],")
         out(f"                             id={workflow_id!r}, task_queue={ORDER_TASK_QUEUE!r})")
         try:
+            self._refuse_existing(workflow_id)
             client_thread.run(
                 lambda client: client.start_workflow(
                     OrderWorkflow.run, args=[order_id, address], id=workflow_id, task_queue=ORDER_TASK_QUEUE
@@ -154,6 +158,8 @@ class Command(BaseCommand):
             story.poll()
         except TemporalUnavailable as err:
             raise CommandError(NOT_RUNNING.format(detail=err)) from None
+        except WorkflowAlreadyStartedError:
+            raise CommandError(ORDER_EXISTS.format(workflow_id=workflow_id)) from None
 
         out("")
         tracking = f", tracking number {result.tracking_number}" if result.tracking_number else ""
@@ -170,6 +176,22 @@ class Command(BaseCommand):
                     f"and Postgres says {order.status}"
                 )
             )
+
+    def _refuse_existing(self, workflow_id: str) -> None:
+        """The seed's start call sets no id reuse policy, so Temporal would start a second run
+        for a finished order; the demo wants a new order instead."""
+
+        async def exists(client) -> bool:
+            try:
+                await client.get_workflow_handle(workflow_id).describe()
+                return True
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    return False
+                raise
+
+        if client_thread.run(exists):
+            raise WorkflowAlreadyStartedError(workflow_id, "OrderWorkflow")
 
     def _story(self, story: Story, order_id: str, path: str) -> None:
         status = story.wait_for_state(OrderState.AWAITING_MANUAL_REVIEW)
