@@ -153,3 +153,23 @@ def test_deadline_levels_and_texts():
     assert duration_text(timedelta(minutes=12, seconds=5)) == "12m"
     assert duration_text(timedelta(hours=3, minutes=20)) == "3h 20m"
     assert duration_text(timedelta(days=2, hours=4)) == "2d 4h"
+
+
+def test_recent_decisions_page_newer_and_older(reviewer):
+    from reviews.selectors import RECENT_PAGE_SIZE
+
+    now = timezone.now()
+    orders = []
+    for i in range(RECENT_PAGE_SIZE + 2):
+        order = make_waiting_order()
+        ReviewTask.objects.filter(order=order).update(
+            status="approved", decided_at=now - timedelta(minutes=i), decided_by_name="alice")
+        orders.append(order)
+    client = client_for(reviewer)
+    first = client.get(reverse("reviews:recent")).content.decode()
+    second = client.get(reverse("reviews:recent"), {"page": 2}).content.decode()
+    assert orders[0].order_id in first and orders[-1].order_id not in first
+    assert "Older ›" in first and "‹ Newer" not in first
+    assert orders[-1].order_id in second and orders[0].order_id not in second
+    assert "‹ Newer" in second and "Older ›" not in second
+    assert client.get(reverse("reviews:recent"), {"page": "junk"}).status_code == 200
