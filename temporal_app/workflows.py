@@ -125,6 +125,7 @@ class OrderWorkflow:
         self._cancel: Optional[CancelRequest] = None
         self._decision: Optional[ReviewDecision] = None
         self._decision_projected = False
+        self._end_projected = False  # the terminal state is in Postgres
         self._review_due: Optional[str] = None
         self._dispatched = False
         self._dispatch_failures = 0
@@ -301,6 +302,7 @@ class OrderWorkflow:
             details={**(details or {}), "refunded": refund, "tracking_number": self._tracking_number},
         )
         self._decision_projected = True
+        self._end_projected = True
         # Handlers still running (an update waiting for its answer) finish before we return.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return OrderResult(self._order_id, state.value, reason, self._tracking_number)
@@ -471,7 +473,8 @@ class OrderWorkflow:
         await self._apply_cancel(Updates.REQUEST_CANCEL, request)
         # The cancel is decided when the order ends: during shipping the child may already be
         # dispatching, in which case the order completes and the cancel was too late.
-        await workflow.wait_condition(lambda: self._state.is_terminal)
+        # Answer once the ending is in Postgres, so the next page the person sees shows it.
+        await workflow.wait_condition(lambda: self._end_projected)
         if self._state == OrderState.CANCELLED:
             return ActionResult(True, f"Order cancelled: {self._reason}", self._state.value)
         return ActionResult(False, Errors.CANCEL_TOO_LATE, self._state.value)
