@@ -477,7 +477,10 @@ class OrderWorkflow:
         await workflow.wait_condition(lambda: self._end_projected)
         if self._state == OrderState.CANCELLED:
             return ActionResult(True, f"Order cancelled: {self._reason}", self._state.value)
-        return ActionResult(False, Errors.CANCEL_TOO_LATE, self._state.value)
+        if self._state == OrderState.COMPLETED:
+            return ActionResult(False, Errors.CANCEL_TOO_LATE, self._state.value)
+        # It ended another way first (a declined payment, a failed validation).
+        return ActionResult(False, Errors.ALREADY_FINISHED.format(state=self._state.value), self._state.value)
 
     @request_cancel.validator
     def _validate_request_cancel(self, request: CancelRequest) -> None:

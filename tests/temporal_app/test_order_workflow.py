@@ -370,3 +370,22 @@ def test_invalid_address_at_start_fails_validation(system):
     assert res.reason == f"validation failed: {Errors.ADDRESS_EMPTY}"
     order = Order.objects.get(order_id=order_id)
     assert order.status == "failed" and order.failure_reason == res.reason
+
+
+def test_cancel_pending_when_payment_is_declined_reports_the_real_ending(system):
+    order = make_order()
+    fault_plan(target="payment_charged", order_ref=order.order_id, mode="decline")
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    # Approve and cancel land in the same workflow task: the decline (in the payment activity)
+    # or the cancel wins; either way the answer names the real ending.
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW)
+    wait_for_state(order.workflow_id, "processing_payment")
+    try:
+        outcome = order_workflow_update(order.workflow_id, Updates.REQUEST_CANCEL, CancelRequest("stop", "ivy"))
+    except ActionRefused as refused:  # the order had already failed when the update arrived
+        assert str(refused) in {Errors.ALREADY_FINISHED.format(state="failed"), "The order's workflow has already finished; nothing was changed."}
+    else:
+        assert (outcome.accepted, outcome.workflow_status) == (False, "failed")
+        assert outcome.message == Errors.ALREADY_FINISHED.format(state="failed")
+    assert result(order).status == "failed"
+    assert charges(order.order_id) == 0
