@@ -8,6 +8,7 @@ so it disturbs neither the session's Temporal nor the machine's Postgres.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -29,9 +30,18 @@ from temporal_app.chaos import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture
+def chaos_workdir() -> Path:
+    """Under var/, not pytest's tmp_path: the embedded Postgres runs as another user when we
+    are root, and a concurrent pytest session resets its tmp root to mode 0700."""
+    workdir = ROOT / "var" / f"chaos-test-{os.getpid()}"
+    yield workdir
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 @pytest.mark.temporal
-def test_short_chaos_run_passes_every_check(tmp_path):
-    workdir = tmp_path / "chaos"
+def test_short_chaos_run_passes_every_check(chaos_workdir):
+    workdir = chaos_workdir
     proc = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "chaos", "--orders", "20", "--worker-kills", "1",
          "--temporal-restarts", "1", "--db-outages", "1", "--db-outage-seconds", "5",
