@@ -336,9 +336,10 @@ class OrderAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "title": f"Change the shipping address of {order.order_id}",
             "order": order,
+            "orders": [order],
             "form": form,
             "too_late": too_late,
-            "change_url": self._url("change", order),
+            "back_url": self._url("change", order),
         }
         return TemplateResponse(request, "admin/orderweb/order/address_form.html", context)
 
