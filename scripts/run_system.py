@@ -242,6 +242,10 @@ def preflight(system: System) -> None:
             __import__(module)
         except ImportError:
             raise RunError(f"{package} is missing: run `make venv` (pip install -r requirements.txt)") from None
+    if os.environ.get("DATABASE_URL"):
+        check_database_url(os.environ["DATABASE_URL"])
+    if not system.run_dev_server:
+        check_temporal(system.temporal_address)
 
 
 # -- the components ----------------------------------------------------------------------------
@@ -265,8 +269,7 @@ def rel(path: Path) -> str:
 
 def start_postgres(system: System) -> str:
     url = os.environ.get("DATABASE_URL", "")
-    if url:
-        check_database_url(url)
+    if url:  # reachable: preflight checked it (and created the database if it was missing)
         system.database_url = url
         return f"DATABASE_URL ({redact(url)})"
     import warnings
@@ -336,8 +339,7 @@ def check_database_url(url: str) -> None:
 
 
 def start_temporal(system: System) -> str:
-    if not system.run_dev_server:
-        check_temporal(system.temporal_address)
+    if not system.run_dev_server:  # reachable: preflight checked it
         return f"{system.temporal_address} (not started here)"
     db_file = system.var_dir / "temporal.db"
     path, log = open_log(system, "temporal")
