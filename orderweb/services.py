@@ -10,6 +10,7 @@ Two kinds of callers:
 from __future__ import annotations
 
 import logging
+import unicodedata
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Optional
@@ -36,6 +37,14 @@ ORDER_ID_INVALID = (
 )
 AMOUNT_INVALID = "The amount must be a number of at most 2 decimals, not negative."
 LINE_INVALID = "Line item {sku!r}: quantity must be a positive whole number and price not negative."
+LINE_SKU_INVALID = (
+    "Line item {sku!r}: a SKU is 1 to 64 characters and a name at most 200, without control characters."
+)
+LINE_DUPLICATE_SKU = "SKU {sku!r} appears on more than one line; put the quantity on one line."
+TOTAL_TOO_LARGE = "The order total is too large: at most 9999999999.99."
+CUSTOMER_INVALID = "The customer name contains control characters."
+# OrderLine.quantity is a Postgres integer.
+MAX_LINE_QUANTITY = 2_147_483_647
 
 # The order in which states can follow each other; a projection write never moves an order back
 # (a slow, superseded activity attempt must not undo a later state).
@@ -100,6 +109,11 @@ def parse_amount(value: Any) -> Decimal:
     return amount.quantize(Decimal("0.01"))
 
 
+def _has_control_chars(text: str) -> bool:
+    """Control characters (NUL cannot be stored) and lone surrogates (cannot be encoded)."""
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+
+
 def _clean_lines(line_items: Iterable[LineItem]) -> list[LineItem]:
     lines = []
     for item in line_items:
@@ -108,9 +122,14 @@ def _clean_lines(line_items: Iterable[LineItem]) -> list[LineItem]:
             price = parse_amount(item.unit_price)
         except (TypeError, ValueError, ValidationError):
             raise ValidationError(LINE_INVALID.format(sku=item.sku), code="line_invalid") from None
-        if quantity <= 0 or not str(item.sku).strip():
+        if quantity <= 0 or quantity > MAX_LINE_QUANTITY:
             raise ValidationError(LINE_INVALID.format(sku=item.sku), code="line_invalid")
-        lines.append(LineItem(str(item.sku).strip(), item.name, quantity, str(price)))
+        sku, name = str(item.sku).strip(), str(item.name or "")
+        if not sku or len(sku) > 64 or len(name) > 200 or _has_control_chars(sku + name):
+            raise ValidationError(LINE_SKU_INVALID.format(sku=sku), code="line_invalid")
+        if any(line.sku == sku for line in lines):
+            raise ValidationError(LINE_DUPLICATE_SKU.format(sku=sku), code="line_duplicate_sku")
+        lines.append(LineItem(sku, name, quantity, str(price)))
     return lines
 
 
@@ -143,6 +162,10 @@ def order_create(
     total = parse_amount(amount) if amount not in (None, "") else sum(
         (Decimal(line.unit_price) * line.quantity for line in lines), Decimal("0.00")
     )
+    if total >= Decimal("1e10"):  # Order.amount holds 12 digits, 2 after the point
+        raise ValidationError(TOTAL_TOO_LARGE, code="total_too_large")
+    if _has_control_chars(str(customer)):
+        raise ValidationError(CUSTOMER_INVALID, code="customer_invalid")
     try:
         with transaction.atomic():
             order = Order.objects.create(
