@@ -1,5 +1,6 @@
 """Review task services. Opening and closing follow the workflow (activities call them);
-claiming and releasing are a reviewer's own coordination."""
+claiming and releasing are a reviewer's own coordination; deciding records who asked and then
+asks the workflow (DecideReview), which alone changes the order. See docs/review-ui.md."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
 from orderweb.models import Order
@@ -156,6 +157,8 @@ def order_status(request: HttpRequest, order_id: str) -> HttpResponse:
         context["error"] = LIVE_STATUS_UNAVAILABLE.format(detail=err)
     except RPCError as err:
         context["error"] = LIVE_STATUS_NO_WORKFLOW.format(detail=err.message)
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
+        context["error"] = LIVE_STATUS_UNAVAILABLE.format(detail=err)
     finished = (
         context["live"] is not None
         and OrderState(context["live"]["workflow_status"]).is_terminal

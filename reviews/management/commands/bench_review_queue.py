@@ -8,7 +8,8 @@ For each size ``orders:awaiting`` it empties the bench database, seeds that many
 finished, with closed review tasks, line items and timeline events as real orders leave them),
 runs ANALYZE, then renders each review page through Django's full request stack (middleware,
 session, permissions, templates) ``--runs`` times after warm-ups, and reports the median and the
-time spent in SQL in milliseconds and the number of SQL queries per request.
+Python CPU time (this thread only, so other processes on a busy machine do not count) and
+the time spent waiting for SQL, in milliseconds, and the number of SQL queries per request.
 
 The bench database is ``<your database>_bench_reviews`` on the same server (``--database`` to
 choose): the command creates it, migrates it and points this process's connection at it, so
@@ -209,17 +210,19 @@ class Command(BaseCommand):
             url = url.removesuffix("#htmx")
             for _ in range(3):  # warm-up: connection, template cache, Postgres buffers
                 self._get(client, url, headers)
-            timings, sql_times, counts = [], [], set()
+            timings, cpu_times, sql_times, counts = [], [], [], set()
             for _ in range(runs):
                 with CaptureQueriesContext(connection) as ctx:
-                    started = time.perf_counter()
+                    started, cpu_started = time.perf_counter(), time.thread_time()
                     self._get(client, url, headers)
                     timings.append((time.perf_counter() - started) * 1000)
+                    cpu_times.append((time.thread_time() - cpu_started) * 1000)
                 sql_times.append(sum(float(q["time"]) for q in ctx.captured_queries) * 1000)
                 counts.add(len(ctx.captured_queries))
             if explain and label.startswith(("queue, all", "queue, search", "recent")):
                 self._explain(ctx.captured_queries)
-            rows.append((label, statistics.median(timings), statistics.median(sql_times), max(counts)))
+            rows.append((label, statistics.median(timings), statistics.median(cpu_times),
+                         statistics.median(sql_times), max(counts)))
         return rows
 
     def _get(self, client: Client, url: str, headers: dict) -> None:
@@ -240,14 +243,14 @@ class Command(BaseCommand):
 
     def _report(self, results, runs: int) -> None:
         load = " ".join(open("/proc/loadavg").read().split()[:3])
-        self.stdout.write(f"\nmedian of {runs} runs: whole request ms / of which SQL ms, queries per "
-                          f"request (load average {load})")
+        self.stdout.write(f"\nmedian of {runs} runs, ms: wall time of the whole request / Python CPU time "
+                          f"of it / waiting for SQL; queries per request (load average {load})")
         labels = [label for label, *_ in results[0][2]]
-        header = f"{'page':<20}" + "".join(f"{f'{o:,} orders ({a:,} open)':>34}" for o, a, _ in results)
+        header = f"{'page':<20}" + "".join(f"{f'{o:,} orders ({a:,} open)':>38}" for o, a, _ in results)
         self.stdout.write(header)
         for i, label in enumerate(labels):
             cells = ""
             for _, _, rows in results:
-                _, median, sql, queries = rows[i]
-                cells += f"{f'{median:7.1f} / {sql:6.1f} ms, {queries} q':>34}"
+                _, wall, cpu, sql, queries = rows[i]
+                cells += f"{f'{wall:6.1f} / {cpu:5.1f} / {sql:5.1f} ms, {queries} q':>38}"
             self.stdout.write(f"{label:<20}{cells}")
