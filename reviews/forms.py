@@ -31,7 +31,7 @@ class DecisionForm(forms.Form):
 
     @classmethod
     def fresh(cls, decision: str) -> "DecisionForm":
-        return cls(initial={"decision": decision, "action_id": uuid.uuid4()})
+        return cls(initial={"decision": decision, "action_id": uuid.uuid4()}, auto_id=False)
 
     def clean(self):
         data = super().clean()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -88,8 +89,9 @@ REFUSED_TIMED_OUT = (
 REFUSED_NOT_AWAITING = "{order_id} is not awaiting review (it is {state}); your decision was not applied."
 REFUSED_OTHER = "The workflow refused the decision for {order_id}: {reason}"
 DECISION_UNCONFIRMED = (
-    "The decision for {order_id} could not be confirmed: {detail} Nothing is lost: reload the "
-    "order and decide again if it is still awaiting review; a repeat can never apply twice."
+    "The decision for {order_id} could not be confirmed: Temporal at {address} did not answer. "
+    "Nothing is lost: reload the order in a moment and, if it still awaits review, decide again "
+    "(a repeat can never apply twice)."
 )
 
 MAX_NOTE_LENGTH = 2000
@@ -289,9 +291,9 @@ def review_decide(*, order: Order, user, decision: str, note: str = "", action_i
     if "error" in sent:
         err = sent["error"]
         if isinstance(err, TemporalUnavailable):
-            message = DECISION_UNCONFIRMED.format(order_id=order.order_id, detail=str(err))
+            message = DECISION_UNCONFIRMED.format(order_id=order.order_id, address=settings.TEMPORAL_ADDRESS)
             _audit_refusal(order=order, user=user, decision=decision, action_id=action_id, message=message,
-                           type="review_decision_unconfirmed")
+                           type="review_decision_unconfirmed", error=str(err))
             return DecisionOutcome(False, "error", message, "")
         reason = str(err)
         if reason == Errors.DUPLICATE_ACTION:
@@ -310,9 +312,11 @@ def review_decide(*, order: Order, user, decision: str, note: str = "", action_i
 
 def _audit_refusal(
     *, order: Order, user, decision: str, action_id: str, message: str,
-    type: str = "review_decision_refused", workflow_reason: str = "",
+    type: str = "review_decision_refused", workflow_reason: str = "", error: str = "",
 ) -> None:
+    details = {"decision": decision, "action_id": action_id, "workflow_reason": workflow_reason}
+    if error:
+        details["error"] = error  # the technical detail, for whoever investigates
     order_event_record(
-        order=order, type=type, user=user, source=OrderEvent.Source.WEB, message=message,
-        details={"decision": decision, "action_id": action_id, "workflow_reason": workflow_reason},
+        order=order, type=type, user=user, source=OrderEvent.Source.WEB, message=message, details=details,
     )

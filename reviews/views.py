@@ -32,7 +32,10 @@ from temporal_app.contracts import OrderState
 
 DECIDE_PERMISSION = "reviews.decide_review"
 ORDER_NOT_FOUND = "There is no order {order_id!r}."
-LIVE_STATUS_UNAVAILABLE = "Live status unavailable: {detail}"
+LIVE_STATUS_UNAVAILABLE = (
+    "Live status unavailable: Temporal at {address} did not answer. This panel retries by itself."
+)
+LIVE_STATUS_QUERY_FAILED = "The workflow could not answer its status query: {detail}"
 LIVE_STATUS_NO_WORKFLOW = "Temporal has no workflow for this order yet ({detail})."
 
 _LEVELS = {
@@ -150,15 +153,17 @@ def order_status(request: HttpRequest, order_id: str) -> HttpResponse:
     """The live panel: the workflow's own answer to ``get_status`` next to the Postgres
     projection. Polled by htmx; it stops polling (HTTP 286) once the workflow has finished."""
     order = _order_or_404(order_id)
-    context: dict = {"order": order, "live": None, "error": "", "refresh_seconds": _refresh_seconds()}
+    context: dict = {"order": order, "live": None, "error": "", "detail": "",
+                     "refresh_seconds": _refresh_seconds()}
     try:
         context["live"] = selectors.order_status_summary(status=order_workflow_status(order.workflow_id))
     except TemporalUnavailable as err:
-        context["error"] = LIVE_STATUS_UNAVAILABLE.format(detail=err)
+        context["error"] = LIVE_STATUS_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS)
+        context["detail"] = str(err)
     except RPCError as err:
         context["error"] = LIVE_STATUS_NO_WORKFLOW.format(detail=err.message)
     except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
-        context["error"] = LIVE_STATUS_UNAVAILABLE.format(detail=err)
+        context["error"] = LIVE_STATUS_QUERY_FAILED.format(detail=err)
     finished = (
         context["live"] is not None
         and OrderState(context["live"]["workflow_status"]).is_terminal

@@ -114,3 +114,22 @@ def test_stale_page_shows_why_the_decision_did_not_apply(page, reviewer_login):
         services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="customer called"))
     expect(page.get_by_role("button", name="Approve")).to_have_count(0)
     screenshot(page, "review-07-stale-page-refused")
+
+
+def test_temporal_outage_is_explained_and_loses_nothing(page, reviewer_login):
+    from tests.reviews.test_decide import temporal_outage
+
+    _log_in(page, reviewer_login)
+    order = _new_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    with temporal_outage():
+        page.goto(f"/reviews/orders/{order.order_id}/")
+        expect(page.locator("#live-status")).to_contain_text("Live status unavailable: Temporal at")
+        page.get_by_role("button", name="Approve").click()
+        expect(page.get_by_role("alert")).to_contain_text(f"The decision for {order.order_id} could not be confirmed")
+        expect(page.get_by_role("button", name="Approve")).to_be_visible()  # still open: nothing lost
+        screenshot(page, "review-08-temporal-outage")
+    # Temporal is back: the live panel recovers by itself, and the decision goes through.
+    expect(page.locator("#workflow-status")).to_have_text("awaiting_manual_review")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.locator("#workflow-status")).to_have_text("completed", timeout=30_000)

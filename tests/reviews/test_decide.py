@@ -8,6 +8,7 @@ import uuid
 from contextlib import contextmanager
 
 import pytest
+from django.conf import settings
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import override_settings
@@ -15,7 +16,7 @@ from django.urls import reverse
 
 from orderweb.models import Order, OrderEvent
 from orderweb.services import order_create
-from reviews import services
+from reviews import services, views
 from reviews.models import ReviewTask
 from temporal_app import client as temporal_client
 from temporal_app.contracts import CancelRequest, Errors, LineItem, ReviewDecision, Signals, Updates
@@ -226,15 +227,16 @@ def test_temporal_outage_shows_a_clear_error_then_the_retry_goes_through(system,
     with temporal_outage():
         response = _decide(client, order, "approve")
         [message] = _messages(response)
-        assert message.startswith(services.DECISION_UNCONFIRMED.split("{detail}")[0].format(order_id=order.order_id))
-        assert "Temporal is unreachable" in message
-        assert OrderEvent.objects.filter(order=order, type="review_decision_unconfirmed").exists()
+        assert message == services.DECISION_UNCONFIRMED.format(
+            order_id=order.order_id, address=settings.TEMPORAL_ADDRESS)
+        unconfirmed = OrderEvent.objects.get(order=order, type="review_decision_unconfirmed")
+        assert unconfirmed.user == reviewer and "Temporal is unreachable" in unconfirmed.details["error"]
         assert ReviewTask.objects.get(order=order).status == "open"
         # The order page still renders from Postgres, and the live panel says Temporal is down.
         page = client.get(reverse("reviews:order", args=[order.order_id]))
         assert page.status_code == 200 and b"Approve" in page.content
         live = client.get(reverse("reviews:order_status", args=[order.order_id]))
-        assert "Live status unavailable: Temporal is unreachable" in live.content.decode()
+        assert views.LIVE_STATUS_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS) in live.content.decode()
     # Nothing was lost: the order still waits, and deciding again (a new form) goes through.
     assert wait_for_state(order.workflow_id, "awaiting_manual_review")["signals"] == []
     retried = _decide(client, order, "approve")
