@@ -950,7 +950,9 @@ class ChaosRun:
         terminal = {COMPLETED, CANCELLED, FAILED}
         while True:
             now = time.monotonic()
-            while created < c.orders and now >= next_create:
+            # One order per pass: when creating falls behind the rate, the loop still polls,
+            # reports progress and injects faults between orders.
+            if created < c.orders and now >= next_create:
                 order = self.orders[created]
                 self.create(order)
                 created += 1

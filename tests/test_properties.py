@@ -317,7 +317,7 @@ def test_bad_signals_are_refused_recorded_and_lose_nothing(waiting_order, addres
 
 
 @pytest.mark.temporal
-def test_after_bad_input_the_order_still_completes(waiting_order):
+def test_after_bad_input_the_order_still_obeys_a_good_signal(waiting_order):
     from tests.helpers import handle, temporal
 
     h = handle(waiting_order.workflow_id)
