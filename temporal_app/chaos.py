@@ -534,12 +534,16 @@ def check_outcomes_expected(orders: list[ChaosOrder]) -> Check:
     Updates agree with how the order ended."""
     from orderweb.models import Order
 
-    statuses = dict(Order.objects.filter(order_id__in=[o.order_id for o in orders]).values_list("order_id", "status"))
+    rows = {oid: (status, address) for oid, status, address in Order.objects.filter(
+        order_id__in=[o.order_id for o in orders]).values_list("order_id", "status", "address")}
     problems = []
     for order in orders:
-        status = statuses.get(order.order_id)
+        status, address = rows.get(order.order_id, (None, None))
         if status is None:
             continue
+        change = order.answers.get("address")
+        if change is not None and change[0] and address != order.new_address:
+            problems.append(f"{order.order_id}: address change was accepted but the order ships to {address!r}")
         if status not in EXPECTED_OUTCOMES[order.scenario]:
             problems.append(f"{order.order_id}: {order.scenario} ended {status}")
         cancel = order.answers.get("cancel")

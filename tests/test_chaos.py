@@ -257,10 +257,14 @@ def test_check_outcomes_expected_reports_wrong_outcome_and_contradicting_answer(
         ChaosOrder("A-1", chaos.APPROVE_UPDATE, "1 Way"),
         ChaosOrder("A-2", chaos.RACE_UPDATES, "1 Way", answers={"cancel": (True, "Order cancelled: x")}),
     ]
+    orders.append(ChaosOrder("A-3", chaos.ADDRESS_CHANGE, "1 Way", new_address="2 New Way",
+                             answers={"address": (True, "address updated")}))
+    _order("A-3", "completed")
     check = check_outcomes_expected(orders)
     assert check.problems == [
         "A-1: approve_update ended cancelled",
         "A-2: cancel was accepted (Order cancelled: x) but the order is completed",
+        "A-3: address change was accepted but the order ships to '1 Way'",
     ]
 
 
