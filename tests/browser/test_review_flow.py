@@ -37,6 +37,12 @@ def _log_in(page, username: str) -> None:
     expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
 
 
+def _run_to_the_end(order) -> str:
+    """The workflow's result: its last projection write is done before the database is flushed."""
+    h = handle(order.workflow_id)
+    return temporal(lambda c: h.result()).status
+
+
 def _new_order(**kwargs):
     return order_create(
         order_id=new_order_id("WEB"), address="221B Baker Street\nLondon NW1 6XE", customer="Mrs Hudson",
@@ -81,6 +87,7 @@ def test_reviewer_logs_in_claims_approves_and_sees_completed(page, reviewer_logi
     expect(decided).to_contain_text("Approved")
     expect(decided).to_contain_text("rita")
     screenshot(page, "review-05-recent-decisions")
+    assert _run_to_the_end(order) == "completed"
 
 
 def test_reviewer_rejects_with_a_reason(page, reviewer_login):
@@ -99,6 +106,7 @@ def test_reviewer_rejects_with_a_reason(page, reviewer_login):
     expect(page.locator("#workflow-status")).to_have_text("cancelled")
     expect(page.locator("#live-status")).to_contain_text("rejected in review: Address is a known drop point")
     screenshot(page, "review-06-order-rejected")
+    assert _run_to_the_end(order) == "cancelled"
 
 
 def test_stale_page_shows_why_the_decision_did_not_apply(page, reviewer_login):
@@ -114,6 +122,7 @@ def test_stale_page_shows_why_the_decision_did_not_apply(page, reviewer_login):
         services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="customer called"))
     expect(page.get_by_role("button", name="Approve")).to_have_count(0)
     screenshot(page, "review-07-stale-page-refused")
+    assert _run_to_the_end(order) == "cancelled"
 
 
 def test_temporal_outage_is_explained_and_loses_nothing(page, reviewer_login):
@@ -133,3 +142,4 @@ def test_temporal_outage_is_explained_and_loses_nothing(page, reviewer_login):
     expect(page.locator("#workflow-status")).to_have_text("awaiting_manual_review")
     page.get_by_role("button", name="Approve").click()
     expect(page.locator("#workflow-status")).to_have_text("completed", timeout=30_000)
+    assert _run_to_the_end(order) == "completed"

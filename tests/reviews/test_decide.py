@@ -37,6 +37,13 @@ def _waiting_order(**kwargs) -> Order:
     return order
 
 
+def _run_to_the_end(order: Order):
+    """Wait for the workflow's result: its last projection write is done, so the test database
+    can be flushed without racing a worker thread (see tests/conftest.py's `system`)."""
+    h = handle(order.workflow_id)
+    return temporal(lambda c: h.result())
+
+
 def _decide(client, order: Order, decision: str, note: str = "", action_id: str | None = None):
     return client.post(
         reverse("reviews:decide", args=[order.order_id]),
@@ -99,6 +106,7 @@ def test_double_submit_of_one_form_applies_once(system, reviewer):
     assert _messages(first) == [services.DECIDED_APPROVED.format(order_id=order.order_id)]
     assert _messages(second) == [services.DECISION_DUPLICATE.format(order_id=order.order_id)]
     assert OrderEvent.objects.filter(order=order, type="review_decision_requested").count() == 1
+    assert _run_to_the_end(order).status == "completed"
     status = wait_for_state(order.workflow_id, "completed")
     assert [s["name"] for s in status["signals"]] == [Updates.DECIDE_REVIEW]
 
@@ -139,6 +147,7 @@ def test_two_reviewers_race_to_decide_the_same_order(system, reviewer, reviewer2
     applied = [s for s in status["signals"] if s["outcome"] == "applied"]
     assert [s["actor"] for s in applied] == [winner]
     assert OrderEvent.objects.filter(order=order, type="review_decision_refused", actor=loser).exists()
+    assert _run_to_the_end(order).status in ("completed", "cancelled")
 
 
 def test_stale_page_after_the_order_was_cancelled(system, reviewer):
@@ -241,6 +250,7 @@ def test_temporal_outage_shows_a_clear_error_then_the_retry_goes_through(system,
     assert wait_for_state(order.workflow_id, "awaiting_manual_review")["signals"] == []
     retried = _decide(client, order, "approve")
     assert _messages(retried) == [services.DECIDED_APPROVED.format(order_id=order.order_id)]
+    assert _run_to_the_end(order).status == "completed"
     assert wait_for_state(order.workflow_id, "completed")["review_decision"] == "approve"
 
 
@@ -253,7 +263,7 @@ def test_order_page_shows_live_status_and_temporal_link(system, reviewer):
     live = client.get(reverse("reviews:order_status", args=[order.order_id]), HTTP_HX_REQUEST="true")
     assert live.status_code == 200 and 'data-status="awaiting_manual_review"' in live.content.decode()
     _decide(client, order, "approve")
-    wait_until(lambda: Order.objects.get(pk=order.pk).status == "completed", what="completed")
+    assert _run_to_the_end(order).status == "completed"
     finished = client.get(reverse("reviews:order_status", args=[order.order_id]), HTTP_HX_REQUEST="true")
     assert finished.status_code == 286  # htmx: stop polling
     assert 'data-status="completed"' in finished.content.decode()
