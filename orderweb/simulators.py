@@ -68,6 +68,13 @@ def gateway_charge(*, idempotency_key: str, order_ref: str, amount: Decimal) -> 
     )
 
 
+def gateway_charge_lookup(*, idempotency_key: str) -> Optional[GatewayLedgerEntry]:
+    """The charge made under this key, if any (gateways answer this by idempotency key)."""
+    return GatewayLedgerEntry.objects.filter(
+        idempotency_key=idempotency_key, kind=GatewayLedgerEntry.Kind.CHARGE
+    ).first()
+
+
 def gateway_refund(*, idempotency_key: str, charge_key: str) -> GatewayLedgerEntry:
     charge = GatewayLedgerEntry.objects.get(idempotency_key=charge_key, kind=GatewayLedgerEntry.Kind.CHARGE)
     return _ledger_get_or_create(

@@ -144,26 +144,38 @@ def payment_charged(request: PaymentInput) -> PaymentReceipt:
 
 
 @django_activity(Activities.PAYMENT_REFUNDED)
-def payment_refunded(request: OrderRef) -> None:
-    charge = Payment.objects.filter(
-        order__order_id=request.order_id, kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED
-    ).select_related("order").first()
+def payment_refunded(request: OrderRef) -> bool:
+    """Refund the order's charge, if the gateway made one. Returns whether there was one.
+
+    The charge is looked up at the gateway by its key, not in our Payment table: after a payment
+    activity that gave up, the gateway may hold a charge that we never recorded."""
+    key = charge_key(request.order_id)
+    charge = simulators.gateway_charge_lookup(idempotency_key=key)
     if charge is None:
         logger.info("order %s: nothing to refund", request.order_id)
-        return
-    key = f"order:{request.order_id}:refund"
-    entry = simulators.gateway_refund(idempotency_key=key, charge_key=charge.idempotency_key)
+        return False
+    order = Order.objects.get(order_id=request.order_id)
+    refund_key = f"order:{request.order_id}:refund"
+    entry = simulators.gateway_refund(idempotency_key=refund_key, charge_key=key)
     with transaction.atomic():
+        # Record the charge too if its own activity never got to (it gave up after the gateway
+        # call), so that our books show what the customer saw.
         Payment.objects.get_or_create(
             idempotency_key=key,
-            defaults={"order": charge.order, "kind": Payment.Kind.REFUND, "status": Payment.Status.SUCCEEDED,
+            defaults={"order": order, "kind": Payment.Kind.CHARGE, "status": Payment.Status.SUCCEEDED,
+                      "amount": charge.amount, "provider_reference": charge.reference},
+        )
+        Payment.objects.get_or_create(
+            idempotency_key=refund_key,
+            defaults={"order": order, "kind": Payment.Kind.REFUND, "status": Payment.Status.SUCCEEDED,
                       "amount": entry.amount, "provider_reference": entry.reference},
         )
         order_event_record(
-            order=charge.order, type="payment_refunded", event_key="payment:refunded",
+            order=order, type="payment_refunded", event_key="payment:refunded",
             source=OrderEvent.Source.WORKFLOW, message=f"refunded {entry.amount}",
-            details={"reference": entry.reference, "charge": charge.provider_reference},
+            details={"reference": entry.reference, "charge": charge.reference},
         )
+    return True
 
 
 @django_activity(Activities.PACKAGE_PREPARED)

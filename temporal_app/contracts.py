@@ -153,6 +153,8 @@ class OrderOptions:
     customer: str = ""
     # None -> the value in Django settings (ORDER_REVIEW_TIMEOUT), read by order_received.
     review_timeout_seconds: Optional[float] = None
+    # Attempts of the payment step before the order fails (None: the workflow's default, 10).
+    payment_attempts: Optional[int] = None
     # How the order came in, for the audit trail ("web", "admin", "api", "temporal-client").
     source: str = "temporal-client"
     created_by: str = ""

@@ -13,6 +13,7 @@ extra server round trip) writes the transitions and signal outcomes that have no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 from typing import Any, Optional
 
@@ -60,6 +61,7 @@ DISPATCH_FAILURES_KEY = SearchAttributeKey.for_int(SEARCH_ATTRIBUTE_DISPATCH_FAI
 # workflow.patched ids: each marks a deliberate change; remove one only when no workflow that
 # started before it can still be running (docs/determinism.md).
 PATCH_SEARCH_ATTRIBUTES_AT_START = "search-attributes-at-start"
+PATCH_REFUND_UNCONFIRMED_CHARGE = "refund-unconfirmed-charge"
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Database-only steps retry until the database is back: giving up would lose the order.
@@ -215,12 +217,21 @@ class OrderWorkflow:
                 PaymentInput(order_id, received.amount),
                 result_type=PaymentReceipt,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=PAYMENT_RETRY,
+                retry_policy=dataclasses.replace(
+                    PAYMENT_RETRY,
+                    maximum_attempts=self._options.payment_attempts or PAYMENT_RETRY.maximum_attempts,
+                ),
             )
         except ActivityError as err:
             if _root_type(err) == Errors.PAYMENT_DECLINED:
                 return await self._finish_failed(f"payment declined: {_root_message(err)}")
-            return await self._finish_failed(f"payment could not be processed: {_root_message(err)}")
+            reason = f"payment could not be processed: {_root_message(err)}"
+            if workflow.patched(PATCH_REFUND_UNCONFIRMED_CHARGE):
+                # The gateway may have charged on an attempt whose result we never recorded
+                # (its later attempts failed): give back whatever it holds under our key.
+                if await self._refund():
+                    reason = f"{reason} (payment refunded)"
+            return await self._finish_failed(reason)
         if self._cancel:
             return await self._finish_cancelled(refund=True)
 
@@ -261,12 +272,7 @@ class OrderWorkflow:
         if not reason:
             reason = self._cancel.reason if self._cancel else "cancelled"
         if refund:
-            await workflow.execute_activity(
-                Activities.PAYMENT_REFUNDED,
-                OrderRef(self._order_id, workflow.info().workflow_id),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_FOREVER,
-            )
+            await self._refund()
             reason = f"{reason} (payment refunded)"
         actor = "system"
         if decision is not None:
@@ -278,6 +284,16 @@ class OrderWorkflow:
             details={"review_outcome": review_outcome, "note": decision.note if decision else ""}
             if review_outcome else {},
         )
+
+    async def _refund(self) -> bool:
+        """Refund the charge, if the gateway holds one (idempotent by the refund key)."""
+        refunded = await workflow.execute_activity(
+            Activities.PAYMENT_REFUNDED,
+            OrderRef(self._order_id, workflow.info().workflow_id),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY_FOREVER,
+        )
+        return bool(refunded)
 
     async def _finish_failed(self, reason: str) -> OrderResult:
         return await self._finish(OrderState.FAILED, reason, refund=False)

@@ -389,3 +389,50 @@ def test_cancel_pending_when_payment_is_declined_reports_the_real_ending(system)
         assert outcome.message == Errors.ALREADY_FINISHED.format(state="failed")
     assert result(order).status == "failed"
     assert charges(order.order_id) == 0
+
+
+def test_payment_that_gives_up_after_the_gateway_charged_is_refunded(system):
+    """The gateway charged, then every attempt to record it failed until the step gave up: the
+    order fails and the customer gets the money back (found at the gateway by its key)."""
+    from django.db import connection
+
+    from orderweb.models import OrderEvent
+    from temporal_app.contracts import OrderOptions
+
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            CREATE FUNCTION test_block_charge_record() RETURNS trigger AS $$
+            BEGIN
+              IF NEW.event_key = 'payment:charged' THEN
+                RAISE EXCEPTION 'simulated outage while recording the charge';
+              END IF;
+              RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER test_block_charge_record BEFORE INSERT ON orderweb_orderevent
+              FOR EACH ROW EXECUTE FUNCTION test_block_charge_record();
+        """)
+    try:
+        order_id = new_order_id()
+
+        async def story(client):
+            from temporal_app.workflows import OrderWorkflow
+
+            h = await client.start_workflow(
+                OrderWorkflow.run, args=[order_id, "7 Gateway St", OrderOptions(amount="30.00", payment_attempts=2)],
+                id=order_id.lower(), task_queue="order-tq",
+            )
+            await h.signal(OrderWorkflow.complete_manual_review)
+            return await h.result()
+
+        res = temporal(story, timeout=90)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER test_block_charge_record ON orderweb_orderevent;"
+                           "DROP FUNCTION test_block_charge_record();")
+    assert res.status == "failed"
+    assert res.reason.startswith("payment could not be processed:")
+    assert res.reason.endswith("(payment refunded)")
+    assert charges(order_id) == 1 and refunds(order_id) == 1
+    kinds = sorted(Payment.objects.filter(order__order_id=order_id).values_list("kind", flat=True))
+    assert kinds == ["charge", "refund"]
+    assert OrderEvent.objects.filter(order__order_id=order_id, type="payment_refunded").count() == 1
