@@ -19,7 +19,7 @@ from orderweb.actions import (
     RETRY_DONE,
     RETRY_REFUSED,
 )
-from orderweb.models import GatewayLedgerEntry, Order, OrderEvent, Payment, Shipment
+from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment, Shipment
 from orderweb.simulators import fault_plan
 from reviews.models import ReviewTask
 from temporal_app.client import TEMPORAL_UNAVAILABLE
@@ -177,6 +177,11 @@ def test_retry_is_refused_when_dispatch_did_not_fail(system, client, make_staff)
 def test_retry_shipping_after_a_dispatch_failure(system, client, make_staff):
     order = dispatch_failed_order(times=3)  # fails all 3 attempts, then the carrier recovers
     assert order.dispatch_failures == 1
+    # While it waits, staff fix the address: the shipping child takes it for the next attempt.
+    client.force_login(make_staff("gus", "change_order_address"))
+    response = client.post(url("address", order), {"address": "7 Reachable Road\nSpringfield"})
+    assert messages_of(response) == [("success", ADDRESS_DONE.format(order_id=order.order_id))]
+
     client.force_login(make_staff("hank", "retry_shipping"))
     page = client.get(url("change", order)).content.decode()
     assert url("retry_shipping", order) in page and "Cancel and refund" not in page  # no cancel perm
@@ -190,6 +195,8 @@ def test_retry_shipping_after_a_dispatch_failure(system, client, make_staff):
     assert finish(order).status == "completed"
     shipment = Shipment.objects.get(order=order)
     assert shipment.status == Shipment.Status.DISPATCHED and shipment.tracking_number
+    carrier = CarrierLedgerEntry.objects.get(order_ref=order.order_id)
+    assert carrier.address == "7 Reachable Road\nSpringfield"
     retried = OrderEvent.objects.get(order=order, type="signal_applied", details__signal="RequestShippingRetry")
     assert retried.actor == "hank"
 
