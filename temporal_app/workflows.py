@@ -62,6 +62,7 @@ DISPATCH_FAILURES_KEY = SearchAttributeKey.for_int(SEARCH_ATTRIBUTE_DISPATCH_FAI
 # started before it can still be running (docs/determinism.md).
 PATCH_SEARCH_ATTRIBUTES_AT_START = "search-attributes-at-start"
 PATCH_REFUND_UNCONFIRMED_CHARGE = "refund-unconfirmed-charge"
+PATCH_CANCEL_AFTER_FAILED_DISPATCH = "cancel-after-failed-dispatch"
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Database-only steps retry until the database is back: giving up would lose the order.
@@ -670,6 +671,7 @@ class ShippingWorkflow:
         self._request = request
         self._address = request.address
         self._cancelled = False
+        self._cancel_during_dispatch = False
         self._dispatching = False
         self._retry = False
         self._awaiting_retry = False
@@ -701,6 +703,10 @@ class ShippingWorkflow:
                 )
             except ActivityError as err:
                 self._dispatching = False
+                if self._cancel_during_dispatch and workflow.patched(PATCH_CANCEL_AFTER_FAILED_DISPATCH):
+                    # The parent asked to cancel while the carrier was being called; nothing was
+                    # dispatched after all, so the cancel stands.
+                    return await self._finish_cancelled()
                 self._failures += 1
                 self._state = "dispatch_failed"
                 self._awaiting_retry = True
@@ -727,8 +733,11 @@ class ShippingWorkflow:
 
     @workflow.signal(name=Signals.SHIPPING_CANCEL)
     def cancel(self, request: CancelRequest) -> None:
-        # Once dispatch has begun the parent learns the outcome from our result instead.
-        if not self._dispatching and self._state != "dispatched":
+        # Once dispatch has begun the parent learns the outcome from our result: dispatched
+        # (the cancel was too late) or cancelled (the dispatch failed, so the cancel stands).
+        if self._dispatching:
+            self._cancel_during_dispatch = True
+        elif self._state != "dispatched":
             self._cancelled = True
 
     @workflow.signal(name=Signals.SHIPPING_ADDRESS)

@@ -436,3 +436,20 @@ def test_payment_that_gives_up_after_the_gateway_charged_is_refunded(system):
     kinds = sorted(Payment.objects.filter(order__order_id=order_id).values_list("kind", flat=True))
     assert kinds == ["charge", "refund"]
     assert OrderEvent.objects.filter(order__order_id=order_id, type="payment_refunded").count() == 1
+
+
+def test_cancel_during_a_dispatch_that_then_fails_cancels_and_refunds(system):
+    """Found in review: a cancel that reached the child mid-dispatch used to be ignored, and the
+    order then stuck (no retry, no second cancel). Now the cancel stands once the dispatch fails."""
+    order = make_order()
+    fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=100)
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW)
+    wait_until(lambda: Order.objects.filter(pk=order.pk, shipment__isnull=False).exists(),
+               what="dispatch to be under way")
+    outcome = order_workflow_update(order.workflow_id, Updates.REQUEST_CANCEL, CancelRequest("no stock", "judy", "c-mid"))
+    assert (outcome.accepted, outcome.workflow_status) == (True, "cancelled")
+    res = result(order)
+    assert (res.status, res.reason) == ("cancelled", "no stock (payment refunded)")
+    assert charges(order.order_id) == 1 and refunds(order.order_id) == 1
+    assert CarrierLedgerEntry.objects.filter(order_ref=order.order_id).count() == 0
