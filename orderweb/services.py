@@ -9,6 +9,7 @@ Two kinds of callers:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import unicodedata
 from datetime import timedelta
@@ -62,10 +63,14 @@ _STATE_RANK = {
 
 
 def pg_text(value: Any) -> Any:
-    """Postgres text and jsonb cannot hold NUL; keep the evidence of a bad input visible instead
-    of failing the write (a refused address with a NUL in it must still be audited)."""
+    """Postgres text and jsonb cannot hold NUL, nor a lone surrogate (which a signal's JSON can
+    carry); keep the evidence of a bad input visible instead of failing the write (a refused
+    address with a NUL in it must still be audited, or the workflow's projection retries forever)."""
     if isinstance(value, str):
-        return value.replace("\x00", "\\x00")
+        value = value.replace("\x00", "\\x00")
+        if any("\ud800" <= ch <= "\udfff" for ch in value):
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
     if isinstance(value, dict):
         return {pg_text(k): pg_text(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -271,8 +276,8 @@ def order_receive(
         # The workflow validates the address next; keep what we were given, even if bad, so the
         # failure is visible on the order. The empty-address constraint needs a placeholder.
         "address": pg_text(address or "")[:300] or "(no address)",
-        "customer": options.customer[:200],
-        "source": options.source[:32] or "temporal-client",
+        "customer": pg_text(options.customer)[:200],
+        "source": pg_text(options.source)[:32] or "temporal-client",
     }
     if options.amount:
         defaults["amount"] = options.amount
@@ -287,7 +292,7 @@ def order_receive(
             )
             order_event_record(
                 order=order, type="order_created", source=OrderEvent.Source.WORKFLOW,
-                actor=options.created_by or "temporal-client", to_status=OrderState.STARTED,
+                actor=pg_text(options.created_by)[:150] or "temporal-client", to_status=OrderState.STARTED,
                 message="order created by its workflow", event_key="received:created",
             )
         order_advance(order=order, to_status=OrderState.PROCESSING, event_key="received")
@@ -335,6 +340,12 @@ def order_record_progress(record: ProgressRecord) -> None:
     activity). Idempotent by ``record.event_key``."""
     from reviews.services import review_task_close
 
+    # Reasons, notes and actor names come from any Temporal client: make them storable, or this
+    # write would fail on every retry and the workflow could never finish.
+    record = dataclasses.replace(
+        record, actor=pg_text(record.actor)[:150], reason=pg_text(record.reason),
+        details=pg_text(dict(record.details)),
+    )
     with transaction.atomic():
         order = Order.objects.select_for_update().get(order_id=record.order_id)
         if OrderEvent.objects.filter(order=order, event_key=record.event_key).exists():

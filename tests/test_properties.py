@@ -297,6 +297,8 @@ def test_workflow_update_refuses_bad_addresses_with_the_contract_message(waiting
           deadline=None, max_examples=10)
 @given(address=addresses.filter(lambda a: address_error(a) is not None),
        decision=any_text.filter(lambda d: d not in ("approve", "reject")))
+@example(address="1 Main St\x00", decision="\x00")
+@example(address="\ud800 1 Main St", decision="\udfff")
 def test_bad_signals_are_refused_recorded_and_lose_nothing(waiting_order, address, decision):
     """Signals cannot answer; a bad one is refused in the workflow's history and the order keeps
     waiting with its address, ready for a good decision."""
@@ -304,6 +306,7 @@ def test_bad_signals_are_refused_recorded_and_lose_nothing(waiting_order, addres
 
     h = handle(waiting_order.workflow_id)
     before = len(workflow_status(waiting_order.workflow_id)["signals"])
+    refused_before = OrderEvent.objects.filter(order__order_id=waiting_order.order_id, type="signal_refused").count()
     temporal(lambda c: h.signal(Signals.UPDATE_ADDRESS, address))
     temporal(lambda c: h.signal(Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision(decision, "prop")))
     status = wait_until(lambda: (s := workflow_status(waiting_order.workflow_id)) and
@@ -314,6 +317,10 @@ def test_bad_signals_are_refused_recorded_and_lose_nothing(waiting_order, addres
     assert refused[1]["message"] == Errors.UNKNOWN_DECISION.format(decision=decision)
     assert status["workflow_status"] == "awaiting_manual_review"
     assert status["address"] == "1 Property Way"
+    # ... and Postgres holds both refusals: the projection could store what was sent.
+    wait_until(lambda: OrderEvent.objects.filter(order__order_id=waiting_order.order_id,
+                                                 type="signal_refused").count() >= refused_before + 2,
+               timeout=20, what="both refusals projected to Postgres")
 
 
 @pytest.mark.temporal
@@ -338,3 +345,28 @@ def test_updates_to_unknown_workflow_ids_are_a_clear_refusal(system, workflow_id
 
     with pytest.raises(ActionRefused):
         order_workflow_update(workflow_id, Updates.REQUEST_CANCEL, CancelRequest("x", "prop", "a1"))
+
+
+@pytest.mark.temporal
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          deadline=None, max_examples=4)
+@given(text=st.one_of(any_text, st.text(min_size=151, max_size=400)))
+@example(text="\x00 reason")
+@example(text="\ud800 reason")
+@example(text="r" * 200)
+def test_free_text_in_signals_reaches_postgres(system, text):
+    """Reasons, notes and actor names are free text from any Temporal client: whatever they hold,
+    the order's ending is projected to Postgres (a write that fails would retry forever and the
+    workflow could never finish)."""
+    from tests.helpers import handle, temporal, wait_for_state, wait_until
+
+    order = services.order_create(order_id=f"PROP-{uuid.uuid4().hex[:8].upper()}", address="1 Property Way",
+                                  line_items=[LineItem("SKU-1", "Widget", 1, "5.00")])
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    h = handle(order.workflow_id)
+    temporal(lambda c: h.signal(Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision("reject", text, text or "x")))
+    result = temporal(lambda c: h.result())
+    assert result.status == "cancelled"
+    wait_until(lambda: Order.objects.filter(pk=order.pk, status="cancelled").exists(), timeout=20,
+               what="the cancellation projected to Postgres")
+    assert ReviewTask.objects.get(order=order).status == ReviewTask.Status.REJECTED
