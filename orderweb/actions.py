@@ -20,13 +20,13 @@ from typing import Any, Callable, Optional
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
 from orderweb.models import Order, OrderEvent, Shipment
 from orderweb.services import order_event_record
 from temporal_app.client import (
     ORDER_WORKFLOW_FINISHED,
     ActionRefused,
+    TemporalNoAnswer,
     TemporalUnavailable,
     order_workflow_update,
 )
@@ -206,7 +206,7 @@ def _run_action(
             answer["result"] = send()
         # A timed-out Update reached Temporal but got no answer (no worker polls, or the
         # workflow is stuck waiting): unlike "unreachable", it may still be applied later.
-        except (ActionRefused, TemporalUnavailable, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+        except (ActionRefused, TemporalUnavailable) as err:
             answer["error"] = err
 
     with transaction.atomic(durable=True):
@@ -232,7 +232,7 @@ def _run_action(
         reason, event_type = result.message, f"{kind}_refused"
     elif isinstance(error, ActionRefused):
         reason, event_type = _precise_refusal(order, kind, str(error)), f"{kind}_refused"
-    elif isinstance(error, WorkflowUpdateRPCTimeoutOrCancelledError):
+    elif isinstance(error, TemporalNoAnswer):
         reason, event_type = "the workflow did not answer in time", f"{kind}_unanswered"
         shown = NO_ANSWER.format(order_id=order.order_id, seconds=settings.TEMPORAL_RPC_TIMEOUT_SECONDS)
     else:

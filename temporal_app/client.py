@@ -23,6 +23,7 @@ from temporalio.client import (
     TLSConfig,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributeKey,
@@ -48,12 +49,20 @@ T = TypeVar("T")
 TEMPORAL_UNAVAILABLE = (
     "Temporal is unreachable at {address} ({detail}). Nothing was changed; try again in a moment."
 )
+TEMPORAL_NO_ANSWER = (
+    "Temporal did not answer within {seconds:g} s; the request may still take effect. "
+    "Check the order before trying again."
+)
 ORDER_WORKFLOW_NOT_FOUND = "The order's workflow {workflow_id!r} was not found in Temporal."
 ORDER_WORKFLOW_FINISHED = "The order's workflow has already finished; nothing was changed."
 
 
 class TemporalUnavailable(Exception):
     """Temporal could not be reached or did not answer in time."""
+
+
+class TemporalNoAnswer(TemporalUnavailable):
+    """The request reached Temporal but no answer came in time: it may still take effect."""
 
 
 class ActionRefused(Exception):
@@ -115,9 +124,11 @@ class _ClientThread:
             return future.result(timeout + 1)
         except (asyncio.TimeoutError, TimeoutError) as err:
             future.cancel()
-            raise TemporalUnavailable(
-                TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=f"no answer in {timeout:g} s")
-            ) from err
+            if self._client is None:  # still connecting: the request never left this process
+                raise TemporalUnavailable(
+                    TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=f"no answer in {timeout:g} s")
+                ) from err
+            raise TemporalNoAnswer(TEMPORAL_NO_ANSWER.format(seconds=timeout)) from err
         except RuntimeError as err:  # connection refused and friends surface as RuntimeError
             if "connect" in str(err).lower() or "transport" in str(err).lower():
                 raise TemporalUnavailable(
@@ -181,6 +192,8 @@ def order_workflow_update(workflow_id: str, update: str, arg: Any) -> ActionResu
 
     try:
         return client_thread.run(call)
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        raise TemporalNoAnswer(TEMPORAL_NO_ANSWER.format(seconds=settings.TEMPORAL_RPC_TIMEOUT_SECONDS)) from err
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
