@@ -187,11 +187,12 @@ def test_check_charges_reports_double_and_early_charges():
     _order("A-5", "cancelled")
     _charge("A-5")  # never reached payment
     _charge("A-4")
+    _charge("A-4", "-again")
     check = check_charges(["A-1", "A-2", "A-3", "A-4", "A-5"], {"A-5": chaos.EARLY_CANCEL})
     assert check.problems == [
         "A-1: completed with 2 charges",
         "A-3: completed with 0 charges",
-        "A-4: failed but charged 1 times",
+        "A-4: failed with 2 charges",
         f"A-5: charged although cancelled/failed before payment ({chaos.EARLY_CANCEL})",
     ]
 
@@ -206,10 +207,13 @@ def test_check_refunds_reports_missing_and_mismatched_refunds():
         idempotency_key="order:A-2:refund", kind="refund", reference="re_1", order_ref="A-2",
         amount=Decimal("3.00"), refunds=charge,
     )
-    check = check_refunds(["A-1", "A-2"])
+    _order("A-3", "failed")
+    _charge("A-3")  # the payment step gave up after the gateway charged: must be refunded
+    check = check_refunds(["A-1", "A-2", "A-3"])
     assert check.problems == [
         "A-2: refund re_1 does not match charge ch_A-2",
         "A-1: cancelled with 1 charges and 0 refunds",
+        "A-3: failed with 1 charges and 0 refunds",
     ]
 
 
