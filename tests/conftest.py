@@ -93,3 +93,23 @@ def system(workers, transactional_db) -> Iterator[None]:
     test's rows."""
     yield
     terminate_running_workflows()
+    wait_for_database_quiet()
+
+
+def wait_for_database_quiet(timeout: float = 15) -> None:
+    """Let activities that were already running when their workflow was terminated finish their
+    transaction, so that the flush after this test does not race (or deadlock with) them."""
+    import time
+
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state IS NOT NULL AND state <> 'idle'"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
