@@ -277,3 +277,37 @@ def test_check_review_tasks_reports_open_task_of_finished_order():
     order = _order("A-1", "cancelled")
     ReviewTask.objects.create(order=order, due_at=datetime.now().astimezone() + timedelta(hours=1))
     assert check_review_tasks(["A-1"]).problems == ["A-1: cancelled"]
+
+
+class _ScriptedPool(chaos.WorkerPool):
+    """A worker pool whose 'workers' run a given script instead of manage.py run_workers."""
+
+    def __init__(self, logdir: Path, script: str) -> None:
+        super().__init__(1, dict(os.environ), logdir, threads=1)
+        self.script = script
+
+    def start(self, index: int) -> None:
+        self.generation[index] += 1
+        path = self.current_log(index)
+        self.logs.append(path)
+        self.processes[index] = subprocess.Popen([sys.executable, "-c", self.script],
+                                                 stdout=open(path, "ab"), stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize("script, refused, breaches", [
+    ("print('CommandError: Temporal is unreachable at x: refused'); raise SystemExit(1)", 1, 0),
+    # Seen once in a chaos run: the refusal printed, then SIGSEGV while the interpreter exited.
+    ("import os, signal; print('CommandError: Postgres is unreachable (x)', flush=True); "
+     "os.kill(os.getpid(), signal.SIGSEGV)", 1, 0),
+    ("raise RuntimeError('worker bug')", 0, 1),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", 0, 1),
+])
+def test_worker_pool_tells_a_refused_start_from_a_crash(tmp_path, script, refused, breaches):
+    pool = _ScriptedPool(tmp_path, script)
+    pool.start(0)
+    pool.processes[0].wait(30)
+    generation = pool.generation[0]
+    pool.check_alive()
+    assert (pool.refused_starts, len(pool.unexpected_exits)) == (refused, breaches)
+    assert pool.generation[0] == generation + 1  # restarted, as a supervisor would
+    pool.processes[0].wait(30)
