@@ -400,9 +400,20 @@ def _approver():
         review_decide = None
 
     if review_decide is not None:
+        from reviews import services as review_services
+
+        # "could not be confirmed": the Update was sent but not answered in time; not a refusal.
+        template = getattr(review_services, "DECISION_UNCONFIRMED", "")
+        unconfirmed = re.compile(re.escape(template).replace(r"\{order_id\}", ".*").replace(r"\{detail\}", ".*"),
+                                 re.S) if template else None
+
         def approve(*, order: Order, user) -> Optional[str]:
             outcome = review_decide(order=order, user=user, decision="approve")
-            return None if outcome.accepted else outcome.message
+            if outcome.accepted:
+                return None
+            if unconfirmed is not None and unconfirmed.fullmatch(outcome.message):
+                raise TemporalUnavailable(outcome.message)
+            return outcome.message
 
         return approve
 
