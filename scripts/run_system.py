@@ -566,7 +566,8 @@ def watch(system: System) -> int:
         for child in system.children:
             code = child.process.poll()
             if code is not None:
-                fail_line(f"the {child.name} stopped unexpectedly (exit code {code}): {last_line(child.log_path)}")
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                fail_line(f"the {child.name} stopped unexpectedly ({how}): {last_line(child.log_path)}")
                 return 1
         if system.postgres_started_here and system.embedded_pgdata and not embedded_running(system.embedded_pgdata):
             fail_line(f"the embedded Postgres stopped unexpectedly; see {rel(system.embedded_pgdata / 'log')}")
