@@ -242,6 +242,8 @@ def preflight(system: System) -> None:
             __import__(module)
         except ImportError:
             raise RunError(f"{package} is missing: run `make venv` (pip install -r requirements.txt)") from None
+    if not env_bool("DEBUG", False) and not os.environ.get("SECRET_KEY"):
+        raise RunError("DEBUG is off, so SECRET_KEY must be set (or run with DEBUG=1)")
     if os.environ.get("DATABASE_URL"):
         check_database_url(os.environ["DATABASE_URL"])
     if not system.run_dev_server:
@@ -613,8 +615,10 @@ def main(argv: list[str]) -> int:
         step("migrate", lambda: manage(system, "migrate", "--noinput", log_name="setup", timeout=300) and "done")
         # Workers and web boot while the demo users are written (each is a Django start-up).
         workers = spawn(system, "workers", ["run_workers"], stop_signal=signal.SIGINT, stop_timeout=25)
+        # --insecure: with DEBUG off, runserver still serves the admin's CSS on this local run.
         web = spawn(
-            system, "web", ["runserver", "--noreload", f"{system.web_host}:{system.web_port}"],
+            system, "web", ["runserver", "--noreload", *([] if debug else ["--insecure"]),
+                            f"{system.web_host}:{system.web_port}"],
             stop_signal=signal.SIGINT, stop_timeout=10,
         )
         if debug:
