@@ -291,7 +291,11 @@ EXPECTED_PATTERNS = [
         r"|the carrier rejected the pickup request \(simulated\))$")),
     (BUSINESS, re.compile(
         _APP_ERROR + r"(the card was declined \(simulated gateway\)|The address is empty\.)$")),
-    (DATABASE, re.compile(r"^(psycopg|django\.db\.utils)\.(OperationalError|InterfaceError)\b")),
+    # pg_ctl stop -m fast ends running queries with AdminShutdown (an OperationalError).
+    (DATABASE, re.compile(
+        r"^((psycopg|django\.db\.utils)\.(OperationalError|InterfaceError)"
+        r"|psycopg\.errors\.(AdminShutdown|CrashShutdown|CannotConnectNow|ConnectionFailure"
+        r"|ConnectionException|ConnectionDoesNotExist))\b")),
 ]
 
 

@@ -90,6 +90,9 @@ The above exception was the direct cause of the following exception:
 Traceback (most recent call last):
   File "/x/django/db/backends/base/base.py", line 1, in connect
 django.db.utils.OperationalError: connection is bad: No such file or directory
+Traceback (most recent call last):
+  File "/x/psycopg/cursor.py", line 117, in execute
+psycopg.errors.AdminShutdown: terminating connection due to administrator command
 """
 BUG_TRACEBACK = """\
 2026-01-01 10:00:09,001 WARNING temporalio.activity: Completing activity as failed ({'activity_type': 'payment_charged'})
@@ -104,12 +107,12 @@ def test_log_audit_accepts_injected_faults_and_db_errors_inside_the_outage():
     audit = scan_worker_log(INJECTED_TRACEBACK + DB_TRACEBACK, outages=[outage])
     assert audit.unexpected == []
     assert audit.expected[INJECTED] == 1
-    assert audit.expected[DATABASE] == 2
+    assert audit.expected[DATABASE] == 3
 
 
 def test_log_audit_reports_db_errors_outside_any_outage():
     audit = scan_worker_log(DB_TRACEBACK, source="w.log", outages=[])
-    assert len(audit.unexpected) == 2
+    assert len(audit.unexpected) == 3
     assert audit.unexpected[0].startswith("w.log: psycopg.OperationalError")
 
 
