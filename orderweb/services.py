@@ -37,6 +37,8 @@ ORDER_ID_INVALID = (
     "An order id is 1 to 64 characters: letters, digits, '-', '_' or '.'."
 )
 AMOUNT_INVALID = "The amount must be a number of at most 2 decimals, not negative."
+ORDER_ALREADY_FINISHED = "Order {order_id} has already finished ({status}); an order runs once."
+ORDER_OWNED_BY_OTHER_WORKFLOW = "Order {order_id} belongs to workflow {workflow_id}."
 LINE_INVALID = "Line item {sku!r}: quantity must be a positive whole number and price not negative."
 LINE_SKU_INVALID = (
     "Line item {sku!r}: a SKU is 1 to 64 characters and a name at most 200, without control characters."
@@ -46,6 +48,10 @@ TOTAL_TOO_LARGE = "The order total is too large: at most 9999999999.99."
 CUSTOMER_INVALID = "The customer name contains control characters."
 # OrderLine.quantity is a Postgres integer.
 MAX_LINE_QUANTITY = 2_147_483_647
+
+class OrderConflict(Exception):
+    """A workflow run may not take this order (it finished, or belongs to another workflow)."""
+
 
 # The order in which states can follow each other; a projection write never moves an order back
 # (a slow, superseded activity attempt must not undo a later state).
@@ -285,6 +291,12 @@ def order_receive(
         order, created = Order.objects.select_for_update().get_or_create(
             order_id=order_id, defaults=defaults
         )
+        if not created and order.workflow_id != workflow_id:
+            raise OrderConflict(ORDER_OWNED_BY_OTHER_WORKFLOW.format(order_id=order_id, workflow_id=order.workflow_id))
+        if not created and order.is_terminal:
+            # A finished order's workflow id started again (no id-reuse policy on the start,
+            # or a reset to the beginning): running the story twice could charge twice.
+            raise OrderConflict(ORDER_ALREADY_FINISHED.format(order_id=order_id, status=order.status))
         if created:
             OrderLine.objects.bulk_create(
                 OrderLine(order=order, sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price)

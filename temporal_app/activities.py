@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from orderweb import simulators
 from orderweb.models import Order, OrderEvent, Payment, Shipment
-from orderweb.services import order_advance, order_event_record, order_receive, order_record_progress
+from orderweb.services import OrderConflict, order_advance, order_event_record, order_receive, order_record_progress
 from reviews.services import review_task_open
 from temporal_app.contracts import (
     Activities,
@@ -74,12 +74,15 @@ def django_activity(name: str) -> Callable[[F], F]:
 
 @django_activity(Activities.ORDER_RECEIVED)
 def order_received(request: ReceiveOrderInput) -> ReceivedOrder:
-    order = order_receive(
-        order_id=request.order_id,
-        workflow_id=request.workflow_id,
-        address=request.address,
-        options=request.options,
-    )
+    try:
+        order = order_receive(
+            order_id=request.order_id,
+            workflow_id=request.workflow_id,
+            address=request.address,
+            options=request.options,
+        )
+    except OrderConflict as err:
+        raise ApplicationError(str(err), type=Errors.ORDER_CONFLICT, non_retryable=True) from None
     return ReceivedOrder(
         review_timeout_seconds=settings.ORDER_REVIEW_TIMEOUT_SECONDS, amount=str(order.amount)
     )

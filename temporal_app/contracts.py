@@ -87,6 +87,7 @@ class Errors:
     """Error types (ApplicationError.type) and the messages people see. Tests assert on these."""
 
     VALIDATION_FAILED = "OrderValidationFailed"
+    ORDER_CONFLICT = "OrderConflict"
     PAYMENT_DECLINED = "PaymentDeclined"
     DISPATCH_FAILED = "CarrierDispatchFailed"
     REFUSED = "ActionRefused"

@@ -154,13 +154,22 @@ class OrderWorkflow:
                 [ORDER_STATUS_KEY.value_set(self._state.value),
                  DISPATCH_FAILURES_KEY.value_set(self._dispatch_failures)]
             )
-        received = await workflow.execute_activity(
-            Activities.ORDER_RECEIVED,
-            ReceiveOrderInput(order_id, info.workflow_id, address, self._options),
-            result_type=ReceivedOrder,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY_FOREVER,
-        )
+        try:
+            received = await workflow.execute_activity(
+                Activities.ORDER_RECEIVED,
+                ReceiveOrderInput(order_id, info.workflow_id, address, self._options),
+                result_type=ReceivedOrder,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY_FOREVER,
+            )
+        except ActivityError as err:
+            if _root_type(err) != Errors.ORDER_CONFLICT:
+                raise
+            # The order is another run's (it already finished): refuse without touching its row.
+            self._reason = _root_message(err)
+            self._set_state(OrderState.FAILED)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return OrderResult(order_id, OrderState.FAILED.value, self._reason)
         self._set_state(OrderState.PROCESSING)  # projected by order_received
         if self._cancel:
             return await self._finish_cancelled()
@@ -417,10 +426,15 @@ class OrderWorkflow:
             return Errors.ALREADY_DECIDED
         if self._cancel is not None:
             return Errors.CANCEL_ALREADY_REQUESTED
+        if self._state == OrderState.AWAITING_MANUAL_REVIEW:
+            return None
+        # order_validated commits the review task (and the row's awaiting_manual_review) just
+        # before this workflow learns it returned, so a reviewer's Update can arrive while we
+        # are still `processing`: hold it like an early signal and apply it at review.
         early = self._state in (OrderState.STARTED, OrderState.PROCESSING)
-        if self._state != OrderState.AWAITING_MANUAL_REVIEW and not (allow_early and early):
-            return Errors.NOT_AWAITING_REVIEW.format(state=self._state.value)
-        return None
+        if self._state == OrderState.PROCESSING or (allow_early and early):
+            return None
+        return Errors.NOT_AWAITING_REVIEW.format(state=self._state.value)
 
     @workflow.signal(name=Signals.COMPLETE_MANUAL_REVIEW)
     async def complete_manual_review(self, decision: Optional[ReviewDecision] = None) -> None:
@@ -448,6 +462,8 @@ class OrderWorkflow:
         )
         # Answer once the decision is in Postgres, so the reviewer's next page shows it.
         await workflow.wait_condition(lambda: self._decision_projected)
+        if self._state == OrderState.FAILED:  # held while processing, then validation failed
+            return ActionResult(False, Errors.ALREADY_FINISHED.format(state=self._state.value), self._state.value)
         return ActionResult(True, result.message, self._state.value)
 
     @decide_review.validator

@@ -453,3 +453,53 @@ def test_cancel_during_a_dispatch_that_then_fails_cancels_and_refunds(system):
     assert (res.status, res.reason) == ("cancelled", "no stock (payment refunded)")
     assert charges(order.order_id) == 1 and refunds(order.order_id) == 1
     assert CarrierLedgerEntry.objects.filter(order_ref=order.order_id).count() == 0
+
+
+def test_decision_update_right_after_the_review_task_appears_is_applied(system):
+    """The review task (and the row's awaiting_manual_review) is committed by order_validated a
+    moment before the workflow itself reaches review; a reviewer acting in that moment wins."""
+    order = make_order()
+    wait_until(lambda: ReviewTask.objects.filter(order=order).exists(), what="the review task")
+    outcome = order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "kim"))
+    assert outcome.accepted
+    assert result(order).status == "completed"
+
+
+def test_reusing_a_finished_orders_workflow_id_runs_nothing_twice(system):
+    """A seed-style start with the id of a finished order (no id-reuse policy) is refused by its
+    first activity: no second review, no charge, and the row keeps its ending."""
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.CANCEL_ORDER)
+    assert result(order).status == "cancelled"
+
+    async def start_again(client):
+        from temporal_app.workflows import OrderWorkflow
+
+        h = await client.start_workflow(OrderWorkflow.run, args=[order.order_id, "1 Test Way"],
+                                        id=order.workflow_id, task_queue="order-tq")
+        return await h.result()
+
+    second = temporal(start_again, timeout=60)
+    assert second.status == "failed"
+    assert second.reason == f"Order {order.order_id} has already finished (cancelled); an order runs once."
+    order.refresh_from_db()
+    assert (order.status, order.cancel_reason) == ("cancelled", "cancelled by request")
+    assert ReviewTask.objects.filter(order=order).count() == 1
+    assert charges(order.order_id) == 0
+
+
+def test_a_second_workflow_cannot_take_an_existing_order(system):
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+
+    async def hijack(client):
+        from temporal_app.workflows import OrderWorkflow
+
+        h = await client.start_workflow(OrderWorkflow.run, args=[order.order_id, "Elsewhere 1"],
+                                        id=f"{order.workflow_id}-other", task_queue="order-tq")
+        return await h.result()
+
+    other = temporal(hijack, timeout=60)
+    assert (other.status, other.reason) == ("failed", f"Order {order.order_id} belongs to workflow {order.workflow_id}.")
+    assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
