@@ -255,6 +255,17 @@ def order_event_record(
         existing = OrderEvent.objects.filter(order=order, event_key=event_key).first()
         if existing is not None:
             return existing
+    return _order_event_create(
+        order=order, type=type, source=source, user=user, actor=actor, from_status=from_status,
+        to_status=to_status, message=message, details=details, event_key=event_key,
+    )
+
+
+def _order_event_create(
+    *, order: Order, type: str, source: str, user=None, actor: str = "", from_status: str = "",
+    to_status: str = "", message: str = "", details: Optional[dict[str, Any]] = None,
+    event_key: Optional[str] = None,
+) -> OrderEvent:
     return OrderEvent.objects.create(
         order=order,
         type=type,
@@ -325,11 +336,12 @@ def order_advance(
     """Move the order forward to ``to_status`` and audit it, once per ``event_key``.
 
     Returns False (and writes nothing) if the event was already written or the order is already
-    at or past that state. Must run inside a transaction.
+    at or past that state. ``order`` must be locked (select_for_update) in the caller's
+    transaction, so its status is current.
     """
     if OrderEvent.objects.filter(order=order, event_key=event_key).exists():
         return False
-    from_status = Order.objects.filter(pk=order.pk).values_list("status", flat=True).get()
+    from_status = order.status
     if to_status.value != from_status:
         updated = Order.objects.filter(pk=order.pk, status__in=states_before(to_status)).update(
             status=to_status, status_changed_at=timezone.now(), updated_at=timezone.now(), **fields
@@ -339,7 +351,8 @@ def order_advance(
             return False
     elif fields:
         Order.objects.filter(pk=order.pk).update(updated_at=timezone.now(), **fields)
-    order_event_record(
+    order.status = to_status.value
+    _order_event_create(
         order=order, type=type, source=OrderEvent.Source.WORKFLOW, actor=actor,
         from_status=from_status, to_status=to_status, message=reason, details=details,
         event_key=event_key,
@@ -360,8 +373,6 @@ def order_record_progress(record: ProgressRecord) -> None:
     )
     with transaction.atomic():
         order = Order.objects.select_for_update().get(order_id=record.order_id)
-        if OrderEvent.objects.filter(order=order, event_key=record.event_key).exists():
-            return
         details = dict(record.details)
         if record.to_status:
             state = OrderState(record.to_status)
@@ -370,16 +381,18 @@ def order_record_progress(record: ProgressRecord) -> None:
                 fields["cancel_reason"] = record.reason or "cancelled"
             elif state == OrderState.FAILED:
                 fields["failure_reason"] = record.reason or "failed"
-            order_advance(
+            advanced = order_advance(
                 order=order, to_status=state, event_key=record.event_key, type=record.event_type,
                 actor=record.actor, reason=record.reason, details=details, **fields,
             )
             review_outcome = details.get("review_outcome")
-            if review_outcome:
+            if advanced and review_outcome:
                 review_task_close(
                     order=order, outcome=review_outcome, actor=record.actor,
                     note=details.get("note", ""), decided_at=timezone.now(),
                 )
+            return
+        if OrderEvent.objects.filter(order=order, event_key=record.event_key).exists():
             return
         if record.event_type == "dispatch_failed":
             Order.objects.filter(pk=order.pk).update(
@@ -393,7 +406,7 @@ def order_record_progress(record: ProgressRecord) -> None:
             Order.objects.filter(pk=order.pk).update(
                 address=details["new_address"], updated_at=timezone.now()
             )
-        order_event_record(
+        _order_event_create(
             order=order, type=record.event_type, source=record.source, actor=record.actor,
             message=record.reason or details.get("message", ""), details=details,
             event_key=record.event_key,

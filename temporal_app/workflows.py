@@ -63,6 +63,7 @@ DISPATCH_FAILURES_KEY = SearchAttributeKey.for_int(SEARCH_ATTRIBUTE_DISPATCH_FAI
 PATCH_SEARCH_ATTRIBUTES_AT_START = "search-attributes-at-start"
 PATCH_REFUND_UNCONFIRMED_CHARGE = "refund-unconfirmed-charge"
 PATCH_CANCEL_AFTER_FAILED_DISPATCH = "cancel-after-failed-dispatch"
+PATCH_ONE_WRITE_PER_DECISION = "one-write-per-decision"
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Database-only steps retry until the database is back: giving up would lose the order.
@@ -395,6 +396,14 @@ class OrderWorkflow:
         """Record a signal or update's outcome in the query history and in Postgres."""
         outcome = "applied" if accepted else "refused"
         self._remember(name, actor, action_id, outcome, message, **extra)
+        if (
+            accepted
+            and name in (Signals.COMPLETE_MANUAL_REVIEW, Updates.DECIDE_REVIEW)
+            and workflow.patched(PATCH_ONE_WRITE_PER_DECISION)
+        ):
+            # The decision's own projection (review_approved, or the cancellation it causes)
+            # records it with its reviewer, in the same write as the state change.
+            return ActionResult(accepted, message, self._state.value)
         await self._project(
             "signal_applied" if accepted else "signal_refused",
             actor=actor or "temporal-client",

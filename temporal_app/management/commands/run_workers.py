@@ -37,14 +37,20 @@ class Command(BaseCommand):
         if threads < 1:
             raise CommandError("--threads must be at least 1")
         self._check_database()
-        asyncio.run(self._main(queues, threads))
-        # Workers are stopped and the activity pool drained. Skip interpreter finalisation: the
-        # SDK's Rust runtime threads can abort it ("PyGILState_Release ... finalizing",
-        # temporalio/sdk-python#300), which would turn a clean stop into a crash exit code.
+        code = 0
+        try:
+            asyncio.run(self._main(queues, threads))
+        except CommandError as err:  # printed as Django would, then the same early exit
+            self.stderr.write(f"CommandError: {err}")
+            code = err.returncode
+        # Workers are stopped and the activity pool drained (or never started). Skip interpreter
+        # finalisation: once the SDK's Rust runtime has run, its threads can abort it
+        # ("PyGILState_Release ... finalizing", temporalio/sdk-python#300), which would turn a
+        # clean stop, or a clear error, into a crash exit code.
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()
-        os._exit(0)
+        os._exit(code)
 
     def _check_database(self) -> None:
         try:
