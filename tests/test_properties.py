@@ -275,7 +275,7 @@ def waiting_order(system):
 
     order = services.order_create(order_id=f"PROP-{uuid.uuid4().hex[:8].upper()}", address="1 Property Way",
                                   line_items=[LineItem("SKU-1", "Widget", 1, "5.00")])
-    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    wait_for_state(order.workflow_id, "awaiting_manual_review", timeout=90)
     return order
 
 
@@ -362,7 +362,7 @@ def test_free_text_in_signals_reaches_postgres(system, text):
 
     order = services.order_create(order_id=f"PROP-{uuid.uuid4().hex[:8].upper()}", address="1 Property Way",
                                   line_items=[LineItem("SKU-1", "Widget", 1, "5.00")])
-    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    wait_for_state(order.workflow_id, "awaiting_manual_review", timeout=90)
     h = handle(order.workflow_id)
     temporal(lambda c: h.signal(Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision("reject", text, text or "x")))
     result = temporal(lambda c: h.result())
