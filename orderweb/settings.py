@@ -120,6 +120,10 @@ TEMPORAL_RPC_TIMEOUT_SECONDS = env.float("TEMPORAL_RPC_TIMEOUT_SECONDS", default
 # Manual review waits this long before the order is cancelled ("review timed out").
 ORDER_REVIEW_TIMEOUT_SECONDS = env.float("ORDER_REVIEW_TIMEOUT_SECONDS", default=24 * 3600)
 
+# Run workflow code in temporalio's sandbox (a second determinism guard, at a CPU cost: see
+# docs/benchmarks.md). The saved-history replay test is the first guard and always runs.
+TEMPORAL_WORKFLOW_SANDBOX = env.bool("TEMPORAL_WORKFLOW_SANDBOX", default=True)
+
 # Worker sizing: activity threads per worker process (also the DB connections it may hold).
 WORKER_ACTIVITY_THREADS = env.int("WORKER_ACTIVITY_THREADS", default=32)
 

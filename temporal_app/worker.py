@@ -13,7 +13,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
@@ -111,6 +111,7 @@ def build_workers(
     queues: Iterable[str] = QUEUES,
     activity_executor: ThreadPoolExecutor,
     max_concurrent_activities: int,
+    sandbox: bool = True,
 ) -> list[Worker]:
     # Imported here: activities need Django set up; workflows do not.
     from temporal_app.activities import ORDER_ACTIVITIES, SHIPPING_ACTIVITIES
@@ -120,12 +121,18 @@ def build_workers(
         ORDER_TASK_QUEUE: ([OrderWorkflow], ORDER_ACTIVITIES),
         SHIPPING_TASK_QUEUE: ([ShippingWorkflow], SHIPPING_ACTIVITIES),
     }
+    # The sandbox re-imports the workflow module for every workflow run: about a third of the
+    # worker's CPU in the benchmark (docs/benchmarks.md). Our workflow module is Django-free and
+    # deterministic, replayed against saved histories on every test run, so operators who need
+    # the throughput may turn the sandbox off; it stays on by default as a second guard.
+    runner = {} if sandbox else {"workflow_runner": UnsandboxedWorkflowRunner()}
     workers = []
     for queue in queues:
         workflows, activities = per_queue[queue]
         workers.append(
             Worker(
                 client,
+                **runner,
                 task_queue=queue,
                 workflows=workflows,
                 activities=activities,
@@ -140,18 +147,22 @@ def build_workers(
 
 
 async def run_workers(
-    client: Client, *, queues: Sequence[str], threads: int, stop: asyncio.Event
+    client: Client, *, queues: Sequence[str], threads: int, stop: asyncio.Event, sandbox: bool = True
 ) -> None:
     """Run the workers until ``stop`` is set, then shut down gracefully: no new tasks are
     polled and running activities are given time to finish."""
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity") as executor:
         workers = build_workers(
-            client, queues=queues, activity_executor=executor, max_concurrent_activities=threads
+            client, queues=queues, activity_executor=executor, max_concurrent_activities=threads,
+            sandbox=sandbox,
         )
         async with contextlib.AsyncExitStack() as stack:
             for worker in workers:
                 await stack.enter_async_context(worker)
-            logger.info("workers running on %s (%d activity threads)", ", ".join(queues), threads)
+            logger.info(
+                "workers running on %s (%d activity threads%s)", ", ".join(queues), threads,
+                "" if sandbox else ", workflow sandbox off",
+            )
             starter = None
             if ORDER_TASK_QUEUE in queues:
                 starter = asyncio.create_task(start_orphaned_orders(client, stop))

@@ -241,7 +241,6 @@ class Command(BaseCommand):
         created_errors: dict[str, str] = {}
         approve_sent: dict[str, float] = {}  # wall clock, to compare with the worker's timestamps
         approve_errors: dict[str, str] = {}
-        projection_lag_polls: list[int] = []
         unconfirmed: list[str] = []
         lock = threading.Lock()
 
@@ -260,12 +259,7 @@ class Command(BaseCommand):
         def decide(order_id: str) -> None:
             try:
                 order = Order.objects.get(order_id=order_id)
-                # The projection says awaiting_manual_review as soon as order_validated commits,
-                # a moment before the workflow itself is there; the Update would be refused
-                # ("it is processing"). A reviewer's page would race the same way.
-                lag_polls = _wait_until_workflow_awaits(order.workflow_id, deadline)
                 with lock:
-                    projection_lag_polls.append(lag_polls)
                     approve_sent[order_id] = time.time()
                 problem = approve(order=order, user=reviewer)
                 if problem:
@@ -332,7 +326,6 @@ class Command(BaseCommand):
             "failed": orders - completed,
             "example_failure": next(iter(problems.items()), None),
             "latencies": latencies,
-            "projection_ahead": sum(1 for polls in projection_lag_polls if polls > 1),
             "unconfirmed": len(unconfirmed),
         }
 
@@ -363,7 +356,6 @@ class Command(BaseCommand):
             },
             "peak_worker_rss_mb": round(peak, 1) if peak is not None else None,
             # Orders whose projection showed awaiting review before the workflow was there.
-            "projection_ahead_of_workflow": sum(r["projection_ahead"] for r in rounds),
             # Approvals whose Update answer took longer than TEMPORAL_RPC_TIMEOUT_SECONDS.
             "approvals_unconfirmed": sum(r["unconfirmed"] for r in rounds),
             "workers": "running" if options["use_running_workers"] else "started",
@@ -376,19 +368,6 @@ class Command(BaseCommand):
             # Each round next to the bare run that followed it (the fairest pairs on a busy machine).
             result["ratio_rounds"] = [round(ours / theirs, 2) for ours, theirs in zip(rates, bare)]
         return result
-
-
-def _wait_until_workflow_awaits(workflow_id: str, deadline: float) -> int:
-    """Query get_status until the workflow itself awaits review; returns how many queries."""
-    from temporal_app.client import order_workflow_status
-
-    polls = 0
-    while True:
-        polls += 1
-        state = order_workflow_status(workflow_id)["workflow_status"]
-        if state != OrderState.PROCESSING or time.monotonic() > deadline:
-            return polls
-        time.sleep(0.01)
 
 
 def _approver():

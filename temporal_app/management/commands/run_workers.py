@@ -79,4 +79,6 @@ class Command(BaseCommand):
         logger.info(
             "connected to Temporal at %s (namespace %s)", settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE
         )
-        await run_workers(client, queues=queues, threads=threads, stop=stop)
+        await run_workers(
+            client, queues=queues, threads=threads, stop=stop, sandbox=settings.TEMPORAL_WORKFLOW_SANDBOX
+        )
