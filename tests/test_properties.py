@@ -190,15 +190,20 @@ def reviewer_client(db) -> Client:
 @pytest.mark.django_db
 @settings(FIXTURE_OK, max_examples=60)
 @given(order_id=web_order_ids, address=web_addresses,
-       amount=st.one_of(st.just(""), amounts.map(lambda a: "" if a is None else str(a))))
-def test_admin_add_order_never_fails_with_a_server_error(staff_client, order_id, address, amount):
+       amount=st.one_of(st.just(""), amounts.map(lambda a: "" if a is None else str(a))),
+       sku=st.one_of(st.just("SKU-1"), st.text(alphabet=_no_surrogates, max_size=70)),
+       quantity=st.one_of(st.just("1"), st.integers(min_value=-2, max_value=2**40).map(str), web_text),
+       price=st.one_of(st.just("1.00"), st.sampled_from(["9999999999.99", "-1", "1e3", "x", ""]),
+                       st.decimals(allow_nan=False, allow_infinity=False, places=2).map(str)))
+def test_admin_add_order_never_fails_with_a_server_error(staff_client, order_id, address, amount, sku, quantity,
+                                                         price):
     """The admin's add page: a form error, or an order saved whole (its workflow would start
     after commit; this test's transaction never commits)."""
     before = _counts()
     response = staff_client.post(reverse("admin:orderweb_order_add"), {
         "order_id": order_id, "address": address, "customer": "", "amount": amount,
         "lines-TOTAL_FORMS": "1", "lines-INITIAL_FORMS": "0",
-        "lines-0-sku": "SKU-1", "lines-0-name": "Widget", "lines-0-quantity": "1", "lines-0-unit_price": "1.00",
+        "lines-0-sku": sku, "lines-0-name": "Widget", "lines-0-quantity": quantity, "lines-0-unit_price": price,
     })
     assert response.status_code in (200, 302)
     if response.status_code == 200:  # the form again, with its errors
