@@ -535,8 +535,15 @@ def check_actions_once(order_ids: list[str]) -> Check:
         elif kind == "signal_refused" and (details or {}).get("message") == "This action was already applied.":
             duplicates_refused += 1
     problems = [f"action {aid} applied {n} times" for aid, n in applied.items() if n > 1]
+    # An accepted review decision is recorded by the state change it causes (review_approved or
+    # the cancellation), not as signal_applied: a decision applied twice would enter a state
+    # twice. No order enters any state twice.
+    entered = Counter(OrderEvent.objects.filter(order__order_id__in=order_ids).exclude(to_status="")
+                      .values_list("order__order_id", "to_status"))
+    problems += [f"{oid} entered {state} {n} times" for (oid, state), n in sorted(entered.items()) if n > 1]
     return Check("each action id applied at most once", problems,
-                 f"{len(applied)} actions applied, {duplicates_refused} duplicates refused")
+                 f"{len(applied)} signal/update actions applied, {duplicates_refused} duplicates refused, "
+                 f"{sum(entered.values())} state changes")
 
 
 def check_outcomes_expected(orders: list[ChaosOrder]) -> Check:

@@ -252,8 +252,11 @@ def test_check_actions_once_reports_an_action_applied_twice():
     for n in (1, 2):
         OrderEvent.objects.create(order=order, type="signal_applied", source="signal",
                                   event_key=f"r:{n}", details={"action_id": "A-1:approve"})
+    for n in (1, 2):  # a decision applied twice: the order is approved twice
+        OrderEvent.objects.create(order=order, type="review_approved", source="workflow",
+                                  event_key=f"a:{n}", to_status="manual_review_completed")
     check = check_actions_once(["A-1"])
-    assert check.problems == ["action A-1:approve applied 2 times"]
+    assert check.problems == ["action A-1:approve applied 2 times", "A-1 entered manual_review_completed 2 times"]
 
 
 @pytest.mark.django_db
