@@ -64,6 +64,7 @@ PATCH_SEARCH_ATTRIBUTES_AT_START = "search-attributes-at-start"
 PATCH_REFUND_UNCONFIRMED_CHARGE = "refund-unconfirmed-charge"
 PATCH_CANCEL_AFTER_FAILED_DISPATCH = "cancel-after-failed-dispatch"
 PATCH_ONE_WRITE_PER_DECISION = "one-write-per-decision"
+PATCH_AUDIT_AFTER_RECEIPT = "audit-after-receipt"
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Database-only steps retry until the database is back: giving up would lose the order.
@@ -138,6 +139,8 @@ class OrderWorkflow:
         self._shipping: Optional[workflow.ChildWorkflowHandle[Any, ShippingOutcome]] = None
         self._shipping_acks: dict[str, ShippingReport] = {}
         self._event_seq = 0
+        self._received = False  # order_received has made sure the order's row exists
+        self._conflict = False  # ... or found it belongs to another workflow run
         self._log_state(OrderState.STARTED)
 
     # -- main story ------------------------------------------------------------------------
@@ -167,10 +170,12 @@ class OrderWorkflow:
             if _root_type(err) != Errors.ORDER_CONFLICT:
                 raise
             # The order is another run's (it already finished): refuse without touching its row.
+            self._conflict = self._received = True
             self._reason = _root_message(err)
             self._set_state(OrderState.FAILED)
             await workflow.wait_condition(workflow.all_handlers_finished)
             return OrderResult(order_id, OrderState.FAILED.value, self._reason)
+        self._received = True
         self._set_state(OrderState.PROCESSING)  # projected by order_received
         if self._cancel:
             return await self._finish_cancelled()
@@ -356,6 +361,12 @@ class OrderWorkflow:
         to_status: Optional[str] = None,
     ) -> None:
         """Write a state change or signal outcome to Postgres, once (keyed by run and sequence)."""
+        if not self._received and workflow.patched(PATCH_AUDIT_AFTER_RECEIPT):
+            # A signal that arrives before order_received has created the order's row (an
+            # outside client's early signal) would fail to find it and retry; wait for the row.
+            await workflow.wait_condition(lambda: self._received)
+        if self._conflict:
+            return  # the row is another workflow's: leave its audit trail alone
         self._event_seq += 1
         record = ProgressRecord(
             order_id=self._order_id,

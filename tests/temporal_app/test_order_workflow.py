@@ -171,6 +171,9 @@ def test_cancel_before_review_from_start(system):
     order = Order.objects.get(order_id=order_id)
     assert order.status == "cancelled"
     assert charges(order_id) == 0
+    # The early signal is audited on the row its workflow created (after creating it).
+    applied = OrderEvent.objects.get(order=order, type="signal_applied")
+    assert (applied.actor, applied.details["signal"]) == ("carol", "CancelOrder")
 
 
 def test_cancel_during_payment_refunds_exactly_once(system):
