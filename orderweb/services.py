@@ -37,6 +37,7 @@ ORDER_ID_INVALID = (
     "An order id is 1 to 64 characters: letters, digits, '-', '_' or '.'."
 )
 AMOUNT_INVALID = "The amount must be a number of at most 2 decimals, not negative."
+ORDER_INPUT_REFUSED = "order_input_refused"  # event type: input an outside client sent that we could not take
 ORDER_ALREADY_FINISHED = "Order {order_id} has already finished ({status}); an order runs once."
 ORDER_OWNED_BY_OTHER_WORKFLOW = "Order {order_id} belongs to workflow {workflow_id}."
 LINE_INVALID = "Line item {sku!r}: quantity must be a positive whole number and price not negative."
@@ -296,8 +297,19 @@ def order_receive(
         "customer": pg_text(options.customer)[:200],
         "source": pg_text(options.source)[:32] or "temporal-client",
     }
+    # An outside client's input is checked like the creation service's; what cannot be stored
+    # is left out and named in an `order_input_refused` event, which fails validation next.
+    problems: list[str] = []
+    try:
+        lines = _clean_lines(options.line_items)
+    except ValidationError as err:
+        lines = []
+        problems.extend(err.messages)
     if options.amount:
-        defaults["amount"] = options.amount
+        try:
+            defaults["amount"] = parse_amount(options.amount)
+        except ValidationError as err:
+            problems.extend(err.messages)
     with transaction.atomic():
         order, created = Order.objects.select_for_update().get_or_create(
             order_id=order_id, defaults=defaults
@@ -311,8 +323,13 @@ def order_receive(
         if created:
             OrderLine.objects.bulk_create(
                 OrderLine(order=order, sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price)
-                for l in options.line_items
+                for l in lines
             )
+            if problems:
+                order_event_record(
+                    order=order, type=ORDER_INPUT_REFUSED, source=OrderEvent.Source.WORKFLOW,
+                    message=" ".join(problems), event_key="received:input-refused",
+                )
             order_event_record(
                 order=order, type="order_created", source=OrderEvent.Source.WORKFLOW,
                 actor=pg_text(options.created_by)[:150] or "temporal-client", to_status=OrderState.STARTED,

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from orderweb import simulators
 from orderweb.models import Order, OrderEvent, Payment, Shipment
-from orderweb.services import OrderConflict, order_advance, order_event_record, order_receive, order_record_progress
+from orderweb.services import ORDER_INPUT_REFUSED, OrderConflict, order_advance, order_event_record, order_receive, order_record_progress
 from reviews.services import review_task_open
 from temporal_app.contracts import (
     Activities,
@@ -94,8 +94,9 @@ def order_validated(request: ValidateOrderInput) -> None:
     problem = address_error(order.address) if order.address != "(no address)" else Errors.ADDRESS_EMPTY
     if problem is None and order.amount < 0:
         problem = "the amount is negative"
-    if problem is None and order.lines.filter(quantity__lte=0).exists():
-        problem = "a line item has no quantity"
+    if problem is None:
+        refused = order.events.filter(type=ORDER_INPUT_REFUSED).first()
+        problem = refused.message if refused is not None else None
     if problem:
         raise ApplicationError(problem, type=Errors.VALIDATION_FAILED, non_retryable=True)
     due_at = datetime.fromtimestamp(request.review_due_epoch, tz=dt_timezone.utc)

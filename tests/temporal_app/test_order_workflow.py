@@ -506,3 +506,26 @@ def test_a_second_workflow_cannot_take_an_existing_order(system):
     other = temporal(hijack, timeout=60)
     assert (other.status, other.reason) == ("failed", f"Order {order.order_id} belongs to workflow {order.workflow_id}.")
     assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
+
+
+def test_unstorable_input_from_an_outside_client_fails_validation_clearly(system):
+    """Line items or an amount that the database cannot hold must not make order_received fail
+    forever: the order is created without them and fails validation, saying why."""
+    from temporal_app.contracts import OrderOptions
+
+    order_id = new_order_id()
+    options = OrderOptions(line_items=[LineItem("X" * 80, "too long a SKU", 1, "1.00")], amount="-5")
+
+    async def start(client):
+        from temporal_app.workflows import OrderWorkflow
+
+        h = await client.start_workflow(OrderWorkflow.run, args=[order_id, "1 Input Rd", options],
+                                        id=order_id.lower(), task_queue="order-tq")
+        return await h.result()
+
+    res = temporal(start, timeout=60)
+    assert res.status == "failed"
+    assert res.reason.startswith("validation failed: Line item")
+    assert "The amount must be a number" in res.reason
+    order = Order.objects.get(order_id=order_id)
+    assert (order.status, order.lines.count()) == ("failed", 0)
