@@ -12,7 +12,6 @@ of reach, is audited too. Permissions are checked by the entry points (the admin
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
@@ -64,11 +63,6 @@ NO_ANSWER = (
 )
 OUTSIDE_TRANSACTION = "Order actions must run outside a transaction: they answer after commit."
 
-# An accepted cancellation answers once the workflow is terminal. Its final projection is a local
-# activity in the same workflow task, so it is normally committed before the answer arrives
-# (measured: 8 of 8 already there); this bounded wait covers a slow projection, so the page the
-# person sees next shows the new state.
-PROJECTION_WAIT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -125,7 +119,8 @@ def order_cancel(*, order: Order, reason: str, acting_user) -> ActionOutcome:
     )
     if not outcome.accepted:
         return outcome
-    _await_projection(order, OrderState(outcome.workflow_status))
+    # RequestCancel answers once the ending is in Postgres, so the row already shows it.
+    order.refresh_from_db()
     return replace(outcome, message=CANCEL_DONE.format(order_id=order.order_id, reason=order.cancel_reason or reason))
 
 
@@ -260,12 +255,3 @@ def _precise_refusal(order: Order, kind: str, message: str) -> str:
     if OrderState(status).is_terminal:
         return Errors.ALREADY_FINISHED.format(state=status)
     return message
-
-
-def _await_projection(order: Order, state: OrderState) -> None:
-    deadline = time.monotonic() + PROJECTION_WAIT_SECONDS
-    while not Order.objects.filter(pk=order.pk, status=state).exists():
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    order.refresh_from_db()

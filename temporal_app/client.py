@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import threading
-from datetime import timedelta
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from django.conf import settings

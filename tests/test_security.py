@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import pytest
-from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.contenttypes.models import ContentType
