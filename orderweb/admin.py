@@ -63,8 +63,8 @@ _STATUS_COLOURS = {
 }
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """For rows the workflow writes: editing them here would bypass it."""
+class NoEditingMixin:
+    """Rows the workflow writes: adding, changing or deleting them here would bypass it."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -76,7 +76,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class OrderReadOnlyInline(admin.TabularInline):
+class ReadOnlyAdmin(NoEditingMixin, admin.ModelAdmin):
+    pass
+
+
+class OrderReadOnlyInline(NoEditingMixin, admin.TabularInline):
     """Rows shown on the order page: visible to whoever may view the order, never editable."""
 
     extra = 0
@@ -85,15 +89,6 @@ class OrderReadOnlyInline(admin.TabularInline):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("orderweb.view_order")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class OrderLineInline(OrderReadOnlyInline):
