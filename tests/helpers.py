@@ -51,7 +51,8 @@ def workflow_status(workflow_id: str) -> dict[str, Any]:
     return order_workflow_status(workflow_id)
 
 
-def wait_for_state(workflow_id: str, state: str, timeout: float = 30) -> dict[str, Any]:
+def wait_for_status(workflow_id: str, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll the workflow's get_status until `predicate` holds; a timeout names the last status."""
     last: dict[str, Any] = {}
 
     def reached() -> bool:
@@ -60,13 +61,26 @@ def wait_for_state(workflow_id: str, state: str, timeout: float = 30) -> dict[st
             last = workflow_status(workflow_id)
         except Exception:
             return False
-        return last["workflow_status"] == state
+        return predicate(last)
 
     try:
-        wait_until(reached, timeout=timeout, what=f"{workflow_id} to reach {state}")
+        wait_until(reached, timeout=timeout, what=f"{workflow_id} to {what}")
     except AssertionError as err:
         raise AssertionError(f"{err}; last status: {last.get('workflow_status')} {last}") from None
     return last
+
+
+def wait_for_state(workflow_id: str, state: str, timeout: float = 30) -> dict[str, Any]:
+    return wait_for_status(workflow_id, lambda status: status["workflow_status"] == state, f"reach {state}", timeout)
+
+
+def wait_until_passed(workflow_id: str, state: str, timeout: float = 30) -> dict[str, Any]:
+    """Wait until the order has been in `state`, whether it is still there or already past it
+    (a fast step, such as a declined charge, can leave a state before a poll sees it)."""
+    return wait_for_status(
+        workflow_id, lambda status: any(entry["state"] == state for entry in status["state_history"]),
+        f"pass through {state}", timeout,
+    )
 
 
 def terminate_running_workflows() -> None:

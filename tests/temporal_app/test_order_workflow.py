@@ -21,7 +21,7 @@ from temporal_app.contracts import (
     Updates,
     shipping_workflow_id,
 )
-from tests.helpers import handle, new_order_id, temporal, wait_for_state, wait_until, workflow_status
+from tests.helpers import handle, new_order_id, temporal, wait_for_state, wait_until, wait_until_passed, workflow_status
 
 pytestmark = pytest.mark.temporal
 
@@ -382,7 +382,7 @@ def test_cancel_pending_when_payment_is_declined_reports_the_real_ending(system)
     # Approve and cancel land in the same workflow task: the decline (in the payment activity)
     # or the cancel wins; either way the answer names the real ending.
     signal(order, Signals.COMPLETE_MANUAL_REVIEW)
-    wait_for_state(order.workflow_id, "processing_payment")
+    wait_until_passed(order.workflow_id, "processing_payment")
     try:
         outcome = order_workflow_update(order.workflow_id, Updates.REQUEST_CANCEL, CancelRequest("stop", "ivy"))
     except ActionRefused as refused:  # the order had already failed when the update arrived
