@@ -942,8 +942,17 @@ class ChaosRun:
         try:
             self.pool.wait_ready()
             self.say("workers are polling; creating orders")
-            with ThreadPoolExecutor(max_workers=32, thread_name_prefix="chaos") as executor:
+            executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="chaos")
+            finished = False
+            try:
                 finished = self.drive(executor)
+            finally:
+                # Past the deadline an action may still be waiting on Temporal: audit without
+                # waiting for it (the process exits without joining its thread).
+                executor.shutdown(wait=finished, cancel_futures=True)
+            if not finished:
+                self.driver_errors += [f"driver: an action on {o.order_id} ({o.scenario}) was still running at the deadline"
+                                       for o in self.orders if o.in_flight]
             rows, info = self.audit(finished)
         finally:
             self.pool.stop_all()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
@@ -143,6 +144,20 @@ class _ClientThread:
 
 
 client_thread = _ClientThread()
+
+
+def exit_process(code: int) -> None:
+    """Exit at once, skipping interpreter finalisation, for commands that used the SDK.
+
+    Once temporalio's Rust runtime has run in a process, its threads can abort or hang the
+    interpreter's finalisation ("PyGILState_Release ... finalizing", temporalio/sdk-python#300),
+    turning a clean stop or a clear error into a crash exit code or a process that never ends.
+    Call this only when all work is done: it flushes the standard streams and logging, nothing else.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 # -- order workflow operations (sync, for Django code) --------------------------------------------

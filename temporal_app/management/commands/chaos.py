@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from temporal_app.chaos import ChaosConfig, ChaosRun, pg_stop_if_running
+from temporal_app.client import exit_process
 
 CHAOS_DATABASE = "orderweb_chaos"
 
@@ -51,7 +52,8 @@ class Command(BaseCommand):
         if not 0 <= options["fault_rate"] < 1:
             raise CommandError("--fault-rate must be in [0, 1)")
         if options["inner"]:
-            sys.exit(self._inner(workdir, options))
+            # The run used the SDK's client: exit without the finalisation that can hang it.
+            exit_process(self._inner(workdir, options))
         sys.exit(self._launch(workdir, options))
 
     def _launch(self, workdir: Path, options: dict) -> int:

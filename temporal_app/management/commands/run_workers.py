@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.utils import OperationalError
 
-from temporal_app.client import connect
+from temporal_app.client import connect, exit_process
 from temporal_app.worker import QUEUES, ensure_search_attributes, run_workers
 
 logger = logging.getLogger("temporal_app.run_workers")
@@ -43,14 +41,8 @@ class Command(BaseCommand):
         except CommandError as err:  # printed as Django would, then the same early exit
             self.stderr.write(f"CommandError: {err}")
             code = err.returncode
-        # Workers are stopped and the activity pool drained (or never started). Skip interpreter
-        # finalisation: once the SDK's Rust runtime has run, its threads can abort it
-        # ("PyGILState_Release ... finalizing", temporalio/sdk-python#300), which would turn a
-        # clean stop, or a clear error, into a crash exit code.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        logging.shutdown()
-        os._exit(code)
+        # Workers are stopped and the activity pool drained (or never started).
+        exit_process(code)
 
     def _check_database(self) -> None:
         try:
