@@ -65,6 +65,9 @@ PATCH_REFUND_UNCONFIRMED_CHARGE = "refund-unconfirmed-charge"
 PATCH_CANCEL_AFTER_FAILED_DISPATCH = "cancel-after-failed-dispatch"
 PATCH_ONE_WRITE_PER_DECISION = "one-write-per-decision"
 PATCH_AUDIT_AFTER_RECEIPT = "audit-after-receipt"
+# Every patched() call costs each new workflow a marker and a TemporalChangeVersion upsert (the SDK
+# adds it), so this one patch stands for all the history trimming it guards (docs/determinism.md).
+PATCH_LEAN_HISTORY = "lean-history"
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Database-only steps retry until the database is back: giving up would lose the order.
@@ -150,10 +153,19 @@ class OrderWorkflow:
         self, order_id: str, address: str, options: Optional[OrderOptions] = None
     ) -> OrderResult:
         info = workflow.info()
-        if workflow.patched(PATCH_SEARCH_ATTRIBUTES_AT_START):
-            # Workflows started by outside clients carry no search attributes; set both at once
-            # so the Web UI can filter every order by status and by dispatch failures from the
-            # start. Patched: histories recorded before this change have no such command.
+        if self._lean_history():
+            # Our own starts carry both search attributes; an outside client's start may carry
+            # none: set what is missing, so the Web UI can filter every order from the start.
+            missing = [
+                update for key, update in (
+                    (ORDER_STATUS_KEY, ORDER_STATUS_KEY.value_set(self._state.value)),
+                    (DISPATCH_FAILURES_KEY, DISPATCH_FAILURES_KEY.value_set(self._dispatch_failures)),
+                ) if info.typed_search_attributes.get(key) is None
+            ]
+            if missing:
+                workflow.upsert_search_attributes(missing)
+        elif workflow.patched(PATCH_SEARCH_ATTRIBUTES_AT_START):
+            # (Before lean-history: set both, whatever the start carried.)
             workflow.upsert_search_attributes(
                 [ORDER_STATUS_KEY.value_set(self._state.value),
                  DISPATCH_FAILURES_KEY.value_set(self._dispatch_failures)]
@@ -213,7 +225,10 @@ class OrderWorkflow:
             reason = f"rejected in review: {decision.note}" if decision.note else "rejected in review"
             return await self._finish_cancelled(reason, review_outcome="rejected", decision=decision)
 
-        self._set_state(OrderState.MANUAL_REVIEW_COMPLETED)
+        # Not published as a search attribute under lean-history: the order leaves this state as
+        # soon as the decision is in Postgres (below), and until then the projection, too, still
+        # shows it awaiting review.
+        self._set_state(OrderState.MANUAL_REVIEW_COMPLETED, publish=not self._lean_history())
         await self._project(
             "review_approved",
             from_status=OrderState.AWAITING_MANUAL_REVIEW,
@@ -344,10 +359,18 @@ class OrderWorkflow:
     def _log_state(self, state: OrderState) -> None:
         self._history.append({"state": state.value, "at": workflow.now().isoformat()})
 
-    def _set_state(self, state: OrderState) -> None:
+    def _set_state(self, state: OrderState, *, publish: bool = True) -> None:
         self._state = state
         self._log_state(state)
-        workflow.upsert_search_attributes([ORDER_STATUS_KEY.value_set(state.value)])
+        if publish:
+            workflow.upsert_search_attributes([ORDER_STATUS_KEY.value_set(state.value)])
+
+    def _lean_history(self) -> bool:
+        """Whether this run writes the trimmed history: search attributes upserted only when the
+        start lacks them or the status is worth filtering on, and one write per decision
+        (implied, without its own patch marker). Memoised by the SDK; False when replaying a
+        history recorded before the change."""
+        return workflow.patched(PATCH_LEAN_HISTORY)
 
     async def _project(
         self,
@@ -410,7 +433,7 @@ class OrderWorkflow:
         if (
             accepted
             and name in (Signals.COMPLETE_MANUAL_REVIEW, Updates.DECIDE_REVIEW)
-            and workflow.patched(PATCH_ONE_WRITE_PER_DECISION)
+            and (self._lean_history() or workflow.patched(PATCH_ONE_WRITE_PER_DECISION))
         ):
             # The decision's own projection (review_approved, or the cancellation it causes)
             # records it with its reviewer, in the same write as the state change.

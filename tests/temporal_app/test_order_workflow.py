@@ -529,3 +529,61 @@ def test_unstorable_input_from_an_outside_client_fails_validation_clearly(system
     assert "The amount must be a number" in res.reason
     order = Order.objects.get(order_id=order_id)
     assert (order.status, order.lines.count()) == ("failed", 0)
+
+
+# -- search attributes -----------------------------------------------------------------------
+
+
+def status_upserts(workflow_id: str) -> list[dict[str, str]]:
+    """The search attributes each UpsertWorkflowSearchAttributes event of the history set."""
+    from temporalio.api.enums.v1 import EventType
+
+    async def history(client):
+        return [e async for e in client.get_workflow_handle(workflow_id).fetch_history_events()]
+
+    upserts = []
+    for event in temporal(history):
+        if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            upserts.append({name: payload.data.decode() for name, payload in fields.items()
+                            if name != "TemporalChangeVersion"})
+    return [u for u in upserts if u]
+
+
+def test_search_attributes_are_published_where_an_order_can_rest(system):
+    """Our start carries OrderStatus and DispatchFailures, so the workflow upserts only the
+    states worth filtering on in the Web UI (each upsert is a history event and a visibility
+    write): manual_review_completed, which lasts one projection write, is not among them."""
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    signal(order, Signals.COMPLETE_MANUAL_REVIEW)
+    assert result(order).status == "completed"
+    assert [u["OrderStatus"] for u in status_upserts(order.workflow_id)] == [
+        '"processing"', '"awaiting_manual_review"', '"processing_payment"', '"shipping"', '"completed"',
+    ]
+
+
+def test_an_outside_clients_start_gets_both_search_attributes(system):
+    """The seed's start passes no search attributes: the workflow sets both at once."""
+    from temporal_app.client import DISPATCH_FAILURES_KEY, ORDER_STATUS_KEY
+
+    order_id = new_order_id()
+
+    async def start(client):
+        from temporal_app.workflows import OrderWorkflow
+
+        await client.start_workflow(OrderWorkflow.run, args=[order_id, "1 Seed Street, City"],
+                                    id=order_id.lower(), task_queue="order-tq")
+
+    temporal(start)
+    wait_for_state(order_id.lower(), "awaiting_manual_review")
+    assert status_upserts(order_id.lower())[0] == {"OrderStatus": '"started"', "DispatchFailures": "0"}
+
+    def published():
+        async def describe(client):
+            return await client.get_workflow_handle(order_id.lower()).describe()
+
+        attributes = temporal(describe).typed_search_attributes
+        return (attributes.get(ORDER_STATUS_KEY), attributes.get(DISPATCH_FAILURES_KEY))
+
+    wait_until(lambda: published() == ("awaiting_manual_review", 0), what="the search attributes to show the review")
