@@ -120,9 +120,11 @@ TEMPORAL_RPC_TIMEOUT_SECONDS = env.float("TEMPORAL_RPC_TIMEOUT_SECONDS", default
 # Manual review waits this long before the order is cancelled ("review timed out").
 ORDER_REVIEW_TIMEOUT_SECONDS = env.float("ORDER_REVIEW_TIMEOUT_SECONDS", default=24 * 3600)
 
-# Run workflow code in temporalio's sandbox (a second determinism guard, at a CPU cost: see
-# docs/benchmarks.md). The saved-history replay test is the first guard and always runs.
-TEMPORAL_WORKFLOW_SANDBOX = env.bool("TEMPORAL_WORKFLOW_SANDBOX", default=True)
+# Run workflow code in temporalio's sandbox in production workers. Off by default: the sandbox
+# re-executes the workflow module for every workflow run, the largest single CPU cost we measured
+# in the worker (docs/benchmarks.md). Its checks still guard every change: the test suite's
+# workers and the saved-history replays always run sandboxed (docs/determinism.md).
+TEMPORAL_WORKFLOW_SANDBOX = env.bool("TEMPORAL_WORKFLOW_SANDBOX", default=False)
 
 # Worker sizing: activity threads per worker process (also the DB connections it may hold).
 WORKER_ACTIVITY_THREADS = env.int("WORKER_ACTIVITY_THREADS", default=32)

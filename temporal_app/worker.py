@@ -121,10 +121,10 @@ def build_workers(
         ORDER_TASK_QUEUE: ([OrderWorkflow], ORDER_ACTIVITIES),
         SHIPPING_TASK_QUEUE: ([ShippingWorkflow], SHIPPING_ACTIVITIES),
     }
-    # The sandbox re-imports the workflow module for every workflow run: about a third of the
-    # worker's CPU in the benchmark (docs/benchmarks.md). Our workflow module is Django-free and
-    # deterministic, replayed against saved histories on every test run, so operators who need
-    # the throughput may turn the sandbox off; it stays on by default as a second guard.
+    # The sandbox re-executes the workflow module for every workflow run: the largest CPU cost we
+    # measured in the worker (docs/benchmarks.md). run_workers follows TEMPORAL_WORKFLOW_SANDBOX
+    # (off by default); the test suite's workers and the history replays keep it on, so a
+    # workflow change that the sandbox would refuse fails `make test` (docs/determinism.md).
     runner = {} if sandbox else {"workflow_runner": UnsandboxedWorkflowRunner()}
     workers = []
     for queue in queues:

@@ -59,7 +59,9 @@ class WorkerThread(threading.Thread):
             client = await connect()
             await ensure_search_attributes(client)
             self.ready.set()
-            await run_workers(client, queues=list(QUEUES), threads=self.threads, stop=self._stop_event)
+            # Sandboxed, whatever production workers use: the sandbox's checks guard every test.
+            await run_workers(client, queues=list(QUEUES), threads=self.threads, stop=self._stop_event,
+                              sandbox=True)
         except BaseException as err:  # surfaced by the fixture, never swallowed
             self.error = err
             self.ready.set()
