@@ -355,7 +355,6 @@ class Command(BaseCommand):
                 "p95": round(percentile(latencies, 95), 1) if latencies else None,
             },
             "peak_worker_rss_mb": round(peak, 1) if peak is not None else None,
-            # Orders whose projection showed awaiting review before the workflow was there.
             # Approvals whose Update answer took longer than TEMPORAL_RPC_TIMEOUT_SECONDS.
             "approvals_unconfirmed": sum(r["unconfirmed"] for r in rounds),
             "workers": "running" if options["use_running_workers"] else "started",
@@ -372,38 +371,16 @@ class Command(BaseCommand):
 
 def _approver():
     """The review UI's own path: ``review_decide`` (audit, then the DecideReview Update).
-    Returns a function that approves and returns None, or a problem description."""
-    try:
-        from reviews.services import review_decide
-    except ImportError:  # the review back office not there yet: the Update it sends
-        review_decide = None
+    Returns a function that approves and returns None, or a problem description; it raises
+    TemporalUnavailable when the decision was sent but its answer did not come in time."""
+    from reviews.services import DECISION_UNCONFIRMED, review_decide
 
-    if review_decide is not None:
-        from reviews import services as review_services
+    def approve(*, order: Order, user) -> Optional[str]:
+        outcome = review_decide(order=order, user=user, decision="approve")
+        if outcome.accepted:
+            return None
+        if outcome.message == DECISION_UNCONFIRMED.format(order_id=order.order_id, address=settings.TEMPORAL_ADDRESS):
+            raise TemporalUnavailable(outcome.message)
+        return outcome.message
 
-        # "could not be confirmed": the Update was sent but not answered in time; not a refusal.
-        template = getattr(review_services, "DECISION_UNCONFIRMED", "")
-        unconfirmed = re.compile(re.escape(template).replace(r"\{order_id\}", ".*").replace(r"\{detail\}", ".*"),
-                                 re.S) if template else None
-
-        def approve(*, order: Order, user) -> Optional[str]:
-            outcome = review_decide(order=order, user=user, decision="approve")
-            if outcome.accepted:
-                return None
-            if unconfirmed is not None and unconfirmed.fullmatch(outcome.message):
-                raise TemporalUnavailable(outcome.message)
-            return outcome.message
-
-        return approve
-
-    from temporal_app.client import order_workflow_update
-    from temporal_app.contracts import ReviewDecision, Updates
-
-    def approve_by_update(*, order: Order, user) -> Optional[str]:
-        result = order_workflow_update(
-            order.workflow_id, Updates.DECIDE_REVIEW,
-            ReviewDecision(decision="approve", reviewer=user.get_username(), action_id=str(uuid.uuid4())),
-        )
-        return None if result.accepted else result.message
-
-    return approve_by_update
+    return approve
