@@ -160,8 +160,8 @@ async def run_workers(
             for worker in workers:
                 await stack.enter_async_context(worker)
             logger.info(
-                "workers running on %s (%d activity threads%s)", ", ".join(queues), threads,
-                "" if sandbox else ", workflow sandbox off",
+                "workers running on %s (%d activity threads, workflow sandbox %s)", ", ".join(queues), threads,
+                "on" if sandbox else "off",
             )
             starter = None
             if ORDER_TASK_QUEUE in queues:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -20,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_workers(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "manage.py", "run_workers", *args],
-        cwd=ROOT, env={**os.environ, "DEBUG": "1", **env},
+        # The settings' defaults apply (the sandbox setting is not inherited from this shell).
+        cwd=ROOT, env={**{k: v for k, v in os.environ.items() if k != "TEMPORAL_WORKFLOW_SANDBOX"}, "DEBUG": "1", **env},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -62,16 +65,25 @@ def test_unknown_queue_is_refused():
 def test_runs_one_queue_and_stops_gracefully(temporal_server, stop_signal):
     proc = run_workers("--queue", "shipping-tq", "--threads", "4",
                        env={"TEMPORAL_ADDRESS": temporal_server, "DATABASE_URL": database_url()})
-    lines = []
+    # Read on a thread: a blocking readline must not outlive the test's deadline.
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    seen = []
+    ready = "workers running on shipping-tq (4 activity threads, workflow sandbox off)"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if "workers running on shipping-tq (4 activity threads)" in line or not line:
+    while not any(ready in line for line in seen) and time.monotonic() < deadline:
+        try:
+            seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+        except queue.Empty:
             break
-    assert "workers running on shipping-tq (4 activity threads)" in lines[-1], "".join(lines)
+    if not any(ready in line for line in seen):
+        proc.kill()
+        pytest.fail(f"no {ready!r} within 60 s; output:\n{''.join(seen)}")
     proc.send_signal(stop_signal)
-    out, _ = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    reader.join(10)  # it ends at the end of the output
+    out = "".join(seen) + "".join(lines.get() for _ in range(lines.qsize()))
     assert proc.returncode == 0, out
     assert "workers stopped" in out
     assert "Traceback" not in out
