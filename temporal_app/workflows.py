@@ -141,7 +141,6 @@ class OrderWorkflow:
         self._tracking_number = ""
         self._shipping: Optional[workflow.ChildWorkflowHandle[Any, ShippingOutcome]] = None
         self._shipping_acks: dict[str, ShippingReport] = {}
-        self._event_seq = 0
         self._received = False  # order_received has made sure the order's row exists
         self._conflict = False  # ... or found it belongs to another workflow run
         self._log_state(OrderState.STARTED)
@@ -231,6 +230,7 @@ class OrderWorkflow:
         self._set_state(OrderState.MANUAL_REVIEW_COMPLETED, publish=not self._lean_history())
         await self._project(
             "review_approved",
+            key="review_approved",
             from_status=OrderState.AWAITING_MANUAL_REVIEW,
             actor=decision.reviewer or "temporal-client",
             source="workflow",
@@ -343,6 +343,7 @@ class OrderWorkflow:
         self._set_state(state)
         await self._project(
             f"order_{state.value}",
+            key=f"order_{state.value}",  # a run ends once
             from_status=previous,
             reason=reason,
             actor=actor,
@@ -376,6 +377,7 @@ class OrderWorkflow:
         self,
         event_type: str,
         *,
+        key: str,
         from_status: str = "",
         reason: str = "",
         actor: str = "system",
@@ -383,18 +385,22 @@ class OrderWorkflow:
         details: Optional[dict[str, Any]] = None,
         to_status: Optional[str] = None,
     ) -> None:
-        """Write a state change or signal outcome to Postgres, once (keyed by run and sequence)."""
+        """Write a state change or signal outcome to Postgres, once per run and ``key``.
+
+        ``key`` names the event itself ("order_cancelled", "CancelOrder:2"), never its place among
+        the writes: when a workflow task fails after its local activities ran (a signal arrived
+        while it completed), the retried task may handle more signals first, and a counter of
+        writes would give an earlier write's key to a different event."""
         if not self._received and workflow.patched(PATCH_AUDIT_AFTER_RECEIPT):
             # A signal that arrives before order_received has created the order's row (an
             # outside client's early signal) would fail to find it and retry; wait for the row.
             await workflow.wait_condition(lambda: self._received)
         if self._conflict:
             return  # the row is another workflow's: leave its audit trail alone
-        self._event_seq += 1
         record = ProgressRecord(
             order_id=self._order_id,
             event_type=event_type,
-            event_key=f"{workflow.info().run_id}:{self._event_seq}",
+            event_key=f"{workflow.info().run_id}:{key}",
             actor=actor,
             source=source,
             from_status=str(from_status),
@@ -438,8 +444,13 @@ class OrderWorkflow:
             # The decision's own projection (review_approved, or the cancellation it causes)
             # records it with its reviewer, in the same write as the state change.
             return ActionResult(accepted, message, self._state.value)
+        # Named by what happened: the action id where the caller gave one, else the n-th such
+        # outcome of that signal or update (handlers run in the order of the history's events).
+        nth = sum(1 for entry in self._signals
+                  if (entry["name"], entry["action_id"], entry["outcome"]) == (name, action_id, outcome))
         await self._project(
             "signal_applied" if accepted else "signal_refused",
+            key=f"{name}:{action_id or '-'}:{outcome}:{nth}",
             actor=actor or "temporal-client",
             source="signal",
             to_status="",
@@ -673,6 +684,7 @@ class OrderWorkflow:
             self._remember("DispatchFailed", "system", "", "applied", report.message)
             await self._project(
                 "dispatch_failed",
+                key=f"dispatch_failed:{self._dispatch_failures}",
                 reason=report.message,
                 to_status="",
                 details={"dispatch_failures": self._dispatch_failures},

@@ -220,6 +220,40 @@ def test_cancel_while_dispatch_in_flight_is_refused_and_recorded(system):
     assert refunds(order.order_id) == 0
 
 
+def history_events(workflow_id: str) -> list:
+    async def history(client):
+        return [e async for e in client.get_workflow_handle(workflow_id).fetch_history_events()]
+
+    return temporal(history)
+
+
+def test_a_workflow_task_retried_with_one_more_signal_writes_each_event_once(system):
+    """Found by the chaos run: the cancel's workflow task ran its projection writes, then failed
+    because the approval arrived before it completed; the retried task handled both signals.
+    Each write is keyed by what it records, so the retry neither repeats the ending nor loses the
+    refused approval's audit row."""
+    from django.db import transaction
+    from temporalio.api.enums.v1 import EventType
+
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    with transaction.atomic():
+        # Hold the order's row: the projection writes of the cancel's workflow task wait here.
+        Order.objects.select_for_update().get(pk=order.pk)
+        signal(order, Signals.CANCEL_ORDER, CancelRequest("stop", "ivy", "cancel-1"))
+        wait_until(lambda: any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+                               for e in history_events(order.workflow_id)[-2:]), what="the cancel's workflow task")
+        signal(order, Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision("approve", "ann", "", "approve-1"))
+    assert result(order).status == "cancelled"
+    failed = [e for e in history_events(order.workflow_id) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+    assert failed, "the scenario did not happen: no workflow task failed"
+    events = OrderEvent.objects.filter(order=order)
+    assert events.filter(to_status="cancelled").count() == 1
+    refused = events.get(type="signal_refused")
+    assert (refused.actor, refused.details["action_id"]) == ("ann", "approve-1")
+    assert events.filter(type="signal_applied", details__action_id="cancel-1").count() == 1
+
+
 # -- payment ---------------------------------------------------------------------------------
 
 
@@ -538,11 +572,8 @@ def status_upserts(workflow_id: str) -> list[dict[str, str]]:
     """The search attributes each UpsertWorkflowSearchAttributes event of the history set."""
     from temporalio.api.enums.v1 import EventType
 
-    async def history(client):
-        return [e async for e in client.get_workflow_handle(workflow_id).fetch_history_events()]
-
     upserts = []
-    for event in temporal(history):
+    for event in history_events(workflow_id):
         if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
             fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
             upserts.append({name: payload.data.decode() for name, payload in fields.items()
