@@ -387,10 +387,10 @@ class OrderWorkflow:
     ) -> None:
         """Write a state change or signal outcome to Postgres, once per run and ``key``.
 
-        ``key`` names the event itself ("order_cancelled", "CancelOrder:2"), never its place among
-        the writes: when a workflow task fails after its local activities ran (a signal arrived
-        while it completed), the retried task may handle more signals first, and a counter of
-        writes would give an earlier write's key to a different event."""
+        ``key`` names the event itself ("order_cancelled", "CancelOrder:c-1:applied:1"), never
+        its place among the writes: when a workflow task fails after its local activities ran (a
+        signal arrived while it completed), the retried task may handle more signals first, and a
+        counter of writes would give an earlier write's key to a different event."""
         if not self._received and workflow.patched(PATCH_AUDIT_AFTER_RECEIPT):
             # A signal that arrives before order_received has created the order's row (an
             # outside client's early signal) would fail to find it and retry; wait for the row.
