@@ -41,9 +41,26 @@ def chaos_workdir() -> Path:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+def kill_processes_of(workdir: Path) -> None:
+    """SIGKILL every process that names `workdir` in its command line or environment: the run's
+    workers and Temporal server live in sessions of their own, out of the launcher's group."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            seen = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(workdir).encode() in seen:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def run_chaos(args: list[str], *, workdir: Path, limit: float) -> tuple[int, str]:
-    """Run `manage.py chaos` in its own process group; past `limit` seconds kill the whole group
-    (launcher, inner run, workers, Temporal) and fail with the output so far."""
+    """Run `manage.py chaos`; past `limit` seconds kill it and everything it started, and fail
+    with the output so far."""
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "chaos", *args, "--workdir", str(workdir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ}, cwd=ROOT,
@@ -53,6 +70,7 @@ def run_chaos(args: list[str], *, workdir: Path, limit: float) -> tuple[int, str
         output, _ = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+        kill_processes_of(workdir)
         output, _ = proc.communicate()
         pytest.fail(f"the chaos run did not end within {limit:g} s; its output:\n{output[-8000:]}")
     return proc.returncode, output
