@@ -299,6 +299,9 @@ def fail_dispatch_until_reported(order: Order) -> None:
     signal(order, Signals.COMPLETE_MANUAL_REVIEW)
     wait_until(lambda: workflow_status(order.workflow_id)["awaiting_shipping_retry"], timeout=30,
                what="the dispatch failure to reach the parent")
+    # The workflow's state moves first; its projection follows (a local activity's write).
+    wait_until(lambda: Order.objects.filter(pk=order.pk, dispatch_failures__gte=1).exists(), timeout=30,
+               what="the dispatch failure to reach Postgres")
 
 
 def test_dispatch_failure_notifies_parent_and_retry_ships(system):
