@@ -35,12 +35,19 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do sleep 0.2; done
+wait_for() {  # up to 60 s for a command to succeed
+    local _
+    for _ in $(seq 300); do "$@" 2>/dev/null && return 0; sleep 0.2; done
+    echo "gave up waiting for: $*" >&2
+    exit 1
+}
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT"); }
+wait_for listening
 
 cd "$ROOT"
 "$PY" manage.py run_workers > "$WORK/workers.log" 2>&1 &
 WORKER=$!
-until grep -q "workers running" "$WORK/workers.log"; do sleep 0.2; done
+wait_for grep -q "workers running" "$WORK/workers.log"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 postgres_ticks() {
