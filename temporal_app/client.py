@@ -26,7 +26,6 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
@@ -36,12 +35,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
-    SEARCH_ATTRIBUTE_DISPATCH_FAILURES,
-    SEARCH_ATTRIBUTE_ORDER_STATUS,
     ActionResult,
     OrderOptions,
     OrderState,
 )
+# The workflow module is Django-free: importing it here costs no settings or database.
+from temporal_app.workflows import DISPATCH_FAILURES_KEY, ORDER_STATUS_KEY, OrderWorkflow
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -162,16 +161,11 @@ def exit_process(code: int) -> None:
 
 # -- order workflow operations (sync, for Django code) --------------------------------------------
 
-ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_ORDER_STATUS)
-DISPATCH_FAILURES_KEY = SearchAttributeKey.for_int(SEARCH_ATTRIBUTE_DISPATCH_FAILURES)
-
 
 async def start_order_workflow_async(
     client: Client, order: Any, options: OrderOptions
 ) -> Optional[WorkflowHandle]:
     """Start the order's workflow; None if it already exists (a retried start is success)."""
-    from temporal_app.workflows import OrderWorkflow
-
     try:
         return await client.start_workflow(
             OrderWorkflow.run,
