@@ -224,15 +224,23 @@ def test_demo_users_are_never_created_without_debug(settings):
 
 @pytest.mark.django_db
 def test_demo_users_with_debug_can_log_in_with_the_printed_passwords(settings):
-    from django.contrib.auth import authenticate
+    from django.contrib.auth import SESSION_KEY, get_user_model
     from django.core.management import call_command
+    from django.test import Client
 
     settings.DEBUG = True
     call_command("ensure_demo_users")
     call_command("ensure_demo_users")  # a second run changes nothing and does not fail
-    reviewer = authenticate(username="reviewer", password="reviewer")
-    admin = authenticate(username="admin", password="admin")
-    assert reviewer is not None and admin is not None
+    # Through the sign-in pages the README points to (django-axes needs the request to count
+    # attempts, so a bare authenticate() without one is refused).
+    users = get_user_model().objects
+    for page, username, landing in (("/accounts/login/", "reviewer", "/reviews/"),
+                                    ("/admin/login/", "admin", "/admin/")):
+        client = Client()
+        response = client.post(page, {"username": username, "password": username, "next": landing})
+        assert response.status_code == 302 and response.url == landing, (username, response.status_code)
+        assert client.session[SESSION_KEY] == str(users.get(username=username).pk)
+    reviewer, admin = users.get(username="reviewer"), users.get(username="admin")
     assert list(reviewer.groups.values_list("name", flat=True)) == ["reviewer"]
     assert reviewer.has_perm("reviews.decide_review") and not reviewer.is_staff
     assert admin.is_superuser and admin.is_staff
