@@ -3,9 +3,12 @@
 See `.env.example` and the configuration table in README.md.
 """
 
+import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -27,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
     "orderweb",
     "reviews",
     "temporal_app",
@@ -42,6 +46,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes documents: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "orderweb.urls"
@@ -92,6 +98,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/reviews/"
 LOGOUT_REDIRECT_URL = "login"
@@ -105,6 +117,64 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
+
+# -- Login throttling (django-axes; docs/admin.md, "Login throttling") ----------------------------
+# After LOGIN_FAILURE_LIMIT failed sign-ins for one username from one address, that pair is locked
+# for LOGIN_LOCKOUT_MINUTES (0: until someone unlocks it in the admin or with `axes_reset`).
+# Per pair, so an attacker elsewhere cannot lock a colleague out, and one address cannot try many
+# passwords for one user. Both login pages (/accounts/login/, /admin/login/) are covered.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+if AXES_FAILURE_LIMIT < 1:
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT must be 1 or more.")
+_lockout_minutes = env.float("LOGIN_LOCKOUT_MINUTES", default=15)
+if _lockout_minutes < 0:
+    raise ImproperlyConfigured("LOGIN_LOCKOUT_MINUTES must be 0 (no expiry) or more.")
+AXES_COOLOFF_TIME = timedelta(minutes=_lockout_minutes) if _lockout_minutes else None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The lockout runs from the failure that caused it; attempts while locked are refused without
+# moving that moment, so the page can say when to come back.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+
+# The client's address. Without a proxy it is the connection's (REMOTE_ADDR). Behind reverse
+# proxies set LOGIN_CLIENT_IP_HEADER (e.g. X-Forwarded-For) and LOGIN_TRUSTED_PROXIES (how many
+# proxies append to it): the address is then the entry that many places from the right, the one
+# the outermost trusted proxy saw; entries further left come from the client and can be forged.
+LOGIN_CLIENT_IP_HEADER = env("LOGIN_CLIENT_IP_HEADER", default="")
+LOGIN_TRUSTED_PROXIES = env.int("LOGIN_TRUSTED_PROXIES", default=1)
+if LOGIN_CLIENT_IP_HEADER and LOGIN_TRUSTED_PROXIES < 1:
+    raise ImproperlyConfigured("LOGIN_TRUSTED_PROXIES must be 1 or more when LOGIN_CLIENT_IP_HEADER is set.")
+
+
+def _meta_key(header: str) -> str:
+    key = header.strip().upper().replace("-", "_")
+    return key if key.startswith("HTTP_") or key == "REMOTE_ADDR" else f"HTTP_{key}"
+
+
+def login_client_ip(request) -> str | None:
+    """The address login attempts are counted against (AXES_CLIENT_IP_CALLABLE).
+
+    A request that did not come through the configured proxies (header missing, too short or not
+    an address) is counted against the connection's address: never a value the client chose."""
+    from django.conf import settings
+
+    remote = request.META.get("REMOTE_ADDR")
+    if not settings.LOGIN_CLIENT_IP_HEADER:
+        return remote
+    hops = [hop.strip() for hop in request.META.get(_meta_key(settings.LOGIN_CLIENT_IP_HEADER), "").split(",")]
+    hops = [hop for hop in hops if hop]
+    if len(hops) < settings.LOGIN_TRUSTED_PROXIES:
+        return remote
+    candidate = hops[-settings.LOGIN_TRUSTED_PROXIES]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return remote
+
+
+AXES_CLIENT_IP_CALLABLE = login_client_ip
 
 # -- Temporal -------------------------------------------------------------------------------------
 TEMPORAL_ADDRESS = env("TEMPORAL_ADDRESS", default="localhost:7233")
