@@ -1,45 +1,48 @@
-"""Staff actions on orders: cancel, change the shipping address, retry a failed shipment.
+"""Asking an order's workflow to do something, for staff, reviewers and API clients alike.
 
-Zulip style: validate, write the audit event in a transaction, and reach Temporal only after that
-transaction commits. The workflow decides; these functions never write ``Order.status`` or
-``Order.address`` (the workflow's projection does, see ``orderweb.services.order_record_progress``).
+One flow (Zulip's ``do_*``): record who asked, in a durable transaction with its audit row;
+after that commit, send the Workflow Update; record the answer on the same audit trail; return a
+typed ``ActionOutcome`` that the admin, the review pages or the API turn into words. The
+workflow decides: nothing here writes ``Order.status`` or ``Order.address`` (its projection
+does). Permissions are checked by the entry points.
 
-The person who asked must learn at once whether it took, so each action sends a Workflow Update
-(its validator answers before anything reaches the workflow's history) and returns an
-``ActionOutcome``: accepted or not, with a message for people. A refusal, or Temporal being out
-of reach, is audited too. Permissions are checked by the entry points (the admin), not here.
+The Update is sent after the ``durable`` block has committed: the request is on record before
+Temporal hears of it, and a failure to reach Temporal is told to the person who asked.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Callable, Optional
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from orderweb import events
 from orderweb.models import Order, OrderEvent, Shipment
-from orderweb.services import order_event_record
+from orderweb.services import validate_address
 from temporal_app.client import (
-    ORDER_WORKFLOW_FINISHED,
     ActionRefused,
     TemporalNoAnswer,
     TemporalUnavailable,
+    WorkflowCannotAnswer,
     order_workflow_update,
 )
 from temporal_app.contracts import (
-    ActionResult,
     AddressChange,
     CancelRequest,
-    Errors,
     OrderState,
+    RefusalCode,
     ShippingRetryRequest,
     Updates,
-    address_error,
-    normalise_address,
+    has_control_chars,
+    refusal,
 )
+
+Type = OrderEvent.Type
 
 MAX_REASON_LENGTH = 500
 
@@ -61,21 +64,149 @@ NO_ANSWER = (
     "Order {order_id}: its workflow did not answer within {seconds:g} s, so the request may still "
     "take effect; check the order's timeline before trying again."
 )
-OUTSIDE_TRANSACTION = "Order actions must run outside a transaction: they answer after commit."
 
+
+class Outcome(StrEnum):
+    APPLIED = "applied"  # the workflow took it
+    REFUSED = "refused"  # the workflow (or Temporal for it) said no: ``code`` says why
+    UNANSWERED = "unanswered"  # no answer could be had: ``code`` says why; it may still apply
+
+
+class Unanswered(StrEnum):
+    """Why a request got no answer (``ActionOutcome.code`` when UNANSWERED)."""
+
+    UNREACHABLE = "temporal_unreachable"  # nothing reached Temporal: nothing changed
+    NO_ANSWER = "no_answer"  # it reached Temporal, no answer in time: it may still apply
+    WORKFLOW_STUCK = "workflow_stuck"  # the workflow's task is failing: it takes nothing now
+
+
+@dataclass(frozen=True)
+class ActionKind:
+    """One kind of request and the audit events that tell its story."""
+
+    name: str
+    update: str
+    requested: str
+    refused: str
+    unanswered: str
+
+
+CANCEL = ActionKind("cancel", Updates.REQUEST_CANCEL, Type.CANCEL_REQUESTED, Type.CANCEL_REFUSED,
+                    Type.CANCEL_UNANSWERED)
+ADDRESS_CHANGE = ActionKind("address_change", Updates.CHANGE_ADDRESS, Type.ADDRESS_CHANGE_REQUESTED,
+                            Type.ADDRESS_CHANGE_REFUSED, Type.ADDRESS_CHANGE_UNANSWERED)
+SHIPPING_RETRY = ActionKind("shipping_retry", Updates.RETRY_SHIPPING, Type.SHIPPING_RETRY_REQUESTED,
+                            Type.SHIPPING_RETRY_REFUSED, Type.SHIPPING_RETRY_UNANSWERED)
+REVIEW_DECISION = ActionKind("review_decision", Updates.DECIDE_REVIEW, Type.REVIEW_DECISION_REQUESTED,
+                             Type.REVIEW_DECISION_REFUSED, Type.REVIEW_DECISION_UNANSWERED)
 
 
 @dataclass(frozen=True)
 class ActionOutcome:
-    """What happened to one staff action, for the person who asked."""
+    """What happened to one request, for the person (or client) who asked."""
 
     order: Order
-    accepted: bool
-    message: str
+    status: Outcome
+    message: str  # the workflow's words, or ours when there was no answer
+    code: str = ""  # a RefusalCode or an Unanswered value; "" when applied
     workflow_status: str = ""
 
+    @property
+    def accepted(self) -> bool:
+        return self.status == Outcome.APPLIED
 
-# -- validation ---------------------------------------------------------------------------------
+
+@dataclass
+class Preparation:
+    """What an entry point checks and changes in the request's own transaction, the order's
+    row locked: a refusal stops the request before anything is sent; ``undo`` runs if the
+    workflow does not apply it (a reviewer's claim taken for the decision is released)."""
+
+    refusal: Optional[ActionOutcome] = None
+    undo: Optional[Callable[[], None]] = None
+
+
+@dataclass(frozen=True)
+class WorkflowRequest:
+    kind: ActionKind
+    payload: Any  # the Update's argument (CancelRequest, AddressChange, ...)
+    action_id: str
+    message: str  # the audit row's text
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def new_action_id(kind: ActionKind, source: str) -> str:
+    return f"{source}:{kind.name}:{uuid.uuid4().hex}"
+
+
+def workflow_action_send(
+    *,
+    order: Order,
+    request: WorkflowRequest,
+    acting_user,
+    source: str,
+    prepare: Optional[Callable[[Order], Preparation]] = None,
+    describe: Optional[Callable[[ActionOutcome], ActionOutcome]] = None,
+) -> ActionOutcome:
+    """Record, commit, send, record the answer (see the module doc). ``describe`` puts the
+    outcome in the entry point's words before it is recorded. A request whose action id is
+    already on record is refused as a duplicate and sent no second time."""
+    requested_key = f"{request.action_id}:requested"
+    preparation = Preparation()
+    with transaction.atomic(durable=True):
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        if OrderEvent.objects.filter(order=locked, event_key=requested_key).exists():
+            found = refusal(RefusalCode.DUPLICATE_ACTION)
+            duplicate = ActionOutcome(locked, Outcome.REFUSED, found.message, found.code.value, locked.status)
+            return describe(duplicate) if describe else duplicate
+        if prepare is not None:
+            preparation = prepare(locked)
+            if preparation.refusal is not None:
+                _record_answer(locked, request, acting_user, source, preparation.refusal)
+                return preparation.refusal
+        events.action_requested_event(
+            order=locked, type=request.kind.requested, source=source, user=acting_user, message=request.message,
+            details={**request.details, "action_id": request.action_id}, event_key=requested_key,
+        )
+
+    outcome = _send(order, request)
+    order.refresh_from_db()
+    if describe is not None:
+        outcome = describe(outcome)
+    if not outcome.accepted:
+        _record_answer(order, request, acting_user, source, outcome)
+        if preparation.undo is not None:
+            preparation.undo()
+    return outcome
+
+
+def _send(order: Order, request: WorkflowRequest) -> ActionOutcome:
+    try:
+        result = order_workflow_update(order.workflow_id, request.kind.update, request.payload)
+    except ActionRefused as err:
+        return ActionOutcome(order, Outcome.REFUSED, err.message, err.code.value, err.workflow_status or order.status)
+    except WorkflowCannotAnswer as err:
+        return ActionOutcome(order, Outcome.UNANSWERED, str(err), Unanswered.WORKFLOW_STUCK, order.status)
+    except TemporalNoAnswer as err:
+        return ActionOutcome(order, Outcome.UNANSWERED, str(err), Unanswered.NO_ANSWER, order.status)
+    except TemporalUnavailable as err:
+        return ActionOutcome(order, Outcome.UNANSWERED, str(err), Unanswered.UNREACHABLE, order.status)
+    if result.accepted:
+        return ActionOutcome(order, Outcome.APPLIED, result.message, "", result.workflow_status)
+    return ActionOutcome(order, Outcome.REFUSED, result.message, result.code, result.workflow_status)
+
+
+def _record_answer(order: Order, request: WorkflowRequest, acting_user, source: str, outcome: ActionOutcome) -> None:
+    kind = request.kind
+    events.action_answered_event(
+        order=order, type=kind.refused if outcome.status == Outcome.REFUSED else kind.unanswered,
+        source=source, user=acting_user, message=outcome.message,
+        details={"action_id": request.action_id, "outcome": outcome.status.value, "code": outcome.code},
+        event_key=f"{request.action_id}:answer",
+    )
+
+
+# -- staff actions ------------------------------------------------------------------------------
 
 
 def validate_cancel_reason(reason: Any) -> str:
@@ -84,78 +215,80 @@ def validate_cancel_reason(reason: Any) -> str:
         raise ValidationError(CANCEL_REASON_REQUIRED, code="reason_required")
     if len(reason) > MAX_REASON_LENGTH:
         raise ValidationError(CANCEL_REASON_TOO_LONG, code="reason_too_long")
-    if any(ord(ch) < 32 and ch != "\n" or ord(ch) == 127 for ch in reason):
+    if has_control_chars(reason.replace("\n", " ")):
         raise ValidationError(CANCEL_REASON_CONTROL_CHARS, code="reason_control_chars")
     return reason
 
 
-def validate_new_address(address: Any) -> str:
-    if isinstance(address, str):
-        address = address.replace("\r\n", "\n")  # what a browser's textarea sends
-    problem = address_error(address)
-    if problem:
-        raise ValidationError(problem, code="address_invalid")
-    return normalise_address(address)
+def _closed_refusal(order: Order, kind: ActionKind, outcome: ActionOutcome) -> ActionOutcome:
+    """A closed workflow takes no Update at all: say why in the order's own terms."""
+    if outcome.code != RefusalCode.WORKFLOW_CLOSED:
+        return outcome
+    status = Order.objects.filter(pk=order.pk).values_list("status", flat=True).get()
+    if status == OrderState.COMPLETED and kind in (CANCEL, ADDRESS_CHANGE):
+        found = refusal(RefusalCode.CANCEL_TOO_LATE if kind == CANCEL else RefusalCode.ADDRESS_TOO_LATE)
+    elif OrderState(status).is_terminal:
+        found = refusal(RefusalCode.ALREADY_FINISHED, state=status)
+    else:
+        return outcome
+    return ActionOutcome(outcome.order, Outcome.REFUSED, found.message, found.code.value, status)
 
 
-# -- actions ------------------------------------------------------------------------------------
+def _staff_outcome(order: Order, kind: ActionKind, outcome: ActionOutcome, done: str, refused: str) -> ActionOutcome:
+    """The outcome in the words the admin shows (``done``: the message when applied)."""
+    outcome = _closed_refusal(order, kind, outcome)
+    if outcome.accepted:
+        message = done
+    elif outcome.code == Unanswered.NO_ANSWER:
+        message = NO_ANSWER.format(order_id=order.order_id, seconds=settings.TEMPORAL_RPC_TIMEOUT_SECONDS)
+    else:
+        message = refused.format(order_id=order.order_id, message=outcome.message)
+    return ActionOutcome(outcome.order, outcome.status, message, outcome.code, outcome.workflow_status)
 
 
-def order_cancel(*, order: Order, reason: str, acting_user) -> ActionOutcome:
+def order_cancel(*, order: Order, reason: str, acting_user, source: str = OrderEvent.Source.ADMIN) -> ActionOutcome:
     """Ask the workflow to cancel (and refund, if paid). Answers when the order has ended."""
     reason = validate_cancel_reason(reason)
-    action_id = _new_action_id("cancel")
-    request = CancelRequest(reason=reason, actor=acting_user.get_username(), action_id=action_id)
-    outcome = _run_action(
-        order=order,
-        kind="cancel",
-        acting_user=acting_user,
-        action_id=action_id,
-        message=f"cancellation requested: {reason}",
-        details={"reason": reason},
-        send=lambda: order_workflow_update(order.workflow_id, Updates.REQUEST_CANCEL, request),
-        done="{message}",
-        refused=CANCEL_REFUSED,
+    action_id = new_action_id(CANCEL, source)
+    request = WorkflowRequest(
+        CANCEL, CancelRequest(reason=reason, actor=acting_user.get_username(), action_id=action_id), action_id,
+        f"cancellation requested: {reason}", {"reason": reason},
     )
-    if not outcome.accepted:
-        return outcome
-    # RequestCancel answers once the ending is in Postgres, so the row already shows it.
-    order.refresh_from_db()
-    return replace(outcome, message=CANCEL_DONE.format(order_id=order.order_id, reason=order.cancel_reason or reason))
+    # RequestCancel answers once the ending is in Postgres, so the refreshed row shows it.
+    return workflow_action_send(
+        order=order, request=request, acting_user=acting_user, source=source,
+        describe=lambda outcome: _staff_outcome(
+            order, CANCEL, outcome, CANCEL_DONE.format(order_id=order.order_id, reason=order.cancel_reason or reason),
+            CANCEL_REFUSED),
+    )
 
 
-def order_address_change(*, order: Order, address: str, acting_user) -> ActionOutcome:
+def order_address_change(*, order: Order, address: str, acting_user, source: str = OrderEvent.Source.ADMIN) -> ActionOutcome:
     """Ask the workflow to ship to ``address``; it refuses once the package is being dispatched."""
-    address = validate_new_address(address)
-    action_id = _new_action_id("address")
-    change = AddressChange(address=address, actor=acting_user.get_username(), action_id=action_id)
-    return _run_action(
-        order=order,
-        kind="address_change",
-        acting_user=acting_user,
-        action_id=action_id,
-        message="address change requested",
-        details={"old_address": order.address, "new_address": address},
-        send=lambda: order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, change),
-        done=ADDRESS_DONE,
-        refused=ADDRESS_REFUSED,
+    address = validate_address(address)
+    action_id = new_action_id(ADDRESS_CHANGE, source)
+    request = WorkflowRequest(
+        ADDRESS_CHANGE, AddressChange(address=address, actor=acting_user.get_username(), action_id=action_id),
+        action_id, "address change requested", {"old_address": order.address, "requested_address": address},
+    )
+    return workflow_action_send(
+        order=order, request=request, acting_user=acting_user, source=source,
+        describe=lambda outcome: _staff_outcome(
+            order, ADDRESS_CHANGE, outcome, ADDRESS_DONE.format(order_id=order.order_id), ADDRESS_REFUSED),
     )
 
 
-def order_shipping_retry(*, order: Order, acting_user) -> ActionOutcome:
+def order_shipping_retry(*, order: Order, acting_user, source: str = OrderEvent.Source.ADMIN) -> ActionOutcome:
     """Ask the workflow to dispatch again after its carrier dispatch failed."""
-    action_id = _new_action_id("retry")
-    request = ShippingRetryRequest(actor=acting_user.get_username(), action_id=action_id)
-    return _run_action(
-        order=order,
-        kind="shipping_retry",
-        acting_user=acting_user,
-        action_id=action_id,
-        message="shipping retry requested",
-        details={"dispatch_failures": order.dispatch_failures},
-        send=lambda: order_workflow_update(order.workflow_id, Updates.RETRY_SHIPPING, request),
-        done=RETRY_DONE,
-        refused=RETRY_REFUSED,
+    action_id = new_action_id(SHIPPING_RETRY, source)
+    request = WorkflowRequest(
+        SHIPPING_RETRY, ShippingRetryRequest(actor=acting_user.get_username(), action_id=action_id), action_id,
+        "shipping retry requested", {"dispatch_failures": order.dispatch_failures},
+    )
+    return workflow_action_send(
+        order=order, request=request, acting_user=acting_user, source=source,
+        describe=lambda outcome: _staff_outcome(
+            order, SHIPPING_RETRY, outcome, RETRY_DONE.format(order_id=order.order_id), RETRY_REFUSED),
     )
 
 
@@ -171,87 +304,6 @@ def order_cancel_dispatch_failed(*, order: Order, reason: str, acting_user) -> A
     """Cancel-and-refund for an order stuck after a failed dispatch; other orders are left alone."""
     reason = validate_cancel_reason(reason)
     if not order_is_awaiting_shipping_retry(order=order):
-        return ActionOutcome(order, False, NOT_DISPATCH_FAILED.format(order_id=order.order_id), order.status)
+        return ActionOutcome(order, Outcome.REFUSED, NOT_DISPATCH_FAILED.format(order_id=order.order_id),
+                             RefusalCode.NOT_DISPATCH_FAILED.value, order.status)
     return order_cancel(order=order, reason=reason, acting_user=acting_user)
-
-
-# -- the shared shape: audit, commit, ask the workflow, audit the answer ------------------------
-
-
-def _new_action_id(kind: str) -> str:
-    return f"admin:{kind}:{uuid.uuid4().hex}"
-
-
-def _run_action(
-    *,
-    order: Order,
-    kind: str,
-    acting_user,
-    action_id: str,
-    message: str,
-    details: dict[str, Any],
-    send: Callable[[], ActionResult],
-    done: str,
-    refused: str,
-) -> ActionOutcome:
-    answer: dict[str, Any] = {}
-
-    def reach_workflow() -> None:
-        try:
-            answer["result"] = send()
-        # A timed-out Update reached Temporal but got no answer (no worker polls, or the
-        # workflow is stuck waiting): unlike "unreachable", it may still be applied later.
-        except (ActionRefused, TemporalUnavailable) as err:
-            answer["error"] = err
-
-    with transaction.atomic(durable=True):
-        order_event_record(
-            order=order, type=f"{kind}_requested", source=OrderEvent.Source.ADMIN, user=acting_user,
-            from_status=order.status, message=message, details={**details, "action_id": action_id},
-            event_key=f"{action_id}:requested",
-        )
-        transaction.on_commit(reach_workflow, robust=False)
-    if not answer:
-        # durable=True refuses an outer transaction, except inside a test's wrapping one.
-        raise RuntimeError(OUTSIDE_TRANSACTION)
-
-    result: Optional[ActionResult] = answer.get("result")
-    if result is not None and result.accepted:
-        return ActionOutcome(
-            order, True, done.format(order_id=order.order_id, message=result.message), result.workflow_status
-        )
-
-    error = answer.get("error")
-    shown = None
-    if result is not None:
-        reason, event_type = result.message, f"{kind}_refused"
-    elif isinstance(error, ActionRefused):
-        reason, event_type = _precise_refusal(order, kind, str(error)), f"{kind}_refused"
-    elif isinstance(error, TemporalNoAnswer):
-        reason, event_type = "the workflow did not answer in time", f"{kind}_unanswered"
-        shown = NO_ANSWER.format(order_id=order.order_id, seconds=settings.TEMPORAL_RPC_TIMEOUT_SECONDS)
-    else:
-        reason, event_type = str(error), f"{kind}_failed"
-    order_event_record(
-        order=order, type=event_type, source=OrderEvent.Source.ADMIN, user=acting_user,
-        message=reason, details={"action_id": action_id}, event_key=f"{action_id}:answer",
-    )
-    order.refresh_from_db()
-    return ActionOutcome(
-        order, False, shown or refused.format(order_id=order.order_id, message=reason),
-        result.workflow_status if result is not None else order.status,
-    )
-
-
-def _precise_refusal(order: Order, kind: str, message: str) -> str:
-    """A finished workflow accepts no Update at all; say why in the order's own terms."""
-    if message != ORDER_WORKFLOW_FINISHED:
-        return message
-    status = Order.objects.filter(pk=order.pk).values_list("status", flat=True).get()
-    if status == OrderState.COMPLETED and kind == "cancel":
-        return Errors.CANCEL_TOO_LATE
-    if status == OrderState.COMPLETED and kind == "address_change":
-        return Errors.ADDRESS_TOO_LATE
-    if OrderState(status).is_terminal:
-        return Errors.ALREADY_FINISHED.format(state=status)
-    return message

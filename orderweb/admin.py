@@ -15,7 +15,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -40,9 +40,8 @@ from orderweb.models import (
     Shipment,
 )
 from orderweb.services import order_create
-from reviews.models import ReviewTask
 from temporal_app.client import TemporalUnavailable, workflow_ui_url
-from temporal_app.contracts import Errors, OrderState, shipping_workflow_id
+from temporal_app.contracts import OrderState, RefusalCode, refusal, shipping_workflow_id
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +50,9 @@ ORDER_SAVED_NOT_STARTED = (
     "Order {order_id} was saved, but Temporal is unreachable, so its workflow has not started yet; "
     "the workers start it as soon as Temporal is back."
 )
-ADDRESS_TOO_LATE_NOTICE = Errors.ADDRESS_TOO_LATE
+ADDRESS_TOO_LATE_NOTICE = refusal(RefusalCode.ADDRESS_TOO_LATE).message
 ORDER_FINISHED_NOTICE = "This order is {status}; its workflow accepts no more changes."
 
-_REVIEW_LABELS = dict(ReviewTask.Status.choices)
 _STATUS_COLOURS = {
     OrderState.COMPLETED: "#2e7d32",
     OrderState.CANCELLED: "#757575",
@@ -114,13 +112,6 @@ class ShipmentInline(OrderReadOnlyInline):
     readonly_fields = fields
 
 
-class ReviewTaskInline(OrderReadOnlyInline):
-    model = ReviewTask
-    fields = ["status", "due_at", "claimed_by", "decided_by_name", "decided_at", "note"]
-    readonly_fields = fields
-    verbose_name_plural = "manual review"
-
-
 class DispatchFailedFilter(admin.SimpleListFilter):
     title = "dispatch"
     parameter_name = "dispatch"
@@ -144,14 +135,14 @@ class DispatchFailedFilter(admin.SimpleListFilter):
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ["order_id", "status_badge", "amount", "review_state", "dispatch_failures", "customer", "created_at"]
+    list_display = ["order_id", "status_badge", "amount", "dispatch_failures", "customer", "created_at"]
     list_filter = ["status", DispatchFailedFilter, "created_at", "source"]
     date_hierarchy = "created_at"
     search_fields = ["order_id", "workflow_id", "address", "customer"]
     search_help_text = "Order id, workflow id, address or customer."
     list_per_page = 50
     actions = ["cancel_selected", "cancel_and_refund_selected", "retry_shipping_selected"]
-    inlines = [OrderLineInline, ReviewTaskInline, PaymentInline, ShipmentInline]
+    inlines = [OrderLineInline, PaymentInline, ShipmentInline]
     fieldsets = [
         (None, {"fields": [
             ("order_id", "workflow_id"), ("status", "status_changed_at"), ("customer", "amount"),
@@ -187,10 +178,6 @@ class OrderAdmin(admin.ModelAdmin):
 
     # -- the list ------------------------------------------------------------------------------
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        latest_review = ReviewTask.objects.filter(order=OuterRef("pk")).order_by("-pk").values("status")[:1]
-        return super().get_queryset(request).annotate(latest_review_status=Subquery(latest_review))
-
     @admin.display(description="status", ordering="status")
     def status_badge(self, order: Order) -> str:
         colour = _STATUS_COLOURS.get(order.status, "#1565c0")
@@ -198,10 +185,6 @@ class OrderAdmin(admin.ModelAdmin):
             '<span class="order-status" data-status="{}" style="color:{};font-weight:bold">{}</span>',
             order.status, colour, order.get_status_display(),
         )
-
-    @admin.display(description="review", ordering="latest_review_status")
-    def review_state(self, order: Order) -> str:
-        return _REVIEW_LABELS.get(getattr(order, "latest_review_status", None), "—")
 
     # -- the order page ------------------------------------------------------------------------
 
@@ -452,7 +435,7 @@ def _timeline_cells(event: OrderEvent) -> str:
     actor = event.user.get_username() if event.user is not None else event.actor
     return format_html(
         '<td class="nowrap">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>',
-        event.created_at.strftime("%Y-%m-%d %H:%M:%S"), event.type, actor, event.get_source_display(),
+        event.created_at.strftime("%Y-%m-%d %H:%M:%S"), event.label, actor, event.get_source_display(),
         change, event.message,
     )
 

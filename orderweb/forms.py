@@ -6,12 +6,10 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 
-from orderweb.actions import MAX_REASON_LENGTH, validate_cancel_reason, validate_new_address
+from orderweb.actions import MAX_REASON_LENGTH, validate_cancel_reason
 from orderweb.models import Order, OrderLine
 from orderweb.services import ORDER_ID_EXISTS, validate_address, validate_order_id
-from temporal_app.contracts import MAX_ADDRESS_LENGTH, LineItem
-
-DUPLICATE_SKU = "SKU {sku!r} appears on more than one line; put the quantity on one line."
+from temporal_app.contracts import LINE_DUPLICATE_SKU, MAX_ADDRESS_LENGTH, LineItem
 
 
 class CancelForm(forms.Form):
@@ -34,7 +32,7 @@ class AddressForm(forms.Form):
     )
 
     def clean_address(self) -> str:
-        return validate_new_address(self.cleaned_data["address"])
+        return validate_address(self.cleaned_data["address"])
 
 
 class OrderCreateForm(forms.Form):
@@ -53,7 +51,7 @@ class OrderCreateForm(forms.Form):
         return order_id
 
     def clean_address(self) -> str:
-        return validate_address(self.cleaned_data["address"].replace("\r\n", "\n"))
+        return validate_address(self.cleaned_data["address"])
 
 
 class OrderLineForm(forms.ModelForm):
@@ -74,7 +72,7 @@ class BaseOrderLineFormSet(forms.BaseFormSet):
             if not sku or form.cleaned_data.get("DELETE"):
                 continue
             if sku in seen:
-                raise ValidationError(DUPLICATE_SKU.format(sku=sku), code="duplicate_sku")
+                raise ValidationError(LINE_DUPLICATE_SKU.format(sku=sku), code="duplicate_sku")
             seen.add(sku)
 
     def line_items(self) -> list[LineItem]:

@@ -44,6 +44,10 @@ class Order(TimeStampedModel):
     cancel_reason = models.TextField(blank=True)
     failure_reason = models.TextField(blank=True)
     dispatch_failures = models.PositiveIntegerField(default=0)
+    # Set by the reconciler when the workflow cannot report for itself (terminated, deleted,
+    # stuck): a flag for staff with its reason, beside the last state the workflow reported.
+    attention_reason = models.TextField(blank=True)
+    attention_since = models.DateTimeField(null=True, blank=True)
     source = models.CharField(max_length=32, default="temporal-client")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -62,6 +66,10 @@ class Order(TimeStampedModel):
                 fields=["-created_at"], condition=Q(dispatch_failures__gt=0),
                 name="order_dispatch_failed",
             ),
+            models.Index(
+                fields=["-attention_since"], condition=Q(attention_since__isnull=False),
+                name="order_needs_attention",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -77,6 +85,11 @@ class Order(TimeStampedModel):
                 condition=~Q(status=OrderState.CANCELLED) | ~Q(cancel_reason=""),
                 name="order_cancelled_has_reason",
             ),
+            models.CheckConstraint(
+                condition=Q(attention_since__isnull=True, attention_reason="")
+                | Q(attention_since__isnull=False) & ~Q(attention_reason=""),
+                name="order_attention_has_reason",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -85,6 +98,10 @@ class Order(TimeStampedModel):
     @property
     def is_terminal(self) -> bool:
         return OrderState(self.status).is_terminal
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.attention_since is not None
 
 
 class OrderLine(models.Model):
@@ -166,11 +183,48 @@ class Shipment(TimeStampedModel):
 
 
 class OrderEvent(models.Model):
-    """The audit trail: every state change, signal and staff or reviewer action, with its actor.
+    """The audit trail: every state change, message and person's action, with its actor.
 
     ``event_key`` makes projection writes idempotent: a retried activity writes the same key,
-    and the unique constraint keeps one row.
+    and the unique constraint keeps one row. Events are written through the constructors in
+    ``orderweb.events`` (and ``reviews.events``), one per type.
     """
+
+    class Type(models.TextChoices):
+        # The order's life, written by the workflow and its activities.
+        ORDER_CREATED = "order_created", "Order created"
+        STATUS_CHANGED = "status_changed", "Status changed"
+        REVIEW_APPROVED = "review_approved", "Review approved"
+        PAYMENT_CHARGED = "payment_charged", "Payment charged"
+        PAYMENT_REFUNDED = "payment_refunded", "Payment refunded"
+        DISPATCH_FAILED = "dispatch_failed", "Dispatch failed"
+        CARRIER_DISPATCHED = "carrier_dispatched", "Dispatched to the carrier"
+        ORDER_COMPLETED = "order_completed", "Order completed"
+        ORDER_CANCELLED = "order_cancelled", "Order cancelled"
+        ORDER_FAILED = "order_failed", "Order failed"
+        # Messages the workflow took or refused (signals from any client, Updates, Temporal).
+        SIGNAL_APPLIED = "signal_applied", "Signal applied"
+        SIGNAL_REFUSED = "signal_refused", "Signal refused"
+        UPDATE_APPLIED = "update_applied", "Update applied"
+        UPDATE_REFUSED = "update_refused", "Update refused"
+        TEMPORAL_CANCEL_REQUESTED = "temporal_cancel_requested", "Cancel requested in Temporal"
+        # What people asked for (staff, reviewers, API clients), and answers other than "done".
+        CANCEL_REQUESTED = "cancel_requested", "Cancellation requested"
+        CANCEL_REFUSED = "cancel_refused", "Cancellation refused"
+        CANCEL_UNANSWERED = "cancel_unanswered", "Cancellation not confirmed"
+        ADDRESS_CHANGE_REQUESTED = "address_change_requested", "Address change requested"
+        ADDRESS_CHANGE_REFUSED = "address_change_refused", "Address change refused"
+        ADDRESS_CHANGE_UNANSWERED = "address_change_unanswered", "Address change not confirmed"
+        SHIPPING_RETRY_REQUESTED = "shipping_retry_requested", "Shipping retry requested"
+        SHIPPING_RETRY_REFUSED = "shipping_retry_refused", "Shipping retry refused"
+        SHIPPING_RETRY_UNANSWERED = "shipping_retry_unanswered", "Shipping retry not confirmed"
+        REVIEW_DECISION_REQUESTED = "review_decision_requested", "Decision sent"
+        REVIEW_DECISION_REFUSED = "review_decision_refused", "Decision refused"
+        REVIEW_DECISION_UNANSWERED = "review_decision_unanswered", "Decision not confirmed"
+        REVIEW_CLAIMED = "review_claimed", "Review claimed"
+        REVIEW_RELEASED = "review_released", "Review released"
+        # The reconciler: what the workflow could not report itself.
+        ATTENTION_FLAGGED = "attention_flagged", "Flagged for staff"
 
     class Source(models.TextChoices):
         WORKFLOW = "workflow", "Workflow"
@@ -181,8 +235,8 @@ class OrderEvent(models.Model):
         COMMAND = "command", "Command"
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
-    type = models.CharField(max_length=64)
-    event_key = models.CharField(max_length=128, null=True, blank=True)
+    type = models.CharField(max_length=64, choices=Type.choices)
+    event_key = models.CharField(max_length=255, null=True, blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -203,6 +257,43 @@ class OrderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.type} by {self.actor}"
+
+    @property
+    def label(self) -> str:
+        """What people read on the timeline: the message's name for signals and Updates."""
+        if self.type in _MESSAGE_OUTCOMES:
+            return f"{self.details.get('signal') or 'Message'} {_MESSAGE_OUTCOMES[self.type]}"
+        if self.type in self.Type.values:
+            return self.Type(self.type).label
+        return self.type.replace("_", " ").capitalize()  # a type from an older release
+
+
+_MESSAGE_OUTCOMES = {
+    OrderEvent.Type.SIGNAL_APPLIED: "applied",
+    OrderEvent.Type.SIGNAL_REFUSED: "refused",
+    OrderEvent.Type.UPDATE_APPLIED: "applied",
+    OrderEvent.Type.UPDATE_REFUSED: "refused",
+}
+
+
+class RefusedStart(models.Model):
+    """An OrderWorkflow start whose arguments could not make an order (no usable order id):
+    nothing was received or charged; staff see here what was sent and why it was refused."""
+
+    workflow_id = models.CharField(max_length=1000)
+    run_id = models.CharField(max_length=64)
+    reason = models.TextField()
+    arguments = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow_id", "run_id"], name="refused_start_once_per_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"refused start of {self.workflow_id}"
 
 
 # -- The simulated external services ------------------------------------------------------------

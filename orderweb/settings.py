@@ -190,6 +190,13 @@ TEMPORAL_RPC_TIMEOUT_SECONDS = env.float("TEMPORAL_RPC_TIMEOUT_SECONDS", default
 # Manual review waits this long before the order is cancelled ("review timed out").
 ORDER_REVIEW_TIMEOUT_SECONDS = env.float("ORDER_REVIEW_TIMEOUT_SECONDS", default=24 * 3600)
 
+# The reconciler (orderweb/reconcile.py): how often the workers run it, how long a running order
+# must have been quiet before it is checked (Temporal's visibility trails a fresh start), and
+# how long a workflow task may fail before the order is flagged as stuck.
+RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=300)
+RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=120)
+RECONCILE_STUCK_AFTER_SECONDS = env.float("RECONCILE_STUCK_AFTER_SECONDS", default=300)
+
 # Run workflow code in temporalio's sandbox in production workers. Off by default: the sandbox
 # re-executes the workflow module for every workflow run, the largest single CPU cost we measured
 # in the worker (docs/benchmarks.md). Its checks still guard every change: the test suite's

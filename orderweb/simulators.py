@@ -91,3 +91,8 @@ def carrier_dispatch(*, idempotency_key: str, order_ref: str, address: str) -> C
         CarrierLedgerEntry, idempotency_key=idempotency_key, order_ref=order_ref, address=address,
         tracking_number=f"TRK{secrets.token_hex(6).upper()}",
     )
+
+
+def carrier_dispatch_lookup(*, idempotency_key: str) -> Optional[CarrierLedgerEntry]:
+    """The dispatch made under this key, if any (carriers answer this by idempotency key)."""
+    return CarrierLedgerEntry.objects.filter(idempotency_key=idempotency_key).first()

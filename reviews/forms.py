@@ -7,8 +7,8 @@ import uuid
 from django import forms
 from django.core.exceptions import ValidationError
 
-from reviews.services import DECISION_UNKNOWN, MAX_NOTE_LENGTH
-from temporal_app.contracts import Errors
+from reviews.services import DECISION_UNKNOWN
+from temporal_app.contracts import MAX_NOTE_LENGTH, RefusalCode, refusal
 
 ACTION_ID_INVALID = "The form is out of date; reload the page and try again."
 
@@ -36,5 +36,5 @@ class DecisionForm(forms.Form):
     def clean(self):
         data = super().clean()
         if data.get("decision") == "reject" and not data.get("note"):
-            self.add_error("note", ValidationError(Errors.REJECT_NEEDS_NOTE, code="note_required"))
+            self.add_error("note", ValidationError(refusal(RefusalCode.REJECT_NEEDS_NOTE).message, code="note_required"))
         return data

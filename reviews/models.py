@@ -1,7 +1,8 @@
 """Review tasks: the person-facing side of the workflow's manual-review wait.
 
 A task is opened by the ``order_validated`` activity when the workflow starts waiting, and closed
-by the workflow's own progress (approved, rejected, expired, cancelled). Claiming is the only
+by the workflow's own progress (approved, rejected, expired, cancelled), or by the reconciler
+when the workflow stopped without an ending (stopped). Claiming is the only
 change a reviewer makes here directly: it is coordination between people, not order state.
 """
 
@@ -21,6 +22,8 @@ class ReviewTask(models.Model):
         REJECTED = "rejected", "Rejected"
         EXPIRED = "expired", "Expired (review timed out)"
         CANCELLED = "cancelled", "Cancelled (order cancelled)"
+        # Closed by the reconciler: the order's workflow stopped without ending the review.
+        STOPPED = "stopped", "Closed (workflow stopped)"
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="review_tasks")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)

@@ -204,35 +204,12 @@ def review_order_detail(*, order_id: str) -> OrderReview:
     task = (
         ReviewTask.objects.filter(order=order).select_related("claimed_by", "decided_by").order_by("-pk").first()
     )
-    for event in events:
-        event.label = event_label(event)
     history = [
         AddressChange(e.created_at, e.actor, e.details.get("old_address", ""), e.details["new_address"])
         for e in events
         if e.details.get("new_address")
     ]
     return OrderReview(order, lines, events, task, history)
-
-
-EVENT_LABELS = {
-    "order_created": "Order created",
-    "status_changed": "Status changed",
-    "review_claimed": "Review claimed",
-    "review_released": "Review released",
-    "review_decision_requested": "Decision sent",
-    "review_decision_refused": "Decision refused",
-    "review_decision_unconfirmed": "Decision not confirmed",
-    "review_approved": "Review approved",
-    "payment_charged": "Payment charged",
-    "dispatch_failed": "Dispatch failed",
-}
-
-
-def event_label(event: OrderEvent) -> str:
-    if event.type in ("signal_applied", "signal_refused"):
-        verb = "accepted" if event.type == "signal_applied" else "refused"
-        return f"{event.details.get('signal', 'Signal')} {verb}"
-    return EVENT_LABELS.get(event.type) or event.type.replace("_", " ").capitalize()
 
 
 def order_status_summary(*, status: dict[str, Any]) -> dict[str, Any]:

@@ -22,12 +22,17 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
-from temporalio.service import RPCError
 
 from orderweb.models import Order
 from reviews import selectors, services
 from reviews.forms import DecisionForm
-from temporal_app.client import TemporalUnavailable, order_workflow_status, workflow_ui_url
+from temporal_app.client import (
+    TemporalUnavailable,
+    WorkflowCannotAnswer,
+    WorkflowGone,
+    order_workflow_status,
+    workflow_ui_url,
+)
 from temporal_app.contracts import OrderState
 
 DECIDE_PERMISSION = "reviews.decide_review"
@@ -36,7 +41,15 @@ LIVE_STATUS_UNAVAILABLE = (
     "Live status unavailable: Temporal at {address} did not answer. This panel retries by itself."
 )
 LIVE_STATUS_QUERY_FAILED = "The workflow could not answer its status query: {detail}"
-LIVE_STATUS_NO_WORKFLOW = "Temporal has no workflow for this order yet ({detail})."
+LIVE_STATUS_NO_WORKFLOW = "Temporal has no workflow for this order ({detail})."
+LIVE_STATUS_GONE_FINISHED = (
+    "The order has ended; Temporal has deleted its workflow after the retention period. "
+    "Postgres keeps the full history below."
+)
+LIVE_STATUS_STUCK = (
+    "The workflow cannot answer: its workflow task keeps failing. Decisions cannot be applied "
+    "until that is fixed; the order is flagged for staff."
+)
 
 _LEVELS = {
     "success": messages.SUCCESS,
@@ -155,20 +168,24 @@ def order_status(request: HttpRequest, order_id: str) -> HttpResponse:
     order = _order_or_404(order_id)
     context: dict = {"order": order, "live": None, "error": "", "detail": "",
                      "refresh_seconds": _refresh_seconds()}
+    gone = False
     try:
         context["live"] = selectors.order_status_summary(status=order_workflow_status(order.workflow_id))
+    except WorkflowCannotAnswer:
+        context["error"] = LIVE_STATUS_STUCK
     except TemporalUnavailable as err:
         context["error"] = LIVE_STATUS_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS)
         context["detail"] = str(err)
-    except RPCError as err:
-        context["error"] = LIVE_STATUS_NO_WORKFLOW.format(detail=err.message)
+    except WorkflowGone as err:
+        gone = True
+        context["error"] = LIVE_STATUS_GONE_FINISHED if order.is_terminal else LIVE_STATUS_NO_WORKFLOW.format(detail=err)
     except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
         context["error"] = LIVE_STATUS_QUERY_FAILED.format(detail=err)
+    # Nothing more will change: the workflow has finished, or Temporal no longer has it (a
+    # finished order's workflow deleted after retention, or one the reconciler flagged).
     finished = (
-        context["live"] is not None
-        and OrderState(context["live"]["workflow_status"]).is_terminal
-        and order.is_terminal
-    )
+        context["live"] is not None and OrderState(context["live"]["workflow_status"]).is_terminal and order.is_terminal
+    ) or (gone and (order.is_terminal or order.needs_attention))
     context["finished"] = finished
     response = render(request, "reviews/_status.html", context)
     if finished and request.htmx:

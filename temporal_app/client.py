@@ -36,10 +36,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     ActionResult,
+    Errors,
     OrderOptions,
     OrderState,
+    RefusalCode,
+    refusal,
 )
-# The workflow module is Django-free: importing it here costs no settings or database.
+# The workflow package is Django-free: importing it here costs no settings or database.
 from temporal_app.workflows import DISPATCH_FAILURES_KEY, ORDER_STATUS_KEY, OrderWorkflow
 
 logger = logging.getLogger(__name__)
@@ -52,20 +55,49 @@ TEMPORAL_NO_ANSWER = (
     "Temporal did not answer within {seconds:g} s; the request may still take effect. "
     "Check the order before trying again."
 )
-ORDER_WORKFLOW_NOT_FOUND = "The order's workflow {workflow_id!r} was not found in Temporal."
-ORDER_WORKFLOW_FINISHED = "The order's workflow has already finished; nothing was changed."
+WORKFLOW_CANNOT_ANSWER = (
+    "The order's workflow cannot take requests right now: its workflow task keeps failing "
+    "(see the Temporal Web UI). Nothing was changed; the order is flagged for staff."
+)
 
 
 class TemporalUnavailable(Exception):
-    """Temporal could not be reached or did not answer in time."""
+    """Temporal could not be reached or did not answer in time. ``str(err)`` is for people."""
 
 
 class TemporalNoAnswer(TemporalUnavailable):
     """The request reached Temporal but no answer came in time: it may still take effect."""
 
 
+class WorkflowCannotAnswer(TemporalUnavailable):
+    """Temporal refuses to deliver the request: the workflow's task is failing (it is stuck)."""
+
+
 class ActionRefused(Exception):
-    """The workflow refused the action (its validator said why). ``str(err)`` is for people."""
+    """The workflow refused the action, or Temporal did on its behalf (closed, not found)."""
+
+    def __init__(self, code: RefusalCode, message: str, workflow_status: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.workflow_status = workflow_status  # the state the workflow refused in, if it said
+
+
+class WorkflowGone(Exception):
+    """Temporal has no such workflow (never started, or deleted after its retention period)."""
+
+
+def _transport_detail(err: BaseException) -> str:
+    """A connection failure in words; the SDK's own text (tonic::transport::Error(...)) goes to
+    the log, not to people."""
+    text = str(err).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "dns" in text or "resolve" in text:
+        return "its address could not be resolved"
+    if "tls" in text or "certificate" in text:
+        return "the TLS handshake failed"
+    return "the connection failed"
 
 
 async def connect(*, lazy: bool = False) -> Client:
@@ -130,15 +162,19 @@ class _ClientThread:
             raise TemporalNoAnswer(TEMPORAL_NO_ANSWER.format(seconds=timeout)) from err
         except RuntimeError as err:  # connection refused and friends surface as RuntimeError
             if "connect" in str(err).lower() or "transport" in str(err).lower():
+                logger.warning("Temporal at %s: %s", settings.TEMPORAL_ADDRESS, str(err).splitlines()[0])
                 raise TemporalUnavailable(
-                    TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=str(err).splitlines()[0])
+                    TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=_transport_detail(err))
                 ) from err
             raise
         except RPCError as err:
             if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                logger.warning("Temporal at %s: %s", settings.TEMPORAL_ADDRESS, err.message)
                 raise TemporalUnavailable(
-                    TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=err.message)
+                    TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=_transport_detail(err))
                 ) from err
+            if err.status == RPCStatusCode.FAILED_PRECONDITION and "failed state" in err.message:
+                raise WorkflowCannotAnswer(WORKFLOW_CANNOT_ANSWER) from err
             raise
 
 
@@ -162,12 +198,10 @@ def exit_process(code: int) -> None:
 # -- order workflow operations (sync, for Django code) --------------------------------------------
 
 
-async def start_order_workflow_async(
-    client: Client, order: Any, options: OrderOptions
-) -> Optional[WorkflowHandle]:
-    """Start the order's workflow; None if it already exists (a retried start is success)."""
+async def start_order_workflow_async(client: Client, order: Any, options: OrderOptions) -> bool:
+    """Start the order's workflow; False if it already exists (a retried start is success)."""
     try:
-        return await client.start_workflow(
+        await client.start_workflow(
             OrderWorkflow.run,
             args=[order.order_id, order.address, options],
             id=order.workflow_id,
@@ -180,18 +214,20 @@ async def start_order_workflow_async(
             ),
         )
     except WorkflowAlreadyStartedError:
-        return None
+        return False
+    return True
 
 
-def start_order_workflow(order: Any, options: OrderOptions) -> None:
-    client_thread.run(lambda client: start_order_workflow_async(client, order, options))
+def start_order_workflow(order: Any, options: OrderOptions) -> bool:
+    return client_thread.run(lambda client: start_order_workflow_async(client, order, options))
 
 
 def order_workflow_update(workflow_id: str, update: str, arg: Any) -> ActionResult:
     """Send a Workflow Update and return the workflow's answer.
 
-    Raises ActionRefused with the workflow's own message when its validator refuses (or the
-    workflow is gone), TemporalUnavailable when Temporal cannot be reached.
+    Raises ActionRefused (with its RefusalCode) when the workflow's validator refuses or the
+    workflow is closed or unknown; TemporalUnavailable (or its kinds TemporalNoAnswer and
+    WorkflowCannotAnswer) when no answer can be had.
     """
 
     async def call(client: Client) -> ActionResult:
@@ -204,23 +240,38 @@ def order_workflow_update(workflow_id: str, update: str, arg: Any) -> ActionResu
         raise TemporalNoAnswer(TEMPORAL_NO_ANSWER.format(seconds=settings.TEMPORAL_RPC_TIMEOUT_SECONDS)) from err
     except WorkflowUpdateFailedError as err:
         cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == Errors.REFUSED and cause.details:
+            try:
+                code = RefusalCode(cause.details[0])
+            except ValueError:
+                code = RefusalCode.MALFORMED
+            state = cause.details[1] if len(cause.details) > 1 else ""
+            raise ActionRefused(code, cause.message, str(state)) from err
+        # Any other failure of the validator or the handler: the request was not taken.
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        raise ActionRefused(message) from err
+        raise ActionRefused(RefusalCode.MALFORMED, message) from err
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             if "completed" in err.message.lower() or "closed" in err.message.lower():
-                raise ActionRefused(ORDER_WORKFLOW_FINISHED) from err
-            raise ActionRefused(ORDER_WORKFLOW_NOT_FOUND.format(workflow_id=workflow_id)) from err
+                raise ActionRefused(RefusalCode.WORKFLOW_CLOSED, refusal(RefusalCode.WORKFLOW_CLOSED).message) from err
+            found = refusal(RefusalCode.WORKFLOW_NOT_FOUND, workflow_id=workflow_id)
+            raise ActionRefused(found.code, found.message) from err
         raise
 
 
 def order_workflow_status(workflow_id: str) -> dict[str, Any]:
-    """The workflow's live ``get_status`` (works on finished workflows too)."""
+    """The workflow's live ``get_status`` (works on finished workflows too, until Temporal
+    deletes them after the namespace's retention period: then WorkflowGone)."""
 
     async def call(client: Client) -> dict[str, Any]:
         return await client.get_workflow_handle(workflow_id).query("get_status")
 
-    return client_thread.run(call)
+    try:
+        return client_thread.run(call)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise WorkflowGone(err.message) from err
+        raise
 
 
 def workflow_ui_url(workflow_id: str) -> str:

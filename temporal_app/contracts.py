@@ -1,8 +1,8 @@
-"""The order system's contracts: names, states, inputs and rules shared by every side.
+"""The order system's contracts: names, states, inputs, refusal codes and the input rules.
 
-This module is imported by the workflow sandbox, by outside Temporal clients and by Django code,
-so it must stay pure: standard library only, no Django, no I/O. Renaming anything marked as a
-contract breaks clients that integrate with the workflows (see DESIGN.md).
+Imported by workflow code, by outside Temporal clients and by Django code, so it stays pure:
+standard library only, no Django, no I/O. Renaming a registered name (task queues, signals,
+updates, activities, search attributes, states) breaks clients that integrate with the workflows.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Optional
+from typing import Any, Optional
 
-# -- Task queues and search attributes (contract) ---------------------------------------------
+# -- Task queues and search attributes -----------------------------------------------------------
 
 ORDER_TASK_QUEUE = "order-tq"
 SHIPPING_TASK_QUEUE = "shipping-tq"
@@ -24,6 +25,8 @@ SEARCH_ATTRIBUTE_ORDER_STATUS = "OrderStatus"
 SEARCH_ATTRIBUTE_DISPATCH_FAILURES = "DispatchFailures"
 
 DEFAULT_REVIEW_TIMEOUT = timedelta(hours=24)
+# The reason an order is cancelled with when nobody reviewed it in time.
+REVIEW_TIMED_OUT = "review timed out"
 
 
 class OrderState(StrEnum):
@@ -36,8 +39,8 @@ class OrderState(StrEnum):
     PROCESSING_PAYMENT = "processing_payment"  # charging the customer
     SHIPPING = "shipping"  # the ShippingWorkflow child prepares and dispatches
     COMPLETED = "completed"  # dispatched to the carrier: the story is over
-    CANCELLED = "cancelled"  # cancelled by staff, rejected in review, or review timed out
-    FAILED = "failed"  # validation failed or payment declined
+    CANCELLED = "cancelled"  # cancelled by staff, a client or Temporal, rejected, or review timed out
+    FAILED = "failed"  # bad input, payment declined, or a fault no retry could fix
 
     @property
     def is_terminal(self) -> bool:
@@ -48,8 +51,8 @@ TERMINAL_STATES = frozenset({OrderState.COMPLETED, OrderState.CANCELLED, OrderSt
 
 
 class Activities:
-    """Registered activity names. Workflows refer to activities by name so that this module and
-    the workflow module never import the Django-backed implementations."""
+    """Registered activity names. Workflows call activities by name, so workflow code never
+    imports their Django-backed implementations."""
 
     ORDER_RECEIVED = "order_received"
     ORDER_VALIDATED = "order_validated"
@@ -57,8 +60,15 @@ class Activities:
     PAYMENT_REFUNDED = "payment_refunded"
     PACKAGE_PREPARED = "package_prepared"
     CARRIER_DISPATCHED = "carrier_dispatched"
-    # Local activity: projects a state change or signal outcome into Postgres.
+    # What the carrier holds for an order whose shipping workflow stopped without an answer.
+    SHIPMENT_CHECKED = "shipment_checked"
+    # A start that cannot be an order (no usable order id): recorded for staff, nothing else.
+    START_REFUSED = "order_start_refused"
+    # Who asked Temporal to cancel the workflow, read from its history (Django-free).
+    CANCEL_REQUEST_READ = "cancel_request_read"
+    # Local activities: project a transition or a message's outcome into Postgres.
     RECORD_ORDER_PROGRESS = "record_order_progress"
+    RECORD_REVIEW_OUTCOME = "record_review_outcome"
 
 
 class Signals:
@@ -74,57 +84,147 @@ class Signals:
 
 
 class Updates:
-    """Workflow Updates: the same actions as the signals, but the caller learns at once whether
-    the workflow accepted them (validators reject before anything is written to history)."""
+    """Workflow Updates: the same actions as the signals, but the caller learns whether the
+    workflow took them (validators refuse before anything is written to history)."""
 
     DECIDE_REVIEW = "DecideReview"
     CHANGE_ADDRESS = "ChangeAddress"
     REQUEST_CANCEL = "RequestCancel"
     RETRY_SHIPPING = "RequestShippingRetry"
 
+    ALL = frozenset({DECIDE_REVIEW, CHANGE_ADDRESS, REQUEST_CANCEL, RETRY_SHIPPING})
+
+
+# Who did something when no person did: the workflow itself, an outside client that named
+# nobody, an operator's cancel in Temporal (Web UI or CLI).
+SYSTEM_ACTOR = "system"
+CLIENT_ACTOR = "temporal-client"
+TEMPORAL_ACTOR = "temporal"
+
 
 class Errors:
-    """Error types (ApplicationError.type) and the messages people see. Tests assert on these."""
+    """ApplicationError types raised by activities and validators."""
 
     VALIDATION_FAILED = "OrderValidationFailed"
     ORDER_CONFLICT = "OrderConflict"
     PAYMENT_DECLINED = "PaymentDeclined"
+    PAYMENT_UNAVAILABLE = "PaymentGatewayUnavailable"
     DISPATCH_FAILED = "CarrierDispatchFailed"
+    # A fault that no retry can fix (a data or integrity error): the step gives up at once.
+    PERMANENT = "PermanentActivityError"
+    # A refusal: the error's first detail is the RefusalCode, its message is for people.
     REFUSED = "ActionRefused"
 
-    ADDRESS_EMPTY = "The address is empty."
-    ADDRESS_TOO_LONG = "The address is longer than {max} characters."
-    ADDRESS_CONTROL_CHARS = "The address contains control characters."
-    ADDRESS_UNCHANGED = "The address is unchanged."
-    ADDRESS_TOO_LATE = "The package has already been dispatched; the address can no longer change."
-    NOT_AWAITING_REVIEW = "The order is not awaiting review (it is {state})."
-    ALREADY_DECIDED = "The review was already decided."
-    REJECT_NEEDS_NOTE = "A rejection needs a reason."
-    UNKNOWN_DECISION = "Unknown decision {decision!r}: use 'approve' or 'reject'."
-    CANCEL_TOO_LATE = "The package has already been dispatched; the order can no longer be cancelled."
-    ALREADY_FINISHED = "The order is already {state}."
-    CANCEL_ALREADY_REQUESTED = "Cancellation was already requested."
-    NOT_DISPATCH_FAILED = "Shipping can only be retried after a dispatch failure."
-    DUPLICATE_ACTION = "This action was already applied."
-    REVIEW_TIMED_OUT = "review timed out"
+
+# -- Refusals ------------------------------------------------------------------------------------
 
 
+class RefusalCode(StrEnum):
+    """Why the workflow (or Temporal on its behalf) did not take an action. Code matches codes;
+    the messages below are for people and may be reworded freely."""
+
+    MALFORMED = "malformed"  # the payload is not what this signal or update takes
+    ADDRESS_INVALID = "address_invalid"
+    ADDRESS_UNCHANGED = "address_unchanged"
+    ADDRESS_TOO_LATE = "address_too_late"
+    NOT_AWAITING_REVIEW = "not_awaiting_review"
+    ALREADY_DECIDED = "already_decided"
+    UNKNOWN_DECISION = "unknown_decision"
+    REJECT_NEEDS_NOTE = "reject_needs_note"
+    CANCEL_TOO_LATE = "cancel_too_late"
+    CANCEL_ALREADY_REQUESTED = "cancel_already_requested"
+    ALREADY_FINISHED = "already_finished"
+    NOT_DISPATCH_FAILED = "not_dispatch_failed"
+    DUPLICATE_ACTION = "duplicate_action"
+    NOT_FROM_CHILD = "not_from_child"  # a shipping report that is not from this order's child
+    NOT_FROM_PARENT = "not_from_parent"  # a shipping instruction that is not from the child's parent
+    # Temporal answers these for the workflow: it has closed, or there is no such workflow.
+    WORKFLOW_CLOSED = "workflow_closed"
+    WORKFLOW_NOT_FOUND = "workflow_not_found"
+
+
+REFUSAL_MESSAGES: dict[RefusalCode, str] = {
+    RefusalCode.MALFORMED: "{name} could not be read: {detail}.",
+    RefusalCode.ADDRESS_INVALID: "{detail}",
+    RefusalCode.ADDRESS_UNCHANGED: "The address is unchanged.",
+    RefusalCode.ADDRESS_TOO_LATE: "The package has already been dispatched; the address can no longer change.",
+    RefusalCode.NOT_AWAITING_REVIEW: "The order is not awaiting review (it is {state}).",
+    RefusalCode.ALREADY_DECIDED: "The review was already decided.",
+    RefusalCode.UNKNOWN_DECISION: "Unknown decision {decision!r}: use 'approve' or 'reject'.",
+    RefusalCode.REJECT_NEEDS_NOTE: "A rejection needs a reason.",
+    RefusalCode.CANCEL_TOO_LATE: "The package has already been dispatched; the order can no longer be cancelled.",
+    RefusalCode.CANCEL_ALREADY_REQUESTED: "Cancellation was already requested.",
+    RefusalCode.ALREADY_FINISHED: "The order is already {state}.",
+    RefusalCode.NOT_DISPATCH_FAILED: "Shipping can only be retried after a dispatch failure.",
+    RefusalCode.DUPLICATE_ACTION: "This action was already applied.",
+    RefusalCode.NOT_FROM_CHILD: "A shipping report is accepted only from this order's running shipping workflow.",
+    RefusalCode.NOT_FROM_PARENT: "A shipping instruction is accepted only from this shipment's order workflow.",
+    RefusalCode.WORKFLOW_CLOSED: "The order's workflow has already finished; nothing was changed.",
+    RefusalCode.WORKFLOW_NOT_FOUND: "The order's workflow {workflow_id!r} was not found in Temporal.",
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: RefusalCode
+    message: str
+
+
+def refusal(code: RefusalCode, **detail: Any) -> Refusal:
+    return Refusal(code, REFUSAL_MESSAGES[code].format(**detail))
+
+
+# -- Input rules: one of each, for the workflow's boundary and for Django forms and services -------
+
+MAX_ORDER_ID_LENGTH = 64
 MAX_ADDRESS_LENGTH = 300
+MAX_CUSTOMER_LENGTH = 200
+MAX_ACTOR_LENGTH = 150
+MAX_ACTION_ID_LENGTH = 64
+MAX_NOTE_LENGTH = 2000
+MAX_SKU_LENGTH = 64
+MAX_LINE_NAME_LENGTH = 200
+MAX_LINE_QUANTITY = 2_147_483_647  # OrderLine.quantity is a Postgres integer
+MAX_AMOUNT = Decimal("9999999999.99")  # Order.amount holds 12 digits, 2 after the point
+MAX_REVIEW_TIMEOUT_SECONDS = 30 * 24 * 3600
+MAX_PAYMENT_ATTEMPTS = 100
+
+ORDER_ID_INVALID = "An order id is 1 to 64 characters: letters, digits, '-', '_' or '.'."
+ADDRESS_EMPTY = "The address is empty."
+ADDRESS_TOO_LONG = "The address is longer than {max} characters."
+ADDRESS_CONTROL_CHARS = "The address contains control characters."
+AMOUNT_INVALID = "The amount must be a number of at most 2 decimals, not negative."
+TOTAL_TOO_LARGE = "The order total is too large: at most 9999999999.99."
+CUSTOMER_INVALID = "The customer name is longer than 200 characters or contains control characters."
+LINE_INVALID = "Line item {sku!r}: quantity must be a positive whole number and price not negative."
+LINE_SKU_INVALID = (
+    "Line item {sku!r}: a SKU is 1 to 64 characters and a name at most 200, without control characters."
+)
+LINE_DUPLICATE_SKU = "SKU {sku!r} appears on more than one line; put the quantity on one line."
+
+
+def order_id_error(order_id: object) -> Optional[str]:
+    """Why ``order_id`` cannot be an order id, or None. Ids are compared as given: callers
+    that accept typed input strip it first."""
+    if (
+        not isinstance(order_id, str)
+        or not 1 <= len(order_id) <= MAX_ORDER_ID_LENGTH
+        or not all(ch.isascii() and (ch.isalnum() or ch in "-_.") for ch in order_id)
+    ):
+        return ORDER_ID_INVALID
+    return None
 
 
 def address_error(address: object) -> Optional[str]:
-    """Return why an address is unacceptable, or None if it is fine.
-
-    Pure and deterministic: the workflow uses it to refuse signals, Django forms to show errors.
-    """
+    """Why an address is unacceptable, or None if it is fine."""
     if not isinstance(address, str) or not address.strip():
-        return Errors.ADDRESS_EMPTY
+        return ADDRESS_EMPTY
     if len(address) > MAX_ADDRESS_LENGTH:
-        return Errors.ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH)
+        return ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH)
     # Category "C*" covers control, format, surrogate and unassigned code points; a plain
     # newline in a multi-line address is the one control character a person may type.
     if any(unicodedata.category(ch).startswith("C") and ch != "\n" for ch in address):
-        return Errors.ADDRESS_CONTROL_CHARS
+        return ADDRESS_CONTROL_CHARS
     return None
 
 
@@ -132,6 +232,63 @@ def normalise_address(address: str) -> str:
     """Trim each line and drop blank ones, so that the same address compares equal."""
     lines = (line.strip() for line in address.replace("\r\n", "\n").split("\n"))
     return "\n".join(line for line in lines if line)
+
+
+def has_control_chars(text: str) -> bool:
+    """Control characters (Postgres cannot store NUL) and lone surrogates (cannot be encoded)."""
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+
+
+def amount_parse(value: object) -> Decimal:
+    """A money amount from text or a number; ValueError(AMOUNT_INVALID) if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise ValueError(AMOUNT_INVALID)
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValueError(AMOUNT_INVALID) from None
+    if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01")):
+        raise ValueError(AMOUNT_INVALID)
+    if amount > MAX_AMOUNT:
+        raise ValueError(TOTAL_TOO_LARGE)
+    return amount.quantize(Decimal("0.01"))
+
+
+def line_items_clean(items: list[LineItem]) -> list[LineItem]:
+    """Checked, normalised line items; ValueError with the first problem's message."""
+    lines: list[LineItem] = []
+    for item in items:
+        sku = item.sku.strip() if isinstance(item.sku, str) else ""
+        name = item.name if isinstance(item.name, str) else ""
+        quantity = item.quantity
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 < quantity <= MAX_LINE_QUANTITY:
+            raise ValueError(LINE_INVALID.format(sku=sku))
+        try:
+            price = amount_parse(item.unit_price)
+        except ValueError:
+            raise ValueError(LINE_INVALID.format(sku=sku)) from None
+        if not sku or len(sku) > MAX_SKU_LENGTH or len(name) > MAX_LINE_NAME_LENGTH or has_control_chars(sku + name):
+            raise ValueError(LINE_SKU_INVALID.format(sku=sku))
+        if any(line.sku == sku for line in lines):
+            raise ValueError(LINE_DUPLICATE_SKU.format(sku=sku))
+        lines.append(LineItem(sku, name, quantity, str(price)))
+    return lines
+
+
+def order_total(lines: list[LineItem], amount: object = None) -> Decimal:
+    """The amount to charge: the given one, else the sum of the lines; ValueError if invalid."""
+    if amount is not None and amount != "":
+        return amount_parse(amount)
+    total = sum((Decimal(line.unit_price) * line.quantity for line in lines), Decimal("0.00"))
+    if total > MAX_AMOUNT:
+        raise ValueError(TOTAL_TOO_LARGE)
+    return total
+
+
+def customer_error(customer: object) -> Optional[str]:
+    if not isinstance(customer, str) or len(customer) > MAX_CUSTOMER_LENGTH or has_control_chars(customer):
+        return CUSTOMER_INVALID
+    return None
 
 
 # -- Inputs and outputs --------------------------------------------------------------------------
@@ -157,7 +314,7 @@ class OrderOptions:
     # Attempts of the payment step before the order fails (None: the workflow's default, 10).
     payment_attempts: Optional[int] = None
     # How the order came in, for the audit trail ("web", "admin", "api", "temporal-client").
-    source: str = "temporal-client"
+    source: str = CLIENT_ACTOR
     created_by: str = ""
 
 
@@ -193,11 +350,14 @@ class ShippingRetryRequest:
 
 @dataclass
 class ActionResult:
-    """What an Update returns: whether the workflow took the action, and the state after it."""
+    """What an Update returns: whether the workflow took the action, and the state after it.
+    ``code`` is set when the action was accepted but did not take effect (a cancel that came
+    too late for the dispatch)."""
 
     accepted: bool
     message: str
     workflow_status: str
+    code: str = ""
 
 
 @dataclass
@@ -255,6 +415,8 @@ class ShippingInput:
     order_id: str
     parent_workflow_id: str
     address: str
+    # A secret the child quotes in its reports, so the parent can tell them from forgeries.
+    report_token: str = ""
 
 
 @dataclass
@@ -263,37 +425,118 @@ class DispatchInput:
     address: str
 
 
+class ShippingStatus(StrEnum):
+    """How a ShippingWorkflow ended."""
+
+    DISPATCHED = "dispatched"
+    CANCELLED = "cancelled"
+    FAILED = "failed"  # a step failed for good (the package could not be prepared)
+    NOT_DISPATCHED = "not_dispatched"  # shipment_checked: the carrier holds nothing
+
+
 @dataclass
 class ShippingOutcome:
-    status: str  # "dispatched" | "cancelled"
+    status: str  # ShippingStatus
     tracking_number: str = ""
     address: str = ""
+    reason: str = ""
+
+
+class ReportKind(StrEnum):
+    DISPATCH_FAILED = "dispatch_failed"
+    ACK = "ack"  # the child's answer to a forwarded address change
 
 
 @dataclass
 class ShippingReport:
-    """Child -> parent: what happened to a forwarded action or to a dispatch attempt."""
+    """Child -> parent: a dispatch that exhausted its retries, or the answer to an action."""
 
-    kind: str  # "dispatch_failed" | "dispatch_started" | "ack"
+    kind: str  # ReportKind
     action_id: str = ""
     accepted: bool = True
     message: str = ""
     address: str = ""
+    token: str = ""  # ShippingInput.report_token
+    run_id: str = ""  # the child's run, checked against the one the parent started
+
+
+@dataclass
+class ShippingInstruction:
+    """Parent -> child: cancel, change the address, or retry the dispatch. It quotes the report
+    token, so the child can tell its parent's instructions from forgeries."""
+
+    token: str
+    action_id: str = ""
+    address: str = ""
+    reason: str = ""
+
+
+@dataclass
+class RefusedStart:
+    """A start whose arguments cannot make an order (no usable order id)."""
+
+    workflow_id: str
+    run_id: str
+    reason: str
+    arguments: str  # a short, printable preview of what was sent
+
+
+@dataclass
+class CancelRequestInfo:
+    """What Temporal's history says about a cancel request made in Temporal itself."""
+
+    identity: str = ""
+    reason: str = ""
+
+
+class ProgressEvent(StrEnum):
+    """Audit event types that the workflow writes through its projection (OrderEvent.Type has
+    the same values)."""
+
+    REVIEW_APPROVED = "review_approved"
+    ORDER_COMPLETED = "order_completed"
+    ORDER_CANCELLED = "order_cancelled"
+    ORDER_FAILED = "order_failed"
+    SIGNAL_APPLIED = "signal_applied"
+    SIGNAL_REFUSED = "signal_refused"
+    UPDATE_APPLIED = "update_applied"
+    UPDATE_REFUSED = "update_refused"  # taken by the validator, then refused (too late for the child)
+    TEMPORAL_CANCEL_REQUESTED = "temporal_cancel_requested"
+    DISPATCH_FAILED = "dispatch_failed"
+
+
+class ReviewOutcome(StrEnum):
+    """How the order's manual review ended; the review task closes with it."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"  # the review timed out
+    CANCELLED = "cancelled"  # the order was cancelled while in review
 
 
 @dataclass
 class ProgressRecord:
-    """One projection write: a state change, a signal outcome, or both."""
+    """One projection write: a state change, a message's outcome, or both."""
 
     order_id: str
-    event_type: str
+    event_type: str  # ProgressEvent
     event_key: str
-    actor: str = "system"
+    actor: str = SYSTEM_ACTOR
     source: str = "workflow"
     from_status: str = ""
     to_status: str = ""
     reason: str = ""
     details: dict = field(default_factory=dict)
+
+
+@dataclass
+class ReviewOutcomeRecord:
+    """A transition that ends the order's manual review: written with the review task's close."""
+
+    progress: ProgressRecord
+    outcome: str  # ReviewOutcome
+    reviewer: str = ""
+    note: str = ""
 
 
 def shipping_workflow_id(order_workflow_id: str) -> str:

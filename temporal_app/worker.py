@@ -21,6 +21,7 @@ from temporal_app.contracts import (
     SEARCH_ATTRIBUTE_ORDER_STATUS,
     SHIPPING_TASK_QUEUE,
 )
+from temporal_app.registry import PeriodicJob, activities_for, periodic_jobs_for
 
 logger = logging.getLogger(__name__)
 
@@ -63,46 +64,35 @@ async def ensure_search_attributes(client: Client) -> list[str]:
         return []
 
 
-RESUME_INTERVAL_SECONDS = 30
-
-
-async def start_orphaned_orders_once(client: Client, *, older_than_seconds: float = 15) -> int:
-    """Start the workflows of orders saved while Temporal was unreachable (an outbox sweep).
-
-    The web request that saved such an order told its user that Temporal was down; nothing was
-    lost, and this sweep, run by the order-queue workers, starts the workflow once it can.
-    Returns how many it started."""
-    from django.db import close_old_connections
-
-    from orderweb.services import order_workflow_options, orders_awaiting_workflow_start
-    from temporal_app.client import start_order_workflow_async
-
-    def load() -> list:
-        close_old_connections()
-        try:
-            orders = orders_awaiting_workflow_start(older_than_seconds=older_than_seconds)
-            return [(order, order_workflow_options(order)) for order in orders]
-        finally:
-            close_old_connections()
-
-    started = 0
-    for order, options in await asyncio.to_thread(load):
-        if await start_order_workflow_async(client, order, options) is not None:
-            started += 1
-            logger.info("started the workflow of order %s (saved while Temporal was down)", order.order_id)
-    return started
-
-
-async def start_orphaned_orders(client: Client, stop: asyncio.Event) -> None:
+async def run_periodic_jobs(queues: Sequence[str], stop: asyncio.Event) -> None:
+    """Run the apps' periodic jobs (``temporal_app.registry.periodic``) of these queues, each on
+    its own interval, in a thread (they use the ORM), until ``stop`` is set."""
+    jobs = [job for queue in queues for job in periodic_jobs_for(queue)]
+    due = {job.name: 0.0 for job in jobs}
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
+        for job in jobs:
+            if loop.time() >= due[job.name]:
+                due[job.name] = loop.time() + job.seconds
+                try:
+                    await asyncio.to_thread(_run_job, job)
+                except Exception:  # a job must never take the workers down; it runs again soon
+                    logger.exception("periodic job %s failed; it runs again in %g s", job.name, job.seconds)
+        next_due = min(due.values(), default=loop.time() + 60)
         try:
-            await start_orphaned_orders_once(client)
-        except Exception:  # a sweep must never take the workers down; it runs again soon
-            logger.exception("starting orphaned orders failed; will retry")
-        try:
-            await asyncio.wait_for(stop.wait(), RESUME_INTERVAL_SECONDS)
+            await asyncio.wait_for(stop.wait(), max(next_due - loop.time(), 0.1))
         except asyncio.TimeoutError:
             pass
+
+
+def _run_job(job: PeriodicJob) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
+    try:
+        job.run()
+    finally:
+        close_old_connections()
 
 
 def build_workers(
@@ -113,13 +103,11 @@ def build_workers(
     max_concurrent_activities: int,
     sandbox: bool = True,
 ) -> list[Worker]:
-    # Imported here: activities need Django set up; workflows do not.
-    from temporal_app.activities import ORDER_ACTIVITIES, SHIPPING_ACTIVITIES
     from temporal_app.workflows import OrderWorkflow, ShippingWorkflow
 
     per_queue = {
-        ORDER_TASK_QUEUE: ([OrderWorkflow], ORDER_ACTIVITIES),
-        SHIPPING_TASK_QUEUE: ([ShippingWorkflow], SHIPPING_ACTIVITIES),
+        ORDER_TASK_QUEUE: ([OrderWorkflow], activities_for(ORDER_TASK_QUEUE)),
+        SHIPPING_TASK_QUEUE: ([ShippingWorkflow], activities_for(SHIPPING_TASK_QUEUE)),
     }
     # The sandbox re-executes the workflow module for every workflow run: the largest CPU cost we
     # measured in the worker (docs/benchmarks.md). run_workers follows TEMPORAL_WORKFLOW_SANDBOX
@@ -163,12 +151,9 @@ async def run_workers(
                 "workers running on %s (%d activity threads, workflow sandbox %s)", ", ".join(queues), threads,
                 "on" if sandbox else "off",
             )
-            starter = None
-            if ORDER_TASK_QUEUE in queues:
-                starter = asyncio.create_task(start_orphaned_orders(client, stop))
+            jobs = asyncio.create_task(run_periodic_jobs(queues, stop))
             await stop.wait()
             logger.info("shutting down workers")
-            if starter is not None:
-                await starter
+            await jobs
     logger.info("workers stopped")
 

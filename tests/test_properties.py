@@ -25,8 +25,9 @@ from orderweb.models import Order, OrderEvent, OrderLine
 from reviews import forms as review_forms, services as review_services
 from reviews.models import ReviewTask
 from temporal_app.contracts import (
-    MAX_ADDRESS_LENGTH, AddressChange, CancelRequest, Errors, LineItem, ReviewDecision, Signals,
-    Updates, address_error,
+    ADDRESS_CONTROL_CHARS, ADDRESS_EMPTY, ADDRESS_TOO_LONG, AMOUNT_INVALID, CUSTOMER_INVALID, MAX_ADDRESS_LENGTH,
+    ORDER_ID_INVALID, TOTAL_TOO_LARGE, AddressChange, CancelRequest, LineItem, RefusalCode, ReviewDecision, Signals,
+    Updates, address_error, refusal,
 )
 
 FIXTURE_OK = settings(
@@ -67,15 +68,15 @@ line_items = st.lists(
 )
 
 CREATE_MESSAGES = {
-    services.ORDER_ID_INVALID, services.AMOUNT_INVALID, Errors.ADDRESS_EMPTY,
-    Errors.ADDRESS_CONTROL_CHARS, Errors.ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH),
+    ORDER_ID_INVALID, AMOUNT_INVALID, ADDRESS_EMPTY,
+    ADDRESS_CONTROL_CHARS, ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH),
 }
 
 
 def _known_create_error(message: str) -> bool:
     return (message in CREATE_MESSAGES or message.startswith("An order with id ")
             or message.startswith("Line item ") or message.endswith("put the quantity on one line.")
-            or message in (services.TOTAL_TOO_LARGE, services.CUSTOMER_INVALID))
+            or message in (TOTAL_TOO_LARGE, CUSTOMER_INVALID))
 
 
 def _counts() -> tuple[int, int, int]:
@@ -135,7 +136,7 @@ def test_decision_form_accepts_or_says_why(decision, note, action_id):
         assert form.cleaned_data["decision"] in ("approve", "reject")
         assert form.cleaned_data["decision"] == "approve" or form.cleaned_data["note"]
         return
-    known = {review_services.DECISION_UNKNOWN, review_forms.ACTION_ID_INVALID, Errors.REJECT_NEEDS_NOTE}
+    known = {review_services.DECISION_UNKNOWN, review_forms.ACTION_ID_INVALID, refusal(RefusalCode.REJECT_NEEDS_NOTE).message}
     for errors in form.errors.values():
         for message in errors:
             assert message in known or "at most" in message or "Null characters" in message, message
@@ -294,7 +295,7 @@ def test_workflow_update_refuses_bad_addresses_with_the_contract_message(waiting
     with pytest.raises(ActionRefused) as refused:
         order_workflow_update(waiting_order.workflow_id, Updates.CHANGE_ADDRESS,
                               AddressChange(address, "prop", str(uuid.uuid4())))
-    assert str(refused.value) == address_error(address)
+    assert (refused.value.code, refused.value.message) == (RefusalCode.ADDRESS_INVALID, address_error(address))
 
 
 @pytest.mark.temporal
@@ -318,8 +319,8 @@ def test_bad_signals_are_refused_recorded_and_lose_nothing(waiting_order, addres
                         len(s["signals"]) >= before + 2 and s, what="both signals recorded")
     refused = status["signals"][before:]
     assert [s["outcome"] for s in refused] == ["refused", "refused"]
-    assert refused[0]["message"] == address_error(address)
-    assert refused[1]["message"] == Errors.UNKNOWN_DECISION.format(decision=decision)
+    assert (refused[0]["code"], refused[0]["message"]) == (RefusalCode.ADDRESS_INVALID, address_error(address))
+    assert refused[1]["message"] == refusal(RefusalCode.UNKNOWN_DECISION, decision=decision).message
     assert status["workflow_status"] == "awaiting_manual_review"
     assert status["address"] == "1 Property Way"
     # ... and Postgres holds both refusals: the projection could store what was sent.

@@ -36,7 +36,7 @@ def test_staff_cancels_an_order_in_the_admin(system, page, make_staff):
         CANCEL_DONE.format(order_id=order.order_id, reason="customer called to cancel"))
     expect(page.locator(".fieldBox.field-status .readonly")).to_have_text("Cancelled")
     expect(page.locator(".field-cancel_reason .readonly")).to_have_text("customer called to cancel")
-    expect(page.locator("table.order-timeline")).to_contain_text("cancel_requested")
+    expect(page.locator("table.order-timeline")).to_contain_text("Cancellation requested")
     expect(page.locator("a.order-action")).to_have_count(0)  # nothing left to do with it
     screenshot(page, "admin-order-cancelled")
 

@@ -23,7 +23,7 @@ from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, Order
 from orderweb.simulators import fault_plan
 from reviews.models import ReviewTask
 from temporal_app.client import TEMPORAL_UNAVAILABLE
-from temporal_app.contracts import Errors
+from temporal_app.contracts import RefusalCode, refusal
 from tests.helpers import wait_for_state, wait_until, workflow_status
 from tests.orderweb.conftest import approve, finish, messages_of, place_order
 
@@ -100,7 +100,7 @@ def test_cancel_a_selection_refuses_the_finished_one_precisely(system, client, m
     assert ("success", CANCEL_DONE.format(order_id=first.order_id, reason="warehouse closed")) in told
     assert ("success", CANCEL_DONE.format(order_id=second.order_id, reason="warehouse closed")) in told
     already = CANCEL_REFUSED.format(order_id=finished.order_id,
-                                    message=Errors.ALREADY_FINISHED.format(state="cancelled"))
+                                    message=refusal(RefusalCode.ALREADY_FINISHED, state="cancelled").message)
     assert ("error", already) in told
     assert len(told) == 3
     for order in (first, second):
@@ -123,15 +123,15 @@ def test_change_address_reaches_the_workflow(system, client, make_staff):
     assert order.status == Order.Status.AWAITING_MANUAL_REVIEW  # nothing else moved
     requested = OrderEvent.objects.get(order=order, type="address_change_requested")
     assert requested.details["old_address"] == "1 Test Way\nSpringfield"
-    assert requested.details["new_address"] == "22 New Street\nNewtown"
-    applied = OrderEvent.objects.get(order=order, type="signal_applied")
+    assert requested.details["requested_address"] == "22 New Street\nNewtown"
+    applied = OrderEvent.objects.get(order=order, type="update_applied")
     assert applied.actor == "erin" and applied.details["signal"] == "ChangeAddress"
 
     # The same address again: the workflow's validator refuses at once, with its own words.
     response = client.post(url("address", order), {"address": "22 New Street\nNewtown"})
     assert response["Location"] == url("address", order)
     assert messages_of(response) == [
-        ("error", ADDRESS_REFUSED.format(order_id=order.order_id, message=Errors.ADDRESS_UNCHANGED))
+        ("error", ADDRESS_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.ADDRESS_UNCHANGED).message))
     ]
 
     approve(order)
@@ -149,11 +149,11 @@ def test_shipped_order_refuses_cancel_and_address_change(system, client, make_st
     assert 'id="address-too-late"' in page  # the form says so before anyone types
     response = client.post(url("address", order), {"address": "9 Too Late Road"})
     assert messages_of(response) == [
-        ("error", ADDRESS_REFUSED.format(order_id=order.order_id, message=Errors.ADDRESS_TOO_LATE))
+        ("error", ADDRESS_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.ADDRESS_TOO_LATE).message))
     ]
     response = client.post(url("cancel", order), {"reason": "too slow"})
     assert messages_of(response) == [
-        ("error", CANCEL_REFUSED.format(order_id=order.order_id, message=Errors.CANCEL_TOO_LATE))
+        ("error", CANCEL_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.CANCEL_TOO_LATE).message))
     ]
     order.refresh_from_db()
     assert (order.status, order.address, order.cancel_reason) == ("completed", "1 Test Way\nSpringfield", "")
@@ -168,7 +168,7 @@ def test_retry_is_refused_when_dispatch_did_not_fail(system, client, make_staff)
     client.force_login(make_staff("gina", "retry_shipping"))
     response = client.post(url("retry_shipping", order))
     assert messages_of(response) == [
-        ("error", RETRY_REFUSED.format(order_id=order.order_id, message=Errors.NOT_DISPATCH_FAILED))
+        ("error", RETRY_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.NOT_DISPATCH_FAILED).message))
     ]
     assert [t for t, _, _ in admin_events(order)] == ["shipping_retry_requested", "shipping_retry_refused"]
     assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
@@ -197,7 +197,7 @@ def test_retry_shipping_after_a_dispatch_failure(system, client, make_staff):
     assert shipment.status == Shipment.Status.DISPATCHED and shipment.tracking_number
     carrier = CarrierLedgerEntry.objects.get(order_ref=order.order_id)
     assert carrier.address == "7 Reachable Road\nSpringfield"
-    retried = OrderEvent.objects.get(order=order, type="signal_applied", details__signal="RequestShippingRetry")
+    retried = OrderEvent.objects.get(order=order, type="update_applied", details__signal="RequestShippingRetry")
     assert retried.actor == "hank"
 
 
@@ -222,7 +222,7 @@ def test_cancel_and_refund_a_dispatch_failed_order(system, client, make_staff):
     client.force_login(make_staff("jack", "retry_shipping"))
     response = client.post(url("retry_shipping", order))
     assert messages_of(response) == [("error", RETRY_REFUSED.format(
-        order_id=order.order_id, message=Errors.ALREADY_FINISHED.format(state="cancelled")))]
+        order_id=order.order_id, message=refusal(RefusalCode.ALREADY_FINISHED, state="cancelled").message))]
 
 
 def test_temporal_unreachable_is_told_and_nothing_changes(system, client, make_staff, settings):
@@ -239,7 +239,7 @@ def test_temporal_unreachable_is_told_and_nothing_changes(system, client, make_s
     prefix = CANCEL_REFUSED.format(order_id=order.order_id, message="")
     assert message.startswith(prefix + TEMPORAL_UNAVAILABLE.split("{")[0])
     assert message.endswith("Nothing was changed; try again in a moment.")
-    assert [t for t, _, _ in admin_events(order)] == ["cancel_requested", "cancel_failed"]
+    assert [t for t, _, _ in admin_events(order)] == ["cancel_requested", "cancel_unanswered"]
     order.refresh_from_db()
     assert order.status == Order.Status.AWAITING_MANUAL_REVIEW
     settings.TEMPORAL_ADDRESS = real_address  # the workflow never heard of it

@@ -8,10 +8,9 @@ import pytest
 from django.urls import reverse
 
 from orderweb.admin import ORDER_CREATED
-from orderweb.forms import DUPLICATE_SKU
 from orderweb.models import Order, OrderEvent
-from orderweb.services import ORDER_ID_EXISTS, ORDER_ID_INVALID
-from temporal_app.contracts import Errors
+from orderweb.services import ORDER_ID_EXISTS
+from temporal_app.contracts import ADDRESS_CONTROL_CHARS, ADDRESS_EMPTY, LINE_DUPLICATE_SKU, ORDER_ID_INVALID
 from tests.helpers import new_order_id, wait_for_state
 from tests.orderweb.conftest import messages_of
 
@@ -65,9 +64,9 @@ def test_add_needs_the_add_permission(client, make_staff):
 @pytest.mark.django_db
 @pytest.mark.parametrize("changes,error", [
     ({"order_id": "bad id!"}, ORDER_ID_INVALID),
-    ({"address": "  "}, Errors.ADDRESS_EMPTY),
-    ({"address": "x\x07y"}, Errors.ADDRESS_CONTROL_CHARS),
-    ({"lines-1-sku": "SKU-A"}, DUPLICATE_SKU.format(sku="SKU-A")),
+    ({"address": "  "}, ADDRESS_EMPTY),
+    ({"address": "x\x07y"}, ADDRESS_CONTROL_CHARS),
+    ({"lines-1-sku": "SKU-A"}, LINE_DUPLICATE_SKU.format(sku="SKU-A")),
     ({"lines-0-quantity": "0"}, "Ensure this value is greater than or equal to 1."),
     ({"amount": "-1"}, "Ensure this value is greater than or equal to 0."),
 ])

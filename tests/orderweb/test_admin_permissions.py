@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from orderweb.actions import CANCEL_REASON_REQUIRED, CANCEL_REASON_TOO_LONG, NOT_DISPATCH_FAILED
 from orderweb.models import Order, OrderEvent, Payment
-from temporal_app.contracts import MAX_ADDRESS_LENGTH, Errors
+from temporal_app.contracts import ADDRESS_CONTROL_CHARS, ADDRESS_EMPTY, ADDRESS_TOO_LONG, MAX_ADDRESS_LENGTH, RefusalCode, refusal
 from tests.orderweb.conftest import messages_of
 
 pytestmark = pytest.mark.django_db
@@ -133,10 +133,10 @@ def test_single_cancel_page_is_a_confirmation(client, make_staff, order):
 
 @pytest.mark.parametrize("address,error", [
     ("", "This field is required."),
-    ("   \n  ", Errors.ADDRESS_EMPTY),
-    ("x" * (MAX_ADDRESS_LENGTH + 1), Errors.ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH)),
+    ("   \n  ", ADDRESS_EMPTY),
+    ("x" * (MAX_ADDRESS_LENGTH + 1), ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH)),
     ("1 Road\x00City", "Null characters are not allowed."),  # Django refuses NUL first
-    ("1 Road\x1b[31mCity", Errors.ADDRESS_CONTROL_CHARS),
+    ("1 Road\x1b[31mCity", ADDRESS_CONTROL_CHARS),
 ])
 def test_address_form_rejects_bad_addresses_before_asking_the_workflow(client, make_staff, order, address, error):
     client.force_login(make_staff("clerk", "change_order_address"))
@@ -156,7 +156,7 @@ def test_address_page_says_too_late_after_dispatch(client, make_staff, order):
     client.force_login(make_staff("clerk", "change_order_address"))
     html = client.get(reverse("admin:orderweb_order_address", args=[order.pk])).content.decode()
     assert 'id="address-too-late"' in html
-    assert Errors.ADDRESS_TOO_LATE.replace("'", "&#x27;") in html
+    assert refusal(RefusalCode.ADDRESS_TOO_LATE).message.replace("'", "&#x27;") in html
     assert 'value="Change the address" disabled' in html
 
 

@@ -19,7 +19,7 @@ from orderweb.services import order_create
 from reviews import services, views
 from reviews.models import ReviewTask
 from temporal_app import client as temporal_client
-from temporal_app.contracts import CancelRequest, Errors, LineItem, ReviewDecision, Signals, Updates
+from temporal_app.contracts import CancelRequest, LineItem, RefusalCode, ReviewDecision, Signals, Updates, refusal
 from temporal_app.devserver import free_port
 from tests.helpers import handle, new_order_id, temporal, wait_for_state, wait_until
 from tests.reviews.conftest import client_for
@@ -93,7 +93,7 @@ def test_reject_without_reason_is_refused_before_temporal(system, reviewer):
     order = _waiting_order()
     response = _decide(client_for(reviewer), order, "reject", "   ")
     assert response.status_code == 302
-    assert _messages(response) == [Errors.REJECT_NEEDS_NOTE]
+    assert _messages(response) == [refusal(RefusalCode.REJECT_NEEDS_NOTE).message]
     assert wait_for_state(order.workflow_id, "awaiting_manual_review")["signals"] == []
     assert not OrderEvent.objects.filter(order=order, type__startswith="review_decision").exists()
 
@@ -181,8 +181,7 @@ def test_workflow_refuses_when_cancelled_before_postgres_knows(system, reviewer)
     response = _decide(client_for(reviewer), order, "approve")
     assert _messages(response) == [services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="fraud check failed")]
     refused = OrderEvent.objects.get(order=order, type="review_decision_refused")
-    assert refused.details["workflow_reason"] in (
-        temporal_client.ORDER_WORKFLOW_FINISHED, Errors.NOT_AWAITING_REVIEW.format(state="cancelled"))
+    assert refused.details["code"] in (RefusalCode.WORKFLOW_CLOSED, RefusalCode.NOT_AWAITING_REVIEW)
 
 
 def test_workflow_refuses_when_already_decided_by_an_outside_client(system, reviewer):
@@ -238,9 +237,11 @@ def test_temporal_outage_shows_a_clear_error_then_the_retry_goes_through(system,
         [message] = _messages(response)
         assert message == services.DECISION_UNCONFIRMED.format(
             order_id=order.order_id, address=settings.TEMPORAL_ADDRESS)
-        unconfirmed = OrderEvent.objects.get(order=order, type="review_decision_unconfirmed")
-        assert unconfirmed.user == reviewer and "Temporal is unreachable" in unconfirmed.details["error"]
-        assert ReviewTask.objects.get(order=order).status == "open"
+        unanswered = OrderEvent.objects.get(order=order, type="review_decision_unanswered")
+        assert unanswered.user == reviewer and unanswered.details["code"] == "temporal_unreachable"
+        # The claim the decision took is given back: colleagues see the order free again.
+        task = ReviewTask.objects.get(order=order)
+        assert (task.status, task.claimed_by) == ("open", None)
         # The order page still renders from Postgres, and the live panel says Temporal is down.
         page = client.get(reverse("reviews:order", args=[order.order_id]))
         assert page.status_code == 200 and b"Approve" in page.content

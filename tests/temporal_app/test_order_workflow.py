@@ -10,11 +10,15 @@ from orderweb.simulators import fault_plan
 from reviews.models import ReviewTask
 from temporal_app.client import ActionRefused, order_workflow_update
 from temporal_app.contracts import (
+    ADDRESS_CONTROL_CHARS,
+    ADDRESS_EMPTY,
+    ADDRESS_TOO_LONG,
     MAX_ADDRESS_LENGTH,
+    REVIEW_TIMED_OUT,
     AddressChange,
     CancelRequest,
-    Errors,
     LineItem,
+    RefusalCode,
     ReviewDecision,
     ShippingRetryRequest,
     Signals,
@@ -76,7 +80,7 @@ def test_reject_cancels_order_with_reviewer_and_reason(system):
 def test_review_timeout_cancels_and_expires_task(system):
     order = make_order(review_timeout_seconds=2)
     res = result(order)
-    assert (res.status, res.reason) == ("cancelled", Errors.REVIEW_TIMED_OUT)
+    assert (res.status, res.reason) == ("cancelled", REVIEW_TIMED_OUT)
     order.refresh_from_db()
     assert (order.status, order.cancel_reason) == ("cancelled", "review timed out")
     assert ReviewTask.objects.get(order=order).status == ReviewTask.Status.EXPIRED
@@ -91,7 +95,7 @@ def test_decide_review_update_refuses_when_not_awaiting_and_applies_once(system)
     assert ReviewTask.objects.get(order=order).status == ReviewTask.Status.APPROVED
     with pytest.raises(ActionRefused) as refused:
         order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("reject", "bob", "late", "b1"))
-    assert str(refused.value) in {Errors.ALREADY_DECIDED, Errors.DUPLICATE_ACTION} or "not awaiting review" in str(refused.value)
+    assert refused.value.code in {RefusalCode.ALREADY_DECIDED, RefusalCode.NOT_AWAITING_REVIEW, RefusalCode.WORKFLOW_CLOSED}
     assert result(order).status == "completed"
     assert charges(order.order_id) == 1
 
@@ -99,8 +103,9 @@ def test_decide_review_update_refuses_when_not_awaiting_and_applies_once(system)
 def test_reject_update_needs_a_note(system):
     order = make_order()
     wait_for_state(order.workflow_id, "awaiting_manual_review")
-    with pytest.raises(ActionRefused, match=Errors.REJECT_NEEDS_NOTE):
+    with pytest.raises(ActionRefused) as refused:
         order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("reject", "bob", "  "))
+    assert refused.value.code == RefusalCode.REJECT_NEEDS_NOTE
     assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
 
 
@@ -114,10 +119,10 @@ def test_duplicate_signals_apply_once_and_late_decision_is_refused(system):
     status = workflow_status(order.workflow_id)
     outcomes = [s["outcome"] for s in signals_named(status, Signals.COMPLETE_MANUAL_REVIEW)]
     assert outcomes == ["applied", "refused"]
-    assert signals_named(status, Signals.COMPLETE_MANUAL_REVIEW)[1]["message"] == Errors.DUPLICATE_ACTION
+    assert signals_named(status, Signals.COMPLETE_MANUAL_REVIEW)[1]["code"] == RefusalCode.DUPLICATE_ACTION
     assert charges(order.order_id) == 1
     refused = OrderEvent.objects.filter(order=order, type="signal_refused")
-    assert [e.message for e in refused] == [Errors.DUPLICATE_ACTION]
+    assert [e.details["code"] for e in refused] == [RefusalCode.DUPLICATE_ACTION]
 
 
 def test_early_approval_is_held_until_review(system):
@@ -215,8 +220,8 @@ def test_cancel_while_dispatch_in_flight_is_refused_and_recorded(system):
     assert result(order).status == "completed"
     status = workflow_status(order.workflow_id)
     refused = signals_named(status, "CancelRefused")
-    assert refused and refused[0]["message"] == Errors.CANCEL_TOO_LATE
-    assert OrderEvent.objects.filter(order=order, type="signal_refused", message=Errors.CANCEL_TOO_LATE).exists()
+    assert refused and refused[0]["code"] == RefusalCode.CANCEL_TOO_LATE
+    assert OrderEvent.objects.filter(order=order, type="signal_refused", details__code=RefusalCode.CANCEL_TOO_LATE).exists()
     assert refunds(order.order_id) == 0
 
 
@@ -327,7 +332,7 @@ def test_retry_shipping_signal_is_refused_when_nothing_failed(system):
     wait_until(lambda: signals_named(workflow_status(order.workflow_id), Signals.RETRY_SHIPPING),
                what="the retry signal to be recorded")
     entry = signals_named(workflow_status(order.workflow_id), Signals.RETRY_SHIPPING)[0]
-    assert (entry["outcome"], entry["message"]) == ("refused", Errors.NOT_DISPATCH_FAILED)
+    assert (entry["outcome"], entry["code"]) == ("refused", RefusalCode.NOT_DISPATCH_FAILED)
 
 
 def test_cancel_after_dispatch_failure_cancels_child_and_refunds(system):
@@ -352,11 +357,11 @@ def test_cancel_after_dispatch_failure_cancels_child_and_refunds(system):
 @pytest.mark.parametrize(
     "bad_address, message",
     [
-        ("", Errors.ADDRESS_EMPTY),
-        ("   \n ", Errors.ADDRESS_EMPTY),
-        ("x" * (MAX_ADDRESS_LENGTH + 1), Errors.ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH)),
-        ("1 Main St\x00", Errors.ADDRESS_CONTROL_CHARS),
-        ("1 Main St\x1b[31m", Errors.ADDRESS_CONTROL_CHARS),
+        ("", ADDRESS_EMPTY),
+        ("   \n ", ADDRESS_EMPTY),
+        ("x" * (MAX_ADDRESS_LENGTH + 1), ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH)),
+        ("1 Main St\x00", ADDRESS_CONTROL_CHARS),
+        ("1 Main St\x1b[31m", ADDRESS_CONTROL_CHARS),
     ],
     ids=["empty", "blank", "too-long", "nul", "escape"],
 )
@@ -368,10 +373,11 @@ def test_bad_address_is_refused_and_recorded_and_old_address_stays(system, bad_a
                what="the address signal to be recorded")
     status = workflow_status(order.workflow_id)
     entry = signals_named(status, Signals.UPDATE_ADDRESS)[0]
-    assert (entry["outcome"], entry["message"]) == ("refused", message)
+    assert (entry["outcome"], entry["code"], entry["message"]) == ("refused", RefusalCode.ADDRESS_INVALID, message)
     assert status["address"] == "1 Test Way, Springfield"
-    with pytest.raises(ActionRefused, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ActionRefused) as refused:
         order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange(bad_address, "staff"))
+    assert (refused.value.code, refused.value.message) == (RefusalCode.ADDRESS_INVALID, message)
     wait_until(lambda: OrderEvent.objects.filter(order=order, type="signal_refused").exists(),
                what="the refusal to be projected")
     assert OrderEvent.objects.get(order=order, type="signal_refused").message == message
@@ -407,7 +413,7 @@ def test_invalid_address_at_start_fails_validation(system):
 
     res = temporal(start, timeout=60)
     assert res.status == "failed"
-    assert res.reason == f"validation failed: {Errors.ADDRESS_EMPTY}"
+    assert res.reason == f"validation failed: {ADDRESS_EMPTY}"
     order = Order.objects.get(order_id=order_id)
     assert order.status == "failed" and order.failure_reason == res.reason
 
@@ -423,10 +429,9 @@ def test_cancel_pending_when_payment_is_declined_reports_the_real_ending(system)
     try:
         outcome = order_workflow_update(order.workflow_id, Updates.REQUEST_CANCEL, CancelRequest("stop", "ivy"))
     except ActionRefused as refused:  # the order had already failed when the update arrived
-        assert str(refused) in {Errors.ALREADY_FINISHED.format(state="failed"), "The order's workflow has already finished; nothing was changed."}
+        assert refused.code in {RefusalCode.ALREADY_FINISHED, RefusalCode.WORKFLOW_CLOSED}
     else:
-        assert (outcome.accepted, outcome.workflow_status) == (False, "failed")
-        assert outcome.message == Errors.ALREADY_FINISHED.format(state="failed")
+        assert (outcome.accepted, outcome.workflow_status, outcome.code) == (False, "failed", RefusalCode.ALREADY_FINISHED)
     assert result(order).status == "failed"
     assert charges(order.order_id) == 0
 

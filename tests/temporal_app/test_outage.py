@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from orderweb.activities import orphaned_orders_started
 from orderweb.models import Order
 from orderweb.services import order_create
 from temporal_app.client import TemporalUnavailable
 from temporal_app.devserver import free_port
-from temporal_app.worker import start_orphaned_orders_once
 from tests.helpers import new_order_id, temporal, wait_for_state
 
 pytestmark = pytest.mark.temporal
@@ -25,11 +25,11 @@ def test_order_saved_during_an_outage_is_started_later(system):
     assert order.status == Order.Status.STARTED
     assert order.events.get().type == "order_created"
 
-    started = temporal(lambda client: start_orphaned_orders_once(client, older_than_seconds=0))
+    started = orphaned_orders_started(older_than_seconds=0)
     assert started >= 1
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     # The workflow has moved the row on, so a second sweep starts nothing.
-    assert temporal(lambda client: start_orphaned_orders_once(client, older_than_seconds=0)) == 0
+    assert orphaned_orders_started(older_than_seconds=0) == 0
 
 
 def test_starting_an_existing_workflow_again_is_harmless(system):
@@ -40,4 +40,4 @@ def test_starting_an_existing_workflow_again_is_harmless(system):
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     options = order_workflow_options(order)
     again = temporal(lambda client: start_order_workflow_async(client, order, options))
-    assert again is None
+    assert again is False

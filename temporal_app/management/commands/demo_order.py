@@ -32,7 +32,8 @@ from temporal_app.client import (
     workflow_ui_url,
 )
 from temporal_app.contracts import ORDER_TASK_QUEUE, CancelRequest, OrderState, ReviewDecision, Signals
-from temporal_app.workflows import DISPATCH_RETRY, OrderWorkflow
+from temporal_app.workflows import OrderWorkflow
+from temporal_app.workflows.policies import DISPATCH_RETRY
 
 SEED_ADDRESS = "123 Main St, City, State 12345"
 NEW_ADDRESS = "456 Oak Ave, Springfield, State 67890"

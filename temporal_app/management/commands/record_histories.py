@@ -20,16 +20,22 @@ from orderweb.services import order_create
 from orderweb.simulators import fault_plan
 from temporal_app.client import client_thread, order_workflow_status, order_workflow_update
 from temporal_app.contracts import (
+    ORDER_TASK_QUEUE,
     AddressChange,
     CancelRequest,
     LineItem,
     ReviewDecision,
     ShippingRetryRequest,
+    Signals,
     Updates,
     shipping_workflow_id,
 )
 
 DEFAULT_OUT = Path(settings.BASE_DIR) / "tests" / "temporal_app" / "histories"
+SCENARIOS = (
+    "happy_path", "cancel_after_payment", "dispatch_failure", "temporal_cancel", "refused_start",
+    "malformed_messages", "shipping_terminated",
+)
 
 
 def _wait(workflow_id: str, predicate, what: str, timeout: float = 60) -> dict:
@@ -52,10 +58,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
         parser.add_argument("--tag", default=time.strftime("%Y%m%d"), help="File name suffix.")
+        parser.add_argument("--scenario", action="append", choices=SCENARIOS, dest="scenarios",
+                            help="Record only this scenario (repeatable). Default: all.")
 
-    def handle(self, *args, out: Path, tag: str, **options):
+    def handle(self, *args, out: Path, tag: str, scenarios=None, **options):
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("happy_path", "cancel_after_payment", "dispatch_failure"):
+        for name in scenarios or SCENARIOS:
             workflow_ids = getattr(self, f"_scenario_{name}")(f"HIST-{name.upper().replace('_', '-')}-{tag}-{int(time.time())}")
             for kind, workflow_id in workflow_ids.items():
                 path = out / f"{name}.{kind}.{tag}.json"
@@ -71,6 +79,9 @@ class Command(BaseCommand):
             return json.dumps({"workflow_id": workflow_id, "history": json.loads(history.to_json())})
 
         return client_thread.run(fetch, timeout=120)
+
+    def _client(self, fn):
+        return client_thread.run(fn, timeout=60)
 
     def _order(self, order_id: str):
         return order_create(order_id=order_id, address="1 History Lane", line_items=[LineItem("SKU-H", "Thing", 1, "5.00")])
@@ -99,3 +110,45 @@ class Command(BaseCommand):
         _wait(order.workflow_id, lambda s: s["awaiting_shipping_retry"], "dispatch failure")
         order_workflow_update(order.workflow_id, Updates.RETRY_SHIPPING, ShippingRetryRequest("recorder"))
         return {"order": order.workflow_id, "shipping": shipping_workflow_id(order.workflow_id)}
+
+    def _scenario_temporal_cancel(self, order_id: str) -> dict[str, str]:
+        """An operator cancels the workflow in Temporal (Web UI or CLI) while it awaits review."""
+        order = self._order(order_id)
+        _wait(order.workflow_id, _awaiting_review, "review")
+        self._client(lambda c: c.get_workflow_handle(order.workflow_id).cancel())
+        return {"order": order.workflow_id}
+
+    def _scenario_refused_start(self, order_id: str) -> dict[str, str]:
+        """A client starts OrderWorkflow with an order id that is not one (a number)."""
+        workflow_id = order_id.lower()
+        self._client(lambda c: c.start_workflow("OrderWorkflow", args=[123, "1 History Lane"], id=workflow_id,
+                                                task_queue=ORDER_TASK_QUEUE))
+        return {"order": workflow_id}
+
+    def _scenario_malformed_messages(self, order_id: str) -> dict[str, str]:
+        """Signals of the wrong shape and a forged shipping report, refused; then an approval."""
+        order = self._order(order_id)
+        _wait(order.workflow_id, _awaiting_review, "review")
+
+        async def send(client):
+            handle = client.get_workflow_handle(order.workflow_id)
+            await handle.signal(Signals.COMPLETE_MANUAL_REVIEW, args=["approve", "twice"])
+            await handle.signal(Signals.UPDATE_ADDRESS)
+            await handle.signal(Signals.CANCEL_ORDER, "not a request")
+            await handle.signal(Signals.SHIPPING_REPORT, {"kind": "dispatch_failed", "message": "forged"})
+
+        self._client(send)
+        _wait(order.workflow_id, lambda s: len(s["signals"]) >= 4, "the refusals")
+        order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder"))
+        return {"order": order.workflow_id, "shipping": shipping_workflow_id(order.workflow_id)}
+
+    def _scenario_shipping_terminated(self, order_id: str) -> dict[str, str]:
+        """The shipping child is terminated while it waits after a failed dispatch: the parent
+        asks the carrier, finds nothing shipped, refunds and fails the order."""
+        order = self._order(order_id)
+        fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=3)
+        _wait(order.workflow_id, _awaiting_review, "review")
+        order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder"))
+        _wait(order.workflow_id, lambda s: s["awaiting_shipping_retry"], "dispatch failure")
+        self._client(lambda c: c.get_workflow_handle(shipping_workflow_id(order.workflow_id)).terminate("recorded"))
+        return {"order": order.workflow_id}

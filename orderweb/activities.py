@@ -1,0 +1,212 @@
+"""The order's steps, as Temporal activities: plain sync functions run by the workers' threads.
+
+Each is idempotent by a database constraint: run it twice (a retry, a worker killed after the
+write but before reporting, an operator reset) and there is still one row, one charge, one
+dispatch. Each writes its own step into the projection in the same transaction, so the
+projection costs no extra round trip. Registered with ``temporal_app.registry``.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from temporalio.exceptions import ApplicationError
+
+from orderweb import events, simulators
+from orderweb.models import Order, Payment, Shipment
+from orderweb.services import (
+    OrderConflict,
+    order_advance,
+    order_receive,
+    order_record_progress,
+    order_start_refused,
+    order_workflow_options,
+    orders_awaiting_workflow_start,
+)
+from temporal_app.client import TemporalUnavailable, start_order_workflow
+from temporal_app.contracts import (
+    ORDER_TASK_QUEUE,
+    SHIPPING_TASK_QUEUE,
+    Activities,
+    DispatchInput,
+    Errors,
+    OrderRef,
+    OrderState,
+    PaymentInput,
+    PaymentReceipt,
+    ProgressRecord,
+    ReceivedOrder,
+    ReceiveOrderInput,
+    RefusedStart,
+    ShippingOutcome,
+    ShippingStatus,
+)
+from temporal_app.registry import db_activity, periodic
+
+logger = logging.getLogger(__name__)
+
+
+def charge_key(order_id: str) -> str:
+    return f"order:{order_id}:charge"
+
+
+def refund_key(order_id: str) -> str:
+    return f"order:{order_id}:refund"
+
+
+def dispatch_key(order_id: str) -> str:
+    return f"order:{order_id}:dispatch"
+
+
+@db_activity(Activities.ORDER_RECEIVED, queue=ORDER_TASK_QUEUE)
+def order_received(request: ReceiveOrderInput) -> ReceivedOrder:
+    try:
+        order = order_receive(
+            order_id=request.order_id, workflow_id=request.workflow_id, address=request.address,
+            options=request.options,
+        )
+    except OrderConflict as err:
+        raise ApplicationError(str(err), type=Errors.ORDER_CONFLICT, non_retryable=True) from None
+    return ReceivedOrder(review_timeout_seconds=settings.ORDER_REVIEW_TIMEOUT_SECONDS, amount=str(order.amount))
+
+
+@db_activity(Activities.PAYMENT_CHARGED, queue=ORDER_TASK_QUEUE)
+def payment_charged(request: PaymentInput) -> PaymentReceipt:
+    key = charge_key(request.order_id)
+    amount = Decimal(request.amount)
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(order_id=request.order_id)
+        order_advance(order=order, to_status=OrderState.PROCESSING_PAYMENT, event_key="payment:started")
+    # The gateway call sits outside our transaction, like any external service: if we die after
+    # it, the retry sends the same key and the gateway answers with the first charge.
+    try:
+        entry = simulators.gateway_charge(idempotency_key=key, order_ref=request.order_id, amount=amount)
+    except simulators.PaymentDeclined as err:
+        Payment.objects.get_or_create(
+            idempotency_key=key,
+            defaults={"order": order, "kind": Payment.Kind.CHARGE, "status": Payment.Status.DECLINED,
+                      "amount": amount, "message": str(err)},
+        )
+        raise ApplicationError(str(err), type=Errors.PAYMENT_DECLINED, non_retryable=True) from None
+    except simulators.ServiceUnavailable as err:
+        raise ApplicationError(str(err), type=Errors.PAYMENT_UNAVAILABLE) from None
+    with transaction.atomic():
+        payment, _ = Payment.objects.get_or_create(
+            idempotency_key=key,
+            defaults={"order": order, "kind": Payment.Kind.CHARGE, "status": Payment.Status.SUCCEEDED,
+                      "amount": entry.amount, "provider_reference": entry.reference},
+        )
+        events.payment_charged_event(order=order, amount=entry.amount, reference=entry.reference, idempotency_key=key)
+    return PaymentReceipt(key, payment.provider_reference, str(payment.amount))
+
+
+@db_activity(Activities.PAYMENT_REFUNDED, queue=ORDER_TASK_QUEUE)
+def payment_refunded(request: OrderRef) -> bool:
+    """Refund the order's charge, if the gateway made one. Returns whether there was one.
+
+    The charge is looked up at the gateway by its key, not in our Payment table: after a payment
+    activity that gave up, the gateway may hold a charge that we never recorded."""
+    key = charge_key(request.order_id)
+    charge = simulators.gateway_charge_lookup(idempotency_key=key)
+    if charge is None:
+        logger.info("order %s: nothing to refund", request.order_id)
+        return False
+    order = Order.objects.get(order_id=request.order_id)
+    entry = simulators.gateway_refund(idempotency_key=refund_key(request.order_id), charge_key=key)
+    with transaction.atomic():
+        # Record the charge too if its own activity never got to (it gave up after the gateway
+        # call), so that our books show what the customer saw.
+        Payment.objects.get_or_create(
+            idempotency_key=key,
+            defaults={"order": order, "kind": Payment.Kind.CHARGE, "status": Payment.Status.SUCCEEDED,
+                      "amount": charge.amount, "provider_reference": charge.reference},
+        )
+        Payment.objects.get_or_create(
+            idempotency_key=refund_key(request.order_id),
+            defaults={"order": order, "kind": Payment.Kind.REFUND, "status": Payment.Status.SUCCEEDED,
+                      "amount": entry.amount, "provider_reference": entry.reference},
+        )
+        events.payment_refunded_event(order=order, amount=entry.amount, reference=entry.reference,
+                                      charge_reference=charge.reference)
+    return True
+
+
+@db_activity(Activities.PACKAGE_PREPARED, queue=SHIPPING_TASK_QUEUE)
+def package_prepared(request: DispatchInput) -> None:
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(order_id=request.order_id)
+        Shipment.objects.get_or_create(
+            order=order, defaults={"address": request.address, "idempotency_key": dispatch_key(request.order_id)},
+        )
+        order_advance(order=order, to_status=OrderState.SHIPPING, event_key="shipping:prepared",
+                      reason="package prepared")
+
+
+@db_activity(Activities.CARRIER_DISPATCHED, queue=SHIPPING_TASK_QUEUE)
+def carrier_dispatched(request: DispatchInput) -> str:
+    shipment = Shipment.objects.select_related("order").get(order__order_id=request.order_id)
+    try:
+        entry = simulators.carrier_dispatch(
+            idempotency_key=shipment.idempotency_key, order_ref=request.order_id, address=request.address
+        )
+    except simulators.ServiceUnavailable as err:
+        raise ApplicationError(str(err), type=Errors.DISPATCH_FAILED) from None
+    with transaction.atomic():
+        Shipment.objects.filter(pk=shipment.pk).exclude(status=Shipment.Status.DISPATCHED).update(
+            status=Shipment.Status.DISPATCHED, tracking_number=entry.tracking_number,
+            address=entry.address, dispatched_at=timezone.now(), updated_at=timezone.now(),
+        )
+        events.carrier_dispatched_event(order=shipment.order, tracking_number=entry.tracking_number,
+                                        address=entry.address)
+    return entry.tracking_number
+
+
+@db_activity(Activities.SHIPMENT_CHECKED, queue=ORDER_TASK_QUEUE)
+def shipment_checked(request: OrderRef) -> ShippingOutcome:
+    """What the carrier holds for this order: asked when the shipping workflow stopped without
+    an answer (terminated, timed out), so the order completes or is refunded on facts."""
+    entry = simulators.carrier_dispatch_lookup(idempotency_key=dispatch_key(request.order_id))
+    if entry is None:
+        return ShippingOutcome(ShippingStatus.NOT_DISPATCHED)
+    with transaction.atomic():
+        Shipment.objects.filter(order__order_id=request.order_id).exclude(status=Shipment.Status.DISPATCHED).update(
+            status=Shipment.Status.DISPATCHED, tracking_number=entry.tracking_number, address=entry.address,
+            dispatched_at=entry.created_at, updated_at=timezone.now(),
+        )
+    return ShippingOutcome(ShippingStatus.DISPATCHED, entry.tracking_number, entry.address)
+
+
+@db_activity(Activities.START_REFUSED, queue=ORDER_TASK_QUEUE)
+def start_refused(record: RefusedStart) -> None:
+    order_start_refused(record)
+
+
+@db_activity(Activities.RECORD_ORDER_PROGRESS, queue=ORDER_TASK_QUEUE)
+def record_order_progress(record: ProgressRecord) -> None:
+    with transaction.atomic():
+        order_record_progress(record)
+
+
+ORPHAN_SWEEP_SECONDS = 30
+
+
+@periodic(seconds=ORPHAN_SWEEP_SECONDS, queue=ORDER_TASK_QUEUE)
+def orphaned_orders_started(*, older_than_seconds: float = 15) -> int:
+    """Start the workflows of orders saved while Temporal was unreachable (an outbox sweep).
+
+    The request that saved such an order told its user that Temporal was down; nothing was
+    lost, and this sweep starts the workflow once it can. Returns how many it started."""
+    started = 0
+    for order in orders_awaiting_workflow_start(older_than_seconds=older_than_seconds):
+        try:
+            if start_order_workflow(order, order_workflow_options(order)):
+                started += 1
+                logger.info("started the workflow of order %s (saved while Temporal was down)", order.order_id)
+        except TemporalUnavailable:
+            logger.warning("Temporal is still unreachable; %s will be started later", order.order_id)
+            break
+    return started

@@ -1,0 +1,136 @@
+"""The order's audit trail: one constructor per event type (Saleor's ``events.py``).
+
+Every writer of ``OrderEvent`` goes through here, so the timeline, the admin and the tests share
+one vocabulary (``OrderEvent.Type``). Text that came from outside (a client's reason, an
+address with a NUL in it) is made storable first: an audit write that fails on every retry
+would wedge the workflow that makes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from orderweb.models import Order, OrderEvent
+
+Type = OrderEvent.Type
+Source = OrderEvent.Source
+
+
+def pg_text(value: Any) -> Any:
+    """Postgres text and jsonb cannot hold NUL, nor a lone surrogate (which a signal's JSON can
+    carry): keep the evidence of bad input visible, escaped, instead of failing the write."""
+    if isinstance(value, str):
+        value = value.replace("\x00", "\\x00")
+        if any("\ud800" <= ch <= "\udfff" for ch in value):
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {pg_text(k): pg_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [pg_text(v) for v in value]
+    return value
+
+
+def event_write(
+    *,
+    order: Order,
+    type: str,
+    source: str,
+    user=None,
+    actor: str = "",
+    from_status: str = "",
+    to_status: str = "",
+    message: str = "",
+    details: Optional[dict[str, Any]] = None,
+    event_key: Optional[str] = None,
+) -> None:
+    """Write one event. With an ``event_key`` it is written once, whatever the retries: a
+    repeat is ignored by the database (INSERT ... ON CONFLICT DO NOTHING), in one statement."""
+    if user is not None and not user.is_authenticated:
+        user = None
+    event = OrderEvent(
+        order=order,
+        type=type,
+        event_key=event_key,
+        user=user,
+        actor=pg_text(actor or (user.get_username() if user is not None else "system"))[:150],
+        source=source,
+        from_status=str(from_status),
+        to_status=str(to_status),
+        message=pg_text(message),
+        details=pg_text(details or {}),
+    )
+    if event_key is None:
+        event.save(force_insert=True)
+    else:
+        OrderEvent.objects.bulk_create([event], ignore_conflicts=True)
+
+
+# -- the order's life --------------------------------------------------------------------------
+
+
+def order_created_event(*, order: Order, source: str, user=None, actor: str = "", event_key: Optional[str] = None,
+                        message: str = "order created") -> None:
+    event_write(order=order, type=Type.ORDER_CREATED, source=source, user=user, actor=actor,
+                to_status=order.status, message=message, event_key=event_key)
+
+
+def status_changed_event(
+    *, order: Order, type: str, from_status: str, to_status: str, event_key: str, actor: str = "system",
+    source: str = Source.WORKFLOW, reason: str = "", details: Optional[dict[str, Any]] = None,
+) -> None:
+    """A transition the workflow made (``type``: STATUS_CHANGED, or the ending or approval the
+    workflow named)."""
+    event_write(order=order, type=type, source=source, actor=actor, from_status=from_status,
+                to_status=to_status, message=reason, details=details, event_key=event_key)
+
+
+def payment_charged_event(*, order: Order, amount: Any, reference: str, idempotency_key: str) -> None:
+    event_write(order=order, type=Type.PAYMENT_CHARGED, source=Source.WORKFLOW, event_key="payment:charged",
+                message=f"charged {amount}", details={"reference": reference, "idempotency_key": idempotency_key})
+
+
+def payment_refunded_event(*, order: Order, amount: Any, reference: str, charge_reference: str) -> None:
+    event_write(order=order, type=Type.PAYMENT_REFUNDED, source=Source.WORKFLOW, event_key="payment:refunded",
+                message=f"refunded {amount}", details={"reference": reference, "charge": charge_reference})
+
+
+def carrier_dispatched_event(*, order: Order, tracking_number: str, address: str) -> None:
+    event_write(order=order, type=Type.CARRIER_DISPATCHED, source=Source.WORKFLOW, event_key="shipping:dispatched",
+                message=f"dispatched, tracking {tracking_number}",
+                details={"tracking_number": tracking_number, "address": address})
+
+
+def workflow_message_event(
+    *, order: Order, type: str, source: str, actor: str, reason: str, details: dict[str, Any], event_key: str,
+) -> None:
+    """A message's outcome as the workflow recorded it (signal or Update applied or refused,
+    Temporal's own cancel, a dispatch failure)."""
+    event_write(order=order, type=type, source=source, actor=actor, message=reason or details.get("message", ""),
+                details=details, event_key=event_key)
+
+
+# -- people's requests and the answers ----------------------------------------------------------
+
+
+def action_requested_event(
+    *, order: Order, type: str, source: str, user, message: str, details: dict[str, Any], event_key: str,
+) -> None:
+    event_write(order=order, type=type, source=source, user=user, from_status=order.status, message=message,
+                details=details, event_key=event_key)
+
+
+def action_answered_event(
+    *, order: Order, type: str, source: str, user, message: str, details: dict[str, Any], event_key: str,
+) -> None:
+    """A refused or unanswered request (an accepted one shows as the workflow's own event)."""
+    event_write(order=order, type=type, source=source, user=user, message=message, details=details,
+                event_key=event_key)
+
+
+# -- the reconciler -------------------------------------------------------------------------------
+
+
+def attention_flagged_event(*, order: Order, reason: str, details: dict[str, Any]) -> None:
+    event_write(order=order, type=Type.ATTENTION_FLAGGED, source=Source.COMMAND, actor="reconciler",
+                message=reason, details=details, event_key=f"attention:{details.get('problem', '')}")

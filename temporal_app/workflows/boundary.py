@@ -1,0 +1,230 @@
+"""Reading what clients send: start arguments and message payloads, whatever their shape.
+
+Any Temporal client can send anything: no arguments or five, an int where text belongs, a
+payload of the wrong type, a 1 MB address. The workflows declare their parameters as ``*args``
+so that the SDK hands over whatever was sent (JSON values), and these functions turn it into the
+typed inputs or into a refusal that says what was wrong. Nothing here raises on bad input:
+an exception in workflow code would fail the workflow task on every retry and wedge the order.
+
+Pure and deterministic: standard library, temporalio's converter and the contracts only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, TypeVar, Union
+
+from temporalio.converter import value_to_type
+
+from temporal_app.contracts import (
+    MAX_ACTION_ID_LENGTH,
+    MAX_ACTOR_LENGTH,
+    MAX_NOTE_LENGTH,
+    MAX_PAYMENT_ATTEMPTS,
+    MAX_REVIEW_TIMEOUT_SECONDS,
+    AddressChange,
+    CancelRequest,
+    OrderOptions,
+    Refusal,
+    RefusalCode,
+    ReviewDecision,
+    ShippingInput,
+    ShippingInstruction,
+    ShippingReport,
+    ShippingRetryRequest,
+    address_error,
+    customer_error,
+    has_control_chars,
+    line_items_clean,
+    normalise_address,
+    order_id_error,
+    order_total,
+    refusal,
+)
+
+T = TypeVar("T")
+Parsed = Union[T, Refusal]
+
+PREVIEW_LENGTH = 80
+ORDER_ID_MISSING = "An order id is required: OrderWorkflow is started with (order_id, address)."
+ADDRESS_MISSING = "The address is missing: OrderWorkflow is started with (order_id, address)."
+TOO_MANY_ARGUMENTS = "OrderWorkflow takes 2 or 3 arguments (order id, address, options); it got {count}."
+OPTIONS_UNREADABLE = "The options (third argument) could not be read: {detail}."
+REVIEW_TIMEOUT_INVALID = "review_timeout_seconds must be a number of seconds above 0 and at most 30 days."
+PAYMENT_ATTEMPTS_INVALID = "payment_attempts must be a whole number from 1 to 100."
+TEXT_FIELD_INVALID = "{field} must be text of at most {max} characters without control characters"
+
+
+def preview(value: Any) -> str:
+    """A short, printable rendering of what a client sent, for messages and the audit trail."""
+    text = repr(value)
+    return text if len(text) <= PREVIEW_LENGTH else text[: PREVIEW_LENGTH - 1] + "…"
+
+
+# -- the start ----------------------------------------------------------------------------------
+
+
+@dataclass
+class StartArgs:
+    """What an OrderWorkflow start carried, read. With ``refused`` there is no order to speak
+    of (no usable order id); with ``problems`` the order exists but fails at validation."""
+
+    order_id: str
+    address: str
+    options: OrderOptions = field(default_factory=OrderOptions)
+    amount: Optional[str] = None  # the checked total, as text
+    refused: str = ""
+    problems: list[str] = field(default_factory=list)
+    arguments: str = ""  # preview of the arguments, for the record of a refused start
+
+
+def parse_start(args: Sequence[Any]) -> StartArgs:
+    arguments = preview(list(args))
+    if not args:
+        return StartArgs("", "", refused=ORDER_ID_MISSING, arguments=arguments)
+    order_id = args[0]
+    problem = order_id_error(order_id)
+    if problem:
+        return StartArgs(order_id if isinstance(order_id, str) else "", "",
+                         refused=f"{problem} Got {preview(order_id)}.", arguments=arguments)
+    problems: list[str] = []
+    address = args[1] if len(args) >= 2 else None
+    if len(args) < 2:
+        problems.append(ADDRESS_MISSING)
+    elif address_error(address):
+        problems.append(address_error(address) or "")
+    if len(args) > 3:
+        problems.append(TOO_MANY_ARGUMENTS.format(count=len(args)))
+    options, amount = _options(args[2] if len(args) >= 3 else None, problems)
+    return StartArgs(
+        order_id=order_id,
+        # The workflow, Postgres and the carrier hold the same address: the normalised one. A
+        # bad one is kept as given (text only) so the failure can show it.
+        address=normalise_address(address) if isinstance(address, str) and not address_error(address)
+        else (address if isinstance(address, str) else ""),
+        options=options,
+        amount=amount,
+        problems=problems,
+        arguments=arguments,
+    )
+
+
+def _options(value: Any, problems: list[str]) -> tuple[OrderOptions, Optional[str]]:
+    if value is None:
+        return OrderOptions(), None
+    try:
+        options = value_to_type(OrderOptions, value)
+    except Exception as err:  # the converter says what did not fit; any error means "unreadable"
+        problems.append(OPTIONS_UNREADABLE.format(detail=str(err) or type(err).__name__))
+        return OrderOptions(), None
+    # What fails a rule is named in the problems and left out, so that the order's row can
+    # still be written (it shows the failure) with only what Postgres can hold.
+    try:
+        options.line_items = line_items_clean(options.line_items)
+    except ValueError as err:
+        problems.append(str(err))
+        options.line_items = []
+    amount: Optional[str] = None
+    try:
+        amount = str(order_total(options.line_items, options.amount))
+    except ValueError as err:
+        problems.append(str(err))
+    if customer_error(options.customer):
+        problems.append(customer_error(options.customer) or "")
+        options.customer = ""
+    timeout = options.review_timeout_seconds
+    if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= MAX_REVIEW_TIMEOUT_SECONDS):
+        problems.append(REVIEW_TIMEOUT_INVALID)
+        options.review_timeout_seconds = None
+    attempts = options.payment_attempts
+    if attempts is not None and (isinstance(attempts, bool) or not 1 <= attempts <= MAX_PAYMENT_ATTEMPTS):
+        problems.append(PAYMENT_ATTEMPTS_INVALID)
+        options.payment_attempts = None
+    for name, max_length in (("source", 32), ("created_by", MAX_ACTOR_LENGTH)):
+        text = getattr(options, name)
+        if len(text) > max_length or has_control_chars(text):
+            problems.append(TEXT_FIELD_INVALID.format(field=name, max=max_length) + ".")
+            setattr(options, name, "")
+    return options, amount
+
+
+# -- messages -----------------------------------------------------------------------------------
+
+
+def _malformed(name: str, detail: str) -> Refusal:
+    return refusal(RefusalCode.MALFORMED, name=name, detail=detail)
+
+
+def _one(name: str, args: Sequence[Any], kind: type[T], default: Optional[T]) -> Parsed[T]:
+    """The usual shape: no argument (the default, if there is one) or one object."""
+    if len(args) > 1:
+        return _malformed(name, f"it takes at most one argument, got {len(args)}")
+    value = args[0] if args else None
+    if value is None:
+        if default is None:
+            return _malformed(name, f"it takes one {kind.__name__} argument")
+        return default
+    try:
+        return value_to_type(kind, value)
+    except Exception as err:
+        return _malformed(name, f"expected a {kind.__name__} object, got {preview(value)} ({err})")
+
+
+def _checked(name: str, parsed: Parsed[T], *text_fields: tuple[str, int]) -> Parsed[T]:
+    """Bound the action id (it is part of audit keys) and the long free-text fields. Actor names
+    are taken as sent; Postgres keeps their first 150 characters."""
+    if isinstance(parsed, Refusal):
+        return parsed
+    action_id = getattr(parsed, "action_id", "")
+    if len(action_id) > MAX_ACTION_ID_LENGTH or not action_id.isprintable():
+        return _malformed(name, f"action_id must be at most {MAX_ACTION_ID_LENGTH} printable characters")
+    for field_name, max_length in text_fields:
+        if len(getattr(parsed, field_name)) > max_length:
+            return _malformed(name, f"{field_name} is longer than {max_length} characters")
+    return parsed
+
+
+def cancel_request(name: str, args: Sequence[Any]) -> Parsed[CancelRequest]:
+    return _checked(name, _one(name, args, CancelRequest, CancelRequest()), ("reason", MAX_NOTE_LENGTH))
+
+
+def review_decision(name: str, args: Sequence[Any]) -> Parsed[ReviewDecision]:
+    return _checked(name, _one(name, args, ReviewDecision, ReviewDecision()), ("note", MAX_NOTE_LENGTH))
+
+
+def retry_request(name: str, args: Sequence[Any]) -> Parsed[ShippingRetryRequest]:
+    return _checked(name, _one(name, args, ShippingRetryRequest, ShippingRetryRequest()))
+
+
+def address_change(name: str, args: Sequence[Any]) -> Parsed[AddressChange]:
+    return _checked(name, _one(name, args, AddressChange, None))
+
+
+def address_signal(name: str, args: Sequence[Any]) -> Parsed[AddressChange]:
+    """UpdateAddress: the new address as text (the seed's one argument); our own callers may add
+    an AddressChange naming who asked."""
+    if not args or len(args) > 2:
+        return _malformed(name, f"it takes the new address as its one argument, got {len(args)} arguments")
+    if not isinstance(args[0], str):
+        return _malformed(name, f"the new address must be text, got {preview(args[0])}")
+    change = AddressChange(args[0])
+    if len(args) == 2 and args[1] is not None:
+        parsed = address_change(name, args[1:])
+        if isinstance(parsed, Refusal):
+            return parsed
+        change = AddressChange(args[0], parsed.actor, parsed.action_id)
+    return _checked(name, change)
+
+
+def shipping_report(name: str, args: Sequence[Any]) -> Parsed[ShippingReport]:
+    return _one(name, args, ShippingReport, None)
+
+
+def shipping_instruction(name: str, args: Sequence[Any]) -> Parsed[ShippingInstruction]:
+    return _one(name, args, ShippingInstruction, None)
+
+
+def shipping_input(args: Sequence[Any]) -> Optional[ShippingInput]:
+    parsed = _one("ShippingWorkflow", args, ShippingInput, None)
+    return None if isinstance(parsed, Refusal) else parsed
