@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "orderweb",
     "reviews",
     "temporal_app",
+    "devtools",
 ]
 
 MIDDLEWARE = [
@@ -67,7 +68,7 @@ def _database_url() -> str:
     url = env("DATABASE_URL", default="")
     if url:
         return url
-    from orderweb.localdb import embedded_database_url
+    from devtools.localdb import embedded_database_url
 
     return embedded_database_url(VAR_DIR / "postgres")
 

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from temporal_app.devserver import (  # noqa: E402  (needs BASE_DIR on sys.path)
+from devtools.devserver import (  # noqa: E402  (needs BASE_DIR on sys.path)
     DevServerError,
     port_in_use,
     start_dev_server,
@@ -280,7 +280,7 @@ def start_postgres(system: System) -> str:
     pgdata = system.var_dir / "postgres"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     was_running = embedded_running(pgdata)
-    from orderweb.localdb import embedded_database_url
+    from devtools.localdb import embedded_database_url
 
     try:
         url = embedded_database_url(pgdata)

@@ -168,7 +168,7 @@ class TemporalControl:
         self.starts = 0
 
     def start(self) -> None:
-        from temporal_app.devserver import start_dev_server
+        from devtools.devserver import start_dev_server
 
         self.starts += 1
         log = open(self.logdir / f"temporal-{self.starts}.log", "ab")
@@ -178,7 +178,7 @@ class TemporalControl:
         )
 
     def stop(self) -> None:
-        from temporal_app.devserver import stop_process
+        from devtools.devserver import stop_process
 
         if self.process is not None:
             stop_process(self.process, timeout=30)

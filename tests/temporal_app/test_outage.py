@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from devtools.devserver import free_port
 from orderweb.models import Order
 from orderweb.services import order_create
 from temporal_app.client import TemporalUnavailable
-from temporal_app.devserver import free_port
 from temporal_app.worker import start_orphaned_orders_once
 from tests.helpers import new_order_id, temporal, wait_for_state
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from temporal_app.devserver import free_port
+from devtools.devserver import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -39,11 +39,11 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from tqdm import tqdm
 
+from devtools.devserver import free_port, start_dev_server, stop_process
 from orderweb.models import Order, OrderEvent, Payment
 from orderweb.services import order_create
 from temporal_app.client import TemporalUnavailable, client_thread
 from temporal_app.contracts import TERMINAL_STATES, LineItem, OrderState
-from temporal_app.devserver import free_port, start_dev_server, stop_process
 
 BENCH_USER = "bench-reviewer"
 POLL_SECONDS = 0.1

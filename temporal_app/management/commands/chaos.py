@@ -57,8 +57,8 @@ class Command(BaseCommand):
         sys.exit(self._launch(workdir, options))
 
     def _launch(self, workdir: Path, options: dict) -> int:
-        from orderweb.localdb import embedded_database_url
-        from temporal_app.devserver import free_port
+        from devtools.localdb import embedded_database_url
+        from devtools.devserver import free_port
 
         pgdata = workdir / "pg"
         pg_stop_if_running(pgdata)  # a previous run that was interrupted

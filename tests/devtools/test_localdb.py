@@ -3,7 +3,7 @@
 import environ
 import psycopg
 
-from orderweb.localdb import embedded_database_url, stop_embedded_postgres
+from devtools.localdb import embedded_database_url, stop_embedded_postgres
 
 
 def test_embedded_postgres_starts_and_serves_the_database(tmp_path):
