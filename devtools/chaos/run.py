@@ -205,7 +205,7 @@ class WorkerPool:
         self.generation[index] += 1
         path = self.logdir / f"worker-{index}-{self.generation[index]}.log"
         self.logs.append(path)
-        manage = Path(__file__).resolve().parent.parent / "manage.py"
+        manage = Path(__file__).resolve().parents[2] / "manage.py"
         self.processes[index] = subprocess.Popen(
             [sys.executable, str(manage), "run_workers", "--threads", str(self.threads)],
             env=self.env, stdout=open(path, "ab"), stderr=subprocess.STDOUT,

@@ -18,17 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment
-from reviews.models import ReviewTask
-from temporal_app import chaos
-from temporal_app.chaos import (
+from devtools.chaos import run as chaos
+from devtools.chaos.run import (
     DATABASE, INJECTED, ChaosOrder, WorkflowOutcome, check_actions_once, check_charges,
     check_dispatch, check_outcomes_expected, check_payments_match_ledger, check_refunds,
     check_review_tasks, check_temporal_matches_postgres, check_terminal, check_workflows_closed,
     pg_stop_if_running, scan_worker_log, scenarios_for,
 )
+from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment
+from reviews.models import ReviewTask
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

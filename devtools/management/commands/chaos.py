@@ -18,7 +18,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from temporal_app.chaos import ChaosConfig, ChaosRun, pg_stop_if_running
+from devtools.chaos.run import ChaosConfig, ChaosRun, pg_stop_if_running
 from temporal_app.client import exit_process
 
 CHAOS_DATABASE = "orderweb_chaos"
