@@ -18,7 +18,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from devtools.chaos.run import ChaosConfig, ChaosRun, pg_stop_if_running
+from devtools.chaos.components import pg_stop_if_running
+from devtools.chaos.run import ChaosConfig, ChaosRun
 from temporal_app.client import exit_process
 
 CHAOS_DATABASE = "orderweb_chaos"
