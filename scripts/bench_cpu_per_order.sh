@@ -20,8 +20,8 @@ BARE=${BARE:-$ROOT/../shared/bench/bare_baseline.py}
 export DEBUG=${DEBUG:-0} SECRET_KEY=${SECRET_KEY:-bench-only}
 
 WORK=$(mktemp -d)
-PORT=$("$PY" -c "from devtools.devserver import free_port; print(free_port())")
-UI_PORT=$("$PY" -c "from devtools.devserver import free_port; print(free_port())")
+PORT=$("$PY" -c "from devtools.supervise import free_port; print(free_port())")
+UI_PORT=$("$PY" -c "from devtools.supervise import free_port; print(free_port())")
 export TEMPORAL_ADDRESS=127.0.0.1:$PORT
 
 "$ROOT/.venv/bin/temporal" server start-dev --ip 127.0.0.1 --port "$PORT" --ui-port "$UI_PORT" --headless \

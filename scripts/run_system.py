@@ -33,12 +33,8 @@ from urllib.parse import urlsplit
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from devtools.devserver import (  # noqa: E402  (needs BASE_DIR on sys.path)
-    DevServerError,
-    port_in_use,
-    start_dev_server,
-    temporal_binary,
-)
+from devtools.devserver import DevServerError, start_dev_server, temporal_binary  # noqa: E402  (needs BASE_DIR on sys.path)
+from devtools.supervise import port_in_use  # noqa: E402
 
 ENVIRONMENT = {
     "RUN_VAR_DIR": "where Temporal's db, the embedded Postgres and the logs live (default: var)",

@@ -72,7 +72,7 @@ class TemporalControl:
         )
 
     def stop(self) -> None:
-        from devtools.devserver import stop_process
+        from devtools.supervise import stop_process
 
         if self.process is not None:
             stop_process(self.process, timeout=30)

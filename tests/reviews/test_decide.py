@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
 
-from devtools.devserver import free_port
+from devtools.supervise import free_port
 from orderweb.models import Order, OrderEvent
 from orderweb.services import order_create
 from reviews import services, views

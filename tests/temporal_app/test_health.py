@@ -22,7 +22,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from devtools.devserver import free_port
+from devtools.supervise import free_port
 from temporal_app import worker as worker_module
 from temporal_app.health import (
     ALIVE, LOOP_BLOCKED, NOT_POLLING, NOT_POLLING_YET, READY, SHUTTING_DOWN, WORKER_STOPPED,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from devtools.devserver import free_port
+from devtools.supervise import free_port
 from orderweb.models import Order
 from orderweb.services import order_create
 from temporal_app.client import TemporalUnavailable

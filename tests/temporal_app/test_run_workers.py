@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
-from devtools.devserver import free_port
+from devtools.supervise import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

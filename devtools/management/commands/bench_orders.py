@@ -39,7 +39,8 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from tqdm import tqdm
 
-from devtools.devserver import free_port, start_dev_server, stop_process
+from devtools.devserver import start_dev_server
+from devtools.supervise import free_port, stop_process
 from orderweb.models import Order, OrderEvent, Payment
 from orderweb.services import order_create
 from temporal_app.client import TemporalUnavailable, client_thread

@@ -59,7 +59,7 @@ class Command(BaseCommand):
 
     def _launch(self, workdir: Path, options: dict) -> int:
         from devtools.localdb import embedded_database_url
-        from devtools.devserver import free_port
+        from devtools.supervise import free_port
 
         pgdata = workdir / "pg"
         pg_stop_if_running(pgdata)  # a previous run that was interrupted
