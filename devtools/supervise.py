@@ -275,6 +275,13 @@ class Supervisor:
             self.children.remove(child)
         return code
 
+    def kill(self, child: Child) -> int:
+        """SIGKILL a child at once (a crash, on purpose) and forget it."""
+        code = child.kill()
+        if child in self.children:
+            self.children.remove(child)
+        return code
+
     def stop_all(self, on_stopped: Callable[[Child, int], None] = lambda child, code: None) -> None:
         """Stop every child, the last started first; ``on_stopped`` hears each one's exit code."""
         for child in reversed(list(self.children)):

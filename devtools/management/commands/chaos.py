@@ -18,8 +18,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from devtools.chaos.components import pg_stop_if_running
 from devtools.chaos.run import ChaosConfig, ChaosRun
+from devtools.supervise import stop_embedded_postgres
 from temporal_app.client import exit_process
 
 CHAOS_DATABASE = "orderweb_chaos"
@@ -62,7 +62,7 @@ class Command(BaseCommand):
         from devtools.supervise import free_port
 
         pgdata = workdir / "pg"
-        pg_stop_if_running(pgdata)  # a previous run that was interrupted
+        stop_embedded_postgres(pgdata)  # a previous run that was interrupted
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         self.stdout.write(f"starting the chaos run's own Postgres in {pgdata}")
@@ -87,7 +87,7 @@ class Command(BaseCommand):
         try:
             return subprocess.call(command, env=env)
         finally:
-            pg_stop_if_running(pgdata)
+            stop_embedded_postgres(pgdata)
 
     def _inner(self, workdir: Path, options: dict) -> int:
         if "CHAOS_PGDATA" not in os.environ:
