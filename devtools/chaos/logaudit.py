@@ -26,7 +26,8 @@ EXPECTED_PATTERNS = [
         r"|the carrier rejected the pickup request \(simulated\))$")),
     (BUSINESS, re.compile(
         _APP_ERROR + r"(the card was declined \(simulated gateway\)|The address is empty\.)$")),
-    # pg_ctl stop -m fast ends running queries with AdminShutdown (an OperationalError).
+    # A fast shutdown (pg_ctl stop -m fast, or SIGINT) ends running queries with AdminShutdown
+    # (an OperationalError).
     (DATABASE, re.compile(
         r"^((psycopg|django\.db\.utils)\.(OperationalError|InterfaceError)"
         r"|psycopg\.errors\.(AdminShutdown|CrashShutdown|CannotConnectNow|ConnectionFailure"
