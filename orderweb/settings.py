@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "orderweb",
     "reviews",
     "temporal_app",
+    "devtools",
 ]
 
 MIDDLEWARE = [
@@ -73,7 +74,7 @@ def _database_url() -> str:
     url = env("DATABASE_URL", default="")
     if url:
         return url
-    from orderweb.localdb import embedded_database_url
+    from devtools.localdb import embedded_database_url
 
     return embedded_database_url(VAR_DIR / "postgres")
 
@@ -205,6 +206,10 @@ TEMPORAL_WORKFLOW_SANDBOX = env.bool("TEMPORAL_WORKFLOW_SANDBOX", default=False)
 
 # Worker sizing: activity threads per worker process (also the DB connections it may hold).
 WORKER_ACTIVITY_THREADS = env.int("WORKER_ACTIVITY_THREADS", default=32)
+
+# The workers' /readyz and /healthz endpoints (temporal_app/health.py): off unless a port is set.
+WORKER_HEALTH_PORT = env.int("WORKER_HEALTH_PORT", default=None)
+WORKER_HEALTH_HOST = env("WORKER_HEALTH_HOST", default="127.0.0.1")
 
 # Fault injection for the chaos run: this share of activity attempts fails before doing anything.
 ACTIVITY_FAULT_RATE = env.float("ACTIVITY_FAULT_RATE", default=0.0)

@@ -20,8 +20,9 @@ BARE=${BARE:-$ROOT/../shared/bench/bare_baseline.py}
 export DEBUG=${DEBUG:-0} SECRET_KEY=${SECRET_KEY:-bench-only}
 
 WORK=$(mktemp -d)
-PORT=$("$PY" -c "from temporal_app.devserver import free_port; print(free_port())")
-UI_PORT=$("$PY" -c "from temporal_app.devserver import free_port; print(free_port())")
+PORT=$("$PY" -c "from devtools.supervise import free_port; print(free_port())")
+UI_PORT=$("$PY" -c "from devtools.supervise import free_port; print(free_port())")
+HEALTH_PORT=$("$PY" -c "from devtools.supervise import free_port; print(free_port())")
 export TEMPORAL_ADDRESS=127.0.0.1:$PORT
 
 "$ROOT/.venv/bin/temporal" server start-dev --ip 127.0.0.1 --port "$PORT" --ui-port "$UI_PORT" --headless \
@@ -45,9 +46,10 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT"); }
 wait_for listening
 
 cd "$ROOT"
-"$PY" manage.py run_workers > "$WORK/workers.log" 2>&1 &
+WORKER_HEALTH_PORT=$HEALTH_PORT "$PY" manage.py run_workers > "$WORK/workers.log" 2>&1 &
 WORKER=$!
-wait_for grep -q "workers running" "$WORK/workers.log"
+ready() { "$PY" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$HEALTH_PORT/readyz', timeout=2)"; }
+wait_for ready  # 200 once every worker polls (temporal_app/health.py); urlopen raises on 503
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 postgres_ticks() {

@@ -2,10 +2,12 @@
 
 Starts, in order: Postgres (DATABASE_URL, or an embedded one under var/postgres), the Temporal
 dev server (var/temporal.db, Web UI), migrations, the local-only demo users (DEBUG only), the
-workers (`manage.py run_workers`) and the web app (`manage.py runserver`). Each child runs in its
-own process group, so a Ctrl-C in the terminal reaches only this script, which then stops the
-children in reverse order (web, workers, Temporal, Postgres) and waits for each, with a bounded
-wait and SIGKILL as the last resort. Nothing is left running.
+workers (`manage.py run_workers`) and the web app (`manage.py runserver`). Each waits for the one
+before to be ready: Temporal's port and Web UI, the workers' `/readyz` (their health endpoint, on
+a port of their own), the web app's login page. Each child runs in its own process group, so a
+Ctrl-C in the terminal reaches only this script, which then stops the children in reverse order
+(web, workers, Temporal, Postgres) and waits for each, with a bounded wait and SIGKILL as the last
+resort. Nothing is left running. Starting, watching and stopping them is devtools.supervise's.
 
 Everything persists under the var directory, so running it again resumes where it stopped: an
 order that was waiting for review is still waiting, in Temporal and in Postgres.
@@ -23,21 +25,30 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Optional
+from typing import Optional
 from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from temporal_app.devserver import (  # noqa: E402  (needs BASE_DIR on sys.path)
-    DevServerError,
+# noqa: E402 below: these need BASE_DIR on sys.path.
+from devtools.devserver import DevServerError, start_dev_server, temporal_binary  # noqa: E402
+from devtools.supervise import (  # noqa: E402
+    Child,
+    ChildExited,
+    HttpReady,
+    NotReady,
+    Readiness,
+    Supervisor,
+    describe_exit,
+    embedded_postgres_running,
+    pid_alive,
     port_in_use,
-    start_dev_server,
-    temporal_binary,
+    postmaster_pid,
+    stop_embedded_postgres,
+    worker_health,
 )
 
 ENVIRONMENT = {
@@ -48,6 +59,7 @@ ENVIRONMENT = {
     "TEMPORAL_UI_PORT": "Temporal Web UI port of the dev server (default: 8233)",
     "RUN_TEMPORAL_DEV_SERVER": "0 to use an already running Temporal at TEMPORAL_ADDRESS (default: 1 when local)",
     "DATABASE_URL": "Postgres to use; unset: embedded Postgres under RUN_VAR_DIR/postgres",
+    "WORKER_HEALTH_PORT": "port of the workers' /readyz and /healthz (default: a free port)",
     "DEBUG": "1 (default for make run) creates the demo users; 0 never does",
     "RUN_WRITE_DOTENV": "0 to not create .env from .env.example on the first run (default: 1)",
 }
@@ -97,16 +109,6 @@ def read_dotenv() -> None:
 
 
 @dataclass
-class Child:
-    name: str
-    process: subprocess.Popen
-    log_path: Path
-    stop_signal: int = signal.SIGINT
-    stop_timeout: float = 20.0
-    log_offset: int = 0
-
-
-@dataclass
 class System:
     var_dir: Path
     log_dir: Path
@@ -118,11 +120,12 @@ class System:
     dev_server_port: int
     ui_port: int
     env: dict[str, str]
+    worker_health_host: str = "127.0.0.1"
+    worker_health_port: Optional[int] = None  # None: a free port
     database_url: str = ""
     embedded_pgdata: Optional[Path] = None
     postgres_started_here: bool = False
-    children: list[Child] = field(default_factory=list)
-    logs: list[IO] = field(default_factory=list)
+    supervisor: Supervisor = field(default_factory=lambda: Supervisor(say=say))
 
     @property
     def state_file(self) -> Path:
@@ -156,6 +159,7 @@ def configure() -> System:
     web_host = os.environ.get("WEB_HOST") or "127.0.0.1"
     web_port = env_int("WEB_PORT", 8000)
     ui_port = env_int("TEMPORAL_UI_PORT", 8233)
+    worker_health_port = env_int("WORKER_HEALTH_PORT", 0) or None
 
     address = os.environ.get("TEMPORAL_ADDRESS") or "localhost:7233"
     host, _, port_text = address.rpartition(":")
@@ -196,17 +200,9 @@ def configure() -> System:
         dev_server_port=int(port_text),
         ui_port=ui_port,
         env=env,
+        worker_health_host=os.environ.get("WORKER_HEALTH_HOST") or "127.0.0.1",
+        worker_health_port=worker_health_port,
     )
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def preflight(system: System) -> None:
@@ -228,6 +224,8 @@ def preflight(system: System) -> None:
             ("Temporal", "127.0.0.1", system.dev_server_port, "TEMPORAL_ADDRESS=localhost:<port>"),
             ("Temporal Web UI", "127.0.0.1", system.ui_port, "TEMPORAL_UI_PORT"),
         ]
+    if system.worker_health_port is not None:
+        ports.append(("worker health", system.worker_health_host, system.worker_health_port, "WORKER_HEALTH_PORT"))
     for what, host, port, knob in ports:
         check_host = "127.0.0.1" if host == "0.0.0.0" else host
         if port_in_use(check_host, port):
@@ -256,13 +254,13 @@ def preflight(system: System) -> None:
 # -- the components ----------------------------------------------------------------------------
 
 
-def open_log(system: System, name: str) -> tuple[Path, IO]:
+def open_log(system: System, name: str) -> Path:
+    """var/log/<name>.log, with a line that says where this run's part of it begins."""
     system.log_dir.mkdir(parents=True, exist_ok=True)
     path = system.log_dir / f"{name}.log"
-    log = open(path, "ab", buffering=0)
-    log.write(f"\n=== make run: {name} starting at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
-    system.logs.append(log)
-    return path, log
+    with open(path, "ab") as log:
+        log.write(f"\n=== make run: {name} starting at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
+    return path
 
 
 def rel(path: Path) -> str:
@@ -279,8 +277,8 @@ def start_postgres(system: System) -> str:
         return f"DATABASE_URL ({redact(url)})"
     pgdata = system.var_dir / "postgres"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    was_running = embedded_running(pgdata)
-    from orderweb.localdb import embedded_database_url
+    was_running = embedded_postgres_running(pgdata)
+    from devtools.localdb import embedded_database_url
 
     try:
         url = embedded_database_url(pgdata)
@@ -295,18 +293,6 @@ def start_postgres(system: System) -> str:
     system.env["DATABASE_URL"] = url
     note = "" if system.postgres_started_here else " (was already running; left running at exit)"
     return f"embedded, data in {rel(pgdata)}{note}"
-
-
-def embedded_running(pgdata: Path) -> bool:
-    pid = postmaster_pid(pgdata)
-    return pid is not None and pid_alive(pid)
-
-
-def postmaster_pid(pgdata: Path) -> Optional[int]:
-    try:
-        return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def redact(url: str) -> str:
@@ -341,16 +327,15 @@ def start_temporal(system: System) -> str:
     if not system.run_dev_server:  # reachable: preflight checked it
         return f"{system.temporal_address} (not started here)"
     db_file = system.var_dir / "temporal.db"
-    path, log = open_log(system, "temporal")
+    path = open_log(system, "temporal")
     try:
         process = start_dev_server(
-            db_file=db_file, port=system.dev_server_port, ui_port=system.ui_port, log=log, timeout=60
+            db_file=db_file, port=system.dev_server_port, ui_port=system.ui_port, log=path, timeout=60
         )
     except DevServerError as err:
         raise RunError(f"the Temporal dev server did not start: {err}; see {rel(path)}") from None
-    # start_dev_server uses start_new_session: the server is in its own process group.
-    system.children.append(Child("temporal", process, path, signal.SIGTERM, 20.0))
-    wait_for_http(f"http://127.0.0.1:{system.ui_port}/", 30, "the Temporal Web UI", process)
+    temporal = system.supervisor.adopt("temporal", process, log_path=path, stop_signal=signal.SIGTERM, stop_timeout=20)
+    wait_for_http(temporal, f"http://127.0.0.1:{system.ui_port}/", 30, "the Temporal Web UI")
     return f"dev server on {system.temporal_address}, data in {rel(db_file)}"
 
 
@@ -364,13 +349,14 @@ def check_temporal(address: str) -> None:
 
 def manage(system: System, *args: str, log_name: str, timeout: float) -> str:
     """Run a manage.py command to completion; its output goes to the log (and is returned)."""
-    path, log = open_log(system, log_name)
+    path = open_log(system, log_name)
     result = subprocess.run(
         [sys.executable, str(BASE_DIR / "manage.py"), *args],
         cwd=BASE_DIR, env=system.env, stdin=subprocess.DEVNULL, capture_output=True,
         timeout=timeout, start_new_session=True,
     )
-    log.write(result.stdout + result.stderr)
+    with open(path, "ab") as log:
+        log.write(result.stdout + result.stderr)
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).decode(errors="replace").strip().splitlines()
         last = lines[-1] if lines else f"exit code {result.returncode}"
@@ -378,118 +364,46 @@ def manage(system: System, *args: str, log_name: str, timeout: float) -> str:
     return result.stdout.decode(errors="replace") or "(no output)"
 
 
-def spawn(system: System, name: str, args: list[str], *, stop_signal: int, stop_timeout: float) -> Child:
-    path, log = open_log(system, name)
-    offset = path.stat().st_size
-    process = subprocess.Popen(
-        [sys.executable, str(BASE_DIR / "manage.py"), *args],
-        cwd=BASE_DIR, env=system.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the terminal's Ctrl-C is ours to relay
+def spawn(system: System, name: str, args: list[str], *, stop_signal: int, stop_timeout: float,
+          env: Optional[dict[str, str]] = None) -> Child:
+    """Start a long-running manage.py command in its own process group, logging to var/log."""
+    return system.supervisor.start(
+        name, [sys.executable, str(BASE_DIR / "manage.py"), *args], log_path=open_log(system, name),
+        env={**system.env, **(env or {})}, cwd=BASE_DIR, stop_signal=stop_signal, stop_timeout=stop_timeout,
     )
-    child = Child(name, process, path, stop_signal, stop_timeout, offset)
-    system.children.append(child)
-    return child
 
 
-def wait_for_log(child: Child, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    start = child.log_offset  # this run's part of the log only
-    while time.monotonic() < deadline:
-        if child.process.poll() is not None:
-            raise RunError(f"the {child.name} exited with code {child.process.returncode}: {last_line(child.log_path)}")
-        with open(child.log_path, "rb") as log:
-            log.seek(start)
-            if text.encode() in log.read():
-                return
-        time.sleep(0.2)
-    raise RunError(f"the {child.name} did not get ready within {timeout:g} s; see {rel(child.log_path)}")
-
-
-def wait_for_http(url: str, timeout: float, what: str, process: Optional[subprocess.Popen] = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RunError(f"{what} exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status < 500:
-                    return
-        except urllib.error.HTTPError as err:
-            if err.code < 500:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RunError(f"{what} did not answer at {url} within {timeout:g} s")
-
-
-def last_line(path: Path) -> str:
+def wait_until_ready(child: Child, ready: Readiness, timeout: float) -> None:
     try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "(no log)"
-    return lines[-1].strip() if lines else "(empty log)"
+        child.wait_ready(ready, timeout)
+    except ChildExited as err:
+        raise RunError(f"the {child.name} exited with code {err.returncode}: {child.last_line()}") from None
+    except NotReady:
+        raise RunError(f"the {child.name} did not get ready within {timeout:g} s; see {rel(child.log_path)}") from None
+
+
+def wait_for_http(child: Child, url: str, timeout: float, what: str) -> None:
+    """Any answer but a server error will do: the page is served."""
+    try:
+        child.wait_ready(HttpReady(url, accept=lambda status: status < 500), timeout)
+    except ChildExited as err:
+        raise RunError(f"{what} exited with code {err.returncode}") from None
+    except NotReady:
+        raise RunError(f"{what} did not answer at {url} within {timeout:g} s") from None
 
 
 # -- stopping ----------------------------------------------------------------------------------
 
 
-def stop_child(child: Child, hurry: bool) -> None:
-    process = child.process
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, child.stop_signal)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(2 if hurry else child.stop_timeout)
-        except subprocess.TimeoutExpired:
-            say(f"  {child.name} did not stop in time; killing it")
-    # The whole group goes, including anything the child started and left behind.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    if process.poll() is None:
-        process.wait(5)
-
-
-def stop_embedded_postgres(pgdata: Path, hurry: bool) -> None:
-    pid = postmaster_pid(pgdata)
-    if pid is None or not pid_alive(pid):
-        return
-    os.kill(pid, signal.SIGINT)  # Postgres "fast" shutdown: roll back, checkpoint, exit
-    deadline = time.monotonic() + (5 if hurry else 30)
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if pid_alive(pid):
-        say("  postgres did not stop in time; killing it")
-        os.kill(pid, signal.SIGQUIT)
-
-
-class Stopping:
-    """The second Ctrl-C while stopping makes every remaining wait short."""
-
-    hurry = False
-
-    @classmethod
-    def handler(cls, signum, frame) -> None:
-        cls.hurry = True
-
-
 def shutdown(system: System) -> None:
-    signal.signal(signal.SIGINT, Stopping.handler)
-    signal.signal(signal.SIGTERM, Stopping.handler)
-    if system.children or system.postgres_started_here:
+    supervisor = system.supervisor
+    supervisor.hurry_on_signals()  # the second Ctrl-C makes every remaining wait short
+    if supervisor.children or system.postgres_started_here:
         say("\nStopping (Ctrl-C again to hurry)...")
-    for child in reversed(system.children):  # web, workers, Temporal
-        stop_child(child, Stopping.hurry)
-        say(f"  stopped {child.name}")
+    supervisor.stop_all(lambda child, code: say(f"  stopped {child.name}"))  # web, workers, Temporal
     if system.postgres_started_here and system.embedded_pgdata is not None:
-        stop_embedded_postgres(system.embedded_pgdata, Stopping.hurry)
+        stop_embedded_postgres(system.embedded_pgdata, hurry=lambda: supervisor.hurry, say=say)
         say("  stopped postgres")
-    for log in system.logs:
-        log.close()
     try:
         system.state_file.unlink()
     except FileNotFoundError:
@@ -524,7 +438,7 @@ def write_state(system: System) -> None:
         "temporal_address": system.temporal_address,
         "temporal_ui_url": system.temporal_ui_url,
         "database_url": system.database_url,
-        "children": {child.name: child.process.pid for child in system.children},
+        "children": {child.name: child.pid for child in system.supervisor.children},
         "postgres_pid": postmaster_pid(system.embedded_pgdata) if system.embedded_pgdata else None,
     }
     system.state_file.write_text(json.dumps(state, indent=2))
@@ -549,7 +463,7 @@ def banner(system: System, debug: bool, users_created: bool) -> None:
         f"  Temporal Web UI  {ui}",
         f"  Temporal         {system.temporal_address} (namespace {system.env.get('TEMPORAL_NAMESPACE', 'default')})",
         f"  Postgres         {redact(system.database_url)}",
-        f"  Logs             {rel(system.log_dir)}/" + "{" + ",".join(c.name for c in system.children) + "}.log",
+        f"  Logs             {rel(system.log_dir)}/" + "{" + ",".join(c.name for c in system.supervisor.children) + "}.log",
         "",
     ]
     if not debug:
@@ -562,13 +476,12 @@ def banner(system: System, debug: bool, users_created: bool) -> None:
 def watch(system: System) -> int:
     """Block until Ctrl-C (exit 0) or until a component dies (exit 1, saying which and why)."""
     while True:
-        for child in system.children:
-            code = child.process.poll()
-            if code is not None:
-                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                fail_line(f"the {child.name} stopped unexpectedly ({how}): {last_line(child.log_path)}")
-                return 1
-        if system.postgres_started_here and system.embedded_pgdata and not embedded_running(system.embedded_pgdata):
+        child = system.supervisor.died()
+        if child is not None:
+            fail_line(f"the {child.name} stopped unexpectedly ({describe_exit(child.exit_code())}): {child.last_line()}")
+            return 1
+        if (system.postgres_started_here and system.embedded_pgdata
+                and not embedded_postgres_running(system.embedded_pgdata)):
             fail_line(f"the embedded Postgres stopped unexpectedly; see {rel(system.embedded_pgdata / 'log')}")
             return 1
         time.sleep(0.5)
@@ -578,10 +491,9 @@ def stop_postgres_only() -> int:
     """`make stop`: stop the embedded Postgres under the var dir (left by tests or commands)."""
     read_dotenv()
     pgdata = Path(os.environ.get("RUN_VAR_DIR") or BASE_DIR / "var").resolve() / "postgres"
-    if not embedded_running(pgdata):
+    if not stop_embedded_postgres(pgdata):
         say(f"No embedded Postgres is running in {rel(pgdata)}.")
         return 0
-    stop_embedded_postgres(pgdata, hurry=False)
     say(f"Stopped the embedded Postgres in {rel(pgdata)}.")
     return 0
 
@@ -611,7 +523,10 @@ def main(argv: list[str]) -> int:
         step("temporal", lambda: start_temporal(system))
         step("migrate", lambda: manage(system, "migrate", "--noinput", log_name="setup", timeout=300) and "done")
         # Workers and web boot while the demo users are written (each is a Django start-up).
-        workers = spawn(system, "workers", ["run_workers"], stop_signal=signal.SIGINT, stop_timeout=25)
+        # Ready means its /readyz says every worker polls (temporal_app/health.py).
+        health_env, workers_ready = worker_health(system.worker_health_host, system.worker_health_port)
+        workers = spawn(system, "workers", ["run_workers"], stop_signal=signal.SIGINT, stop_timeout=25,
+                        env=health_env)
         # --insecure: with DEBUG off, runserver still serves the admin's CSS on this local run.
         web = spawn(
             system, "web", ["runserver", "--noreload", *([] if debug else ["--insecure"]),
@@ -623,11 +538,11 @@ def main(argv: list[str]) -> int:
                  and "reviewer/reviewer (group reviewer), admin/admin (superuser); local only: DEBUG is on")
         else:
             say("  users      none: DEBUG is off")
-        step("workers", lambda: wait_for_log(workers, "workers running on", START_TIMEOUT)
+        step("workers", lambda: wait_until_ready(workers, workers_ready, START_TIMEOUT)
              or "order-tq and shipping-tq")
         local_web = "127.0.0.1" if system.web_host == "0.0.0.0" else system.web_host
-        step("web", lambda: wait_for_http(f"http://{local_web}:{system.web_port}/accounts/login/",
-                                          START_TIMEOUT, "the web app", web.process)
+        step("web", lambda: wait_for_http(web, f"http://{local_web}:{system.web_port}/accounts/login/",
+                                          START_TIMEOUT, "the web app")
              or f"{system.web_url} (runserver, threaded)")
         write_state(system)
         banner(system, debug, debug)

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -21,6 +21,7 @@ from temporal_app.contracts import (
     SEARCH_ATTRIBUTE_ORDER_STATUS,
     SHIPPING_TASK_QUEUE,
 )
+from temporal_app.health import WorkerHealth
 from temporal_app.registry import PeriodicJob, activities_for, periodic_jobs_for
 
 logger = logging.getLogger(__name__)
@@ -135,10 +136,21 @@ def build_workers(
 
 
 async def run_workers(
-    client: Client, *, queues: Sequence[str], threads: int, stop: asyncio.Event, sandbox: bool = True
+    client: Client,
+    *,
+    queues: Sequence[str],
+    threads: int,
+    stop: asyncio.Event,
+    sandbox: bool = True,
+    health: Optional[WorkerHealth] = None,
 ) -> None:
     """Run the workers until ``stop`` is set, then shut down gracefully: no new tasks are
-    polled and running activities are given time to finish."""
+    polled and running activities are given time to finish.
+
+    ``health`` (the ``/readyz`` and ``/healthz`` endpoints, ``temporal_app.health``) learns when
+    every worker polls and when shutdown begins."""
+    if health is not None:
+        health.watch_loop(asyncio.get_running_loop())
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity") as executor:
         workers = build_workers(
             client, queues=queues, activity_executor=executor, max_concurrent_activities=threads,
@@ -147,13 +159,33 @@ async def run_workers(
         async with contextlib.AsyncExitStack() as stack:
             for worker in workers:
                 await stack.enter_async_context(worker)
+            if await _until_polling(workers, stop) and health is not None:
+                health.workers_polling(dict(zip(queues, workers)))
             logger.info(
                 "workers running on %s (%d activity threads, workflow sandbox %s)", ", ".join(queues), threads,
                 "on" if sandbox else "off",
             )
             jobs = asyncio.create_task(run_periodic_jobs(queues, stop))
             await stop.wait()
+            if health is not None:
+                health.shutdown_began()
             logger.info("shutting down workers")
             await jobs
     logger.info("workers stopped")
+
+
+async def _until_polling(workers: Sequence[Worker], stop: asyncio.Event) -> bool:
+    """Wait until every worker runs; False if ``stop`` came first.
+
+    ``async with worker`` returns before the worker has started: it first checks the namespace
+    with the server, and only then reports ``is_running``, in the same step in which it creates
+    its poll tasks. A worker that fails that check raises out of ``run_workers`` (temporalio
+    cancels the task that entered it).
+    """
+    while not all(worker.is_running for worker in workers):
+        if stop.is_set():
+            return False
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the poll tasks the workers just created take their first step
+    return True
 

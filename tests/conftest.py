@@ -19,7 +19,8 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 def temporal_server(tmp_path_factory) -> Iterator[str]:
     from django.conf import settings
 
-    from temporal_app.devserver import free_port, start_dev_server, stop_process
+    from devtools.devserver import start_dev_server
+    from devtools.supervise import free_port, stop_process
 
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)

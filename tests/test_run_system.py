@@ -26,7 +26,7 @@ import psycopg
 import pytest
 from temporalio.client import Client
 
-from temporal_app.devserver import free_port, port_in_use
+from devtools.supervise import free_port, port_in_use
 from temporal_app.workflows import OrderWorkflow
 from tests.helpers import new_order_id, wait_until
 

@@ -226,7 +226,7 @@ def test_cancel_and_refund_a_dispatch_failed_order(system, client, make_staff):
 
 
 def test_temporal_unreachable_is_told_and_nothing_changes(system, client, make_staff, settings):
-    from temporal_app.devserver import free_port
+    from devtools.supervise import free_port
 
     order = place_order()
     client.force_login(make_staff("kim", "cancel_order"))

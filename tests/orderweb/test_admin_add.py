@@ -91,7 +91,7 @@ def test_add_refuses_an_existing_order_id(client, make_staff):
 @pytest.mark.django_db(transaction=True)
 def test_add_when_temporal_is_unreachable_says_so(client, make_staff, settings):
     from orderweb.admin import ORDER_SAVED_NOT_STARTED
-    from temporal_app.devserver import free_port
+    from devtools.supervise import free_port
 
     settings.TEMPORAL_ADDRESS = f"127.0.0.1:{free_port()}"  # nothing listens there
     settings.TEMPORAL_RPC_TIMEOUT_SECONDS = 2

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from devtools.supervise import free_port
 from orderweb.activities import orphaned_orders_started
 from orderweb.models import Order
 from orderweb.services import order_create
 from temporal_app.client import TemporalUnavailable
-from temporal_app.devserver import free_port
 from tests.helpers import new_order_id, temporal, wait_for_state
 
 pytestmark = pytest.mark.temporal

@@ -7,7 +7,8 @@ import asyncio
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
-from temporal_app.devserver import free_port, start_dev_server, stop_process
+from devtools.devserver import start_dev_server
+from devtools.supervise import free_port, stop_process
 from temporal_app.worker import REQUIRED_SEARCH_ATTRIBUTES, ensure_search_attributes
 
 

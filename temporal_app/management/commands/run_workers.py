@@ -1,4 +1,8 @@
-"""python manage.py run_workers [--queue order-tq|shipping-tq] [--threads N]"""
+"""python manage.py run_workers [--queue order-tq|shipping-tq] [--threads N]
+
+With ``WORKER_HEALTH_PORT`` set, the process also answers ``/readyz`` and ``/healthz`` on
+``WORKER_HEALTH_HOST:WORKER_HEALTH_PORT`` (``temporal_app.health``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from django.db import connection
 from django.db.utils import OperationalError
 
 from temporal_app.client import connect, exit_process
+from temporal_app.health import HealthServer, WorkerHealth
 from temporal_app.worker import QUEUES, ensure_search_attributes, run_workers
 
 logger = logging.getLogger("temporal_app.run_workers")
@@ -56,6 +61,16 @@ class Command(BaseCommand):
             connection.close()
 
     async def _main(self, queues: list[str], threads: int) -> None:
+        health = WorkerHealth()
+        health.watch_loop(asyncio.get_running_loop())
+        server = health_server(health)
+        try:
+            await self._run(queues, threads, health)
+        finally:
+            if server is not None:
+                server.stop()
+
+    async def _run(self, queues: list[str], threads: int, health: WorkerHealth) -> None:
         try:
             client = await connect()
         except Exception as err:  # the SDK raises RuntimeError with a long transport message
@@ -72,5 +87,19 @@ class Command(BaseCommand):
             "connected to Temporal at %s (namespace %s)", settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE
         )
         await run_workers(
-            client, queues=queues, threads=threads, stop=stop, sandbox=settings.TEMPORAL_WORKFLOW_SANDBOX
+            client, queues=queues, threads=threads, stop=stop, sandbox=settings.TEMPORAL_WORKFLOW_SANDBOX,
+            health=health,
         )
+
+
+def health_server(health: WorkerHealth) -> HealthServer | None:
+    """The health endpoints on WORKER_HEALTH_HOST:WORKER_HEALTH_PORT, or None: off by default."""
+    if settings.WORKER_HEALTH_PORT is None:
+        return None
+    host, port = settings.WORKER_HEALTH_HOST, settings.WORKER_HEALTH_PORT
+    try:
+        server = HealthServer(health, host, port)
+    except OSError as err:
+        raise CommandError(f"WORKER_HEALTH_PORT: cannot listen on {host}:{port} ({err.strerror or err})") from None
+    logger.info("health endpoints on http://%s:%d/readyz and /healthz", host, server.port)
+    return server.start()

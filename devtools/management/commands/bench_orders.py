@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -39,11 +40,12 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from tqdm import tqdm
 
+from devtools.devserver import start_dev_server
+from devtools.supervise import ChildExited, NotReady, Supervisor, free_port, stop_process, worker_health
 from orderweb.models import Order, OrderEvent, Payment
 from orderweb.services import order_create
 from temporal_app.client import TemporalUnavailable, client_thread
 from temporal_app.contracts import TERMINAL_STATES, LineItem, OrderState
-from temporal_app.devserver import free_port, start_dev_server, stop_process
 
 BENCH_USER = "bench-reviewer"
 POLL_SECONDS = 0.1
@@ -88,45 +90,37 @@ def running_worker_pids() -> list[int]:
 
 
 class Workers:
-    """`manage.py run_workers` as a subprocess, as in production; stopped with SIGINT."""
+    """`manage.py run_workers` as a subprocess, as in production, under devtools.supervise; ready
+    when its /readyz says every worker polls; stopped with SIGINT."""
 
     def __init__(self, threads: Optional[int]) -> None:
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-workers-", suffix=".log", delete=False)
+        fd, name = tempfile.mkstemp(prefix="bench-workers-", suffix=".log")
+        os.close(fd)
+        self.log = Path(name)
         command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "run_workers"]
         if threads:
             command += ["--threads", str(threads)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS}
-        self.process = subprocess.Popen(
-            command, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True,
-        )
+        health_env, self.ready = worker_health()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS, **health_env}
+        self.supervisor = Supervisor()
+        self.child = self.supervisor.start("workers", command, log_path=self.log, env=env,
+                                           stop_signal=signal.SIGINT, stop_timeout=30)
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = Path(self.log.name).read_text(errors="replace")
-            if "workers running on" in text:
-                return
-            if self.process.poll() is not None:
-                lines = [line for line in text.splitlines() if line.strip()]
-                raise CommandError(WORKERS_DID_NOT_START.format(
-                    timeout=timeout, detail=lines[-1] if lines else f"exit code {self.process.returncode}"))
-            time.sleep(0.1)
-        self.stop()
-        raise CommandError(WORKERS_DID_NOT_START.format(timeout=timeout, detail=f"see {self.log.name}"))
+        try:
+            self.child.wait_ready(self.ready, timeout)
+        except ChildExited as exited:
+            detail = self.child.last_line() if self.log.stat().st_size else f"exit code {exited.returncode}"
+            raise CommandError(WORKERS_DID_NOT_START.format(timeout=timeout, detail=detail)) from None
+        except NotReady:
+            self.stop()
+            raise CommandError(WORKERS_DID_NOT_START.format(timeout=timeout, detail=f"see {self.log}")) from None
 
     def peak_rss_mb(self) -> Optional[float]:
-        return vm_hwm_mb(self.process.pid)
+        return vm_hwm_mb(self.child.pid)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, 2)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait()
-        self.log.close()
+        self.supervisor.stop_all()
 
 
 class Command(BaseCommand):

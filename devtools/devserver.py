@@ -6,15 +6,12 @@ restarts and measured as fast as the in-memory mode on these machines (DESIGN.md
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import IO, Optional, Union
 
+from devtools.supervise import ChildExited, Log, NotReady, PortReady, port_in_use, spawn, stop_process, wait_ready
 from temporal_app.contracts import SEARCH_ATTRIBUTE_DISPATCH_FAILURES, SEARCH_ATTRIBUTE_ORDER_STATUS
 
 SEARCH_ATTRIBUTE_FLAGS = [
@@ -36,41 +33,19 @@ def temporal_binary() -> str:
     return found
 
 
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(host: str, port: int, timeout: float, process: Optional[subprocess.Popen] = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise DevServerError(f"the Temporal dev server exited with code {process.returncode}")
-        if port_in_use(host, port):
-            return
-        time.sleep(0.1)
-    raise DevServerError(f"nothing listened on {host}:{port} within {timeout:g} s")
-
-
 def start_dev_server(
     *,
     db_file: Path,
     port: int = 7233,
     ui_port: int = 8233,
     host: str = "127.0.0.1",
-    log: Union[IO, int, None] = subprocess.DEVNULL,
+    log: Log = subprocess.DEVNULL,
     headless: bool = False,
     register_search_attributes: bool = True,
     timeout: float = 30.0,
 ) -> subprocess.Popen:
-    """Start the dev server and return once it accepts connections."""
+    """Start the dev server and return once it accepts connections; stop it with
+    ``devtools.supervise.stop_process`` (or supervise it: ``Supervisor.adopt``)."""
     for p in (port, ui_port):
         if not headless or p == port:
             if port_in_use(host, p):
@@ -86,25 +61,15 @@ def start_dev_server(
     ]
     if headless:
         command.append("--headless")
-    process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,  # our Ctrl-C is handled by whoever started us, once
-        env={**os.environ},
-    )
+    # In a session of its own: our Ctrl-C is handled by whoever started us, once.
+    process = spawn(command, log=log)
     try:
-        wait_for_port(host, port, timeout, process)
-    except DevServerError:
+        wait_ready(PortReady(host, port), timeout, process)
+    except ChildExited:
         stop_process(process)
-        raise
+        raise DevServerError(f"the Temporal dev server exited with code {process.returncode}") from None
+    except NotReady:
+        stop_process(process)
+        raise DevServerError(f"nothing listened on {host}:{port} within {timeout:g} s") from None
     return process
 
-
-def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

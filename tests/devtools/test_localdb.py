@@ -3,7 +3,8 @@
 import environ
 import psycopg
 
-from orderweb.localdb import embedded_database_url, stop_embedded_postgres
+from devtools.localdb import embedded_database_url
+from devtools.supervise import embedded_postgres_running, stop_embedded_postgres
 
 
 def test_embedded_postgres_starts_and_serves_the_database(tmp_path):
@@ -16,5 +17,6 @@ def test_embedded_postgres_starts_and_serves_the_database(tmp_path):
     assert int(version.split(".")[0]) >= 15
     # A second call reuses the running server and the existing database.
     assert embedded_database_url(tmp_path / "pg", database="zero_setup") == url
+    assert embedded_postgres_running(tmp_path / "pg")
     assert stop_embedded_postgres(tmp_path / "pg")
     assert not (tmp_path / "pg" / "postmaster.pid").exists()

@@ -18,7 +18,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from temporal_app.chaos import ChaosConfig, ChaosRun, pg_stop_if_running
+from devtools.chaos.run import ChaosConfig, ChaosRun
+from devtools.supervise import stop_embedded_postgres
 from temporal_app.client import exit_process
 
 CHAOS_DATABASE = "orderweb_chaos"
@@ -57,11 +58,11 @@ class Command(BaseCommand):
         sys.exit(self._launch(workdir, options))
 
     def _launch(self, workdir: Path, options: dict) -> int:
-        from orderweb.localdb import embedded_database_url
-        from temporal_app.devserver import free_port
+        from devtools.localdb import embedded_database_url
+        from devtools.supervise import free_port
 
         pgdata = workdir / "pg"
-        pg_stop_if_running(pgdata)  # a previous run that was interrupted
+        stop_embedded_postgres(pgdata)  # a previous run that was interrupted
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         self.stdout.write(f"starting the chaos run's own Postgres in {pgdata}")
@@ -86,7 +87,7 @@ class Command(BaseCommand):
         try:
             return subprocess.call(command, env=env)
         finally:
-            pg_stop_if_running(pgdata)
+            stop_embedded_postgres(pgdata)
 
     def _inner(self, workdir: Path, options: dict) -> int:
         if "CHAOS_PGDATA" not in os.environ:

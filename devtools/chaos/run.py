@@ -1,0 +1,508 @@
+"""The chaos run: many orders through the real system while it is being broken, then an audit.
+
+Used by ``python manage.py chaos``. The run owns every component it breaks, so it never disturbs
+anyone else on the machine: its own embedded Postgres (``<workdir>/pg``), its own Temporal dev
+server (``<workdir>/temporal.db``, free ports) and its own worker processes
+(``manage.py run_workers``) started with ``ACTIVITY_FAULT_RATE`` set.
+
+Process layout: Django binds its database when settings load, so ``manage.py chaos`` is a
+launcher: it starts the embedded Postgres, then re-runs itself (``--inner``) with
+``DATABASE_URL``/``TEMPORAL_ADDRESS`` pointing at the chaos components. The inner process starts
+the Temporal server and the workers, drives the orders, injects the faults and audits the result.
+
+The pieces: ``scenarios`` (what each order does), ``components`` (the Postgres, Temporal and
+workers the run breaks), ``logaudit`` and ``checks`` (the audit, each check tested on its own in
+tests/devtools/test_chaos.py) and this module, the run itself.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from devtools.chaos.checks import (
+    Check, check_actions_once, check_charges, check_dispatch, check_logs, check_outcomes_expected,
+    check_payments_match_ledger, check_refunds, check_review_tasks, check_task_failures,
+    check_temporal_matches_postgres, check_terminal, check_workflows_closed, format_table,
+    gather_outcomes,
+)
+from devtools.chaos.components import PostgresControl, TemporalControl, WorkerPool
+from devtools.chaos.logaudit import INJECTED, LogAudit, scan_worker_log
+from devtools.chaos.scenarios import (
+    ADDRESS_CHANGE, APPROVE_SIGNAL_TWICE, APPROVE_UPDATE, CANCEL_AFTER_APPROVE, CANCELLED,
+    CLIENT_BAD_ADDRESS, COMPLETED, DISPATCH_FAILURE, EARLY_APPROVE, EARLY_CANCEL, FAILED,
+    PAYMENT_DECLINE, RACE_SIGNALS, RACE_UPDATES, REJECT, REVIEW_TIMEOUT, REVIEW_TIMEOUT_SECONDS,
+    REVIEWER, STAFF, ChaosOrder, scenarios_for,
+)
+from devtools.supervise import Supervisor
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    from django.db import InterfaceError, OperationalError
+
+    return (OperationalError, InterfaceError)
+
+
+def db_retry(fn: Callable[[], Any], *, timeout: float = 180) -> Any:
+    """Run an ORM call, retrying while our Postgres is down (the run stops it on purpose)."""
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except _db_errors():
+            try:
+                connection.close()
+            except Exception:  # the connection is already broken; closing it may fail too
+                pass
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@dataclass
+class ChaosConfig:
+    orders: int = 300
+    seed: int = 1
+    workers: int = 2
+    threads: int = 12
+    fault_rate: float = 0.2
+    worker_kills: int = 4
+    temporal_restarts: int = 1
+    db_outages: int = 1
+    db_outage_seconds: float = 8.0
+    rate: float = 4.0  # orders created per second
+    timeout: float = 0.0  # 0 -> 300 s + 2 s per order
+    workdir: Path = Path("var/chaos")
+    temporal_port: int = 0
+    ui_port: int = 0
+
+
+class ChaosRun:
+    """The inner process: Django is bound to the run's own Postgres and Temporal."""
+
+    def __init__(self, config: ChaosConfig, out: Callable[[str], None]) -> None:
+        self.config = config
+        self.out = out
+        self.rng = random.Random(config.seed)
+        self.logdir = config.workdir / "logs"
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.orders = [
+            ChaosOrder(
+                order_id=f"CHAOS-{config.seed}-{i:04d}",
+                scenario=scenario,
+                address=f"{i} Chaos Street\nSpringfield",
+                new_address=f"{i} Moved Avenue\nShelbyville" if scenario == ADDRESS_CHANGE else "",
+            )
+            for i, scenario in enumerate(scenarios_for(config.orders, config.seed))
+        ]
+        self.by_id = {o.order_id: o for o in self.orders}
+        self.lock = threading.Lock()
+        self.events: list[str] = []
+        self.outages: list[tuple[datetime, datetime]] = []
+        self.driver_errors: list[str] = []
+        self.notes: Counter = Counter()
+        self.started_at = time.monotonic()
+        self.supervisor = Supervisor(say=self.say)
+        self.temporal = TemporalControl(
+            config.workdir / "temporal.db", config.temporal_port, config.ui_port, self.logdir, self.supervisor
+        )
+        self.postgres = PostgresControl(Path(os.environ["CHAOS_PGDATA"]))
+        env = {**os.environ, "ACTIVITY_FAULT_RATE": str(config.fault_rate), "CONN_MAX_AGE": "0"}
+        self.pool = WorkerPool(config.workers, env, self.logdir, config.threads, self.supervisor)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def say(self, message: str) -> None:
+        self.out(f"[{self.elapsed():6.1f}s] {message}")
+
+    def event(self, message: str) -> None:
+        with self.lock:
+            self.events.append(f"{self.elapsed():.1f}s {message}")
+        self.say(f"CHAOS: {message}")
+
+    def temporal_call(self, fn: Callable[[Any], Any], *, timeout: float = 60, patience: float = 300) -> Any:
+        """Run ``fn(client)``; retry while Temporal is unreachable (the run restarts it)."""
+        from temporalio.service import RPCError
+
+        from temporal_app.client import TemporalUnavailable, client_thread
+
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return client_thread.run(fn, timeout=timeout)
+            except (TemporalUnavailable, RPCError) as err:
+                self.notes[f"Temporal call retried ({type(err).__name__})"] += 1
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def update(self, order: ChaosOrder, key: str, name: str, arg: Any, *, wait_for_review: bool = False) -> None:
+        """Send a Workflow Update as the web app does; keep the workflow's answer."""
+        from temporalio.service import RPCError
+
+        from temporal_app.client import ActionRefused, TemporalUnavailable, order_workflow_update
+        from temporal_app.contracts import OrderState, RefusalCode
+
+        deadline = time.monotonic() + 300
+        lost = False
+        while True:
+            try:
+                result = order_workflow_update(order.workflow_id, name, arg)
+                order.answers[key] = (result.accepted, result.code, result.message)
+                return
+            except ActionRefused as err:
+                early = err.code == RefusalCode.NOT_AWAITING_REVIEW and err.workflow_status in (
+                    OrderState.STARTED, OrderState.PROCESSING)
+                if wait_for_review and early and time.monotonic() < deadline:
+                    # Postgres shows the review before the workflow's own state moves on.
+                    time.sleep(0.3)
+                    continue
+                duplicate = lost and err.code == RefusalCode.DUPLICATE_ACTION
+                order.answers[key] = None if duplicate else (False, err.code.value, err.message)
+                return
+            except (TemporalUnavailable, RPCError) as err:
+                # The answer is lost; a retry with the same action id cannot apply twice.
+                lost = True
+                self.notes[f"Update retried after {type(err).__name__}"] += 1
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def signal(self, order: ChaosOrder, name: str, arg: Any) -> None:
+        self.temporal_call(lambda c: c.get_workflow_handle(order.workflow_id).signal(name, arg))
+
+    # -- creation --------------------------------------------------------------------------
+
+    def create(self, order: ChaosOrder) -> None:
+        from django.core.exceptions import ValidationError
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        from orderweb.models import Order, SimulatedFault
+        from orderweb.services import order_create
+        from orderweb.simulators import fault_plan
+        from temporal_app.client import start_order_workflow_async
+        from temporal_app.contracts import ORDER_TASK_QUEUE, LineItem, OrderOptions
+
+        if order.scenario == CLIENT_BAD_ADDRESS:
+            async def start(client: Any) -> None:
+                from temporal_app.workflows import OrderWorkflow
+
+                try:
+                    await client.start_workflow(
+                        OrderWorkflow.run, args=[order.order_id, "   "], id=order.workflow_id,
+                        task_queue=ORDER_TASK_QUEUE,
+                    )
+                except WorkflowAlreadyStartedError:
+                    pass
+
+            self.temporal_call(start)
+            order.created = True
+            return
+        if order.scenario == DISPATCH_FAILURE:
+            db_retry(lambda: fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=3))
+        if order.scenario == PAYMENT_DECLINE:
+            db_retry(lambda: fault_plan(target="payment_charged", order_ref=order.order_id,
+                                        mode=SimulatedFault.Mode.DECLINE))
+        timeout = REVIEW_TIMEOUT_SECONDS if order.scenario == REVIEW_TIMEOUT else None
+        started = False
+        try:
+            db_retry(lambda: order_create(
+                order_id=order.order_id, address=order.address, customer="chaos",
+                line_items=[LineItem("SKU-CHAOS", "Chaos widget", 1 + len(order.order_id) % 3, "9.99")],
+                review_timeout_seconds=timeout,
+            ))
+            started = True
+        except ValidationError as err:
+            if err.code != "order_exists":  # a retry after a lost commit acknowledgement
+                raise
+            self.notes["order_create retried after a lost commit"] += 1
+        except Exception as err:  # Temporal unreachable after commit: the row is saved
+            self.notes[f"workflow start failed after commit ({type(err).__name__})"] += 1
+        if not started:
+            row = db_retry(lambda: Order.objects.get(order_id=order.order_id))
+            options = OrderOptions(amount=str(row.amount), customer=row.customer,
+                                   review_timeout_seconds=timeout, source=row.source)
+            self.temporal_call(lambda c: start_order_workflow_async(c, row, options))
+        order.created = True
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def early_action(self, order: ChaosOrder) -> None:
+        from temporal_app.contracts import CancelRequest, ReviewDecision, Signals
+
+        if order.scenario == EARLY_APPROVE:
+            decision = ReviewDecision("approve", REVIEWER, "early approval", f"{order.order_id}:approve")
+            self.signal(order, Signals.COMPLETE_MANUAL_REVIEW, decision)
+            self.signal(order, Signals.COMPLETE_MANUAL_REVIEW, decision)  # duplicate, same action id
+            self.notes["early signals"] += 2
+        elif order.scenario == EARLY_CANCEL:
+            self.signal(order, Signals.CANCEL_ORDER, CancelRequest("chaos: early cancel", STAFF, f"{order.order_id}:cancel"))
+            self.notes["early signals"] += 1
+
+    def review_action(self, order: ChaosOrder) -> None:
+        from temporal_app.contracts import (
+            AddressChange, CancelRequest, ReviewDecision, Signals, Updates,
+        )
+
+        approve = ReviewDecision("approve", REVIEWER, "", f"{order.order_id}:approve")
+        cancel = CancelRequest("chaos: cancelled by staff", STAFF, f"{order.order_id}:cancel")
+        s = order.scenario
+        if s in (APPROVE_UPDATE, DISPATCH_FAILURE, PAYMENT_DECLINE):
+            self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+        elif s == REJECT:
+            reject = ReviewDecision("reject", REVIEWER, "chaos: not plausible", f"{order.order_id}:reject")
+            self.update(order, "reject", Updates.DECIDE_REVIEW, reject, wait_for_review=True)
+        elif s == APPROVE_SIGNAL_TWICE:
+            self.signal(order, Signals.COMPLETE_MANUAL_REVIEW, approve)
+            self.signal(order, Signals.COMPLETE_MANUAL_REVIEW, approve)
+            self.notes["duplicate signals"] += 1
+        elif s == ADDRESS_CHANGE:
+            change = AddressChange(order.new_address, STAFF, f"{order.order_id}:address")
+            self.update(order, "address", Updates.CHANGE_ADDRESS, change, wait_for_review=False)
+            self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+        elif s == CANCEL_AFTER_APPROVE:
+            self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+            self.update(order, "cancel", Updates.REQUEST_CANCEL, cancel)
+        elif s in (RACE_UPDATES, RACE_SIGNALS):
+            barrier = threading.Barrier(2)
+            if s == RACE_UPDATES:
+                first = lambda: self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+                second = lambda: self.update(order, "cancel", Updates.REQUEST_CANCEL, cancel)
+            else:
+                first = lambda: self.signal(order, Signals.COMPLETE_MANUAL_REVIEW, approve)
+                second = lambda: self.signal(order, Signals.CANCEL_ORDER, cancel)
+            errors: list[BaseException] = []
+
+            def fire(fn: Callable[[], None]) -> None:
+                try:
+                    barrier.wait(10)
+                    fn()
+                except BaseException as err:  # re-raised below, in this thread
+                    errors.append(err)
+
+            other = threading.Thread(target=fire, args=(second,), daemon=True)
+            other.start()
+            fire(first)
+            other.join()
+            self.notes["concurrent approve+cancel"] += 1
+            if errors:
+                raise errors[0]
+
+    def shipping_retry(self, order: ChaosOrder, failures: int) -> None:
+        from temporal_app.contracts import ShippingRetryRequest, Updates
+
+        request = ShippingRetryRequest(STAFF, f"{order.order_id}:retry:{failures}")
+        self.update(order, f"retry{failures}", Updates.RETRY_SHIPPING, request)
+        answer = order.answers.get(f"retry{failures}")
+        self.notes["staff shipping retries accepted" if answer is None or answer[0]
+                   else "staff shipping retries refused"] += 1
+
+    def submit(self, executor: Any, order: ChaosOrder, fn: Callable[[], None], what: str) -> None:
+        order.in_flight = True
+
+        def task() -> None:
+            try:
+                fn()
+            except Exception as err:  # a driver bug or an unexpected answer: a breach
+                with self.lock:
+                    self.driver_errors.append(f"driver: {what} {order.order_id}: {type(err).__name__}: {err}")
+            finally:
+                order.in_flight = False
+
+        executor.submit(task)
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def plan_faults(self) -> list[tuple[int, str]]:
+        n, c = self.config.orders, self.config
+        plan = [(max(1, int(n * (0.1 + 0.8 * (i + 0.5) / c.worker_kills))), "kill")
+                for i in range(c.worker_kills)]
+        plan += [(max(1, int(n * (0.42 + 0.1 * i))), "temporal") for i in range(c.temporal_restarts)]
+        plan += [(max(1, int(n * (0.62 + 0.1 * i))), "postgres") for i in range(c.db_outages)]
+        return sorted(plan)
+
+    def inject(self, kind: str) -> None:
+        if kind == "kill":
+            index = self.rng.randrange(len(self.pool.children))
+            self.pool.kill(index)
+            pause = self.rng.uniform(0.5, 3.0)
+            self.event(f"SIGKILL worker {index}; restarting it in {pause:.1f} s")
+            time.sleep(pause)
+            self.pool.start(index)
+        elif kind == "temporal":
+            self.event("stopping the Temporal dev server")
+            self.temporal.stop()
+            time.sleep(2)
+            self.temporal.start()
+            self.event("Temporal dev server restarted (same SQLite file)")
+        elif kind == "postgres":
+            start = datetime.now()
+            self.event(f"stopping Postgres for {self.config.db_outage_seconds:g} s")
+            self.postgres.stop()
+            time.sleep(self.config.db_outage_seconds)
+            self.postgres.start()
+            self.outages.append((start, datetime.now()))
+            self.event("Postgres is back")
+
+    # -- main ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from django.core.management import call_command
+
+        c = self.config
+        self.say(f"chaos run: {c.orders} orders, seed {c.seed}, {c.workers} worker processes, "
+                 f"fault rate {c.fault_rate:.0%}, workdir {c.workdir}")
+        call_command("migrate", verbosity=0)
+        self.temporal.start()
+        self.say(f"Temporal dev server on 127.0.0.1:{c.temporal_port}; starting workers")
+        self.pool.start_all()
+        try:
+            self.pool.wait_ready()
+            self.say("workers are polling; creating orders")
+            executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="chaos")
+            finished = False
+            try:
+                finished = self.drive(executor)
+            finally:
+                # Past the deadline an action may still be waiting on Temporal: audit without
+                # waiting for it (the process exits without joining its thread).
+                executor.shutdown(wait=finished, cancel_futures=True)
+            if not finished:
+                self.driver_errors += [f"driver: an action on {o.order_id} ({o.scenario}) was still running at the deadline"
+                                       for o in self.orders if o.in_flight]
+            rows, info = self.audit(finished)
+        finally:
+            self.pool.stop_all()
+            self.temporal.stop()
+        table = format_table(rows, info)
+        (c.workdir / "chaos-report.txt").write_text(table + "\n")
+        self.out("")
+        self.out(table)
+        ok = all(r.ok for r in rows)
+        self.out("")
+        self.out("CHAOS RUN PASSED" if ok else "CHAOS RUN FAILED")
+        return 0 if ok else 1
+
+    def drive(self, executor: Any) -> bool:
+        from orderweb.models import Order
+
+        c = self.config
+        timeout = c.timeout or 300 + 2 * c.orders
+        deadline = time.monotonic() + timeout
+        plan = self.plan_faults()
+        created = 0
+        next_create = time.monotonic()
+        next_poll = next_progress = 0.0
+        statuses: dict[str, tuple[str, int]] = {}
+        terminal = {COMPLETED, CANCELLED, FAILED}
+        while True:
+            now = time.monotonic()
+            # One order per pass: when creating falls behind the rate, the loop still polls,
+            # reports progress and injects faults between orders.
+            if created < c.orders and now >= next_create:
+                order = self.orders[created]
+                self.create(order)
+                created += 1
+                next_create += 1 / c.rate
+                if order.scenario in (EARLY_APPROVE, EARLY_CANCEL):
+                    order.early_done = True
+                    self.submit(executor, order, lambda o=order: self.early_action(o), "early signal")
+            while plan and created >= plan[0][0]:
+                self.inject(plan.pop(0)[1])
+                now = time.monotonic()
+            self.pool.check_alive()
+            if now >= next_poll:
+                ids = [o.order_id for o in self.orders[:created]]
+                statuses = {oid: (s, f) for oid, s, f in db_retry(lambda: list(
+                    Order.objects.filter(order_id__in=ids).values_list("order_id", "status", "dispatch_failures")))}
+                for oid, (status, failures) in statuses.items():
+                    order = self.by_id[oid]
+                    if order.in_flight:
+                        continue
+                    if status == "awaiting_manual_review" and not order.review_done and order.scenario in (
+                        APPROVE_UPDATE, DISPATCH_FAILURE, PAYMENT_DECLINE, REJECT, APPROVE_SIGNAL_TWICE,
+                        ADDRESS_CHANGE, CANCEL_AFTER_APPROVE, RACE_UPDATES, RACE_SIGNALS,
+                    ):
+                        order.review_done = True
+                        self.submit(executor, order, lambda o=order: self.review_action(o), "review action")
+                    elif status == "shipping" and failures > order.shipping_retries:
+                        order.shipping_retries = failures
+                        self.submit(executor, order, lambda o=order, f=failures: self.shipping_retry(o, f),
+                                    "shipping retry")
+                next_poll = now + 0.5
+            done = sum(1 for s, _ in statuses.values() if s in terminal)
+            if now >= next_progress:
+                counts = Counter(s for s, _ in statuses.values())
+                self.say(
+                    f"created {created}/{c.orders} | terminal {done} ("
+                    + ", ".join(f"{k} {counts[k]}" for k in (COMPLETED, CANCELLED, FAILED))
+                    + f") | awaiting review {counts['awaiting_manual_review']}"
+                    + f" | in flight {sum(o.in_flight for o in self.orders)}"
+                    + f" | worker kills {self.pool.kills} | faults left {len(plan)}"
+                )
+                next_progress = now + 5
+            if created == c.orders and not plan and done == c.orders and not any(o.in_flight for o in self.orders):
+                self.say(f"all {c.orders} orders are terminal in Postgres")
+                return True
+            if now > deadline:
+                self.say(f"gave up waiting after {timeout:g} s")
+                return False
+            time.sleep(0.1)
+
+    def audit(self, finished: bool) -> tuple[list[Check], list[tuple[str, Any]]]:
+        ids = [o.order_id for o in self.orders]
+        outcomes, running = self.temporal_call(lambda client: gather_outcomes(client, self.orders), timeout=900)
+        for _ in range(60):  # a workflow closes just after its last projection write
+            if not running:
+                break
+            time.sleep(1)
+            outcomes, running = self.temporal_call(lambda client: gather_outcomes(client, self.orders), timeout=900)
+        audit = LogAudit()
+        for path in self.pool.logs:
+            part = scan_worker_log(path.read_text(errors="replace"), source=path.name, outages=self.outages)
+            audit.expected.update(part.expected)
+            audit.unexpected += part.unexpected
+        scenarios = {o.order_id: o.scenario for o in self.orders}
+        rows = db_retry(lambda: [
+            check_terminal(ids),
+            check_workflows_closed(outcomes, running),
+            check_temporal_matches_postgres(outcomes),
+            check_outcomes_expected(self.orders),
+            check_charges(ids, scenarios),
+            check_refunds(ids),
+            check_payments_match_ledger(ids),
+            check_dispatch(ids),
+            check_actions_once(ids),
+            check_review_tasks(ids),
+            check_task_failures(outcomes),
+            check_logs(audit, self.pool.unexpected_exits, self.driver_errors),
+        ])
+        statuses = Counter(o.status for o in outcomes.values() if o.status)
+        info: list[tuple[str, Any]] = [
+            ("orders", f"{len(ids)} ({', '.join(f'{k} {v}' for k, v in statuses.most_common())})"),
+            ("scenarios", ", ".join(f"{k} {v}" for k, v in Counter(scenarios.values()).most_common())),
+            ("duration", f"{self.elapsed():.0f} s"),
+            ("worker processes SIGKILLed", self.pool.kills),
+            ("worker starts refused during an outage (restarted)", self.pool.refused_starts),
+            ("  of which exited other than with code 1", self.pool.refused_exit_codes or "none"),
+            ("Temporal restarts", self.temporal.starts - 1),
+            ("Postgres outages", ", ".join(f"{(e - s).total_seconds():.1f} s" for s, e in self.outages) or "none"),
+            ("injected activity faults (logged)", audit.expected.get(INJECTED, 0)),
+            ("fault events", "; ".join(self.events)),
+        ]
+        info += sorted((k, v) for k, v in self.notes.items())
+        return rows, info

@@ -1,0 +1,90 @@
+"""What each chaos order does and which endings its scenario allows: the scenario mix."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Optional
+
+APPROVE_UPDATE = "approve_update"  # DecideReview(approve) as the review UI sends it
+APPROVE_SIGNAL_TWICE = "approve_signal_twice"  # CompleteManualReview twice, same action id
+EARLY_APPROVE = "early_approve"  # CompleteManualReview right after start, twice, same action id
+RACE_UPDATES = "race_updates"  # DecideReview(approve) and RequestCancel at the same moment
+RACE_SIGNALS = "race_signals"  # CompleteManualReview and CancelOrder at the same moment
+CANCEL_AFTER_APPROVE = "cancel_after_approve"  # approve, then RequestCancel at once
+EARLY_CANCEL = "early_cancel"  # CancelOrder right after start
+REJECT = "reject"  # DecideReview(reject, note)
+ADDRESS_CHANGE = "address_change"  # ChangeAddress at review, then approve
+DISPATCH_FAILURE = "dispatch_failure"  # carrier fails 3 times: staff sends RequestShippingRetry
+PAYMENT_DECLINE = "payment_decline"  # the gateway declines: the order fails, nothing charged
+REVIEW_TIMEOUT = "review_timeout"  # nobody reviews within 4 s: cancelled, "review timed out"
+CLIENT_BAD_ADDRESS = "client_bad_address"  # an outside client starts OrderWorkflow with "   "
+
+SCENARIO_WEIGHTS = {
+    APPROVE_UPDATE: 24,
+    APPROVE_SIGNAL_TWICE: 8,
+    EARLY_APPROVE: 8,
+    RACE_UPDATES: 12,
+    RACE_SIGNALS: 6,
+    CANCEL_AFTER_APPROVE: 8,
+    EARLY_CANCEL: 5,
+    REJECT: 5,
+    ADDRESS_CHANGE: 7,
+    DISPATCH_FAILURE: 7,
+    PAYMENT_DECLINE: 4,
+    REVIEW_TIMEOUT: 3,
+    CLIENT_BAD_ADDRESS: 3,
+}
+
+COMPLETED, CANCELLED, FAILED = "completed", "cancelled", "failed"
+EXPECTED_OUTCOMES = {
+    APPROVE_UPDATE: {COMPLETED},
+    APPROVE_SIGNAL_TWICE: {COMPLETED},
+    EARLY_APPROVE: {COMPLETED},
+    RACE_UPDATES: {COMPLETED, CANCELLED},
+    RACE_SIGNALS: {COMPLETED, CANCELLED},
+    CANCEL_AFTER_APPROVE: {COMPLETED, CANCELLED},
+    EARLY_CANCEL: {CANCELLED},
+    REJECT: {CANCELLED},
+    ADDRESS_CHANGE: {COMPLETED},
+    DISPATCH_FAILURE: {COMPLETED},
+    PAYMENT_DECLINE: {FAILED},
+    REVIEW_TIMEOUT: {CANCELLED},
+    CLIENT_BAD_ADDRESS: {FAILED},
+}
+# The scenarios whose order must never be charged (cancelled or failed before payment).
+NEVER_CHARGED = {EARLY_CANCEL, REJECT, PAYMENT_DECLINE, REVIEW_TIMEOUT, CLIENT_BAD_ADDRESS}
+
+REVIEWER = "chaos-reviewer"
+STAFF = "chaos-staff"
+REVIEW_TIMEOUT_SECONDS = 4.0
+
+
+def scenarios_for(count: int, seed: int) -> list[str]:
+    """A deterministic mix: every scenario at least once when ``count`` allows, then weighted."""
+    rng = random.Random(seed)
+    names = list(SCENARIO_WEIGHTS)
+    chosen = names[:count] if count < len(names) else list(names)
+    chosen += rng.choices(names, weights=[SCENARIO_WEIGHTS[n] for n in names], k=max(0, count - len(names)))
+    rng.shuffle(chosen)
+    return chosen
+
+
+@dataclass
+class ChaosOrder:
+    order_id: str
+    scenario: str
+    address: str
+    new_address: str = ""
+    created: bool = False
+    early_done: bool = False
+    review_done: bool = False
+    in_flight: bool = False
+    # What the workflow answered to our Updates: "approve"/"cancel"/... -> (accepted, message),
+    # or None when the answer was lost (a retry then met DUPLICATE_ACTION).
+    answers: dict[str, Optional[tuple[bool, str]]] = field(default_factory=dict)
+    shipping_retries: int = 0
+
+    @property
+    def workflow_id(self) -> str:
+        return self.order_id.lower()
