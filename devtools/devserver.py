@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 from devtools.supervise import ChildExited, Log, NotReady, PortReady, port_in_use, spawn, stop_process, wait_ready
 from temporal_app.contracts import SEARCH_ATTRIBUTE_DISPATCH_FAILURES, SEARCH_ATTRIBUTE_ORDER_STATUS
@@ -42,10 +43,12 @@ def start_dev_server(
     log: Log = subprocess.DEVNULL,
     headless: bool = False,
     register_search_attributes: bool = True,
+    dynamic_config: Optional[dict[str, str]] = None,
     timeout: float = 30.0,
 ) -> subprocess.Popen:
     """Start the dev server and return once it accepts connections; stop it with
-    ``devtools.supervise.stop_process`` (or supervise it: ``Supervisor.adopt``)."""
+    ``devtools.supervise.stop_process`` (or supervise it: ``Supervisor.adopt``).
+    ``dynamic_config``: server settings (``--dynamic-config-value key=value``)."""
     for p in (port, ui_port):
         if not headless or p == port:
             if port_in_use(host, p):
@@ -58,6 +61,7 @@ def start_dev_server(
         "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
         "--log-level", "warn",
         *(SEARCH_ATTRIBUTE_FLAGS if register_search_attributes else []),
+        *(arg for key, value in (dynamic_config or {}).items() for arg in ("--dynamic-config-value", f"{key}={value}")),
     ]
     if headless:
         command.append("--headless")

@@ -55,10 +55,17 @@ _STATUS_WORDS = {
 }
 
 
+# Problems after which nothing will move the order on (a stuck workflow may, once fixed).
+WORKFLOW_CLOSED_PROBLEM = "workflow_closed"
+WORKFLOW_GONE_PROBLEM = "workflow_gone"
+WORKFLOW_STUCK_PROBLEM = "workflow_stuck"
+STOPPED_PROBLEMS = frozenset({WORKFLOW_CLOSED_PROBLEM, WORKFLOW_GONE_PROBLEM})
+
+
 @dataclass
 class Finding:
     order: Order
-    problem: str  # "workflow_closed" | "workflow_gone" | "workflow_stuck"
+    problem: str  # one of the *_PROBLEM values
     reason: str
     details: dict = field(default_factory=dict)
 
@@ -68,8 +75,8 @@ class ReconcileReport:
     checked: int = 0
     findings: list[Finding] = field(default_factory=list)
     flagged: list[Order] = field(default_factory=list)  # newly flagged by this run
-    stopped: list[Order] = field(default_factory=list)  # flagged because the workflow is closed or gone
     unsettled_charges: list[Payment] = field(default_factory=list)
+    reviews_closed: int = 0  # set by the caller that closes the reviews of stopped orders
 
     def summary_lines(self) -> list[str]:
         lines = [f"checked {self.checked} running orders; {len(self.findings)} need attention, "
@@ -77,6 +84,8 @@ class ReconcileReport:
         lines += [f"{f.order.order_id}: {f.reason}" for f in self.findings]
         lines += [f"charge without shipment or refund: {p.order.order_id} {p.amount} ({p.provider_reference})"
                   for p in self.unsettled_charges]
+        if self.reviews_closed:
+            lines.append(f"closed {self.reviews_closed} review task(s) of stopped orders")
         return lines
 
 
@@ -91,8 +100,6 @@ def orders_reconcile(*, now: datetime | None = None, grace_seconds: float | None
         if order_flag_attention(order=finding.order, problem=finding.problem, reason=finding.reason,
                                 details=finding.details):
             report.flagged.append(finding.order)
-        if finding.problem != "workflow_stuck":
-            report.stopped.append(finding.order)
     report.unsettled_charges = payments_unsettled()
     return report
 
@@ -126,17 +133,17 @@ async def _findings(client: Client, orders: list[Order], now: datetime) -> list[
     for workflow_id, order in by_id.items():
         execution = seen.get(workflow_id)
         if execution is None:
-            findings.append(Finding(order, "workflow_gone", WORKFLOW_GONE.format(workflow_id=workflow_id)))
+            findings.append(Finding(order, WORKFLOW_GONE_PROBLEM, WORKFLOW_GONE.format(workflow_id=workflow_id)))
             continue
         status = execution.status  # type: ignore[attr-defined]
         if status != WorkflowExecutionStatus.RUNNING:
-            findings.append(Finding(order, "workflow_closed", WORKFLOW_CLOSED.format(
+            findings.append(Finding(order, WORKFLOW_CLOSED_PROBLEM, WORKFLOW_CLOSED.format(
                 workflow_id=workflow_id, status=_STATUS_WORDS.get(status, str(status))),
                 {"execution_status": _STATUS_WORDS.get(status, str(status))}))
         elif execution.typed_search_attributes.get(REPORTED_PROBLEMS_KEY):  # type: ignore[attr-defined]
             stuck = await _stuck_since(client, workflow_id)
             if stuck is not None and now - stuck[0] >= timedelta(seconds=settings.RECONCILE_STUCK_AFTER_SECONDS):
-                findings.append(Finding(order, "workflow_stuck", WORKFLOW_STUCK.format(
+                findings.append(Finding(order, WORKFLOW_STUCK_PROBLEM, WORKFLOW_STUCK.format(
                     workflow_id=workflow_id, since=stuck[0].isoformat(timespec="seconds"), attempt=stuck[1]),
                     {"attempt": stuck[1]}))
     return findings

@@ -14,9 +14,8 @@ from django.db import transaction
 from temporalio.exceptions import ApplicationError
 
 from orderweb.models import Order
-from orderweb.reconcile import orders_reconcile
 from orderweb.services import order_advance, order_record_progress
-from reviews.services import review_task_close, review_task_open, review_tasks_close_stopped
+from reviews.services import orders_reconcile_with_reviews, review_task_close, review_task_open
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     Activities,
@@ -63,8 +62,8 @@ def record_review_outcome(record: ReviewOutcomeRecord) -> None:
 def orders_reconciled() -> None:
     """What the workflows cannot report themselves (see ``orderweb.reconcile``); the review
     tasks of orders found stopped are closed, so the queue no longer offers them."""
-    report = orders_reconcile()
-    if report.stopped:
-        review_tasks_close_stopped(orders=report.stopped)
+    report = orders_reconcile_with_reviews()
+    # Quiet when all is well: a line a minute that says nothing would bury the ones that matter.
+    level = logging.WARNING if report.findings or report.unsettled_charges else logging.DEBUG
     for line in report.summary_lines():
-        logger.info("reconcile: %s", line)
+        logger.log(level, "reconcile: %s", line)

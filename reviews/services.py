@@ -33,6 +33,7 @@ from orderweb.actions import (
 )
 from orderweb.events import pg_text
 from orderweb.models import Order, OrderEvent
+from orderweb.reconcile import STOPPED_PROBLEMS, ReconcileReport, orders_reconcile
 from reviews import events
 from reviews.models import ReviewTask
 from temporal_app.client import TemporalUnavailable, WorkflowGone, order_workflow_status
@@ -79,12 +80,23 @@ def review_task_close(*, order: Order, outcome: ReviewOutcome, actor: str, note:
     )
 
 
-def review_tasks_close_stopped(*, orders: list[Order]) -> int:
-    """Close the open tasks of orders whose workflow stopped without ending the review (the
-    reconciler found them): nobody can decide them any more."""
-    return ReviewTask.objects.filter(order__in=orders, status=ReviewTask.Status.OPEN).update(
-        status=ReviewTask.Status.STOPPED, decided_at=timezone.now(), note="the order's workflow stopped",
-    )
+def review_tasks_close_stopped() -> int:
+    """Close the open tasks of orders whose workflow stopped without ending the review (closed
+    or gone, as the reconciler flagged them): nobody can decide them any more. A stuck workflow
+    may still carry on after a fix, so its review stays open. Idempotent."""
+    stopped = OrderEvent.objects.filter(
+        type=OrderEvent.Type.ATTENTION_FLAGGED, details__problem__in=list(STOPPED_PROBLEMS),
+    ).values("order_id")
+    return ReviewTask.objects.filter(
+        status=ReviewTask.Status.OPEN, order__attention_since__isnull=False, order_id__in=stopped,
+    ).update(status=ReviewTask.Status.STOPPED, decided_at=timezone.now(), note="the order's workflow stopped")
+
+
+def orders_reconcile_with_reviews(*, grace_seconds: Optional[float] = None) -> ReconcileReport:
+    """The reconciler (orderweb.reconcile), then the reviews it leaves no one to decide."""
+    report = orders_reconcile(grace_seconds=grace_seconds)
+    report.reviews_closed = review_tasks_close_stopped()
+    return report
 
 
 # -- reviewer actions (the review back office) ---------------------------------------------------

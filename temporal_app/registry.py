@@ -73,8 +73,9 @@ def db_activity(name: str, *, queue: str) -> Callable[[F], F]:
                 return fn(*args, **kwargs)
             except PERMANENT_FAULTS as err:
                 logger.error("%s failed for good: %s: %s", name, type(err).__name__, err)
+                first_line = (str(err).strip().splitlines() or [""])[0]
                 raise ApplicationError(
-                    f"{type(err).__name__}: {err}", type=Errors.PERMANENT, non_retryable=True
+                    f"{type(err).__name__}: {first_line}", type=Errors.PERMANENT, non_retryable=True
                 ) from err
             finally:
                 close_old_connections()

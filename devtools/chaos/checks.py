@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devtools.chaos.logaudit import LogAudit
-from devtools.chaos.scenarios import CANCELLED, COMPLETED, EXPECTED_OUTCOMES, FAILED, NEVER_CHARGED, ChaosOrder
+from devtools.chaos.scenarios import (
+    CANCELLED, COMPLETED, EXPECTED_OUTCOMES, FAILED, FORGED_REPORT, MALFORMED_MESSAGES, NEVER_CHARGED,
+    TERMINATE_RECONCILE, ChaosOrder,
+)
 from temporal_app.contracts import RefusalCode
+
 
 @dataclass
 class WorkflowOutcome:
@@ -36,22 +40,46 @@ class Check:
         return not self.problems
 
 
-def check_terminal(order_ids: list[str]) -> Check:
+def check_terminal(order_ids: list[str], scenarios: dict[str, str]) -> Check:
+    """Every order ended; an order whose workflow was terminated on purpose is flagged instead."""
     from orderweb.models import Order
 
-    found = dict(Order.objects.filter(order_id__in=order_ids).values_list("order_id", "status"))
+    found = {oid: (status, flagged) for oid, status, flagged in
+             Order.objects.filter(order_id__in=order_ids).values_list("order_id", "status", "attention_since")}
     problems = [f"{oid}: no order row" for oid in order_ids if oid not in found]
-    problems += [f"{oid}: {status}" for oid, status in sorted(found.items())
-                 if status not in (COMPLETED, CANCELLED, FAILED)]
-    return Check("every order terminal (Postgres)", problems, f"{len(order_ids) - len(problems)}/{len(order_ids)}")
+    problems += [f"{oid}: {status}" for oid, (status, flagged) in sorted(found.items())
+                 if status not in (COMPLETED, CANCELLED, FAILED)
+                 and not (scenarios.get(oid) == TERMINATE_RECONCILE and flagged)]
+    return Check("every order terminal (Postgres), or flagged", problems,
+                 f"{len(order_ids) - len(problems)}/{len(order_ids)}")
 
 
-def check_workflows_closed(outcomes: dict[str, WorkflowOutcome], running: list[str]) -> Check:
+def check_workflows_closed(outcomes: dict[str, WorkflowOutcome], running: list[str], scenarios: dict[str, str]) -> Check:
     problems = [f"{oid}: execution {o.execution_status}" for oid, o in sorted(outcomes.items())
-                if o.execution_status != "COMPLETED"]
+                if o.execution_status != "COMPLETED"
+                and not (scenarios.get(oid) == TERMINATE_RECONCILE and o.execution_status == "TERMINATED")]
     problems += [f"still running in Temporal: {wid}" for wid in running]
-    return Check("no stuck workflow (all closed as Completed)", problems,
-                 f"{len(outcomes) - len(problems)}/{len(outcomes)} completed, {len(running)} running")
+    return Check("no stuck workflow (closed as Completed, or terminated on purpose)", problems,
+                 f"{len(outcomes) - len(problems)}/{len(outcomes)} as expected, {len(running)} running")
+
+
+def check_flags(order_ids: list[str], scenarios: dict[str, str]) -> Check:
+    """The reconciler flagged exactly the orders whose workflow was terminated, once each, and
+    closed their reviews; no order that carried on is flagged."""
+    from orderweb.models import Order, OrderEvent
+    from reviews.models import ReviewTask
+
+    flagged = set(Order.objects.filter(order_id__in=order_ids, attention_since__isnull=False)
+                  .values_list("order_id", flat=True))
+    expected = {oid for oid in order_ids if scenarios.get(oid) == TERMINATE_RECONCILE}
+    problems = [f"{oid}: not flagged" for oid in sorted(expected - flagged)]
+    problems += [f"{oid}: flagged ({scenarios.get(oid)})" for oid in sorted(flagged - expected)]
+    events = Counter(OrderEvent.objects.filter(order__order_id__in=order_ids, type=OrderEvent.Type.ATTENTION_FLAGGED)
+                     .values_list("order__order_id", flat=True))
+    problems += [f"{oid}: flagged {n} times" for oid, n in sorted(events.items()) if n > 1]
+    still_open = ReviewTask.objects.filter(order__order_id__in=expected, status=ReviewTask.Status.OPEN)
+    problems += [f"{oid}: review still open" for oid in still_open.values_list("order__order_id", flat=True)]
+    return Check("reconciler flags the terminated, and only them", problems, f"{len(flagged)} flagged")
 
 
 def check_temporal_matches_postgres(outcomes: dict[str, WorkflowOutcome]) -> Check:
@@ -214,13 +242,18 @@ def check_outcomes_expected(orders: list[ChaosOrder]) -> Check:
     Updates agree with how the order ended."""
     from orderweb.models import Order
 
-    rows = {oid: (status, address) for oid, status, address in Order.objects.filter(
-        order_id__in=[o.order_id for o in orders]).values_list("order_id", "status", "address")}
+    rows = {oid: (status, address, failures) for oid, status, address, failures in Order.objects.filter(
+        order_id__in=[o.order_id for o in orders]).values_list("order_id", "status", "address", "dispatch_failures")}
     problems = []
     for order in orders:
-        status, address = rows.get(order.order_id, (None, None))
+        status, address, failures = rows.get(order.order_id, (None, None, None))
         if status is None:
             continue
+        if order.scenario == FORGED_REPORT and failures:
+            problems.append(f"{order.order_id}: a forged shipping report counted as {failures} dispatch failure(s)")
+        malformed = order.answers.get("malformed")
+        if order.scenario == MALFORMED_MESSAGES and malformed is not None and malformed[:2] != (False, RefusalCode.MALFORMED):
+            problems.append(f"{order.order_id}: a malformed Update was answered {malformed}")
         change = order.answers.get("address")
         if change is not None and change[0] and address != order.new_address:
             problems.append(f"{order.order_id}: address change was accepted but the order ships to {address!r}")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from devtools.chaos.checks import (
-    Check, check_actions_once, check_charges, check_dispatch, check_logs, check_outcomes_expected,
+    Check, check_actions_once, check_charges, check_dispatch, check_flags, check_logs, check_outcomes_expected,
     check_payments_match_ledger, check_refunds, check_review_tasks, check_task_failures,
     check_temporal_matches_postgres, check_terminal, check_workflows_closed, format_table,
     gather_outcomes,
@@ -36,10 +36,10 @@ from devtools.chaos.checks import (
 from devtools.chaos.components import PostgresControl, TemporalControl, WorkerPool
 from devtools.chaos.logaudit import INJECTED, LogAudit, scan_worker_log
 from devtools.chaos.scenarios import (
-    ADDRESS_CHANGE, APPROVE_SIGNAL_TWICE, APPROVE_UPDATE, CANCEL_AFTER_APPROVE, CANCELLED,
-    CLIENT_BAD_ADDRESS, COMPLETED, DISPATCH_FAILURE, EARLY_APPROVE, EARLY_CANCEL, FAILED,
-    PAYMENT_DECLINE, RACE_SIGNALS, RACE_UPDATES, REJECT, REVIEW_TIMEOUT, REVIEW_TIMEOUT_SECONDS,
-    REVIEWER, STAFF, ChaosOrder, scenarios_for,
+    ADDRESS_CHANGE, APPROVE_SIGNAL_TWICE, APPROVE_UPDATE, AT_REVIEW, CANCEL_AFTER_APPROVE, CANCELLED,
+    CLIENT_BAD_ADDRESS, COMPLETED, DISPATCH_FAILURE, EARLY_APPROVE, EARLY_CANCEL, FAILED, FORGED_REPORT,
+    MALFORMED_MESSAGES, PAYMENT_DECLINE, RACE_SIGNALS, RACE_UPDATES, REJECT, REVIEW_TIMEOUT, REVIEW_TIMEOUT_SECONDS,
+    REVIEWER, STAFF, TEMPORAL_CANCEL, TERMINATE_RECONCILE, ChaosOrder, scenarios_for,
 )
 from devtools.supervise import Supervisor
 
@@ -116,7 +116,9 @@ class ChaosRun:
             config.workdir / "temporal.db", config.temporal_port, config.ui_port, self.logdir, self.supervisor
         )
         self.postgres = PostgresControl(Path(os.environ["CHAOS_PGDATA"]))
-        env = {**os.environ, "ACTIVITY_FAULT_RATE": str(config.fault_rate), "CONN_MAX_AGE": "0"}
+        env = {**os.environ, "ACTIVITY_FAULT_RATE": str(config.fault_rate), "CONN_MAX_AGE": "0",
+               # The workers' reconciler runs often here, so terminated workflows are flagged in time.
+               "RECONCILE_INTERVAL_SECONDS": "5", "RECONCILE_GRACE_SECONDS": "5"}
         self.pool = WorkerPool(config.workers, env, self.logdir, config.threads, self.supervisor)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -182,6 +184,10 @@ class ChaosRun:
 
     def signal(self, order: ChaosOrder, name: str, arg: Any) -> None:
         self.temporal_call(lambda c: c.get_workflow_handle(order.workflow_id).signal(name, arg))
+
+    def signal_raw(self, order: ChaosOrder, name: str, args: list) -> None:
+        """A signal with whatever arguments, as any client may send."""
+        self.temporal_call(lambda c: c.get_workflow_handle(order.workflow_id).signal(name, args=args))
 
     # -- creation --------------------------------------------------------------------------
 
@@ -275,6 +281,23 @@ class ChaosRun:
         elif s == CANCEL_AFTER_APPROVE:
             self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
             self.update(order, "cancel", Updates.REQUEST_CANCEL, cancel)
+        elif s == MALFORMED_MESSAGES:
+            self.signal_raw(order, Signals.COMPLETE_MANUAL_REVIEW, ["approve", "twice"])
+            self.signal_raw(order, Signals.UPDATE_ADDRESS, [])
+            self.signal_raw(order, Signals.CANCEL_ORDER, ["not a request"])
+            self.update(order, "malformed", Updates.DECIDE_REVIEW, "approve", wait_for_review=True)
+            self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+            self.notes["malformed messages sent"] += 4
+        elif s == FORGED_REPORT:
+            self.signal_raw(order, Signals.SHIPPING_REPORT, [{"kind": "dispatch_failed", "message": "forged"}])
+            self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+            self.notes["forged shipping reports"] += 1
+        elif s == TEMPORAL_CANCEL:
+            self.temporal_call(lambda c: c.get_workflow_handle(order.workflow_id).cancel())
+            self.notes["cancels requested in Temporal"] += 1
+        elif s == TERMINATE_RECONCILE:
+            self.temporal_call(lambda c: c.get_workflow_handle(order.workflow_id).terminate("chaos: operator"))
+            self.notes["workflows terminated"] += 1
         elif s in (RACE_UPDATES, RACE_SIGNALS):
             barrier = threading.Barrier(2)
             if s == RACE_UPDATES:
@@ -407,7 +430,7 @@ class ChaosRun:
         created = 0
         next_create = time.monotonic()
         next_poll = next_progress = 0.0
-        statuses: dict[str, tuple[str, int]] = {}
+        statuses: dict[str, tuple[str, int, Any]] = {}
         terminal = {COMPLETED, CANCELLED, FAILED}
         while True:
             now = time.monotonic()
@@ -427,16 +450,14 @@ class ChaosRun:
             self.pool.check_alive()
             if now >= next_poll:
                 ids = [o.order_id for o in self.orders[:created]]
-                statuses = {oid: (s, f) for oid, s, f in db_retry(lambda: list(
-                    Order.objects.filter(order_id__in=ids).values_list("order_id", "status", "dispatch_failures")))}
-                for oid, (status, failures) in statuses.items():
+                statuses = {oid: (s, f, flagged) for oid, s, f, flagged in db_retry(lambda: list(
+                    Order.objects.filter(order_id__in=ids).values_list(
+                        "order_id", "status", "dispatch_failures", "attention_since")))}
+                for oid, (status, failures, _) in statuses.items():
                     order = self.by_id[oid]
                     if order.in_flight:
                         continue
-                    if status == "awaiting_manual_review" and not order.review_done and order.scenario in (
-                        APPROVE_UPDATE, DISPATCH_FAILURE, PAYMENT_DECLINE, REJECT, APPROVE_SIGNAL_TWICE,
-                        ADDRESS_CHANGE, CANCEL_AFTER_APPROVE, RACE_UPDATES, RACE_SIGNALS,
-                    ):
+                    if status == "awaiting_manual_review" and not order.review_done and order.scenario in AT_REVIEW:
                         order.review_done = True
                         self.submit(executor, order, lambda o=order: self.review_action(o), "review action")
                     elif status == "shipping" and failures > order.shipping_retries:
@@ -444,9 +465,10 @@ class ChaosRun:
                         self.submit(executor, order, lambda o=order, f=failures: self.shipping_retry(o, f),
                                     "shipping retry")
                 next_poll = now + 0.5
-            done = sum(1 for s, _ in statuses.values() if s in terminal)
+            # Done: terminal, or flagged by the reconciler (a workflow terminated on purpose).
+            done = sum(1 for s, _, flagged in statuses.values() if s in terminal or flagged)
             if now >= next_progress:
-                counts = Counter(s for s, _ in statuses.values())
+                counts = Counter(s for s, _, _ in statuses.values())
                 self.say(
                     f"created {created}/{c.orders} | terminal {done} ("
                     + ", ".join(f"{k} {counts[k]}" for k in (COMPLETED, CANCELLED, FAILED))
@@ -456,7 +478,7 @@ class ChaosRun:
                 )
                 next_progress = now + 5
             if created == c.orders and not plan and done == c.orders and not any(o.in_flight for o in self.orders):
-                self.say(f"all {c.orders} orders are terminal in Postgres")
+                self.say(f"all {c.orders} orders are terminal in Postgres (or flagged for staff)")
                 return True
             if now > deadline:
                 self.say(f"gave up waiting after {timeout:g} s")
@@ -478,8 +500,9 @@ class ChaosRun:
             audit.unexpected += part.unexpected
         scenarios = {o.order_id: o.scenario for o in self.orders}
         rows = db_retry(lambda: [
-            check_terminal(ids),
-            check_workflows_closed(outcomes, running),
+            check_terminal(ids, scenarios),
+            check_workflows_closed(outcomes, running, scenarios),
+            check_flags(ids, scenarios),
             check_temporal_matches_postgres(outcomes),
             check_outcomes_expected(self.orders),
             check_charges(ids, scenarios),

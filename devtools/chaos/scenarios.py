@@ -19,6 +19,11 @@ DISPATCH_FAILURE = "dispatch_failure"  # carrier fails 3 times: staff sends Requ
 PAYMENT_DECLINE = "payment_decline"  # the gateway declines: the order fails, nothing charged
 REVIEW_TIMEOUT = "review_timeout"  # nobody reviews within 4 s: cancelled, "review timed out"
 CLIENT_BAD_ADDRESS = "client_bad_address"  # an outside client starts OrderWorkflow with "   "
+# The boundary: what clients and operators may send or do besides the contract.
+MALFORMED_MESSAGES = "malformed_messages"  # signals and an Update of the wrong shape, then approve
+FORGED_REPORT = "forged_report"  # a ShippingReport from an outside client at review, then approve
+TEMPORAL_CANCEL = "temporal_cancel"  # an operator cancels the workflow in Temporal at review
+TERMINATE_RECONCILE = "terminate_reconcile"  # an operator terminates it at review; the reconciler flags it
 
 SCENARIO_WEIGHTS = {
     APPROVE_UPDATE: 24,
@@ -34,9 +39,15 @@ SCENARIO_WEIGHTS = {
     PAYMENT_DECLINE: 4,
     REVIEW_TIMEOUT: 3,
     CLIENT_BAD_ADDRESS: 3,
+    MALFORMED_MESSAGES: 4,
+    FORGED_REPORT: 3,
+    TEMPORAL_CANCEL: 3,
+    TERMINATE_RECONCILE: 2,
 }
 
 COMPLETED, CANCELLED, FAILED = "completed", "cancelled", "failed"
+# A terminated workflow reports nothing more: its order keeps its last state, flagged for staff.
+AWAITING_REVIEW = "awaiting_manual_review"
 EXPECTED_OUTCOMES = {
     APPROVE_UPDATE: {COMPLETED},
     APPROVE_SIGNAL_TWICE: {COMPLETED},
@@ -51,9 +62,20 @@ EXPECTED_OUTCOMES = {
     PAYMENT_DECLINE: {FAILED},
     REVIEW_TIMEOUT: {CANCELLED},
     CLIENT_BAD_ADDRESS: {FAILED},
+    MALFORMED_MESSAGES: {COMPLETED},
+    FORGED_REPORT: {COMPLETED},
+    TEMPORAL_CANCEL: {CANCELLED},
+    TERMINATE_RECONCILE: {AWAITING_REVIEW},
 }
 # The scenarios whose order must never be charged (cancelled or failed before payment).
-NEVER_CHARGED = {EARLY_CANCEL, REJECT, PAYMENT_DECLINE, REVIEW_TIMEOUT, CLIENT_BAD_ADDRESS}
+NEVER_CHARGED = {EARLY_CANCEL, REJECT, PAYMENT_DECLINE, REVIEW_TIMEOUT, CLIENT_BAD_ADDRESS, TEMPORAL_CANCEL,
+                 TERMINATE_RECONCILE}
+# The scenarios that act on the order while it waits for review.
+AT_REVIEW = {
+    APPROVE_UPDATE, DISPATCH_FAILURE, PAYMENT_DECLINE, REJECT, APPROVE_SIGNAL_TWICE, ADDRESS_CHANGE,
+    CANCEL_AFTER_APPROVE, RACE_UPDATES, RACE_SIGNALS, MALFORMED_MESSAGES, FORGED_REPORT, TEMPORAL_CANCEL,
+    TERMINATE_RECONCILE,
+}
 
 REVIEWER = "chaos-reviewer"
 STAFF = "chaos-staff"
@@ -80,9 +102,9 @@ class ChaosOrder:
     early_done: bool = False
     review_done: bool = False
     in_flight: bool = False
-    # What the workflow answered to our Updates: "approve"/"cancel"/... -> (accepted, message),
-    # or None when the answer was lost (a retry then met DUPLICATE_ACTION).
-    answers: dict[str, Optional[tuple[bool, str]]] = field(default_factory=dict)
+    # What the workflow answered to our Updates: "approve"/"cancel"/... -> (accepted, code,
+    # message), or None when the answer was lost (a retry then met DUPLICATE_ACTION).
+    answers: dict[str, Optional[tuple[bool, str, str]]] = field(default_factory=dict)
     shipping_retries: int = 0
 
     @property

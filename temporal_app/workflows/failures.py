@@ -1,19 +1,28 @@
-"""What a failed activity or child really said: the innermost error, for people and for code."""
+"""What a failed activity or child really said, for people and for code.
+
+An ``ActivityError`` or ``ChildWorkflowError`` only wraps what the step raised; the first error
+under the wrappers is the step's own (an ``ApplicationError`` with our type and message). The
+errors below that are its technical causes, kept in the history for whoever investigates.
+"""
 
 from __future__ import annotations
 
+from temporalio.exceptions import ActivityError, ChildWorkflowError
+
 
 def root_cause(err: BaseException) -> BaseException:
-    while err.__cause__ is not None:
+    while isinstance(err, (ActivityError, ChildWorkflowError)) and err.__cause__ is not None:
         err = err.__cause__
     return err
 
 
 def root_message(err: BaseException) -> str:
+    """The step's own message, its first line (a database error's CONTEXT lines stay out)."""
     cause = root_cause(err)
-    return str(getattr(cause, "message", None) or cause)
+    message = str(getattr(cause, "message", None) or cause)
+    return message.strip().splitlines()[0] if message.strip() else type(cause).__name__
 
 
 def root_type(err: BaseException) -> str:
-    """The innermost ApplicationError's type (an ``Errors`` value), or ""."""
+    """The step's ApplicationError type (an ``Errors`` value), or ""."""
     return getattr(root_cause(err), "type", None) or ""

@@ -22,7 +22,7 @@ from devtools.chaos import components, scenarios
 from devtools.chaos.checks import (
     WorkflowOutcome, check_actions_once, check_charges, check_dispatch, check_outcomes_expected,
     check_payments_match_ledger, check_refunds, check_review_tasks, check_temporal_matches_postgres,
-    check_terminal, check_workflows_closed,
+    check_flags, check_terminal, check_workflows_closed,
 )
 from devtools.chaos.logaudit import DATABASE, INJECTED, scan_worker_log
 from devtools.chaos.scenarios import ChaosOrder, scenarios_for
@@ -191,17 +191,31 @@ def _reached_payment(order: Order) -> None:
 def test_check_terminal_reports_unfinished_and_missing_orders():
     _order("A-1", "completed")
     _order("A-2", "shipping")
-    check = check_terminal(["A-1", "A-2", "A-3"])
+    _order("A-4", "awaiting_manual_review")  # terminated on purpose, but the reconciler missed it
+    check = check_terminal(["A-1", "A-2", "A-3", "A-4"], {"A-4": scenarios.TERMINATE_RECONCILE})
     assert not check.ok
-    assert check.problems == ["A-3: no order row", "A-2: shipping"]
+    assert check.problems == ["A-3: no order row", "A-2: shipping", "A-4: awaiting_manual_review"]
 
 
 def test_check_workflows_closed_reports_running_and_terminated():
     check = check_workflows_closed(
-        {"A-1": WorkflowOutcome("COMPLETED", "completed"), "A-2": WorkflowOutcome("TERMINATED")},
-        running=["a-3"],
+        {"A-1": WorkflowOutcome("COMPLETED", "completed"), "A-2": WorkflowOutcome("TERMINATED"),
+         "A-4": WorkflowOutcome("TERMINATED")},
+        running=["a-3"], scenarios={"A-4": scenarios.TERMINATE_RECONCILE},
     )
     assert check.problems == ["A-2: execution TERMINATED", "still running in Temporal: a-3"]
+
+
+@pytest.mark.django_db
+def test_check_flags_reports_a_missed_and_a_wrong_flag_and_an_open_review():
+    from django.utils import timezone
+
+    missed = _order("A-1", "awaiting_manual_review")
+    ReviewTask.objects.create(order=missed, due_at=timezone.now() + timedelta(hours=1))
+    wrong = _order("A-2", "completed")
+    Order.objects.filter(pk=wrong.pk).update(attention_since=timezone.now(), attention_reason="gone")
+    check = check_flags(["A-1", "A-2"], {"A-1": scenarios.TERMINATE_RECONCILE, "A-2": scenarios.APPROVE_UPDATE})
+    assert check.problems == ["A-1: not flagged", "A-2: flagged (approve_update)", "A-1: review still open"]
 
 
 @pytest.mark.django_db

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from orderweb.reconcile import orders_reconcile
-from reviews.services import review_tasks_close_stopped
+from reviews.services import orders_reconcile_with_reviews
 from temporal_app.client import TemporalUnavailable
 
 
@@ -25,13 +24,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, grace_seconds=None, **options):
         try:
-            report = orders_reconcile(grace_seconds=grace_seconds)
+            report = orders_reconcile_with_reviews(grace_seconds=grace_seconds)
         except TemporalUnavailable as err:
             raise CommandError(str(err)) from None
-        closed = review_tasks_close_stopped(orders=report.stopped) if report.stopped else 0
         for line in report.summary_lines():
             self.stdout.write(line)
-        if closed:
-            self.stdout.write(f"closed {closed} review task(s) of stopped orders")
         if report.findings or report.unsettled_charges:
             raise SystemExit(1)
