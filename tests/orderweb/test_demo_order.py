@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from orderweb.models import Order, Payment, Shipment
-from temporal_app.management.commands.demo_order import NEW_ADDRESS, ORDER_EXISTS, STORY_FAILED
+from orderweb.management.commands.demo_order import NEW_ADDRESS, ORDER_EXISTS, STORY_FAILED
 from tests.helpers import new_order_id
 
 pytestmark = pytest.mark.temporal
