@@ -135,6 +135,10 @@ class WorkflowRequest:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def _actor_name(acting_user, actor: str) -> str:
+    return acting_user.get_username() if acting_user is not None else actor
+
+
 def new_action_id(kind: ActionKind, source: str) -> str:
     return f"{source}:{kind.name}:{uuid.uuid4().hex}"
 
@@ -143,7 +147,8 @@ def workflow_action_send(
     *,
     order: Order,
     request: WorkflowRequest,
-    acting_user,
+    acting_user=None,
+    actor: str = "",
     source: str,
     prepare: Optional[Callable[[Order], Preparation]] = None,
     describe: Optional[Callable[[ActionOutcome], ActionOutcome]] = None,
@@ -162,11 +167,12 @@ def workflow_action_send(
         if prepare is not None:
             preparation = prepare(locked)
             if preparation.refusal is not None:
-                _record_answer(locked, request, acting_user, source, preparation.refusal)
+                _record_answer(locked, request, acting_user, actor, source, preparation.refusal)
                 return preparation.refusal
         events.action_requested_event(
-            order=locked, type=request.kind.requested, source=source, user=acting_user, message=request.message,
-            details={**request.details, "action_id": request.action_id}, event_key=requested_key,
+            order=locked, type=request.kind.requested, source=source, user=acting_user, actor=actor,
+            message=request.message, details={**request.details, "action_id": request.action_id},
+            event_key=requested_key,
         )
 
     outcome = _send(order, request)
@@ -174,7 +180,7 @@ def workflow_action_send(
     if describe is not None:
         outcome = describe(outcome)
     if not outcome.accepted:
-        _record_answer(order, request, acting_user, source, outcome)
+        _record_answer(order, request, acting_user, actor, source, outcome)
         if preparation.undo is not None:
             preparation.undo()
     return outcome
@@ -196,11 +202,13 @@ def _send(order: Order, request: WorkflowRequest) -> ActionOutcome:
     return ActionOutcome(order, Outcome.REFUSED, result.message, result.code, result.workflow_status)
 
 
-def _record_answer(order: Order, request: WorkflowRequest, acting_user, source: str, outcome: ActionOutcome) -> None:
+def _record_answer(
+    order: Order, request: WorkflowRequest, acting_user, actor: str, source: str, outcome: ActionOutcome,
+) -> None:
     kind = request.kind
     events.action_answered_event(
         order=order, type=kind.refused if outcome.status == Outcome.REFUSED else kind.unanswered,
-        source=source, user=acting_user, message=outcome.message,
+        source=source, user=acting_user, actor=actor, message=outcome.message,
         details={"action_id": request.action_id, "outcome": outcome.status.value, "code": outcome.code},
         event_key=f"{request.action_id}:answer",
     )
@@ -246,47 +254,53 @@ def _staff_outcome(order: Order, kind: ActionKind, outcome: ActionOutcome, done:
     return ActionOutcome(outcome.order, outcome.status, message, outcome.code, outcome.workflow_status)
 
 
-def order_cancel(*, order: Order, reason: str, acting_user, source: str = OrderEvent.Source.ADMIN) -> ActionOutcome:
+def order_cancel(
+    *, order: Order, reason: str, acting_user=None, actor: str = "", source: str = OrderEvent.Source.ADMIN,
+) -> ActionOutcome:
     """Ask the workflow to cancel (and refund, if paid). Answers when the order has ended."""
     reason = validate_cancel_reason(reason)
     action_id = new_action_id(CANCEL, source)
     request = WorkflowRequest(
-        CANCEL, CancelRequest(reason=reason, actor=acting_user.get_username(), action_id=action_id), action_id,
+        CANCEL, CancelRequest(reason=reason, actor=_actor_name(acting_user, actor), action_id=action_id), action_id,
         f"cancellation requested: {reason}", {"reason": reason},
     )
     # RequestCancel answers once the ending is in Postgres, so the refreshed row shows it.
     return workflow_action_send(
-        order=order, request=request, acting_user=acting_user, source=source,
+        order=order, request=request, acting_user=acting_user, actor=actor, source=source,
         describe=lambda outcome: _staff_outcome(
             order, CANCEL, outcome, CANCEL_DONE.format(order_id=order.order_id, reason=order.cancel_reason or reason),
             CANCEL_REFUSED),
     )
 
 
-def order_address_change(*, order: Order, address: str, acting_user, source: str = OrderEvent.Source.ADMIN) -> ActionOutcome:
+def order_address_change(
+    *, order: Order, address: str, acting_user=None, actor: str = "", source: str = OrderEvent.Source.ADMIN,
+) -> ActionOutcome:
     """Ask the workflow to ship to ``address``; it refuses once the package is being dispatched."""
     address = validate_address(address)
     action_id = new_action_id(ADDRESS_CHANGE, source)
     request = WorkflowRequest(
-        ADDRESS_CHANGE, AddressChange(address=address, actor=acting_user.get_username(), action_id=action_id),
+        ADDRESS_CHANGE, AddressChange(address=address, actor=_actor_name(acting_user, actor), action_id=action_id),
         action_id, "address change requested", {"old_address": order.address, "requested_address": address},
     )
     return workflow_action_send(
-        order=order, request=request, acting_user=acting_user, source=source,
+        order=order, request=request, acting_user=acting_user, actor=actor, source=source,
         describe=lambda outcome: _staff_outcome(
             order, ADDRESS_CHANGE, outcome, ADDRESS_DONE.format(order_id=order.order_id), ADDRESS_REFUSED),
     )
 
 
-def order_shipping_retry(*, order: Order, acting_user, source: str = OrderEvent.Source.ADMIN) -> ActionOutcome:
+def order_shipping_retry(
+    *, order: Order, acting_user=None, actor: str = "", source: str = OrderEvent.Source.ADMIN,
+) -> ActionOutcome:
     """Ask the workflow to dispatch again after its carrier dispatch failed."""
     action_id = new_action_id(SHIPPING_RETRY, source)
     request = WorkflowRequest(
-        SHIPPING_RETRY, ShippingRetryRequest(actor=acting_user.get_username(), action_id=action_id), action_id,
+        SHIPPING_RETRY, ShippingRetryRequest(actor=_actor_name(acting_user, actor), action_id=action_id), action_id,
         "shipping retry requested", {"dispatch_failures": order.dispatch_failures},
     )
     return workflow_action_send(
-        order=order, request=request, acting_user=acting_user, source=source,
+        order=order, request=request, acting_user=acting_user, actor=actor, source=source,
         describe=lambda outcome: _staff_outcome(
             order, SHIPPING_RETRY, outcome, RETRY_DONE.format(order_id=order.order_id), RETRY_REFUSED),
     )

@@ -37,6 +37,7 @@ from orderweb.models import (
     OrderEvent,
     OrderLine,
     Payment,
+    RefusedStart,
     Shipment,
 )
 from orderweb.services import order_create
@@ -112,6 +113,23 @@ class ShipmentInline(OrderReadOnlyInline):
     readonly_fields = fields
 
 
+class AttentionFilter(admin.SimpleListFilter):
+    """Orders the reconciler flagged: their workflow stopped, vanished or is stuck."""
+
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Flagged for staff"), ("no", "Not flagged")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(attention_since__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(attention_since__isnull=True)
+        return queryset
+
+
 class DispatchFailedFilter(admin.SimpleListFilter):
     title = "dispatch"
     parameter_name = "dispatch"
@@ -136,7 +154,7 @@ class DispatchFailedFilter(admin.SimpleListFilter):
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = ["order_id", "status_badge", "amount", "dispatch_failures", "customer", "created_at"]
-    list_filter = ["status", DispatchFailedFilter, "created_at", "source"]
+    list_filter = ["status", AttentionFilter, DispatchFailedFilter, "created_at", "source"]
     date_hierarchy = "created_at"
     search_fields = ["order_id", "workflow_id", "address", "customer"]
     search_help_text = "Order id, workflow id, address or customer."
@@ -148,14 +166,19 @@ class OrderAdmin(admin.ModelAdmin):
             ("order_id", "workflow_id"), ("status", "status_changed_at"), ("customer", "amount"),
             "address", ("source", "created_by"), ("created_at", "updated_at"),
         ]}),
-        ("Outcome", {"fields": ["cancel_reason", "failure_reason", "dispatch_failures"]}),
+        ("Outcome", {"fields": ["cancel_reason", "failure_reason", "dispatch_failures",
+                                ("attention_reason", "attention_since")]}),
+        ("Customer details", {"classes": ["collapse"], "fields": [
+            ("customer_email", "currency"), "billing_address", ("client_ip", "user_agent"),
+        ]}),
         ("Temporal", {"fields": ["temporal_links"]}),
         ("Timeline", {"fields": ["timeline"]}),
     ]
     readonly_fields = [
         "order_id", "workflow_id", "status", "status_changed_at", "customer", "amount", "address",
         "source", "created_by", "created_at", "updated_at", "cancel_reason", "failure_reason",
-        "dispatch_failures", "temporal_links", "timeline",
+        "dispatch_failures", "attention_reason", "attention_since", "customer_email", "currency",
+        "billing_address", "client_ip", "user_agent", "temporal_links", "timeline",
     ]
     change_form_template = "admin/orderweb/order/change_form.html"
 
@@ -181,9 +204,11 @@ class OrderAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, order: Order) -> str:
         colour = _STATUS_COLOURS.get(order.status, "#1565c0")
+        flag = format_html(' <span class="order-attention" title="{}">⚑ needs attention</span>',
+                           order.attention_reason) if order.needs_attention else ""
         return format_html(
-            '<span class="order-status" data-status="{}" style="color:{};font-weight:bold">{}</span>',
-            order.status, colour, order.get_status_display(),
+            '<span class="order-status" data-status="{}" style="color:{};font-weight:bold">{}</span>{}',
+            order.status, colour, order.get_status_display(), flag,
         )
 
     # -- the order page ------------------------------------------------------------------------
@@ -466,6 +491,23 @@ class OrderEventAdmin(ReadOnlyAdmin):
     list_select_related = ["order"]
     search_fields = ["order__order_id", "actor", "type"]
     date_hierarchy = "created_at"
+
+
+@admin.register(RefusedStart)
+class RefusedStartAdmin(ReadOnlyAdmin):
+    """Starts of OrderWorkflow that could not make an order (no usable order id)."""
+
+    list_display = ["created_at", "workflow_id", "reason", "arguments"]
+    search_fields = ["workflow_id", "reason"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Temporal Web UI")
+    def temporal_link(self, start: RefusedStart) -> str:
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', workflow_ui_url(start.workflow_id),
+                           start.workflow_id)
+
+    readonly_fields = ["workflow_id", "temporal_link", "run_id", "reason", "arguments", "created_at"]
+    fields = readonly_fields
 
 
 @admin.register(GatewayLedgerEntry)

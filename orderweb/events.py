@@ -114,17 +114,19 @@ def workflow_message_event(
 
 
 def action_requested_event(
-    *, order: Order, type: str, source: str, user, message: str, details: dict[str, Any], event_key: str,
+    *, order: Order, type: str, source: str, user, actor: str = "", message: str, details: dict[str, Any],
+    event_key: str,
 ) -> None:
-    event_write(order=order, type=type, source=source, user=user, from_status=order.status, message=message,
-                details=details, event_key=event_key)
+    event_write(order=order, type=type, source=source, user=user, actor=actor, from_status=order.status,
+                message=message, details=details, event_key=event_key)
 
 
 def action_answered_event(
-    *, order: Order, type: str, source: str, user, message: str, details: dict[str, Any], event_key: str,
+    *, order: Order, type: str, source: str, user, actor: str = "", message: str, details: dict[str, Any],
+    event_key: str,
 ) -> None:
     """A refused or unanswered request (an accepted one shows as the workflow's own event)."""
-    event_write(order=order, type=type, source=source, user=user, message=message, details=details,
+    event_write(order=order, type=type, source=source, user=user, actor=actor, message=message, details=details,
                 event_key=event_key)
 
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from temporal_app.contracts import MAX_ADDRESS_LENGTH, OrderState
+from temporal_app.contracts import DEFAULT_CURRENCY, MAX_ADDRESS_LENGTH, OrderState
 
 
 class TimeStampedModel(models.Model):
@@ -38,7 +38,13 @@ class Order(TimeStampedModel):
     workflow_id = models.CharField(max_length=255, unique=True)
     address = models.TextField(max_length=MAX_ADDRESS_LENGTH)
     customer = models.CharField(max_length=200, blank=True)
+    # What the client knew about the customer (optional; review and risk rules use it).
+    customer_email = models.EmailField(max_length=254, blank=True)
+    billing_address = models.TextField(max_length=MAX_ADDRESS_LENGTH, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, default=DEFAULT_CURRENCY)
     status = models.CharField(max_length=32, choices=Status.choices, default=Status.STARTED)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     cancel_reason = models.TextField(blank=True)

@@ -27,6 +27,7 @@ from orderweb.models import Order, OrderEvent, OrderLine, RefusedStart, Shipment
 from temporal_app.client import start_order_workflow
 from temporal_app.contracts import (
     CLIENT_ACTOR,
+    DEFAULT_CURRENCY,
     MAX_ADDRESS_LENGTH,
     MAX_CUSTOMER_LENGTH,
     LineItem,
@@ -36,6 +37,7 @@ from temporal_app.contracts import (
     ProgressRecord,
     RefusedStart as RefusedStartRecord,
     address_error,
+    customer_details_problems,
     customer_error,
     line_items_clean,
     normalise_address,
@@ -119,6 +121,11 @@ def order_create(
     line_items: Iterable[LineItem] = (),
     amount: Any = None,
     customer: str = "",
+    customer_email: str = "",
+    billing_address: str = "",
+    client_ip: str = "",
+    user_agent: str = "",
+    currency: str = DEFAULT_CURRENCY,
     user=None,
     source: str = OrderEvent.Source.API,
     review_timeout_seconds: Optional[float] = None,
@@ -134,6 +141,10 @@ def order_create(
     lines, total = validate_lines_and_total(line_items, amount)
     if customer_error(customer):
         raise ValidationError(customer_error(customer) or "", code="customer_invalid")
+    details = customer_details_problems(email=customer_email, billing_address=billing_address, client_ip=client_ip,
+                                        user_agent=user_agent, currency=currency)
+    if details:
+        raise ValidationError(details, code="customer_details_invalid")
     try:
         with transaction.atomic():
             order = Order.objects.create(
@@ -141,6 +152,11 @@ def order_create(
                 workflow_id=order_workflow_id(order_id),
                 address=address,
                 customer=customer,
+                customer_email=customer_email,
+                billing_address=normalise_address(billing_address) if billing_address else "",
+                client_ip=client_ip or None,
+                user_agent=user_agent,
+                currency=currency,
                 amount=total,
                 source=source,
                 created_by=user if user is not None and user.is_authenticated else None,
@@ -170,6 +186,11 @@ def order_workflow_options(
         review_timeout_seconds=review_timeout_seconds,
         source=order.source,
         created_by=order.created_by.get_username() if order.created_by_id else "",
+        customer_email=order.customer_email,
+        billing_address=order.billing_address,
+        client_ip=order.client_ip or "",
+        user_agent=order.user_agent,
+        currency=order.currency,
     )
 
 
@@ -200,6 +221,12 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
         else UNUSABLE_ADDRESS.format(preview=pg_text(address)[:60] or "none")[:MAX_ADDRESS_LENGTH],
         "customer": pg_text(options.customer)[:MAX_CUSTOMER_LENGTH],
         "source": pg_text(options.source)[:32] or CLIENT_ACTOR,
+        # Checked by the workflow's boundary (customer_details_problems), or left empty.
+        "customer_email": options.customer_email,
+        "billing_address": options.billing_address,
+        "client_ip": options.client_ip or None,
+        "user_agent": options.user_agent,
+        "currency": options.currency,
     }
     if options.amount is not None:
         defaults["amount"] = options.amount

@@ -23,6 +23,7 @@ from temporal_app.contracts import (
     OrderState,
     ReviewOutcome,
     ReviewOutcomeRecord,
+    ValidatedOrder,
     ValidateOrderInput,
     address_error,
 )
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 @db_activity(Activities.ORDER_VALIDATED, queue=ORDER_TASK_QUEUE)
-def order_validated(request: ValidateOrderInput) -> None:
+def order_validated(request: ValidateOrderInput) -> ValidatedOrder:
     """The order is fit for review: it moves to awaiting_manual_review and its task opens."""
     due_at = datetime.fromtimestamp(request.review_due_epoch, tz=dt_timezone.utc)
     with transaction.atomic():
@@ -47,6 +48,7 @@ def order_validated(request: ValidateOrderInput) -> None:
             reason="order validated; waiting for manual review", details={"review_due": due_at.isoformat()},
         )
         review_task_open(order=order, due_at=due_at)
+    return ValidatedOrder()
 
 
 @db_activity(Activities.RECORD_REVIEW_OUTCOME, queue=ORDER_TASK_QUEUE)

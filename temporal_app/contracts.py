@@ -7,6 +7,8 @@ updates, activities, search attributes, states) breaks clients that integrate wi
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -100,6 +102,7 @@ class Updates:
 SYSTEM_ACTOR = "system"
 CLIENT_ACTOR = "temporal-client"
 TEMPORAL_ACTOR = "temporal"
+POLICY_ACTOR = "policy"  # the review policy, when it approves an order without a person
 
 
 class Errors:
@@ -187,6 +190,9 @@ MAX_LINE_NAME_LENGTH = 200
 MAX_LINE_QUANTITY = 2_147_483_647  # OrderLine.quantity is a Postgres integer
 MAX_AMOUNT = Decimal("9999999999.99")  # Order.amount holds 12 digits, 2 after the point
 MAX_REVIEW_TIMEOUT_SECONDS = 30 * 24 * 3600
+MAX_EMAIL_LENGTH = 254
+MAX_USER_AGENT_LENGTH = 500
+DEFAULT_CURRENCY = "USD"
 MAX_PAYMENT_ATTEMPTS = 100
 
 ORDER_ID_INVALID = "An order id is 1 to 64 characters: letters, digits, '-', '_' or '.'."
@@ -201,6 +207,14 @@ LINE_SKU_INVALID = (
     "Line item {sku!r}: a SKU is 1 to 64 characters and a name at most 200, without control characters."
 )
 LINE_DUPLICATE_SKU = "SKU {sku!r} appears on more than one line; put the quantity on one line."
+EMAIL_INVALID = "The customer's email address is not valid."
+BILLING_ADDRESS_INVALID = "The billing address: {problem}"
+CLIENT_IP_INVALID = "The client IP address is not an IPv4 or IPv6 address."
+USER_AGENT_INVALID = "The user agent is longer than 500 characters or contains control characters."
+CURRENCY_INVALID = "The currency must be a three-letter ISO 4217 code, such as USD or EUR."
+
+_EMAIL = re.compile(r"\A[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+_CURRENCY = re.compile(r"\A[A-Z]{3}\Z")
 
 
 def order_id_error(order_id: object) -> Optional[str]:
@@ -291,6 +305,29 @@ def customer_error(customer: object) -> Optional[str]:
     return None
 
 
+def customer_details_problems(
+    *, email: object = "", billing_address: object = "", client_ip: object = "", user_agent: object = "",
+    currency: object = DEFAULT_CURRENCY,
+) -> list[str]:
+    """Why the optional customer details cannot be taken (empty means "not given")."""
+    problems = []
+    if email and (not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email)):
+        problems.append(EMAIL_INVALID)
+    if billing_address and address_error(billing_address):
+        problems.append(BILLING_ADDRESS_INVALID.format(problem=address_error(billing_address)))
+    if client_ip:
+        try:
+            ipaddress.ip_address(client_ip if isinstance(client_ip, str) else "")
+        except ValueError:
+            problems.append(CLIENT_IP_INVALID)
+    if user_agent and (not isinstance(user_agent, str) or len(user_agent) > MAX_USER_AGENT_LENGTH
+                       or has_control_chars(user_agent)):
+        problems.append(USER_AGENT_INVALID)
+    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+        problems.append(CURRENCY_INVALID)
+    return problems
+
+
 # -- Inputs and outputs --------------------------------------------------------------------------
 
 
@@ -316,6 +353,12 @@ class OrderOptions:
     # How the order came in, for the audit trail ("web", "admin", "api", "temporal-client").
     source: str = CLIENT_ACTOR
     created_by: str = ""
+    # Optional customer details: what review and risk rules can use when a client has them.
+    customer_email: str = ""
+    billing_address: str = ""
+    client_ip: str = ""
+    user_agent: str = ""
+    currency: str = DEFAULT_CURRENCY
 
 
 @dataclass
@@ -383,6 +426,14 @@ class ReceiveOrderInput:
 class ReceivedOrder:
     review_timeout_seconds: float
     amount: str
+
+
+@dataclass
+class ValidatedOrder:
+    """order_validated's answer. ``approved_by_policy`` names the review-policy rule that let
+    the order through without a person (REVIEW_POLICY=risky); empty: a person decides."""
+
+    approved_by_policy: str = ""
 
 
 @dataclass

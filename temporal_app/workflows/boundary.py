@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence, TypeVar, Union
 from temporalio.converter import value_to_type
 
 from temporal_app.contracts import (
+    DEFAULT_CURRENCY,
     MAX_ACTION_ID_LENGTH,
     MAX_ACTOR_LENGTH,
     MAX_NOTE_LENGTH,
@@ -34,6 +35,7 @@ from temporal_app.contracts import (
     ShippingReport,
     ShippingRetryRequest,
     address_error,
+    customer_details_problems,
     customer_error,
     has_control_chars,
     line_items_clean,
@@ -141,6 +143,16 @@ def _options(value: Any, problems: list[str]) -> tuple[OrderOptions, Optional[st
     if attempts is not None and (isinstance(attempts, bool) or not 1 <= attempts <= MAX_PAYMENT_ATTEMPTS):
         problems.append(PAYMENT_ATTEMPTS_INVALID)
         options.payment_attempts = None
+    details = customer_details_problems(
+        email=options.customer_email, billing_address=options.billing_address, client_ip=options.client_ip,
+        user_agent=options.user_agent, currency=options.currency,
+    )
+    if details:
+        problems.extend(details)
+        options.customer_email = options.billing_address = options.client_ip = options.user_agent = ""
+        options.currency = DEFAULT_CURRENCY
+    elif options.billing_address:
+        options.billing_address = normalise_address(options.billing_address)
     for name, max_length in (("source", 32), ("created_by", MAX_ACTOR_LENGTH)):
         text = getattr(options, name)
         if len(text) > max_length or has_control_chars(text):
