@@ -256,13 +256,15 @@ def _staff_outcome(order: Order, kind: ActionKind, outcome: ActionOutcome, done:
 
 def order_cancel(
     *, order: Order, reason: str, acting_user=None, actor: str = "", source: str = OrderEvent.Source.ADMIN,
+    reason_code: str = "",
 ) -> ActionOutcome:
     """Ask the workflow to cancel (and refund, if paid). Answers when the order has ended."""
     reason = validate_cancel_reason(reason)
     action_id = new_action_id(CANCEL, source)
     request = WorkflowRequest(
-        CANCEL, CancelRequest(reason=reason, actor=_actor_name(acting_user, actor), action_id=action_id), action_id,
-        f"cancellation requested: {reason}", {"reason": reason},
+        CANCEL,
+        CancelRequest(reason=reason, actor=_actor_name(acting_user, actor), action_id=action_id, reason_code=reason_code),
+        action_id, f"cancellation requested: {reason}", {"reason": reason, "reason_code": reason_code},
     )
     # RequestCancel answers once the ending is in Postgres, so the refreshed row shows it.
     return workflow_action_send(

@@ -48,6 +48,8 @@ class Order(TimeStampedModel):
     status = models.CharField(max_length=32, choices=Status.choices, default=Status.STARTED)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     cancel_reason = models.TextField(blank=True)
+    # Why, as a code reports can count (staff and reviewers choose one; clients may send one).
+    cancel_reason_code = models.CharField(max_length=40, blank=True, db_index=True)
     failure_reason = models.TextField(blank=True)
     dispatch_failures = models.PositiveIntegerField(default=0)
     # Set by the reconciler when the workflow cannot report for itself (terminated, deleted,
@@ -175,6 +177,7 @@ class Shipment(TimeStampedModel):
     idempotency_key = models.CharField(max_length=128, unique=True)
     tracking_number = models.CharField(max_length=64, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)  # the carrier's last refusal, for staff
 
     class Meta:
         constraints = [

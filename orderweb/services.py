@@ -301,6 +301,7 @@ def order_record_progress(record: ProgressRecord) -> Order:
         fields: dict[str, Any] = {}
         if state == OrderState.CANCELLED:
             fields["cancel_reason"] = pg_text(record.reason) or "cancelled"
+            fields["cancel_reason_code"] = pg_text(str(details.get("reason_code", "")))[:40]
         elif state == OrderState.FAILED:
             fields["failure_reason"] = pg_text(record.reason) or "failed"
         order_advance(
@@ -314,7 +315,7 @@ def order_record_progress(record: ProgressRecord) -> Order:
             updated_at=timezone.now(),
         )
         Shipment.objects.filter(order=order).exclude(status=Shipment.Status.DISPATCHED).update(
-            status=Shipment.Status.DISPATCH_FAILED, updated_at=timezone.now()
+            status=Shipment.Status.DISPATCH_FAILED, last_error=pg_text(record.reason), updated_at=timezone.now()
         )
     if details.get("new_address") and event in (ProgressEvent.SIGNAL_APPLIED, ProgressEvent.UPDATE_APPLIED):
         Order.objects.filter(pk=order.pk).update(address=details["new_address"], updated_at=timezone.now())

@@ -57,7 +57,8 @@ def record_review_outcome(record: ReviewOutcomeRecord) -> None:
     the order's projection and the task's close in one write."""
     with transaction.atomic():
         order = order_record_progress(record.progress)
-        review_task_close(order=order, outcome=ReviewOutcome(record.outcome), actor=record.reviewer, note=record.note)
+        review_task_close(order=order, outcome=ReviewOutcome(record.outcome), actor=record.reviewer, note=record.note,
+                          reason_code=record.reason_code)
 
 
 @periodic(seconds=settings.RECONCILE_INTERVAL_SECONDS, queue=ORDER_TASK_QUEUE)

@@ -38,6 +38,7 @@ class ReviewTask(models.Model):
     decided_by_name = models.CharField(max_length=150, blank=True)  # also for outside clients
     decided_at = models.DateTimeField(null=True, blank=True)
     note = models.TextField(blank=True)
+    reason_code = models.CharField(max_length=40, blank=True)  # a rejection's reason, as a code
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

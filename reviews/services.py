@@ -66,7 +66,7 @@ def review_task_open(*, order: Order, due_at: datetime) -> ReviewTask:
     return ReviewTask.objects.create(order=order, due_at=due_at)
 
 
-def review_task_close(*, order: Order, outcome: ReviewOutcome, actor: str, note: str) -> None:
+def review_task_close(*, order: Order, outcome: ReviewOutcome, actor: str, note: str, reason_code: str = "") -> None:
     """Close the open task with the workflow's outcome. A closed task is left as it is."""
     person = outcome in _DECIDED_BY_PERSON
     actor = pg_text(actor)[:150]  # a name as any Temporal client sent it
@@ -77,6 +77,7 @@ def review_task_close(*, order: Order, outcome: ReviewOutcome, actor: str, note:
         decided_by_name=actor if person else "",
         decided_at=timezone.now(),
         note=pg_text(note),
+        reason_code=pg_text(reason_code)[:40],
     )
 
 
@@ -227,7 +228,9 @@ def _claim_release_after_failed_decision(*, order: Order, user) -> None:
                                          reason="released: the decision was not applied")
 
 
-def review_decide(*, order: Order, user, decision: str, note: str = "", action_id: str = "") -> DecisionOutcome:
+def review_decide(
+    *, order: Order, user, decision: str, note: str = "", action_id: str = "", reason_code: str = "",
+) -> DecisionOutcome:
     """Approve or reject an order in manual review, as ``user``, and report whether it took.
 
     In the request's transaction: the order's open task must be there and not held by someone
@@ -261,9 +264,10 @@ def review_decide(*, order: Order, user, decision: str, note: str = "", action_i
         return Preparation(undo=lambda: _claim_release_after_failed_decision(order=locked, user=user))
 
     request = WorkflowRequest(
-        REVIEW_DECISION, ReviewDecision(decision=decision, reviewer=username, note=note, action_id=action_id),
+        REVIEW_DECISION,
+        ReviewDecision(decision=decision, reviewer=username, note=note, action_id=action_id, reason_code=reason_code),
         action_id, f"{decision} requested" + (f": {note}" if note else ""),
-        {"decision": decision, "note": note},
+        {"decision": decision, "note": note, "reason_code": reason_code},
     )
     outcome = workflow_action_send(
         order=order, request=request, acting_user=user, source=OrderEvent.Source.WEB, prepare=prepare,

@@ -184,6 +184,7 @@ MAX_ADDRESS_LENGTH = 300
 MAX_CUSTOMER_LENGTH = 200
 MAX_ACTOR_LENGTH = 150
 MAX_ACTION_ID_LENGTH = 64
+MAX_REASON_CODE_LENGTH = 40
 MAX_NOTE_LENGTH = 2000
 MAX_SKU_LENGTH = 64
 MAX_LINE_NAME_LENGTH = 200
@@ -369,6 +370,7 @@ class ReviewDecision:
     reviewer: str = ""
     note: str = ""
     action_id: str = ""
+    reason_code: str = ""  # why a rejection, as a code reports can count (the note says it for people)
 
 
 @dataclass
@@ -376,6 +378,7 @@ class CancelRequest:
     reason: str = "cancelled by request"
     actor: str = ""
     action_id: str = ""
+    reason_code: str = ""  # why, as a code reports can count (``reason`` says it for people)
 
 
 @dataclass
@@ -588,6 +591,7 @@ class ReviewOutcomeRecord:
     outcome: str  # ReviewOutcome
     reviewer: str = ""
     note: str = ""
+    reason_code: str = ""
 
 
 def shipping_workflow_id(order_workflow_id: str) -> str:

@@ -23,6 +23,7 @@ from temporal_app.contracts import (
     MAX_ACTOR_LENGTH,
     MAX_NOTE_LENGTH,
     MAX_PAYMENT_ATTEMPTS,
+    MAX_REASON_CODE_LENGTH,
     MAX_REVIEW_TIMEOUT_SECONDS,
     AddressChange,
     CancelRequest,
@@ -191,6 +192,9 @@ def _checked(name: str, parsed: Parsed[T], *text_fields: tuple[str, int]) -> Par
     action_id = getattr(parsed, "action_id", "")
     if len(action_id) > MAX_ACTION_ID_LENGTH or not action_id.isprintable():
         return _malformed(name, f"action_id must be at most {MAX_ACTION_ID_LENGTH} printable characters")
+    reason_code = getattr(parsed, "reason_code", "")
+    if len(reason_code) > MAX_REASON_CODE_LENGTH or not reason_code.isprintable():
+        return _malformed(name, f"reason_code must be at most {MAX_REASON_CODE_LENGTH} printable characters")
     for field_name, max_length in text_fields:
         if len(getattr(parsed, field_name)) > max_length:
             return _malformed(name, f"{field_name} is longer than {max_length} characters")

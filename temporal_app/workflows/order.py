@@ -250,10 +250,11 @@ class OrderWorkflow:
             refunded = await self._refund()
             if refunded:
                 reason = f"{reason} (payment refunded)"
-        review = ReviewClose(stop.review, stop.actor, stop.note) if stop.review else None
+        review = ReviewClose(stop.review, stop.actor, stop.note, stop.reason_code) if stop.review else None
         if review is None and self.review.open:
             review = ReviewClose(ReviewOutcome.CANCELLED, stop.actor)
-        return await self._finish(stop.state, reason, actor=stop.actor, review=review, refunded=refunded)
+        return await self._finish(stop.state, reason, actor=stop.actor, review=review, refunded=refunded,
+                                  reason_code=stop.reason_code)
 
     async def _refund(self) -> bool:
         return bool(await workflow.execute_activity(
@@ -265,7 +266,7 @@ class OrderWorkflow:
 
     async def _finish(
         self, state: OrderState, reason: str, *, actor: str, review: Optional[ReviewClose] = None,
-        refunded: bool = False,
+        refunded: bool = False, reason_code: str = "",
     ) -> OrderResult:
         previous = self.record.state
         self.record.reason = reason
@@ -277,6 +278,7 @@ class OrderWorkflow:
             reason=reason,
             actor=actor,
             details={"refunded": refunded, "tracking_number": self.record.tracking_number,
+                     **({"reason_code": reason_code} if reason_code else {}),
                      **({"review_outcome": review.outcome.value, "note": review.note} if review else {})},
             review=review,
         )

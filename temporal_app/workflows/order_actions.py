@@ -9,7 +9,7 @@ anything reaches history) and the Update's handler.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Optional
 
@@ -51,7 +51,7 @@ class OrderStopped(Exception):
     actor: str = "system"
     review: Optional[ReviewOutcome] = None  # set when this ends the manual review
     note: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
+    reason_code: str = ""
 
     def __post_init__(self) -> None:
         super().__init__(self.reason)
@@ -180,7 +180,7 @@ class Cancellation:
         if self.request is not None:
             raise OrderStopped(
                 OrderState.CANCELLED, self.request.reason or "cancelled", self.request.actor or CLIENT_ACTOR,
-                review=review,
+                review=review, reason_code=self.request.reason_code,
             )
 
 
@@ -235,6 +235,7 @@ class Review:
                 OrderState.CANCELLED,
                 f"rejected in review: {decision.note}" if decision.note else "rejected in review",
                 decision.reviewer or CLIENT_ACTOR, review=ReviewOutcome.REJECTED, note=decision.note,
+                reason_code=decision.reason_code,
             )
         return decision
 

@@ -52,6 +52,7 @@ class ReviewClose:
     outcome: ReviewOutcome
     reviewer: str = ""
     note: str = ""
+    reason_code: str = ""
 
 
 class OrderRecord:
@@ -194,7 +195,7 @@ class OrderRecord:
             activity, arg = Activities.RECORD_ORDER_PROGRESS, record
         else:
             activity = Activities.RECORD_REVIEW_OUTCOME
-            arg = ReviewOutcomeRecord(record, review.outcome.value, review.reviewer, review.note)
+            arg = ReviewOutcomeRecord(record, review.outcome.value, review.reviewer, review.note, review.reason_code)
         async with self._writing:
             await workflow.execute_local_activity(
                 activity, arg, start_to_close_timeout=PROJECTION_TIMEOUT, retry_policy=PROJECTION_RETRY,

@@ -626,3 +626,23 @@ def test_an_outside_clients_start_gets_both_search_attributes(system):
         return (attributes.get(ORDER_STATUS_KEY), attributes.get(DISPATCH_FAILURES_KEY))
 
     wait_until(lambda: published() == ("awaiting_manual_review", 0), what="the search attributes to show the review")
+
+
+def test_reason_codes_reach_the_order_and_the_review_task(system):
+    """A rejection's and a cancellation's reason code travel with the decision to Postgres, for
+    reports and filters; the note or reason stays the words people read."""
+    rejected = make_order()
+    wait_for_state(rejected.workflow_id, "awaiting_manual_review")
+    signal(rejected, Signals.COMPLETE_MANUAL_REVIEW,
+           ReviewDecision("reject", "bob", "card used in three countries", reason_code="suspected_fraud"))
+    assert result(rejected).status == "cancelled"
+    rejected.refresh_from_db()
+    task = ReviewTask.objects.get(order=rejected)
+    assert (rejected.cancel_reason_code, task.reason_code) == ("suspected_fraud", "suspected_fraud")
+
+    cancelled = make_order()
+    wait_for_state(cancelled.workflow_id, "awaiting_manual_review")
+    order_workflow_update(cancelled.workflow_id, Updates.REQUEST_CANCEL,
+                          CancelRequest("customer changed their mind", "staff", "c-code", "customer_request"))
+    cancelled.refresh_from_db()
+    assert (cancelled.cancel_reason, cancelled.cancel_reason_code) == ("customer changed their mind", "customer_request")
