@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from orderweb.models import Order
 from orderweb.services import order_advance, order_record_progress
+from reviews.risk import risk_assess
 from reviews.services import orders_reconcile_with_reviews, review_task_close, review_task_open
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
@@ -34,7 +35,10 @@ logger = logging.getLogger(__name__)
 
 @db_activity(Activities.ORDER_VALIDATED, queue=ORDER_TASK_QUEUE)
 def order_validated(request: ValidateOrderInput) -> ValidatedOrder:
-    """The order is fit for review: it moves to awaiting_manual_review and its task opens."""
+    """The order is fit for review: it is scored (reviews/risk.py), moves to
+    awaiting_manual_review and its task opens. Under REVIEW_POLICY=risky an order scoring below
+    the threshold comes back ``approved_by_policy`` (the rule and its figures), and the workflow
+    approves it as the actor "policy"."""
     due_at = datetime.fromtimestamp(request.review_due_epoch, tz=dt_timezone.utc)
     with transaction.atomic():
         order = Order.objects.select_for_update().get(order_id=request.order_id)
@@ -47,8 +51,9 @@ def order_validated(request: ValidateOrderInput) -> ValidatedOrder:
             order=order, to_status=OrderState.AWAITING_MANUAL_REVIEW, event_key="validated",
             reason="order validated; waiting for manual review", details={"review_due": due_at.isoformat()},
         )
-        review_task_open(order=order, due_at=due_at)
-    return ValidatedOrder()
+        risk = risk_assess(order=order)
+        review_task_open(order=order, due_at=due_at, risk=risk)
+    return ValidatedOrder(approved_by_policy=risk.approved_by_policy)
 
 
 @db_activity(Activities.RECORD_REVIEW_OUTCOME, queue=ORDER_TASK_QUEUE)

@@ -35,7 +35,7 @@ from orderweb.events import pg_text
 from orderweb.models import Order, OrderEvent
 from orderweb.reconcile import STOPPED_PROBLEMS, ReconcileReport, orders_reconcile
 from reviews import events
-from reviews.models import ReviewTask
+from reviews.models import RejectReason, ReviewTask, RiskAssessment
 from temporal_app.client import TemporalUnavailable, WorkflowGone, order_workflow_status
 from temporal_app.contracts import (
     MAX_NOTE_LENGTH,
@@ -58,12 +58,16 @@ _OUTCOME_STATUS = {
 _DECIDED_BY_PERSON = (ReviewOutcome.APPROVED, ReviewOutcome.REJECTED)
 
 
-def review_task_open(*, order: Order, due_at: datetime) -> ReviewTask:
-    """Open the order's review task, once: a retried activity finds the task it opened."""
+def review_task_open(*, order: Order, due_at: datetime, risk: Optional[RiskAssessment] = None) -> ReviewTask:
+    """Open the order's review task, once: a retried activity finds the task it opened. The
+    task carries the order's risk and amount, which the queue sorts and filters by."""
     task = ReviewTask.objects.filter(order=order).order_by("-pk").first()
     if task is not None:
         return task
-    return ReviewTask.objects.create(order=order, due_at=due_at)
+    return ReviewTask.objects.create(
+        order=order, due_at=due_at, amount=order.amount,
+        risk_score=risk.score if risk is not None else None, risk_level=risk.level if risk is not None else "",
+    )
 
 
 def review_task_close(*, order: Order, outcome: ReviewOutcome, actor: str, note: str, reason_code: str = "") -> None:
