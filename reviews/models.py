@@ -53,7 +53,7 @@ class RiskAssessment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"risk of {self.order_id}: {self.level} ({self.score})"
+        return f"{self.get_level_display()} risk ({self.score}/100)"
 
 
 class ReviewTask(models.Model):
