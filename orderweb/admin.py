@@ -189,7 +189,7 @@ class OrderAdmin(admin.ModelAdmin):
     inlines = [OrderLineInline, PaymentInline, ShipmentInline]
     fieldsets = [
         (None, {"fields": [
-            ("order_id", "workflow_id"), ("status", "status_changed_at"), ("customer", "amount"),
+            ("order_id", "workflow_id"), ("status_shown", "status_changed_at"), ("customer", "amount"),
             "address", ("source", "created_by"), ("created_at", "updated_at"),
         ]}),
         ("Outcome", {"fields": [("cancel_reason", "cancel_reason_label"), "failure_reason",
@@ -205,7 +205,7 @@ class OrderAdmin(admin.ModelAdmin):
         "source", "created_by", "created_at", "updated_at", "cancel_reason", "failure_reason",
         "dispatch_failures", "attention_reason", "attention_since", "customer_email", "currency",
         "billing_address", "client_ip", "user_agent", "temporal_links", "timeline", "cancel_reason_label",
-        "carrier_last_error",
+        "carrier_last_error", "status_shown",
     ]
     change_form_template = "admin/orderweb/order/change_form.html"
 
@@ -248,6 +248,13 @@ class OrderAdmin(admin.ModelAdmin):
         )
 
     # -- the order page ------------------------------------------------------------------------
+
+    @admin.display(description="status")
+    def status_shown(self, order: Order) -> str:
+        """The status as staff need it: "Shipping" alone hides an order the carrier refused."""
+        if _dispatch_waiting(order):
+            return f"{order.get_status_display()}: {DISPATCH_WAITING.lower()}"
+        return order.get_status_display()
 
     @admin.display(description="reason code")
     def cancel_reason_label(self, order: Order) -> str:

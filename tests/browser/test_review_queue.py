@@ -68,7 +68,7 @@ def test_queue_filters_search_paging_and_live_rows(page, busy_queue):
     expect(page.get_by_text("Page 2 of 2")).to_be_visible()
     expect(rows).to_have_count(5)
 
-    page.get_by_label("Search order id").fill("1017")
+    page.get_by_label("Search orders").fill("1017")
     page.get_by_role("button", name="Search").click()
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-order", "ORDER-1017")
@@ -84,3 +84,35 @@ def test_queue_filters_search_paging_and_live_rows(page, busy_queue):
     # And a new one arrives.
     make_waiting_order(order_id="ORDER-NEW", due_in=timedelta(minutes=1), customer="New Customer")
     expect(rows.first).to_have_attribute("data-order", "ORDER-NEW")
+
+
+def test_refresh_keeps_the_selection_focus_and_scroll(page, busy_queue):
+    page.set_viewport_size({"width": 1280, "height": 600})
+    _log_in(page)
+    rows = page.locator("#queue tbody tr[data-order]")
+    expect(rows).to_have_count(25)
+    for _ in range(12):
+        page.keyboard.press("j")
+    selected = page.locator("#queue tr.selected")
+    expect(selected).to_have_attribute("data-order", "ORDER-1011")
+    expect(page.locator("#open-ORDER-1011")).to_be_focused()
+    scrolled = page.evaluate("window.scrollY")
+    assert scrolled > 0  # the selected row was scrolled into view
+    # Something changes in the queue: the refresh swaps the table in.
+    make_waiting_order(order_id="ORDER-LATE", due_in=timedelta(days=30))
+    expect(page.locator('[data-count="all"]')).to_have_text("31")
+    expect(selected).to_have_attribute("data-order", "ORDER-1011")
+    expect(page.locator("#open-ORDER-1011")).to_be_focused()
+    assert page.evaluate("window.scrollY") == scrolled
+    # The selected order is decided by a colleague: the one now in its place is selected and
+    # focused, so the keyboard goes on from there.
+    ReviewTask.objects.filter(order__order_id="ORDER-1011").update(
+        status="approved", decided_at=timezone.now(), decided_by_name="bob")
+    expect(page.locator('tr[data-order="ORDER-1011"]')).to_have_count(0)
+    expect(selected).to_have_attribute("data-order", "ORDER-1012")
+    expect(page.locator("#open-ORDER-1012")).to_be_focused()
+    page.keyboard.press("j")
+    expect(selected).to_have_attribute("data-order", "ORDER-1013")
+    # Enter opens the selected order.
+    page.keyboard.press("Enter")
+    expect(page.locator("h1.order-title")).to_contain_text("ORDER-1013")
