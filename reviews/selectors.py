@@ -116,6 +116,36 @@ def _open_tasks() -> QuerySet[ReviewTask]:
     return ReviewTask.objects.filter(status=ReviewTask.Status.OPEN)
 
 
+SEARCH_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class SearchMatches:
+    """The orders a search matches, found once per request: every list on the page then filters
+    on these ids (a btree look-up) instead of repeating the trigram scan."""
+
+    search: str
+    ids: list[int]
+    truncated: bool  # more than SEARCH_LIMIT matched: only the latest are used
+
+    def __bool__(self) -> bool:
+        return bool(self.search)
+
+
+NO_SEARCH = SearchMatches("", [], False)
+
+
+def orders_search(*, search: str) -> SearchMatches:
+    """The latest orders matching ``search`` (``order_search_q``), at most SEARCH_LIMIT: one query.
+    Open reviews are recent orders, so the latest matches hold them unless the search is so broad
+    that the page says to narrow it."""
+    if not search:
+        return NO_SEARCH
+    ids = list(Order.objects.filter(order_search_q(search)).order_by("-created_at", "-id")
+               .values_list("pk", flat=True)[:SEARCH_LIMIT + 1])
+    return SearchMatches(search, ids[:SEARCH_LIMIT], len(ids) > SEARCH_LIMIT)
+
+
 def order_search_q(search: str, prefix: str = "") -> Q:
     """Any part of the order id, the customer's name or email, or the shipping address,
     case-insensitively: ``UPPER(col) LIKE '%…%'``, each answered by a trigram index
@@ -133,7 +163,7 @@ _SORT_KEYS = {
 _SORT_FIELD = {QueueSort.RISK: "risk_score", QueueSort.AMOUNT: "amount"}
 
 
-def _queue_tasks(*, user, view: QueueView) -> QuerySet[ReviewTask]:
+def _queue_tasks(*, user, view: QueueView, matches: SearchMatches = NO_SEARCH) -> QuerySet[ReviewTask]:
     tasks = _open_tasks()
     if view.filter == QueueFilter.MINE:
         tasks = tasks.filter(claimed_by=user)
@@ -141,7 +171,9 @@ def _queue_tasks(*, user, view: QueueView) -> QuerySet[ReviewTask]:
         tasks = tasks.filter(claimed_by__isnull=True)
     if view.risk:
         tasks = tasks.filter(risk_level=view.risk)
-    if view.search:
+    if matches:
+        tasks = tasks.filter(order_id__in=matches.ids)
+    elif view.search:
         tasks = tasks.filter(order_search_q(view.search, "order__"))
     return tasks
 
@@ -153,15 +185,18 @@ _QUEUE_ROW_FIELDS = (
 )
 
 
-def review_queue_list(*, user, view: QueueView = QueueView(), page: Any = 1) -> Page:
-    """Open reviews in the view's order: two queries (count and page), whatever the size."""
+def review_queue_list(*, user, view: QueueView = QueueView(), page: Any = 1,
+                      matches: SearchMatches = NO_SEARCH) -> Page:
+    """Open reviews in the view's order: two queries (count and page), whatever the size. With
+    a search, ``matches`` (``orders_search``) holds the orders it found."""
     keys = _SORT_KEYS[view.sort]
 
     def rows(ids: QuerySet) -> QuerySet[ReviewTask]:
         return (ReviewTask.objects.filter(pk__in=ids).select_related("order", "claimed_by")
                 .only(*_QUEUE_ROW_FIELDS).order_by(*keys))
 
-    return IdWindowPaginator(_queue_tasks(user=user, view=view).order_by(*keys), QUEUE_PAGE_SIZE, rows=rows).get_page(page)
+    tasks = _queue_tasks(user=user, view=view, matches=matches)
+    return IdWindowPaginator(tasks.order_by(*keys), QUEUE_PAGE_SIZE, rows=rows).get_page(page)
 
 
 def review_queue_counts(*, user) -> dict[str, int]:
@@ -176,12 +211,12 @@ def review_queue_counts(*, user) -> dict[str, int]:
 MATCHES_LIMIT = 10
 
 
-def orders_matching(*, search: str, limit: int = MATCHES_LIMIT) -> list[Order]:
-    """Orders outside the queue that match a search (decided, cancelled, not yet in review):
+def orders_matching(*, matches: SearchMatches, limit: int = MATCHES_LIMIT) -> list[Order]:
+    """Orders outside the queue that a search matched (decided, cancelled, not yet in review):
     the latest first, each with how its latest review ended. One query."""
     latest = ReviewTask.objects.filter(order=OuterRef("pk")).order_by("-pk")
     return list(
-        Order.objects.filter(order_search_q(search)).exclude(status=Order.Status.AWAITING_MANUAL_REVIEW)
+        Order.objects.filter(pk__in=matches.ids).exclude(status=Order.Status.AWAITING_MANUAL_REVIEW)
         .annotate(review_status=Subquery(latest.values("status")[:1]),
                   review_by=Subquery(latest.values("decided_by_name")[:1]))
         .only("id", "order_id", "customer", "customer_email", "address", "amount", "currency", "status",
@@ -291,9 +326,11 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
 
 
-def review_recent_list(*, user, filter: RecentFilter = RecentFilter(), page: Any = 1) -> RecentPage:
+def review_recent_list(*, user, filter: RecentFilter = RecentFilter(), page: Any = 1,
+                       matches: SearchMatches = NO_SEARCH) -> RecentPage:
     """Closed reviews, the latest decision first (approved, rejected, timed out, cancelled):
-    one query, the page plus one row to know whether an older page exists."""
+    one query, the page plus one row to know whether an older page exists. A search
+    (``filter.search``) is answered from ``matches`` when given, else in the same query."""
     try:
         number = min(max(int(page), 1), MAX_RECENT_PAGE)
     except (TypeError, ValueError):
@@ -312,8 +349,10 @@ def review_recent_list(*, user, filter: RecentFilter = RecentFilter(), page: Any
         tasks = tasks.filter(decided_at__gte=_day_start(filter.since))
     if filter.until:
         tasks = tasks.filter(decided_at__lt=_day_start(filter.until + timedelta(days=1)))
-    if filter.search:
-        tasks = tasks.filter(order_search_q(filter.search, "order__") | Q(note__icontains=filter.search))
+    if matches:
+        tasks = tasks.filter(order_id__in=matches.ids)
+    elif filter.search:
+        tasks = tasks.filter(order_search_q(filter.search, "order__"))
     offset = (number - 1) * RECENT_PAGE_SIZE
     rows = list(tasks.select_related("order").only(
         "id", "status", "decided_at", "decided_by_name", "note", "due_at", "reason_code", "risk_level", "risk_score",

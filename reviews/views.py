@@ -110,7 +110,9 @@ def _next_url(request: HttpRequest, default: str) -> str:
 @require_GET
 def queue(request: HttpRequest) -> HttpResponse:
     view = selectors.QueueView.from_params(request.GET)
-    page = selectors.review_queue_list(user=request.user, view=view, page=request.GET.get("page", 1))
+    matches = selectors.orders_search(search=view.search)
+    page = selectors.review_queue_list(user=request.user, view=view, page=request.GET.get("page", 1),
+                                       matches=matches)
     now = timezone.now()
     context = {
         "tab": "queue",
@@ -123,7 +125,9 @@ def queue(request: HttpRequest) -> HttpResponse:
         "counts": selectors.review_queue_counts(user=request.user),
         "tab_links": {name: view.with_(filter=name) for name in selectors.QueueFilter.CHOICES},
         # Orders outside the queue that match a search, decided ones included, with links.
-        "matches": selectors.orders_matching(search=view.search) if view.search else [],
+        "matches": selectors.orders_matching(matches=matches) if matches else [],
+        "search_truncated": matches.truncated,
+        "search_limit": selectors.SEARCH_LIMIT,
         "risk_levels": RiskLevel.choices,
         "sorts": list(selectors.QueueSort.LABELS.items()),
         "refresh_seconds": _refresh_seconds(),
@@ -146,13 +150,17 @@ def recent(request: HttpRequest) -> HttpResponse:
         reason=data.get("reason", ""), outcome=data.get("outcome", ""), since=data.get("since"),
         until=data.get("until"),
     )
-    page = selectors.review_recent_list(user=request.user, filter=filter, page=request.GET.get("page", 1))
+    matches = selectors.orders_search(search=filter.search)
+    page = selectors.review_recent_list(user=request.user, filter=filter, page=request.GET.get("page", 1),
+                                        matches=matches)
     context = {
         "tab": "recent",
         "mine": filter.mine,
         "filter": filter,
         "page": page,
         "reviewers": selectors.reviewer_names(),
+        "search_truncated": matches.truncated,
+        "search_limit": selectors.SEARCH_LIMIT,
         "everyone_link": filter.with_(mine=""),
         "mine_link": filter.with_(mine="1"),
         "page_link_base": (filter.with_() + "&") if filter.params() else "",

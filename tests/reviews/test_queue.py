@@ -112,9 +112,9 @@ PINNED = {
     "/reviews/?filter=unclaimed": 7,
     "/reviews/?risk=high&sort=risk": 7,
     "/reviews/?sort=amount": 7,
-    "/reviews/?q=DB": 8,  # + the decided and other orders that match
+    "/reviews/?q=DB": 9,  # + the matching orders' ids, once; the decided and other orders that match
     "/reviews/decided/": 6,  # + page, reviewers of the filter (no count: "newer / older" paging)
-    "/reviews/decided/?q=DB&by=alice&reason=other&since=2020-01-01&until=2099-12-31": 6,
+    "/reviews/decided/?q=DB&by=alice&reason=other&since=2020-01-01&until=2099-12-31": 7,  # + the ids
 }
 
 
@@ -290,7 +290,7 @@ def test_recent_decisions_search_dates_reviewer_reason_and_outcome(reviewer):
     assert _recent_rows(client.get(url)) == ["D-C", "D-D", "D-B", "D-A"]
     assert _recent_rows(client.get(url, {"q": "hopper"})) == ["D-A"]
     assert _recent_rows(client.get(url, {"q": "shipito"})) == ["D-B"]
-    assert _recent_rows(client.get(url, {"q": "3 countries"})) == ["D-B"]  # the note too
+    assert _recent_rows(client.get(url, {"q": "3 countries"})) == []  # not the note: reason codes say why
     assert _recent_rows(client.get(url, {"by": "bob"})) == ["D-B"]
     assert _recent_rows(client.get(url, {"by": "policy"})) == ["D-D"]
     assert _recent_rows(client.get(url, {"reason": "out_of_stock"})) == ["D-C"]
@@ -381,3 +381,16 @@ def test_order_page_moves_through_the_queue_and_links_to_the_admin(reviewer):
     reviewer.user_permissions.add(Permission.objects.get(codename="view_order"))
     html = client_for(reviewer).get(reverse("reviews:order", args=[second.order_id])).content.decode()
     assert f'href="/admin/orderweb/order/{second.pk}/change/" id="admin-link"' in html
+
+
+def test_a_search_too_broad_says_so(reviewer, monkeypatch):
+    from reviews import selectors
+
+    monkeypatch.setattr(selectors, "SEARCH_LIMIT", 2)
+    for i in range(3):
+        make_waiting_order(order_id=f"BROAD-{i}", customer="Broad Match")
+    client = client_for(reviewer)
+    html = client.get(reverse("reviews:queue"), {"q": "broad"}).content.decode()
+    assert "More than 2 orders match “broad”: only the latest 2 were searched." in html
+    assert len(_rows(client.get(reverse("reviews:queue"), {"q": "broad"}))) == 2
+    assert "More than 2 orders match" not in client.get(reverse("reviews:queue"), {"q": "BROAD-1"}).content.decode()
