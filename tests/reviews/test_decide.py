@@ -338,3 +338,22 @@ def test_live_status_says_when_the_order_left_review_and_who_decided(system, rev
     html = client.get(url, HTTP_HX_REQUEST="true").content.decode()
     assert "This order has left review: its workflow is" in html
     assert _run_to_the_end(order).status == "completed"
+
+
+def test_one_address_change_is_one_entry_on_the_order_page(system, reviewer):
+    """Staff change the address once through the admin's service: the request, the workflow's
+    applied Update and its projection are three events, and the page lists one change."""
+    from orderweb.actions import order_address_change
+    from django.contrib.auth.models import User
+
+    order = _waiting_order()
+    staff = User.objects.create_user("stella", is_staff=True)
+    assert order_address_change(order=order, address="99 New Road\nSpringfield", acting_user=staff).accepted
+    refused = order_address_change(order=order, address="99 New Road\nSpringfield", acting_user=staff)
+    assert not refused.accepted  # the same address again: refused, and not a change
+    page = client_for(reviewer).get(reverse("reviews:order", args=[order.order_id])).content.decode()
+    history = page.split('id="address-history"')[1].split("</section>")[0]
+    assert history.count("<li>") == 1
+    assert "99 New Road" in history and "12 Review Street" in history
+    assert "The shipping address changed once after the order was placed." in page
+    assert OrderEvent.objects.filter(order=order, type__startswith="address_change").count() >= 1
