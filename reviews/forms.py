@@ -55,9 +55,6 @@ class DecisionForm(forms.Form):
         return data
 
 
-REJECT_REASONS = RejectReason.choices
-
-
 class RecentFilterForm(forms.Form):
     """The filters of Recent decisions (GET). Bad values are dropped with a message, never a 500."""
 

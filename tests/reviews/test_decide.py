@@ -22,7 +22,7 @@ from orderweb.services import order_create
 from reviews import services, views
 from reviews.models import ReviewTask
 from temporal_app import client as temporal_client
-from temporal_app.contracts import CancelRequest, LineItem, RefusalCode, ReviewDecision, Signals, Updates, refusal
+from temporal_app.contracts import CancelRequest, LineItem, RefusalCode, ReviewDecision, Signals, Updates
 from tests.helpers import handle, new_order_id, temporal, wait_for_state, wait_until
 from tests.reviews.conftest import client_for
 

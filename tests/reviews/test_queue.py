@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from orderweb.models import Order, OrderEvent
+from orderweb.models import OrderEvent
 from reviews.models import ReviewTask
 from reviews.selectors import QUEUE_PAGE_SIZE, duration_text, review_deadline
 from tests.reviews.conftest import client_for, decide_in_db, make_user, make_waiting_order, reason

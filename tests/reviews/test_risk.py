@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from orderweb import activities as order_activities
-from orderweb.models import Order, OrderEvent, OrderLine
+from orderweb.models import Order, OrderEvent
 from reviews import risk
 from reviews.activities import order_validated
 from reviews.models import ReviewTask, RiskAssessment

@@ -211,8 +211,11 @@
     if (handled) event.preventDefault();
   });
 
-  document.addEventListener("DOMContentLoaded", function () {
+  window.addEventListener("load", function () {
+    // Arrived by "/" from another page: the search field takes the keyboard.
     if (window.location.hash === "#search") focusSearch();
+  });
+  document.addEventListener("DOMContentLoaded", function () {
     // Filters that apply on change (the button stays for people without JavaScript).
     document.querySelectorAll("[data-autosubmit]").forEach(function (el) {
       el.addEventListener("change", function () { el.form.requestSubmit(); });
