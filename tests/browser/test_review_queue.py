@@ -11,7 +11,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from reviews.models import ReviewTask
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import press, screenshot
 from tests.reviews.conftest import PASSWORD, decide_in_db, make_user, make_waiting_order, reason
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -92,7 +92,7 @@ def test_refresh_keeps_the_selection_focus_and_scroll(page, busy_queue):
     rows = page.locator("#queue tbody tr[data-order]")
     expect(rows).to_have_count(25)
     for _ in range(12):
-        page.keyboard.press("j")
+        press(page, "j")
     selected = page.locator("#queue tr.selected")
     expect(selected).to_have_attribute("data-order", "ORDER-1011")
     expect(page.locator("#open-ORDER-1011")).to_be_focused()
@@ -111,10 +111,10 @@ def test_refresh_keeps_the_selection_focus_and_scroll(page, busy_queue):
     expect(page.locator('tr[data-order="ORDER-1011"]')).to_have_count(0)
     expect(selected).to_have_attribute("data-order", "ORDER-1012")
     expect(page.locator("#open-ORDER-1012")).to_be_focused()
-    page.keyboard.press("j")
+    press(page, "j")
     expect(selected).to_have_attribute("data-order", "ORDER-1013")
     # Enter opens the selected order.
-    page.keyboard.press("Enter")
+    press(page, "Enter")
     expect(page.locator("h1.order-title")).to_contain_text("ORDER-1013")
 
 
@@ -136,10 +136,10 @@ def test_risk_filter_sort_and_search_of_decided_orders(page, busy_queue):
     expect(rows).to_have_count(1)
     rows.first.locator(".order-id a").click()
     expect(page.locator("#why-review")).to_contain_text("Ships to a parcel-forwarding service.")
-    page.keyboard.press("/")  # from the order page: the queue's search, focused
+    press(page, "/")  # from the order page: the queue's search, focused
     expect(page.get_by_label("Search orders")).to_be_focused()
     page.keyboard.type("Edsger")  # ORDER-1003 (decided), ORDER-1011, -1019, -1027 (open, not high risk)
-    page.keyboard.press("Enter")
+    press(page, "Enter")
     expect(page.get_by_text("No open review matches “Edsger”.")).to_be_visible()  # within the view: high risk
     page.get_by_label("Risk", exact=True).select_option("")
     expect(rows).to_have_count(3)
@@ -180,9 +180,9 @@ def test_recent_decisions_filters_and_the_full_note(page, busy_queue):
     expect(rows.first).to_have_attribute("data-order", "ORDER-1000")
     page.get_by_role("link", name="Clear").click()
     expect(rows).to_have_count(3)
-    page.keyboard.press("/")
+    press(page, "/")
     expect(page.get_by_label("Search", exact=True)).to_be_focused()
     page.keyboard.type("Alan Turing")
-    page.keyboard.press("Enter")
+    press(page, "Enter")
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-order", "ORDER-1001")

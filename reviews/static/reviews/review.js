@@ -211,6 +211,9 @@
     if (handled) event.preventDefault();
   });
 
+  // The shortcuts are listening (a test, or a script, can wait for this).
+  document.documentElement.setAttribute("data-keys", "on");
+
   window.addEventListener("load", function () {
     // Arrived by "/" from another page: the search field takes the keyboard.
     if (window.location.hash === "#search") focusSearch();
