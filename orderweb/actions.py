@@ -176,7 +176,6 @@ def workflow_action_send(
         )
 
     outcome = _send(order, request)
-    order.refresh_from_db()
     if describe is not None:
         outcome = describe(outcome)
     if not outcome.accepted:
@@ -266,13 +265,14 @@ def order_cancel(
         CancelRequest(reason=reason, actor=_actor_name(acting_user, actor), action_id=action_id, reason_code=reason_code),
         action_id, f"cancellation requested: {reason}", {"reason": reason, "reason_code": reason_code},
     )
-    # RequestCancel answers once the ending is in Postgres, so the refreshed row shows it.
-    return workflow_action_send(
-        order=order, request=request, acting_user=acting_user, actor=actor, source=source,
-        describe=lambda outcome: _staff_outcome(
-            order, CANCEL, outcome, CANCEL_DONE.format(order_id=order.order_id, reason=order.cancel_reason or reason),
-            CANCEL_REFUSED),
-    )
+    def describe(outcome: ActionOutcome) -> ActionOutcome:
+        # RequestCancel answers once the ending is in Postgres, so the row shows its reason.
+        order.refresh_from_db(fields=["status", "cancel_reason"])
+        done = CANCEL_DONE.format(order_id=order.order_id, reason=order.cancel_reason or reason)
+        return _staff_outcome(order, CANCEL, outcome, done, CANCEL_REFUSED)
+
+    return workflow_action_send(order=order, request=request, acting_user=acting_user, actor=actor, source=source,
+                                describe=describe)
 
 
 def order_address_change(

@@ -21,7 +21,6 @@ from django.conf import settings
 from temporalio.client import (
     Client,
     TLSConfig,
-    WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )

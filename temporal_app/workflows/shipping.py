@@ -31,7 +31,7 @@ from temporal_app.contracts import (
     refusal,
 )
 from temporal_app.workflows import boundary
-from temporal_app.workflows.failures import root_message
+from temporal_app.workflows.failures import STEP_FAILED, root_message
 from temporal_app.workflows.policies import ACTIVITY_TIMEOUT, DISPATCH_RETRY, RETRY_FOREVER
 
 # The child's own states (get_status's shipping_status).
@@ -81,13 +81,15 @@ class ShippingWorkflow:
         if self.cancel_reason:
             return await self._finish(ShippingStatus.CANCELLED)
         try:
-            await workflow.execute_activity(
+            # A short database step: a local activity (the carrier's call below stays a regular
+            # activity, its attempts visible in the history and its timeouts its own).
+            await workflow.execute_local_activity(
                 Activities.PACKAGE_PREPARED,
                 DispatchInput(request.order_id, self.address),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY_FOREVER,
             )
-        except ActivityError as err:
+        except STEP_FAILED as err:
             self.state = FAILED
             return await self._finish(ShippingStatus.FAILED, f"the package could not be prepared: {root_message(err)}")
         self.state = PREPARED

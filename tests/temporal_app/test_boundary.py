@@ -24,7 +24,6 @@ from temporal_app.contracts import (
     TEMPORAL_ACTOR,
     LineItem,
     RefusalCode,
-    ShippingInput,
     Signals,
     Updates,
     shipping_workflow_id,
