@@ -27,6 +27,8 @@ class PaymentDeclined(Exception):
 
 def fault_take(*, target: str, order_ref: str) -> Optional[str]:
     """Consume one planned fault for this target and order; returns its mode or None."""
+    if not SimulatedFault.objects.filter(target=target, order_ref=order_ref).exists():
+        return None  # the usual case: one statement, no transaction
     with transaction.atomic():
         fault = SimulatedFault.objects.select_for_update().filter(target=target, order_ref=order_ref).first()
         if fault is None:

@@ -12,7 +12,7 @@ import signal
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.utils import OperationalError
 
 from temporal_app.client import connect, exit_process
@@ -40,6 +40,10 @@ class Command(BaseCommand):
         if threads < 1:
             raise CommandError("--threads must be at least 1")
         self._check_database()
+        # No health check (a `SELECT 1` round trip) before each activity's first query: a
+        # connection that broke fails that attempt, Django closes it afterwards (it saw the error)
+        # and the activity's retry connects afresh.
+        connections.settings[DEFAULT_DB_ALIAS]["CONN_HEALTH_CHECKS"] = False
         code = 0
         try:
             asyncio.run(self._main(queues, threads))
