@@ -11,7 +11,6 @@ Deterministic and Django-free: temporalio, the contracts and this package only.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import timedelta
 from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
@@ -70,6 +69,7 @@ from temporal_app.workflows.policies import (
     VALIDATION_RETRY,
 )
 from temporal_app.workflows.record import OrderRecord, ReviewClose
+from temporal_app.workflows.shielded import run_shielded
 
 
 T = TypeVar("T")
@@ -95,17 +95,8 @@ class OrderWorkflow:
 
     @workflow.run
     async def run(self, *args: Any) -> OrderResult:
-        # A cancel requested in Temporal (Web UI, CLI) cancels this coroutine; the story runs
-        # in its own task, shielded, and the cancel is handled like CancelOrder: at the story's
-        # next step, with the child told and a charge refunded. Nothing is cut off half-way.
-        story = asyncio.ensure_future(self._story())
-        while True:
-            try:
-                return await asyncio.shield(story)
-            except asyncio.CancelledError:
-                if story.done():
-                    return story.result()
-                await self._cancel_requested_in_temporal()
+        # A cancel requested in Temporal is handled like CancelOrder, at the story's next step.
+        return await run_shielded(self._story(), self._cancel_requested_in_temporal)
 
     async def _story(self) -> OrderResult:
         if self.start.refused:

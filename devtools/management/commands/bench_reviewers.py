@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -37,7 +38,6 @@ from orderweb.models import Order, OrderEvent
 from orderweb.services import order_create
 from temporal_app.contracts import LineItem, OrderState
 
-PASSWORD = "load-Reviewer-pass-1"
 LOCUSTFILE = Path(settings.BASE_DIR) / "devtools" / "load" / "reviewers.py"
 
 
@@ -68,6 +68,7 @@ class Command(BaseCommand):
     def _run(self, options: dict[str, Any]) -> dict[str, Any]:
         check_temporal()
         prefix = f"load-{uuid.uuid4().hex[:6]}"
+        self.password = secrets.token_urlsafe(16)  # this run's reviewers only
         self._reviewers(prefix, options["reviewers"])
         workdir = Path(tempfile.mkdtemp(prefix="bench-reviewers-"))
         workers = Workers(None)
@@ -114,7 +115,7 @@ class Command(BaseCommand):
         User = get_user_model()
         group = Group.objects.get(name="reviewer")
         for n in range(1, count + 1):
-            user = User.objects.create_user(f"{prefix}-{n}", password=PASSWORD)
+            user = User.objects.create_user(f"{prefix}-{n}", password=self.password)
             user.groups.add(group)
 
     def _web_command(self, port: int) -> list[str]:
@@ -147,7 +148,7 @@ class Command(BaseCommand):
     def _locust(self, host: str, prefix: str, users: int, seconds: int, out: Path) -> dict[str, Any]:
         import subprocess
 
-        env = {**os.environ, "LOAD_REVIEWER_PREFIX": prefix, "LOAD_REVIEWER_PASSWORD": PASSWORD}
+        env = {**os.environ, "LOAD_REVIEWER_PREFIX": prefix, "LOAD_REVIEWER_PASSWORD": self.password}
         command = [str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), "--headless",
                    "-u", str(users), "-r", str(max(1, users // 5)), "-t", f"{seconds}s", "--host", host,
                    "--csv", str(out), "--only-summary", "--stop-timeout", "10"]
