@@ -175,7 +175,7 @@ def test_a_forged_shipping_report_is_refused_and_changes_nothing(system):
     assert (refused["name"], refused["code"]) == (Signals.SHIPPING_REPORT, RefusalCode.NOT_FROM_CHILD)
     status = workflow_status(order.workflow_id)
     assert (status["dispatch_failures"], status["awaiting_shipping_retry"]) == (0, False)
-    # Staff's retry is refused (it used to hit an assert and wedge the workflow).
+    # Staff's retry is refused with its code: the forged report set nothing to retry.
     with pytest.raises(ActionRefused) as retry:
         order_workflow_update(order.workflow_id, Updates.RETRY_SHIPPING, {"actor": "staff"})
     assert retry.value.code == RefusalCode.NOT_DISPATCH_FAILED
