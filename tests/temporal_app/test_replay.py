@@ -19,6 +19,7 @@ from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
+from temporal_app.codec import data_converter
 from temporal_app.contracts import OrderResult
 from temporal_app.workflows import OrderWorkflow, ShippingWorkflow
 
@@ -30,10 +31,12 @@ def load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(saved["workflow_id"], saved["history"])
 
 
-def replay(path: Path, workflows: list) -> None:
+def replay(path: Path, workflows: list, keys: list[bytes] = ()) -> None:
     # Sandboxed on purpose, whatever production workers use (TEMPORAL_WORKFLOW_SANDBOX): the
-    # sandbox refuses wall clocks, randomness and I/O in workflow code.
-    replayer = Replayer(workflows=workflows, workflow_runner=SandboxedWorkflowRunner())
+    # sandbox refuses wall clocks, randomness and I/O in workflow code. The data converter is the
+    # workers' own (temporal_app.codec): with payload keys set, the replayer decrypts as they do.
+    replayer = Replayer(workflows=workflows, workflow_runner=SandboxedWorkflowRunner(),
+                        data_converter=data_converter(keys))
     asyncio.run(replayer.replay_workflow(load(path)))
 
 
