@@ -24,6 +24,8 @@ import hashlib
 from typing import Iterable, Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
     DataConverter,
@@ -111,3 +113,58 @@ def data_converter(keys: Iterable[bytes] = ()) -> DataConverter:
         payload_codec=FernetPayloadCodec(keys),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
+
+
+# -- payloads inside a history (record_histories, tests) -------------------------------------
+
+_PAYLOAD = Payload.DESCRIPTOR.full_name
+# Not encoded by the SDK's codec: search attributes (the server indexes them) and headers.
+_NOT_ENCODED = {"search_attributes", "header"}
+# Markers hold the SDK core's own bookkeeping (patch ids, local activity ids) in clear; only a
+# local activity's result went through the codec.
+_MARKER = "temporal.api.history.v1.MarkerRecordedEventAttributes"
+_MARKER_ENCODED_DETAILS = {"result"}
+
+
+def payloads_in(message: Message) -> list[Payload]:
+    """Every Payload inside a protobuf message (a history event), search attributes and headers
+    left out, in place: changing one changes the message."""
+    found: list[Payload] = []
+
+    def visit(node: Message) -> None:
+        if node.DESCRIPTOR.full_name == _PAYLOAD:
+            found.append(node)  # type: ignore[arg-type]
+            return
+        for field, value in node.ListFields():
+            if field.type != FieldDescriptor.TYPE_MESSAGE or field.name in _NOT_ENCODED:
+                continue
+            if field.message_type.GetOptions().map_entry:
+                if field.message_type.fields_by_name["value"].type == FieldDescriptor.TYPE_MESSAGE:
+                    for key, item in value.items():
+                        if node.DESCRIPTOR.full_name == _MARKER and key not in _MARKER_ENCODED_DETAILS:
+                            continue
+                        visit(item)
+            elif field.is_repeated:
+                for item in value:
+                    visit(item)
+            else:
+                visit(value)
+
+    visit(message)
+    return found
+
+
+def decode_history_events(events: Iterable[Message], codec: FernetPayloadCodec) -> None:
+    """Decrypt, in place, every payload of these history events that the codec encrypted."""
+    for event in events:
+        for payload in payloads_in(event):
+            payload.CopyFrom(codec.decode_one(payload))
+
+
+def encode_history_events(events: Iterable[Message], codec: FernetPayloadCodec) -> None:
+    """Encrypt, in place, every payload of these history events (as encrypting clients would
+    have sent them): tests make an encrypted history out of a plain one with it."""
+    for event in events:
+        for payload in payloads_in(event):
+            if payload.metadata.get("encoding") != ENCODING:
+                payload.CopyFrom(codec.encode_one(payload))
