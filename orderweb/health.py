@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable
 
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
 from temporal_app.client import TemporalMisconfigured, TemporalNoAnswer, TemporalUnavailable, temporal_health_check
@@ -47,15 +47,17 @@ _checks = ThreadPoolExecutor(max_workers=6, thread_name_prefix="readyz")
 
 
 def _database() -> str:
-    close_old_connections()  # a connection broken since the last probe is dropped, not reused
+    """A fresh connection each probe (on a thread of the probe pool), closed again: what a new
+    request would need, without holding a connection per pool thread between probes."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as err:
         logger.warning("readyz: database: %s", str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
-        connection.close()
         return UNREACHABLE.format(reason=type(err).__name__)
+    finally:
+        connection.close()
     return OK
 
 

@@ -32,7 +32,7 @@ import time
 from typing import Callable, Iterable
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -121,7 +121,6 @@ def order_gauges() -> Iterable[Metric]:
 
 class _BusinessCollector(Collector):
     def collect(self) -> Iterable[Metric]:
-        close_old_connections()
         metrics: list[Metric] = []
         up = 1
         for reader in list(_business):
