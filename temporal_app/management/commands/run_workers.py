@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import timedelta
+from typing import Optional
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -19,8 +21,10 @@ from django.db.utils import OperationalError
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from temporal_app.client import TEMPORAL_MISCONFIGURED, connect, exit_process
-from temporal_app.health import HealthServer, WorkerHealth
+from temporalio.client import Client
+
+from temporal_app.client import TEMPORAL_MISCONFIGURED, _transport_detail, connect, exit_process
+from temporal_app.health import DEPENDENCY_TIMEOUT_SECONDS, HealthServer, WorkerHealth
 from temporal_app.worker import QUEUES, ensure_search_attributes, run_workers
 
 logger = logging.getLogger("temporal_app.run_workers")
@@ -88,6 +92,8 @@ class Command(BaseCommand):
         await ensure_search_attributes(client)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        health.add_check("temporal", lambda: temporal_check(client, loop))
+        health.add_check("database", database_check)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         logger.info(
@@ -126,3 +132,32 @@ def metrics_runtime() -> Runtime | None:
         raise CommandError(f"TEMPORAL_METRICS_PORT: cannot serve metrics on {bind} ({str(err).splitlines()[0]})") from None
     logger.info("Temporal SDK metrics on http://%s/metrics", bind)
     return runtime
+
+
+def temporal_check(client: Client, loop: asyncio.AbstractEventLoop) -> Optional[str]:
+    """For /readyz, from the health server's thread: does Temporal's frontend answer the
+    workers' own client? (A worker keeps polling through an outage, retrying: still "running".)"""
+    seconds = DEPENDENCY_TIMEOUT_SECONDS
+    future = asyncio.run_coroutine_threadsafe(client.service_client.check_health(timeout=timedelta(seconds=seconds)), loop)
+    try:
+        serving = future.result(seconds + 0.5)
+    except TimeoutError:
+        future.cancel()
+        return f"did not answer within {seconds:g} s"
+    except Exception as err:
+        return f"unreachable ({_transport_detail(err)})"
+    return None if serving else "says it is not serving"
+
+
+def database_check() -> Optional[str]:
+    """For /readyz: can a new Postgres connection run a query? (Activities need one each.)"""
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as err:
+        return f"unreachable ({type(err).__name__})"
+    finally:
+        connection.close()  # the health server's thread ends with this request
+    return None
