@@ -339,15 +339,15 @@ def test_production_profile(production: Production, tmp_path):
     assert run_async(result)["status"] == "completed"  # an untyped handle: the result as JSON
 
     # -- the metrics moved ------------------------------------------------------------------------
-    after = wait_until(lambda: (text := p.scrape()) and metric(text, 'orderweb_orders{status="completed"}')
-                       > metric(before, 'orderweb_orders{status="completed"}') and text, timeout=20,
+    after = wait_until(lambda: (text := p.scrape()) and metric(text, 'orderweb_orders_last_24h{status="completed"}')
+                       > metric(before, 'orderweb_orders_last_24h{status="completed"}') and text, timeout=20,
                        what="/metrics to count the completed order")
     decide = 'orderweb_http_requests_total{method="POST",route="reviews:decide",status="302"}'
     moved = {name: (metric(before, name), metric(waiting, name), metric(after, name)) for name in (
-        'orderweb_orders{status="completed"}', 'orderweb_orders{status="awaiting_manual_review"}',
+        'orderweb_orders_last_24h{status="completed"}', 'orderweb_orders_in_flight{status="awaiting_manual_review"}',
         "orderweb_reviews_open", decide, 'orderweb_temporal_client_calls_total{outcome="ok"}')}
-    assert moved['orderweb_orders{status="completed"}'] == (0, 0, 1)
-    assert moved['orderweb_orders{status="awaiting_manual_review"}'] == (0, 1, 0)
+    assert moved['orderweb_orders_last_24h{status="completed"}'] == (0, 0, 1)
+    assert moved['orderweb_orders_in_flight{status="awaiting_manual_review"}'] == (0, 1, 0)
     assert moved["orderweb_reviews_open"] == (0, 1, 0)
     assert moved[decide] == (0, 0, 1)
     sdk = {}

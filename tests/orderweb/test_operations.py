@@ -128,8 +128,11 @@ def test_metrics_count_orders_reviews_and_requests(settings):
     def moved(name: str) -> float:
         return _metric(after, name) - _metric(before, name)
 
-    assert moved('orderweb_orders{status="awaiting_manual_review"}') == 2
-    assert moved('orderweb_orders{status="completed"}') == 1
+    assert moved('orderweb_orders_in_flight{status="awaiting_manual_review"}') == 2
+    assert moved('orderweb_orders_in_flight{status="shipping"}') == 1
+    assert moved('orderweb_orders_last_24h{status="awaiting_manual_review"}') == 2
+    assert moved('orderweb_orders_last_24h{status="completed"}') == 1
+    assert 'orderweb_orders_in_flight{status="completed"}' not in after  # ended orders: last 24 h only
     assert moved("orderweb_reviews_open") == 2
     assert moved("orderweb_reviews_overdue") == 1
     assert moved("orderweb_orders_dispatch_failed_waiting") == 1
