@@ -350,10 +350,11 @@ def test_production_profile(production: Production, tmp_path):
     assert moved['orderweb_orders_in_flight{status="awaiting_manual_review"}'] == (0, 1, 0)
     assert moved["orderweb_reviews_open"] == (0, 1, 0)
     assert moved[decide] == (0, 0, 1)
-    sdk = {}
+    sdk, families = {}, set()
     for queue, (_, _, metrics_port) in p.workers.items():
         status, _, body = http(f"http://127.0.0.1:{metrics_port}/metrics")
         assert status == 200
+        families |= {line.split()[2] for line in body.decode().splitlines() if line.startswith("# TYPE")}
         sdk.update({f"{queue} {name}": value for name, value in series_matching(
             body.decode(), r"^temporal_(workflow_completed|activity_execution_latency_count|"
                            r"workflow_task_schedule_to_start_latency_count|activity_schedule_to_start_latency_count)").items()})
@@ -365,7 +366,8 @@ def test_production_profile(production: Production, tmp_path):
     (ARTIFACTS / "production-metrics.txt").write_text(
         "web /metrics (before the order -> while it waits for review -> after it completed)\n"
         + "".join(f"  {n} {a:g} -> {w:g} -> {b:g}\n" for n, (a, w, b) in moved.items())
-        + "worker SDK metrics (after)\n" + "".join(f"  {n} {v:g}\n" for n, v in sorted(sdk.items())))
+        + "worker SDK metrics (after)\n" + "".join(f"  {n} {v:g}\n" for n, v in sorted(sdk.items()))
+        + "worker SDK metric families\n" + "".join(f"  {n}\n" for n in sorted(families)))
 
     # -- Temporal holds no plain-text address --------------------------------------------------
     async def histories():

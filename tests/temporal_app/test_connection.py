@@ -163,3 +163,33 @@ def test_the_first_connection_refuses_a_configuration_that_cannot_work(settings)
     settings.TEMPORAL_ADDRESS = "127.0.0.1:1"  # a key of its own: no cached client is reused
     with pytest.raises(TemporalMisconfigured, match="mTLS needs both"):
         client_thread.run(lambda client: client.count_workflows(), timeout=5)
+
+
+@pytest.mark.temporal
+def test_one_profile_for_the_cli_and_the_app(temporal_server, tmp_path):
+    """The same TOML profile takes the `temporal` CLI and this app to the same server."""
+    import asyncio
+
+    from temporalio.client import Client
+
+    from devtools.devserver import temporal_binary
+
+    toml = tmp_path / "temporal.toml"
+    toml.write_text(f'[profile.shared]\naddress = "{temporal_server}"\nnamespace = "default"\n')
+    env = {"TEMPORAL_CONFIG_FILE": str(toml), "TEMPORAL_PROFILE": "shared", "HOME": str(tmp_path)}
+    conn = load_connection(env)
+    assert conn.problem == "" and conn.address == temporal_server
+
+    async def reach() -> str:
+        client = await Client.connect(conn.address, **conn.connect_kwargs())
+        return (await client.service_client.check_health()) and client.namespace
+
+    assert asyncio.run(reach()) == "default"
+    cli = subprocess.run([temporal_binary(), "operator", "namespace", "describe", "--namespace", "default"],
+                         env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert "default" in cli.stdout
+    wrong = subprocess.run([temporal_binary(), "operator", "namespace", "describe", "--namespace", "default"],
+                           env={"PATH": os.environ["PATH"], **env, "TEMPORAL_PROFILE": "missing"},
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode != 0  # the control: the CLI really reads the profile

@@ -127,7 +127,8 @@ def metrics_runtime() -> Runtime | None:
         return None
     bind = f"{settings.TEMPORAL_METRICS_HOST}:{settings.TEMPORAL_METRICS_PORT}"
     try:
-        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
+        # Durations in seconds, Prometheus's unit (the SDK's default is milliseconds).
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind, durations_as_seconds=True)))
     except Exception as err:  # the port is taken, or the address is not one
         raise CommandError(f"TEMPORAL_METRICS_PORT: cannot serve metrics on {bind} ({str(err).splitlines()[0]})") from None
     logger.info("Temporal SDK metrics on http://%s/metrics", bind)
