@@ -13,7 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+_OWN_DIRECTORY = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_DIRECTORY:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="orderweb-prometheus-")
 
 # Requests wait on Temporal for at most TEMPORAL_RPC_TIMEOUT_SECONDS (10 s by default): a worker
@@ -43,3 +44,8 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _OWN_DIRECTORY:  # the temporary one made above; a directory you chose is left alone
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
