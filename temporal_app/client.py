@@ -161,23 +161,36 @@ class _ClientThread:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._client: Optional[Client] = None
         self._client_key: tuple = ()
+        self._connecting: Optional[asyncio.Future] = None
+        self._connecting_key: tuple = ()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="temporal-client", daemon=True).start()
-                self._loop, self._pid, self._client = loop, os.getpid(), None
+                self._loop, self._pid, self._client, self._connecting = loop, os.getpid(), None, None
             return self._loop
 
     async def _client_or_connect(self) -> Client:
         # Runs on the loop thread only, so no lock is needed around the cached client. Keyed by
         # address, namespace and payload keys so that a settings override (tests) gets its own connection.
         key = (settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE, tuple(settings.TEMPORAL_PAYLOAD_KEYS))
-        if self._client is None or self._client_key != key:
-            self._client = await connect()
-            self._client_key = key
-        return self._client
+        if self._client is not None and self._client_key == key:
+            return self._client
+        # One attempt at a time, shielded: a caller that gives up first (a 2 s readiness probe,
+        # a TLS handshake that takes longer) leaves it running for the next caller, instead of
+        # every caller starting over and none ever connecting.
+        attempt = self._connecting
+        failed = attempt is not None and attempt.done() and (attempt.cancelled() or attempt.exception() is not None)
+        if attempt is None or self._connecting_key != key or failed:
+            attempt = asyncio.ensure_future(connect())
+            # Its error is retrieved even if no one waits for it any more (no "never retrieved" log).
+            attempt.add_done_callback(lambda task: task.cancelled() or task.exception())
+            self._connecting, self._connecting_key = attempt, key
+        client = await asyncio.shield(attempt)
+        self._client, self._client_key = client, key
+        return client
 
     def run(self, fn: Callable[[Client], Awaitable[T]], timeout: Optional[float] = None) -> T:
         """Run ``fn(client)`` on the client thread and return its result (sync callers only)."""
