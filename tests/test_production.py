@@ -17,8 +17,9 @@ It checks, as an operator and a reviewer would:
   POST); each worker's SDK metrics count the completed workflow;
 - the order's history in Temporal holds no plain-text address, and the same history decrypted
   with the key does (the control);
-- /readyz turns red naming the part: the database (it refuses connections for a moment), then
-  Temporal (the dev server stops); a stopping worker's /readyz says so.
+- /readyz turns red naming the part, the web's and each worker's: the database (it refuses
+  connections for a moment), then Temporal (the dev server stops); /healthz stays green (no
+  restart for an outage). A worker stopped with SIGTERM drains and exits 0.
 The series seen to move are written to test-artifacts/production-metrics.txt.
 """
 
@@ -29,11 +30,9 @@ import concurrent.futures
 import os
 import re
 import secrets
-import shlex
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid

@@ -7,7 +7,6 @@ import asyncio
 
 import pytest
 from cryptography.fernet import Fernet
-from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
