@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from django.conf import settings
 from django.db.models import Aggregate, Count, FloatField, Max, OuterRef, Q, Subquery, Sum
@@ -363,24 +363,27 @@ class Percentile(Aggregate):
 _ADDRESS_CHANGES = (OrderEvent.Type.SIGNAL_APPLIED, OrderEvent.Type.UPDATE_APPLIED)
 
 
-def customer_key(order: Order) -> Q:
+def customer_key(*, email: str, name: str) -> Q:
     """How an order's customer is found among other orders: by email if it has one, else by
     name (both case-insensitive, on the indexes of reviews/migrations/0007). Empty: unknown."""
-    if order.customer_email:
-        return Q(customer_email__iexact=order.customer_email)
-    if order.customer.strip():
-        return Q(customer__iexact=order.customer)
+    if email:
+        return Q(customer_email__iexact=email)
+    if name.strip():
+        return Q(customer__iexact=name)
     return Q()
 
 
-def risk_facts_gather(*, order: Order, thresholds: RiskThresholds) -> tuple[RiskFacts, Optional[int]]:
+_OWN_COLUMNS = ("amount", "currency", "customer", "customer_email", "address", "billing_address", "created_at")
+
+
+def risk_facts_gather(*, order_pk: int, thresholds: RiskThresholds) -> tuple[RiskFacts, Optional[int]]:
     """The facts, in at most three queries; and the id of an assessment already stored for the
-    order (a retried activity), in which case the other two queries are skipped."""
-    # 1. The order's own lines and applied address changes, and a stored assessment if any.
+    order, in which case the other two queries are skipped."""
+    # 1. The order as it came, its lines and applied address changes, a stored assessment if any.
     top_line = OrderLine.objects.filter(order=OuterRef("pk")).order_by("-quantity", "sku")
     changes = (OrderEvent.objects.filter(order=OuterRef("pk"), type__in=_ADDRESS_CHANGES, details__has_key="new_address")
                .values("order").annotate(n=Count("pk")).values("n"))
-    own = Order.objects.filter(pk=order.pk).values("pk").annotate(
+    own = Order.objects.filter(pk=order_pk).values("pk", *_OWN_COLUMNS).annotate(
         n_lines=Count("lines"),
         n_items=Coalesce(Sum("lines__quantity"), 0),
         top_quantity=Coalesce(Max("lines__quantity"), 0),
@@ -389,15 +392,15 @@ def risk_facts_gather(*, order: Order, thresholds: RiskThresholds) -> tuple[Risk
         stored=Subquery(RiskAssessment.objects.filter(order=OuterRef("pk")).values("pk")[:1]),
     ).get()
     if own["stored"] is not None:
-        return RiskFacts(), own["stored"]
+        return RiskFacts(amount=own["amount"]), own["stored"]
 
     # 2. The customer's and the address's other orders placed up to this one.
-    customer = customer_key(order)
-    same_address = Q(address__iexact=order.address)
-    since = order.created_at - timedelta(hours=thresholds.window_hours)
+    customer = customer_key(email=own["customer_email"], name=own["customer"])
+    same_address = Q(address__iexact=own["address"])
+    since = own["created_at"] - timedelta(hours=thresholds.window_hours)
     recent = Q(created_at__gte=since)
     matches = (customer | same_address) if customer else same_address
-    history = Order.objects.exclude(pk=order.pk).filter(matches, created_at__lte=order.created_at).aggregate(
+    history = Order.objects.exclude(pk=order_pk).filter(matches, created_at__lte=own["created_at"]).aggregate(
         address_recent=Count("pk", filter=same_address & recent),
         **({
             "customer_orders": Count("pk", filter=customer),
@@ -407,18 +410,18 @@ def risk_facts_gather(*, order: Order, thresholds: RiskThresholds) -> tuple[Risk
     )
 
     # 3. The shop's latest amounts (by the created_at index), and their percentile.
-    latest = Order.objects.exclude(pk=order.pk).filter(amount__gt=0).order_by("-created_at").values("amount")
+    latest = Order.objects.exclude(pk=order_pk).filter(amount__gt=0).order_by("-created_at").values("amount")
     shop = latest[:thresholds.shop_sample].aggregate(
         limit=Percentile("amount", thresholds.shop_percentile), sample=Count("amount"),
     )
 
     median = history.get("customer_median")
     facts = RiskFacts(
-        amount=order.amount,
-        currency=order.currency,
-        customer=order.customer_email or order.customer.strip(),
-        address=order.address,
-        billing_address=order.billing_address,
+        amount=own["amount"],
+        currency=own["currency"],
+        customer=own["customer_email"] or own["customer"].strip(),
+        address=own["address"],
+        billing_address=own["billing_address"],
         lines=own["n_lines"],
         items=own["n_items"],
         max_quantity=own["top_quantity"],
@@ -446,18 +449,31 @@ def _policy_pass(result: RiskResult) -> str:
     return f"REVIEW_POLICY=risky: risk score {result.score} < {threshold} ({found})"
 
 
-def risk_assess(*, order: Order) -> RiskAssessment:
-    """Score the order and store it, once: a retried activity gets the stored assessment back.
-    Called in ``order_validated``'s transaction with the order's row locked."""
+class Scored(NamedTuple):
+    assessment: RiskAssessment
+    amount: Decimal  # the order's, for its review task
+
+
+def risk_assess(*, order_pk: int) -> Scored:
+    """Score the order and store it, once (an assessment already stored is returned as it is).
+    Called in ``order_validated``'s transaction, with the order's move to review."""
     thresholds = RiskThresholds.from_settings()
-    facts, stored = risk_facts_gather(order=order, thresholds=thresholds)
+    facts, stored = risk_facts_gather(order_pk=order_pk, thresholds=thresholds)
     if stored is not None:
-        return RiskAssessment.objects.get(pk=stored)
+        return Scored(RiskAssessment.objects.get(pk=stored), facts.amount)
     result = risk_evaluate(facts, thresholds)
-    return RiskAssessment.objects.create(
-        order=order, score=result.score, level=result.level,
+    assessment = RiskAssessment.objects.create(
+        order_id=order_pk, score=result.score, level=result.level,
         reasons=[asdict(reason) for reason in result.reasons], approved_by_policy=_policy_pass(result),
     )
+    return Scored(assessment, facts.amount)
+
+
+def risk_policy_answer(*, order_id: str) -> str:
+    """What the review policy answered for the order when it was assessed (a retried activity
+    answers the same): "" or the rule that let it through."""
+    stored = RiskAssessment.objects.filter(order__order_id=order_id).values_list("approved_by_policy", flat=True)
+    return stored.first() or ""
 
 
 def risk_reasons_now(*, assessment: Optional[RiskAssessment], address_changes: int) -> list[dict[str, Any]]:

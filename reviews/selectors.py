@@ -461,7 +461,7 @@ def customer_orders(*, order: Order, limit: int = CUSTOMER_HISTORY_LIMIT) -> lis
     """The customer's other orders (by email, else by name), latest first, with how each
     ended: status, its latest review's outcome and who decided, the cancel reason code. One
     query, on the indexes of reviews/migrations/0007; none when the customer is unknown."""
-    same_customer = customer_key(order)
+    same_customer = customer_key(email=order.customer_email, name=order.customer)
     if not same_customer:
         return []
     latest = ReviewTask.objects.filter(order=OuterRef("pk")).order_by("-pk")

@@ -275,7 +275,7 @@ class Command(BaseCommand):
         for _ in range(3 + runs):
             with CaptureQueriesContext(connection) as ctx:
                 started, cpu_started = time.perf_counter(), time.thread_time()
-                facts, _ = risk_facts_gather(order=order, thresholds=thresholds)
+                facts, _ = risk_facts_gather(order_pk=order.pk, thresholds=thresholds)
                 risk_evaluate(facts, thresholds)
                 timings.append((time.perf_counter() - started) * 1000)
                 cpu_times.append((time.thread_time() - cpu_started) * 1000)
