@@ -31,6 +31,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "axes",
+    # django-ninja (the HTTP API, orderweb/api/): listed so its docs page loads Swagger UI from
+    # our static files, not from a CDN.
+    "ninja",
     "orderweb",
     "reviews",
     "temporal_app",
@@ -39,6 +42,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Errors under /api/ answer JSON {code, message, details}, whoever raised them.
+    "orderweb.api.middleware.ApiErrorEnvelopeMiddleware",
     "orderweb.middleware.RejectNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -176,6 +181,13 @@ def login_client_ip(request) -> str | None:
 
 
 AXES_CLIENT_IP_CALLABLE = login_client_ip
+
+# -- The HTTP API (docs/api.md) -------------------------------------------------------------------
+# Requests per API key per minute (a key may carry its own limit); counted in Postgres, so the
+# limit holds across every web process.
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
+if API_RATE_LIMIT_PER_MINUTE < 1:
+    raise ImproperlyConfigured("API_RATE_LIMIT_PER_MINUTE must be 1 or more.")
 
 # -- Temporal -------------------------------------------------------------------------------------
 TEMPORAL_ADDRESS = env("TEMPORAL_ADDRESS", default="localhost:7233")

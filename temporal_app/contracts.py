@@ -312,7 +312,8 @@ def customer_details_problems(
 ) -> list[str]:
     """Why the optional customer details cannot be taken (empty means "not given")."""
     problems = []
-    if email and (not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email)):
+    if email and (not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or has_control_chars(email)
+                  or not _EMAIL.match(email)):
         problems.append(EMAIL_INVALID)
     if billing_address and address_error(billing_address):
         problems.append(BILLING_ADDRESS_INVALID.format(problem=address_error(billing_address)))
