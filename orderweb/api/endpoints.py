@@ -5,15 +5,14 @@ turned into ``{code, message, details}`` by ``errors.install_handlers``.
 (No ``from __future__ import annotations`` here: django-ninja reads the annotations at import.)
 """
 
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Optional
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from ninja import Header, NinjaAPI, Query
+from ninja import Header, NinjaAPI, Query, Status
 from ninja.security import HttpBearer
-from pydantic import AwareDatetime, Field
 
 from orderweb.actions import ActionOutcome, Outcome, Unanswered, order_address_change, order_cancel
 from orderweb.api import errors
@@ -35,6 +34,7 @@ from orderweb.models import ApiKey, Order, OrderEvent
 from temporal_app.contracts import OrderState
 
 MAX_PAGE_SIZE = 100
+RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
 DEFAULT_PAGE_SIZE = 50
 
 DESCRIPTION = """\
@@ -100,20 +100,18 @@ def orders_create(
     request: HttpRequest,
     response: HttpResponse,
     body: OrderCreateIn,
-    idempotency_key: Optional[str] = Header(None, alias="Idempotency-Key", description=(
-        "1 to 255 printable ASCII characters; a repeat with the same key and payload gets the first "
-        "response again.")),
+    idempotency_key: Optional[str] = Header(
+        None, alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$", description=(
+            "1 to 255 printable ASCII characters; a repeat with the same key and payload gets the first "
+            "response again.")),
 ) -> Any:
     """201 with the new order; 200 with the existing one when the same order id comes again with
     the same payload; 409 when the id (or the Idempotency-Key) was used for a different payload."""
-    if idempotency_key is not None and not (
-        1 <= len(idempotency_key) <= 255 and all(" " <= ch <= "~" for ch in idempotency_key)
-    ):
-        raise ApiError(400, errors.IDEMPOTENCY_KEY_INVALID, errors.IDEMPOTENCY_KEY_INVALID_MESSAGE)
+    _known_query(request)
     answer = api_order_create(api_key=request.auth, data=body, idempotency_key=idempotency_key)
     if answer.replayed:
         response["Idempotent-Replayed"] = "true"
-    return answer.status, {**answer.body, "warnings": answer.warnings}
+    return Status(answer.status, {**answer.body, "warnings": answer.warnings})
 
 
 @api.get("/orders", auth=ApiKeyAuth("read"), url_name="orders_list", tags=["orders"],
@@ -121,20 +119,46 @@ def orders_create(
 def orders_list(
     request: HttpRequest,
     status: Optional[OrderStatus] = Query(None, description="Only orders in this state."),
-    updated_since: Optional[AwareDatetime] = Query(None, description="ISO 8601 with a time zone."),
+    updated_since: Optional[str] = Query(None, pattern=RFC3339, description=(
+        "Only orders changed at or after this moment: RFC 3339, with a time zone "
+        "(2026-11-30T21:00:00Z)."), examples=["2026-11-30T21:00:00Z"]),
     cursor: Optional[str] = Query(None, description="next_cursor of the previous page.", max_length=200),
     limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
 ) -> Any:
     """Keyset pages on (updated_at, id): stable while orders are created, and an order that
     changes moves to the end, so following ``next_cursor`` also follows changes."""
-    return orders_page(status=status.value if status else None, updated_since=updated_since, cursor=cursor,
-                       limit=limit)
+    _known_query(request, "status", "updated_since", "cursor", "limit")
+    return orders_page(status=status.value if status else None,
+                       updated_since=_moment("query.updated_since", updated_since) if updated_since else None,
+                       cursor=cursor, limit=limit)
 
 
 @api.get("/orders/{order_id}", auth=ApiKeyAuth("read"), url_name="order_detail", tags=["orders"],
          response={200: OrderOut, **_READ_ERRORS}, summary="One order: state, reasons, review, timeline")
 def order_get(request: HttpRequest, order_id: str) -> Any:
+    _known_query(request)
     return order_detail(order_for_api(order_id))
+
+
+def _known_query(request: HttpRequest, *allowed: str) -> None:
+    """A parameter no endpoint reads is refused, not ignored: ``?stauts=cancelled`` must not
+    answer every order."""
+    unknown = sorted(set(request.GET) - set(allowed))
+    if unknown:
+        message = errors.UNKNOWN_PARAMETERS.format(names=", ".join(repr(name) for name in unknown))
+        raise ApiError(400, errors.BAD_REQUEST, message, {
+            "errors": [{"field": f"query.{name}", "message": message} for name in unknown]})
+
+
+def _moment(field: str, text: str) -> datetime:
+    """An RFC 3339 moment (the pattern has checked its shape; the calendar is checked here)."""
+    try:
+        moment = datetime.fromisoformat(text)
+        moment.astimezone(timezone.utc)  # an offset that takes it out of the calendar
+    except (ValueError, OverflowError):
+        raise ApiError(400, errors.MOMENT_INVALID_CODE, errors.MOMENT_INVALID, {
+            "errors": [{"field": field, "message": errors.MOMENT_INVALID}]}) from None
+    return moment
 
 
 def _order(order_id: str) -> Order:
@@ -148,8 +172,8 @@ def _action_answer(outcome: ActionOutcome) -> Any:
     """200 applied; 409 refused (``code``: the RefusalCode); 503/504 when no answer could be had."""
     details = {"order_id": outcome.order.order_id, "workflow_status": outcome.workflow_status}
     if outcome.status == Outcome.APPLIED:
-        return 200, {"outcome": outcome.status.value, "message": outcome.message,
-                     "order": order_detail(order_for_api(outcome.order.order_id))}
+        return Status(200, {"outcome": outcome.status.value, "message": outcome.message,
+                            "order": order_detail(order_for_api(outcome.order.order_id))})
     if outcome.status == Outcome.REFUSED:
         raise ApiError(409, outcome.code, outcome.message, details)
     status = 504 if outcome.code == Unanswered.NO_ANSWER else 503
@@ -161,6 +185,7 @@ def _action_answer(outcome: ActionOutcome) -> Any:
 def order_cancel_endpoint(request: HttpRequest, order_id: str, body: CancelIn) -> Any:
     """Answers once the workflow has decided: 200 cancelled (refunded if it was paid), 409 with
     the refusal's code (``cancel_too_late``, ``already_finished``...)."""
+    _known_query(request)
     order = _order(order_id)
     try:
         outcome = order_cancel(order=order, reason=body.reason, actor=request.auth.name,
@@ -174,6 +199,7 @@ def order_cancel_endpoint(request: HttpRequest, order_id: str, body: CancelIn) -
           response={200: ActionOut, **_ACTION_ERRORS}, summary="Ask the order's workflow to ship elsewhere")
 def order_address_endpoint(request: HttpRequest, order_id: str, body: AddressIn) -> Any:
     """200 changed; 409 with the refusal's code (``address_too_late``, ``address_unchanged``...)."""
+    _known_query(request)
     order = _order(order_id)
     try:
         outcome = order_address_change(order=order, address=body.address, actor=request.auth.name,
