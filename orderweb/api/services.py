@@ -43,7 +43,6 @@ from temporal_app.contracts import (
     LineItem,
     customer_details_problems,
     customer_error,
-    normalise_address,
 )
 
 logger = logging.getLogger(__name__)
@@ -115,7 +114,7 @@ def order_request_check(data: OrderCreateIn) -> CheckedOrder:
     address = check("shipping_address", validate_address, data.shipping_address)
     billing = data.billing_address or ""
     if billing:
-        check("billing_address", validate_address, billing)
+        billing = check("billing_address", validate_address, billing)
     if customer_error(data.customer.name):
         raise field_error("customer.name", customer_error(data.customer.name) or "")
     client_ip = (data.client.ip if data.client else None) or ""
@@ -133,7 +132,7 @@ def order_request_check(data: OrderCreateIn) -> CheckedOrder:
                           lines_total=str(lines_total), currency=data.currency)
     return CheckedOrder(
         order_id=order_id, customer=data.customer.name, email=data.customer.email, address=address,
-        billing_address=normalise_address(billing) if billing else "", currency=data.currency, total=total,
+        billing_address=billing, currency=data.currency, total=total,
         lines=lines, client_ip=str(ipaddress.ip_address(client_ip)) if client_ip else "", user_agent=user_agent,
     )
 
