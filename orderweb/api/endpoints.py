@@ -175,7 +175,7 @@ def _action_answer(outcome: ActionOutcome) -> Any:
         return Status(200, {"outcome": outcome.status.value, "message": outcome.message,
                             "order": order_detail(order_for_api(outcome.order.order_id))})
     if outcome.status == Outcome.REFUSED:
-        raise ApiError(409, outcome.code, outcome.message, details)
+        raise ApiError(409, outcome.code or "refused", outcome.message, details)
     status = 504 if outcome.code == Unanswered.NO_ANSWER else 503
     raise ApiError(status, outcome.code, outcome.message, details)
 
