@@ -548,6 +548,21 @@ class ApiKeyForm(forms.ModelForm):
         return data
 
 
+class ApiKeyRevokedFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are created here through the service (the key is shown once, on the next page) and
@@ -555,7 +570,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     form = ApiKeyForm
     list_display = ["name", "prefix", "scope_list", "active", "rate_limit_per_minute", "last_used_at", "created_at"]
-    list_filter = ["scope_create", "scope_read", "scope_act", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_filter = [ApiKeyRevokedFilter, "scope_create", "scope_read", "scope_act"]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "created_at", "created_by", "last_used_at", "revoked_at"]
     actions = ["revoke_selected"]

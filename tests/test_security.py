@@ -447,6 +447,7 @@ _HIGH_RISK = [
     re.compile("django-" + r"insecure-"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\."),  # a JWT (Temporal Cloud keys)
     re.compile("gh" + r"[pousr]_[A-Za-z0-9]{30,}"),
+    re.compile("ow" + r"_[0-9a-f]{8}_[A-Za-z0-9_-]{43}"),  # one of our own API keys (orderweb.api.keys)
 ]
 _SKIP = re.compile(r"(\.min\.js|\.png|\.jpg|\.ico|\.woff2?)$")
 
@@ -492,6 +493,7 @@ def test_no_secret_or_password_in_the_repository():
     "DATABASE_URL=postgres://app:hunter2@db.example.com/orders",
     "-----BEGIN " + "RSA PRIVATE KEY-----\nMIIE",
     'password="Sup3rS3cret!"',
+    "curl -H 'Authorization: Bearer " + "ow_0123abcd_" + "x" * 43 + "'",
 ])
 def test_secret_scan_finds_a_planted_secret(text):
     assert scan_for_secrets(ROOT / "orderweb" / "planted.py", text)

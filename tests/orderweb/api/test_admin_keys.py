@@ -61,3 +61,5 @@ def test_revoking_needs_its_permission_and_ends_the_key(admin_client, make_staff
     assert ApiKey.objects.get(pk=row.pk).revoked_at is not None
     assert ApiClient(key).get("/orders").status_code == 401
     assert "delete_selected" not in admin_client.get(changelist).content.decode()
+    assert "old-client" in admin_client.get(changelist, {"state": "revoked"}).content.decode()
+    assert "old-client" not in admin_client.get(changelist, {"state": "active"}).content.decode()
