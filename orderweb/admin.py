@@ -42,6 +42,7 @@ from orderweb.models import (
     Payment,
     RefusedStart,
     Shipment,
+    WebhookDelivery,
 )
 from orderweb.services import order_create
 from temporal_app.client import TemporalUnavailable, workflow_ui_url
@@ -625,3 +626,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = sum(api_key_revoke(api_key=api_key) for api_key in queryset)
         self.message_user(request, API_KEYS_REVOKED.format(count=count), messages.SUCCESS)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    """What was sent to the webhook URL and what the receiver said (docs/api.md, "Webhooks")."""
+
+    list_display = ["created_at", "event", "status", "attempts", "last_status_code", "sent_at", "last_error"]
+    list_filter = ["status"]
+    list_select_related = ["event__order"]
+    search_fields = ["event__order__order_id", "url"]

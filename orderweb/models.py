@@ -261,7 +261,11 @@ class OrderEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
-        indexes = [models.Index(fields=["order", "created_at"], name="order_event_timeline")]
+        indexes = [
+            models.Index(fields=["order", "created_at"], name="order_event_timeline"),
+            # The webhook sweep: recent status changes (orderweb/webhooks.py).
+            models.Index(fields=["created_at"], condition=~Q(to_status=""), name="order_event_status_changes"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["order", "event_key"], name="order_event_unique_key"),
         ]
@@ -465,3 +469,36 @@ class ApiIdempotencyKey(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["api_key", "key"], name="api_idempotency_key_once_per_client"),
         ]
+
+
+class WebhookDelivery(models.Model):
+    """One order status change sent to the webhook URL (orderweb/webhooks.py). One per event; its
+    workflow (``webhook-<id>``) sends it and Temporal retries it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed (gave up)"
+
+    event = models.OneToOneField(OrderEvent, on_delete=models.CASCADE, related_name="webhook_delivery")
+    url = models.URLField(max_length=1000)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    workflow_started_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["id"], condition=Q(workflow_started_at__isnull=True), name="webhook_to_start"),
+            models.Index(fields=["-created_at"], condition=~Q(status="sent"), name="webhook_not_sent"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(status="sent") | Q(sent_at__isnull=False), name="webhook_sent_has_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"webhook for event {self.event_id} ({self.status})"

@@ -189,6 +189,16 @@ API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
 if API_RATE_LIMIT_PER_MINUTE < 1:
     raise ImproperlyConfigured("API_RATE_LIMIT_PER_MINUTE must be 1 or more.")
 
+# Webhooks (docs/api.md, "Webhooks"): every order status change is POSTed to this URL, signed
+# with ORDER_WEBHOOK_SECRET (HMAC-SHA256), and retried by Temporal until it is accepted or
+# ORDER_WEBHOOK_GIVE_UP_SECONDS have passed. Empty: no webhooks.
+ORDER_WEBHOOK_URL = env("ORDER_WEBHOOK_URL", default="")
+ORDER_WEBHOOK_SECRET = env("ORDER_WEBHOOK_SECRET", default="")
+if ORDER_WEBHOOK_URL and len(ORDER_WEBHOOK_SECRET) < 16:
+    raise ImproperlyConfigured("ORDER_WEBHOOK_SECRET must be set (16 characters or more) when ORDER_WEBHOOK_URL is.")
+ORDER_WEBHOOK_GIVE_UP_SECONDS = env.float("ORDER_WEBHOOK_GIVE_UP_SECONDS", default=24 * 3600)
+ORDER_WEBHOOK_SWEEP_SECONDS = env.float("ORDER_WEBHOOK_SWEEP_SECONDS", default=5)
+
 # -- Temporal -------------------------------------------------------------------------------------
 TEMPORAL_ADDRESS = env("TEMPORAL_ADDRESS", default="localhost:7233")
 TEMPORAL_NAMESPACE = env("TEMPORAL_NAMESPACE", default="default")
