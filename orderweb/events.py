@@ -8,7 +8,9 @@ would wedge the workflow that makes it.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Union
 
 from orderweb.models import Order, OrderEvent
 
@@ -31,9 +33,29 @@ def pg_text(value: Any) -> Any:
     return value
 
 
+_pending = threading.local()
+
+
+@contextmanager
+def batch() -> Iterator[None]:
+    """Collect the events written inside and insert them in one statement at the end (a hot
+    path's audit rows, in its transaction). Nested batches write with the outermost one."""
+    if getattr(_pending, "events", None) is not None:
+        yield
+        return
+    _pending.events = []
+    try:
+        yield
+        collected = _pending.events
+    finally:
+        _pending.events = None
+    if collected:
+        OrderEvent.objects.bulk_create(collected, ignore_conflicts=True)
+
+
 def event_write(
     *,
-    order: Order,
+    order: Union[Order, int],
     type: str,
     source: str,
     user=None,
@@ -44,12 +66,13 @@ def event_write(
     details: Optional[dict[str, Any]] = None,
     event_key: Optional[str] = None,
 ) -> None:
-    """Write one event. With an ``event_key`` it is written once, whatever the retries: a
-    repeat is ignored by the database (INSERT ... ON CONFLICT DO NOTHING), in one statement."""
+    """Write one event (``order``: the order or its pk). With an ``event_key`` it is written
+    once, whatever the retries: a repeat is ignored by the database (INSERT ... ON CONFLICT DO
+    NOTHING), in one statement."""
     if user is not None and not user.is_authenticated:
         user = None
     event = OrderEvent(
-        order=order,
+        order_id=order if isinstance(order, int) else order.pk,
         type=type,
         event_key=event_key,
         user=user,
@@ -60,7 +83,9 @@ def event_write(
         message=pg_text(message),
         details=pg_text(details or {}),
     )
-    if event_key is None:
+    if getattr(_pending, "events", None) is not None:
+        _pending.events.append(event)
+    elif event_key is None:
         event.save(force_insert=True)
     else:
         OrderEvent.objects.bulk_create([event], ignore_conflicts=True)
@@ -76,7 +101,7 @@ def order_created_event(*, order: Order, source: str, user=None, actor: str = ""
 
 
 def status_changed_event(
-    *, order: Order, type: str, from_status: str, to_status: str, event_key: str, actor: str = "system",
+    *, order: Union[Order, int], type: str, from_status: str, to_status: str, event_key: str, actor: str = "system",
     source: str = Source.WORKFLOW, reason: str = "", details: Optional[dict[str, Any]] = None,
 ) -> None:
     """A transition the workflow made (``type``: STATUS_CHANGED, or the ending or approval the
@@ -85,24 +110,24 @@ def status_changed_event(
                 to_status=to_status, message=reason, details=details, event_key=event_key)
 
 
-def payment_charged_event(*, order: Order, amount: Any, reference: str, idempotency_key: str) -> None:
+def payment_charged_event(*, order: Union[Order, int], amount: Any, reference: str, idempotency_key: str) -> None:
     event_write(order=order, type=Type.PAYMENT_CHARGED, source=Source.WORKFLOW, event_key="payment:charged",
                 message=f"charged {amount}", details={"reference": reference, "idempotency_key": idempotency_key})
 
 
-def payment_refunded_event(*, order: Order, amount: Any, reference: str, charge_reference: str) -> None:
+def payment_refunded_event(*, order: Union[Order, int], amount: Any, reference: str, charge_reference: str) -> None:
     event_write(order=order, type=Type.PAYMENT_REFUNDED, source=Source.WORKFLOW, event_key="payment:refunded",
                 message=f"refunded {amount}", details={"reference": reference, "charge": charge_reference})
 
 
-def carrier_dispatched_event(*, order: Order, tracking_number: str, address: str) -> None:
+def carrier_dispatched_event(*, order: Union[Order, int], tracking_number: str, address: str) -> None:
     event_write(order=order, type=Type.CARRIER_DISPATCHED, source=Source.WORKFLOW, event_key="shipping:dispatched",
                 message=f"dispatched, tracking {tracking_number}",
                 details={"tracking_number": tracking_number, "address": address})
 
 
 def workflow_message_event(
-    *, order: Order, type: str, source: str, actor: str, reason: str, details: dict[str, Any], event_key: str,
+    *, order: Union[Order, int], type: str, source: str, actor: str, reason: str, details: dict[str, Any], event_key: str,
 ) -> None:
     """A message's outcome as the workflow recorded it (signal or Update applied or refused,
     Temporal's own cancel, a dispatch failure)."""

@@ -67,6 +67,8 @@ class Order(TimeStampedModel):
             ("cancel_order", "Can cancel orders"),
             ("change_order_address", "Can change an order's shipping address"),
             ("retry_shipping", "Can retry a failed shipment"),
+            # The Temporal Web UI's codec endpoint (orderweb/codec_server.py).
+            ("decode_payloads", "Can see decrypted workflow payloads"),
         ]
         indexes = [
             models.Index(fields=["status", "-created_at"], name="order_status_created"),

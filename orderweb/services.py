@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Optional
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from orderweb import events
@@ -28,6 +28,7 @@ from temporal_app.client import start_order_workflow
 from temporal_app.contracts import (
     CLIENT_ACTOR,
     DEFAULT_CURRENCY,
+    SYSTEM_ACTOR,
     MAX_ADDRESS_LENGTH,
     MAX_CUSTOMER_LENGTH,
     LineItem,
@@ -213,31 +214,78 @@ def orders_awaiting_workflow_start(*, older_than_seconds: float = 15, limit: int
 
 
 # -- projection (activities) ------------------------------------------------------------------
+#
+# Every activity moves the order with ``order_transition``: one statement moves the row (if it is
+# before the new state) and says from where, a second writes the audit events. The order's row
+# lock is taken by that statement and held to the caller's commit, so the lock order everywhere
+# stays the order first, then its review task.
 
 
-def order_receive(*, order_id: str, workflow_id: str, address: str, options: OrderOptions) -> Order:
+def _transition_sql(fields: list[str], check_workflow: bool) -> str:
+    table = connection.ops.quote_name(Order._meta.db_table)
+    column = lambda name: connection.ops.quote_name(Order._meta.get_field(name).column)  # noqa: E731
+    assignments = ", ".join(f"{column(name)} = %s" for name in ["status", "status_changed_at", "updated_at",
+                                                                 "attention_reason", "attention_since", *fields])
+    workflow = f" AND {column('workflow_id')} = %s" if check_workflow else ""
+    return (
+        f"WITH prev AS (SELECT {column('id')}, {column('status')} FROM {table} "
+        f"WHERE {column('order_id')} = %s{workflow} FOR UPDATE) "
+        f"UPDATE {table} AS o SET {assignments} FROM prev "
+        f"WHERE o.{column('id')} = prev.{column('id')} AND prev.{column('status')} = ANY(%s) "
+        f"RETURNING o.{column('id')}, prev.{column('status')}"
+    )
+
+
+def order_transition(
+    *,
+    order_id: str,
+    to_status: OrderState,
+    event_key: str,
+    type: str = OrderEvent.Type.STATUS_CHANGED,
+    actor: str = SYSTEM_ACTOR,
+    reason: str = "",
+    details: Optional[dict[str, Any]] = None,
+    workflow_id: Optional[str] = None,
+    **fields: Any,
+) -> Optional[int]:
+    """Move the order forward to ``to_status`` and audit it; returns the order's pk, or None when
+    the order is already there or past it (a retried write, a superseded attempt: nothing is
+    written). A workflow that moves its order on is alive, so a reconciler's flag is cleared.
+    With ``workflow_id``, only that workflow's order moves. Must run inside a transaction, so
+    that the audit events commit with the move (``events.batch`` puts them in one insert)."""
+    now = timezone.now()
+    values = [order_id, *([workflow_id] if workflow_id else [])]  # the CTE's parameters first
+    values += [to_status.value, now, now, "", None]
+    values += [Order._meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
+    values += [states_before(to_status)]
+    with connection.cursor() as cursor:
+        cursor.execute(_transition_sql(list(fields), workflow_id is not None), values)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pk, from_status = row
+    events.status_changed_event(
+        order=pk, type=type, from_status=from_status, to_status=to_status, event_key=event_key,
+        actor=actor, reason=reason, details=details,
+    )
+    return pk
+
+
+def order_receive(*, order_id: str, workflow_id: str, address: str, options: OrderOptions) -> int:
     """Make sure the order row exists (outside clients start workflows with no row) and mark it
-    processing. Idempotent: a second run finds the row and the events already there.
+    processing; returns its pk. Idempotent: a second run finds the row and the events there.
 
     The workflow has checked its input (``temporal_app.workflows.boundary``) and fails the order
     next if it broke a rule; the row keeps what Postgres can hold, so staff see the failure."""
-    defaults = {
-        "workflow_id": workflow_id,
-        "address": address if not address_error(address)
-        else UNUSABLE_ADDRESS.format(preview=pg_text(address)[:60] or "none")[:MAX_ADDRESS_LENGTH],
-        "customer": pg_text(options.customer)[:MAX_CUSTOMER_LENGTH],
-        "source": pg_text(options.source)[:32] or CLIENT_ACTOR,
-        # Checked by the workflow's boundary (customer_details_problems), or left empty.
-        "customer_email": options.customer_email,
-        "billing_address": options.billing_address,
-        "client_ip": options.client_ip or None,
-        "user_agent": options.user_agent,
-        "currency": options.currency,
-    }
-    if options.amount is not None:
-        defaults["amount"] = options.amount
-    with transaction.atomic():
-        order, created = Order.objects.select_for_update().get_or_create(order_id=order_id, defaults=defaults)
+    with transaction.atomic(), events.batch():
+        # The usual case, one statement: the order saved by order_create, started by its workflow.
+        pk = order_transition(order_id=order_id, to_status=OrderState.PROCESSING, event_key="received",
+                              workflow_id=workflow_id)
+        if pk is not None:
+            return pk
+        order, created = Order.objects.select_for_update().get_or_create(
+            order_id=order_id, defaults=_received_row(workflow_id, address, options)
+        )
         if not created and order.workflow_id != workflow_id:
             raise OrderConflict(ORDER_OWNED_BY_OTHER_WORKFLOW.format(order_id=order_id, workflow_id=order.workflow_id))
         if not created and order.is_terminal:
@@ -253,54 +301,34 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
                 order=order, source=OrderEvent.Source.WORKFLOW, actor=options.created_by or CLIENT_ACTOR,
                 event_key="received:created", message="order created by its workflow",
             )
-        order_advance(order=order, to_status=OrderState.PROCESSING, event_key="received")
-    return order
+            order_transition(order_id=order_id, to_status=OrderState.PROCESSING, event_key="received")
+        return order.pk
 
 
-def order_advance(
-    *,
-    order: Order,
-    to_status: OrderState,
-    event_key: str,
-    type: str = OrderEvent.Type.STATUS_CHANGED,
-    actor: str = "system",
-    reason: str = "",
-    details: Optional[dict[str, Any]] = None,
-    **fields: Any,
-) -> bool:
-    """Move the order forward to ``to_status`` and audit it, once per ``event_key``.
-
-    Returns False (and writes nothing) if the order is already past that state: a retried
-    write, or a superseded attempt. ``order`` must be locked (select_for_update) in the caller's
-    transaction, so its status is current.
-    """
-    from_status = order.status
-    now = timezone.now()
-    if to_status.value != from_status:
-        # A workflow that moves its order on is alive: a reconciler's flag no longer holds.
-        updated = Order.objects.filter(pk=order.pk, status__in=states_before(to_status)).update(
-            status=to_status, status_changed_at=now, updated_at=now, attention_reason="", attention_since=None,
-            **fields,
-        )
-        if not updated:
-            logger.info("order %s: not moving %s -> %s", order.order_id, from_status, to_status)
-            return False
-    elif fields:
-        Order.objects.filter(pk=order.pk).update(updated_at=now, **fields)
-    order.status = to_status.value
-    events.status_changed_event(
-        order=order, type=type, from_status=from_status, to_status=to_status, event_key=event_key,
-        actor=actor, reason=reason, details=details,
-    )
-    return True
+def _received_row(workflow_id: str, address: str, options: OrderOptions) -> dict[str, Any]:
+    row = {
+        "workflow_id": workflow_id,
+        "address": address if not address_error(address)
+        else UNUSABLE_ADDRESS.format(preview=pg_text(address)[:60] or "none")[:MAX_ADDRESS_LENGTH],
+        "customer": pg_text(options.customer)[:MAX_CUSTOMER_LENGTH],
+        "source": pg_text(options.source)[:32] or CLIENT_ACTOR,
+        # Checked by the workflow's boundary (customer_details_problems), or left empty.
+        "customer_email": options.customer_email,
+        "billing_address": options.billing_address,
+        "client_ip": options.client_ip or None,
+        "user_agent": options.user_agent,
+        "currency": options.currency,
+    }
+    if options.amount is not None:
+        row["amount"] = options.amount
+    return row
 
 
-def order_record_progress(record: ProgressRecord) -> Order:
+def order_record_progress(record: ProgressRecord) -> Optional[int]:
     """Project one workflow transition or message outcome (the ``record_order_progress`` local
     activity), in the caller's transaction. Idempotent by ``record.event_key``. Returns the
-    order, locked, for the caller's own part of the write (a review task's close)."""
+    order's pk when the record moved it (the caller may add to that write: a review's close)."""
     event = ProgressEvent(record.event_type)  # the workflow names only known events
-    order = Order.objects.select_for_update().get(order_id=record.order_id)
     details = dict(record.details)
     if record.to_status:
         state = OrderState(record.to_status)
@@ -310,11 +338,11 @@ def order_record_progress(record: ProgressRecord) -> Order:
             fields["cancel_reason_code"] = pg_text(str(details.get("reason_code", "")))[:40]
         elif state == OrderState.FAILED:
             fields["failure_reason"] = pg_text(record.reason) or "failed"
-        order_advance(
-            order=order, to_status=state, event_key=record.event_key, type=event.value,
+        return order_transition(
+            order_id=record.order_id, to_status=state, event_key=record.event_key, type=event.value,
             actor=record.actor, reason=record.reason, details=details, **fields,
         )
-        return order
+    order = Order.objects.only("pk", "dispatch_failures").get(order_id=record.order_id)
     if event == ProgressEvent.DISPATCH_FAILED:
         Order.objects.filter(pk=order.pk).update(
             dispatch_failures=details.get("dispatch_failures", order.dispatch_failures + 1),
@@ -326,10 +354,10 @@ def order_record_progress(record: ProgressRecord) -> Order:
     if details.get("new_address") and event in (ProgressEvent.SIGNAL_APPLIED, ProgressEvent.UPDATE_APPLIED):
         Order.objects.filter(pk=order.pk).update(address=details["new_address"], updated_at=timezone.now())
     events.workflow_message_event(
-        order=order, type=event.value, source=record.source, actor=record.actor, reason=record.reason,
+        order=order.pk, type=event.value, source=record.source, actor=record.actor, reason=record.reason,
         details=details, event_key=record.event_key,
     )
-    return order
+    return None
 
 
 def order_start_refused(record: RefusedStartRecord) -> None:

@@ -4,6 +4,7 @@ See `.env.example` and the configuration table in README.md.
 """
 
 import ipaddress
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +29,9 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Before staticfiles: `runserver` leaves /static/ to WhiteNoise too, so every server serves
+    # static files the same way, DEBUG on or off.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
     "axes",
@@ -41,7 +45,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz, /readyz and /metrics answer probes and scrapers that call by IP address
+    # over plain http, before ALLOWED_HOSTS or SECURE_SSL_REDIRECT apply (orderweb/health.py).
+    "orderweb.health.OperationalEndpointsMiddleware",
+    "orderweb.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     # Errors under /api/ answer JSON {code, message, details}, whoever raised them.
     "orderweb.api.middleware.ApiErrorEnvelopeMiddleware",
     "orderweb.middleware.RejectNulMiddleware",
@@ -102,7 +111,21 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# WhiteNoise serves /static/ from any server (gunicorn, runserver). DEBUG off: the files
+# `collectstatic` wrote to STATIC_ROOT, with hashed names (cached for a year) and gzip copies;
+# `collectstatic` is part of every deploy (README, "Deploy"). DEBUG on: straight from the apps,
+# unhashed, no `collectstatic` needed. Decided by the DEBUG of the environment, so a test run
+# (DEBUG=1, which pytest-django turns off at run time) renders pages without collecting.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage",
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # django-axes first: it refuses a locked-out login before any password is checked.
 AUTHENTICATION_BACKENDS = [
@@ -122,6 +145,9 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 315
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# "None" lets the Temporal Web UI on another site send the staff session to the codec endpoint
+# (docs/operations.md); Django's "Lax" suffices when both share a site (ui.example.com, orders.example.com).
+SESSION_COOKIE_SAMESITE = env("SESSION_COOKIE_SAMESITE", default="Lax")
 X_FRAME_OPTIONS = "DENY"
 
 # -- Login throttling (django-axes; docs/admin.md, "Login throttling") ----------------------------
@@ -200,12 +226,33 @@ ORDER_WEBHOOK_GIVE_UP_SECONDS = env.float("ORDER_WEBHOOK_GIVE_UP_SECONDS", defau
 ORDER_WEBHOOK_SWEEP_SECONDS = env.float("ORDER_WEBHOOK_SWEEP_SECONDS", default=5)
 
 # -- Temporal -------------------------------------------------------------------------------------
-TEMPORAL_ADDRESS = env("TEMPORAL_ADDRESS", default="localhost:7233")
-TEMPORAL_NAMESPACE = env("TEMPORAL_NAMESPACE", default="default")
-TEMPORAL_API_KEY = env("TEMPORAL_API_KEY", default="")  # Temporal Cloud API key auth
-TEMPORAL_TLS = env.bool("TEMPORAL_TLS", default=bool(TEMPORAL_API_KEY))
-TEMPORAL_TLS_CLIENT_CERT = env("TEMPORAL_TLS_CLIENT_CERT", default="")  # path to PEM (mTLS)
-TEMPORAL_TLS_CLIENT_KEY = env("TEMPORAL_TLS_CLIENT_KEY", default="")
+# Through temporalio.envconfig: Temporal's standard variables and the CLI's TOML profiles
+# (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE), and this project's older names (temporal_app/connection.py).
+# A configuration that cannot work is one line in TEMPORAL_CONFIG_PROBLEM, reported by
+# `manage.py check` (temporal_app.E001), `run_workers` and the web's /readyz.
+from temporal_app.codec import PayloadKeyError, parse_keys  # noqa: E402
+from temporal_app.connection import load_connection  # noqa: E402
+
+_temporal = load_connection(os.environ)
+TEMPORAL_ADDRESS = _temporal.address
+TEMPORAL_NAMESPACE = _temporal.namespace
+TEMPORAL_API_KEY = _temporal.api_key
+TEMPORAL_TLS = _temporal.tls  # False, True (system roots) or a temporalio TLSConfig
+TEMPORAL_RPC_METADATA = dict(_temporal.rpc_metadata)
+TEMPORAL_PROFILE = _temporal.profile
+TEMPORAL_CONFIG_PROBLEM = _temporal.problem
+# Payload encryption (temporal_app/codec.py): Fernet keys, newest first; none: off.
+try:
+    TEMPORAL_PAYLOAD_KEYS = parse_keys(env("TEMPORAL_PAYLOAD_KEYS", default=""))
+except PayloadKeyError as err:
+    TEMPORAL_PAYLOAD_KEYS = []
+    TEMPORAL_CONFIG_PROBLEM = TEMPORAL_CONFIG_PROBLEM or str(err)
+# The Temporal Web UI's origin, allowed to call the codec endpoint (/temporal-codec/) with the
+# staff member's session (CORS with credentials). Empty: the endpoint answers same-origin only.
+TEMPORAL_CODEC_CORS_ORIGINS = env.list("TEMPORAL_CODEC_CORS_ORIGINS", default=[])
+# The workers' Prometheus endpoint of the SDK's own metrics (temporalio Runtime): off unless set.
+TEMPORAL_METRICS_PORT = env.int("TEMPORAL_METRICS_PORT", default=None)
+TEMPORAL_METRICS_HOST = env("TEMPORAL_METRICS_HOST", default="127.0.0.1")
 TEMPORAL_UI_URL = env("TEMPORAL_UI_URL", default="http://localhost:8233")
 # How long a web request waits for Temporal before telling the person it is unreachable.
 TEMPORAL_RPC_TIMEOUT_SECONDS = env.float("TEMPORAL_RPC_TIMEOUT_SECONDS", default=10.0)
@@ -236,13 +283,26 @@ WORKER_HEALTH_HOST = env("WORKER_HEALTH_HOST", default="127.0.0.1")
 # Fault injection for the chaos run: this share of activity attempts fails before doing anything.
 ACTIVITY_FAULT_RATE = env.float("ACTIVITY_FAULT_RATE", default=0.0)
 
+# /metrics (orderweb/metrics.py): Prometheus scrapes it with this bearer token; unset: 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
+# Logs: plain text by default (make run); LOG_FORMAT=json writes one JSON object a line, with
+# order_id and workflow_id on the lines of activities, workflows and staff/reviewer actions
+# (temporal_app/logs.py).
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"order_context": {"()": "temporal_app.logs.OrderContextFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+        "json": {"()": "temporal_app.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["order_context"]},
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -12,7 +12,7 @@ import secrets
 from decimal import Decimal
 from typing import Optional
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 
 from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, SimulatedFault
 
@@ -27,6 +27,8 @@ class PaymentDeclined(Exception):
 
 def fault_take(*, target: str, order_ref: str) -> Optional[str]:
     """Consume one planned fault for this target and order; returns its mode or None."""
+    if not SimulatedFault.objects.filter(target=target, order_ref=order_ref).exists():
+        return None  # the usual case: one statement, no transaction
     with transaction.atomic():
         fault = SimulatedFault.objects.select_for_update().filter(target=target, order_ref=order_ref).first()
         if fault is None:
@@ -48,12 +50,24 @@ def fault_plan(*, target: str, order_ref: str, mode: str = SimulatedFault.Mode.T
 
 
 def _ledger_get_or_create(model, *, idempotency_key: str, **fields):
-    """Insert once per key; a concurrent or repeated request gets the existing entry."""
-    try:
-        with transaction.atomic():
-            return model.objects.get_or_create(idempotency_key=idempotency_key, defaults=fields)[0]
-    except IntegrityError:
+    """Insert once per key; a concurrent or repeated request gets the existing entry. One
+    statement when the key is new (INSERT ... ON CONFLICT DO NOTHING RETURNING), two when not."""
+    entry = model(idempotency_key=idempotency_key, **fields)
+    columns = [f for f in model._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({quote(model._meta.get_field('idempotency_key').column)}) DO NOTHING "
+        f"RETURNING {quote(model._meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [f.get_db_prep_save(f.pre_save(entry, add=True), connection) for f in columns])
+        row = cursor.fetchone()
+    if row is None:
         return model.objects.get(idempotency_key=idempotency_key)
+    entry.pk = row[0]
+    return entry
 
 
 def gateway_charge(*, idempotency_key: str, order_ref: str, amount: Decimal) -> GatewayLedgerEntry:

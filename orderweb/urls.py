@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from orderweb import codec_server
 from orderweb.api.endpoints import api
 
 urlpatterns = [
@@ -11,5 +12,10 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("reviews/", include("reviews.urls")),
+    # The Temporal Web UI's codec server (staff only; orderweb/codec_server.py). /healthz,
+    # /readyz and /metrics are served by orderweb.health.OperationalEndpointsMiddleware.
+    path("temporal-codec/decode", codec_server.decode, name="temporal_codec_decode"),
+    path("temporal-codec/encode", codec_server.encode, name="temporal_codec_encode"),
+    # The HTTP API for other services (orderweb/api/, docs/api.md).
     path("api/v1/", api.urls),
 ]

@@ -11,21 +11,18 @@ from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
 from django.db import transaction
-from temporalio.exceptions import ApplicationError
 
-from orderweb.models import Order
-from orderweb.services import order_advance, order_record_progress
+from orderweb import events
+from orderweb.services import order_record_progress, order_transition
 from reviews.services import orders_reconcile_with_reviews, review_task_close, review_task_open
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     Activities,
-    Errors,
     OrderState,
     ReviewOutcome,
     ReviewOutcomeRecord,
     ValidatedOrder,
     ValidateOrderInput,
-    address_error,
 )
 from temporal_app.registry import db_activity, periodic
 
@@ -34,20 +31,18 @@ logger = logging.getLogger(__name__)
 
 @db_activity(Activities.ORDER_VALIDATED, queue=ORDER_TASK_QUEUE)
 def order_validated(request: ValidateOrderInput) -> ValidatedOrder:
-    """The order is fit for review: it moves to awaiting_manual_review and its task opens."""
+    """The order is fit for review: it moves to awaiting_manual_review and its task opens.
+
+    The workflow checked its input at the start (temporal_app.workflows.boundary), and so did
+    order_create; the row's address is what one of them wrote."""
     due_at = datetime.fromtimestamp(request.review_due_epoch, tz=dt_timezone.utc)
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(order_id=request.order_id)
-        # The workflow checked its input at the start; the row is checked too, as it may have
-        # been written by another release.
-        problem = address_error(order.address)
-        if problem:
-            raise ApplicationError(problem, type=Errors.VALIDATION_FAILED, non_retryable=True)
-        order_advance(
-            order=order, to_status=OrderState.AWAITING_MANUAL_REVIEW, event_key="validated",
+    with transaction.atomic(), events.batch():
+        pk = order_transition(
+            order_id=request.order_id, to_status=OrderState.AWAITING_MANUAL_REVIEW, event_key="validated",
             reason="order validated; waiting for manual review", details={"review_due": due_at.isoformat()},
         )
-        review_task_open(order=order, due_at=due_at)
+        if pk is not None:  # a retry finds the order moved on and its task opened
+            review_task_open(order_pk=pk, due_at=due_at)
     return ValidatedOrder()
 
 
@@ -55,10 +50,11 @@ def order_validated(request: ValidateOrderInput) -> ValidatedOrder:
 def record_review_outcome(record: ReviewOutcomeRecord) -> None:
     """A transition that ends the review (approved, rejected, timed out, cancelled in review):
     the order's projection and the task's close in one write."""
-    with transaction.atomic():
-        order = order_record_progress(record.progress)
-        review_task_close(order=order, outcome=ReviewOutcome(record.outcome), actor=record.reviewer, note=record.note,
-                          reason_code=record.reason_code)
+    with transaction.atomic(), events.batch():
+        pk = order_record_progress(record.progress)
+        if pk is not None:
+            review_task_close(order=pk, outcome=ReviewOutcome(record.outcome), actor=record.reviewer,
+                              note=record.note, reason_code=record.reason_code)
 
 
 @periodic(seconds=settings.RECONCILE_INTERVAL_SECONDS, queue=ORDER_TASK_QUEUE)

@@ -14,12 +14,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional
+from typing import Optional, Union
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from orderweb.actions import (
@@ -58,22 +59,23 @@ _OUTCOME_STATUS = {
 _DECIDED_BY_PERSON = (ReviewOutcome.APPROVED, ReviewOutcome.REJECTED)
 
 
-def review_task_open(*, order: Order, due_at: datetime) -> ReviewTask:
-    """Open the order's review task, once: a retried activity finds the task it opened."""
-    task = ReviewTask.objects.filter(order=order).order_by("-pk").first()
-    if task is not None:
-        return task
-    return ReviewTask.objects.create(order=order, due_at=due_at)
+def review_task_open(*, order_pk: int, due_at: datetime) -> None:
+    """Open the order's review task. Called once, with the order's move to review (a retried
+    activity does not move it again); the unique open task per order guards the rest."""
+    ReviewTask.objects.bulk_create([ReviewTask(order_id=order_pk, due_at=due_at)], ignore_conflicts=True)
 
 
-def review_task_close(*, order: Order, outcome: ReviewOutcome, actor: str, note: str, reason_code: str = "") -> None:
-    """Close the open task with the workflow's outcome. A closed task is left as it is."""
+def review_task_close(
+    *, order: Union[Order, int], outcome: ReviewOutcome, actor: str, note: str, reason_code: str = "",
+) -> None:
+    """Close the open task with the workflow's outcome, in one statement. A closed task is left
+    as it is."""
     person = outcome in _DECIDED_BY_PERSON
     actor = pg_text(actor)[:150]  # a name as any Temporal client sent it
-    user = get_user_model().objects.filter(username=actor).first() if person and actor else None
+    user = get_user_model().objects.filter(username=actor).values("pk")[:1] if person and actor else None
     ReviewTask.objects.filter(order=order, status=ReviewTask.Status.OPEN).update(
         status=_OUTCOME_STATUS[outcome],
-        decided_by=user,
+        decided_by=Subquery(user) if user is not None else None,
         decided_by_name=actor if person else "",
         decided_at=timezone.now(),
         note=pg_text(note),
@@ -147,6 +149,7 @@ class DecisionOutcome:
     level: str  # "success" | "info" | "warning" | "error" (django.contrib.messages levels)
     message: str
     workflow_status: str = ""
+    code: str = ""  # the outcome's code when not accepted (a RefusalCode or an Unanswered value)
 
 
 def _open_task_locked(order: Order) -> Optional[ReviewTask]:
@@ -276,7 +279,7 @@ def review_decide(
     if outcome.accepted:
         return DecisionOutcome(True, "success", outcome.message, outcome.workflow_status)
     level = "info" if outcome.code == RefusalCode.DUPLICATE_ACTION else "error"
-    return DecisionOutcome(False, level, outcome.message, outcome.workflow_status)
+    return DecisionOutcome(False, level, outcome.message, outcome.workflow_status, outcome.code)
 
 
 def _decision_words(order: Order, outcome: ActionOutcome, *, username: str, decision: str, note: str) -> ActionOutcome:
@@ -294,6 +297,7 @@ def _decision_words(order: Order, outcome: ActionOutcome, *, username: str, deci
 
 
 def _refusal_message(*, order: Order, outcome: ActionOutcome, username: str) -> str:
+    order.refresh_from_db(fields=["status", "cancel_reason"])  # what the workflow has projected by now
     code = outcome.code
     if code == RefusalCode.DUPLICATE_ACTION:
         return DECISION_DUPLICATE.format(order_id=order.order_id)

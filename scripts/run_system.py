@@ -522,15 +522,20 @@ def main(argv: list[str]) -> int:
         step("postgres", lambda: start_postgres(system))
         step("temporal", lambda: start_temporal(system))
         step("migrate", lambda: manage(system, "migrate", "--noinput", log_name="setup", timeout=300) and "done")
+        if not debug:
+            # DEBUG off: pages link hashed static files that WhiteNoise serves from STATIC_ROOT
+            # (var/staticfiles here), so they are collected first, as a deployment does.
+            system.env.setdefault("STATIC_ROOT", str(system.var_dir / "staticfiles"))
+            step("static", lambda: manage(system, "collectstatic", "--noinput", log_name="setup", timeout=300)
+                 and f"collected into {rel(Path(system.env['STATIC_ROOT']))}")
         # Workers and web boot while the demo users are written (each is a Django start-up).
         # Ready means its /readyz says every worker polls (temporal_app/health.py).
         health_env, workers_ready = worker_health(system.worker_health_host, system.worker_health_port)
         workers = spawn(system, "workers", ["run_workers"], stop_signal=signal.SIGINT, stop_timeout=25,
                         env=health_env)
-        # --insecure: with DEBUG off, runserver still serves the admin's CSS on this local run.
+        # Static files come from WhiteNoise, DEBUG on (from the apps) or off (collected above).
         web = spawn(
-            system, "web", ["runserver", "--noreload", *([] if debug else ["--insecure"]),
-                            f"{system.web_host}:{system.web_port}"],
+            system, "web", ["runserver", "--noreload", f"{system.web_host}:{system.web_port}"],
             stop_signal=signal.SIGINT, stop_timeout=10,
         )
         if debug:

@@ -15,13 +15,14 @@ import logging
 import os
 import sys
 import threading
+import time
+from datetime import timedelta
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from django.conf import settings
+from prometheus_client import Counter, Histogram
 from temporalio.client import (
     Client,
-    TLSConfig,
-    WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -30,8 +31,12 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
+from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
+
+from temporal_app import codec
 
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
@@ -61,8 +66,26 @@ WORKFLOW_CANNOT_ANSWER = (
 )
 
 
+TEMPORAL_MISCONFIGURED = "Temporal connection settings: {problem}"
+
+# The web's calls to Temporal, counted by this process (prometheus-client: in gunicorn's
+# multiprocess mode each worker process writes its own file and /metrics adds them up). The
+# SDK's own client metrics would need a port per process; these answer the same questions.
+CLIENT_CALLS = Counter(
+    "orderweb_temporal_client_calls_total", "Calls from sync Django code to Temporal, by outcome.", ["outcome"],
+)
+CLIENT_CALL_SECONDS = Histogram(
+    "orderweb_temporal_client_call_seconds", "How long sync Django code waited for Temporal.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
 class TemporalUnavailable(Exception):
     """Temporal could not be reached or did not answer in time. ``str(err)`` is for people."""
+
+
+class TemporalMisconfigured(TemporalUnavailable):
+    """The connection settings cannot work (half-configured mTLS, unreadable file, bad key)."""
 
 
 class TemporalNoAnswer(TemporalUnavailable):
@@ -100,18 +123,31 @@ def _transport_detail(err: BaseException) -> str:
     return "the connection failed"
 
 
-async def connect(*, lazy: bool = False) -> Client:
-    """Connect with the settings: address, namespace, and TLS or an API key for a real cluster."""
-    tls: bool | TLSConfig = settings.TEMPORAL_TLS
-    if settings.TEMPORAL_TLS_CLIENT_CERT:
-        with open(settings.TEMPORAL_TLS_CLIENT_CERT, "rb") as cert, open(settings.TEMPORAL_TLS_CLIENT_KEY, "rb") as key:
-            tls = TLSConfig(client_cert=cert.read(), client_private_key=key.read())
+def data_converter() -> DataConverter:
+    """Every client and worker of this project uses this one: payloads encrypted with
+    TEMPORAL_PAYLOAD_KEYS when set (temporal_app/codec.py), the default converter otherwise."""
+    return codec.data_converter(settings.TEMPORAL_PAYLOAD_KEYS)
+
+
+def configuration_problem() -> str:
+    return settings.TEMPORAL_CONFIG_PROBLEM
+
+
+async def connect(*, lazy: bool = False, runtime: Optional[Runtime] = None) -> Client:
+    """Connect with the settings (temporal_app/connection.py): address, namespace, TLS or an API
+    key, gRPC metadata, the payload codec; ``runtime`` carries the SDK's metrics (run_workers).
+    Raises TemporalMisconfigured, one line, when the settings cannot work."""
+    if settings.TEMPORAL_CONFIG_PROBLEM:
+        raise TemporalMisconfigured(TEMPORAL_MISCONFIGURED.format(problem=settings.TEMPORAL_CONFIG_PROBLEM))
     return await Client.connect(
         settings.TEMPORAL_ADDRESS,
         namespace=settings.TEMPORAL_NAMESPACE,
         api_key=settings.TEMPORAL_API_KEY or None,
-        tls=tls,
+        tls=settings.TEMPORAL_TLS,
+        rpc_metadata=dict(getattr(settings, "TEMPORAL_RPC_METADATA", {})),
+        data_converter=data_converter(),
         lazy=lazy,
+        **({"runtime": runtime} if runtime is not None else {}),
     )
 
 
@@ -123,24 +159,37 @@ class _ClientThread:
         self._pid: Optional[int] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._client: Optional[Client] = None
-        self._client_key: tuple[str, str] = ("", "")
+        self._client_key: tuple = ()
+        self._connecting: Optional[asyncio.Future] = None
+        self._connecting_key: tuple = ()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="temporal-client", daemon=True).start()
-                self._loop, self._pid, self._client = loop, os.getpid(), None
+                self._loop, self._pid, self._client, self._connecting = loop, os.getpid(), None, None
             return self._loop
 
     async def _client_or_connect(self) -> Client:
         # Runs on the loop thread only, so no lock is needed around the cached client. Keyed by
-        # address and namespace so that a settings override (tests) gets its own connection.
-        key = (settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE)
-        if self._client is None or self._client_key != key:
-            self._client = await connect()
-            self._client_key = key
-        return self._client
+        # address, namespace and payload keys so that a settings override (tests) gets its own connection.
+        key = (settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE, tuple(settings.TEMPORAL_PAYLOAD_KEYS))
+        if self._client is not None and self._client_key == key:
+            return self._client
+        # One attempt at a time, shielded: a caller that gives up first (a 2 s readiness probe,
+        # a TLS handshake that takes longer) leaves it running for the next caller, instead of
+        # every caller starting over and none ever connecting.
+        attempt = self._connecting
+        failed = attempt is not None and attempt.done() and (attempt.cancelled() or attempt.exception() is not None)
+        if attempt is None or self._connecting_key != key or failed:
+            attempt = asyncio.ensure_future(connect())
+            # Its error is retrieved even if no one waits for it any more (no "never retrieved" log).
+            attempt.add_done_callback(lambda task: task.cancelled() or task.exception())
+            self._connecting, self._connecting_key = attempt, key
+        client = await asyncio.shield(attempt)
+        self._client, self._client_key = client, key
+        return client
 
     def run(self, fn: Callable[[Client], Awaitable[T]], timeout: Optional[float] = None) -> T:
         """Run ``fn(client)`` on the client thread and return its result (sync callers only)."""
@@ -150,6 +199,23 @@ class _ClientThread:
         async def call() -> T:
             return await fn(await self._client_or_connect())
 
+        started = time.monotonic()
+        outcome = "unavailable"
+        try:
+            result = self._run(call, loop, timeout)
+            outcome = "ok"
+            return result
+        except TemporalUnavailable:
+            outcome = "unavailable"
+            raise
+        except BaseException:
+            outcome = "error"  # Temporal answered with an error (refused, not found, ...)
+            raise
+        finally:
+            CLIENT_CALLS.labels(outcome).inc()
+            CLIENT_CALL_SECONDS.observe(time.monotonic() - started)
+
+    def _run(self, call: Callable[[], Awaitable[T]], loop: asyncio.AbstractEventLoop, timeout: float) -> T:
         future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(call(), timeout), loop)
         try:
             return future.result(timeout + 1)
@@ -179,6 +245,18 @@ class _ClientThread:
 
 
 client_thread = _ClientThread()
+
+
+def temporal_health_check(timeout: float) -> None:
+    """Return if Temporal's frontend says it is serving within ``timeout`` seconds (connecting
+    first if need be); raise TemporalUnavailable (its words name the cause) otherwise."""
+
+    async def check(client: Client) -> bool:
+        return await client.service_client.check_health(timeout=timedelta(seconds=timeout))
+
+    if not client_thread.run(check, timeout=timeout):
+        raise TemporalUnavailable(
+            TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail="its health check says not serving"))
 
 
 def exit_process(code: int) -> None:

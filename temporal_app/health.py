@@ -3,9 +3,12 @@
 Off unless ``WORKER_HEALTH_PORT`` is set (``WORKER_HEALTH_HOST``, default 127.0.0.1, is the
 address it binds to). Two endpoints:
 
-- ``GET /readyz``: 200 once every worker of the process polls its task queue, 503 before that
-  and from the moment shutdown begins (or while a worker is not running); the body names the
-  queues. ``make run``, the chaos run and ``bench_orders`` wait on it; so can Kubernetes.
+- ``GET /readyz``: 200 once every worker of the process polls its task queue and its
+  dependencies answer (``add_check``: ``run_workers`` adds Temporal's frontend and Postgres,
+  each within ``DEPENDENCY_TIMEOUT_SECONDS``); 503 before that, from the moment shutdown begins,
+  while a worker is not running, or while a dependency does not answer (the body names it: a
+  worker keeps polling through a Temporal outage and would otherwise look ready). ``make run``,
+  the chaos run and ``bench_orders`` wait on it; so can Kubernetes.
 - ``GET /healthz``: 200 while the event loop the workers run on answers and no worker stopped by
   itself; 503 with a one-line reason otherwise.
 
@@ -25,16 +28,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 # How long /healthz waits for the workers' event loop to run a no-op before calling it blocked.
 LOOP_ANSWER_TIMEOUT_SECONDS = 2.0
+# How long each dependency check of /readyz may take (a check enforces it itself).
+DEPENDENCY_TIMEOUT_SECONDS = 2.0
 
 NOT_POLLING_YET = "not ready: the workers are not polling yet"
 SHUTTING_DOWN = "not ready: shutting down"
 NOT_POLLING = "not ready: not polling {queues}"
 READY = "ready: polling {queues}"
+DEPENDENCY_DOWN = "not ready: {failures} (polling {queues})"
 ALIVE = "alive"
 NO_LOOP = "not alive: no event loop is being watched"
 LOOP_CLOSED = "not alive: the event loop is closed"
@@ -55,6 +61,7 @@ class WorkerHealth:
         self._workers: dict[str, Any] = {}
         self._ready = False
         self._stopping = False
+        self._checks: dict[str, Callable[[], Optional[str]]] = {}
 
     # -- reported by run_workers, on the workers' loop ---------------------------------------
 
@@ -66,6 +73,12 @@ class WorkerHealth:
         """Every worker runs: it passed the server's checks and its pollers are started."""
         self._workers = dict(workers)
         self._ready = True
+
+    def add_check(self, name: str, check: Callable[[], Optional[str]]) -> None:
+        """A dependency /readyz asks about once the workers poll: ``check()`` returns None when
+        it answers, else why not (``"unreachable (connection refused)"``). It runs on the HTTP
+        server's thread and must bound its own time (``DEPENDENCY_TIMEOUT_SECONDS``)."""
+        self._checks[name] = check
 
     def shutdown_began(self) -> None:
         """Asked to stop: no new tasks are polled from now on."""
@@ -82,6 +95,16 @@ class WorkerHealth:
         idle = [queue for queue, worker in self._workers.items() if not worker.is_running]
         if idle:
             return False, NOT_POLLING.format(queues=", ".join(idle))
+        failures = []
+        for name, check in list(self._checks.items()):
+            try:
+                problem = check()
+            except Exception as err:  # a check that fails to check: its dependency is not fine
+                problem = f"check failed ({type(err).__name__})"
+            if problem:
+                failures.append(f"{name} {problem}")
+        if failures:
+            return False, DEPENDENCY_DOWN.format(failures="; ".join(failures), queues=queues)
         return True, READY.format(queues=queues)
 
     def liveness(self) -> tuple[bool, str]:

@@ -29,6 +29,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from temporal_app.contracts import ORDER_TASK_QUEUE, SHIPPING_TASK_QUEUE, Errors
+from temporal_app.logs import bind_order, unbind_order
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def db_activity(name: str, *, queue: str) -> Callable[[F], F]:
         @functools.wraps(fn)
         def attempt(*args: Any, **kwargs: Any) -> Any:
             close_old_connections()
+            order = bind_order(args)  # the order's id on this attempt's log lines
             try:
                 rate = settings.ACTIVITY_FAULT_RATE
                 if rate and random.random() < rate:
@@ -78,6 +80,7 @@ def db_activity(name: str, *, queue: str) -> Callable[[F], F]:
                     f"{type(err).__name__}: {first_line}", type=Errors.PERMANENT, non_retryable=True
                 ) from err
             finally:
+                unbind_order(order)
                 close_old_connections()
 
         defined = activity.defn(name=name)(attempt)
@@ -91,7 +94,15 @@ def temporal_activity(name: str, *, queue: str) -> Callable[[F], F]:
     """Register an async activity that talks to Temporal only (no ORM)."""
 
     def decorate(fn: F) -> F:
-        defined = activity.defn(name=name)(fn)
+        @functools.wraps(fn)
+        async def attempt(*args: Any, **kwargs: Any) -> Any:
+            order = bind_order(args)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                unbind_order(order)
+
+        defined = activity.defn(name=name)(attempt)
         _register(queue, defined)
         return defined  # type: ignore[return-value]
 

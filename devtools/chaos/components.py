@@ -136,7 +136,7 @@ class WorkerPool:
                 code = self.supervisor.stop(child)  # reaps what is left of its group
                 if WORKER_REFUSED.match(child.last_line()):
                     self.refused_starts += 1
-                    if code != 1:  # seen once: SIGSEGV (-11) while exiting
+                    if code != 1:  # a refusal may also end by a signal while the interpreter exits
                         self.refused_exit_codes.append(code)
                 else:
                     self.unexpected_exits.append(

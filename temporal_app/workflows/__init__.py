@@ -7,6 +7,7 @@
 - ``record``: the order's state, its messages, search attributes and the Postgres projection;
 - ``shipping``: ShippingWorkflow, the child;
 - ``boundary``: reading whatever clients send;
+- ``shielded``: Temporal's own cancel handled as a request, not a cut;
 - ``policies``: timeouts and retry policies; ``failures``: reading a failure's cause;
 - ``webhook``: WebhookDeliveryWorkflow, one order status change sent to the webhook URL.
 """

@@ -7,7 +7,11 @@ errors below that are its technical causes, kept in the history for whoever inve
 
 from __future__ import annotations
 
-from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+# What awaiting a step raises when it failed for good: an activity's ActivityError, or a local
+# activity's own ApplicationError (temporalio hands a local activity's failure over unwrapped).
+STEP_FAILED = (ActivityError, ApplicationError)
 
 
 def root_cause(err: BaseException) -> BaseException:

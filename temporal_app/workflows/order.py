@@ -11,13 +11,12 @@ Deterministic and Django-free: temporalio, the contracts and this package only.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import timedelta
 from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from temporal_app.contracts import (
     CLIENT_ACTOR,
@@ -54,7 +53,7 @@ from temporal_app.contracts import (
     refusal,
 )
 from temporal_app.workflows import boundary
-from temporal_app.workflows.failures import root_message, root_type
+from temporal_app.workflows.failures import STEP_FAILED, root_message, root_type
 from temporal_app.workflows.order_actions import (
     AddressBook,
     Cancellation,
@@ -70,6 +69,7 @@ from temporal_app.workflows.policies import (
     VALIDATION_RETRY,
 )
 from temporal_app.workflows.record import OrderRecord, ReviewClose
+from temporal_app.workflows.shielded import run_shielded
 
 
 T = TypeVar("T")
@@ -95,17 +95,8 @@ class OrderWorkflow:
 
     @workflow.run
     async def run(self, *args: Any) -> OrderResult:
-        # A cancel requested in Temporal (Web UI, CLI) cancels this coroutine; the story runs
-        # in its own task, shielded, and the cancel is handled like CancelOrder: at the story's
-        # next step, with the child told and a charge refunded. Nothing is cut off half-way.
-        story = asyncio.ensure_future(self._story())
-        while True:
-            try:
-                return await asyncio.shield(story)
-            except asyncio.CancelledError:
-                if story.done():
-                    return story.result()
-                await self._cancel_requested_in_temporal()
+        # A cancel requested in Temporal is handled like CancelOrder, at the story's next step.
+        return await run_shielded(self._story(), self._cancel_requested_in_temporal)
 
     async def _story(self) -> OrderResult:
         if self.start.refused:
@@ -130,14 +121,16 @@ class OrderWorkflow:
         self.record.publish_missing_search_attributes()
         options = dataclasses.replace(self.start.options, amount=self.start.amount)
         try:
-            received = await workflow.execute_activity(
+            # Local activities, here and for order_validated: short database steps that run in the
+            # workflow's own task, with no round trip to the server each (a marker in history).
+            received = await workflow.execute_local_activity(
                 Activities.ORDER_RECEIVED,
                 ReceiveOrderInput(self.record.order_id, workflow.info().workflow_id, self.record.address, options),
                 result_type=ReceivedOrder,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY_FOREVER,
             )
-        except ActivityError as err:
+        except STEP_FAILED as err:
             if root_type(err) == Errors.ORDER_CONFLICT:
                 # The order is another workflow's: refuse without touching its row.
                 self.record.foreign = True
@@ -153,14 +146,14 @@ class OrderWorkflow:
             raise OrderStopped(OrderState.FAILED, "validation failed: " + " ".join(self.start.problems))
         due = workflow.now() + self._review_timeout(received)
         try:
-            validated: Optional[ValidatedOrder] = await workflow.execute_activity(
+            validated: Optional[ValidatedOrder] = await workflow.execute_local_activity(
                 Activities.ORDER_VALIDATED,
                 ValidateOrderInput(self.record.order_id, due.timestamp()),
                 result_type=ValidatedOrder,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=VALIDATION_RETRY,
             )
-        except ActivityError as err:
+        except STEP_FAILED as err:
             raise OrderStopped(OrderState.FAILED, f"validation failed: {root_message(err)}") from None
         self.review.open = True
         self.review.due = due.isoformat()

@@ -37,9 +37,11 @@ from temporal_app.workflows.policies import PROJECTION_RETRY, PROJECTION_TIMEOUT
 ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_ORDER_STATUS)
 DISPATCH_FAILURES_KEY = SearchAttributeKey.for_int(SEARCH_ATTRIBUTE_DISPATCH_FAILURES)
 
-# The order leaves manual_review_completed as soon as the approval is in Postgres: not worth an
-# upsert (until that write, the projection also shows the order awaiting review).
-UNPUBLISHED_STATES = frozenset({OrderState.MANUAL_REVIEW_COMPLETED})
+# OrderStatus is upserted for every state an order can rest in (a person's review, a payment
+# being retried, a shipment waiting for staff) and for its ending. `processing` and
+# `manual_review_completed` last only within one workflow task (the local activities around them
+# run in it), so an upsert each would be a history event and a visibility write for nothing.
+PUBLISHED_STATES = frozenset(OrderState) - {OrderState.PROCESSING, OrderState.MANUAL_REVIEW_COMPLETED}
 # get_status keeps the latest messages; a client that floods an order with signals must not
 # grow the query's answer without bound (each one is still in the history and in Postgres).
 MAX_MESSAGES_KEPT = 200
@@ -82,7 +84,7 @@ class OrderRecord:
     def enter(self, state: OrderState) -> None:
         self.state = state
         self._log(state)
-        if state not in UNPUBLISHED_STATES:
+        if state in PUBLISHED_STATES:
             workflow.upsert_search_attributes([ORDER_STATUS_KEY.value_set(state.value)])
 
     def publish_missing_search_attributes(self) -> None:

@@ -11,7 +11,6 @@ Deterministic and Django-free.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Optional
 
 from temporalio import workflow
@@ -31,8 +30,9 @@ from temporal_app.contracts import (
     refusal,
 )
 from temporal_app.workflows import boundary
-from temporal_app.workflows.failures import root_message
+from temporal_app.workflows.failures import STEP_FAILED, root_message
 from temporal_app.workflows.policies import ACTIVITY_TIMEOUT, DISPATCH_RETRY, RETRY_FOREVER
+from temporal_app.workflows.shielded import run_shielded
 
 # The child's own states (get_status's shipping_status).
 PREPARING = "preparing"
@@ -62,15 +62,11 @@ class ShippingWorkflow:
 
     @workflow.run
     async def run(self, *args: Any) -> ShippingOutcome:
-        # As in OrderWorkflow: Temporal's own cancel is handled like the parent's, at the next step.
-        story = asyncio.ensure_future(self._story())
-        while True:
-            try:
-                return await asyncio.shield(story)
-            except asyncio.CancelledError:
-                if story.done():
-                    return story.result()
-                self._cancel(CANCELLED_IN_TEMPORAL)
+        # Temporal's own cancel is handled like the parent's, at the next step.
+        return await run_shielded(self._story(), self._cancelled_in_temporal)
+
+    async def _cancelled_in_temporal(self) -> None:
+        self._cancel(CANCELLED_IN_TEMPORAL)
 
     async def _story(self) -> ShippingOutcome:
         request = self.request
@@ -81,13 +77,15 @@ class ShippingWorkflow:
         if self.cancel_reason:
             return await self._finish(ShippingStatus.CANCELLED)
         try:
-            await workflow.execute_activity(
+            # A short database step: a local activity (the carrier's call below stays a regular
+            # activity, its attempts visible in the history and its timeouts its own).
+            await workflow.execute_local_activity(
                 Activities.PACKAGE_PREPARED,
                 DispatchInput(request.order_id, self.address),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY_FOREVER,
             )
-        except ActivityError as err:
+        except STEP_FAILED as err:
             self.state = FAILED
             return await self._finish(ShippingStatus.FAILED, f"the package could not be prepared: {root_message(err)}")
         self.state = PREPARED

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from django.core.management import CommandError, call_command
 
-from devtools.management.commands.bench_orders import WORKERS_DID_NOT_START, Workers
+from devtools.bench import WORKERS_DID_NOT_START, Workers
 from devtools.supervise import free_port
 from orderweb.models import Order, OrderEvent
 from tests.temporal_app.test_run_workers import database_url

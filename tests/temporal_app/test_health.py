@@ -165,6 +165,26 @@ def test_a_worker_that_stopped_by_itself_fails_both_endpoints(served, loop_threa
     assert get(server, "/readyz") == (503, NOT_POLLING.format(queues="shipping-tq") + "\n")
 
 
+def test_a_dependency_that_does_not_answer_makes_readyz_name_it(served, loop_thread):
+    health, server = served
+    health.watch_loop(loop_thread.loop)
+    order = NotYetPolling()
+    order.running = True
+    health.workers_polling({"order-tq": order})
+    down: dict[str, str] = {}
+    health.add_check("temporal", lambda: down.get("temporal"))
+    health.add_check("database", lambda: down.get("database"))
+    assert get(server, "/readyz") == (200, "ready: polling order-tq\n")
+    down["temporal"] = "unreachable (connection refused)"
+    assert get(server, "/readyz") == (503, "not ready: temporal unreachable (connection refused) (polling order-tq)\n")
+    down["database"] = "unreachable (OperationalError)"
+    assert get(server, "/readyz")[1] == ("not ready: temporal unreachable (connection refused); "
+                                         "database unreachable (OperationalError) (polling order-tq)\n")
+    assert get(server, "/healthz") == (200, "alive\n")  # alive: a restart would not bring them back
+    down.clear()
+    assert get(server, "/readyz")[0] == 200
+
+
 def test_unknown_paths_are_404(served):
     _, server = served
     assert get(server, "/")[0] == 404

@@ -30,10 +30,16 @@ def load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(saved["workflow_id"], saved["history"])
 
 
-def replay(path: Path, workflows: list) -> None:
+def replay(path: Path, workflows: list, keys: list[bytes] = ()) -> None:
     # Sandboxed on purpose, whatever production workers use (TEMPORAL_WORKFLOW_SANDBOX): the
-    # sandbox refuses wall clocks, randomness and I/O in workflow code.
-    replayer = Replayer(workflows=workflows, workflow_runner=SandboxedWorkflowRunner())
+    # sandbox refuses wall clocks, randomness and I/O in workflow code. The data converter is the
+    # workers' own (temporal_app.codec): with payload keys set, the replayer decrypts as they do.
+    # Imported here, not at the top: the sandbox re-imports this module (its workflows are
+    # defined here), and cryptography's native module cannot be imported twice.
+    from temporal_app.codec import data_converter
+
+    replayer = Replayer(workflows=workflows, workflow_runner=SandboxedWorkflowRunner(),
+                        data_converter=data_converter(keys))
     asyncio.run(replayer.replay_workflow(load(path)))
 
 
@@ -103,3 +109,50 @@ class PatchedChangeOrderWorkflow(OrderWorkflow):
 def test_a_patched_change_replays_the_old_histories():
     for path in (p for p in HISTORIES if ".order." in p.name):
         replay(path, [PatchedChangeOrderWorkflow, ShippingWorkflow])
+
+
+# -- with payload encryption on (temporal_app/codec.py) --------------------------------------
+
+def _encrypted_copy(path: Path, keys: list[bytes], tmp_path: Path) -> Path:
+    """The saved history as encrypting clients and workers would have left it in Temporal."""
+    from temporal_app.codec import FernetPayloadCodec, encode_history_events
+
+    history = load(path)
+    encode_history_events(history.events, FernetPayloadCodec(keys))
+    out = tmp_path / path.name
+    out.write_text(json.dumps({"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}))
+    return out
+
+
+def _payload_bytes(path: Path) -> bytes:
+    from temporal_app.codec import payloads_in
+
+    return b"".join(payload.data for event in load(path).events for payload in payloads_in(event))
+
+
+def test_saved_histories_replay_with_the_codec_on():
+    """Histories from before encryption (or from clients without the codec) still replay when
+    the workers have keys: the codec leaves payloads it did not encrypt alone."""
+    from cryptography.fernet import Fernet
+
+    keys = [Fernet.generate_key()]
+    for path in HISTORIES:
+        replay(path, [OrderWorkflow, ShippingWorkflow], keys)
+
+
+def test_an_encrypted_history_replays_with_the_keys_and_only_with_them(tmp_path):
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    path = next(p for p in HISTORIES if p.name.startswith("happy_path.order"))
+    assert b"History Lane" in _payload_bytes(path)  # the control: the plain payloads show the address
+    encrypted = _encrypted_copy(path, [old], tmp_path)
+    assert b"History Lane" not in _payload_bytes(encrypted)
+    replay(encrypted, [OrderWorkflow, ShippingWorkflow], [old])
+    # After a rotation (a new key first, the old one kept) it still replays.
+    replay(encrypted, [OrderWorkflow, ShippingWorkflow], [new, old])
+    # Without the key that encrypted it, it cannot: nothing pretends to replay.
+    with pytest.raises(Exception):
+        replay(encrypted, [OrderWorkflow, ShippingWorkflow])
+    with pytest.raises(Exception):
+        replay(encrypted, [OrderWorkflow, ShippingWorkflow], [new])

@@ -19,108 +19,41 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Optional
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections, connection
-from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from tqdm import tqdm
 
-from devtools.devserver import start_dev_server
-from devtools.supervise import ChildExited, NotReady, Supervisor, free_port, stop_process, worker_health
+from devtools.bench import (
+    Workers,
+    approver,
+    bench_dev_server,
+    bench_reviewer,
+    check_temporal,
+    percentile,
+    running_worker_pids,
+    vm_hwm_mb,
+)
+from devtools.supervise import stop_process
 from orderweb.models import Order, OrderEvent, Payment
 from orderweb.services import order_create
-from temporal_app.client import TemporalUnavailable, client_thread
+from temporal_app.client import TemporalUnavailable
 from temporal_app.contracts import TERMINAL_STATES, LineItem, OrderState
 
-BENCH_USER = "bench-reviewer"
 POLL_SECONDS = 0.1
 BARE_RESULT = re.compile(r"(\d+) workflows completed in ([\d.]+) s -> ([\d.]+) workflows/s")
 
-TEMPORAL_DOWN = "Temporal is unreachable at {address}: {detail}"
-WORKERS_DID_NOT_START = "The workers did not start within {timeout:g} s: {detail}"
 NOT_ALL_COMPLETED = "{failed} of {orders} orders did not complete (first: {example})"
-
-
-def percentile(values: list[float], q: float) -> Optional[float]:
-    """Nearest-rank percentile: small samples give a real observed value."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def vm_hwm_mb(pid: int) -> Optional[float]:
-    """Peak resident set size of a process (Linux VmHWM), in MB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def running_worker_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"run_workers" in cmdline and any(part.endswith(b"manage.py") for part in cmdline):
-                pids.append(int(entry.name))
-    return pids
-
-
-class Workers:
-    """`manage.py run_workers` as a subprocess, as in production, under devtools.supervise; ready
-    when its /readyz says every worker polls; stopped with SIGINT."""
-
-    def __init__(self, threads: Optional[int]) -> None:
-        fd, name = tempfile.mkstemp(prefix="bench-workers-", suffix=".log")
-        os.close(fd)
-        self.log = Path(name)
-        command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "run_workers"]
-        if threads:
-            command += ["--threads", str(threads)]
-        health_env, self.ready = worker_health()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS, **health_env}
-        self.supervisor = Supervisor()
-        self.child = self.supervisor.start("workers", command, log_path=self.log, env=env,
-                                           stop_signal=signal.SIGINT, stop_timeout=30)
-
-    def wait_ready(self, timeout: float) -> None:
-        try:
-            self.child.wait_ready(self.ready, timeout)
-        except ChildExited as exited:
-            detail = self.child.last_line() if self.log.stat().st_size else f"exit code {exited.returncode}"
-            raise CommandError(WORKERS_DID_NOT_START.format(timeout=timeout, detail=detail)) from None
-        except NotReady:
-            self.stop()
-            raise CommandError(WORKERS_DID_NOT_START.format(timeout=timeout, detail=f"see {self.log}")) from None
-
-    def peak_rss_mb(self) -> Optional[float]:
-        return vm_hwm_mb(self.child.pid)
-
-    def stop(self) -> None:
-        self.supervisor.stop_all()
 
 
 class Command(BaseCommand):
@@ -156,14 +89,9 @@ class Command(BaseCommand):
                 server[1].cleanup()
 
     def _start_dev_server(self):
-        """A dev server of our own: same binary and pragmas as `make run`, nobody else's load."""
-        workdir = tempfile.TemporaryDirectory(prefix="bench-temporal-")
-        port = free_port()
-        process = start_dev_server(db_file=Path(workdir.name) / "temporal.db", port=port,
-                                   ui_port=free_port(), headless=True)
-        settings.TEMPORAL_ADDRESS = f"127.0.0.1:{port}"
+        server = bench_dev_server()
         self.stderr.write(f"started a Temporal dev server at {settings.TEMPORAL_ADDRESS}")
-        return process, workdir
+        return server
 
     def _run(self, orders: int, options: dict[str, Any]) -> None:
         self._check_temporal()
@@ -200,25 +128,10 @@ class Command(BaseCommand):
     # -- set-up ------------------------------------------------------------------------------
 
     def _check_temporal(self) -> None:
-        async def ping(client):
-            return await client.workflow_service.get_system_info(GetSystemInfoRequest())
-
-        try:
-            client_thread.run(ping, timeout=10)
-        except TemporalUnavailable as err:
-            raise CommandError(str(err)) from None
+        check_temporal()
 
     def _bench_reviewer(self):
-        """A reviewer account for the approvals (no usable password: it cannot log in)."""
-        User = get_user_model()
-        user, created = User.objects.get_or_create(username=BENCH_USER)
-        if created:
-            user.set_unusable_password()
-            user.save(update_fields=["password"])
-        group = Group.objects.filter(name="reviewer").first()
-        if group is not None:
-            user.groups.add(group)
-        return user
+        return bench_reviewer()
 
     def _running_workers_peak(self) -> Optional[float]:
         peaks = [vm_hwm_mb(pid) for pid in running_worker_pids()]
@@ -364,17 +277,4 @@ class Command(BaseCommand):
 
 
 def _approver():
-    """The review UI's own path: ``review_decide`` (audit, then the DecideReview Update).
-    Returns a function that approves and returns None, or a problem description; it raises
-    TemporalUnavailable when the decision was sent but its answer did not come in time."""
-    from reviews.services import DECISION_UNCONFIRMED, review_decide
-
-    def approve(*, order: Order, user) -> Optional[str]:
-        outcome = review_decide(order=order, user=user, decision="approve")
-        if outcome.accepted:
-            return None
-        if outcome.message == DECISION_UNCONFIRMED.format(order_id=order.order_id, address=settings.TEMPORAL_ADDRESS):
-            raise TemporalUnavailable(outcome.message)
-        return outcome.message
-
-    return approve
+    return approver()

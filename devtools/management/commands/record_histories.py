@@ -1,7 +1,10 @@
 """python manage.py record_histories [--out DIR]
 
 Runs the reference scenarios against the configured Temporal server and running workers
-(`make run`), and saves each workflow's history as JSON. The replay test
+(`make run`), and saves each workflow's history as JSON. With payload encryption on
+(TEMPORAL_PAYLOAD_KEYS), the history is decrypted before it is saved: the saved files are test
+fixtures that must replay on any machine, without a key that never belongs in the repository,
+and they hold only this command's made-up orders. The replay test
 (tests/temporal_app/test_replay.py) runs every saved history through the current workflow code on
 each test run, so a change that would break running workflows fails the suite. Record new
 histories after a deliberate, patched change (see docs/determinism.md), and keep the old ones.
@@ -19,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from orderweb.services import order_create
 from orderweb.simulators import fault_plan
 from temporal_app.client import client_thread, order_workflow_status, order_workflow_update
+from temporal_app.codec import FernetPayloadCodec, decode_history_events
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     AddressChange,
@@ -74,7 +78,9 @@ class Command(BaseCommand):
         async def fetch(client):
             handle = client.get_workflow_handle(workflow_id)
             await handle.result()
-            history = await handle.fetch_history()
+            history = await handle.fetch_history()  # as Temporal stores it: encrypted, if the codec is on
+            if settings.TEMPORAL_PAYLOAD_KEYS:
+                decode_history_events(history.events, FernetPayloadCodec(settings.TEMPORAL_PAYLOAD_KEYS))
             # The replayer needs the real workflow id (child ids derive from it).
             return json.dumps({"workflow_id": workflow_id, "history": json.loads(history.to_json())})
 

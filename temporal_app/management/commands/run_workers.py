@@ -1,7 +1,9 @@
 """python manage.py run_workers [--queue order-tq|shipping-tq] [--threads N]
 
 With ``WORKER_HEALTH_PORT`` set, the process also answers ``/readyz`` and ``/healthz`` on
-``WORKER_HEALTH_HOST:WORKER_HEALTH_PORT`` (``temporal_app.health``).
+``WORKER_HEALTH_HOST:WORKER_HEALTH_PORT`` (``temporal_app.health``); with ``TEMPORAL_METRICS_PORT``
+set, the SDK's own Prometheus metrics (``temporal_*``: activity and workflow task outcomes and
+latencies, schedule-to-start, slots, pollers) on ``TEMPORAL_METRICS_HOST:TEMPORAL_METRICS_PORT``.
 """
 
 from __future__ import annotations
@@ -9,14 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import timedelta
+from typing import Optional
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.utils import OperationalError
 
-from temporal_app.client import connect, exit_process
-from temporal_app.health import HealthServer, WorkerHealth
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from temporalio.client import Client
+
+from temporal_app.client import TEMPORAL_MISCONFIGURED, _transport_detail, connect, exit_process
+from temporal_app.health import DEPENDENCY_TIMEOUT_SECONDS, HealthServer, WorkerHealth
 from temporal_app.worker import QUEUES, ensure_search_attributes, run_workers
 
 logger = logging.getLogger("temporal_app.run_workers")
@@ -39,7 +47,13 @@ class Command(BaseCommand):
         queues = queues or list(QUEUES)
         if threads < 1:
             raise CommandError("--threads must be at least 1")
+        if settings.TEMPORAL_CONFIG_PROBLEM:  # half-configured mTLS, unreadable file, bad key...
+            raise CommandError(TEMPORAL_MISCONFIGURED.format(problem=settings.TEMPORAL_CONFIG_PROBLEM))
         self._check_database()
+        # No health check (a `SELECT 1` round trip) before each activity's first query: a
+        # connection that broke fails that attempt, Django closes it afterwards (it saw the error)
+        # and the activity's retry connects afresh.
+        connections.settings[DEFAULT_DB_ALIAS]["CONN_HEALTH_CHECKS"] = False
         code = 0
         try:
             asyncio.run(self._main(queues, threads))
@@ -71,8 +85,9 @@ class Command(BaseCommand):
                 server.stop()
 
     async def _run(self, queues: list[str], threads: int, health: WorkerHealth) -> None:
+        runtime = metrics_runtime()
         try:
-            client = await connect()
+            client = await connect(runtime=runtime)
         except Exception as err:  # the SDK raises RuntimeError with a long transport message
             raise CommandError(
                 f"Temporal is unreachable at {settings.TEMPORAL_ADDRESS} "
@@ -81,10 +96,14 @@ class Command(BaseCommand):
         await ensure_search_attributes(client)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        health.add_check("temporal", lambda: temporal_check(client, loop))
+        health.add_check("database", database_check)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         logger.info(
-            "connected to Temporal at %s (namespace %s)", settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE
+            "connected to Temporal at %s (namespace %s%s%s)", settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE,
+            ", TLS" if settings.TEMPORAL_TLS is not False else "",
+            ", payloads encrypted" if settings.TEMPORAL_PAYLOAD_KEYS else "",
         )
         await run_workers(
             client, queues=queues, threads=threads, stop=stop, sandbox=settings.TEMPORAL_WORKFLOW_SANDBOX,
@@ -103,3 +122,47 @@ def health_server(health: WorkerHealth) -> HealthServer | None:
         raise CommandError(f"WORKER_HEALTH_PORT: cannot listen on {host}:{port} ({err.strerror or err})") from None
     logger.info("health endpoints on http://%s:%d/readyz and /healthz", host, server.port)
     return server.start()
+
+
+def metrics_runtime() -> Runtime | None:
+    """A temporalio Runtime that serves the SDK's metrics for Prometheus, or None: off by default.
+    One per process, shared by the client and its workers."""
+    if settings.TEMPORAL_METRICS_PORT is None:
+        return None
+    bind = f"{settings.TEMPORAL_METRICS_HOST}:{settings.TEMPORAL_METRICS_PORT}"
+    try:
+        # Durations in seconds, Prometheus's unit (the SDK's default is milliseconds).
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind, durations_as_seconds=True)))
+    except Exception as err:  # the port is taken, or the address is not one
+        raise CommandError(f"TEMPORAL_METRICS_PORT: cannot serve metrics on {bind} ({str(err).splitlines()[0]})") from None
+    logger.info("Temporal SDK metrics on http://%s/metrics", bind)
+    return runtime
+
+
+def temporal_check(client: Client, loop: asyncio.AbstractEventLoop) -> Optional[str]:
+    """For /readyz, from the health server's thread: does Temporal's frontend answer the
+    workers' own client? (A worker keeps polling through an outage, retrying: still "running".)"""
+    seconds = DEPENDENCY_TIMEOUT_SECONDS
+    future = asyncio.run_coroutine_threadsafe(client.service_client.check_health(timeout=timedelta(seconds=seconds)), loop)
+    try:
+        serving = future.result(seconds + 0.5)
+    except TimeoutError:
+        future.cancel()
+        return f"did not answer within {seconds:g} s"
+    except Exception as err:
+        return f"unreachable ({_transport_detail(err)})"
+    return None if serving else "says it is not serving"
+
+
+def database_check() -> Optional[str]:
+    """For /readyz: can a new Postgres connection run a query? (Activities need one each.)"""
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as err:
+        return f"unreachable ({type(err).__name__})"
+    finally:
+        connection.close()  # the health server's thread ends with this request
+    return None

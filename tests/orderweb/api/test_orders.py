@@ -383,7 +383,7 @@ def test_the_openapi_document_and_the_docs_page_work_offline(client):
 
 
 def test_the_rate_counter_table_is_unlogged(db):
-    """No WAL flush for a counter nobody needs after a crash (migration 0006, docs/api.md)."""
+    """No WAL flush for a counter nobody needs after a crash (migration 0007, docs/api.md)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT relpersistence FROM pg_class WHERE relname = 'orderweb_apiratewindow'")
         assert cursor.fetchone() == ("u",)

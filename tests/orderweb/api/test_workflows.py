@@ -162,3 +162,5 @@ def test_two_posts_with_one_idempotency_key_at_the_same_moment(system, live_serv
     assert len({json.dumps(body, sort_keys=True) for _, body in answers}) == 1  # the first response, replayed
     assert Order.objects.filter(order_id=payload["order_id"]).count() == 1
     assert ApiIdempotencyKey.objects.filter(key="same-moment").count() == 1
+    # The order's workflow is left waiting, not mid-step, when the test's rows are flushed.
+    wait_for_state(Order.objects.get(order_id=payload["order_id"]).workflow_id, "awaiting_manual_review", timeout=60)

@@ -8,7 +8,7 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("orderweb", "0005_api_keys_idempotency_rate_windows")]
+    dependencies = [("orderweb", "0006_api_keys_idempotency_rate_windows")]
 
     operations = [
         migrations.RunSQL(

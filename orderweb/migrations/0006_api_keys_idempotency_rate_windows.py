@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orderweb', '0004_reason_codes_carrier_error'),
+        ('orderweb', '0005_codec_permission'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

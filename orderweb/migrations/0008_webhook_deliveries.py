@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orderweb', '0006_api_rate_window_unlogged'),
+        ('orderweb', '0007_api_rate_window_unlogged'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,143 @@
+"""What the benchmarks share: the workers they start, the dev server, the reviewer account, the
+review UI's approval path, and the figures' arithmetic."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import CommandError
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+
+from devtools.devserver import start_dev_server
+from devtools.supervise import ChildExited, NotReady, Supervisor, free_port, worker_health
+from temporal_app.client import TemporalUnavailable, client_thread
+
+BENCH_USER = "bench-reviewer"
+WORKERS_DID_NOT_START = "The workers did not start within {timeout:g} s: {detail}"
+
+
+def percentile(values: list[float], q: float) -> Optional[float]:
+    """Nearest-rank percentile: small samples give a real observed value."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def vm_hwm_mb(pid: int) -> Optional[float]:
+    """Peak resident set size of a process (Linux VmHWM), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def running_worker_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"run_workers" in cmdline and any(part.endswith(b"manage.py") for part in cmdline):
+                pids.append(int(entry.name))
+    return pids
+
+
+class Workers:
+    """`manage.py run_workers` as a subprocess, as in production, under devtools.supervise; ready
+    when its /readyz says every worker polls; stopped with SIGINT."""
+
+    def __init__(self, threads: Optional[int]) -> None:
+        fd, name = tempfile.mkstemp(prefix="bench-workers-", suffix=".log")
+        os.close(fd)
+        self.log = Path(name)
+        command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "run_workers"]
+        if threads:
+            command += ["--threads", str(threads)]
+        health_env, self.ready = worker_health()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS, **health_env}
+        self.supervisor = Supervisor()
+        self.child = self.supervisor.start("workers", command, log_path=self.log, env=env,
+                                           stop_signal=signal.SIGINT, stop_timeout=30)
+
+    def wait_ready(self, timeout: float) -> None:
+        try:
+            self.child.wait_ready(self.ready, timeout)
+        except ChildExited as exited:
+            detail = self.child.last_line() if self.log.stat().st_size else f"exit code {exited.returncode}"
+            raise CommandError(WORKERS_DID_NOT_START.format(timeout=timeout, detail=detail)) from None
+        except NotReady:
+            self.stop()
+            raise CommandError(WORKERS_DID_NOT_START.format(timeout=timeout, detail=f"see {self.log}")) from None
+
+    def peak_rss_mb(self) -> Optional[float]:
+        return vm_hwm_mb(self.child.pid)
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()
+
+
+def bench_dev_server() -> tuple[Any, tempfile.TemporaryDirectory]:
+    """A dev server of our own: same binary and pragmas as `make run`, nobody else's load.
+    Points TEMPORAL_ADDRESS at it; returns the process and its directory (to stop and clean)."""
+    workdir = tempfile.TemporaryDirectory(prefix="bench-temporal-")
+    port = free_port()
+    process = start_dev_server(db_file=Path(workdir.name) / "temporal.db", port=port, ui_port=free_port(),
+                               headless=True)
+    settings.TEMPORAL_ADDRESS = f"127.0.0.1:{port}"
+    return process, workdir
+
+
+def check_temporal() -> None:
+    async def ping(client):
+        return await client.workflow_service.get_system_info(GetSystemInfoRequest())
+
+    try:
+        client_thread.run(ping, timeout=10)
+    except TemporalUnavailable as err:
+        raise CommandError(str(err)) from None
+
+
+def bench_reviewer():
+    """A reviewer account for the approvals (no usable password: it cannot log in)."""
+    User = get_user_model()
+    user, created = User.objects.get_or_create(username=BENCH_USER)
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    group = Group.objects.filter(name="reviewer").first()
+    if group is not None:
+        user.groups.add(group)
+    return user
+
+
+def approver() -> Callable[..., Optional[str]]:
+    """The review UI's own path: ``review_decide`` (audit, then the DecideReview Update).
+    Returns a function that approves and returns None, or a problem description; it raises
+    TemporalUnavailable when the decision was sent but its answer did not come in time."""
+    from orderweb.actions import Unanswered
+    from reviews.services import review_decide
+
+    def approve(*, order, user) -> Optional[str]:
+        outcome = review_decide(order=order, user=user, decision="approve")
+        if outcome.accepted:
+            return None
+        if outcome.code in (Unanswered.NO_ANSWER, Unanswered.UNREACHABLE):
+            raise TemporalUnavailable(outcome.message)
+        return outcome.message
+
+    return approve

@@ -1,0 +1,126 @@
+"""What one happy-path order costs, pinned: SQL statements per activity and per entry point, and
+history events. A change that makes an order dearer fails here, so it is made on purpose (update
+the figures below and docs/benchmarks.md with the measurement)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db.backends.signals import connection_created
+from temporalio import activity
+
+from orderweb.models import Order
+from orderweb.services import order_create
+from reviews.services import review_decide
+from temporal_app.contracts import LineItem, shipping_workflow_id
+from tests.helpers import new_order_id, temporal, wait_for_state, wait_until
+from tests.reviews.conftest import make_user
+
+pytestmark = pytest.mark.temporal
+
+# Statements each activity sends for one happy-path order (the simulated gateway's and
+# carrier's own ledger statements included: 2 each).
+ACTIVITY_STATEMENTS = {
+    "order_received": 2,  # move to processing + its event
+    "order_validated": 3,  # move to review + its event + the review task
+    "record_review_outcome": 3,  # move to manual_review_completed + its event + close the task
+    "payment_charged": 6,  # move + event; gateway: fault check + charge; our Payment + its event
+    "package_prepared": 3,  # move to shipping + its event + the shipment
+    "carrier_dispatched": 5,  # carrier: fault check + dispatch; the shipment + its order id + the event
+    "record_order_progress": 2,  # move to completed + its event
+}
+MAX_STATEMENTS_PER_ORDER = 25  # issue 14's target for the order's own steps
+ENTRY_POINT_STATEMENTS = {"order_create": 5, "review_decide": 5}
+# The parent's history: started, workflow tasks, two local-activity markers, the review timer,
+# the Update, one marker for the approval, the payment activity, the child, one marker for the
+# ending, four OrderStatus upserts (awaiting review, processing payment, shipping, completed).
+HISTORY_EVENTS = {"order": 35, "shipping": 12}
+MAX_ORDER_HISTORY_EVENTS = 40
+
+
+class StatementCounter:
+    """Counts the statements every database connection in this process sends, filed under the
+    activity running on that thread (or the entry point the test names)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.entry_point = threading.local()
+
+    def __call__(self, execute, sql, params, many, context):
+        try:
+            name = activity.info().activity_type
+        except RuntimeError:
+            name = getattr(self.entry_point, "name", None)
+        if name:
+            self.counts[name] += 1
+        return execute(sql, params, many, context)
+
+    def hook(self, sender, connection, **kwargs) -> None:
+        if self not in connection.execute_wrappers:
+            connection.execute_wrappers.append(self)
+
+
+@pytest.fixture
+def statements():
+    from django.db import connection
+
+    counter = StatementCounter()
+    connection_created.connect(counter.hook)
+    connection.execute_wrappers.append(counter)
+    try:
+        yield counter
+    finally:
+        connection_created.disconnect(counter.hook)
+        connection.execute_wrappers.remove(counter)
+
+
+def history_event_count(workflow_id: str) -> int:
+    async def count(client):
+        return len([event async for event in client.get_workflow_handle(workflow_id).fetch_history_events()])
+
+    return temporal(count)
+
+
+def test_one_happy_path_order_costs_what_it_did(system, statements):
+    reviewer = make_user("cost-reviewer", reviewer=True)
+    statements.entry_point.name = "order_create"
+    order = order_create(order_id=new_order_id("COST"), address="1 Cost Road",
+                         line_items=[LineItem("SKU-1", "Widget", 1, "5.00")])
+    statements.entry_point.name = None
+    wait_until(lambda: Order.objects.filter(pk=order.pk, status="awaiting_manual_review").exists(), what="review")
+    statements.entry_point.name = "review_decide"
+    assert review_decide(order=order, user=reviewer, decision="approve").accepted
+    statements.entry_point.name = None
+    wait_for_state(order.workflow_id, "completed")
+    wait_until(lambda: Order.objects.filter(pk=order.pk, status="completed").exists(), what="the ending")
+
+    spent = dict(statements.counts)
+    assert {name: spent.get(name, 0) for name in ACTIVITY_STATEMENTS} == ACTIVITY_STATEMENTS, spent
+    assert sum(ACTIVITY_STATEMENTS.values()) <= MAX_STATEMENTS_PER_ORDER
+    assert {name: spent.get(name, 0) for name in ENTRY_POINT_STATEMENTS} == ENTRY_POINT_STATEMENTS, spent
+
+    events = {"order": history_event_count(order.workflow_id),
+              "shipping": history_event_count(shipping_workflow_id(order.workflow_id))}
+    assert events == HISTORY_EVENTS
+    assert events["order"] <= MAX_ORDER_HISTORY_EVENTS
+
+
+def test_the_statement_counter_sees_every_statement(system, statements):
+    """The measure has teeth: statements on a worker-like thread of its own are counted too."""
+    from django.db import connection, connections
+
+    def query() -> None:
+        statements.entry_point.name = "probe"
+        try:
+            list(Order.objects.all()[:1])
+            list(Order.objects.all()[:1])
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=query)
+    worker.start()
+    worker.join()
+    assert statements.counts["probe"] == 2
+    assert connection.execute_wrappers.count(statements) == 1
