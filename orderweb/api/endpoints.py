@@ -93,7 +93,7 @@ _ACTION_ERRORS = {**_WRITE_ERRORS, 503: ProblemOut, 504: ProblemOut}
 OrderStatus = Enum("OrderStatus", {state.name: state.value for state in OrderState}, type=str)
 
 
-@api.post("/orders", auth=ApiKeyAuth("create"), url_name="orders_create", tags=["orders"],
+@api.post("/orders", auth=ApiKeyAuth("create"), url_name="orders", tags=["orders"],
           response={201: OrderCreatedOut, 200: OrderCreatedOut, **_WRITE_ERRORS},
           summary="Create an order (idempotent by order id and Idempotency-Key)")
 def orders_create(
@@ -114,7 +114,7 @@ def orders_create(
     return Status(answer.status, {**answer.body, "warnings": answer.warnings})
 
 
-@api.get("/orders", auth=ApiKeyAuth("read"), url_name="orders_list", tags=["orders"],
+@api.get("/orders", auth=ApiKeyAuth("read"), url_name="orders", tags=["orders"],
          response={200: OrderPageOut, **_READ_ERRORS}, summary="List orders, oldest change first")
 def orders_list(
     request: HttpRequest,
