@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from orderweb.api.keys import api_key_create
 
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = 100
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
 schema.config.generation.update(max_examples=EXAMPLES_PER_OPERATION)
