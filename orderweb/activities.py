@@ -27,6 +27,7 @@ from orderweb.services import (
     order_workflow_options,
     orders_awaiting_workflow_start,
 )
+from orderweb.webhooks import webhook_gave_up as webhook_failed, webhook_send, webhooks_queue
 from temporal_app.client import TemporalUnavailable, start_order_workflow
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
@@ -218,3 +219,24 @@ def orphaned_orders_started(*, older_than_seconds: float = 15) -> int:
             logger.warning("Temporal is still unreachable; %s will be started later", order.order_id)
             break
     return started
+
+
+# -- webhooks (orderweb/webhooks.py; WebhookDeliveryWorkflow) --------------------------------------
+
+
+@db_activity(Activities.WEBHOOK_DELIVERED, queue=ORDER_TASK_QUEUE)
+def webhook_delivered(delivery_id: int) -> None:
+    """One POST of one status change; raises (and Temporal retries) unless the receiver says 2xx."""
+    webhook_send(delivery_id=delivery_id)
+
+
+@db_activity(Activities.WEBHOOK_GAVE_UP, queue=ORDER_TASK_QUEUE)
+def webhook_gave_up(delivery_id: int, reason: str) -> None:
+    webhook_failed(delivery_id=delivery_id, reason=reason)
+
+
+@periodic(seconds=settings.ORDER_WEBHOOK_SWEEP_SECONDS, queue=ORDER_TASK_QUEUE)
+def webhooks_queued() -> tuple[int, int]:
+    """The webhook outbox sweep: a delivery for each new status change, a workflow for each new
+    delivery (idempotent: several worker processes may run it at once)."""
+    return webhooks_queue()

@@ -92,6 +92,8 @@ class Order(TimeStampedModel):
                 fields=["-attention_since"], condition=Q(attention_since__isnull=False),
                 name="order_needs_attention",
             ),
+            # GET /api/v1/orders pages by (updated_at, id).
+            models.Index(fields=["updated_at", "id"], name="order_updated_keyset"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -273,7 +275,11 @@ class OrderEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
-        indexes = [models.Index(fields=["order", "created_at"], name="order_event_timeline")]
+        indexes = [
+            models.Index(fields=["order", "created_at"], name="order_event_timeline"),
+            # The webhook sweep: recent status changes (orderweb/webhooks.py).
+            models.Index(fields=["created_at"], condition=~Q(to_status=""), name="order_event_status_changes"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["order", "event_key"], name="order_event_unique_key"),
         ]
@@ -384,3 +390,129 @@ class SimulatedFault(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["target", "order_ref"], name="fault_one_per_target"),
         ]
+
+
+# -- The HTTP API's clients (orderweb/api/, docs/api.md) -----------------------------------------
+
+
+class ApiKey(models.Model):
+    """One client of the HTTP API: a service that creates or follows orders.
+
+    The key itself is shown once, at creation; only its public prefix (for lookup) and a SHA-256
+    hash of the whole key are stored. A key is revoked, never deleted, so the orders and audit
+    rows that name it keep their client."""
+
+    class Scope(models.TextChoices):
+        CREATE = "create", "Create orders"
+        READ = "read", "Read orders"
+        ACT = "act", "Cancel orders and change addresses"
+
+    name = models.CharField(max_length=100, unique=True, help_text="The client's name: the actor in the audit trail.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)  # hex SHA-256 of the whole key
+    scope_create = models.BooleanField("create orders", default=False)
+    scope_read = models.BooleanField("read orders", default=True)
+    scope_act = models.BooleanField("cancel and change addresses", default=False)
+    # None: the API_RATE_LIMIT_PER_MINUTE setting.
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API key"
+        permissions = [("revoke_apikey", "Can revoke API keys")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="api_key_has_name"),
+            models.CheckConstraint(condition=Q(rate_limit_per_minute__isnull=True) | Q(rate_limit_per_minute__gt=0),
+                                   name="api_key_rate_limit_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def scopes(self) -> list[str]:
+        return [s.value for s in self.Scope if getattr(self, f"scope_{s.value}")]
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class ApiRateWindow(models.Model):
+    """A fixed-window request counter per API key: one row per key and minute, counted by one
+    INSERT ... ON CONFLICT DO UPDATE per request, so every web process shares the count."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "window_start"], name="api_rate_one_row_per_window"),
+        ]
+
+
+class ApiOrderRequest(models.Model):
+    """Which API client created an order, and a fingerprint of what it sent (a hash per field),
+    so a repeated POST can be told from a different order with the same id."""
+
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, primary_key=True, related_name="api_request")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
+    fingerprint = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ApiIdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` a client sent with a POST: the request's fingerprint and the first
+    response, replayed for a repeat. Kept as long as the order it created."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.JSONField()
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "key"], name="api_idempotency_key_once_per_client"),
+        ]
+
+
+class WebhookDelivery(models.Model):
+    """One order status change sent to the webhook URL (orderweb/webhooks.py). One per event; its
+    workflow (``webhook-<id>``) sends it and Temporal retries it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed (gave up)"
+
+    event = models.OneToOneField(OrderEvent, on_delete=models.CASCADE, related_name="webhook_delivery")
+    url = models.URLField(max_length=1000)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    workflow_started_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["id"], condition=Q(workflow_started_at__isnull=True), name="webhook_to_start"),
+            models.Index(fields=["-created_at"], condition=~Q(status="sent"), name="webhook_not_sent"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(status="sent") | Q(sent_at__isnull=False), name="webhook_sent_has_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"webhook for event {self.event_id} ({self.status})"

@@ -128,10 +128,14 @@ def order_create(
     user_agent: str = "",
     currency: str = DEFAULT_CURRENCY,
     user=None,
+    actor: str = "",
     source: str = OrderEvent.Source.API,
     review_timeout_seconds: Optional[float] = None,
 ) -> Order:
     """Save a new order and start its workflow once the row is committed.
+
+    ``user`` is the person who created it; ``actor`` names a client that is not a person (an
+    API key's name), for the audit trail and the workflow's record.
 
     Raises ValidationError (with a code) for bad input or a duplicate order id; nothing is
     written then. If Temporal cannot be reached after commit, the order stays in `started` and
@@ -168,8 +172,10 @@ def order_create(
         OrderLine(order=order, sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price)
         for l in lines
     )
-    events.order_created_event(order=order, source=source, user=user)
+    events.order_created_event(order=order, source=source, user=user, actor=actor)
     options = order_workflow_options(order, review_timeout_seconds=review_timeout_seconds, lines=lines)
+    if actor and not options.created_by:
+        options.created_by = actor
     transaction.on_commit(lambda: start_order_workflow(order, options), robust=False)
     return order
 

@@ -36,6 +36,9 @@ INSTALLED_APPS = [
     "django.contrib.postgres",  # trigram search indexes (reviews/migrations/0007)
     "django_htmx",
     "axes",
+    # django-ninja (the HTTP API, orderweb/api/): listed so its docs page loads Swagger UI from
+    # our static files, not from a CDN.
+    "ninja",
     "orderweb",
     "reviews",
     "temporal_app",
@@ -49,6 +52,8 @@ MIDDLEWARE = [
     "orderweb.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Errors under /api/ answer JSON {code, message, details}, whoever raised them.
+    "orderweb.api.middleware.ApiErrorEnvelopeMiddleware",
     "orderweb.middleware.RejectNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -203,6 +208,23 @@ def login_client_ip(request) -> str | None:
 
 
 AXES_CLIENT_IP_CALLABLE = login_client_ip
+
+# -- The HTTP API (docs/api.md) -------------------------------------------------------------------
+# Requests per API key per minute (a key may carry its own limit); counted in Postgres, so the
+# limit holds across every web process.
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
+if API_RATE_LIMIT_PER_MINUTE < 1:
+    raise ImproperlyConfigured("API_RATE_LIMIT_PER_MINUTE must be 1 or more.")
+
+# Webhooks (docs/api.md, "Webhooks"): every order status change is POSTed to this URL, signed
+# with ORDER_WEBHOOK_SECRET (HMAC-SHA256), and retried by Temporal until it is accepted or
+# ORDER_WEBHOOK_GIVE_UP_SECONDS have passed. Empty: no webhooks.
+ORDER_WEBHOOK_URL = env("ORDER_WEBHOOK_URL", default="")
+ORDER_WEBHOOK_SECRET = env("ORDER_WEBHOOK_SECRET", default="")
+if ORDER_WEBHOOK_URL and len(ORDER_WEBHOOK_SECRET) < 16:
+    raise ImproperlyConfigured("ORDER_WEBHOOK_SECRET must be set (16 characters or more) when ORDER_WEBHOOK_URL is.")
+ORDER_WEBHOOK_GIVE_UP_SECONDS = env.float("ORDER_WEBHOOK_GIVE_UP_SECONDS", default=24 * 3600)
+ORDER_WEBHOOK_SWEEP_SECONDS = env.float("ORDER_WEBHOOK_SWEEP_SECONDS", default=5)
 
 # -- Temporal -------------------------------------------------------------------------------------
 # Through temporalio.envconfig: Temporal's standard variables and the CLI's TOML profiles

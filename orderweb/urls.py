@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from orderweb import codec_server
+from orderweb.api.endpoints import api
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="reviews:queue", permanent=False)),
@@ -15,4 +16,6 @@ urlpatterns = [
     # /readyz and /metrics are served by orderweb.health.OperationalEndpointsMiddleware.
     path("temporal-codec/decode", codec_server.decode, name="temporal_codec_decode"),
     path("temporal-codec/encode", codec_server.encode, name="temporal_codec_encode"),
+    # The HTTP API for other services (orderweb/api/, docs/api.md).
+    path("api/v1/", api.urls),
 ]

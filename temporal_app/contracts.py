@@ -71,6 +71,9 @@ class Activities:
     # Local activities: project a transition or a message's outcome into Postgres.
     RECORD_ORDER_PROGRESS = "record_order_progress"
     RECORD_REVIEW_OUTCOME = "record_review_outcome"
+    # Webhooks (WebhookDeliveryWorkflow): send one status change; record that sending gave up.
+    WEBHOOK_DELIVERED = "webhook_delivered"
+    WEBHOOK_GAVE_UP = "webhook_gave_up"
 
 
 class Signals:
@@ -312,7 +315,8 @@ def customer_details_problems(
 ) -> list[str]:
     """Why the optional customer details cannot be taken (empty means "not given")."""
     problems = []
-    if email and (not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email)):
+    if email and (not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or has_control_chars(email)
+                  or not _EMAIL.match(email)):
         problems.append(EMAIL_INVALID)
     if billing_address and address_error(billing_address):
         problems.append(BILLING_ADDRESS_INVALID.format(problem=address_error(billing_address)))
@@ -592,6 +596,18 @@ class ReviewOutcomeRecord:
     reviewer: str = ""
     note: str = ""
     reason_code: str = ""
+
+
+@dataclass
+class WebhookInput:
+    """WebhookDeliveryWorkflow's argument: which delivery, and how long to keep trying."""
+
+    delivery_id: int
+    give_up_after_seconds: float = 24 * 3600
+
+
+def webhook_workflow_id(delivery_id: int) -> str:
+    return f"webhook-{delivery_id}"
 
 
 def shipping_workflow_id(order_workflow_id: str) -> str:

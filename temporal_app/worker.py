@@ -104,10 +104,10 @@ def build_workers(
     max_concurrent_activities: int,
     sandbox: bool = True,
 ) -> list[Worker]:
-    from temporal_app.workflows import OrderWorkflow, ShippingWorkflow
+    from temporal_app.workflows import OrderWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow
 
     per_queue = {
-        ORDER_TASK_QUEUE: ([OrderWorkflow], activities_for(ORDER_TASK_QUEUE)),
+        ORDER_TASK_QUEUE: ([OrderWorkflow, WebhookDeliveryWorkflow], activities_for(ORDER_TASK_QUEUE)),
         SHIPPING_TASK_QUEUE: ([ShippingWorkflow], activities_for(SHIPPING_TASK_QUEUE)),
     }
     # The sandbox re-executes the workflow module for every workflow run: the largest CPU cost we

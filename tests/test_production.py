@@ -32,6 +32,7 @@ import re
 import secrets
 import signal
 import subprocess
+import time
 import sys
 import urllib.error
 import urllib.request
@@ -275,6 +276,20 @@ def test_production_profile(production: Production, tmp_path):
     assert status == 200 and htmx, "the review UI links no hashed htmx"
     status, headers, _ = http(f"{web}{htmx.group(1).decode()}")
     assert status == 200 and "javascript" in headers["Content-Type"]
+
+    # -- the HTTP API: its docs page's Swagger UI from our static files; one key's rate limit is
+    # shared by gunicorn's worker processes (counted in Postgres, docs/api.md) ------------------
+    status, _, docs = http(f"{web}/api/v1/docs")
+    bundle = re.search(rb'src="(/static/ninja/swagger-ui-bundle\.[0-9a-f]{12}\.js)"', docs)
+    assert status == 200 and bundle, "the API docs page links no hashed Swagger UI"
+    assert http(f"{web}{bundle.group(1).decode()}")[0] == 200
+    created = p.shell("python manage.py api_key_create prod-client --scope read --rate-limit 6", log="api-key")
+    api_key = re.search(r"\bow_[0-9a-f]{8}_[A-Za-z0-9_-]{43}\b", created).group(0)  # its stdout's last line
+    if time.time() % 60 > 45:  # keep the burst inside one minute's window
+        time.sleep(61 - time.time() % 60)
+    answers = [http(f"{web}/api/v1/orders?limit=1", headers={"Authorization": f"Bearer {api_key}"})[0]
+               for _ in range(10)]
+    assert sorted(answers) == [200] * 6 + [429] * 4, answers
 
     # -- every health endpoint is green ------------------------------------------------------
     assert http(f"{web}/healthz")[:3:2] == (200, b"alive\n")

@@ -50,5 +50,14 @@ PROJECTION_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=[Errors.PERMANENT],
 )
+# Webhooks: one POST per attempt, retried with backoff up to 10 minutes apart until the
+# delivery's time is up (WebhookInput.give_up_after_seconds).
+WEBHOOK_ATTEMPT_TIMEOUT = timedelta(seconds=30)
+WEBHOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=[Errors.PERMANENT],
+)
 # Reading who cancelled a workflow from its history: best effort, the cancel goes on without it.
 LOOKUP_RETRY = RetryPolicy(maximum_attempts=3)
