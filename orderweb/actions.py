@@ -23,7 +23,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from orderweb import events
-from orderweb.models import Order, OrderEvent, Shipment
+from orderweb.models import CancelReason, Order, OrderEvent, Shipment
 from orderweb.services import validate_address
 from temporal_app.client import (
     ActionRefused,
@@ -54,6 +54,8 @@ MAX_REASON_LENGTH = 500
 CANCEL_REASON_REQUIRED = "Give a reason for the cancellation."
 CANCEL_REASON_TOO_LONG = f"The reason is longer than {MAX_REASON_LENGTH} characters."
 CANCEL_REASON_CONTROL_CHARS = "The reason contains control characters."
+CANCEL_REASON_CODE_UNKNOWN = "Unknown cancel reason code {code!r}; use one of: {codes}."
+CANCEL_REASON_OTHER_NEEDS_TEXT = "Say why in the reason when the code is “other”."
 
 CANCEL_DONE = "Order {order_id} is cancelled: {reason}."
 CANCEL_REFUSED = "Order {order_id} was not cancelled: {message}"
@@ -240,6 +242,20 @@ def validate_cancel_reason(reason: Any) -> str:
     return reason
 
 
+def validate_cancel_reason_code(reason_code: Any, reason: str = "") -> str:
+    """A staff cancel's code: one of ``CancelReason``, or empty (a client that sends none).
+    ``other`` needs words of its own in ``reason``, not just its label."""
+    code = reason_code.strip() if isinstance(reason_code, str) else ""
+    if code and code not in CancelReason.values:
+        raise ValidationError(
+            CANCEL_REASON_CODE_UNKNOWN.format(code=code[:40], codes=", ".join(CancelReason.values)),
+            code="reason_code_unknown",
+        )
+    if code == CancelReason.OTHER and reason.strip().lower() in ("", CancelReason.OTHER.label.lower()):
+        raise ValidationError(CANCEL_REASON_OTHER_NEEDS_TEXT, code="reason_other_needs_text")
+    return code
+
+
 def _closed_refusal(order: Order, kind: ActionKind, outcome: ActionOutcome) -> ActionOutcome:
     """A closed workflow takes no Update at all: say why in the order's own terms."""
     if outcome.code != RefusalCode.WORKFLOW_CLOSED:
@@ -270,8 +286,10 @@ def order_cancel(
     *, order: Order, reason: str, acting_user=None, actor: str = "", source: str = OrderEvent.Source.ADMIN,
     reason_code: str = "",
 ) -> ActionOutcome:
-    """Ask the workflow to cancel (and refund, if paid). Answers when the order has ended."""
+    """Ask the workflow to cancel (and refund, if paid). Answers when the order has ended.
+    ``reason`` is for people; ``reason_code`` (a ``CancelReason``, or empty) is for reports."""
     reason = validate_cancel_reason(reason)
+    reason_code = validate_cancel_reason_code(reason_code, reason)
     action_id = new_action_id(CANCEL, source)
     request = WorkflowRequest(
         CANCEL,
@@ -329,10 +347,11 @@ def order_is_awaiting_shipping_retry(*, order: Order) -> bool:
     )
 
 
-def order_cancel_dispatch_failed(*, order: Order, reason: str, acting_user) -> ActionOutcome:
+def order_cancel_dispatch_failed(*, order: Order, reason: str, acting_user, reason_code: str = "") -> ActionOutcome:
     """Cancel-and-refund for an order stuck after a failed dispatch; other orders are left alone."""
     reason = validate_cancel_reason(reason)
+    reason_code = validate_cancel_reason_code(reason_code, reason)
     if not order_is_awaiting_shipping_retry(order=order):
         return ActionOutcome(order, Outcome.REFUSED, NOT_DISPATCH_FAILED.format(order_id=order.order_id),
                              RefusalCode.NOT_DISPATCH_FAILED.value, order.status)
-    return order_cancel(order=order, reason=reason, acting_user=acting_user)
+    return order_cancel(order=order, reason=reason, acting_user=acting_user, reason_code=reason_code)

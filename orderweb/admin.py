@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -34,6 +34,7 @@ from orderweb.forms import AddressForm, CancelForm, OrderCreateForm, OrderLineFo
 from orderweb.api.keys import NO_SCOPE, api_key_create, api_key_revoke, validate_key_name
 from orderweb.models import (
     ApiKey,
+    CancelReason,
     CarrierLedgerEntry,
     GatewayLedgerEntry,
     Order,
@@ -57,6 +58,14 @@ ORDER_SAVED_NOT_STARTED = (
 )
 ADDRESS_TOO_LATE_NOTICE = refusal(RefusalCode.ADDRESS_TOO_LATE).message
 ORDER_FINISHED_NOTICE = "This order is {status}; its workflow accepts no more changes."
+# What staff read where the projection alone says "shipping": the carrier refused the dispatch
+# and the workflow waits for a person (retry, or cancel and refund).
+DISPATCH_WAITING = "Dispatch failed, waiting for staff"
+DISPATCH_WAITING_NOTICE = (
+    "Dispatch failed, waiting for staff: the carrier refused the package ({failures} failed "
+    "attempt{plural}). Retry shipping, or cancel and refund."
+)
+_CANCEL_REASON_LABELS = dict(CancelReason.choices)
 
 _STATUS_COLOURS = {
     OrderState.COMPLETED: "#2e7d32",
@@ -113,7 +122,7 @@ class PaymentInline(OrderReadOnlyInline):
 
 class ShipmentInline(OrderReadOnlyInline):
     model = Shipment
-    fields = ["status", "address", "tracking_number", "dispatched_at", "idempotency_key", "updated_at"]
+    fields = ["status", "address", "tracking_number", "dispatched_at", "last_error", "idempotency_key", "updated_at"]
     readonly_fields = fields
 
 
@@ -131,6 +140,23 @@ class AttentionFilter(admin.SimpleListFilter):
             return queryset.filter(attention_since__isnull=False)
         if self.value() == "no":
             return queryset.filter(attention_since__isnull=True)
+        return queryset
+
+
+class CancelReasonFilter(admin.SimpleListFilter):
+    """Cancelled orders by their reason code (staff cancels and review rejections alike)."""
+
+    title = "cancel reason"
+    parameter_name = "cancel_reason"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [*CancelReason.choices, ("none", "No code")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "none":
+            return queryset.filter(status=OrderState.CANCELLED, cancel_reason_code="")
+        if self.value():
+            return queryset.filter(cancel_reason_code=self.value())
         return queryset
 
 
@@ -158,7 +184,7 @@ class DispatchFailedFilter(admin.SimpleListFilter):
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = ["order_id", "status_badge", "amount", "dispatch_failures", "customer", "created_at"]
-    list_filter = ["status", AttentionFilter, DispatchFailedFilter, "created_at", "source"]
+    list_filter = ["status", AttentionFilter, DispatchFailedFilter, CancelReasonFilter, "created_at", "source"]
     date_hierarchy = "created_at"
     search_fields = ["order_id", "workflow_id", "address", "customer"]
     search_help_text = "Order id, workflow id, address or customer."
@@ -167,11 +193,11 @@ class OrderAdmin(admin.ModelAdmin):
     inlines = [OrderLineInline, PaymentInline, ShipmentInline]
     fieldsets = [
         (None, {"fields": [
-            ("order_id", "workflow_id"), ("status", "status_changed_at"), ("customer", "amount"),
+            ("order_id", "workflow_id"), ("status_shown", "status_changed_at"), ("customer", "amount"),
             "address", ("source", "created_by"), ("created_at", "updated_at"),
         ]}),
-        ("Outcome", {"fields": ["cancel_reason", "failure_reason", "dispatch_failures",
-                                ("attention_reason", "attention_since")]}),
+        ("Outcome", {"fields": [("cancel_reason", "cancel_reason_label"), "failure_reason",
+                                ("dispatch_failures", "carrier_last_error"), ("attention_reason", "attention_since")]}),
         ("Customer details", {"classes": ["collapse"], "fields": [
             ("customer_email", "currency"), "billing_address", ("client_ip", "user_agent"),
         ]}),
@@ -182,7 +208,8 @@ class OrderAdmin(admin.ModelAdmin):
         "order_id", "workflow_id", "status", "status_changed_at", "customer", "amount", "address",
         "source", "created_by", "created_at", "updated_at", "cancel_reason", "failure_reason",
         "dispatch_failures", "attention_reason", "attention_since", "customer_email", "currency",
-        "billing_address", "client_ip", "user_agent", "temporal_links", "timeline",
+        "billing_address", "client_ip", "user_agent", "temporal_links", "timeline", "cancel_reason_label",
+        "carrier_last_error", "status_shown",
     ]
     change_form_template = "admin/orderweb/order/change_form.html"
 
@@ -205,17 +232,43 @@ class OrderAdmin(admin.ModelAdmin):
 
     # -- the list ------------------------------------------------------------------------------
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # Whether a shipping order waits for staff after a failed dispatch: one EXISTS per row,
+        # in the list's own query.
+        failed = Shipment.objects.filter(order=OuterRef("pk"), status=Shipment.Status.DISPATCH_FAILED)
+        return super().get_queryset(request).annotate(dispatch_waiting=Exists(failed))
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, order: Order) -> str:
         colour = _STATUS_COLOURS.get(order.status, "#1565c0")
+        label = order.get_status_display()
+        if _dispatch_waiting(order):
+            colour, label = "#c62828", DISPATCH_WAITING
         flag = format_html(' <span class="order-attention" title="{}">⚑ needs attention</span>',
                            order.attention_reason) if order.needs_attention else ""
         return format_html(
             '<span class="order-status" data-status="{}" style="color:{};font-weight:bold">{}</span>{}',
-            order.status, colour, order.get_status_display(), flag,
+            order.status, colour, label, flag,
         )
 
     # -- the order page ------------------------------------------------------------------------
+
+    @admin.display(description="status")
+    def status_shown(self, order: Order) -> str:
+        """The status as staff need it: "Shipping" alone hides an order the carrier refused."""
+        if _dispatch_waiting(order):
+            return f"{order.get_status_display()}: {DISPATCH_WAITING.lower()}"
+        return order.get_status_display()
+
+    @admin.display(description="reason code")
+    def cancel_reason_label(self, order: Order) -> str:
+        code = order.cancel_reason_code
+        return f"{_CANCEL_REASON_LABELS.get(code, code)} ({code})" if code else "—"
+
+    @admin.display(description="carrier's last error")
+    def carrier_last_error(self, order: Order) -> str:
+        shipment = Shipment.objects.filter(order=order).only("last_error").first()
+        return shipment.last_error if shipment is not None and shipment.last_error else "—"
 
     @admin.display(description="Temporal Web UI")
     def temporal_links(self, order: Order) -> str:
@@ -240,8 +293,32 @@ class OrderAdmin(admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         order = self.get_object(request, unquote(object_id))
-        extra_context = {**(extra_context or {}), "order_actions": self._order_actions(request, order)}
+        extra_context = {
+            **(extra_context or {}),
+            "order_actions": self._order_actions(request, order),
+            "order_notices": self.order_notices(request, order) if order is not None else [],
+            "order_links": self.order_links(request, order) if order is not None else [],
+        }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    # -- hooks other apps extend (reviews adds its own; orderweb knows nothing of reviews) ------
+
+    def order_notices(self, request: HttpRequest, order: Order) -> list[str]:
+        """Warnings shown at the top of the order page."""
+        if order.status == OrderState.SHIPPING and order_is_awaiting_shipping_retry(order=order):
+            failures = order.dispatch_failures
+            notice = DISPATCH_WAITING_NOTICE.format(failures=failures, plural="" if failures == 1 else "s")
+            error = Shipment.objects.filter(order=order).values_list("last_error", flat=True).first()
+            return [f"{notice} The carrier's last error: {error}" if error else notice]
+        return []
+
+    def order_links(self, request: HttpRequest, order: Order) -> list[dict[str, str]]:
+        """Links to the order elsewhere (label, url), shown beside the actions."""
+        return []
+
+    def cancel_warnings(self, request: HttpRequest, orders: list[Order]) -> dict[int, list[str]]:
+        """Per order (by pk), what staff should know before cancelling it."""
+        return {}
 
     def _order_actions(self, request: HttpRequest, order: Optional[Order]) -> list[dict[str, str]]:
         if order is None or order.is_terminal:
@@ -315,7 +392,8 @@ class OrderAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = CancelForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
-            self._report(request, [order_cancel(order=order, reason=form.cleaned_data["reason"], acting_user=request.user)])
+            self._report(request, [order_cancel(order=order, reason=form.cleaned_data["reason"],
+                                                reason_code=form.cleaned_data["reason_code"], acting_user=request.user)])
             return HttpResponseRedirect(self._url("change", order))
         return self._cancel_confirmation(request, [order], form, action="")
 
@@ -385,8 +463,9 @@ class OrderAdmin(admin.ModelAdmin):
         orders = list(queryset)
         form = CancelForm(request.POST if request.POST.get("post") == "yes" else None)
         if form.is_valid():
-            reason = form.cleaned_data["reason"]
-            self._report(request, [service(order=order, reason=reason, acting_user=request.user) for order in orders])
+            reason, code = form.cleaned_data["reason"], form.cleaned_data["reason_code"]
+            self._report(request, [service(order=order, reason=reason, reason_code=code, acting_user=request.user)
+                                   for order in orders])
             return None
         return self._cancel_confirmation(request, orders, form, action=action)
 
@@ -412,15 +491,19 @@ class OrderAdmin(admin.ModelAdmin):
                 order__in=orders, kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED
             ).values_list("order_id", flat=True)
         )
-        rows = [{"order": order, "refund": order.pk in refunded, "finished": order.is_terminal} for order in orders]
+        warnings = self.cancel_warnings(request, orders)
+        rows = [{"order": order, "refund": order.pk in refunded, "finished": order.is_terminal,
+                 "warnings": warnings.get(order.pk, [])} for order in orders]
         return self._confirmation(
             request, "admin/orderweb/order/cancel_confirmation.html", orders, action,
             title="Cancel orders" if len(orders) > 1 else f"Cancel order {orders[0].order_id}",
-            form=form, rows=rows,
+            form=form, rows=rows, any_warnings=any(row["warnings"] for row in rows),
         )
 
     def _retry_confirmation(self, request: HttpRequest, orders: list[Order], *, action: str) -> TemplateResponse:
-        rows = [{"order": order, "waiting": order_is_awaiting_shipping_retry(order=order)} for order in orders]
+        errors = dict(Shipment.objects.filter(order__in=orders).values_list("order_id", "last_error"))
+        rows = [{"order": order, "waiting": order_is_awaiting_shipping_retry(order=order),
+                 "last_error": errors.get(order.pk, "")} for order in orders]
         return self._confirmation(
             request, "admin/orderweb/order/retry_confirmation.html", orders, action,
             title="Retry shipping" if len(orders) > 1 else f"Retry shipping of {orders[0].order_id}", rows=rows,
@@ -441,6 +524,14 @@ class OrderAdmin(admin.ModelAdmin):
             **extra,
         }
         return TemplateResponse(request, template, context)
+
+
+def _dispatch_waiting(order: Order) -> bool:
+    """From the list's annotation (``dispatch_waiting``), or asked when there is none."""
+    if order.status != OrderState.SHIPPING:
+        return False
+    waiting = getattr(order, "dispatch_waiting", None)
+    return order_is_awaiting_shipping_retry(order=order) if waiting is None else bool(waiting)
 
 
 def _address_too_late(order: Order) -> str:
@@ -482,7 +573,7 @@ class PaymentAdmin(ReadOnlyAdmin):
 
 @admin.register(Shipment)
 class ShipmentAdmin(ReadOnlyAdmin):
-    list_display = ["order", "status", "tracking_number", "dispatched_at", "updated_at"]
+    list_display = ["order", "status", "tracking_number", "dispatched_at", "last_error", "updated_at"]
     list_filter = ["status"]
     list_select_related = ["order"]
     search_fields = ["order__order_id", "tracking_number", "address"]
@@ -490,11 +581,15 @@ class ShipmentAdmin(ReadOnlyAdmin):
 
 @admin.register(OrderEvent)
 class OrderEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "order", "type", "actor", "source", "from_status", "to_status", "message"]
+    list_display = ["created_at", "order", "event", "actor", "source", "from_status", "to_status", "message"]
     list_filter = ["source", "type"]
     list_select_related = ["order"]
     search_fields = ["order__order_id", "actor", "type"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="event", ordering="type")
+    def event(self, event: OrderEvent) -> str:
+        return event.label
 
 
 @admin.register(RefusedStart)

@@ -6,21 +6,45 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 
-from orderweb.actions import MAX_REASON_LENGTH, validate_cancel_reason
-from orderweb.models import Order, OrderLine
+from orderweb.actions import (
+    CANCEL_REASON_OTHER_NEEDS_TEXT,
+    MAX_REASON_LENGTH,
+    validate_cancel_reason,
+)
+from orderweb.models import CancelReason, Order, OrderLine
 from orderweb.services import ORDER_ID_EXISTS, validate_address, validate_order_id
 from temporal_app.contracts import LINE_DUPLICATE_SKU, MAX_ADDRESS_LENGTH, LineItem
 
 
 class CancelForm(forms.Form):
+    """A code for reports (required) and words for people (required for “Other”; otherwise the
+    code's label is recorded when none are given)."""
+
+    reason_code = forms.ChoiceField(
+        label="Reason", choices=CancelReason.choices, widget=forms.RadioSelect,
+        error_messages={"required": "Choose a reason."},
+    )
     reason = forms.CharField(
+        label="Details",
+        required=False,
         max_length=MAX_REASON_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Recorded with your name on the order's timeline and in the workflow.",
+        help_text="Required for “Other”. Recorded with your name on the order's timeline and in the workflow.",
     )
 
     def clean_reason(self) -> str:
-        return validate_cancel_reason(self.cleaned_data["reason"])
+        text = self.cleaned_data["reason"]
+        return validate_cancel_reason(text) if text else ""
+
+    def clean(self):
+        data = super().clean()
+        code = data.get("reason_code")
+        if code and "reason" in data:
+            if code == CancelReason.OTHER and not data["reason"]:
+                self.add_error("reason", ValidationError(CANCEL_REASON_OTHER_NEEDS_TEXT, code="reason_other_needs_text"))
+            else:
+                data["reason"] = data["reason"] or CancelReason(code).label
+        return data
 
 
 class AddressForm(forms.Form):

@@ -22,6 +22,18 @@ class TimeStampedModel(models.Model):
         abstract = True
 
 
+class CancelReason(models.TextChoices):
+    """Why staff cancel an order, as a code reports can count (``Order.cancel_reason_code``).
+    The admin makes staff choose one; ``orderweb.actions.order_cancel`` refuses any other code.
+    Clients that send none leave the code empty."""
+
+    SUSPECTED_FRAUD = "suspected_fraud", "Suspected fraud"
+    CUSTOMER_REQUEST = "customer_request", "Customer request"
+    UNDELIVERABLE_ADDRESS = "undeliverable_address", "Undeliverable address"
+    OUT_OF_STOCK = "out_of_stock", "Out of stock"
+    OTHER = "other", "Other"
+
+
 class Order(TimeStampedModel):
     class Status(models.TextChoices):
         STARTED = OrderState.STARTED, "Started"

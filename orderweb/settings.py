@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     # static files the same way, DEBUG on or off.
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",  # trigram search indexes (reviews/migrations/0007)
     "django_htmx",
     "axes",
     # django-ninja (the HTTP API, orderweb/api/): listed so its docs page loads Swagger UI from
@@ -266,6 +267,30 @@ ORDER_REVIEW_TIMEOUT_SECONDS = env.float("ORDER_REVIEW_TIMEOUT_SECONDS", default
 RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=300)
 RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=120)
 RECONCILE_STUCK_AFTER_SECONDS = env.float("RECONCILE_STUCK_AFTER_SECONDS", default=300)
+
+# -- Risk assessment and review policy (reviews/risk.py; docs/review-ui.md, "Risk") ---------------
+# Every order is scored once, when it is validated. The rules' thresholds:
+RISK_AMOUNT_VS_USUAL_FACTOR = env.float("RISK_AMOUNT_VS_USUAL_FACTOR", default=3.0)  # x the customer's median
+RISK_USUAL_MIN_ORDERS = env.int("RISK_USUAL_MIN_ORDERS", default=2)  # earlier orders before "usual" means anything
+RISK_SHOP_PERCENTILE = env.float("RISK_SHOP_PERCENTILE", default=0.95)  # of the shop's recent order amounts
+RISK_SHOP_SAMPLE = env.int("RISK_SHOP_SAMPLE", default=1000)  # that many latest orders
+RISK_SHOP_MIN_SAMPLE = env.int("RISK_SHOP_MIN_SAMPLE", default=20)  # fewer: no percentile rule
+RISK_WINDOW_HOURS = env.float("RISK_WINDOW_HOURS", default=24)  # for "several orders within"
+RISK_ORDERS_PER_ADDRESS = env.int("RISK_ORDERS_PER_ADDRESS", default=3)  # to one address in the window
+RISK_ORDERS_PER_CUSTOMER = env.int("RISK_ORDERS_PER_CUSTOMER", default=3)  # from one customer in the window
+RISK_QUANTITY_SPIKE = env.int("RISK_QUANTITY_SPIKE", default=10)  # units of one item in one order
+RISK_LEVEL_MEDIUM = env.int("RISK_LEVEL_MEDIUM", default=30)  # score from which an order is medium risk
+RISK_LEVEL_HIGH = env.int("RISK_LEVEL_HIGH", default=60)  # ... and high risk
+# REVIEW_POLICY=all: every order waits for a person (the seed's story). risky: orders scoring
+# below REVIEW_POLICY_THRESHOLD are approved by the actor "policy", the rule named in the audit.
+REVIEW_POLICY = env("REVIEW_POLICY", default="all")
+if REVIEW_POLICY not in ("all", "risky"):
+    raise ImproperlyConfigured("REVIEW_POLICY must be 'all' or 'risky'.")
+REVIEW_POLICY_THRESHOLD = env.int("REVIEW_POLICY_THRESHOLD", default=RISK_LEVEL_MEDIUM)
+if not 0 < RISK_LEVEL_MEDIUM < RISK_LEVEL_HIGH <= 100:
+    raise ImproperlyConfigured("Risk levels need 0 < RISK_LEVEL_MEDIUM < RISK_LEVEL_HIGH <= 100.")
+if not 0 < RISK_SHOP_PERCENTILE < 1:
+    raise ImproperlyConfigured("RISK_SHOP_PERCENTILE must be between 0 and 1, e.g. 0.95.")
 
 # Run workflow code in temporalio's sandbox in production workers. Off by default: the sandbox
 # re-executes the workflow module for every workflow run, the largest single CPU cost we measured

@@ -14,6 +14,7 @@ from django.db import transaction
 
 from orderweb import events
 from orderweb.services import order_record_progress, order_transition
+from reviews.risk import risk_assess, risk_policy_answer
 from reviews.services import orders_reconcile_with_reviews, review_task_close, review_task_open
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
@@ -31,7 +32,10 @@ logger = logging.getLogger(__name__)
 
 @db_activity(Activities.ORDER_VALIDATED, queue=ORDER_TASK_QUEUE)
 def order_validated(request: ValidateOrderInput) -> ValidatedOrder:
-    """The order is fit for review: it moves to awaiting_manual_review and its task opens.
+    """The order is fit for review: it moves to awaiting_manual_review, is scored
+    (reviews/risk.py) and its task opens. Under REVIEW_POLICY=risky an order scoring below the
+    threshold comes back ``approved_by_policy`` (the rule and its figures), and the workflow
+    approves it as the actor "policy".
 
     The workflow checked its input at the start (temporal_app.workflows.boundary), and so did
     order_create; the row's address is what one of them wrote."""
@@ -41,9 +45,11 @@ def order_validated(request: ValidateOrderInput) -> ValidatedOrder:
             order_id=request.order_id, to_status=OrderState.AWAITING_MANUAL_REVIEW, event_key="validated",
             reason="order validated; waiting for manual review", details={"review_due": due_at.isoformat()},
         )
-        if pk is not None:  # a retry finds the order moved on and its task opened
-            review_task_open(order_pk=pk, due_at=due_at)
-    return ValidatedOrder()
+        if pk is None:  # a retry finds the order moved on, its task opened and its risk stored
+            return ValidatedOrder(approved_by_policy=risk_policy_answer(order_id=request.order_id))
+        scored = risk_assess(order_pk=pk)
+        review_task_open(order_pk=pk, due_at=due_at, risk=scored.assessment, amount=scored.amount)
+    return ValidatedOrder(approved_by_policy=scored.assessment.approved_by_policy)
 
 
 @db_activity(Activities.RECORD_REVIEW_OUTCOME, queue=ORDER_TASK_QUEUE)

@@ -2,25 +2,44 @@
 the review UI, which asks the workflow; editing a task here would bypass both.
 
 The orders admin lives in ``orderweb``, which knows nothing of reviews; this app extends it with
-the order's review (a column, an inline), as an app extends another's admin in Django.
+the order's review (a column, an inline, its risk, a link to the review page, a warning before a
+staff cancel of an order a reviewer holds), as an app extends another's admin in Django.
 """
+
+from __future__ import annotations
 
 from django.contrib import admin
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from orderweb.admin import OrderAdmin, OrderReadOnlyInline, ReadOnlyAdmin
 from orderweb.models import Order
-from reviews.models import ReviewTask
+from reviews.models import RejectReason, ReviewTask, RiskAssessment
+from reviews.selectors import duration_text, reason_label
 
 _REVIEW_LABELS = dict(ReviewTask.Status.choices)
+
+# Before a staff cancel: someone is reviewing the order right now.
+CLAIMED_WARNING = (
+    "{user} claimed this order for review {ago} ago and may be deciding it now; cancelling ends "
+    "their review."
+)
+REVIEW_PAGE_LINK = "Open the review page"
 
 
 class ReviewTaskInline(OrderReadOnlyInline):
     model = ReviewTask
-    fields = ["status", "due_at", "claimed_by", "decided_by_name", "decided_at", "note"]
+    fields = ["status", "risk_level", "risk_score", "due_at", "claimed_by", "decided_by_name", "decided_at",
+              "reason", "note"]
     readonly_fields = fields
     verbose_name_plural = "manual review"
+
+    @admin.display(description="reason")
+    def reason(self, task: ReviewTask) -> str:
+        return reason_label(task.reason_code) if task.reason_code else "—"
 
 
 admin.site.unregister(Order)
@@ -30,6 +49,8 @@ admin.site.unregister(Order)
 class OrderWithReviewAdmin(OrderAdmin):
     list_display = [*OrderAdmin.list_display[:3], "review_state", *OrderAdmin.list_display[3:]]
     inlines = [OrderAdmin.inlines[0], ReviewTaskInline, *OrderAdmin.inlines[1:]]
+    fieldsets = [*OrderAdmin.fieldsets[:1], ("Review", {"fields": ["review_page", "risk_assessment"]}), *OrderAdmin.fieldsets[1:]]
+    readonly_fields = [*OrderAdmin.readonly_fields, "review_page", "risk_assessment"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         latest_review = ReviewTask.objects.filter(order=OuterRef("pk")).order_by("-pk").values("status")[:1]
@@ -39,11 +60,63 @@ class OrderWithReviewAdmin(OrderAdmin):
     def review_state(self, order: Order) -> str:
         return _REVIEW_LABELS.get(getattr(order, "latest_review_status", None), "—")
 
+    @admin.display(description="review page")
+    def review_page(self, order: Order) -> str:
+        return format_html('<a class="review-page-link" href="{}">{} ↗</a>',
+                           reverse("reviews:order", args=[order.order_id]), REVIEW_PAGE_LINK)
+
+    @admin.display(description="risk")
+    def risk_assessment(self, order: Order) -> str:
+        assessment = RiskAssessment.objects.filter(order=order).first()
+        if assessment is None:
+            return "not assessed"
+        reasons = format_html_join("", "<li>+{} {}</li>", ((r["points"], r["text"]) for r in assessment.reasons))
+        policy = format_html("<p>{}</p>", assessment.approved_by_policy) if assessment.approved_by_policy else ""
+        return format_html('<strong class="risk-level">{} ({}/100)</strong><ul>{}</ul>{}',
+                           assessment.get_level_display(), assessment.score, reasons, policy)
+
+    def order_links(self, request: HttpRequest, order: Order) -> list[dict[str, str]]:
+        return [*super().order_links(request, order),
+                {"label": REVIEW_PAGE_LINK, "url": reverse("reviews:order", args=[order.order_id])}]
+
+    def cancel_warnings(self, request: HttpRequest, orders: list[Order]) -> dict[int, list[str]]:
+        warnings = super().cancel_warnings(request, orders)
+        now = timezone.now()
+        claimed = (ReviewTask.objects.filter(order__in=orders, status=ReviewTask.Status.OPEN, claimed_by__isnull=False)
+                   .select_related("claimed_by"))
+        for task in claimed:
+            warnings.setdefault(task.order_id, []).append(CLAIMED_WARNING.format(
+                user=task.claimed_by.get_username(), ago=duration_text(now - task.claimed_at)))
+        return warnings
+
+
+class ReasonCodeFilter(admin.SimpleListFilter):
+    title = "reason"
+    parameter_name = "reason"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return RejectReason.choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(reason_code=self.value()) if self.value() else queryset
+
 
 @admin.register(ReviewTask)
 class ReviewTaskAdmin(ReadOnlyAdmin):
-    list_display = ["order", "status", "due_at", "claimed_by", "decided_by_name", "decided_at"]
-    list_filter = ["status", "due_at"]
+    list_display = ["order", "status", "risk_level", "due_at", "claimed_by", "decided_by_name", "decided_at", "reason"]
+    list_filter = ["status", "risk_level", ReasonCodeFilter, "due_at"]
     list_select_related = ["order", "claimed_by"]
     search_fields = ["order__order_id", "decided_by_name", "note"]
     date_hierarchy = "due_at"
+
+    @admin.display(description="reason", ordering="reason_code")
+    def reason(self, task: ReviewTask) -> str:
+        return reason_label(task.reason_code) if task.reason_code else "—"
+
+
+@admin.register(RiskAssessment)
+class RiskAssessmentAdmin(ReadOnlyAdmin):
+    list_display = ["order", "level", "score", "approved_by_policy", "created_at"]
+    list_filter = ["level"]
+    list_select_related = ["order"]
+    search_fields = ["order__order_id"]

@@ -1,4 +1,5 @@
-"""Forms of the review back office. They check input only; the services decide."""
+"""Forms of the review back office. They check input only; the services decide (and repeat the
+checks that matter, with the same messages)."""
 
 from __future__ import annotations
 
@@ -7,27 +8,35 @@ import uuid
 from django import forms
 from django.core.exceptions import ValidationError
 
-from reviews.services import DECISION_UNKNOWN
-from temporal_app.contracts import MAX_NOTE_LENGTH, RefusalCode, refusal
+from reviews.models import RejectReason
+from reviews.selectors import MAX_SEARCH_LENGTH
+from reviews.services import DECISION_UNKNOWN, reject_reason_clean
+from temporal_app.contracts import MAX_NOTE_LENGTH
 
 ACTION_ID_INVALID = "The form is out of date; reload the page and try again."
+DATE_INVALID = "Enter a date as YYYY-MM-DD."
 
 
 class DecisionForm(forms.Form):
-    """Approve (optional note) or reject (reason required).
+    """Approve (optional note) or reject (a reason code; a note for “other”).
 
     ``action_id`` is a fresh UUID each time the form is rendered: a double click or a browser
-    resubmit sends the same id, and the service and the workflow apply it once."""
+    resubmit sends the same id, and the service and the workflow apply it once. ``then=next``
+    (the "& next" buttons) moves on to the next order of the reviewer's queue once the decision
+    has applied; ``queue`` carries that queue's filter and sort."""
 
     decision = forms.ChoiceField(
         choices=[("approve", "Approve"), ("reject", "Reject")],
         error_messages={"required": DECISION_UNKNOWN, "invalid_choice": DECISION_UNKNOWN},
     )
     note = forms.CharField(required=False, max_length=MAX_NOTE_LENGTH, strip=True, widget=forms.Textarea)
+    reason_code = forms.CharField(required=False, max_length=40)
     action_id = forms.UUIDField(
         widget=forms.HiddenInput,
         error_messages={"required": ACTION_ID_INVALID, "invalid": ACTION_ID_INVALID},
     )
+    then = forms.CharField(required=False, max_length=8)
+    queue = forms.CharField(required=False, max_length=300)
 
     @classmethod
     def fresh(cls, decision: str) -> "DecisionForm":
@@ -35,6 +44,26 @@ class DecisionForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("decision") == "reject" and not data.get("note"):
-            self.add_error("note", ValidationError(refusal(RefusalCode.REJECT_NEEDS_NOTE).message, code="note_required"))
+        if data.get("decision") == "reject" and "note" in data:
+            try:
+                data["reason_code"] = reject_reason_clean(data.get("reason_code", ""), data["note"])
+            except ValidationError as err:
+                self.add_error("note" if err.code == "note_required" else "reason_code", err)
+        else:
+            data["reason_code"] = ""
+        data["then"] = "next" if data.get("then") == "next" else ""
         return data
+
+
+class RecentFilterForm(forms.Form):
+    """The filters of Recent decisions (GET). Bad values are dropped with a message, never a 500."""
+
+    q = forms.CharField(required=False, max_length=MAX_SEARCH_LENGTH, strip=True)
+    by = forms.CharField(required=False, max_length=150, strip=True)
+    reason = forms.ChoiceField(required=False, choices=[("", "Any reason"), *RejectReason.choices])
+    outcome = forms.ChoiceField(required=False, choices=[
+        ("", "Any outcome"), ("approved", "Approved"), ("rejected", "Rejected"), ("expired", "Timed out"),
+        ("cancelled", "Cancelled"), ("stopped", "Closed"),
+    ])
+    since = forms.DateField(required=False, input_formats=["%Y-%m-%d"], error_messages={"invalid": DATE_INVALID})
+    until = forms.DateField(required=False, input_formats=["%Y-%m-%d"], error_messages={"invalid": DATE_INVALID})

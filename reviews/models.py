@@ -10,9 +10,50 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from orderweb.models import Order
+
+
+class RejectReason(models.TextChoices):
+    """Why a reviewer rejects an order, as a code reports can count (``ReviewTask.reason_code``,
+    and the order's ``cancel_reason_code``). ``review_decide`` refuses a rejection without one;
+    “other” needs the reviewer's own words."""
+
+    SUSPECTED_FRAUD = "suspected_fraud", "Suspected fraud"
+    CUSTOMER_REQUEST = "customer_request", "Customer request"
+    UNDELIVERABLE_ADDRESS = "undeliverable_address", "Undeliverable address"
+    OUT_OF_STOCK = "out_of_stock", "Out of stock"
+    OTHER = "other", "Other"
+
+
+class RiskLevel(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+class RiskAssessment(models.Model):
+    """What reviews/risk.py found when the order was validated: once per order, never changed
+    afterwards (a retried activity finds it and answers the same). ``reasons`` holds each
+    matching rule with its points, its sentence for people and its figures."""
+
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="risk")
+    score = models.PositiveSmallIntegerField()
+    level = models.CharField(max_length=8, choices=RiskLevel.choices)
+    reasons = models.JSONField(default=list, blank=True)
+    # What the review policy did with it: "" (a person reviews) or the rule that let it through.
+    approved_by_policy = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(score__lte=100), name="risk_score_at_most_100"),
+            models.CheckConstraint(condition=Q(level__in=RiskLevel.values), name="risk_level_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_level_display()} risk ({self.score}/100)"
 
 
 class ReviewTask(models.Model):
@@ -39,6 +80,11 @@ class ReviewTask(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     note = models.TextField(blank=True)
     reason_code = models.CharField(max_length=40, blank=True)  # a rejection's reason, as a code
+    # Copied from the order's RiskAssessment and the order when the task opens (neither changes
+    # afterwards), so that the queue sorts and filters on the open-task indexes alone.
+    risk_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    risk_level = models.CharField(max_length=8, choices=RiskLevel.choices, blank=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -48,6 +94,15 @@ class ReviewTask(models.Model):
             # The queue: open tasks, oldest due first.
             models.Index(fields=["due_at", "id"], condition=Q(status="open"), name="review_open_queue"),
             models.Index(fields=["-decided_at"], condition=~Q(status="open"), name="review_recent"),
+            # The queue sorted by risk or by amount, and filtered by risk level.
+            models.Index(F("risk_score").desc(nulls_last=True), "due_at", "id", condition=Q(status="open"),
+                         name="review_open_risk"),
+            models.Index(F("amount").desc(nulls_last=True), "due_at", "id", condition=Q(status="open"),
+                         name="review_open_amount"),
+            models.Index(fields=["risk_level", "due_at", "id"], condition=Q(status="open"), name="review_open_level"),
+            # Recent decisions of one reviewer.
+            models.Index(F("decided_by_name"), F("decided_at").desc(), condition=~Q(status="open"),
+                         name="review_recent_by"),
         ]
         constraints = [
             models.UniqueConstraint(

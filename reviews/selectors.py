@@ -4,16 +4,20 @@ heavy lists walk partial indexes (see reviews/migrations and docs/benchmarks-rev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any, Mapping, Optional
+from urllib.parse import urlencode
 
+from django.contrib.auth import get_user_model
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from orderweb.models import Order, OrderEvent
-from reviews.models import ReviewTask
+from orderweb.models import CancelReason, Order, OrderEvent
+from reviews.models import RejectReason, ReviewTask, RiskAssessment, RiskLevel
+from reviews.risk import customer_key, risk_reasons_now
+from temporal_app.contracts import POLICY_ACTOR
 
 QUEUE_PAGE_SIZE = 25
 RECENT_PAGE_SIZE = 25
@@ -31,12 +35,62 @@ class QueueFilter:
     CHOICES = (ALL, MINE, UNCLAIMED)
 
 
+class QueueSort:
+    DUE = "due"  # the one due soonest first
+    RISK = "risk"  # the riskiest first, then by due time
+    AMOUNT = "amount"  # the largest first, then by due time
+    CHOICES = (DUE, RISK, AMOUNT)
+    LABELS = {DUE: "Due soonest", RISK: "Riskiest", AMOUNT: "Largest amount"}
+
+
 def review_queue_filter_clean(value: Optional[str]) -> str:
     return value if value in QueueFilter.CHOICES else QueueFilter.ALL
 
 
 def review_search_clean(value: Optional[str]) -> str:
     return (value or "").strip()[:MAX_SEARCH_LENGTH]
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """How a reviewer looks at the queue: filter, risk level, sort and search. It travels from
+    the queue to the order page and its decisions, so that "next" means the next order of the
+    queue as the reviewer sees it."""
+
+    filter: str = QueueFilter.ALL
+    risk: str = ""
+    sort: str = QueueSort.DUE
+    search: str = ""
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "QueueView":
+        risk = params.get("risk") or ""
+        sort = params.get("sort") or ""
+        return cls(
+            filter=review_queue_filter_clean(params.get("filter")),
+            risk=risk if risk in RiskLevel.values else "",
+            sort=sort if sort in QueueSort.CHOICES else QueueSort.DUE,
+            search=review_search_clean(params.get("q")),
+        )
+
+    @classmethod
+    def from_querystring(cls, querystring: str) -> "QueueView":
+        from django.http import QueryDict
+
+        return cls.from_params(QueryDict(querystring or ""))
+
+    def params(self, **changes: str) -> dict[str, str]:
+        values = {"filter": self.filter, "risk": self.risk, "sort": self.sort, "q": self.search, **changes}
+        defaults = {"filter": QueueFilter.ALL, "risk": "", "sort": QueueSort.DUE, "q": ""}
+        return {key: value for key, value in values.items() if value != defaults[key]}
+
+    @property
+    def querystring(self) -> str:
+        return urlencode(self.params())
+
+    def with_(self, **changes: str) -> str:
+        """The query string of this view with some values changed (for links)."""
+        return urlencode(self.params(**changes))
 
 
 class IdWindowPaginator(Paginator):
@@ -62,25 +116,87 @@ def _open_tasks() -> QuerySet[ReviewTask]:
     return ReviewTask.objects.filter(status=ReviewTask.Status.OPEN)
 
 
-def review_queue_list(*, user, filter: str = QueueFilter.ALL, search: str = "", page: Any = 1) -> Page:
-    """Open reviews, the one due soonest first: two queries (count and page), whatever the size.
-    Search matches any part of the order id, case-insensitively."""
+SEARCH_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class SearchMatches:
+    """The orders a search matches, found once per request: every list on the page then filters
+    on these ids (a btree look-up) instead of repeating the trigram scan."""
+
+    search: str
+    ids: list[int]
+    truncated: bool  # more than SEARCH_LIMIT matched: only the latest are used
+
+    def __bool__(self) -> bool:
+        return bool(self.search)
+
+
+NO_SEARCH = SearchMatches("", [], False)
+
+
+def orders_search(*, search: str) -> SearchMatches:
+    """The latest orders matching ``search`` (``order_search_q``), at most SEARCH_LIMIT: one query.
+    Open reviews are recent orders, so the latest matches hold them unless the search is so broad
+    that the page says to narrow it."""
+    if not search:
+        return NO_SEARCH
+    ids = list(Order.objects.filter(order_search_q(search)).order_by("-created_at", "-id")
+               .values_list("pk", flat=True)[:SEARCH_LIMIT + 1])
+    return SearchMatches(search, ids[:SEARCH_LIMIT], len(ids) > SEARCH_LIMIT)
+
+
+def order_search_q(search: str, prefix: str = "") -> Q:
+    """Any part of the order id, the customer's name or email, or the shipping address,
+    case-insensitively: ``UPPER(col) LIKE '%…%'``, each answered by a trigram index
+    (reviews/migrations/0003 and 0007)."""
+    return (Q(**{f"{prefix}order_id__icontains": search}) | Q(**{f"{prefix}customer__icontains": search})
+            | Q(**{f"{prefix}customer_email__icontains": search}) | Q(**{f"{prefix}address__icontains": search}))
+
+
+# The queue's orderings: each matches one partial index on the open tasks (reviews/models.py).
+_SORT_KEYS = {
+    QueueSort.DUE: ("due_at", "id"),
+    QueueSort.RISK: (F("risk_score").desc(nulls_last=True), "due_at", "id"),
+    QueueSort.AMOUNT: (F("amount").desc(nulls_last=True), "due_at", "id"),
+}
+_SORT_FIELD = {QueueSort.RISK: "risk_score", QueueSort.AMOUNT: "amount"}
+
+
+def _queue_tasks(*, user, view: QueueView, matches: SearchMatches = NO_SEARCH) -> QuerySet[ReviewTask]:
     tasks = _open_tasks()
-    if filter == QueueFilter.MINE:
+    if view.filter == QueueFilter.MINE:
         tasks = tasks.filter(claimed_by=user)
-    elif filter == QueueFilter.UNCLAIMED:
+    elif view.filter == QueueFilter.UNCLAIMED:
         tasks = tasks.filter(claimed_by__isnull=True)
-    if search:
-        tasks = tasks.filter(order__order_id__icontains=search)
+    if view.risk:
+        tasks = tasks.filter(risk_level=view.risk)
+    if matches:
+        tasks = tasks.filter(order_id__in=matches.ids)
+    elif view.search:
+        tasks = tasks.filter(order_search_q(view.search, "order__"))
+    return tasks
+
+
+_QUEUE_ROW_FIELDS = (
+    "id", "due_at", "claimed_at", "created_at", "risk_score", "risk_level", "amount",
+    "order__id", "order__order_id", "order__address", "order__customer", "order__customer_email", "order__amount",
+    "order__currency", "order__created_at", "claimed_by__id", "claimed_by__username",
+)
+
+
+def review_queue_list(*, user, view: QueueView = QueueView(), page: Any = 1,
+                      matches: SearchMatches = NO_SEARCH) -> Page:
+    """Open reviews in the view's order: two queries (count and page), whatever the size. With
+    a search, ``matches`` (``orders_search``) holds the orders it found."""
+    keys = _SORT_KEYS[view.sort]
 
     def rows(ids: QuerySet) -> QuerySet[ReviewTask]:
-        return ReviewTask.objects.filter(pk__in=ids).select_related("order", "claimed_by").only(
-            "id", "due_at", "claimed_at", "created_at",
-            "order__id", "order__order_id", "order__address", "order__customer", "order__amount",
-            "order__created_at", "claimed_by__id", "claimed_by__username",
-        ).order_by("due_at", "id")
+        return (ReviewTask.objects.filter(pk__in=ids).select_related("order", "claimed_by")
+                .only(*_QUEUE_ROW_FIELDS).order_by(*keys))
 
-    return IdWindowPaginator(tasks.order_by("due_at", "id"), QUEUE_PAGE_SIZE, rows=rows).get_page(page)
+    tasks = _queue_tasks(user=user, view=view, matches=matches)
+    return IdWindowPaginator(tasks.order_by(*keys), QUEUE_PAGE_SIZE, rows=rows).get_page(page)
 
 
 def review_queue_counts(*, user) -> dict[str, int]:
@@ -90,6 +206,71 @@ def review_queue_counts(*, user) -> dict[str, int]:
         mine=Count("id", filter=Q(claimed_by=user)),
         unclaimed=Count("id", filter=Q(claimed_by__isnull=True)),
     )
+
+
+MATCHES_LIMIT = 10
+
+
+def orders_matching(*, matches: SearchMatches, limit: int = MATCHES_LIMIT) -> list[Order]:
+    """Orders outside the queue that a search matched (decided, cancelled, not yet in review):
+    the latest first, each with how its latest review ended. One query."""
+    latest = ReviewTask.objects.filter(order=OuterRef("pk")).order_by("-pk")
+    return list(
+        Order.objects.filter(pk__in=matches.ids).exclude(status=Order.Status.AWAITING_MANUAL_REVIEW)
+        .annotate(review_status=Subquery(latest.values("status")[:1]),
+                  review_by=Subquery(latest.values("decided_by_name")[:1]))
+        .only("id", "order_id", "customer", "customer_email", "address", "amount", "currency", "status",
+              "created_at", "cancel_reason_code")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def _after(field_name: Optional[str], task: ReviewTask, *, forward: bool) -> Q:
+    """Rows after (or before) ``task`` in a queue ordering ``field DESC NULLS LAST, due_at, id``
+    (or ``due_at, id`` without a field): a keyset condition the ordering's index answers."""
+    if forward:
+        tail = Q(due_at__gt=task.due_at) | Q(due_at=task.due_at, id__gt=task.pk)
+    else:
+        tail = Q(due_at__lt=task.due_at) | Q(due_at=task.due_at, id__lt=task.pk)
+    if field_name is None:
+        return tail
+    value = getattr(task, field_name)
+    null = Q(**{f"{field_name}__isnull": True})
+    if value is None:
+        return null & tail if forward else ~null | (null & tail)
+    same = Q(**{field_name: value}) & tail
+    if forward:
+        return Q(**{f"{field_name}__lt": value}) | null | same
+    return Q(**{f"{field_name}__gt": value}) | same
+
+
+def _reversed(keys: tuple) -> list:
+    flipped = []
+    for key in keys:
+        if isinstance(key, str):
+            flipped.append(F(key).desc())
+        else:  # F(x).desc(nulls_last=True)
+            flipped.append(F(key.expression.name).asc(nulls_first=True))
+    return flipped
+
+
+def review_neighbour(*, user, view: QueueView, task: ReviewTask, forward: bool = True) -> Optional[str]:
+    """The order id next to ``task`` (after it, or before it) in the reviewer's queue, among the
+    reviews they can decide (unclaimed, or claimed by them): what "& next", j and k move to.
+    ``task`` may be closed already (just decided): its place in the ordering is kept. One query."""
+    keys = _SORT_KEYS[view.sort]
+    tasks = (_queue_tasks(user=user, view=view)
+             .filter(Q(claimed_by__isnull=True) | Q(claimed_by=user))
+             .filter(_after(_SORT_FIELD.get(view.sort), task, forward=forward))
+             .exclude(pk=task.pk))
+    ordered = tasks.order_by(*keys) if forward else tasks.order_by(*_reversed(keys))
+    return ordered.values_list("order__order_id", flat=True).first()
+
+
+def review_first(*, user, view: QueueView) -> Optional[str]:
+    """The first decidable order of the reviewer's queue (where "next" goes from nowhere)."""
+    tasks = _queue_tasks(user=user, view=view).filter(Q(claimed_by__isnull=True) | Q(claimed_by=user))
+    return tasks.order_by(*_SORT_KEYS[view.sort]).values_list("order__order_id", flat=True).first()
 
 
 @dataclass
@@ -115,22 +296,89 @@ class RecentPage:
 MAX_RECENT_PAGE = 400
 
 
-def review_recent_list(*, user, mine: bool = False, page: Any = 1) -> RecentPage:
+@dataclass(frozen=True)
+class RecentFilter:
+    """What Recent decisions is narrowed to. Empty values filter nothing."""
+
+    mine: bool = False
+    search: str = ""
+    by: str = ""  # who decided (a username, or "policy")
+    reason: str = ""  # a reason code
+    outcome: str = ""  # a closed task status
+    since: Optional[date] = None
+    until: Optional[date] = None  # inclusive
+
+    @property
+    def active(self) -> bool:
+        return any((self.search, self.by, self.reason, self.outcome, self.since, self.until))
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        values = {"mine": "1" if self.mine else "", "q": self.search, "by": self.by, "reason": self.reason,
+                  "outcome": self.outcome, "since": self.since.isoformat() if self.since else "",
+                  "until": self.until.isoformat() if self.until else "", **changes}
+        return {key: value for key, value in values.items() if value}
+
+    def with_(self, **changes: Any) -> str:
+        return urlencode(self.params(**changes))
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def review_recent_list(*, user, filter: RecentFilter = RecentFilter(), page: Any = 1,
+                       matches: SearchMatches = NO_SEARCH) -> RecentPage:
     """Closed reviews, the latest decision first (approved, rejected, timed out, cancelled):
-    one query, the page plus one row to know whether an older page exists."""
+    one query, the page plus one row to know whether an older page exists. A search
+    (``filter.search``) is answered from ``matches`` when given, else in the same query."""
     try:
         number = min(max(int(page), 1), MAX_RECENT_PAGE)
     except (TypeError, ValueError):
         number = 1
     tasks = ReviewTask.objects.exclude(status=ReviewTask.Status.OPEN)
-    if mine:
+    if filter.mine:
         tasks = tasks.filter(decided_by=user)
+    if filter.by:
+        tasks = tasks.filter(decided_by_name=filter.by)
+    if filter.outcome:
+        tasks = tasks.filter(status=filter.outcome)
+    if filter.reason:
+        # A rejection's own code, or the code of the cancellation that ended the review.
+        tasks = tasks.filter(Q(reason_code=filter.reason) | Q(reason_code="", order__cancel_reason_code=filter.reason))
+    if filter.since:
+        tasks = tasks.filter(decided_at__gte=_day_start(filter.since))
+    if filter.until:
+        tasks = tasks.filter(decided_at__lt=_day_start(filter.until + timedelta(days=1)))
+    if matches:
+        tasks = tasks.filter(order_id__in=matches.ids)
+    elif filter.search:
+        tasks = tasks.filter(order_search_q(filter.search, "order__"))
     offset = (number - 1) * RECENT_PAGE_SIZE
     rows = list(tasks.select_related("order").only(
-        "id", "status", "decided_at", "decided_by_name", "note", "due_at",
-        "order__id", "order__order_id", "order__amount", "order__status", "order__address",
+        "id", "status", "decided_at", "decided_by_name", "note", "due_at", "reason_code", "risk_level", "risk_score",
+        "order__id", "order__order_id", "order__amount", "order__currency", "order__status", "order__address",
+        "order__customer", "order__cancel_reason_code",
     ).order_by("-decided_at", "-id")[offset:offset + RECENT_PAGE_SIZE + 1])
     return RecentPage(rows[:RECENT_PAGE_SIZE], number, len(rows) > RECENT_PAGE_SIZE)
+
+
+def reviewer_names() -> list[str]:
+    """Who can have decided a review, for the Recent decisions filter: the people with
+    ``reviews.decide_review`` (by group or directly) and superusers, and the review policy. One
+    query."""
+    perm = Q(groups__permissions__codename="decide_review", groups__permissions__content_type__app_label="reviews") | Q(
+        user_permissions__codename="decide_review", user_permissions__content_type__app_label="reviews")
+    names = (get_user_model().objects.filter(perm | Q(is_superuser=True), is_active=True)
+             .values_list("username", flat=True).distinct().order_by("username"))
+    return [*names, POLICY_ACTOR]
+
+
+REASON_LABELS = {**dict(CancelReason.choices), **dict(RejectReason.choices)}
+
+
+def reason_label(code: str) -> str:
+    """A reason code as people read it (an unknown code, from an outside client, as it is)."""
+    return REASON_LABELS.get(code, code)
 
 
 @dataclass
@@ -181,6 +429,9 @@ class AddressChange:
     new: str
 
 
+CUSTOMER_HISTORY_LIMIT = 10
+
+
 @dataclass
 class OrderReview:
     """Everything the order page shows from Postgres (the live workflow status loads apart)."""
@@ -190,15 +441,44 @@ class OrderReview:
     events: list[OrderEvent]
     task: Optional[ReviewTask]  # the latest review task, open or closed
     address_history: list[AddressChange]
+    risk: Optional[RiskAssessment]
+    risk_reasons: list[dict[str, Any]]  # the assessment's reasons, and what a rule flags since
+    earlier_orders: list[Order] = field(default_factory=list)  # the customer's other orders, latest first
 
     @property
     def is_open(self) -> bool:
         return self.task is not None and self.task.status == ReviewTask.Status.OPEN
 
 
+def _applied_address_change(event: OrderEvent) -> bool:
+    """One entry per change the workflow applied (the request and its refusals carry no
+    ``new_address``: only the applied signal or Update does)."""
+    return event.type in (OrderEvent.Type.SIGNAL_APPLIED, OrderEvent.Type.UPDATE_APPLIED) and bool(
+        event.details.get("new_address"))
+
+
+def customer_orders(*, order: Order, limit: int = CUSTOMER_HISTORY_LIMIT) -> list[Order]:
+    """The customer's other orders (by email, else by name), latest first, with how each
+    ended: status, its latest review's outcome and who decided, the cancel reason code. One
+    query, on the indexes of reviews/migrations/0007; none when the customer is unknown."""
+    same_customer = customer_key(email=order.customer_email, name=order.customer)
+    if not same_customer:
+        return []
+    latest = ReviewTask.objects.filter(order=OuterRef("pk")).order_by("-pk")
+    return list(
+        Order.objects.filter(same_customer).exclude(pk=order.pk)
+        .annotate(review_status=Subquery(latest.values("status")[:1]),
+                  review_by=Subquery(latest.values("decided_by_name")[:1]))
+        .only("id", "order_id", "amount", "currency", "status", "created_at", "cancel_reason", "cancel_reason_code",
+              "address")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
 def review_order_detail(*, order_id: str) -> OrderReview:
-    """The order, its lines, timeline and review, in four queries. Raises Order.DoesNotExist."""
-    order = Order.objects.select_related("created_by").get(order_id=order_id)
+    """The order with its risk, its lines, timeline, review and the customer's other orders,
+    in five queries. Raises Order.DoesNotExist."""
+    order = Order.objects.select_related("created_by", "risk").get(order_id=order_id)
     lines = list(order.lines.order_by("pk"))
     events = list(order.events.select_related("user").order_by("created_at", "pk"))
     task = (
@@ -206,10 +486,12 @@ def review_order_detail(*, order_id: str) -> OrderReview:
     )
     history = [
         AddressChange(e.created_at, e.actor, e.details.get("old_address", ""), e.details["new_address"])
-        for e in events
-        if e.details.get("new_address")
+        for e in events if _applied_address_change(e)
     ]
-    return OrderReview(order, lines, events, task, history)
+    risk = getattr(order, "risk", None)
+    return OrderReview(order, lines, events, task, history, risk,
+                       risk_reasons_now(assessment=risk, address_changes=len(history)),
+                       customer_orders(order=order))
 
 
 def order_status_summary(*, status: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Optional, Union
 
 from django.conf import settings
@@ -36,7 +37,7 @@ from orderweb.events import pg_text
 from orderweb.models import Order, OrderEvent
 from orderweb.reconcile import STOPPED_PROBLEMS, ReconcileReport, orders_reconcile
 from reviews import events
-from reviews.models import ReviewTask
+from reviews.models import RejectReason, ReviewTask, RiskAssessment
 from temporal_app.client import TemporalUnavailable, WorkflowGone, order_workflow_status
 from temporal_app.contracts import (
     MAX_NOTE_LENGTH,
@@ -44,7 +45,6 @@ from temporal_app.contracts import (
     RefusalCode,
     ReviewDecision,
     ReviewOutcome,
-    refusal,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,10 +59,16 @@ _OUTCOME_STATUS = {
 _DECIDED_BY_PERSON = (ReviewOutcome.APPROVED, ReviewOutcome.REJECTED)
 
 
-def review_task_open(*, order_pk: int, due_at: datetime) -> None:
+def review_task_open(
+    *, order_pk: int, due_at: datetime, risk: Optional[RiskAssessment] = None, amount: Optional[Decimal] = None,
+) -> None:
     """Open the order's review task. Called once, with the order's move to review (a retried
-    activity does not move it again); the unique open task per order guards the rest."""
-    ReviewTask.objects.bulk_create([ReviewTask(order_id=order_pk, due_at=due_at)], ignore_conflicts=True)
+    activity does not move it again); the unique open task per order guards the rest. The task
+    carries the order's risk and amount, which the queue sorts and filters by (neither changes)."""
+    ReviewTask.objects.bulk_create([ReviewTask(
+        order_id=order_pk, due_at=due_at, amount=amount,
+        risk_score=risk.score if risk is not None else None, risk_level=risk.level if risk is not None else "",
+    )], ignore_conflicts=True)
 
 
 def review_task_close(
@@ -114,8 +120,11 @@ NO_OPEN_REVIEW = "{order_id} is not awaiting review (it is {state}); there is no
 
 DECISION_UNKNOWN = "Choose approve or reject."
 DECISION_NOTE_TOO_LONG = "The note is longer than {max} characters."
+REJECT_REASON_REQUIRED = "Choose a reason for the rejection."
+REJECT_REASON_UNKNOWN = "Unknown rejection reason {code!r}; use one of: {codes}."
+REJECT_OTHER_NEEDS_NOTE = "Say why in the note when the reason is “Other”."
 DECIDED_APPROVED = "{order_id} approved. Payment and shipping follow automatically."
-DECIDED_REJECTED = "{order_id} rejected and cancelled. Reason: {note}"
+DECIDED_REJECTED = "{order_id} rejected and cancelled. Reason: {reason}"
 DECISION_DUPLICATE = "This decision for {order_id} was already submitted; it was sent once."
 DECISION_CLAIMED_BY_OTHER = (
     "{order_id} is claimed by {user}; your decision was not applied. Ask them, or wait until "
@@ -244,10 +253,13 @@ def review_decide(
     note = (note or "").strip()
     if decision not in ("approve", "reject"):
         raise ValidationError(DECISION_UNKNOWN, code="decision_unknown")
-    if decision == "reject" and not note:
-        raise ValidationError(refusal(RefusalCode.REJECT_NEEDS_NOTE).message, code="note_required")
     if len(note) > MAX_NOTE_LENGTH:
         raise ValidationError(DECISION_NOTE_TOO_LONG.format(max=MAX_NOTE_LENGTH), code="note_too_long")
+    reason_code = reject_reason_clean(reason_code, note) if decision == "reject" else ""
+    reason = reject_reason_text(reason_code, note) if decision == "reject" else ""
+    if decision == "reject":
+        # The workflow records a rejection's note as the order's cancel reason: never empty.
+        note = note or RejectReason(reason_code).label
     action_id = action_id or str(uuid.uuid4())
     username = user.get_username()
 
@@ -274,7 +286,7 @@ def review_decide(
     )
     outcome = workflow_action_send(
         order=order, request=request, acting_user=user, source=OrderEvent.Source.WEB, prepare=prepare,
-        describe=lambda answer: _decision_words(order, answer, username=username, decision=decision, note=note),
+        describe=lambda answer: _decision_words(order, answer, username=username, decision=decision, reason=reason),
     )
     if outcome.accepted:
         return DecisionOutcome(True, "success", outcome.message, outcome.workflow_status)
@@ -282,11 +294,30 @@ def review_decide(
     return DecisionOutcome(False, level, outcome.message, outcome.workflow_status, outcome.code)
 
 
-def _decision_words(order: Order, outcome: ActionOutcome, *, username: str, decision: str, note: str) -> ActionOutcome:
+def reject_reason_clean(reason_code: str, note: str) -> str:
+    """A rejection's code: required, one of ``RejectReason``; “other” needs the note to say why."""
+    code = (reason_code or "").strip()
+    if not code:
+        raise ValidationError(REJECT_REASON_REQUIRED, code="reason_required")
+    if code not in RejectReason.values:
+        raise ValidationError(REJECT_REASON_UNKNOWN.format(code=code[:40], codes=", ".join(RejectReason.values)),
+                              code="reason_unknown")
+    if code == RejectReason.OTHER and not note.strip():
+        raise ValidationError(REJECT_OTHER_NEEDS_NOTE, code="note_required")
+    return code
+
+
+def reject_reason_text(reason_code: str, note: str) -> str:
+    """The reason as people read it: the code's label, and the note when there is one."""
+    label = RejectReason(reason_code).label
+    return f"{label}: {note}" if note and note != label else label
+
+
+def _decision_words(order: Order, outcome: ActionOutcome, *, username: str, decision: str, reason: str) -> ActionOutcome:
     """The outcome in the words the reviewer needs: who or what won, when it was not theirs."""
     if outcome.accepted:
         message = (DECIDED_APPROVED.format(order_id=order.order_id) if decision == "approve"
-                   else DECIDED_REJECTED.format(order_id=order.order_id, note=note))
+                   else DECIDED_REJECTED.format(order_id=order.order_id, reason=reason))
     elif outcome.code == Unanswered.WORKFLOW_STUCK:
         message = DECISION_WORKFLOW_STUCK.format(order_id=order.order_id)
     elif outcome.status == Outcome.UNANSWERED:

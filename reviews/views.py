@@ -25,7 +25,8 @@ from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedErr
 
 from orderweb.models import Order
 from reviews import selectors, services
-from reviews.forms import DecisionForm
+from reviews.forms import DecisionForm, RecentFilterForm
+from reviews.models import RejectReason, ReviewTask, RiskLevel
 from temporal_app.client import (
     TemporalUnavailable,
     WorkflowCannotAnswer,
@@ -50,6 +51,13 @@ LIVE_STATUS_STUCK = (
     "The workflow cannot answer: its workflow task keeps failing. Decisions cannot be applied "
     "until that is fixed; the order is flagged for staff."
 )
+# The decision panel locks itself with one of these when the live status shows the order has
+# left review while the page was open (a colleague, staff, an outside client, the timeout).
+LEFT_REVIEW_DECIDED = "This order has left review: {outcome} by {who}{when}. It is now {state}; nothing you do here applies."
+LEFT_REVIEW_CLOSED = "This order has left review: {outcome}{when}. It is now {state}; nothing you do here applies."
+LEFT_REVIEW_LIVE = "This order has left review: its workflow is {state}{why}. Nothing you do here applies."
+QUEUE_DONE = "That was the last order in your queue{view}. Nothing else waits for you."
+RECENT_FILTER_DROPPED = "Ignored a filter that was not understood: {field}: {error}"
 
 _LEVELS = {
     "success": messages.SUCCESS,
@@ -101,19 +109,27 @@ def _next_url(request: HttpRequest, default: str) -> str:
 @reviewer_required
 @require_GET
 def queue(request: HttpRequest) -> HttpResponse:
-    filter = selectors.review_queue_filter_clean(request.GET.get("filter"))
-    search = selectors.review_search_clean(request.GET.get("q"))
-    page = selectors.review_queue_list(user=request.user, filter=filter, search=search,
-                                       page=request.GET.get("page", 1))
+    view = selectors.QueueView.from_params(request.GET)
+    matches = selectors.orders_search(search=view.search)
+    page = selectors.review_queue_list(user=request.user, view=view, page=request.GET.get("page", 1),
+                                       matches=matches)
     now = timezone.now()
     context = {
         "tab": "queue",
-        "filter": filter,
-        "search": search,
+        "view": view,
+        "filter": view.filter,
+        "search": view.search,
         "page": page,
         "rows": [(task, selectors.review_deadline(due_at=task.due_at, now=now),
                   selectors.duration_text(now - task.order.created_at)) for task in page.object_list],
         "counts": selectors.review_queue_counts(user=request.user),
+        "tab_links": {name: view.with_(filter=name) for name in selectors.QueueFilter.CHOICES},
+        # Orders outside the queue that match a search, decided ones included, with links.
+        "matches": selectors.orders_matching(matches=matches) if matches else [],
+        "search_truncated": matches.truncated,
+        "search_limit": selectors.SEARCH_LIMIT,
+        "risk_levels": RiskLevel.choices,
+        "sorts": list(selectors.QueueSort.LABELS.items()),
         "refresh_seconds": _refresh_seconds(),
         "now": now,
     }
@@ -124,13 +140,32 @@ def queue(request: HttpRequest) -> HttpResponse:
 @reviewer_required
 @require_GET
 def recent(request: HttpRequest) -> HttpResponse:
-    mine = request.GET.get("mine") == "1"
-    page = selectors.review_recent_list(user=request.user, mine=mine, page=request.GET.get("page", 1))
+    form = RecentFilterForm(request.GET)
+    form.is_valid()  # what is invalid is dropped (and said), the rest still filters
+    data = form.cleaned_data
+    for name, errors in form.errors.items():
+        messages.warning(request, RECENT_FILTER_DROPPED.format(field=name, error=" ".join(errors)))
+    filter = selectors.RecentFilter(
+        mine=request.GET.get("mine") == "1", search=data.get("q", ""), by=data.get("by", ""),
+        reason=data.get("reason", ""), outcome=data.get("outcome", ""), since=data.get("since"),
+        until=data.get("until"),
+    )
+    matches = selectors.orders_search(search=filter.search)
+    page = selectors.review_recent_list(user=request.user, filter=filter, page=request.GET.get("page", 1),
+                                        matches=matches)
     context = {
         "tab": "recent",
-        "mine": mine,
+        "mine": filter.mine,
+        "filter": filter,
         "page": page,
-        "counts": selectors.review_queue_counts(user=request.user),
+        "reviewers": selectors.reviewer_names(),
+        "search_truncated": matches.truncated,
+        "search_limit": selectors.SEARCH_LIMIT,
+        "everyone_link": filter.with_(mine=""),
+        "mine_link": filter.with_(mine="1"),
+        "page_link_base": (filter.with_() + "&") if filter.params() else "",
+        "reasons": RejectReason.choices,
+        "outcomes": form.fields["outcome"].choices[1:],
         "refresh_seconds": _refresh_seconds(),
     }
     template = "reviews/_recent.html" if request.htmx else "reviews/recent.html"
@@ -146,14 +181,29 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
         raise Http404(ORDER_NOT_FOUND.format(order_id=order_id)) from None
     now = timezone.now()
     task = review.task
+    view = selectors.QueueView.from_params(request.GET)
+    if task is not None:
+        next_id = selectors.review_neighbour(user=request.user, view=view, task=task, forward=True)
+        previous_id = selectors.review_neighbour(user=request.user, view=view, task=task, forward=False)
+    else:
+        next_id, previous_id = selectors.review_first(user=request.user, view=view), None
+    user = request.user
     context = {
         "review": review,
         "order": review.order,
         "task": task,
+        "view": view,
         "deadline": selectors.review_deadline(due_at=task.due_at, now=now) if review.is_open else None,
         "age": selectors.duration_text(now - review.order.created_at),
+        "can_decide": review.is_open and task.claimed_by_id in (None, user.pk),
         "approve_form": DecisionForm.fresh("approve"),
         "reject_form": DecisionForm.fresh("reject"),
+        "reject_reasons": RejectReason.choices,
+        "next_url": _order_url(next_id, view) if next_id else "",
+        "previous_url": _order_url(previous_id, view) if previous_id else "",
+        "queue_url": reverse("reviews:queue") + (f"?{view.querystring}" if view.querystring else ""),
+        "admin_url": (reverse("admin:orderweb_order_change", args=[review.order.pk])
+                      if user.is_staff and user.has_perm("orderweb.view_order") else ""),
         "temporal_url": workflow_ui_url(review.order.workflow_id),
         "refresh_seconds": _refresh_seconds(),
     }
@@ -187,17 +237,52 @@ def order_status(request: HttpRequest, order_id: str) -> HttpResponse:
         context["live"] is not None and OrderState(context["live"]["workflow_status"]).is_terminal and order.is_terminal
     ) or (gone and (order.is_terminal or order.needs_attention))
     context["finished"] = finished
+    context["left_review"] = _left_review_message(order, context["live"])
+    state = (context["live"] or {}).get("workflow_status") or order.status
+    context["left_state_label"] = Order.Status(state).label if state in Order.Status.values else state
     response = render(request, "reviews/_status.html", context)
     if finished and request.htmx:
         return HttpResponseStopPolling(response.content)
     return response
 
 
+def _left_review_message(order: Order, live: dict | None) -> str:
+    """Why the decision panel must lock, or "" while the order still waits for review. Postgres
+    first (the task closed: who or what closed it); else the workflow's own answer (it moved on
+    and the projection has not landed yet)."""
+    task = ReviewTask.objects.filter(order=order).order_by("-pk").only(
+        "status", "decided_by_name", "decided_at", "note").first()
+    state = (live or {}).get("workflow_status") or order.status
+    if task is not None and task.status != ReviewTask.Status.OPEN:
+        when = f" at {timezone.localtime(task.decided_at):%H:%M:%S}" if task.decided_at else ""
+        outcome = task.get_status_display().lower()
+        if task.decided_by_name:
+            return LEFT_REVIEW_DECIDED.format(outcome=outcome, who=task.decided_by_name, when=when, state=state)
+        reason = f" ({order.cancel_reason})" if order.cancel_reason else ""
+        return LEFT_REVIEW_CLOSED.format(outcome=outcome + reason, when=when, state=state)
+    if live is None:
+        return ""
+    if live.get("workflow_status") not in (OrderState.AWAITING_MANUAL_REVIEW, OrderState.PROCESSING,
+                                           OrderState.STARTED) or live.get("review_decision") or live.get(
+                                               "cancel_requested"):
+        why = ""
+        if live.get("review_decision"):
+            why = f" (decision: {live['review_decision']})"
+        elif live.get("cancel_requested"):
+            why = " (cancellation requested)"
+        elif live.get("reason"):
+            why = f" ({live['reason']})"
+        return LEFT_REVIEW_LIVE.format(state=live.get("workflow_status"), why=why)
+    return ""
+
+
 # -- actions -----------------------------------------------------------------------------------
 
 
-def _order_url(order: Order) -> str:
-    return reverse("reviews:order", args=[order.order_id])
+def _order_url(order: Order | str, view: selectors.QueueView | None = None) -> str:
+    order_id = order if isinstance(order, str) else order.order_id
+    url = reverse("reviews:order", args=[order_id])
+    return f"{url}?{view.querystring}" if view is not None and view.querystring else url
 
 
 @reviewer_required
@@ -232,13 +317,29 @@ def decide(request: HttpRequest, order_id: str) -> HttpResponse:
             for error in errors:
                 messages.error(request, error)
         return redirect(_order_url(order))
+    data = form.cleaned_data
+    view = selectors.QueueView.from_querystring(data["queue"])
     try:
         outcome = services.review_decide(
-            order=order, user=request.user, decision=form.cleaned_data["decision"],
-            note=form.cleaned_data["note"], action_id=str(form.cleaned_data["action_id"]),
+            order=order, user=request.user, decision=data["decision"], note=data["note"],
+            action_id=str(data["action_id"]), reason_code=data["reason_code"],
         )
     except ValidationError as err:
         messages.error(request, " ".join(err.messages))
-        return redirect(_order_url(order))
+        return redirect(_order_url(order, view))
     messages.add_message(request, _LEVELS[outcome.level], outcome.message)
-    return redirect(_order_url(order))
+    if outcome.accepted and data["then"] == "next":
+        return redirect(_next_after(request, order, view))
+    return redirect(_order_url(order, view))
+
+
+def _next_after(request: HttpRequest, order: Order, view: selectors.QueueView) -> str:
+    """Where "& next" goes: the next order the reviewer can decide in their queue, after the
+    one just decided; the queue itself (with a message) when nothing is left."""
+    task = ReviewTask.objects.filter(order=order).order_by("-pk").first()
+    next_id = selectors.review_neighbour(user=request.user, view=view, task=task) if task is not None else None
+    next_id = next_id or selectors.review_first(user=request.user, view=view)
+    if next_id:
+        return _order_url(next_id, view)
+    messages.info(request, QUEUE_DONE.format(view=" (as filtered)" if view.querystring else ""))
+    return reverse("reviews:queue") + (f"?{view.querystring}" if view.querystring else "")

@@ -335,7 +335,7 @@ def test_production_profile(production: Production, tmp_path):
             row.get_by_role("link", name=order_id).click()
             expect(page.locator("#workflow-status")).to_have_text("awaiting_manual_review")
             page.locator(".approve-form textarea").fill("Fine.")
-            page.get_by_role("button", name="Approve").click()
+            page.get_by_role("button", name="Approve", exact=True).click()  # not "Approve & next"
             expect(page.locator("#workflow-status")).to_have_text("completed", timeout=60_000)  # live, htmx
             page.screenshot(path=str(SHOTS / "production-order-completed.png"), full_page=True)
             page.goto("/admin/orderweb/order/")

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from orderweb import actions, forms as order_forms, services
 from orderweb.models import Order, OrderEvent, OrderLine
 from reviews import forms as review_forms, services as review_services
-from reviews.models import ReviewTask
+from reviews.models import RejectReason as ReviewRejectReason, ReviewTask
 from temporal_app.contracts import (
     ADDRESS_CONTROL_CHARS, ADDRESS_EMPTY, ADDRESS_TOO_LONG, AMOUNT_INVALID, CUSTOMER_INVALID, MAX_ADDRESS_LENGTH,
     ORDER_ID_INVALID, TOTAL_TOO_LARGE, AddressChange, CancelRequest, LineItem, RefusalCode, ReviewDecision, Signals,
@@ -129,17 +129,23 @@ def test_order_create_gives_a_clear_error_or_a_whole_order(order_id, address, am
 @settings(FIXTURE_OK, max_examples=150)
 @given(decision=st.one_of(st.sampled_from(["approve", "reject", "APPROVE", ""]), any_text),
        note=st.one_of(any_text, st.text(min_size=1990, max_size=2100)),
-       action_id=st.one_of(st.uuids().map(str), any_text))
-def test_decision_form_accepts_or_says_why(decision, note, action_id):
-    form = review_forms.DecisionForm({"decision": decision, "note": note, "action_id": action_id})
+       action_id=st.one_of(st.uuids().map(str), any_text),
+       reason_code=st.one_of(st.sampled_from(["", "other", "suspected_fraud", "out_of_stock"]), any_text))
+def test_decision_form_accepts_or_says_why(decision, note, action_id, reason_code):
+    form = review_forms.DecisionForm({"decision": decision, "note": note, "action_id": action_id,
+                                      "reason_code": reason_code})
     if form.is_valid():
         assert form.cleaned_data["decision"] in ("approve", "reject")
-        assert form.cleaned_data["decision"] == "approve" or form.cleaned_data["note"]
+        if form.cleaned_data["decision"] == "reject":
+            assert form.cleaned_data["reason_code"] in ReviewRejectReason.values
+            assert form.cleaned_data["reason_code"] != "other" or form.cleaned_data["note"]
         return
-    known = {review_services.DECISION_UNKNOWN, review_forms.ACTION_ID_INVALID, refusal(RefusalCode.REJECT_NEEDS_NOTE).message}
+    known = {review_services.DECISION_UNKNOWN, review_forms.ACTION_ID_INVALID, review_services.REJECT_REASON_REQUIRED,
+             review_services.REJECT_OTHER_NEEDS_NOTE}
     for errors in form.errors.values():
         for message in errors:
-            assert message in known or "at most" in message or "Null characters" in message, message
+            assert (message in known or "at most" in message or "Null characters" in message
+                    or message.startswith("Unknown rejection reason")), message
 
 
 @pytest.mark.django_db
@@ -159,14 +165,18 @@ def test_address_form_agrees_with_the_workflow_rule(address):
 
 @pytest.mark.django_db
 @settings(FIXTURE_OK, max_examples=150)
-@given(reason=st.one_of(any_text, st.text(min_size=495, max_size=520)))
-def test_cancel_form_accepts_or_says_why(reason):
-    form = order_forms.CancelForm({"reason": reason})
+@given(reason=st.one_of(any_text, st.text(min_size=495, max_size=520)),
+       reason_code=st.one_of(st.sampled_from(["customer_request", "other", ""]), any_text))
+def test_cancel_form_accepts_or_says_why(reason, reason_code):
+    form = order_forms.CancelForm({"reason": reason, "reason_code": reason_code})
     if not form.is_valid():
         known = {actions.CANCEL_REASON_REQUIRED, actions.CANCEL_REASON_TOO_LONG,
-                 actions.CANCEL_REASON_CONTROL_CHARS, "This field is required.",
-                 "Null characters are not allowed."}
-        assert all(m in known or "at most" in m for m in form.errors["reason"]), form.errors
+                 actions.CANCEL_REASON_CONTROL_CHARS, actions.CANCEL_REASON_OTHER_NEEDS_TEXT,
+                 "This field is required.", "Null characters are not allowed.", "Choose a reason."}
+        for messages in form.errors.values():
+            assert all(m in known or "at most" in m or m.startswith("Select a valid choice") for m in messages), form.errors
+    else:
+        assert form.cleaned_data["reason"] and form.cleaned_data["reason_code"]
 
 
 @pytest.fixture

@@ -325,6 +325,7 @@ def _snapshot() -> tuple:
 def _post_data(name: str, order: Order) -> dict[str, object]:
     return {
         "decision": "approve", "note": "ok", "action_id": str(uuid.uuid4()), "reason": "security test",
+        "reason_code": "customer_request",
         "address": "2 Other Street\nSpringfield", "post": "yes", "order_id": "SEC-NEW",
         "customer": "x", "amount": "1.00", "lines-TOTAL_FORMS": "0", "lines-INITIAL_FORMS": "0",
         "username": "intruder", "password1": "Xx-12345678-long", "password2": "Xx-12345678-long",
@@ -399,7 +400,8 @@ def test_reviewers_cannot_act_through_the_admin(people, world):
             expected = 302 if role == "reviewer" else 403
             assert response.status_code == expected, (role, view)
         response = client.post(reverse("admin:orderweb_order_changelist"), {
-            "action": "cancel_selected", "_selected_action": [order.pk], "post": "yes", "reason": "x"})
+            "action": "cancel_selected", "_selected_action": [order.pk], "post": "yes", "reason": "x",
+            "reason_code": "customer_request"})
         if role == "reviewer":
             assert response.status_code == 302  # to the admin login
         else:  # the action is not offered to them: the list comes back, nothing was done

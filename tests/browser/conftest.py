@@ -63,3 +63,12 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def press(page, key: str) -> None:
+    """Press a key once the page's shortcuts listen (reviews/static/reviews/review.js marks
+    <html data-keys="on">): a test can press faster than a deferred script loads, a person not."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("html[data-keys=on]")).to_have_count(1)
+    page.keyboard.press(key)

@@ -28,14 +28,16 @@ def test_staff_cancels_an_order_in_the_admin(system, page, make_staff):
     page.click(f"#result_list a:text('{order.order_id}')")
     page.click("a.order-action:text('Cancel order')")
     expect(page.locator("#content h1")).to_have_text(f"Cancel order {order.order_id}")
+    page.get_by_label("Customer request").check()
     page.fill("#id_reason", "customer called to cancel")
     screenshot(page, "admin-cancel-confirmation")
     page.click("input[type=submit][value='Yes, cancel the order']")
 
     expect(page.locator(".messagelist .success")).to_have_text(
         CANCEL_DONE.format(order_id=order.order_id, reason="customer called to cancel"))
-    expect(page.locator(".fieldBox.field-status .readonly")).to_have_text("Cancelled")
-    expect(page.locator(".field-cancel_reason .readonly")).to_have_text("customer called to cancel")
+    expect(page.locator(".fieldBox.field-status_shown .readonly")).to_have_text("Cancelled")
+    expect(page.locator(".fieldBox.field-cancel_reason .readonly")).to_have_text("customer called to cancel")
+    expect(page.locator(".fieldBox.field-cancel_reason_label .readonly")).to_have_text("Customer request (customer_request)")
     expect(page.locator("table.order-timeline")).to_contain_text("Cancellation requested")
     expect(page.locator("a.order-action")).to_have_count(0)  # nothing left to do with it
     screenshot(page, "admin-order-cancelled")

@@ -73,7 +73,7 @@ def test_reviewer_logs_in_claims_approves_and_sees_completed(page, reviewer_logi
     screenshot(page, "review-03-order-claimed")
 
     page.locator(".approve-form textarea").fill("Known customer, fine.")
-    page.get_by_role("button", name="Approve").click()
+    page.get_by_role("button", name="Approve", exact=True).click()
     expect(page.get_by_role("status").filter(
         has_text=services.DECIDED_APPROVED.format(order_id=order.order_id))).to_be_visible()
     expect(page.locator("#workflow-status")).to_have_text("completed", timeout=30_000)
@@ -95,16 +95,25 @@ def test_reviewer_rejects_with_a_reason(page, reviewer_login):
     order = _new_order()
     page.locator(f'tr[data-order="{order.order_id}"] .order-id a').click()
     expect(page.locator("#workflow-status")).to_have_text("awaiting_manual_review")
+    # Reject opens a confirmation: the reason, the consequence, then the confirm button.
+    page.get_by_text("Reject…").click()
     reject = page.locator(".reject-form")
-    reject.get_by_role("button", name="Reject").click()
-    # The reason is required: the browser does not send the form without it.
-    expect(page.locator(".reject-form textarea:invalid")).to_have_count(1)
+    expect(reject.get_by_text("Rejecting cancels the order")).to_be_visible()
+    reject.get_by_role("button", name="Reject", exact=True).click()
+    # A reason code is required: the browser does not send the form without one.
+    expect(reject.locator("input[name=reason_code]:invalid")).to_have_count(5)
+    reject.get_by_role("radio", name="Other").check()
+    reject.get_by_role("button", name="Reject", exact=True).click()
+    # "Other" needs words: the note became required.
+    expect(reject.locator("textarea:invalid")).to_have_count(1)
+    reject.get_by_role("radio", name="Undeliverable address").check()
     reject.locator("textarea").fill("Address is a known drop point")
-    reject.get_by_role("button", name="Reject").click()
+    reject.get_by_role("button", name="Reject", exact=True).click()
     expect(page.get_by_role("status").filter(has_text=services.DECIDED_REJECTED.format(
-        order_id=order.order_id, note="Address is a known drop point"))).to_be_visible()
+        order_id=order.order_id, reason="Undeliverable address: Address is a known drop point"))).to_be_visible()
     expect(page.locator("#workflow-status")).to_have_text("cancelled")
     expect(page.locator("#live-status")).to_contain_text("rejected in review: Address is a known drop point")
+    expect(page.locator(".review-outcome .reason-code")).to_have_text("Undeliverable address")
     screenshot(page, "review-06-order-rejected")
     assert _run_to_the_end(order) == "cancelled"
 
@@ -114,13 +123,13 @@ def test_stale_page_shows_why_the_decision_did_not_apply(page, reviewer_login):
     order = _new_order()
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     page.goto(f"/reviews/orders/{order.order_id}/")
-    expect(page.get_by_role("button", name="Approve")).to_be_visible()
+    expect(page.get_by_role("button", name="Approve", exact=True)).to_be_visible()
     h = handle(order.workflow_id)
     temporal(lambda c: h.execute_update(Updates.REQUEST_CANCEL, CancelRequest("customer called", "staffer")))
-    page.get_by_role("button", name="Approve").click()
+    page.get_by_role("button", name="Approve", exact=True).click()
     expect(page.get_by_role("alert")).to_have_text(
         services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="customer called"))
-    expect(page.get_by_role("button", name="Approve")).to_have_count(0)
+    expect(page.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
     screenshot(page, "review-07-stale-page-refused")
     assert _run_to_the_end(order) == "cancelled"
 
@@ -134,12 +143,12 @@ def test_temporal_outage_is_explained_and_loses_nothing(page, reviewer_login):
     with temporal_outage():
         page.goto(f"/reviews/orders/{order.order_id}/")
         expect(page.locator("#live-status")).to_contain_text("Live status unavailable: Temporal at")
-        page.get_by_role("button", name="Approve").click()
+        page.get_by_role("button", name="Approve", exact=True).click()
         expect(page.get_by_role("alert")).to_contain_text(f"The decision for {order.order_id} could not be confirmed")
-        expect(page.get_by_role("button", name="Approve")).to_be_visible()  # still open: nothing lost
+        expect(page.get_by_role("button", name="Approve", exact=True)).to_be_visible()  # still open: nothing lost
         screenshot(page, "review-08-temporal-outage")
     # Temporal is back: the live panel recovers by itself, and the decision goes through.
     expect(page.locator("#workflow-status")).to_have_text("awaiting_manual_review")
-    page.get_by_role("button", name="Approve").click()
+    page.get_by_role("button", name="Approve", exact=True).click()
     expect(page.locator("#workflow-status")).to_have_text("completed", timeout=30_000)
     assert _run_to_the_end(order) == "completed"

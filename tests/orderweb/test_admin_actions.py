@@ -62,7 +62,7 @@ def test_cancel_one_order_from_its_page(system, client, make_staff):
     client.force_login(user)
     assert client.get(url("cancel", order)).status_code == 200  # confirmation first
 
-    response = client.post(url("cancel", order), {"reason": "customer changed their mind"})
+    response = client.post(url("cancel", order), {"reason": "customer changed their mind", "reason_code": "customer_request"})
     assert response.status_code == 302 and response["Location"] == url("change", order)
     assert messages_of(response) == [
         ("success", CANCEL_DONE.format(order_id=order.order_id, reason="customer changed their mind"))
@@ -70,6 +70,7 @@ def test_cancel_one_order_from_its_page(system, client, make_staff):
     order.refresh_from_db()  # the projection is there when the person sees the next page
     assert order.status == Order.Status.CANCELLED
     assert order.cancel_reason == "customer changed their mind"
+    assert order.cancel_reason_code == "customer_request"
     assert finish(order).status == "cancelled"
     assert admin_events(order) == [("cancel_requested", "carol",
                                     "cancellation requested: customer changed their mind")]
@@ -85,7 +86,7 @@ def test_cancel_one_order_from_its_page(system, client, make_staff):
 def test_cancel_a_selection_refuses_the_finished_one_precisely(system, client, make_staff):
     first, second, finished = place_order(), place_order(), place_order()
     client.force_login(make_staff("dave", "cancel_order"))
-    response = client.post(url("cancel", finished), {"reason": "duplicate order"})
+    response = client.post(url("cancel", finished), {"reason": "duplicate order", "reason_code": "other"})
     assert messages_of(response)[0][0] == "success"
     finished.refresh_from_db()
     assert finished.status == Order.Status.CANCELLED
@@ -94,7 +95,8 @@ def test_cancel_a_selection_refuses_the_finished_one_precisely(system, client, m
     page = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection, "index": 0})
     assert page.status_code == 200 and "Yes, cancel 3 orders" in page.content.decode()
     response = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection,
-                                        "post": "yes", "reason": "warehouse closed"})
+                                        "post": "yes", "reason": "warehouse closed",
+                                        "reason_code": "out_of_stock"})
     assert response.status_code == 302
     told = set(messages_of(response))
     assert ("success", CANCEL_DONE.format(order_id=first.order_id, reason="warehouse closed")) in told
@@ -151,7 +153,7 @@ def test_shipped_order_refuses_cancel_and_address_change(system, client, make_st
     assert messages_of(response) == [
         ("error", ADDRESS_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.ADDRESS_TOO_LATE).message))
     ]
-    response = client.post(url("cancel", order), {"reason": "too slow"})
+    response = client.post(url("cancel", order), {"reason": "too slow", "reason_code": "customer_request"})
     assert messages_of(response) == [
         ("error", CANCEL_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.CANCEL_TOO_LATE).message))
     ]
@@ -208,7 +210,8 @@ def test_cancel_and_refund_a_dispatch_failed_order(system, client, make_staff):
                                     "index": 0}).content.decode()
     assert "Cancel, then refund the payment" in page
     response = client.post(CHANGELIST, {"action": "cancel_and_refund_selected", "_selected_action": [order.pk],
-                                        "post": "yes", "reason": "carrier cannot reach the address"})
+                                        "post": "yes", "reason": "carrier cannot reach the address",
+                                        "reason_code": "undeliverable_address"})
     expected = "carrier cannot reach the address (payment refunded)"
     assert messages_of(response) == [("success", CANCEL_DONE.format(order_id=order.order_id, reason=expected))]
     order.refresh_from_db()
@@ -233,7 +236,7 @@ def test_temporal_unreachable_is_told_and_nothing_changes(system, client, make_s
     real_address = settings.TEMPORAL_ADDRESS
     settings.TEMPORAL_ADDRESS = f"127.0.0.1:{free_port()}"  # nothing listens there
     settings.TEMPORAL_RPC_TIMEOUT_SECONDS = 2
-    response = client.post(url("cancel", order), {"reason": "try it"})
+    response = client.post(url("cancel", order), {"reason": "try it", "reason_code": "other"})
     (level, message), = messages_of(response)
     assert level == "error"
     prefix = CANCEL_REFUSED.format(order_id=order.order_id, message="")
@@ -259,7 +262,7 @@ def test_workflow_that_does_not_answer_is_told_honestly(system, client, make_sta
                                         id=order.workflow_id, task_queue="nobody-polls-this-tq"))
     settings.TEMPORAL_RPC_TIMEOUT_SECONDS = 2
     client.force_login(make_staff("lee", "cancel_order"))
-    response = client.post(url("cancel", order), {"reason": "hello?"})
+    response = client.post(url("cancel", order), {"reason": "hello?", "reason_code": "other"})
     assert messages_of(response) == [("error", NO_ANSWER.format(order_id=order_id, seconds=2))]
     assert [t for t, _, _ in admin_events(order)] == ["cancel_requested", "cancel_unanswered"]
     order.refresh_from_db()

@@ -172,3 +172,57 @@ def test_review_tasks_are_read_only(client, admin_user):
     assert response.status_code == 403
     task.refresh_from_db()
     assert task.status == ReviewTask.Status.OPEN
+
+
+def _waiting_after_failed_dispatch(order: Order, error: str = "carrier refused: address not served") -> None:
+    Order.objects.filter(pk=order.pk).update(status=Order.Status.SHIPPING, dispatch_failures=2)
+    Shipment.objects.create(order=order, status=Shipment.Status.DISPATCH_FAILED, address="x", last_error=error,
+                            idempotency_key=f"order:{order.order_id}:ship")
+
+
+def test_dispatch_failed_and_waiting_shows_as_such_with_the_carriers_error(client, make_staff):
+    from orderweb.admin import DISPATCH_WAITING, DISPATCH_WAITING_NOTICE
+
+    client.force_login(make_staff("watcher", "retry_shipping"))
+    waiting, shipping = make_orders(2)
+    _waiting_after_failed_dispatch(waiting)
+    Order.objects.filter(pk=shipping.pk).update(status=Order.Status.SHIPPING)
+    html = client.get(CHANGELIST).content.decode()
+    row = html.split(f">{waiting.order_id}<")[1].split("</tr>")[0]
+    assert f">{DISPATCH_WAITING}</span>" in row
+    other = html.split(f">{shipping.order_id}<")[1].split("</tr>")[0]
+    assert ">Shipping</span>" in other and DISPATCH_WAITING not in other
+
+    page = client.get(reverse("admin:orderweb_order_change", args=[waiting.pk])).content.decode()
+    notice = DISPATCH_WAITING_NOTICE.format(failures=2, plural="s")
+    assert f'<li class="errornote">{notice} The carrier&#x27;s last error: carrier refused: address not served</li>' in page
+    assert "field-carrier_last_error" in page
+    assert f"Shipping: {DISPATCH_WAITING.lower()}" in page  # the status itself says it, not just "Shipping"
+    retry = client.get(reverse("admin:orderweb_order_retry_shipping", args=[waiting.pk])).content.decode()
+    assert '<td class="carrier-error">carrier refused: address not served</td>' in retry
+
+
+def test_admin_shows_event_labels_not_codes(client, admin_user):
+    client.force_login(admin_user)
+    order = make_orders(1)[0]
+    OrderEvent.objects.create(order=order, type="review_decision_requested", actor="rita", source="web")
+    OrderEvent.objects.create(order=order, type="update_applied", actor="stella", source="admin",
+                              details={"signal": "ChangeAddress", "old_address": "a", "new_address": "b"})
+    listing = client.get(reverse("admin:orderweb_orderevent_changelist")).content.decode()
+    assert ">Decision sent<" in listing and ">ChangeAddress applied<" in listing
+    assert ">review_decision_requested<" not in listing
+    page = client.get(reverse("admin:orderweb_order_change", args=[order.pk])).content.decode()
+    assert "<td>Decision sent</td>" in page and "review_decision_requested" not in page
+
+
+def test_cancel_reason_codes_show_and_filter_in_the_order_list(client, make_staff):
+    client.force_login(make_staff())
+    fraud, asked, none = make_orders(3)
+    Order.objects.filter(pk=fraud.pk).update(status="cancelled", cancel_reason="x", cancel_reason_code="suspected_fraud")
+    Order.objects.filter(pk=asked.pk).update(status="cancelled", cancel_reason="x", cancel_reason_code="customer_request")
+    Order.objects.filter(pk=none.pk).update(status="cancelled", cancel_reason="x")
+    html = client.get(CHANGELIST, {"cancel_reason": "suspected_fraud"}).content.decode()
+    assert fraud.order_id in html and asked.order_id not in html and none.order_id not in html
+    assert none.order_id in client.get(CHANGELIST, {"cancel_reason": "none"}).content.decode()
+    page = client.get(reverse("admin:orderweb_order_change", args=[fraud.pk])).content.decode()
+    assert "Suspected fraud (suspected_fraud)" in page

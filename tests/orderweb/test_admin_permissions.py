@@ -8,7 +8,12 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from orderweb.actions import CANCEL_REASON_REQUIRED, CANCEL_REASON_TOO_LONG, NOT_DISPATCH_FAILED
+from orderweb.actions import (
+    CANCEL_REASON_OTHER_NEEDS_TEXT,
+    CANCEL_REASON_REQUIRED,
+    CANCEL_REASON_TOO_LONG,
+    NOT_DISPATCH_FAILED,
+)
 from orderweb.models import Order, OrderEvent, Payment
 from temporal_app.contracts import ADDRESS_CONTROL_CHARS, ADDRESS_EMPTY, ADDRESS_TOO_LONG, MAX_ADDRESS_LENGTH, RefusalCode, refusal
 from tests.orderweb.conftest import messages_of
@@ -43,7 +48,8 @@ def test_list_action_needs_its_permission(client, make_staff, order, action, per
     assert response.status_code == 302
     assert ("warning", "No action selected.") in messages_of(response)
     # Even a forged confirmation is not run.
-    client.post(CHANGELIST, {"action": action, "_selected_action": [order.pk], "post": "yes", "reason": "x"})
+    client.post(CHANGELIST, {"action": action, "_selected_action": [order.pk], "post": "yes", "reason": "x",
+                             "reason_code": "customer_request"})
     assert not OrderEvent.objects.filter(order=order).exists()
 
     client.force_login(make_staff("with", perm))
@@ -59,7 +65,7 @@ def test_order_action_page_needs_its_permission(client, make_staff, order, view,
     url = reverse(f"admin:orderweb_order_{view}", args=[order.pk])
     client.force_login(make_staff("without", *(p for p in VIEWS.values() if p != perm)))
     assert client.get(url).status_code == 403
-    assert client.post(url, {"reason": "x", "address": "2 Other Road"}).status_code == 403
+    assert client.post(url, {"reason": "x", "reason_code": "customer_request", "address": "2 Other Road"}).status_code == 403
     assert not OrderEvent.objects.filter(order=order).exists()
 
     client.force_login(make_staff("with", perm))
@@ -91,24 +97,44 @@ def test_cancel_selection_confirmation_lists_orders_refunds_and_asks_a_reason(cl
     for pk in selection:
         assert f'name="_selected_action" value="{pk}"' in html
 
+    assert 'name="reason_code"' in html
     # Confirming without a reason shows the page again with the error; nothing is recorded.
     response = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection,
                                         "post": "yes", "reason": "  "})
     assert response.status_code == 200
-    assert "This field is required." in response.content.decode()
+    assert "Choose a reason." in response.content.decode()
     response = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection,
-                                        "post": "yes", "reason": "x" * 501})
+                                        "post": "yes", "reason": "  ", "reason_code": "other"})
+    assert CANCEL_REASON_OTHER_NEEDS_TEXT in response.content.decode()
+    response = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection,
+                                        "post": "yes", "reason": "x" * 501, "reason_code": "other"})
     assert "Ensure this value has at most 500 characters" in response.content.decode()
     assert not OrderEvent.objects.exists()
 
 
 def test_cancel_reason_rules(client, make_staff, order):
+    from django.core.exceptions import ValidationError
+
     from orderweb.forms import CancelForm
 
-    assert CancelForm({"reason": " "}).errors["reason"] == ["This field is required."]
-    assert CancelForm({"reason": "a\x07b"}).errors["reason"] == ["The reason contains control characters."]
-    assert CancelForm({"reason": "line one\r\nline two"}).is_valid()
-    from django.core.exceptions import ValidationError
+    assert CancelForm({"reason": "why"}).errors["reason_code"] == ["Choose a reason."]
+    assert CancelForm({"reason": " ", "reason_code": "other"}).errors["reason"] == [CANCEL_REASON_OTHER_NEEDS_TEXT]
+    assert CancelForm({"reason": "a\x07b", "reason_code": "other"}).errors["reason"] == [
+        "The reason contains control characters."]
+    assert CancelForm({"reason": "line one\r\nline two", "reason_code": "other"}).is_valid()
+    # Without words of their own, the code's label is the reason recorded.
+    form = CancelForm({"reason": "", "reason_code": "out_of_stock"})
+    assert form.is_valid() and form.cleaned_data["reason"] == "Out of stock"
+    # The service checks the code too, for callers that skip the form.
+    from orderweb.actions import validate_cancel_reason_code
+
+    with pytest.raises(ValidationError) as err:
+        validate_cancel_reason_code("bogus")
+    assert err.value.code == "reason_code_unknown"
+    with pytest.raises(ValidationError) as err:
+        validate_cancel_reason_code("other", "Other")
+    assert err.value.messages == [CANCEL_REASON_OTHER_NEEDS_TEXT]
+    assert validate_cancel_reason_code("") == ""  # a client that sends no code
 
     from orderweb.actions import validate_cancel_reason
 
@@ -127,7 +153,7 @@ def test_single_cancel_page_is_a_confirmation(client, make_staff, order):
     assert "Are you sure you want to cancel this order?" in html
     assert 'name="_selected_action"' not in html  # posts to its own page
     response = client.post(url, {"reason": ""})
-    assert response.status_code == 200 and "This field is required." in response.content.decode()
+    assert response.status_code == 200 and "Choose a reason." in response.content.decode()
     assert not OrderEvent.objects.exists()
 
 
@@ -163,7 +189,8 @@ def test_address_page_says_too_late_after_dispatch(client, make_staff, order):
 def test_cancel_and_refund_leaves_orders_that_did_not_fail_dispatch(client, make_staff, order):
     client.force_login(make_staff("canceller", "cancel_order"))
     response = client.post(CHANGELIST, {"action": "cancel_and_refund_selected", "_selected_action": [order.pk],
-                                        "post": "yes", "reason": "carrier cannot deliver"})
+                                        "post": "yes", "reason": "carrier cannot deliver",
+                                        "reason_code": "undeliverable_address"})
     assert response.status_code == 302
     assert messages_of(response) == [("error", NOT_DISPATCH_FAILED.format(order_id="PERM-1"))]
     assert not OrderEvent.objects.exists()

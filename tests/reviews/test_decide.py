@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 import uuid
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.contrib.messages import get_messages
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
@@ -20,7 +22,7 @@ from orderweb.services import order_create
 from reviews import services, views
 from reviews.models import ReviewTask
 from temporal_app import client as temporal_client
-from temporal_app.contracts import CancelRequest, LineItem, RefusalCode, ReviewDecision, Signals, Updates, refusal
+from temporal_app.contracts import CancelRequest, LineItem, RefusalCode, ReviewDecision, Signals, Updates
 from tests.helpers import handle, new_order_id, temporal, wait_for_state, wait_until
 from tests.reviews.conftest import client_for
 
@@ -44,10 +46,14 @@ def _run_to_the_end(order: Order):
     return temporal(lambda c: h.result())
 
 
-def _decide(client, order: Order, decision: str, note: str = "", action_id: str | None = None):
+def _decide(client, order: Order, decision: str, note: str = "", action_id: str | None = None,
+            reason_code: str | None = None, **extra):
+    if reason_code is None:
+        reason_code = "suspected_fraud" if decision == "reject" else ""
     return client.post(
         reverse("reviews:decide", args=[order.order_id]),
-        {"decision": decision, "note": note, "action_id": action_id or str(uuid.uuid4())},
+        {"decision": decision, "note": note, "action_id": action_id or str(uuid.uuid4()), "reason_code": reason_code,
+         **extra},
     )
 
 
@@ -78,22 +84,46 @@ def test_approve_reaches_completed_and_is_audited(system, reviewer):
 
 def test_reject_with_reason_cancels_the_order(system, reviewer):
     order = _waiting_order()
-    response = _decide(client_for(reviewer), order, "reject", "address is a parcel locker")
-    assert _messages(response) == [
-        services.DECIDED_REJECTED.format(order_id=order.order_id, note="address is a parcel locker")
-    ]
+    response = _decide(client_for(reviewer), order, "reject", "address is a parcel locker",
+                       reason_code="undeliverable_address")
+    assert _messages(response) == [services.DECIDED_REJECTED.format(
+        order_id=order.order_id, reason="Undeliverable address: address is a parcel locker")]
     order.refresh_from_db()
     assert order.status == Order.Status.CANCELLED
     assert order.cancel_reason == "rejected in review: address is a parcel locker"
+    assert order.cancel_reason_code == "undeliverable_address"
     task = ReviewTask.objects.get(order=order)
     assert task.status == ReviewTask.Status.REJECTED and task.decided_by == reviewer
+    assert task.reason_code == "undeliverable_address"
+    requested = OrderEvent.objects.get(order=order, type="review_decision_requested")
+    assert requested.details["reason_code"] == "undeliverable_address"
 
 
-def test_reject_without_reason_is_refused_before_temporal(system, reviewer):
+def test_reject_with_a_code_alone_records_its_label(system, reviewer):
     order = _waiting_order()
-    response = _decide(client_for(reviewer), order, "reject", "   ")
-    assert response.status_code == 302
-    assert _messages(response) == [refusal(RefusalCode.REJECT_NEEDS_NOTE).message]
+    response = _decide(client_for(reviewer), order, "reject", reason_code="out_of_stock")
+    assert _messages(response) == [services.DECIDED_REJECTED.format(order_id=order.order_id, reason="Out of stock")]
+    order.refresh_from_db()
+    assert (order.cancel_reason, order.cancel_reason_code) == ("rejected in review: Out of stock", "out_of_stock")
+
+
+def test_reject_without_a_valid_reason_is_refused_before_temporal(system, reviewer):
+    order = _waiting_order()
+    client = client_for(reviewer)
+    cases = [
+        ("", "   ", services.REJECT_REASON_REQUIRED),
+        ("other", "  ", services.REJECT_OTHER_NEEDS_NOTE),
+        ("bogus", "why", services.REJECT_REASON_UNKNOWN.format(
+            code="bogus", codes="suspected_fraud, customer_request, undeliverable_address, out_of_stock, other")),
+    ]
+    for code, note, message in cases:
+        response = _decide(client, order, "reject", note, reason_code=code)
+        assert response.status_code == 302
+        assert _messages(response) == [message]
+    # The service says the same to a caller that skips the form.
+    with pytest.raises(ValidationError) as err:
+        services.review_decide(order=order, user=reviewer, decision="reject", note="no code")
+    assert err.value.messages == [services.REJECT_REASON_REQUIRED]
     assert wait_for_state(order.workflow_id, "awaiting_manual_review")["signals"] == []
     assert not OrderEvent.objects.filter(order=order, type__startswith="review_decision").exists()
 
@@ -268,3 +298,62 @@ def test_order_page_shows_live_status_and_temporal_link(system, reviewer):
     finished = client.get(reverse("reviews:order_status", args=[order.order_id]), HTTP_HX_REQUEST="true")
     assert finished.status_code == 286  # htmx: stop polling
     assert 'data-status="completed"' in finished.content.decode()
+
+
+def test_approve_and_next_goes_to_the_next_order_of_the_queue(system, reviewer):
+    first = _waiting_order()
+    second = _waiting_order()
+    ReviewTask.objects.filter(order=second).update(due_at=ReviewTask.objects.get(order=first).due_at + timedelta(hours=1))
+    client = client_for(reviewer)
+    response = _decide(client, first, "approve", then="next")
+    assert response.status_code == 302 and response.url == reverse("reviews:order", args=[second.order_id])
+    assert _messages(response) == [services.DECIDED_APPROVED.format(order_id=first.order_id)]
+    # The last one: back to the queue, which says nothing else waits.
+    response = _decide(client, second, "reject", then="next", queue="sort=risk")
+    assert response.url == reverse("reviews:queue") + "?sort=risk"
+    assert _messages(response)[-1] == views.QUEUE_DONE.format(view=" (as filtered)")
+    assert _run_to_the_end(first).status == "completed"
+    assert _run_to_the_end(second).status == "cancelled"
+
+
+def test_a_refused_decision_stays_on_the_order_to_say_why(system, reviewer, reviewer2):
+    order = _waiting_order()
+    _waiting_order()
+    client_for(reviewer2).post(reverse("reviews:claim", args=[order.order_id]))
+    response = _decide(client_for(reviewer), order, "approve", then="next")
+    assert response.url == reverse("reviews:order", args=[order.order_id])
+
+
+def test_live_status_says_when_the_order_left_review_and_who_decided(system, reviewer, reviewer2):
+    order = _waiting_order()
+    client = client_for(reviewer)
+    url = reverse("reviews:order_status", args=[order.order_id])
+    assert 'id="left-review"' not in client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    _decide(client_for(reviewer2), order, "approve")
+    html = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="left-review"' in html
+    assert "This order has left review: approved by bob at " in html
+    # When Postgres lags behind the workflow, the workflow's own answer says it.
+    _reopen_task_as_if_projection_lagged(order)
+    html = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "This order has left review: its workflow is" in html
+    assert _run_to_the_end(order).status == "completed"
+
+
+def test_one_address_change_is_one_entry_on_the_order_page(system, reviewer):
+    """Staff change the address once through the admin's service: the request, the workflow's
+    applied Update and its projection are three events, and the page lists one change."""
+    from orderweb.actions import order_address_change
+    from django.contrib.auth.models import User
+
+    order = _waiting_order()
+    staff = User.objects.create_user("stella", is_staff=True)
+    assert order_address_change(order=order, address="99 New Road\nSpringfield", acting_user=staff).accepted
+    refused = order_address_change(order=order, address="99 New Road\nSpringfield", acting_user=staff)
+    assert not refused.accepted  # the same address again: refused, and not a change
+    page = client_for(reviewer).get(reverse("reviews:order", args=[order.order_id])).content.decode()
+    history = page.split('id="address-history"')[1].split("</section>")[0]
+    assert history.count("<li>") == 1
+    assert "99 New Road" in history and "12 Review Street" in history
+    assert "The shipping address changed once after the order was placed." in page
+    assert OrderEvent.objects.filter(order=order, type__startswith="address_change").count() >= 1

@@ -5,11 +5,14 @@
 
 For each size ``orders:awaiting`` it empties the bench database, seeds that many orders in bulk
 (``awaiting`` of them waiting for review with an open task, a third of those claimed; the rest
-finished, with closed review tasks, line items and timeline events as real orders leave them),
+finished, with closed review tasks, line items and timeline events as real orders leave them;
+every order with a customer, an email and a risk assessment, about 13 orders per customer),
 runs ANALYZE, then renders each review page through Django's full request stack (middleware,
 session, permissions, templates) ``--runs`` times after warm-ups, and reports the median and the
 Python CPU time (this thread only, so other processes on a busy machine do not count) and
 the time spent waiting for SQL, in milliseconds, and the number of SQL queries per request.
+It also times the risk rules' three queries (``reviews.risk.risk_facts_gather``) for an order
+at that size, and ``--explain`` prints their plans with the queue's.
 
 The bench database is ``<your database>_bench_reviews`` on the same server (``--database`` to
 choose): the command creates it, migrates it and points this process's connection at it, so
@@ -35,7 +38,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from orderweb.models import Order, OrderEvent, OrderLine
-from reviews.models import ReviewTask
+from reviews.models import ReviewTask, RiskAssessment
+from reviews.risk import RiskThresholds, risk_evaluate, risk_facts_gather
 
 BATCH = 5000
 REVIEWERS = 5
@@ -98,7 +102,7 @@ class Command(BaseCommand):
 
     def _seed(self, n_orders: int, n_awaiting: int) -> float:
         started = time.monotonic()
-        tables = [m._meta.db_table for m in (ReviewTask, OrderEvent, OrderLine, Order)]
+        tables = [m._meta.db_table for m in (ReviewTask, RiskAssessment, OrderEvent, OrderLine, Order)]
         with connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
         User = get_user_model()
@@ -120,12 +124,16 @@ class Command(BaseCommand):
             waiting = i < n_awaiting
             status = Order.Status.AWAITING_MANUAL_REVIEW if waiting else rng.choice(statuses)
             created = now - timedelta(seconds=rng.randint(60, 86_000 if waiting else 90 * 86_400))
+            customer = i % 7919
             orders.append(Order(
                 order_id=f"BENCH-{i:07d}", workflow_id=f"bench-{i:07d}",
                 address=f"{rng.randint(1, 999)} Bench Street\nTown {i % 500}, ST {10000 + i % 89999}",
-                customer=f"Customer {i % 7919}", amount=Decimal(rng.randint(100, 99_999)) / 100,
+                customer=f"Customer {customer}", customer_email=f"customer{customer}@bench.example",
+                amount=Decimal(rng.randint(100, 99_999)) / 100,
                 status=status, status_changed_at=created,
                 cancel_reason="rejected in review: bench" if status == Order.Status.CANCELLED else "",
+                cancel_reason_code=rng.choice(["suspected_fraud", "customer_request", "out_of_stock"])
+                if status == Order.Status.CANCELLED else "",
                 failure_reason="payment declined: bench" if status == Order.Status.FAILED else "",
                 source="api",
             ))
@@ -154,6 +162,19 @@ class Command(BaseCommand):
                                          to_status=status, event_key="finished"))
         OrderEvent.objects.bulk_create(events, batch_size=BATCH)
 
+        # Every order was scored at validation: mostly low, some medium, a tenth high.
+        risks = {}
+        assessments = []
+        for pk, _, _ in ids:
+            score = rng.choice([0] * 40 + [15] * 30 + [35] * 12 + [45] * 8 + [70] * 7 + [100] * 3)
+            level = "high" if score >= 60 else "medium" if score >= 30 else "low"
+            risks[pk] = (score, level)
+            reasons = [] if not score else [{"rule": "first_order", "points": 15, "text": "First order from x.",
+                                             "figures": {"earlier_orders": 0}}]
+            assessments.append(RiskAssessment(order_id=pk, score=score, level=level, reasons=reasons))
+        RiskAssessment.objects.bulk_create(assessments, batch_size=BATCH)
+        amounts = dict(Order.objects.values_list("pk", "amount"))
+
         tasks = []
         # A cancelled order's review was rejected, timed out, or ended with the order.
         cancelled_outcomes = [ReviewTask.Status.REJECTED] * 6 + [ReviewTask.Status.EXPIRED] * 2 + [
@@ -164,6 +185,7 @@ class Command(BaseCommand):
                 tasks.append(ReviewTask(
                     order_id=pk, due_at=created + timedelta(hours=24), claimed_by=claimer,
                     claimed_at=created + timedelta(minutes=5) if claimer else None,
+                    risk_score=risks[pk][0], risk_level=risks[pk][1], amount=amounts[pk],
                 ))
             elif status != Order.Status.FAILED:
                 outcome = (ReviewTask.Status.APPROVED if status == Order.Status.COMPLETED
@@ -175,6 +197,8 @@ class Command(BaseCommand):
                     decided_by=decider if outcome in ("approved", "rejected") else None,
                     decided_by_name=decider.username if outcome in ("approved", "rejected") else "",
                     note="bench" if outcome == "rejected" else "",
+                    reason_code="suspected_fraud" if outcome == "rejected" else "",
+                    risk_score=risks[pk][0], risk_level=risks[pk][1], amount=amounts[pk],
                 ))
         ReviewTask.objects.bulk_create(tasks, batch_size=BATCH)
         with connection.cursor() as cursor:
@@ -190,14 +214,28 @@ class Command(BaseCommand):
         order_id = waiting.order.order_id if waiting else Order.objects.values_list("order_id", flat=True).first()
         count = ReviewTask.objects.filter(status="open").count()
         last_page = max(1, (count + 24) // 25)
+        decided = Order.objects.filter(status=Order.Status.COMPLETED).order_by("pk").first()
+        waiting_order = Order.objects.get(order_id=order_id)
+        customer = waiting_order.customer
+        street = waiting_order.address.split("\n")[1]  # "Town 123, ST 10456"
+        since = (timezone.localdate() - timedelta(days=7)).isoformat()
         return [
             ("queue, all open", "/reviews/"),
             ("queue, unclaimed", "/reviews/?filter=unclaimed"),
             ("queue, mine", "/reviews/?filter=mine"),
             ("queue, htmx poll", "/reviews/?filter=all#htmx"),
-            ("queue, search", f"/reviews/?q={order_id[-5:]}"),
+            ("queue, riskiest first", "/reviews/?sort=risk"),
+            ("queue, largest first", "/reviews/?sort=amount"),
+            ("queue, high risk only", "/reviews/?risk=high"),
+            ("queue, search order id", f"/reviews/?q={order_id[-5:]}"),
+            ("queue, search customer", f"/reviews/?q={customer.replace(' ', '+')}"),
+            ("queue, search address", f"/reviews/?q={street.replace(' ', '+').replace(',', '%2C')}"),
+            ("queue, search decided", f"/reviews/?q={decided.order_id}" if decided else "/reviews/?q=none"),
             ("queue, last page", f"/reviews/?page={last_page}"),
             ("recent decisions", "/reviews/decided/"),
+            ("recent, search customer", f"/reviews/decided/?q={customer.replace(' ', '+')}"),
+            ("recent, reviewer + dates", f"/reviews/decided/?by=bench-reviewer-3&since={since}"),
+            ("recent, reason", "/reviews/decided/?reason=suspected_fraud"),
             ("order page", f"/reviews/orders/{order_id}/"),
         ]
 
@@ -219,22 +257,49 @@ class Command(BaseCommand):
                     cpu_times.append((time.thread_time() - cpu_started) * 1000)
                 sql_times.append(sum(float(q["time"]) for q in ctx.captured_queries) * 1000)
                 counts.add(len(ctx.captured_queries))
-            if explain and label.startswith(("queue, all", "queue, search", "recent")):
+            if explain and label.startswith(("queue, ", "recent", "order page")):
+                self.stdout.write(f"\n=== {label}")
                 self._explain(ctx.captured_queries)
             rows.append((label, statistics.median(timings), statistics.median(cpu_times),
                          statistics.median(sql_times), max(counts)))
+        rows.append(self._measure_risk(runs, explain))
         return rows
+
+    def _measure_risk(self, runs: int, explain: bool) -> tuple[str, float, float, float, int]:
+        """The risk rules' facts for a waiting order of a frequent customer (reviews/risk.py), as
+        order_validated gathers them: their time, and their plans."""
+        order = Order.objects.filter(status=Order.Status.AWAITING_MANUAL_REVIEW).order_by("pk").first()
+        RiskAssessment.objects.filter(order=order).delete()  # as at validation: not assessed yet
+        thresholds = RiskThresholds.from_settings()
+        timings, cpu_times, sql_times, counts = [], [], [], set()
+        for _ in range(3 + runs):
+            with CaptureQueriesContext(connection) as ctx:
+                started, cpu_started = time.perf_counter(), time.thread_time()
+                facts, _ = risk_facts_gather(order_pk=order.pk, thresholds=thresholds)
+                risk_evaluate(facts, thresholds)
+                timings.append((time.perf_counter() - started) * 1000)
+                cpu_times.append((time.thread_time() - cpu_started) * 1000)
+            sql_times.append(sum(float(q["time"]) for q in ctx.captured_queries) * 1000)
+            counts.add(len(ctx.captured_queries))
+        if explain:
+            self.stdout.write(f"\n=== risk rules for {order.order_id} ({facts.customer_orders} earlier orders "
+                              f"of its customer)")
+            self._explain(ctx.captured_queries, everything=True)
+        return ("risk rules (3 queries)", statistics.median(timings[3:]), statistics.median(cpu_times[3:]),
+                statistics.median(sql_times[3:]), max(counts))
 
     def _get(self, client: Client, url: str, headers: dict) -> None:
         response = client.get(url, secure=True, **headers)
         if response.status_code != 200:
             raise CommandError(f"GET {url} answered {response.status_code}")
 
-    def _explain(self, queries) -> None:
+    def _explain(self, queries, everything: bool = False) -> None:
         with connection.cursor() as cursor:
             for query in queries:
                 sql = query["sql"]
-                if "reviews_reviewtask" not in sql:
+                if not everything and "reviews_reviewtask" not in sql and "orderweb_order" not in sql:
+                    continue
+                if sql.startswith(("SELECT \"django_session\"", "SELECT \"auth_")):
                     continue
                 cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) {sql}")
                 self.stdout.write("\n" + sql[:200] + "...")
@@ -246,11 +311,11 @@ class Command(BaseCommand):
         self.stdout.write(f"\nmedian of {runs} runs, ms: wall time of the whole request / Python CPU time "
                           f"of it / waiting for SQL; queries per request (load average {load})")
         labels = [label for label, *_ in results[0][2]]
-        header = f"{'page':<20}" + "".join(f"{f'{o:,} orders ({a:,} open)':>38}" for o, a, _ in results)
+        header = f"{'page':<26}" + "".join(f"{f'{o:,} orders ({a:,} open)':>38}" for o, a, _ in results)
         self.stdout.write(header)
         for i, label in enumerate(labels):
             cells = ""
             for _, _, rows in results:
                 _, wall, cpu, sql, queries = rows[i]
                 cells += f"{f'{wall:6.1f} / {cpu:5.1f} / {sql:5.1f} ms, {queries} q':>38}"
-            self.stdout.write(f"{label:<20}{cells}")
+            self.stdout.write(f"{label:<26}{cells}")

@@ -1,0 +1,488 @@
+"""Risk assessment at validation: why an order is worth a person's look, with figures.
+
+Deterministic rules over what the order carries and the order history in Postgres. Each rule is
+a small pure function of ``RiskFacts`` and ``RiskThresholds`` (settings ``RISK_*``) that returns
+a ``RiskReason`` (its points, a sentence for people, its figures) or None; the score is the sum
+of the points, at most 100, and the level follows ``RISK_LEVEL_MEDIUM``/``RISK_LEVEL_HIGH``.
+
+It runs once per order, in the ``order_validated`` activity, on the hot path: ``risk_facts_gather``
+reads everything the rules need in at most three indexed queries (the order's own lines and
+address changes; the customer's and the address's other orders; the shop's recent amounts), and
+``risk_assess`` stores the result with one INSERT (tests/reviews/test_risk.py pins both counts;
+docs/benchmarks-review-queue.md has the plans).
+
+The review policy (``REVIEW_POLICY=risky``) lets an order under ``REVIEW_POLICY_THRESHOLD``
+through; ``review_policy_pass`` says which rule did, with the figures, for the audit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, Callable, NamedTuple, Optional
+
+from django.conf import settings
+from django.db.models import Aggregate, Count, FloatField, Max, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
+
+from orderweb.models import Order, OrderEvent, OrderLine
+from reviews.models import RiskAssessment, RiskLevel
+
+# Points per rule: how much each finding weighs (the thresholds that trigger them are settings).
+POINTS = {
+    "unknown_customer": 30,
+    "forwarding_service": 30,
+    "amount_over_usual": 25,
+    "address_velocity": 25,
+    "customer_velocity": 25,
+    "amount_over_shop": 20,
+    "address_changed": 20,
+    "country_mismatch": 20,
+    "first_order": 15,
+    "po_box": 15,
+    "quantity_spike": 15,
+}
+
+# Patterns matched case-insensitively against the shipping address.
+PO_BOX = re.compile(
+    r"\b(p\.?\s*o\.?\s*box|post\s+office\s+box|postfach|apartado(\s+postal)?|bo[iî]te\s+postale|"
+    r"locked\s+bag|packstation|parcel\s+locker)\b",
+    re.IGNORECASE,
+)
+FORWARDING_SERVICE = re.compile(
+    r"\b(shipito|myus|planet\s+express|stackry|borderlinx|forward2me|reship|viabox|"
+    r"(parcel|package|mail|freight)\s+forward(ing|er)?)\b",
+    re.IGNORECASE,
+)
+
+# Country names as an address's last line (or the end of it, after a comma) may give them.
+# Two-letter codes are left out on purpose: "CA", "DE", "GA", "IN" are also US states.
+_COUNTRY_NAMES = {
+    "US": ["united states", "united states of america", "usa", "u.s.a.", "u.s."],
+    "GB": ["united kingdom", "uk", "u.k.", "great britain", "england", "scotland", "wales", "northern ireland"],
+    "IE": ["ireland", "eire"],
+    "DE": ["germany", "deutschland"],
+    "FR": ["france"],
+    "ES": ["spain", "espana", "españa"],
+    "PT": ["portugal"],
+    "IT": ["italy", "italia"],
+    "NL": ["netherlands", "the netherlands", "nederland", "holland"],
+    "BE": ["belgium", "belgique", "belgie", "belgië"],
+    "LU": ["luxembourg"],
+    "CH": ["switzerland", "schweiz", "suisse", "svizzera"],
+    "AT": ["austria", "österreich", "osterreich"],
+    "DK": ["denmark", "danmark"],
+    "SE": ["sweden", "sverige"],
+    "NO": ["norway", "norge"],
+    "FI": ["finland", "suomi"],
+    "PL": ["poland", "polska"],
+    "CZ": ["czech republic", "czechia"],
+    "HU": ["hungary"],
+    "RO": ["romania"],
+    "GR": ["greece"],
+    "TR": ["turkey", "türkiye", "turkiye"],
+    "UA": ["ukraine"],
+    "RU": ["russia", "russian federation"],
+    "CA": ["canada"],
+    "MX": ["mexico", "méxico"],
+    "BR": ["brazil", "brasil"],
+    "AR": ["argentina"],
+    "CL": ["chile"],
+    "CO": ["colombia"],
+    "AU": ["australia"],
+    "NZ": ["new zealand"],
+    "JP": ["japan"],
+    "CN": ["china", "people's republic of china"],
+    "HK": ["hong kong"],
+    "TW": ["taiwan"],
+    "KR": ["south korea", "korea", "republic of korea"],
+    "SG": ["singapore"],
+    "MY": ["malaysia"],
+    "TH": ["thailand"],
+    "VN": ["vietnam", "viet nam"],
+    "PH": ["philippines"],
+    "ID": ["indonesia"],
+    "IN": ["india"],
+    "PK": ["pakistan"],
+    "AE": ["united arab emirates", "uae"],
+    "SA": ["saudi arabia"],
+    "IL": ["israel"],
+    "EG": ["egypt"],
+    "NG": ["nigeria"],
+    "ZA": ["south africa"],
+    "KE": ["kenya"],
+}
+_COUNTRIES = {name: code for code, names in _COUNTRY_NAMES.items() for name in names}
+
+
+def address_country(address: str) -> str:
+    """The ISO code of the country an address names on its last line, or "" (unknown)."""
+    lines = [line.strip() for line in (address or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    last = lines[-1].lower().strip(" .,")
+    for candidate in (last, last.rsplit(",", 1)[-1].strip(" .")):
+        if candidate in _COUNTRIES:
+            return _COUNTRIES[candidate]
+    return ""
+
+
+@dataclass(frozen=True)
+class RiskThresholds:
+    amount_vs_usual_factor: float = 3.0
+    usual_min_orders: int = 2
+    shop_percentile: float = 0.95
+    shop_sample: int = 1000
+    shop_min_sample: int = 20
+    window_hours: float = 24
+    orders_per_address: int = 3
+    orders_per_customer: int = 3
+    quantity_spike: int = 10
+    level_medium: int = 30
+    level_high: int = 60
+
+    @classmethod
+    def from_settings(cls) -> "RiskThresholds":
+        return cls(
+            amount_vs_usual_factor=settings.RISK_AMOUNT_VS_USUAL_FACTOR,
+            usual_min_orders=settings.RISK_USUAL_MIN_ORDERS,
+            shop_percentile=settings.RISK_SHOP_PERCENTILE,
+            shop_sample=settings.RISK_SHOP_SAMPLE,
+            shop_min_sample=settings.RISK_SHOP_MIN_SAMPLE,
+            window_hours=settings.RISK_WINDOW_HOURS,
+            orders_per_address=settings.RISK_ORDERS_PER_ADDRESS,
+            orders_per_customer=settings.RISK_ORDERS_PER_CUSTOMER,
+            quantity_spike=settings.RISK_QUANTITY_SPIKE,
+            level_medium=settings.RISK_LEVEL_MEDIUM,
+            level_high=settings.RISK_LEVEL_HIGH,
+        )
+
+
+@dataclass(frozen=True)
+class RiskFacts:
+    """What the rules read: the order as it came, and what Postgres knows around it."""
+
+    amount: Decimal = Decimal("0")
+    currency: str = "USD"
+    customer: str = ""  # how the customer is known: their email, else their name ("" if neither)
+    address: str = ""
+    billing_address: str = ""
+    lines: int = 0
+    items: int = 0
+    max_quantity: int = 0
+    max_quantity_sku: str = ""
+    address_changes: int = 0
+    customer_orders: int = 0  # the customer's earlier orders
+    customer_median: Optional[Decimal] = None  # their median amount
+    customer_recent: int = 0  # the customer's other orders within the window
+    address_recent: int = 0  # other orders to the same address within the window
+    shop_percentile: Optional[Decimal] = None  # of the shop's latest order amounts
+    shop_sample: int = 0  # how many amounts that percentile was taken over
+
+
+@dataclass(frozen=True)
+class RiskReason:
+    rule: str
+    points: int
+    text: str  # for people, with its figures
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RiskResult:
+    score: int
+    level: str
+    reasons: list[RiskReason]
+
+
+def _money(value: Any) -> str:
+    return f"{Decimal(value).quantize(Decimal('0.01'))}"
+
+
+# -- the rules: each (facts, thresholds) -> RiskReason | None ---------------------------------------
+
+
+def rule_unknown_customer(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+    if facts.customer:
+        return None
+    return RiskReason("unknown_customer", POINTS["unknown_customer"],
+                      "No customer name or email came with the order: nothing to compare it with.")
+
+
+def rule_first_order(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+    if not facts.customer or facts.customer_orders:
+        return None
+    return RiskReason("first_order", POINTS["first_order"], f"First order from {facts.customer}.",
+                      {"earlier_orders": 0})
+
+
+def rule_amount_over_usual(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+    median = facts.customer_median
+    if facts.customer_orders < t.usual_min_orders or not median or median <= 0:
+        return None
+    ratio = facts.amount / median
+    if ratio < Decimal(str(t.amount_vs_usual_factor)):
+        return None
+    return RiskReason(
+        "amount_over_usual", POINTS["amount_over_usual"],
+        f"{_money(facts.amount)} {facts.currency} is {ratio:.1f}× this customer's usual {_money(median)} "
+        f"(median of {facts.customer_orders} earlier orders; flagged from {t.amount_vs_usual_factor:g}×).",
+        {"amount": _money(facts.amount), "usual": _money(median), "ratio": round(float(ratio), 2),
+         "earlier_orders": facts.customer_orders, "factor": t.amount_vs_usual_factor},
+    )
+
+
+def rule_amount_over_shop(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+    limit = facts.shop_percentile
+    if limit is None or facts.shop_sample < t.shop_min_sample or facts.amount <= limit:
+        return None
+    percentile = f"{t.shop_percentile * 100:g}th percentile"
+    return RiskReason(
+        "amount_over_shop", POINTS["amount_over_shop"],
+        f"{_money(facts.amount)} {facts.currency} is above the shop's {percentile} of {_money(limit)} "
+        f"(latest {facts.shop_sample} orders).",
+        {"amount": _money(facts.amount), "percentile": t.shop_percentile, "limit": _money(limit),
+         "sample": facts.shop_sample},
+    )
+
+
+def rule_address_velocity(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+    total = facts.address_recent + 1
+    if total < t.orders_per_address:
+        return None
+    return RiskReason(
+        "address_velocity", POINTS["address_velocity"],
+        f"{total} orders to this address within {t.window_hours:g} h (flagged from {t.orders_per_address}).",
+        {"orders": total, "window_hours": t.window_hours, "threshold": t.orders_per_address},
+    )
+
+
+def rule_customer_velocity(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+    total = facts.customer_recent + 1
+    if not facts.customer or total < t.orders_per_customer:
+        return None
+    return RiskReason(
+        "customer_velocity", POINTS["customer_velocity"],
+        f"{total} orders from {facts.customer} within {t.window_hours:g} h (flagged from {t.orders_per_customer}).",
+        {"orders": total, "window_hours": t.window_hours, "threshold": t.orders_per_customer},
+    )
+
+
+def rule_address_changed(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+    if not facts.address_changes:
+        return None
+    times = "once" if facts.address_changes == 1 else f"{facts.address_changes} times"
+    return RiskReason("address_changed", POINTS["address_changed"],
+                      f"The shipping address changed {times} after the order was placed.",
+                      {"changes": facts.address_changes})
+
+
+def rule_country_mismatch(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+    shipping, billing = address_country(facts.address), address_country(facts.billing_address)
+    if not shipping or not billing or shipping == billing:
+        return None
+    return RiskReason("country_mismatch", POINTS["country_mismatch"],
+                      f"Ships to {shipping}, billed in {billing}.", {"shipping": shipping, "billing": billing})
+
+
+def rule_po_box(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+    found = PO_BOX.search(facts.address)
+    if not found:
+        return None
+    return RiskReason("po_box", POINTS["po_box"], f"Ships to a PO box or locker (“{found.group(0)}”).",
+                      {"match": found.group(0)})
+
+
+def rule_forwarding_service(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+    found = FORWARDING_SERVICE.search(facts.address)
+    if not found:
+        return None
+    return RiskReason("forwarding_service", POINTS["forwarding_service"],
+                      f"Ships to a parcel-forwarding service (“{found.group(0)}”).", {"match": found.group(0)})
+
+
+def rule_quantity_spike(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+    if facts.max_quantity < t.quantity_spike:
+        return None
+    return RiskReason(
+        "quantity_spike", POINTS["quantity_spike"],
+        f"{facts.max_quantity} units of {facts.max_quantity_sku} in one order (flagged from {t.quantity_spike}).",
+        {"sku": facts.max_quantity_sku, "quantity": facts.max_quantity, "threshold": t.quantity_spike},
+    )
+
+
+RULES: tuple[Callable[[RiskFacts, RiskThresholds], Optional[RiskReason]], ...] = (
+    rule_unknown_customer,
+    rule_first_order,
+    rule_amount_over_usual,
+    rule_amount_over_shop,
+    rule_address_velocity,
+    rule_customer_velocity,
+    rule_address_changed,
+    rule_country_mismatch,
+    rule_po_box,
+    rule_forwarding_service,
+    rule_quantity_spike,
+)
+
+
+def risk_level(score: int, t: RiskThresholds) -> str:
+    if score >= t.level_high:
+        return RiskLevel.HIGH
+    if score >= t.level_medium:
+        return RiskLevel.MEDIUM
+    return RiskLevel.LOW
+
+
+def risk_evaluate(facts: RiskFacts, thresholds: RiskThresholds) -> RiskResult:
+    reasons = [reason for rule in RULES if (reason := rule(facts, thresholds)) is not None]
+    reasons.sort(key=lambda reason: -reason.points)
+    score = min(100, sum(reason.points for reason in reasons))
+    return RiskResult(score, risk_level(score, thresholds), reasons)
+
+
+# -- the facts, from Postgres --------------------------------------------------------------------
+
+
+class Percentile(Aggregate):
+    """PERCENTILE_CONT(p) WITHIN GROUP (ORDER BY expr), with Django's FILTER support."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
+        fraction = float(fraction)
+        if not 0 <= fraction <= 1:
+            raise ValueError("a percentile is a fraction between 0 and 1")
+        super().__init__(expression, fraction=repr(fraction), **extra)
+
+
+_ADDRESS_CHANGES = (OrderEvent.Type.SIGNAL_APPLIED, OrderEvent.Type.UPDATE_APPLIED)
+
+
+def customer_key(*, email: str, name: str) -> Q:
+    """How an order's customer is found among other orders: by email if it has one, else by
+    name (both case-insensitive, on the indexes of reviews/migrations/0007). Empty: unknown."""
+    if email:
+        return Q(customer_email__iexact=email)
+    if name.strip():
+        return Q(customer__iexact=name)
+    return Q()
+
+
+_OWN_COLUMNS = ("amount", "currency", "customer", "customer_email", "address", "billing_address", "created_at")
+
+
+def risk_facts_gather(*, order_pk: int, thresholds: RiskThresholds) -> tuple[RiskFacts, Optional[int]]:
+    """The facts, in at most three queries; and the id of an assessment already stored for the
+    order, in which case the other two queries are skipped."""
+    # 1. The order as it came, its lines and applied address changes, a stored assessment if any.
+    top_line = OrderLine.objects.filter(order=OuterRef("pk")).order_by("-quantity", "sku")
+    changes = (OrderEvent.objects.filter(order=OuterRef("pk"), type__in=_ADDRESS_CHANGES, details__has_key="new_address")
+               .values("order").annotate(n=Count("pk")).values("n"))
+    own = Order.objects.filter(pk=order_pk).values("pk", *_OWN_COLUMNS).annotate(
+        n_lines=Count("lines"),
+        n_items=Coalesce(Sum("lines__quantity"), 0),
+        top_quantity=Coalesce(Max("lines__quantity"), 0),
+        top_sku=Subquery(top_line.values("sku")[:1]),
+        address_changes=Coalesce(Subquery(changes), 0),
+        stored=Subquery(RiskAssessment.objects.filter(order=OuterRef("pk")).values("pk")[:1]),
+    ).get()
+    if own["stored"] is not None:
+        return RiskFacts(amount=own["amount"]), own["stored"]
+
+    # 2. The customer's and the address's other orders placed up to this one.
+    customer = customer_key(email=own["customer_email"], name=own["customer"])
+    same_address = Q(address__iexact=own["address"])
+    since = own["created_at"] - timedelta(hours=thresholds.window_hours)
+    recent = Q(created_at__gte=since)
+    matches = (customer | same_address) if customer else same_address
+    history = Order.objects.exclude(pk=order_pk).filter(matches, created_at__lte=own["created_at"]).aggregate(
+        address_recent=Count("pk", filter=same_address & recent),
+        **({
+            "customer_orders": Count("pk", filter=customer),
+            "customer_recent": Count("pk", filter=customer & recent),
+            "customer_median": Percentile("amount", 0.5, filter=customer),
+        } if customer else {}),
+    )
+
+    # 3. The shop's latest amounts (by the created_at index), and their percentile.
+    latest = Order.objects.exclude(pk=order_pk).filter(amount__gt=0).order_by("-created_at").values("amount")
+    shop = latest[:thresholds.shop_sample].aggregate(
+        limit=Percentile("amount", thresholds.shop_percentile), sample=Count("amount"),
+    )
+
+    median = history.get("customer_median")
+    facts = RiskFacts(
+        amount=own["amount"],
+        currency=own["currency"],
+        customer=own["customer_email"] or own["customer"].strip(),
+        address=own["address"],
+        billing_address=own["billing_address"],
+        lines=own["n_lines"],
+        items=own["n_items"],
+        max_quantity=own["top_quantity"],
+        max_quantity_sku=own["top_sku"] or "",
+        address_changes=own["address_changes"],
+        customer_orders=history.get("customer_orders", 0),
+        customer_median=Decimal(str(median)).quantize(Decimal("0.01")) if median is not None else None,
+        customer_recent=history.get("customer_recent", 0),
+        address_recent=history["address_recent"],
+        shop_percentile=Decimal(str(shop["limit"])).quantize(Decimal("0.01")) if shop["limit"] is not None else None,
+        shop_sample=shop["sample"],
+    )
+    return facts, None
+
+
+def _policy_pass(result: RiskResult) -> str:
+    """What REVIEW_POLICY=risky says of a result: "" (a person decides) or the rule that let it
+    through, with its figures."""
+    if getattr(settings, "REVIEW_POLICY", "all") != "risky":
+        return ""
+    threshold = settings.REVIEW_POLICY_THRESHOLD
+    if result.score >= threshold:
+        return ""
+    found = "; ".join(f"{reason.rule} +{reason.points}" for reason in result.reasons) or "no risk rule matched"
+    return f"REVIEW_POLICY=risky: risk score {result.score} < {threshold} ({found})"
+
+
+class Scored(NamedTuple):
+    assessment: RiskAssessment
+    amount: Decimal  # the order's, for its review task
+
+
+def risk_assess(*, order_pk: int) -> Scored:
+    """Score the order and store it, once (an assessment already stored is returned as it is).
+    Called in ``order_validated``'s transaction, with the order's move to review."""
+    thresholds = RiskThresholds.from_settings()
+    facts, stored = risk_facts_gather(order_pk=order_pk, thresholds=thresholds)
+    if stored is not None:
+        return Scored(RiskAssessment.objects.get(pk=stored), facts.amount)
+    result = risk_evaluate(facts, thresholds)
+    assessment = RiskAssessment.objects.create(
+        order_id=order_pk, score=result.score, level=result.level,
+        reasons=[asdict(reason) for reason in result.reasons], approved_by_policy=_policy_pass(result),
+    )
+    return Scored(assessment, facts.amount)
+
+
+def risk_policy_answer(*, order_id: str) -> str:
+    """What the review policy answered for the order when it was assessed (a retried activity
+    answers the same): "" or the rule that let it through."""
+    stored = RiskAssessment.objects.filter(order__order_id=order_id).values_list("approved_by_policy", flat=True)
+    return stored.first() or ""
+
+
+def risk_reasons_now(*, assessment: Optional[RiskAssessment], address_changes: int) -> list[dict[str, Any]]:
+    """The stored reasons, plus what happened since that a rule would flag: an address changed
+    after the assessment (it is made at validation, before most changes can happen)."""
+    reasons = list(assessment.reasons) if assessment is not None else []
+    counted = next((r["figures"].get("changes", 0) for r in reasons if r["rule"] == "address_changed"), 0)
+    if address_changes > counted:
+        later = rule_address_changed(RiskFacts(address_changes=address_changes), RiskThresholds())
+        if later is not None:
+            reasons.append({**asdict(later), "since_assessment": True})
+    return reasons
