@@ -53,9 +53,9 @@ def batch() -> Iterator[None]:
         OrderEvent.objects.bulk_create(collected, ignore_conflicts=True)
 
 
-def event_write(
+def event_build(
     *,
-    order: Union[Order, int],
+    order: Union[Order, int, None],
     type: str,
     source: str,
     user=None,
@@ -65,14 +65,13 @@ def event_write(
     message: str = "",
     details: Optional[dict[str, Any]] = None,
     event_key: Optional[str] = None,
-) -> None:
-    """Write one event (``order``: the order or its pk). With an ``event_key`` it is written
-    once, whatever the retries: a repeat is ignored by the database (INSERT ... ON CONFLICT DO
-    NOTHING), in one statement."""
+) -> OrderEvent:
+    """One event, unsaved (``order``: the order, its pk, or None when the statement that writes
+    it supplies the order)."""
     if user is not None and not user.is_authenticated:
         user = None
-    event = OrderEvent(
-        order_id=order if isinstance(order, int) else order.pk,
+    return OrderEvent(
+        order_id=order if isinstance(order, int) or order is None else order.pk,
         type=type,
         event_key=event_key,
         user=user,
@@ -83,12 +82,19 @@ def event_write(
         message=pg_text(message),
         details=pg_text(details or {}),
     )
+
+
+def event_write(**event: Any) -> None:
+    """Write one event (``event_build``'s arguments). With an ``event_key`` it is written once,
+    whatever the retries: a repeat is ignored by the database (INSERT ... ON CONFLICT DO
+    NOTHING), in one statement. Inside ``batch()`` it waits for the batch's insert."""
+    row = event_build(**event)
     if getattr(_pending, "events", None) is not None:
-        _pending.events.append(event)
-    elif event_key is None:
-        event.save(force_insert=True)
+        _pending.events.append(row)
+    elif row.event_key is None:
+        row.save(force_insert=True)
     else:
-        OrderEvent.objects.bulk_create([event], ignore_conflicts=True)
+        OrderEvent.objects.bulk_create([row], ignore_conflicts=True)
 
 
 # -- the order's life --------------------------------------------------------------------------
@@ -101,13 +107,14 @@ def order_created_event(*, order: Order, source: str, user=None, actor: str = ""
 
 
 def status_changed_event(
-    *, order: Union[Order, int], type: str, from_status: str, to_status: str, event_key: str, actor: str = "system",
-    source: str = Source.WORKFLOW, reason: str = "", details: Optional[dict[str, Any]] = None,
-) -> None:
+    *, type: str, to_status: str, event_key: str, actor: str = "system", source: str = Source.WORKFLOW,
+    reason: str = "", details: Optional[dict[str, Any]] = None,
+) -> OrderEvent:
     """A transition the workflow made (``type``: STATUS_CHANGED, or the ending or approval the
-    workflow named)."""
-    event_write(order=order, type=type, source=source, actor=actor, from_status=from_status,
-                to_status=to_status, message=reason, details=details, event_key=event_key)
+    workflow named), unsaved: ``order_transition`` writes it in the transition's own statement,
+    which also supplies the order and the status it came from."""
+    return event_build(order=None, type=type, source=source, actor=actor, to_status=to_status, message=reason,
+                       details=details, event_key=event_key)
 
 
 def payment_charged_event(*, order: Union[Order, int], amount: Any, reference: str, idempotency_key: str) -> None:

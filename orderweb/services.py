@@ -215,25 +215,37 @@ def orders_awaiting_workflow_start(*, older_than_seconds: float = 15, limit: int
 
 # -- projection (activities) ------------------------------------------------------------------
 #
-# Every activity moves the order with ``order_transition``: one statement moves the row (if it is
-# before the new state) and says from where, a second writes the audit events. The order's row
-# lock is taken by that statement and held to the caller's commit, so the lock order everywhere
-# stays the order first, then its review task.
+# Every activity moves the order with ``order_transition``: one statement locks the row, moves it
+# (if it is before the new state) and writes the transition's audit event. The order's row lock
+# is held to the caller's commit, so the lock order everywhere stays the order first, then its
+# review task.
 
 
-def _transition_sql(fields: list[str], check_workflow: bool) -> str:
-    table = connection.ops.quote_name(Order._meta.db_table)
-    column = lambda name: connection.ops.quote_name(Order._meta.get_field(name).column)  # noqa: E731
+def _transition_sql(fields: list[str], check_workflow: bool, event_columns: list[str]) -> str:
+    quote = connection.ops.quote_name
+    table, events_table = quote(Order._meta.db_table), quote(OrderEvent._meta.db_table)
+    column = lambda name: quote(Order._meta.get_field(name).column)  # noqa: E731
     assignments = ", ".join(f"{column(name)} = %s" for name in ["status", "status_changed_at", "updated_at",
                                                                  "attention_reason", "attention_since", *fields])
     workflow = f" AND {column('workflow_id')} = %s" if check_workflow else ""
+    event_order, event_from = (quote(OrderEvent._meta.get_field(name).column) for name in ("order", "from_status"))
     return (
-        f"WITH prev AS (SELECT {column('id')}, {column('status')} FROM {table} "
-        f"WHERE {column('order_id')} = %s{workflow} FOR UPDATE) "
-        f"UPDATE {table} AS o SET {assignments} FROM prev "
-        f"WHERE o.{column('id')} = prev.{column('id')} AND prev.{column('status')} = ANY(%s) "
-        f"RETURNING o.{column('id')}, prev.{column('status')}"
+        f"WITH prev AS (SELECT {column('id')} AS pk, {column('status')} AS from_status FROM {table} "
+        f"WHERE {column('order_id')} = %s{workflow} FOR UPDATE), "
+        f"moved AS (UPDATE {table} AS o SET {assignments} FROM prev "
+        f"WHERE o.{column('id')} = prev.pk AND prev.from_status = ANY(%s) RETURNING prev.pk, prev.from_status), "
+        f"audit AS (INSERT INTO {events_table} ({event_order}, {event_from}, {', '.join(map(quote, event_columns))}) "
+        f"SELECT moved.pk, moved.from_status, {', '.join(['%s'] * len(event_columns))} FROM moved "
+        f"ON CONFLICT DO NOTHING) "
+        f"SELECT pk, from_status FROM moved"
     )
+
+
+def _event_values(event: OrderEvent) -> tuple[list[str], list[Any]]:
+    """The columns and database values of an unsaved event, but its order and from status."""
+    fields = [f for f in OrderEvent._meta.concrete_fields if f.name not in ("id", "order", "from_status")]
+    return ([f.column for f in fields],
+            [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in fields])
 
 
 def order_transition(
@@ -248,27 +260,23 @@ def order_transition(
     workflow_id: Optional[str] = None,
     **fields: Any,
 ) -> Optional[int]:
-    """Move the order forward to ``to_status`` and audit it; returns the order's pk, or None when
-    the order is already there or past it (a retried write, a superseded attempt: nothing is
-    written). A workflow that moves its order on is alive, so a reconciler's flag is cleared.
-    With ``workflow_id``, only that workflow's order moves. Must run inside a transaction, so
-    that the audit events commit with the move (``events.batch`` puts them in one insert)."""
+    """Move the order forward to ``to_status`` and audit it, in one statement; returns the
+    order's pk, or None when the order is already there or past it (a retried write, a
+    superseded attempt: nothing is written). A workflow that moves its order on is alive, so a
+    reconciler's flag is cleared. With ``workflow_id``, only that workflow's order moves. Must
+    run inside a transaction: the row stays locked until the caller's other writes commit."""
     now = timezone.now()
-    values = [order_id, *([workflow_id] if workflow_id else [])]  # the CTE's parameters first
+    event_columns, event_values = _event_values(events.status_changed_event(
+        type=type, to_status=to_status, event_key=event_key, actor=actor, reason=reason, details=details,
+    ))
+    values = [order_id, *([workflow_id] if workflow_id else [])]  # the parameters in the statement's order
     values += [to_status.value, now, now, "", None]
     values += [Order._meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
-    values += [states_before(to_status)]
+    values += [states_before(to_status), *event_values]
     with connection.cursor() as cursor:
-        cursor.execute(_transition_sql(list(fields), workflow_id is not None), values)
+        cursor.execute(_transition_sql(list(fields), workflow_id is not None, event_columns), values)
         row = cursor.fetchone()
-    if row is None:
-        return None
-    pk, from_status = row
-    events.status_changed_event(
-        order=pk, type=type, from_status=from_status, to_status=to_status, event_key=event_key,
-        actor=actor, reason=reason, details=details,
-    )
-    return pk
+    return None if row is None else row[0]
 
 
 def order_receive(*, order_id: str, workflow_id: str, address: str, options: OrderOptions) -> int:
@@ -277,7 +285,7 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
 
     The workflow has checked its input (``temporal_app.workflows.boundary``) and fails the order
     next if it broke a rule; the row keeps what Postgres can hold, so staff see the failure."""
-    with transaction.atomic(), events.batch():
+    with transaction.atomic():
         # The usual case, one statement: the order saved by order_create, started by its workflow.
         pk = order_transition(order_id=order_id, to_status=OrderState.PROCESSING, event_key="received",
                               workflow_id=workflow_id)
@@ -297,6 +305,7 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
                 OrderLine(order=order, sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price)
                 for l in options.line_items
             )
+            # Written before the transition's event, so the timeline reads created, then processing.
             events.order_created_event(
                 order=order, source=OrderEvent.Source.WORKFLOW, actor=options.created_by or CLIENT_ACTOR,
                 event_key="received:created", message="order created by its workflow",

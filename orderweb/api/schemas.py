@@ -10,11 +10,12 @@ The shapes here are checked first; the input rules themselves are the contracts'
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from ninja import Schema
 from pydantic import ConfigDict, Field, StrictInt, StringConstraints
 
+from orderweb.models import CancelReason
 from temporal_app.contracts import (
     MAX_ADDRESS_LENGTH,
     MAX_CUSTOMER_LENGTH,
@@ -22,12 +23,13 @@ from temporal_app.contracts import (
     MAX_LINE_NAME_LENGTH,
     MAX_LINE_QUANTITY,
     MAX_ORDER_ID_LENGTH,
-    MAX_REASON_CODE_LENGTH,
     MAX_SKU_LENGTH,
     MAX_USER_AGENT_LENGTH,
 )
 
 MAX_LINES = 100
+# The staff cancel codes (orderweb.models.CancelReason), so the schema lists them.
+CancelReasonCode = Literal[tuple(CancelReason.values)]  # type: ignore[valid-type]
 MAX_CANCEL_REASON_LENGTH = 500  # orderweb.actions.MAX_REASON_LENGTH
 
 Money = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$"), Field(
@@ -88,8 +90,7 @@ class OrderCreateIn(Strict):
 class CancelIn(Strict):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CANCEL_REASON_LENGTH)] = Field(
         examples=["customer asked"])
-    reason_code: Optional[Annotated[str, StringConstraints(
-        pattern=rf"^[a-z][a-z0-9_]{{0,{MAX_REASON_CODE_LENGTH - 1}}}$")]] = Field(
+    reason_code: Optional[CancelReasonCode] = Field(
         None, description="Why, as a code reports can count.", examples=["customer_request"])
 
 

@@ -35,6 +35,7 @@ from temporal_app.contracts import (
     ShippingInstruction,
     ShippingReport,
     ShippingRetryRequest,
+    WebhookInput,
     address_error,
     customer_details_problems,
     customer_error,
@@ -244,3 +245,20 @@ def shipping_instruction(name: str, args: Sequence[Any]) -> Parsed[ShippingInstr
 def shipping_input(args: Sequence[Any]) -> Optional[ShippingInput]:
     parsed = _one("ShippingWorkflow", args, ShippingInput, None)
     return None if isinstance(parsed, Refusal) else parsed
+
+
+WEBHOOK_INPUT_INVALID = ("it takes one WebhookInput: a delivery_id above 0 and give_up_after_seconds "
+                         "above 0 and at most 30 days.")
+
+
+def webhook_input(args: Sequence[Any]) -> Parsed[WebhookInput]:
+    """The workers' sweep starts it; anything else that does is refused without an attempt."""
+    parsed = _one("WebhookDeliveryWorkflow", args, WebhookInput, None)
+    if isinstance(parsed, Refusal):
+        return parsed
+    delivery_id, give_up = parsed.delivery_id, parsed.give_up_after_seconds
+    whole = isinstance(delivery_id, int) and not isinstance(delivery_id, bool) and delivery_id > 0
+    number = isinstance(give_up, (int, float)) and not isinstance(give_up, bool) and math.isfinite(give_up)
+    if not (whole and number and 0 < give_up <= MAX_REVIEW_TIMEOUT_SECONDS):
+        return _malformed("WebhookDeliveryWorkflow", f"{WEBHOOK_INPUT_INVALID} Got {preview(list(args))}")
+    return parsed

@@ -4,17 +4,20 @@ Django-free and deterministic like the order workflows. The sending is the activ
 (``webhook_delivered`` in ``orderweb/activities.py``): Temporal retries it with backoff until the
 receiver answers 2xx or the delivery's time is up; then ``webhook_gave_up`` records the failure
 for staff. One workflow per delivery (id ``webhook-<delivery id>``, started once by the workers'
-sweep), so a slow receiver holds up nothing else.
+sweep), so a slow receiver holds up nothing else. Its input is read like the order workflows'
+(``boundary``): a start that is not the sweep's ends at once, "refused", and says why.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from temporal_app.contracts import Activities, WebhookInput
+from temporal_app.contracts import Activities, Refusal
+from temporal_app.workflows import boundary
 from temporal_app.workflows.failures import root_message
 from temporal_app.workflows.policies import ACTIVITY_TIMEOUT, RETRY_FOREVER, WEBHOOK_ATTEMPT_TIMEOUT, WEBHOOK_RETRY
 
@@ -22,7 +25,11 @@ from temporal_app.workflows.policies import ACTIVITY_TIMEOUT, RETRY_FOREVER, WEB
 @workflow.defn(name="WebhookDeliveryWorkflow")
 class WebhookDeliveryWorkflow:
     @workflow.run
-    async def run(self, delivery: WebhookInput) -> str:
+    async def run(self, *args: Any) -> str:
+        delivery = boundary.webhook_input(args)
+        if isinstance(delivery, Refusal):
+            workflow.logger.warning("webhook delivery refused: %s", delivery.message)
+            return "refused"
         try:
             await workflow.execute_activity(
                 Activities.WEBHOOK_DELIVERED,

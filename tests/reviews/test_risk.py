@@ -206,8 +206,8 @@ def test_review_policy_risky_passes_low_scores_and_names_the_rule(settings):
 @pytestmark_db
 def test_order_validated_query_count_is_pinned(settings):
     """The activity runs once per order on the hot path (issue 14 cuts SQL per order): this fails
-    when anyone adds a query to it (fewer is welcome). The move to review, its event and the
-    task's insert (3, tests/temporal_app/test_costs.py), + 3 for the rules + 1 to store the
+    when anyone adds a query to it (fewer is welcome). The move to review with its event and the
+    task's insert (2, tests/temporal_app/test_costs.py), + 3 for the rules + 1 to store the
     assessment."""
     settings.REVIEW_POLICY = "all"
     _history(5)
@@ -215,5 +215,5 @@ def test_order_validated_query_count_is_pinned(settings):
     with CaptureQueriesContext(connection) as queries:
         order_validated.__wrapped__(ValidateOrderInput(order.order_id, 1_900_000_000.0))
     sql = [q["sql"] for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
-    assert len(sql) <= 7, "\n".join(s[:150] for s in sql)
+    assert len(sql) <= 6, "\n".join(s[:150] for s in sql)
     assert sum("reviews_riskassessment" in s for s in sql) == 2  # the look-up inside query 1, the INSERT

@@ -8,6 +8,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from django.db import connection
 
 from orderweb.models import GatewayLedgerEntry, Order, OrderEvent, RefusedStart, Shipment
@@ -223,6 +224,21 @@ def test_a_shipping_workflow_started_by_anyone_else_ships_nothing(system):
                    workflow="ShippingWorkflow", task_queue=SHIPPING_TASK_QUEUE)
     assert result.status == "failed" and "child of the OrderWorkflow" in result.reason
     assert not Shipment.objects.filter(order=order).exists()
+
+
+@pytest.mark.parametrize("args", [[], ["webhook-1"], [{"delivery_id": "1"}], [{"delivery_id": 0}],
+                                  [{"delivery_id": 1, "give_up_after_seconds": -5}], [{"delivery_id": 1}, "extra"]])
+def test_a_webhook_delivery_started_with_anything_but_a_delivery_ends_refused(system, args):
+    """Only the workers' sweep starts deliveries; any other start ends at once, sending nothing."""
+
+    async def run(client):
+        handle = await client.start_workflow("WebhookDeliveryWorkflow", args=args, id=new_order_id("HOOK").lower(),
+                                             task_queue=ORDER_TASK_QUEUE)
+        return await handle.result(), [event.event_type async for event in handle.fetch_history_events()]
+
+    result, history = temporal(run)
+    assert result == "refused"
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in history
 
 
 # -- Temporal's own cancel -----------------------------------------------------------------------------

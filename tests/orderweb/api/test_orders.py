@@ -4,6 +4,7 @@ starts here (tests/orderweb/api/test_workflows.py runs them for real)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from orderweb.api import errors
 from orderweb.api.keys import api_key_revoke
-from orderweb.models import ApiIdempotencyKey, ApiKey, ApiOrderRequest, Order, OrderEvent, OrderLine
+from orderweb.models import ApiIdempotencyKey, ApiKey, ApiOrderRequest, Order, OrderEvent
 from temporal_app.contracts import ADDRESS_CONTROL_CHARS, EMAIL_INVALID, CLIENT_IP_INVALID
 from tests.orderweb.api.conftest import ApiClient, assert_problem, order_payload
 
@@ -141,6 +142,16 @@ def test_the_contracts_rules_answer_422_naming_the_field(api_client, change, fie
 def test_schema_errors_are_422_with_the_fields(api_client, payload):
     body = assert_problem(api_client.post("/orders", payload), 422, errors.VALIDATION_FAILED)
     assert body["details"]["errors"] and all(e["field"].startswith("body") for e in body["details"]["errors"])
+
+
+def test_a_cancel_reason_code_outside_the_list_is_422_naming_the_field(api_client):
+    """The codes are the admin's (CancelReason); the schema lists them and refuses the rest."""
+    order = Order.objects.create(order_id=f"CODE-{uuid.uuid4().hex[:6]}", workflow_id=f"code-{uuid.uuid4().hex}",
+                                 address="1 Main St", status="awaiting_manual_review")
+    body = assert_problem(api_client.post(f"/orders/{order.order_id}/cancel", {"reason": "x", "reason_code": "whim"}),
+                          422, errors.VALIDATION_FAILED)
+    assert [e["field"] for e in body["details"]["errors"]] == ["body.reason_code"]
+    assert not OrderEvent.objects.filter(order=order).exists()
 
 
 @pytest.mark.parametrize("raw", ["{", "[]", "null", '"x"', b"\xff\xfe", "1e999999"])

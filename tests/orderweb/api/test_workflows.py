@@ -12,11 +12,10 @@ import urllib.request
 import uuid
 
 import pytest
-from django.conf import settings
 
 from orderweb.api import errors
 from orderweb.models import ApiIdempotencyKey, Order, OrderEvent
-from temporal_app.contracts import ORDER_TASK_QUEUE, OrderOptions, RefusalCode
+from temporal_app.contracts import OrderOptions, RefusalCode
 from tests.helpers import temporal, wait_for_state, wait_until
 from tests.orderweb.api.conftest import assert_problem, order_payload
 
