@@ -274,7 +274,8 @@ def _recent_rows(response) -> list[str]:
 
 def test_recent_decisions_search_dates_reviewer_reason_and_outcome(reviewer):
     bob = make_user("bob", reviewer=True)
-    now = timezone.now()
+    # Noon today, local time: "two hours ago" stays today at any hour the test runs.
+    now = timezone.localtime().replace(hour=12, minute=0, second=0, microsecond=0)
     a = make_waiting_order(order_id="D-A", customer="Grace Hopper")
     decide_in_db(a, "approved", by="alice", at=now - timedelta(days=3))
     b = make_waiting_order(order_id="D-B", address="Shipito Suite 9\nTorrance")
