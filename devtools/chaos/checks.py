@@ -311,10 +311,34 @@ def format_table(rows: list[Check], info: list[tuple[str, Any]], max_problems: i
     return "\n".join(lines)
 
 
+def workflow_task_failures(events: list[Any]) -> list[str]:
+    """The workflow task failures in one history that show a fault in the workflow's code.
+
+    Two kinds are by design: UNHANDLED_COMMAND (a signal arrived while the task completed; the
+    SDK runs the task again) and FORCE_CLOSE_COMMAND written just before WorkflowExecutionTerminated
+    (terminating a workflow while one of its tasks runs makes the server fail that task first,
+    in the same batch: part of the operator's terminate, not a failure of the code)."""
+    from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+
+    found: list[str] = []
+    force_closed = False
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED and force_closed:
+            found.pop()
+        force_closed = False
+        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            continue
+        attrs = event.workflow_task_failed_event_attributes
+        if attrs.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND:
+            continue
+        found.append(f"{WorkflowTaskFailedCause.Name(attrs.cause)} {attrs.failure.message}".rstrip())
+        force_closed = attrs.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND
+    return found
+
+
 async def gather_outcomes(client: Any, orders: list[ChaosOrder]) -> tuple[dict[str, WorkflowOutcome], list[str]]:
     import asyncio
 
-    from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
     from temporalio.service import RPCError, RPCStatusCode
 
     from temporal_app.contracts import OrderResult, shipping_workflow_id
@@ -323,18 +347,13 @@ async def gather_outcomes(client: Any, orders: list[ChaosOrder]) -> tuple[dict[s
     outcomes: dict[str, WorkflowOutcome] = {}
 
     async def task_failures(workflow_id: str) -> list[str]:
-        found = []
         try:
-            async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
-                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
-                    attrs = event.workflow_task_failed_event_attributes
-                    if attrs.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND:
-                        continue  # a signal arrived while completing: the SDK retries, by design
-                    found.append(f"{workflow_id}: {WorkflowTaskFailedCause.Name(attrs.cause)} {attrs.failure.message}")
+            events = [e async for e in client.get_workflow_handle(workflow_id).fetch_history_events()]
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
-        return found
+            return []
+        return [f"{workflow_id}: {failure}" for failure in workflow_task_failures(events)]
 
     async def one(order: ChaosOrder) -> None:
         async with semaphore:

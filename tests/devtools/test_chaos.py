@@ -22,7 +22,7 @@ from devtools.chaos import components, scenarios
 from devtools.chaos.checks import (
     WorkflowOutcome, check_actions_once, check_charges, check_dispatch, check_outcomes_expected,
     check_payments_match_ledger, check_refunds, check_review_tasks, check_temporal_matches_postgres,
-    check_flags, check_terminal, check_workflows_closed,
+    check_flags, check_terminal, check_workflows_closed, workflow_task_failures,
 )
 from devtools.chaos.logaudit import DATABASE, INJECTED, scan_worker_log
 from devtools.chaos.scenarios import ChaosOrder, scenarios_for
@@ -336,6 +336,45 @@ def test_check_review_tasks_reports_open_task_of_finished_order():
     order = _order("A-1", "cancelled")
     ReviewTask.objects.create(order=order, due_at=datetime.now().astimezone() + timedelta(hours=1))
     assert check_review_tasks(["A-1"]).problems == ["A-1: cancelled"]
+
+
+def _history(*steps: tuple[str, str]) -> list:
+    """History events: ("failed", CAUSE) for a WorkflowTaskFailed, ("terminated", "") or
+    ("completed", "") for the close, ("scheduled", "") for a new workflow task."""
+    from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+    from temporalio.api.history.v1 import HistoryEvent, WorkflowTaskFailedEventAttributes
+
+    kinds = {"terminated": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+             "completed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+             "scheduled": EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED}
+    events = []
+    for kind, cause in steps:
+        if kind == "failed":
+            events.append(HistoryEvent(
+                event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+                workflow_task_failed_event_attributes=WorkflowTaskFailedEventAttributes(
+                    cause=WorkflowTaskFailedCause.Value(f"WORKFLOW_TASK_FAILED_CAUSE_{cause}"))))
+        else:
+            events.append(HistoryEvent(event_type=kinds[kind]))
+    return events
+
+
+@pytest.mark.parametrize("steps, found", [
+    # An operator's terminate while a task ran: the server fails the task in the same batch.
+    ([("failed", "FORCE_CLOSE_COMMAND"), ("terminated", "")], []),
+    # A signal during the task's completion: the SDK runs the task again.
+    ([("failed", "UNHANDLED_COMMAND"), ("scheduled", ""), ("completed", "")], []),
+    # The workflow's own code failed, even if an operator terminated it later.
+    ([("failed", "WORKFLOW_WORKER_UNHANDLED_FAILURE"), ("terminated", "")],
+     ["WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE"]),
+    ([("failed", "NON_DETERMINISTIC_ERROR"), ("scheduled", ""), ("completed", "")],
+     ["WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR"]),
+    # A force close not followed by a terminate has another cause, and is reported.
+    ([("failed", "FORCE_CLOSE_COMMAND"), ("scheduled", ""), ("completed", "")],
+     ["WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND"]),
+])
+def test_task_failure_check_tells_a_terminate_from_a_code_failure(steps, found):
+    assert workflow_task_failures(_history(*steps)) == found
 
 
 class _ScriptedPool(components.WorkerPool):
