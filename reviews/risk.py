@@ -6,8 +6,8 @@ a ``RiskReason`` (its points, a sentence for people, its figures) or None; the s
 of the points, at most 100, and the level follows ``RISK_LEVEL_MEDIUM``/``RISK_LEVEL_HIGH``.
 
 It runs once per order, in the ``order_validated`` activity, on the hot path: ``risk_facts_gather``
-reads everything the rules need in at most three indexed queries (the order's own lines and
-address changes; the customer's and the address's other orders; the shop's recent amounts), and
+reads everything the rules need in at most two indexed statements (the order's own lines and
+address changes; the customer's and the address's other orders with the shop's recent amounts), and
 ``risk_assess`` stores the result with one INSERT (tests/reviews/test_risk.py pins both counts;
 docs/benchmarks-review-queue.md has the plans).
 
@@ -24,8 +24,8 @@ from decimal import Decimal
 from typing import Any, Callable, NamedTuple, Optional
 
 from django.conf import settings
-from django.db.models import Aggregate, Count, FloatField, Max, OuterRef, Q, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Q
 
 from orderweb.models import Order, OrderEvent, OrderLine
 from reviews.models import RiskAssessment, RiskLevel
@@ -344,23 +344,13 @@ def risk_evaluate(facts: RiskFacts, thresholds: RiskThresholds) -> RiskResult:
 
 
 # -- the facts, from Postgres --------------------------------------------------------------------
+#
+# Raw SQL on purpose: this runs once per order on the hot path, and building the equivalent ORM
+# queries (subqueries, filtered aggregates, a percentile) cost a fifth of the worker's CPU per
+# order under load (docs/benchmarks.md). The look-ups match the ORM's ``iexact``,
+# ``UPPER(col) = UPPER(value)``, so they walk the expression indexes of reviews/migrations/0007.
 
-
-class Percentile(Aggregate):
-    """PERCENTILE_CONT(p) WITHIN GROUP (ORDER BY expr), with Django's FILTER support."""
-
-    function = "PERCENTILE_CONT"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
-        fraction = float(fraction)
-        if not 0 <= fraction <= 1:
-            raise ValueError("a percentile is a fraction between 0 and 1")
-        super().__init__(expression, fraction=repr(fraction), **extra)
-
-
-_ADDRESS_CHANGES = (OrderEvent.Type.SIGNAL_APPLIED, OrderEvent.Type.UPDATE_APPLIED)
+_ADDRESS_CHANGES = [OrderEvent.Type.SIGNAL_APPLIED.value, OrderEvent.Type.UPDATE_APPLIED.value]
 
 
 def customer_key(*, email: str, name: str) -> Q:
@@ -373,66 +363,84 @@ def customer_key(*, email: str, name: str) -> Q:
     return Q()
 
 
-_OWN_COLUMNS = ("amount", "currency", "customer", "customer_email", "address", "billing_address", "created_at")
+# 1. The order as it came, its lines and applied address changes, a stored assessment if any.
+_OWN_SQL = f"""
+SELECT o.amount, o.currency, o.customer, o.customer_email, o.address, o.billing_address, o.created_at,
+       l.n_lines, l.n_items, l.top_quantity, l.top_sku,
+       (SELECT count(*) FROM {OrderEvent._meta.db_table} e
+         WHERE e.order_id = o.id AND e.type = ANY(%(changes)s) AND e.details ? 'new_address'),
+       (SELECT r.id FROM {RiskAssessment._meta.db_table} r WHERE r.order_id = o.id)
+  FROM {Order._meta.db_table} o,
+       LATERAL (SELECT count(*) AS n_lines, coalesce(sum(quantity), 0) AS n_items,
+                       coalesce(max(quantity), 0) AS top_quantity,
+                       (array_agg(sku ORDER BY quantity DESC, sku))[1] AS top_sku
+                  FROM {OrderLine._meta.db_table} WHERE order_id = o.id) l
+ WHERE o.id = %(pk)s
+"""
+
+# 2. The customer's and the address's other orders placed up to this one, and the percentile of
+# the shop's latest amounts (by the created_at index, walked backwards). {customer} is one of
+# _CUSTOMER_MATCH, chosen in Python so that the planner sees which index to use.
+_HISTORY_SQL = f"""
+WITH history AS (
+  SELECT count(*) FILTER (WHERE UPPER(address) = UPPER(%(address)s) AND created_at >= %(since)s) AS address_recent,
+         count(*) FILTER (WHERE {{customer}}) AS customer_orders,
+         count(*) FILTER (WHERE {{customer}} AND created_at >= %(since)s) AS customer_recent,
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY amount) FILTER (WHERE {{customer}}) AS customer_median
+    FROM {Order._meta.db_table}
+   WHERE id <> %(pk)s AND created_at <= %(created_at)s AND (UPPER(address) = UPPER(%(address)s) OR {{customer}})
+), shop AS (
+  SELECT percentile_cont(%(percentile)s) WITHIN GROUP (ORDER BY amount) AS shop_limit, count(*) AS shop_sample
+    FROM (SELECT amount FROM {Order._meta.db_table} WHERE id <> %(pk)s AND amount > 0
+           ORDER BY created_at DESC LIMIT %(sample)s) latest
+)
+SELECT address_recent, customer_orders, customer_recent, customer_median, shop_limit, shop_sample FROM history, shop
+"""
+_CUSTOMER_MATCH = {
+    "email": "UPPER(customer_email) = UPPER(%(customer)s)",
+    "name": "UPPER(customer) = UPPER(%(customer)s)",
+    "unknown": "FALSE",
+}
+
+
+def _cents(value: Optional[float]) -> Optional[Decimal]:
+    return Decimal(str(value)).quantize(Decimal("0.01")) if value is not None else None
 
 
 def risk_facts_gather(*, order_pk: int, thresholds: RiskThresholds) -> tuple[RiskFacts, Optional[int]]:
-    """The facts, in at most three queries; and the id of an assessment already stored for the
-    order, in which case the other two queries are skipped."""
-    # 1. The order as it came, its lines and applied address changes, a stored assessment if any.
-    top_line = OrderLine.objects.filter(order=OuterRef("pk")).order_by("-quantity", "sku")
-    changes = (OrderEvent.objects.filter(order=OuterRef("pk"), type__in=_ADDRESS_CHANGES, details__has_key="new_address")
-               .values("order").annotate(n=Count("pk")).values("n"))
-    own = Order.objects.filter(pk=order_pk).values("pk", *_OWN_COLUMNS).annotate(
-        n_lines=Count("lines"),
-        n_items=Coalesce(Sum("lines__quantity"), 0),
-        top_quantity=Coalesce(Max("lines__quantity"), 0),
-        top_sku=Subquery(top_line.values("sku")[:1]),
-        address_changes=Coalesce(Subquery(changes), 0),
-        stored=Subquery(RiskAssessment.objects.filter(order=OuterRef("pk")).values("pk")[:1]),
-    ).get()
-    if own["stored"] is not None:
-        return RiskFacts(amount=own["amount"]), own["stored"]
-
-    # 2. The customer's and the address's other orders placed up to this one.
-    customer = customer_key(email=own["customer_email"], name=own["customer"])
-    same_address = Q(address__iexact=own["address"])
-    since = own["created_at"] - timedelta(hours=thresholds.window_hours)
-    recent = Q(created_at__gte=since)
-    matches = (customer | same_address) if customer else same_address
-    history = Order.objects.exclude(pk=order_pk).filter(matches, created_at__lte=own["created_at"]).aggregate(
-        address_recent=Count("pk", filter=same_address & recent),
-        **({
-            "customer_orders": Count("pk", filter=customer),
-            "customer_recent": Count("pk", filter=customer & recent),
-            "customer_median": Percentile("amount", 0.5, filter=customer),
-        } if customer else {}),
-    )
-
-    # 3. The shop's latest amounts (by the created_at index), and their percentile.
-    latest = Order.objects.exclude(pk=order_pk).filter(amount__gt=0).order_by("-created_at").values("amount")
-    shop = latest[:thresholds.shop_sample].aggregate(
-        limit=Percentile("amount", thresholds.shop_percentile), sample=Count("amount"),
-    )
-
-    median = history.get("customer_median")
+    """The facts, in two statements; and the id of an assessment already stored for the order,
+    in which case the second is skipped."""
+    with connection.cursor() as cursor:
+        cursor.execute(_OWN_SQL, {"pk": order_pk, "changes": _ADDRESS_CHANGES})
+        (amount, currency, name, email, address, billing_address, created_at,
+         n_lines, n_items, top_quantity, top_sku, address_changes, stored) = cursor.fetchone()
+        if stored is not None:
+            return RiskFacts(amount=amount), stored
+        match = "email" if email else "name" if name.strip() else "unknown"
+        cursor.execute(_HISTORY_SQL.format(customer=_CUSTOMER_MATCH[match]), {
+            "pk": order_pk, "address": address, "customer": email or name, "created_at": created_at,
+            "since": created_at - timedelta(hours=thresholds.window_hours),
+            "percentile": thresholds.shop_percentile, "sample": thresholds.shop_sample,
+        })
+        address_recent, customer_orders, customer_recent, median, shop_limit, shop_sample = cursor.fetchone()
+    known = match != "unknown"
     facts = RiskFacts(
-        amount=own["amount"],
-        currency=own["currency"],
-        customer=own["customer_email"] or own["customer"].strip(),
-        address=own["address"],
-        billing_address=own["billing_address"],
-        lines=own["n_lines"],
-        items=own["n_items"],
-        max_quantity=own["top_quantity"],
-        max_quantity_sku=own["top_sku"] or "",
-        address_changes=own["address_changes"],
-        customer_orders=history.get("customer_orders", 0),
-        customer_median=Decimal(str(median)).quantize(Decimal("0.01")) if median is not None else None,
-        customer_recent=history.get("customer_recent", 0),
-        address_recent=history["address_recent"],
-        shop_percentile=Decimal(str(shop["limit"])).quantize(Decimal("0.01")) if shop["limit"] is not None else None,
-        shop_sample=shop["sample"],
+        amount=amount,
+        currency=currency,
+        customer=email or name.strip(),
+        address=address,
+        billing_address=billing_address,
+        lines=n_lines,
+        items=n_items,
+        max_quantity=top_quantity,
+        max_quantity_sku=top_sku or "",
+        address_changes=address_changes,
+        customer_orders=customer_orders if known else 0,
+        customer_median=_cents(median) if known else None,
+        customer_recent=customer_recent if known else 0,
+        address_recent=address_recent,
+        shop_percentile=_cents(shop_limit),
+        shop_sample=shop_sample,
     )
     return facts, None
 

@@ -1,5 +1,5 @@
 """Risk assessment (reviews/risk.py): each rule on its own, the facts from Postgres in at most
-three queries, the stored assessment, and what order_validated answers under each policy."""
+two queries, the stored assessment, and what order_validated answers under each policy."""
 
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def _history(n: int, *, email="ada@example.com", address="9 Elm Street\nSpringfi
 
 
 @pytestmark_db
-def test_facts_come_from_postgres_in_three_queries():
+def test_facts_come_from_postgres_in_two_queries():
     _history(4, email="ADA@example.com")  # the email matches whatever its case
     _history(1, email="someone@else.com", address="9 ELM STREET\nSPRINGFIELD", age=timedelta(hours=2), start=10)
     _history(25, email="x@y.z", address="elsewhere", amount="100.00", age=timedelta(days=1), start=20)
@@ -158,7 +158,7 @@ def test_facts_come_from_postgres_in_three_queries():
                               details={"signal": "UpdateAddress", "old_address": "x", "new_address": "y"})
     with CaptureQueriesContext(connection) as queries:
         facts, stored = risk.risk_facts_gather(order_pk=order.pk, thresholds=T)
-    assert len(queries.captured_queries) == 3, [q["sql"] for q in queries.captured_queries]
+    assert len(queries.captured_queries) == 2, [q["sql"] for q in queries.captured_queries]
     assert stored is None
     assert (facts.lines, facts.items, facts.max_quantity, facts.max_quantity_sku) == (2, 13, 12, "A")
     assert facts.address_changes == 1
@@ -207,7 +207,7 @@ def test_review_policy_risky_passes_low_scores_and_names_the_rule(settings):
 def test_order_validated_query_count_is_pinned(settings):
     """The activity runs once per order on the hot path (issue 14 cuts SQL per order): this fails
     when anyone adds a query to it (fewer is welcome). The move to review with its event and the
-    task's insert (2, tests/temporal_app/test_costs.py), + 3 for the rules + 1 to store the
+    task's insert (2, tests/temporal_app/test_costs.py), + 2 for the rules + 1 to store the
     assessment."""
     settings.REVIEW_POLICY = "all"
     _history(5)
@@ -215,5 +215,5 @@ def test_order_validated_query_count_is_pinned(settings):
     with CaptureQueriesContext(connection) as queries:
         order_validated.__wrapped__(ValidateOrderInput(order.order_id, 1_900_000_000.0))
     sql = [q["sql"] for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
-    assert len(sql) <= 6, "\n".join(s[:150] for s in sql)
+    assert len(sql) <= 5, "\n".join(s[:150] for s in sql)
     assert sum("reviews_riskassessment" in s for s in sql) == 2  # the look-up inside query 1, the INSERT

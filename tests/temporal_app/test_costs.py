@@ -25,9 +25,9 @@ pytestmark = pytest.mark.temporal
 ACTIVITY_STATEMENTS = {
     "order_received": 1,  # move to processing, with its event (one statement: order_transition)
     # move to review with its event + the review task; the risk assessment (reviews/risk.py): its
-    # three reads (the order's own facts, the customer's and the address's history, the shop's
+    # two reads (the order's own facts; the customer's and the address's history with the shop's
     # recent amounts) and the assessment's insert
-    "order_validated": 6,
+    "order_validated": 5,
     "record_review_outcome": 2,  # move to manual_review_completed with its event + close the task
     "payment_charged": 5,  # move with its event; gateway: fault check + charge; our Payment + its event
     "package_prepared": 2,  # move to shipping with its event + the shipment

@@ -11,7 +11,7 @@ runs ANALYZE, then renders each review page through Django's full request stack 
 session, permissions, templates) ``--runs`` times after warm-ups, and reports the median and the
 Python CPU time (this thread only, so other processes on a busy machine do not count) and
 the time spent waiting for SQL, in milliseconds, and the number of SQL queries per request.
-It also times the risk rules' three queries (``reviews.risk.risk_facts_gather``) for an order
+It also times the risk rules' two queries (``reviews.risk.risk_facts_gather``) for an order
 at that size, and ``--explain`` prints their plans with the queue's.
 
 The bench database is ``<your database>_bench_reviews`` on the same server (``--database`` to
@@ -285,7 +285,7 @@ class Command(BaseCommand):
             self.stdout.write(f"\n=== risk rules for {order.order_id} ({facts.customer_orders} earlier orders "
                               f"of its customer)")
             self._explain(ctx.captured_queries, everything=True)
-        return ("risk rules (3 queries)", statistics.median(timings[3:]), statistics.median(cpu_times[3:]),
+        return ("risk rules (2 queries)", statistics.median(timings[3:]), statistics.median(cpu_times[3:]),
                 statistics.median(sql_times[3:]), max(counts))
 
     def _get(self, client: Client, url: str, headers: dict) -> None:
