@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -77,6 +78,13 @@ class Command(BaseCommand):
         # Plain http on loopback: no HTTPS redirect, cookies sent over http.
         env = {**os.environ, "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS, "PYTHONUNBUFFERED": "1",
                "SECURE_SSL_REDIRECT": "0", "SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0"}
+        if not settings.DEBUG:
+            # DEBUG off: pages link hashed static files, which exist only once collected (as in
+            # every deploy); without them every page answers 500.
+            env["STATIC_ROOT"] = str(workdir / "staticfiles")
+            self.stderr.write(f"collecting static files into {env['STATIC_ROOT']}")
+            subprocess.run([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "collectstatic",
+                            "--noinput", "-v0"], env=env, check=True)
         web = supervisor.start("web", self._web_command(port), log_path=workdir / "web.log", env=env,
                                stop_signal=signal.SIGTERM, stop_timeout=20)
         stop_feeding = threading.Event()
