@@ -506,6 +506,7 @@ class WebhookDelivery(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name_plural = "webhook deliveries"
         indexes = [
             models.Index(fields=["id"], condition=Q(workflow_started_at__isnull=True), name="webhook_to_start"),
             models.Index(fields=["-created_at"], condition=~Q(status="sent"), name="webhook_not_sent"),

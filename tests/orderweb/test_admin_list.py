@@ -4,6 +4,7 @@ These need no workflow: the rows are the projection, written here directly as te
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -226,3 +227,10 @@ def test_cancel_reason_codes_show_and_filter_in_the_order_list(client, make_staf
     assert none.order_id in client.get(CHANGELIST, {"cancel_reason": "none"}).content.decode()
     page = client.get(reverse("admin:orderweb_order_change", args=[fraud.pk])).content.decode()
     assert "Suspected fraud (suspected_fraud)" in page
+
+
+def test_admin_index_names_every_model_in_plain_english(admin_client):
+    """Django adds an 's' to a model's name unless told otherwise: "Webhook deliverys"."""
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert "Webhook deliveries" in html
+    assert not re.search(r"[^aeiou]ys<", html), re.findall(r">([^<]*[^aeiou]ys)<", html)
