@@ -368,7 +368,7 @@ class OrderWorkflow:
         if isinstance(decision, Refusal):
             await self.record.refused(Signals.COMPLETE_MANUAL_REVIEW, "", "", decision)
             return
-        found = self.review.refusal(decision, early=True)
+        found = self.review.refusal(decision, from_signal=True)
         if found is not None:
             await self.record.refused(Signals.COMPLETE_MANUAL_REVIEW, decision.reviewer, decision.action_id, found,
                                       decision=decision.decision, note=decision.note)
@@ -422,7 +422,7 @@ class OrderWorkflow:
         )
         # Answer once the decision is in Postgres, so the reviewer's next page shows it.
         await workflow.wait_condition(lambda: self.review.decided)
-        if self.record.state == OrderState.FAILED:  # held while processing, then validation failed
+        if self.record.state == OrderState.FAILED:  # held before review, then validation failed
             found = refusal(RefusalCode.ALREADY_FINISHED, state=self.record.state.value)
             return ActionResult(False, found.message, self.record.state.value, found.code.value)
         return ActionResult(True, result.message, self.record.state.value)
@@ -430,7 +430,7 @@ class OrderWorkflow:
     @decide_review.validator
     def _validate_decide_review(self, *args: Any) -> None:
         decision = boundary.review_decision(Updates.DECIDE_REVIEW, args)
-        self._refuse_update(decision if isinstance(decision, Refusal) else self.review.refusal(decision, early=False))
+        self._refuse_update(decision if isinstance(decision, Refusal) else self.review.refusal(decision, from_signal=False))
 
     @workflow.update(name=Updates.REQUEST_CANCEL)
     async def request_cancel(self, *args: Any) -> ActionResult:

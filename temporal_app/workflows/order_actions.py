@@ -197,11 +197,11 @@ class Review:
         self.decided = False  # the decision (or the ending that replaced it) is in Postgres
         self.outcome: Optional[ReviewOutcome] = None  # how the review ended
 
-    def refusal(self, decision: ReviewDecision, *, early: bool) -> Optional[Refusal]:
-        """``early``: a signal may decide before the order reaches review (it is held)."""
+    def refusal(self, decision: ReviewDecision, *, from_signal: bool) -> Optional[Refusal]:
+        """``from_signal``: the seed's signal may reject without a note; an Update needs one."""
         if decision.decision not in ("approve", "reject"):
             return refusal(RefusalCode.UNKNOWN_DECISION, decision=decision.decision)
-        if decision.decision == "reject" and not decision.note.strip() and not early:
+        if decision.decision == "reject" and not decision.note.strip() and not from_signal:
             return refusal(RefusalCode.REJECT_NEEDS_NOTE)
         if self.record.is_duplicate(decision.action_id):
             return refusal(RefusalCode.DUPLICATE_ACTION)
@@ -210,9 +210,12 @@ class Review:
         if self.cancellation.request is not None:
             return refusal(RefusalCode.CANCEL_ALREADY_REQUESTED)
         state = self.record.state
-        # order_validated commits the review task just before this workflow learns it returned,
-        # so a reviewer's Update can arrive while the order is still `processing`: held too.
-        if state in (OrderState.AWAITING_MANUAL_REVIEW, OrderState.PROCESSING) or (early and state == OrderState.STARTED):
+        # order_received and order_validated (local activities of the first workflow task)
+        # commit the review task before this workflow learns they returned; when that task is
+        # retried, or the workflow replayed on another worker, it starts again from `started`.
+        # So a reviewer's Update can arrive while the order is still `started` or `processing`:
+        # held until the order reaches review, like an early signal.
+        if state in (OrderState.STARTED, OrderState.PROCESSING, OrderState.AWAITING_MANUAL_REVIEW):
             return None
         return refusal(RefusalCode.NOT_AWAITING_REVIEW, state=state.value)
 

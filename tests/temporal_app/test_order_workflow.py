@@ -15,6 +15,7 @@ from temporal_app.contracts import (
     ADDRESS_TOO_LONG,
     MAX_ADDRESS_LENGTH,
     REVIEW_TIMED_OUT,
+    ActionResult,
     AddressChange,
     CancelRequest,
     LineItem,
@@ -142,6 +143,30 @@ def test_early_approval_is_held_until_review(system):
     status = workflow_status(order_id.lower())
     assert signals_named(status, Signals.COMPLETE_MANUAL_REVIEW)[0]["outcome"] == "applied"
     assert [h["state"] for h in status["state_history"]][:3] == ["started", "processing", "awaiting_manual_review"]
+
+
+def test_early_approval_update_is_held_until_review(system):
+    """An Update that arrives while the workflow is still `started` (sent with the start here;
+    in production: Postgres already shows the review while a retried first workflow task
+    starts again) is held, and answers once the approval is recorded."""
+    order_id = new_order_id()
+
+    async def start_and_approve(client):
+        from temporal_app.workflows import OrderWorkflow
+
+        h = await client.start_workflow(
+            OrderWorkflow.run, args=[order_id, "9 Early St"], id=order_id.lower(), task_queue="order-tq"
+        )
+        answer = await h.execute_update(Updates.DECIDE_REVIEW, ReviewDecision("approve", "alice", action_id="e1"),
+                                        result_type=ActionResult)
+        return answer, await h.result()
+
+    answer, res = temporal(start_and_approve, timeout=90)
+    assert answer.accepted, answer
+    assert res.status == "completed"
+    task = ReviewTask.objects.get(order__order_id=order_id)
+    assert (task.status, task.decided_by_name) == (ReviewTask.Status.APPROVED, "alice")
+    assert charges(order_id) == 1
 
 
 # -- cancel ----------------------------------------------------------------------------------
