@@ -29,3 +29,17 @@ def test_contract_names_are_the_seeds():
     assert signals["UpdateAddress"].fn.__name__ == "update_address"
     assert signals["CompleteManualReview"].fn.__name__ == "complete_manual_review"
     assert "get_status" in OrderWorkflow.__temporal_workflow_definition.queries
+
+
+def test_payload_dataclasses_carry_real_types_not_strings():
+    """The SDK decodes every payload with typing.get_type_hints; string annotations (a `from
+    __future__ import annotations` in contracts.py) make it compile them again on each call."""
+    import dataclasses
+
+    from temporal_app import contracts
+
+    classes = [c for c in vars(contracts).values()
+               if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == contracts.__name__]
+    assert len(classes) >= 10
+    stringly = [f"{c.__name__}.{f.name}" for c in classes for f in dataclasses.fields(c) if isinstance(f.type, str)]
+    assert stringly == []
