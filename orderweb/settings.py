@@ -275,6 +275,7 @@ RISK_USUAL_MIN_ORDERS = env.int("RISK_USUAL_MIN_ORDERS", default=2)  # earlier o
 RISK_SHOP_PERCENTILE = env.float("RISK_SHOP_PERCENTILE", default=0.95)  # of the shop's recent order amounts
 RISK_SHOP_SAMPLE = env.int("RISK_SHOP_SAMPLE", default=1000)  # that many latest orders
 RISK_SHOP_MIN_SAMPLE = env.int("RISK_SHOP_MIN_SAMPLE", default=20)  # fewer: no percentile rule
+RISK_HISTORY_SAMPLE = env.int("RISK_HISTORY_SAMPLE", default=1000)  # latest earlier orders of a customer / an address read
 RISK_WINDOW_HOURS = env.float("RISK_WINDOW_HOURS", default=24)  # for "several orders within"
 RISK_ORDERS_PER_ADDRESS = env.int("RISK_ORDERS_PER_ADDRESS", default=3)  # to one address in the window
 RISK_ORDERS_PER_CUSTOMER = env.int("RISK_ORDERS_PER_CUSTOMER", default=3)  # from one customer in the window

@@ -136,6 +136,7 @@ class RiskThresholds:
     shop_percentile: float = 0.95
     shop_sample: int = 1000
     shop_min_sample: int = 20
+    history_sample: int = 1000
     window_hours: float = 24
     orders_per_address: int = 3
     orders_per_customer: int = 3
@@ -151,6 +152,7 @@ class RiskThresholds:
             shop_percentile=settings.RISK_SHOP_PERCENTILE,
             shop_sample=settings.RISK_SHOP_SAMPLE,
             shop_min_sample=settings.RISK_SHOP_MIN_SAMPLE,
+            history_sample=settings.RISK_HISTORY_SAMPLE,
             window_hours=settings.RISK_WINDOW_HOURS,
             orders_per_address=settings.RISK_ORDERS_PER_ADDRESS,
             orders_per_customer=settings.RISK_ORDERS_PER_CUSTOMER,
@@ -378,17 +380,28 @@ SELECT o.amount, o.currency, o.customer, o.customer_email, o.address, o.billing_
  WHERE o.id = %(pk)s
 """
 
-# 2. The customer's and the address's other orders placed up to this one, and the percentile of
-# the shop's latest amounts (by the created_at index, walked backwards). {customer} is one of
-# _CUSTOMER_MATCH, chosen in Python so that the planner sees which index to use.
+# 2. The customer's and the address's latest other orders placed up to this one (at most
+# ``history_sample`` of each, by the (UPPER(...), created_at) indexes walked backwards, so a name
+# shared by thousands of orders costs no more than a new one), and the percentile of the shop's
+# latest amounts (by the created_at index). {customer} is one of _CUSTOMER_MATCH, chosen in
+# Python so that the planner sees which index to use.
 _HISTORY_SQL = f"""
-WITH history AS (
-  SELECT count(*) FILTER (WHERE UPPER(address) = UPPER(%(address)s) AND created_at >= %(since)s) AS address_recent,
-         count(*) FILTER (WHERE {{customer}}) AS customer_orders,
-         count(*) FILTER (WHERE {{customer}} AND created_at >= %(since)s) AS customer_recent,
-         percentile_cont(0.5) WITHIN GROUP (ORDER BY amount) FILTER (WHERE {{customer}}) AS customer_median
-    FROM {Order._meta.db_table}
-   WHERE id <> %(pk)s AND created_at <= %(created_at)s AND (UPPER(address) = UPPER(%(address)s) OR {{customer}})
+WITH matched AS (
+  (SELECT id, amount, created_at, UPPER(address) = UPPER(%(address)s) AS same_address, {{customer}} AS same_customer
+     FROM {Order._meta.db_table}
+    WHERE UPPER(address) = UPPER(%(address)s) AND created_at <= %(created_at)s AND id <> %(pk)s
+    ORDER BY created_at DESC LIMIT %(history)s)
+  UNION
+  (SELECT id, amount, created_at, UPPER(address) = UPPER(%(address)s), {{customer}}
+     FROM {Order._meta.db_table}
+    WHERE {{customer}} AND created_at <= %(created_at)s AND id <> %(pk)s
+    ORDER BY created_at DESC LIMIT %(history)s)
+), history AS (
+  SELECT count(*) FILTER (WHERE same_address AND created_at >= %(since)s) AS address_recent,
+         count(*) FILTER (WHERE same_customer) AS customer_orders,
+         count(*) FILTER (WHERE same_customer AND created_at >= %(since)s) AS customer_recent,
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY amount) FILTER (WHERE same_customer) AS customer_median
+    FROM matched
 ), shop AS (
   SELECT percentile_cont(%(percentile)s) WITHIN GROUP (ORDER BY amount) AS shop_limit, count(*) AS shop_sample
     FROM (SELECT amount FROM {Order._meta.db_table} WHERE id <> %(pk)s AND amount > 0
@@ -421,6 +434,7 @@ def risk_facts_gather(*, order_pk: int, thresholds: RiskThresholds) -> tuple[Ris
             "pk": order_pk, "address": address, "customer": email or name, "created_at": created_at,
             "since": created_at - timedelta(hours=thresholds.window_hours),
             "percentile": thresholds.shop_percentile, "sample": thresholds.shop_sample,
+            "history": thresholds.history_sample,
         })
         address_recent, customer_orders, customer_recent, median, shop_limit, shop_sample = cursor.fetchone()
     known = match != "unknown"

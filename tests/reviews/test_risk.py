@@ -171,6 +171,23 @@ def test_facts_come_from_postgres_in_two_queries():
 
 
 @pytestmark_db
+def test_history_reads_the_latest_orders_of_a_customer_and_an_address_only():
+    """A name shared by thousands of orders must cost no more than a new one: the facts come
+    from the latest ``history_sample`` earlier orders of the customer and of the address."""
+    _history(3, amount="10.00", age=timedelta(days=30))  # the oldest: left out of the sample
+    _history(2, amount="50.00", age=timedelta(days=2), start=10)
+    _history(1, email="other@example.com", amount="70.00", age=timedelta(hours=1), start=20)  # same address
+    order = _received("CAP-1", amount="60.00")
+    capped = RiskThresholds(history_sample=3)
+    facts, _ = risk.risk_facts_gather(order_pk=order.pk, thresholds=capped)
+    # The customer's latest 3: 50, 50 and one of the 10s (the address's latest 3 add no more of hers).
+    assert (facts.customer_orders, facts.customer_median) == (3, Decimal("50.00"))
+    assert facts.address_recent == 1  # the other customer's order an hour ago, to the same address
+    facts, _ = risk.risk_facts_gather(order_pk=order.pk, thresholds=T)
+    assert (facts.customer_orders, facts.customer_median) == (5, Decimal("10.00"))
+
+
+@pytestmark_db
 def test_order_validated_stores_the_assessment_on_the_order_and_the_task(settings):
     settings.REVIEW_POLICY = "all"
     order = _received("NEW-2", email="", customer="")  # nothing to know the customer by
