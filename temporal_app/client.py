@@ -226,7 +226,9 @@ class _ClientThread:
                     TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=f"no answer in {timeout:g} s")
                 ) from err
             raise TemporalNoAnswer(TEMPORAL_NO_ANSWER.format(seconds=timeout)) from err
-        except RuntimeError as err:  # connection refused and friends surface as RuntimeError
+        except RuntimeError as err:
+            # The SDK raises a plain RuntimeError for a failed (re)connection, with no type or
+            # code to tell it by: its text is all there is. Our own refusals carry RefusalCode.
             if "connect" in str(err).lower() or "transport" in str(err).lower():
                 logger.warning("Temporal at %s: %s", settings.TEMPORAL_ADDRESS, str(err).splitlines()[0])
                 raise TemporalUnavailable(
@@ -239,6 +241,8 @@ class _ClientThread:
                 raise TemporalUnavailable(
                     TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=_transport_detail(err))
                 ) from err
+            # The server's one FAILED_PRECONDITION for an Update to a workflow whose task keeps
+            # failing; it has no more specific code.
             if err.status == RPCStatusCode.FAILED_PRECONDITION and "failed state" in err.message:
                 raise WorkflowCannotAnswer(WORKFLOW_CANNOT_ANSWER) from err
             raise
