@@ -350,7 +350,7 @@ def risk_evaluate(facts: RiskFacts, thresholds: RiskThresholds) -> RiskResult:
 # Raw SQL on purpose: this runs once per order on the hot path, and building the equivalent ORM
 # queries (subqueries, filtered aggregates, a percentile) cost a fifth of the worker's CPU per
 # order under load (docs/benchmarks.md). The look-ups match the ORM's ``iexact``,
-# ``UPPER(col) = UPPER(value)``, so they walk the expression indexes of reviews/migrations/0007.
+# ``UPPER(col) = UPPER(value)``, so they walk the expression indexes of reviews/migrations/0008.
 
 _ADDRESS_CHANGES = [OrderEvent.Type.SIGNAL_APPLIED.value, OrderEvent.Type.UPDATE_APPLIED.value]
 
@@ -429,7 +429,7 @@ def risk_facts_gather(*, order_pk: int, thresholds: RiskThresholds) -> tuple[Ris
          n_lines, n_items, top_quantity, top_sku, address_changes, stored) = cursor.fetchone()
         if stored is not None:
             return RiskFacts(amount=amount), stored
-        match = "email" if email else "name" if name.strip() else "unknown"
+        match = "email" if email else "name" if name.strip() else "unknown"  # as customer_key chooses
         cursor.execute(_HISTORY_SQL.format(customer=_CUSTOMER_MATCH[match]), {
             "pk": order_pk, "address": address, "customer": email or name, "created_at": created_at,
             "since": created_at - timedelta(hours=thresholds.window_hours),
