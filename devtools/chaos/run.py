@@ -150,12 +150,12 @@ class ChaosRun:
                     raise
                 time.sleep(1)
 
-    def update(self, order: ChaosOrder, key: str, name: str, arg: Any, *, wait_for_review: bool = False) -> None:
+    def update(self, order: ChaosOrder, key: str, name: str, arg: Any) -> None:
         """Send a Workflow Update as the web app does; keep the workflow's answer."""
         from temporalio.service import RPCError
 
         from temporal_app.client import ActionRefused, TemporalUnavailable, order_workflow_update
-        from temporal_app.contracts import OrderState, RefusalCode
+        from temporal_app.contracts import RefusalCode
 
         deadline = time.monotonic() + 300
         lost = False
@@ -165,12 +165,6 @@ class ChaosRun:
                 order.answers[key] = (result.accepted, result.code, result.message)
                 return
             except ActionRefused as err:
-                early = err.code == RefusalCode.NOT_AWAITING_REVIEW and err.workflow_status in (
-                    OrderState.STARTED, OrderState.PROCESSING)
-                if wait_for_review and early and time.monotonic() < deadline:
-                    # Postgres shows the review before the workflow's own state moves on.
-                    time.sleep(0.3)
-                    continue
                 duplicate = lost and err.code == RefusalCode.DUPLICATE_ACTION
                 order.answers[key] = None if duplicate else (False, err.code.value, err.message)
                 return
@@ -266,31 +260,31 @@ class ChaosRun:
         cancel = CancelRequest("chaos: cancelled by staff", STAFF, f"{order.order_id}:cancel")
         s = order.scenario
         if s in (APPROVE_UPDATE, DISPATCH_FAILURE, PAYMENT_DECLINE):
-            self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+            self.update(order, "approve", Updates.DECIDE_REVIEW, approve)
         elif s == REJECT:
             reject = ReviewDecision("reject", REVIEWER, "chaos: not plausible", f"{order.order_id}:reject")
-            self.update(order, "reject", Updates.DECIDE_REVIEW, reject, wait_for_review=True)
+            self.update(order, "reject", Updates.DECIDE_REVIEW, reject)
         elif s == APPROVE_SIGNAL_TWICE:
             self.signal(order, Signals.COMPLETE_MANUAL_REVIEW, approve)
             self.signal(order, Signals.COMPLETE_MANUAL_REVIEW, approve)
             self.notes["duplicate signals"] += 1
         elif s == ADDRESS_CHANGE:
             change = AddressChange(order.new_address, STAFF, f"{order.order_id}:address")
-            self.update(order, "address", Updates.CHANGE_ADDRESS, change, wait_for_review=False)
-            self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+            self.update(order, "address", Updates.CHANGE_ADDRESS, change)
+            self.update(order, "approve", Updates.DECIDE_REVIEW, approve)
         elif s == CANCEL_AFTER_APPROVE:
-            self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+            self.update(order, "approve", Updates.DECIDE_REVIEW, approve)
             self.update(order, "cancel", Updates.REQUEST_CANCEL, cancel)
         elif s == MALFORMED_MESSAGES:
             self.signal_raw(order, Signals.COMPLETE_MANUAL_REVIEW, ["approve", "twice"])
             self.signal_raw(order, Signals.UPDATE_ADDRESS, [])
             self.signal_raw(order, Signals.CANCEL_ORDER, ["not a request"])
-            self.update(order, "malformed", Updates.DECIDE_REVIEW, "approve", wait_for_review=True)
-            self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+            self.update(order, "malformed", Updates.DECIDE_REVIEW, "approve")
+            self.update(order, "approve", Updates.DECIDE_REVIEW, approve)
             self.notes["malformed messages sent"] += 4
         elif s == FORGED_REPORT:
             self.signal_raw(order, Signals.SHIPPING_REPORT, [{"kind": "dispatch_failed", "message": "forged"}])
-            self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+            self.update(order, "approve", Updates.DECIDE_REVIEW, approve)
             self.notes["forged shipping reports"] += 1
         elif s == TEMPORAL_CANCEL:
             self.temporal_call(lambda c: c.get_workflow_handle(order.workflow_id).cancel())
@@ -301,7 +295,7 @@ class ChaosRun:
         elif s in (RACE_UPDATES, RACE_SIGNALS):
             barrier = threading.Barrier(2)
             if s == RACE_UPDATES:
-                first = lambda: self.update(order, "approve", Updates.DECIDE_REVIEW, approve, wait_for_review=True)
+                first = lambda: self.update(order, "approve", Updates.DECIDE_REVIEW, approve)
                 second = lambda: self.update(order, "cancel", Updates.REQUEST_CANCEL, cancel)
             else:
                 first = lambda: self.signal(order, Signals.COMPLETE_MANUAL_REVIEW, approve)
