@@ -187,7 +187,13 @@ class _ClientThread:
             # Its error is retrieved even if no one waits for it any more (no "never retrieved" log).
             attempt.add_done_callback(lambda task: task.cancelled() or task.exception())
             self._connecting, self._connecting_key = attempt, key
-        client = await asyncio.shield(attempt)
+        try:
+            client = await asyncio.shield(attempt)
+        except RuntimeError as err:  # Client.connect's one way of saying it could not connect
+            logger.warning("Temporal at %s: %s", settings.TEMPORAL_ADDRESS, str(err).splitlines()[0])
+            raise TemporalUnavailable(
+                TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=_transport_detail(err))
+            ) from err
         self._client, self._client_key = client, key
         return client
 
@@ -226,15 +232,6 @@ class _ClientThread:
                     TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=f"no answer in {timeout:g} s")
                 ) from err
             raise TemporalNoAnswer(TEMPORAL_NO_ANSWER.format(seconds=timeout)) from err
-        except RuntimeError as err:
-            # The SDK raises a plain RuntimeError for a failed (re)connection, with no type or
-            # code to tell it by: its text is all there is. Our own refusals carry RefusalCode.
-            if "connect" in str(err).lower() or "transport" in str(err).lower():
-                logger.warning("Temporal at %s: %s", settings.TEMPORAL_ADDRESS, str(err).splitlines()[0])
-                raise TemporalUnavailable(
-                    TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail=_transport_detail(err))
-                ) from err
-            raise
         except RPCError as err:
             if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
                 logger.warning("Temporal at %s: %s", settings.TEMPORAL_ADDRESS, err.message)
