@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from orderweb import events, simulators
 from orderweb.models import Order, Payment, Shipment
+from orderweb.sql import insert_ignoring_conflicts
 from orderweb.services import (
     OrderConflict,
     order_receive,
@@ -26,6 +27,7 @@ from orderweb.services import (
     order_start_refused,
     order_workflow_options,
     orders_awaiting_workflow_start,
+    shipment_dispatched,
 )
 from orderweb.webhooks import webhook_gave_up as webhook_failed, webhook_send, webhooks_queue
 from temporal_app.client import TemporalUnavailable, start_order_workflow
@@ -82,9 +84,8 @@ def order_received(request: ReceiveOrderInput) -> ReceivedOrder:
 def payment_charged(request: PaymentInput) -> PaymentReceipt:
     key = charge_key(request.order_id)
     amount = Decimal(request.amount)
-    with transaction.atomic(), events.batch():
-        pk = order_transition(order_id=request.order_id, to_status=OrderState.PROCESSING_PAYMENT,
-                              event_key="payment:started")
+    pk = order_transition(order_id=request.order_id, to_status=OrderState.PROCESSING_PAYMENT,
+                          event_key="payment:started")
     order = Order(pk=pk) if pk is not None else _order_ref(request.order_id)  # a retry reads it
     # The gateway call sits outside our transaction, like any external service: if we die after
     # it, the retry sends the same key and the gateway answers with the first charge.
@@ -97,12 +98,13 @@ def payment_charged(request: PaymentInput) -> PaymentReceipt:
         raise ApplicationError(str(err), type=Errors.PAYMENT_DECLINED, non_retryable=True) from None
     except simulators.ServiceUnavailable as err:
         raise ApplicationError(str(err), type=Errors.PAYMENT_UNAVAILABLE) from None
-    # Our record of the charge, once per key: the gateway's entry is the truth for both attempts.
-    with transaction.atomic(), events.batch():
-        Payment.objects.bulk_create([Payment(order=order, kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED,
-                                             amount=entry.amount, idempotency_key=key,
-                                             provider_reference=entry.reference)], ignore_conflicts=True)
-        events.payment_charged_event(order=order, amount=entry.amount, reference=entry.reference, idempotency_key=key)
+    # Our record of the charge and its audit event, once per key, in one statement: the gateway's
+    # entry is the truth for both attempts.
+    insert_ignoring_conflicts(
+        Payment(order=order, kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED, amount=entry.amount,
+                idempotency_key=key, provider_reference=entry.reference),
+        events.payment_charged_event(order=order, amount=entry.amount, reference=entry.reference, idempotency_key=key),
+    )
     return PaymentReceipt(key, entry.reference, str(entry.amount))
 
 
@@ -158,14 +160,8 @@ def carrier_dispatched(request: DispatchInput) -> str:
         )
     except simulators.ServiceUnavailable as err:
         raise ApplicationError(str(err), type=Errors.DISPATCH_FAILED) from None
-    shipment = Shipment.objects.filter(idempotency_key=dispatch_key(request.order_id))
-    with transaction.atomic():
-        shipment.exclude(status=Shipment.Status.DISPATCHED).update(
-            status=Shipment.Status.DISPATCHED, tracking_number=entry.tracking_number,
-            address=entry.address, dispatched_at=timezone.now(), updated_at=timezone.now(),
-        )
-        events.carrier_dispatched_event(order=shipment.values_list("order_id", flat=True).get(),
-                                        tracking_number=entry.tracking_number, address=entry.address)
+    shipment_dispatched(idempotency_key=dispatch_key(request.order_id), tracking_number=entry.tracking_number,
+                        address=entry.address)
     return entry.tracking_number
 
 
@@ -191,8 +187,7 @@ def start_refused(record: RefusedStart) -> None:
 
 @db_activity(Activities.RECORD_ORDER_PROGRESS, queue=ORDER_TASK_QUEUE)
 def record_order_progress(record: ProgressRecord) -> None:
-    with transaction.atomic(), events.batch():
-        order_record_progress(record)
+    order_record_progress(record)
 
 
 def _order_ref(order_id: str) -> Order:

@@ -117,9 +117,10 @@ def status_changed_event(
                        details=details, event_key=event_key)
 
 
-def payment_charged_event(*, order: Union[Order, int], amount: Any, reference: str, idempotency_key: str) -> None:
-    event_write(order=order, type=Type.PAYMENT_CHARGED, source=Source.WORKFLOW, event_key="payment:charged",
-                message=f"charged {amount}", details={"reference": reference, "idempotency_key": idempotency_key})
+def payment_charged_event(*, order: Union[Order, int], amount: Any, reference: str, idempotency_key: str) -> OrderEvent:
+    """Unsaved: ``payment_charged`` inserts it with the Payment row, in one statement."""
+    return event_build(order=order, type=Type.PAYMENT_CHARGED, source=Source.WORKFLOW, event_key="payment:charged",
+                       message=f"charged {amount}", details={"reference": reference, "idempotency_key": idempotency_key})
 
 
 def payment_refunded_event(*, order: Union[Order, int], amount: Any, reference: str, charge_reference: str) -> None:
@@ -127,10 +128,12 @@ def payment_refunded_event(*, order: Union[Order, int], amount: Any, reference: 
                 message=f"refunded {amount}", details={"reference": reference, "charge": charge_reference})
 
 
-def carrier_dispatched_event(*, order: Union[Order, int], tracking_number: str, address: str) -> None:
-    event_write(order=order, type=Type.CARRIER_DISPATCHED, source=Source.WORKFLOW, event_key="shipping:dispatched",
-                message=f"dispatched, tracking {tracking_number}",
-                details={"tracking_number": tracking_number, "address": address})
+def carrier_dispatched_event(*, tracking_number: str, address: str) -> OrderEvent:
+    """Unsaved, without its order: ``shipment_dispatched`` writes it in the statement that marks
+    the shipment dispatched, which supplies the order."""
+    return event_build(order=None, type=Type.CARRIER_DISPATCHED, source=Source.WORKFLOW,
+                       event_key="shipping:dispatched", message=f"dispatched, tracking {tracking_number}",
+                       details={"tracking_number": tracking_number, "address": address})
 
 
 def workflow_message_event(

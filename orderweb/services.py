@@ -22,6 +22,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from orderweb import events
+from orderweb.sql import row_values
 from orderweb.events import pg_text
 from orderweb.models import Order, OrderEvent, OrderLine, RefusedStart, Shipment
 from temporal_app.client import start_order_workflow
@@ -216,9 +217,11 @@ def orders_awaiting_workflow_start(*, older_than_seconds: float = 15, limit: int
 # -- projection (activities) ------------------------------------------------------------------
 #
 # Every activity moves the order with ``order_transition``: one statement locks the row, moves it
-# (if it is before the new state) and writes the transition's audit event. The order's row lock
-# is held to the caller's commit, so the lock order everywhere stays the order first, then its
-# review task.
+# (if it is before the new state) and writes the transition's audit event. A step whose writes
+# fit that one statement sends it alone, in autocommit (it is its own transaction: no BEGIN and
+# COMMIT round trips); a step with more writes runs it in its transaction, and the order's row
+# lock is held to the commit, so the lock order everywhere stays the order first, then its review
+# task.
 
 
 def _transition_sql(fields: list[str], check_workflow: bool, event_columns: list[str]) -> str:
@@ -243,9 +246,7 @@ def _transition_sql(fields: list[str], check_workflow: bool, event_columns: list
 
 def _event_values(event: OrderEvent) -> tuple[list[str], list[Any]]:
     """The columns and database values of an unsaved event, but its order and from status."""
-    fields = [f for f in OrderEvent._meta.concrete_fields if f.name not in ("id", "order", "from_status")]
-    return ([f.column for f in fields],
-            [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in fields])
+    return row_values(event, leave_out=("order", "from_status"))
 
 
 def order_transition(
@@ -263,8 +264,9 @@ def order_transition(
     """Move the order forward to ``to_status`` and audit it, in one statement; returns the
     order's pk, or None when the order is already there or past it (a retried write, a
     superseded attempt: nothing is written). A workflow that moves its order on is alive, so a
-    reconciler's flag is cleared. With ``workflow_id``, only that workflow's order moves. Must
-    run inside a transaction: the row stays locked until the caller's other writes commit."""
+    reconciler's flag is cleared. With ``workflow_id``, only that workflow's order moves. Alone
+    (autocommit) the statement is its own transaction; inside the caller's, the row stays locked
+    until the caller's other writes commit."""
     now = timezone.now()
     event_columns, event_values = _event_values(events.status_changed_event(
         type=type, to_status=to_status, event_key=event_key, actor=actor, reason=reason, details=details,
@@ -285,12 +287,13 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
 
     The workflow has checked its input (``temporal_app.workflows.boundary``) and fails the order
     next if it broke a rule; the row keeps what Postgres can hold, so staff see the failure."""
+    # The usual case, one statement in autocommit: the order saved by order_create, started by
+    # its workflow.
+    pk = order_transition(order_id=order_id, to_status=OrderState.PROCESSING, event_key="received",
+                          workflow_id=workflow_id)
+    if pk is not None:
+        return pk
     with transaction.atomic():
-        # The usual case, one statement: the order saved by order_create, started by its workflow.
-        pk = order_transition(order_id=order_id, to_status=OrderState.PROCESSING, event_key="received",
-                              workflow_id=workflow_id)
-        if pk is not None:
-            return pk
         order, created = Order.objects.select_for_update().get_or_create(
             order_id=order_id, defaults=_received_row(workflow_id, address, options)
         )
@@ -335,7 +338,8 @@ def _received_row(workflow_id: str, address: str, options: OrderOptions) -> dict
 
 def order_record_progress(record: ProgressRecord) -> Optional[int]:
     """Project one workflow transition or message outcome (the ``record_order_progress`` local
-    activity), in the caller's transaction. Idempotent by ``record.event_key``. Returns the
+    activity). A transition is one statement (in the caller's transaction, if there is one); a
+    message's outcome writes in one transaction. Idempotent by ``record.event_key``. Returns the
     order's pk when the record moved it (the caller may add to that write: a review's close)."""
     event = ProgressEvent(record.event_type)  # the workflow names only known events
     details = dict(record.details)
@@ -351,6 +355,12 @@ def order_record_progress(record: ProgressRecord) -> Optional[int]:
             order_id=record.order_id, to_status=state, event_key=record.event_key, type=event.value,
             actor=record.actor, reason=record.reason, details=details, **fields,
         )
+    with transaction.atomic(savepoint=False):
+        _record_message(record, event, details)
+    return None
+
+
+def _record_message(record: ProgressRecord, event: ProgressEvent, details: dict[str, Any]) -> None:
     order = Order.objects.only("pk", "dispatch_failures").get(order_id=record.order_id)
     if event == ProgressEvent.DISPATCH_FAILED:
         Order.objects.filter(pk=order.pk).update(
@@ -366,7 +376,37 @@ def order_record_progress(record: ProgressRecord) -> Optional[int]:
         order=order.pk, type=event.value, source=record.source, actor=record.actor, reason=record.reason,
         details=details, event_key=record.event_key,
     )
-    return None
+
+
+def shipment_dispatched(*, idempotency_key: str, tracking_number: str, address: str) -> int:
+    """Mark the shipment dispatched with the carrier's answer and write its audit event, in one
+    statement (autocommit); returns the order's pk. A repeat (a retried activity) leaves the
+    dispatched shipment and its event as they are. No shipment under the key: DoesNotExist."""
+    quote = connection.ops.quote_name
+    table, events_table = quote(Shipment._meta.db_table), quote(OrderEvent._meta.db_table)
+    column = lambda name: quote(Shipment._meta.get_field(name).column)  # noqa: E731
+    event_columns, event_values = row_values(
+        events.carrier_dispatched_event(tracking_number=tracking_number, address=address), leave_out=("order",))
+    now = timezone.now()
+    sql = (
+        f"WITH shipment AS (SELECT {column('id')} AS pk, {column('order')} AS order_pk FROM {table} "
+        f"WHERE {column('idempotency_key')} = %s), "
+        f"dispatched AS (UPDATE {table} AS s SET {column('status')} = %s, {column('tracking_number')} = %s, "
+        f"{column('address')} = %s, {column('dispatched_at')} = %s, {column('updated_at')} = %s "
+        f"FROM shipment WHERE s.{column('id')} = shipment.pk AND s.{column('status')} <> %s), "
+        f"audit AS (INSERT INTO {events_table} ({quote(OrderEvent._meta.get_field('order').column)}, "
+        f"{', '.join(map(quote, event_columns))}) "
+        f"SELECT shipment.order_pk, {', '.join(['%s'] * len(event_values))} FROM shipment ON CONFLICT DO NOTHING) "
+        f"SELECT order_pk FROM shipment"
+    )
+    dispatched = Shipment.Status.DISPATCHED
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [idempotency_key, dispatched, tracking_number, address, now, now, dispatched,
+                             *event_values])
+        row = cursor.fetchone()
+    if row is None:
+        raise Shipment.DoesNotExist(f"no shipment under {idempotency_key}")
+    return row[0]
 
 
 def order_start_refused(record: RefusedStartRecord) -> None:

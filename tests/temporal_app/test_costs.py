@@ -29,10 +29,21 @@ ACTIVITY_STATEMENTS = {
     # recent amounts) and the assessment's insert
     "order_validated": 5,
     "record_review_outcome": 2,  # move to manual_review_completed with its event + close the task
-    "payment_charged": 5,  # move with its event; gateway: fault check + charge; our Payment + its event
+    "payment_charged": 4,  # move with its event; gateway: fault check + charge; our Payment with its event
     "package_prepared": 2,  # move to shipping with its event + the shipment
-    "carrier_dispatched": 5,  # carrier: fault check + dispatch; the shipment + its order id + the event
+    "carrier_dispatched": 3,  # carrier: fault check + dispatch; the shipment marked dispatched with its event
     "record_order_progress": 1,  # move to completed, with its event
+}
+# Transactions (a BEGIN and a COMMIT round trip each): only where an activity makes several
+# writes that must land together; a step of one statement runs in autocommit.
+ACTIVITY_TRANSACTIONS = {
+    "order_received": 0,
+    "order_validated": 1,  # the move, the assessment and the review task
+    "record_review_outcome": 1,  # the move and the task's close
+    "payment_charged": 0,
+    "package_prepared": 1,  # the move and the shipment
+    "carrier_dispatched": 0,
+    "record_order_progress": 0,
 }
 MAX_STATEMENTS_PER_ORDER = 25  # issue 14's target
 ENTRY_POINT_STATEMENTS = {"order_create": 5, "review_decide": 5}
@@ -44,21 +55,34 @@ MAX_ORDER_HISTORY_EVENTS = 40
 
 
 class StatementCounter:
-    """Counts the statements every database connection in this process sends, filed under the
-    activity running on that thread (or the entry point the test names)."""
+    """Counts the statements and commits every database connection in this process sends, filed
+    under the activity running on that thread (or the entry point the test names)."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.commits: Counter[str] = Counter()
         self.entry_point = threading.local()
 
-    def __call__(self, execute, sql, params, many, context):
+    def _name(self) -> str | None:
         try:
-            name = activity.info().activity_type
+            return activity.info().activity_type
         except RuntimeError:
-            name = getattr(self.entry_point, "name", None)
+            return getattr(self.entry_point, "name", None)
+
+    def __call__(self, execute, sql, params, many, context):
+        name = self._name()
         if name:
             self.counts[name] += 1
         return execute(sql, params, many, context)
+
+    def counting_commits(self, commit):
+        def counted(connection):
+            name = self._name()
+            if name:
+                self.commits[name] += 1
+            return commit(connection)
+
+        return counted
 
     def hook(self, sender, connection, **kwargs) -> None:
         if self not in connection.execute_wrappers:
@@ -66,10 +90,13 @@ class StatementCounter:
 
 
 @pytest.fixture
-def statements():
-    from django.db import connection
+def statements(monkeypatch):
+    from django.db import connection, connections
 
     counter = StatementCounter()
+    # Django commits through the backend's _commit (transaction.atomic's exit included).
+    backend = type(connections["default"])
+    monkeypatch.setattr(backend, "_commit", counter.counting_commits(backend._commit))
     connection_created.connect(counter.hook)
     connection.execute_wrappers.append(counter)
     try:
@@ -109,6 +136,8 @@ def test_one_happy_path_order_costs_what_it_did(system, statements):
     spent = dict(statements.counts)
     assert {name: spent.get(name, 0) for name in ACTIVITY_STATEMENTS} == ACTIVITY_STATEMENTS, spent
     assert sum(ACTIVITY_STATEMENTS.values()) <= MAX_STATEMENTS_PER_ORDER
+    committed = dict(statements.commits)
+    assert {name: committed.get(name, 0) for name in ACTIVITY_TRANSACTIONS} == ACTIVITY_TRANSACTIONS, committed
     assert {name: spent.get(name, 0) for name in ENTRY_POINT_STATEMENTS} == ENTRY_POINT_STATEMENTS, spent
 
     history = {"order": history_event_types(order.workflow_id),
@@ -119,14 +148,16 @@ def test_one_happy_path_order_costs_what_it_did(system, statements):
 
 
 def test_the_statement_counter_sees_every_statement(system, statements):
-    """The measure has teeth: statements on a worker-like thread of its own are counted too."""
-    from django.db import connection, connections
+    """The measure has teeth: statements and commits on a worker-like thread of its own are
+    counted too."""
+    from django.db import connection, connections, transaction
 
     def query() -> None:
         statements.entry_point.name = "probe"
         try:
             list(Order.objects.all()[:1])
-            list(Order.objects.all()[:1])
+            with transaction.atomic():
+                list(Order.objects.all()[:1])
         finally:
             connections.close_all()
 
@@ -134,4 +165,5 @@ def test_the_statement_counter_sees_every_statement(system, statements):
     worker.start()
     worker.join()
     assert statements.counts["probe"] == 2
+    assert statements.commits["probe"] == 1
     assert connection.execute_wrappers.count(statements) == 1
