@@ -9,7 +9,8 @@
 # `bench_orders --use-running-workers`. Postgres is the machine's: its backends are summed over the
 # postgres user's processes alive at both reads (connections that closed in between are missed, so
 # that figure is a lower bound). Linux only. Pass BARE=path/to/bare_baseline.py to change the
-# baseline; TEMPORAL_WORKFLOW_SANDBOX is passed through to the worker.
+# baseline; TEMPORAL_WORKFLOW_SANDBOX is passed through to the worker. The worker's CPU is also
+# given by thread group (devtools/thread_cpu.py); with `py-spy` on PATH its Python threads are named.
 set -euo pipefail
 
 ORDERS=${1:-200}
@@ -63,13 +64,17 @@ per_order_ms() { echo "$(( ($2 - $1) * 1000 / $(getconf CLK_TCK) / ORDERS ))"; }
 
 "$PY" manage.py bench_orders --orders 20 --use-running-workers --no-progress > /dev/null 2>&1  # warm-up
 S0=$(ticks $SERVER); W0=$(ticks $WORKER); P0=$(postgres_ticks)
+"$PY" -m devtools.thread_cpu snapshot "$WORKER" > "$WORK/threads.before"
 /usr/bin/time -f "%U %S" -o "$WORK/driver.time" \
     "$PY" manage.py bench_orders --orders "$ORDERS" --use-running-workers --no-progress > "$WORK/bench.json"
 S1=$(ticks $SERVER); W1=$(ticks $WORKER); P1=$(postgres_ticks)
+"$PY" -m devtools.thread_cpu snapshot "$WORKER" > "$WORK/threads.after"
+if command -v py-spy >/dev/null; then py-spy dump --pid "$WORKER" > "$WORK/threads.names" 2>/dev/null || true; fi
 DRIVER_MS=$(awk -v n="$ORDERS" '{printf "%d", ($1 + $2) * 1000 / n}' "$WORK/driver.time")
 echo "ours: $(tail -1 "$WORK/bench.json" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["orders_per_s"])') orders/s;" \
      "CPU ms per order: server $(per_order_ms "$S0" "$S1"), worker $(per_order_ms "$W0" "$W1")," \
      "postgres >= $(per_order_ms "$P0" "$P1"), driver $DRIVER_MS (with its start-up)"
+"$PY" -m devtools.thread_cpu report "$WORK/threads.before" "$WORK/threads.after" "$ORDERS" "$WORK/threads.names"
 
 S0=$(ticks $SERVER)
 /usr/bin/time -f "%U %S" -o "$WORK/bare.time" "$PY" "$BARE" "$ORDERS" > "$WORK/bare.out"
