@@ -290,6 +290,9 @@ class OrderWorkflow:
         self.record.received = self.record.foreign = True  # there is no row to write to
         self.record.reason = f"the start was refused: {self.start.refused}"
         self.record.enter(OrderState.FAILED)
+        # Nothing will be reviewed: a decision Update accepted before run() began (its validator
+        # saw `started`) is answered now, as already finished, instead of waited on for ever.
+        self.review.decided = True
         await workflow.execute_activity(
             Activities.START_REFUSED,
             RefusedStart(info.workflow_id, info.run_id, self.start.refused, self.start.arguments),

@@ -23,8 +23,10 @@ from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     SHIPPING_TASK_QUEUE,
     TEMPORAL_ACTOR,
+    ActionResult,
     LineItem,
     RefusalCode,
+    ReviewDecision,
     Signals,
     Updates,
     shipping_workflow_id,
@@ -85,6 +87,33 @@ def test_a_start_without_a_usable_order_id_is_refused_and_recorded(system, args)
     refused = RefusedStart.objects.get(workflow_id=workflow_id)
     assert refused.reason in result.reason and refused.arguments
     assert not Order.objects.filter(workflow_id=workflow_id).exists()
+
+
+def test_a_decision_sent_with_a_refused_start_is_answered_and_the_workflow_ends(system):
+    """An Update delivered with the start (update-with-start: in the first workflow task, before
+    run() begins) passes its validator while the order is `started`; once the start is refused,
+    it must be answered, not held for a review that never comes (found by the boundary fuzz: the
+    workflow waited for the handler, and the handler for the review)."""
+    workflow_id = new_order_id("REFUSED").lower()
+
+    async def update_with_start(client):
+        from temporalio.client import WithStartWorkflowOperation
+        from temporalio.common import WorkflowIDConflictPolicy
+
+        operation = WithStartWorkflowOperation(
+            "OrderWorkflow", args=[], id=workflow_id, task_queue=ORDER_TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+        answer = await client.execute_update_with_start_workflow(
+            Updates.DECIDE_REVIEW, ReviewDecision("approve", "alice", action_id="r1"),
+            start_workflow_operation=operation, result_type=ActionResult,
+        )
+        handle = await operation.workflow_handle()
+        return answer, await handle.result()
+
+    answer, result = temporal(update_with_start, timeout=60)
+    assert (answer.accepted, answer.code) == (False, RefusalCode.ALREADY_FINISHED.value), answer
+    assert result["status"] == "failed" and result["reason"].startswith("the start was refused: ")
 
 
 @pytest.mark.parametrize("args, reason", [
