@@ -2,8 +2,9 @@
 
 Each is idempotent by a database constraint: run it twice (a retry, a worker killed after the
 write but before reporting, an operator reset) and there is still one row, one charge, one
-dispatch. Each writes its own step into the projection in the same transaction, so the
-projection costs no extra round trip. Registered with ``temporal_app.registry``.
+dispatch. Each writes its own step into the projection with its other writes, in one statement
+where they fit one (autocommit) and in one transaction where they do not, so the projection
+costs no extra round trip. Registered with ``temporal_app.registry``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from temporalio.exceptions import ApplicationError
 
 from orderweb import events, simulators
 from orderweb.models import Order, Payment, Shipment
-from orderweb.sql import insert_ignoring_conflicts
 from orderweb.services import (
     OrderConflict,
     order_receive,
@@ -29,6 +29,7 @@ from orderweb.services import (
     orders_awaiting_workflow_start,
     shipment_dispatched,
 )
+from orderweb.sql import insert_ignoring_conflicts
 from orderweb.webhooks import webhook_gave_up as webhook_failed, webhook_send, webhooks_queue
 from temporal_app.client import TemporalUnavailable, start_order_workflow
 from temporal_app.contracts import (
