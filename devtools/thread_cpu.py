@@ -26,8 +26,8 @@ THREAD_LINE = re.compile(r'Thread (\d+) \((?:active|idle)[^)]*\): "([^"]*)"')
 
 
 def snapshot(pid: int) -> str:
-    """One line per thread: tid, OS name, user and system clock ticks."""
-    lines = []
+    """The process id, then one line per thread: tid, OS name, user and system clock ticks."""
+    lines = [f"pid {pid}"]
     for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda p: int(p.name)):
         try:
             name = (task / "comm").read_text().strip().replace(" ", "_")
@@ -38,12 +38,14 @@ def snapshot(pid: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _read(path: str) -> dict[str, tuple[str, int, int]]:
+def _read(path: str) -> tuple[str, dict[str, tuple[str, int, int]]]:
+    """The process id (its main thread's tid) and its threads."""
+    pid, *lines = Path(path).read_text().splitlines()
     threads = {}
-    for line in Path(path).read_text().splitlines():
+    for line in lines:
         tid, name, user, system = line.split()
         threads[tid] = (name, int(user), int(system))
-    return threads
+    return pid.split()[1], threads
 
 
 def _group(tid: str, name: str, main_tid: str, python_names: dict[str, str]) -> str:
@@ -57,9 +59,9 @@ def _group(tid: str, name: str, main_tid: str, python_names: dict[str, str]) -> 
 
 
 def report(before: str, after: str, orders: int, dump: str | None = None) -> str:
-    start, end = _read(before), _read(after)
+    (_, start), (main_tid, end) = _read(before), _read(after)
     python_names = dict(THREAD_LINE.findall(Path(dump).read_text())) if dump and Path(dump).exists() else {}
-    main_tid = min(end, key=int)
+    # The main thread's tid is the pid; not the lowest tid, since thread ids wrap round with pids.
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for tid, (name, user, system) in end.items():
         _, user0, system0 = start.get(tid, (name, 0, 0))
