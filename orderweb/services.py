@@ -22,9 +22,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from orderweb import events
-from orderweb.sql import row_values
 from orderweb.events import pg_text
 from orderweb.models import Order, OrderEvent, OrderLine, RefusedStart, Shipment
+from orderweb.sql import row_values
 from temporal_app.client import start_order_workflow
 from temporal_app.contracts import (
     CLIENT_ACTOR,

@@ -15,6 +15,7 @@ from typing import Optional
 from django.db import connection, transaction
 
 from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, SimulatedFault
+from orderweb.sql import row_values
 
 
 class ServiceUnavailable(Exception):
@@ -53,16 +54,16 @@ def _ledger_get_or_create(model, *, idempotency_key: str, **fields):
     """Insert once per key; a concurrent or repeated request gets the existing entry. One
     statement when the key is new (INSERT ... ON CONFLICT DO NOTHING RETURNING), two when not."""
     entry = model(idempotency_key=idempotency_key, **fields)
-    columns = [f for f in model._meta.concrete_fields if not f.primary_key]
+    columns, values = row_values(entry)
     quote = connection.ops.quote_name
     sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) "
+        f"VALUES ({', '.join(['%s'] * len(values))}) "
         f"ON CONFLICT ({quote(model._meta.get_field('idempotency_key').column)}) DO NOTHING "
         f"RETURNING {quote(model._meta.pk.column)}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [f.get_db_prep_save(f.pre_save(entry, add=True), connection) for f in columns])
+        cursor.execute(sql, values)
         row = cursor.fetchone()
     if row is None:
         return model.objects.get(idempotency_key=idempotency_key)

@@ -15,6 +15,7 @@ from orderweb import activities
 from reviews.activities import order_validated
 from temporal_app.contracts import (
     DispatchInput,
+    Errors,
     LineItem,
     OrderOptions,
     OrderRef,
@@ -116,6 +117,17 @@ def test_shipping_activities_twice_dispatch_once():
     shipment = Shipment.objects.get()
     assert (shipment.status, shipment.tracking_number) == ("dispatched", first)
     assert Order.objects.get(pk=order.pk).status == "shipping"
+
+
+def test_a_dispatch_without_a_prepared_shipment_fails_for_good_and_writes_no_event():
+    """The one statement that marks the shipment dispatched finds none: a data fault no retry
+    fixes (non-retryable, so the workflow refunds), not a silent no-op."""
+    order = received_and_validated()
+    with pytest.raises(ApplicationError) as raised:
+        activities.carrier_dispatched(DispatchInput(order.order_id, "1 Main St"))
+    assert raised.value.type == Errors.PERMANENT and raised.value.non_retryable
+    assert "DoesNotExist" in raised.value.message
+    assert not OrderEvent.objects.filter(order=order, type="carrier_dispatched").exists()
 
 
 def test_progress_record_twice_writes_one_event_and_never_moves_backwards():
