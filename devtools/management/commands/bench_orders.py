@@ -35,6 +35,7 @@ from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from tqdm import tqdm
 
 from devtools.bench import (
+    AutovacuumStandIn,
     Workers,
     approver,
     bench_dev_server,
@@ -82,7 +83,8 @@ class Command(BaseCommand):
             raise CommandError("--orders, --rounds and --concurrency must be at least 1")
         server = self._start_dev_server() if options["start_dev_server"] else None
         try:
-            self._run(orders, options)
+            with AutovacuumStandIn(say=self.stderr.write):
+                self._run(orders, options)
         finally:
             if server is not None:
                 stop_process(server[0])

@@ -32,7 +32,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections, connection
 from tqdm import tqdm
 
-from devtools.bench import Workers, approver, bench_dev_server, bench_reviewer, check_temporal, percentile
+from devtools.bench import (
+    AutovacuumStandIn,
+    Workers,
+    approver,
+    bench_dev_server,
+    bench_reviewer,
+    check_temporal,
+    percentile,
+)
 from devtools.supervise import stop_process
 from orderweb.models import Order, OrderEvent, Payment
 from orderweb.services import order_create
@@ -69,7 +77,8 @@ class Command(BaseCommand):
             raise CommandError("--parked must be at least --sample, and --sample at least 1")
         server = bench_dev_server() if options["start_dev_server"] else None
         try:
-            result = self._run(parked, sample, options)
+            with AutovacuumStandIn(say=self.say):
+                result = self._run(parked, sample, options)
         finally:
             if server is not None:
                 stop_process(server[0])

@@ -33,7 +33,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
-from devtools.bench import Workers, bench_dev_server, check_temporal
+from devtools.bench import AutovacuumStandIn, Workers, bench_dev_server, check_temporal
 from devtools.supervise import HttpReady, Supervisor, free_port, stop_process
 from orderweb.models import Order, OrderEvent
 from orderweb.services import order_create
@@ -57,7 +57,8 @@ class Command(BaseCommand):
             raise CommandError("locust is missing: pip install -r requirements-dev.txt")
         server = bench_dev_server() if options["start_dev_server"] else None
         try:
-            result = self._run(options)
+            with AutovacuumStandIn(say=self.stderr.write):
+                result = self._run(options)
         finally:
             if server is not None:
                 stop_process(server[0])

@@ -1,0 +1,43 @@
+"""What the benchmarks share (devtools/bench.py), against the real Postgres."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import connection
+
+from devtools.bench import AutovacuumStandIn
+from orderweb.models import Order
+
+
+def _autovacuum() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        return cursor.fetchone()[0]
+
+
+def _analyzed(model) -> bool:
+    """Whether the table has planner statistics (pg_class.reltuples is -1 until it is analyzed)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples >= 0 FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_autovacuum_stand_in_analyzes_on_entry_and_then_on_its_interval_only_where_autovacuum_is_off():
+    said: list[str] = []
+    with AutovacuumStandIn(seconds=0.05, say=said.append) as stand_in:
+        deadline = time.monotonic() + 10
+        while stand_in.analyzed < 3 and time.monotonic() < deadline and _autovacuum() == "off":
+            time.sleep(0.05)
+    if _autovacuum() == "on":  # a production-like Postgres: autovacuum keeps the statistics itself
+        assert stand_in.analyzed == 0 and said == []
+        return
+    # On entry (the main thread), then from its own thread on the interval; it says so once.
+    assert stand_in.analyzed >= 3
+    assert len(said) == 1 and "autovacuum off" in said[0]
+    assert _analyzed(Order)
+    analyzed = stand_in.analyzed
+    time.sleep(0.2)
+    assert stand_in.analyzed == analyzed  # stopped with the block
