@@ -18,7 +18,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
-from devtools.devserver import start_dev_server
+from devtools.devserver import DevServerError, start_dev_server
 from devtools.supervise import ChildExited, NotReady, Supervisor, free_port, worker_health
 from temporal_app.client import TemporalUnavailable, client_thread
 
@@ -98,8 +98,12 @@ def bench_dev_server() -> tuple[Any, tempfile.TemporaryDirectory]:
     Points TEMPORAL_ADDRESS at it; returns the process and its directory (to stop and clean)."""
     workdir = tempfile.TemporaryDirectory(prefix="bench-temporal-")
     port = free_port()
-    process = start_dev_server(db_file=Path(workdir.name) / "temporal.db", port=port, ui_port=free_port(),
-                               headless=True)
+    try:
+        process = start_dev_server(db_file=Path(workdir.name) / "temporal.db", port=port, ui_port=free_port(),
+                                   headless=True, log=Path(workdir.name) / "temporal.log")
+    except DevServerError as err:
+        workdir.cleanup()
+        raise CommandError(str(err)) from None
     settings.TEMPORAL_ADDRESS = f"127.0.0.1:{port}"
     return process, workdir
 

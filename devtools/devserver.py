@@ -12,7 +12,17 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from devtools.supervise import ChildExited, Log, NotReady, PortReady, port_in_use, spawn, stop_process, wait_ready
+from devtools.supervise import (
+    ChildExited,
+    Log,
+    NotReady,
+    PortReady,
+    last_line,
+    port_in_use,
+    spawn,
+    stop_process,
+    wait_ready,
+)
 from temporal_app.contracts import SEARCH_ATTRIBUTE_DISPATCH_FAILURES, SEARCH_ATTRIBUTE_ORDER_STATUS
 
 SEARCH_ATTRIBUTE_FLAGS = [
@@ -71,7 +81,8 @@ def start_dev_server(
         wait_ready(PortReady(host, port), timeout, process)
     except ChildExited:
         stop_process(process)
-        raise DevServerError(f"the Temporal dev server exited with code {process.returncode}") from None
+        said = f": {last_line(log)}" if isinstance(log, Path) else ""
+        raise DevServerError(f"the Temporal dev server exited with code {process.returncode}{said}") from None
     except NotReady:
         stop_process(process)
         raise DevServerError(f"nothing listened on {host}:{port} within {timeout:g} s") from None

@@ -41,3 +41,17 @@ def test_the_autovacuum_stand_in_analyzes_on_entry_and_then_on_its_interval_only
     analyzed = stand_in.analyzed
     time.sleep(0.2)
     assert stand_in.analyzed == analyzed  # stopped with the block
+
+
+def test_a_dev_server_that_exits_says_why_from_its_log(tmp_path):
+    """The benchmarks start their own dev server; when it exits at once, the error carries its
+    log's last line (the log itself goes with the benchmark's temporary directory)."""
+    from devtools.devserver import DevServerError, start_dev_server
+    from devtools.supervise import free_port
+
+    with pytest.raises(DevServerError) as raised:
+        start_dev_server(db_file=tmp_path / "temporal.db", port=free_port(), ui_port=free_port(), headless=True,
+                         log=tmp_path / "temporal.log",
+                         dynamic_config={"frontend.enableUpdateWorkflowExecution": "[unclosed"})
+    assert "exited with code" in str(raised.value)
+    assert "invalid dynamic config values" in str(raised.value)
