@@ -1,4 +1,5 @@
-"""What the benchmarks share (devtools/bench.py), against the real Postgres."""
+"""What the benchmarks share (devtools/bench.py) against the real Postgres, and the dev server they
+start (devtools/devserver.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 from django.db import connection
 
 from devtools.bench import AutovacuumStandIn
+from devtools.devserver import DevServerError, start_dev_server
+from devtools.supervise import free_port
 from orderweb.models import Order
 
 
@@ -26,12 +29,13 @@ def _analyzed(model) -> bool:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_autovacuum_stand_in_analyzes_on_entry_and_then_on_its_interval_only_where_autovacuum_is_off():
+    autovacuum = _autovacuum()
     said: list[str] = []
     with AutovacuumStandIn(seconds=0.05, say=said.append) as stand_in:
         deadline = time.monotonic() + 10
-        while stand_in.analyzed < 3 and time.monotonic() < deadline and _autovacuum() == "off":
+        while autovacuum == "off" and stand_in.analyzed < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-    if _autovacuum() == "on":  # a production-like Postgres: autovacuum keeps the statistics itself
+    if autovacuum == "on":  # a production-like Postgres: autovacuum keeps the statistics itself
         assert stand_in.analyzed == 0 and said == []
         return
     # On entry (the main thread), then from its own thread on the interval; it says so once.
@@ -46,9 +50,6 @@ def test_the_autovacuum_stand_in_analyzes_on_entry_and_then_on_its_interval_only
 def test_a_dev_server_that_exits_says_why_from_its_log(tmp_path):
     """The benchmarks start their own dev server; when it exits at once, the error carries its
     log's last line (the log itself goes with the benchmark's temporary directory)."""
-    from devtools.devserver import DevServerError, start_dev_server
-    from devtools.supervise import free_port
-
     with pytest.raises(DevServerError) as raised:
         start_dev_server(db_file=tmp_path / "temporal.db", port=free_port(), ui_port=free_port(), headless=True,
                          log=tmp_path / "temporal.log",
