@@ -80,6 +80,8 @@ class ReviewTask(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     note = models.TextField(blank=True)
     reason_code = models.CharField(max_length=40, blank=True)  # a rejection's reason, as a code
+    # When the workflow escalated the undecided review to the leads (its escalation timer fired).
+    escalated_at = models.DateTimeField(null=True, blank=True)
     # Copied from the order's RiskAssessment and the order when the task opens (neither changes
     # afterwards), so that the queue sorts and filters on the open-task indexes alone.
     risk_score = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -89,7 +91,12 @@ class ReviewTask(models.Model):
 
     class Meta:
         ordering = ["due_at", "pk"]
-        permissions = [("decide_review", "Can approve or reject orders in manual review")]
+        permissions = [
+            ("decide_review", "Can approve or reject orders in manual review"),
+            # The `review_lead` group: release or reassign anyone's claim, the Escalated view, the
+            # team's insights, the allow/block lists and the risk policy.
+            ("lead_review", "Can lead the review team"),
+        ]
         indexes = [
             # The queue: open tasks, oldest due first.
             models.Index(fields=["due_at", "id"], condition=Q(status="open"), name="review_open_queue"),

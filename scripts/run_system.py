@@ -458,7 +458,7 @@ def banner(system: System, debug: bool, users_created: bool) -> None:
         "The order back office is running. Press Ctrl-C to stop all of it.",
         "",
         f"  Web app          {web}/",
-        f"  Reviews          {web}/reviews/" + ("      log in as reviewer / reviewer" if users_created else ""),
+        f"  Reviews          {web}/reviews/" + ("      log in as reviewer / reviewer (or lead / lead)" if users_created else ""),
         f"  Admin            {web}/admin/" + ("        log in as admin / admin" if users_created else ""),
         f"  Temporal Web UI  {ui}",
         f"  Temporal         {system.temporal_address} (namespace {system.env.get('TEMPORAL_NAMESPACE', 'default')})",
@@ -540,7 +540,8 @@ def main(argv: list[str]) -> int:
         )
         if debug:
             step("users", lambda: manage(system, "ensure_demo_users", log_name="setup", timeout=120)
-                 and "reviewer/reviewer (group reviewer), admin/admin (superuser); local only: DEBUG is on")
+                 and "reviewer/reviewer (group reviewer), lead/lead (reviewer, review_lead), admin/admin (superuser); "
+                    "local only: DEBUG is on")
         else:
             say("  users      none: DEBUG is off")
         step("workers", lambda: wait_until_ready(workers, workers_ready, START_TIMEOUT)

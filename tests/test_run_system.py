@@ -219,7 +219,7 @@ def test_demo_users_are_never_created_without_debug(settings):
     settings.DEBUG = False
     with pytest.raises(CommandError, match=re.escape(DEMO_USERS_NEED_DEBUG)):
         call_command("ensure_demo_users")
-    assert not get_user_model().objects.filter(username__in=["reviewer", "admin"]).exists()
+    assert not get_user_model().objects.filter(username__in=["reviewer", "lead", "admin"]).exists()
 
 
 @pytest.mark.django_db
@@ -235,12 +235,16 @@ def test_demo_users_with_debug_can_log_in_with_the_printed_passwords(settings):
     # attempts, so a bare authenticate() without one is refused).
     users = get_user_model().objects
     for page, username, landing in (("/accounts/login/", "reviewer", "/reviews/"),
+                                    ("/accounts/login/", "lead", "/reviews/"),
                                     ("/admin/login/", "admin", "/admin/")):
         client = Client()
         response = client.post(page, {"username": username, "password": username, "next": landing})
         assert response.status_code == 302 and response.url == landing, (username, response.status_code)
         assert client.session[SESSION_KEY] == str(users.get(username=username).pk)
-    reviewer, admin = users.get(username="reviewer"), users.get(username="admin")
+    reviewer, lead, admin = users.get(username="reviewer"), users.get(username="lead"), users.get(username="admin")
     assert list(reviewer.groups.values_list("name", flat=True)) == ["reviewer"]
     assert reviewer.has_perm("reviews.decide_review") and not reviewer.is_staff
+    assert not reviewer.has_perm("reviews.lead_review")
+    assert sorted(lead.groups.values_list("name", flat=True)) == ["review_lead", "reviewer"]
+    assert lead.has_perm("reviews.decide_review") and lead.has_perm("reviews.lead_review") and not lead.is_staff
     assert admin.is_superuser and admin.is_staff
