@@ -21,7 +21,9 @@ from temporal_app.contracts import (
     DEFAULT_CURRENCY,
     MAX_ACTION_ID_LENGTH,
     MAX_ACTOR_LENGTH,
+    MAX_ADDRESS_LENGTH,
     MAX_NOTE_LENGTH,
+    MAX_ORDER_ID_LENGTH,
     MAX_PAYMENT_ATTEMPTS,
     MAX_REASON_CODE_LENGTH,
     MAX_REVIEW_TIMEOUT_SECONDS,
@@ -58,12 +60,22 @@ OPTIONS_UNREADABLE = "The options (third argument) could not be read: {detail}."
 REVIEW_TIMEOUT_INVALID = "review_timeout_seconds must be a number of seconds above 0 and at most 30 days."
 PAYMENT_ATTEMPTS_INVALID = "payment_attempts must be a whole number from 1 to 100."
 TEXT_FIELD_INVALID = "{field} must be text of at most {max} characters without control characters"
+# A refused start keeps what it can use, cut to the limits (the SDK warns at 512 KB of state, and
+# every get_status would carry it): the reason says how much was sent.
+SENT_SIZE = "{what} had {size:,} characters."
+MAX_PROBLEM_LENGTH = 500
 
 
 def preview(value: Any) -> str:
     """A short, printable rendering of what a client sent, for messages and the audit trail."""
     text = repr(value)
     return text if len(text) <= PREVIEW_LENGTH else text[: PREVIEW_LENGTH - 1] + "…"
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, or its first ``limit`` followed by "…" (so the cut
+    copy of a too-long value is still too long, and never taken for the real thing)."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # -- the start ----------------------------------------------------------------------------------
@@ -90,26 +102,32 @@ def parse_start(args: Sequence[Any]) -> StartArgs:
     order_id = args[0]
     problem = order_id_error(order_id)
     if problem:
-        return StartArgs(order_id if isinstance(order_id, str) else "", "",
-                         refused=f"{problem} Got {preview(order_id)}.", arguments=arguments)
+        refused = f"{problem} Got {preview(order_id)}."
+        if isinstance(order_id, str) and len(order_id) > MAX_ORDER_ID_LENGTH:
+            refused += " " + SENT_SIZE.format(what="It", size=len(order_id))
+        return StartArgs(cut(order_id, MAX_ORDER_ID_LENGTH) if isinstance(order_id, str) else "", "",
+                         refused=refused, arguments=arguments)
     problems: list[str] = []
     address = args[1] if len(args) >= 2 else None
     if len(args) < 2:
         problems.append(ADDRESS_MISSING)
     elif address_error(address):
         problems.append(address_error(address) or "")
+        if isinstance(address, str) and len(address) > MAX_ADDRESS_LENGTH:
+            problems.append(SENT_SIZE.format(what="The address sent", size=len(address)))
     if len(args) > 3:
         problems.append(TOO_MANY_ARGUMENTS.format(count=len(args)))
     options, amount = _options(args[2] if len(args) >= 3 else None, problems)
     return StartArgs(
         order_id=order_id,
         # The workflow, Postgres and the carrier hold the same address: the normalised one. A
-        # bad one is kept as given (text only) so the failure can show it.
+        # bad one is kept as given (text only, cut to the limit) so the failure can show it.
         address=normalise_address(address) if isinstance(address, str) and not address_error(address)
-        else (address if isinstance(address, str) else ""),
+        else (cut(address, MAX_ADDRESS_LENGTH) if isinstance(address, str) else ""),
         options=options,
         amount=amount,
-        problems=problems,
+        # A problem may quote what was sent (a SKU): bounded, like everything the workflow keeps.
+        problems=[cut(problem, MAX_PROBLEM_LENGTH) for problem in problems],
         arguments=arguments,
     )
 
@@ -134,6 +152,7 @@ def _options(value: Any, problems: list[str]) -> tuple[OrderOptions, Optional[st
         amount = str(order_total(options.line_items, options.amount))
     except ValueError as err:
         problems.append(str(err))
+        options.amount = None
     if customer_error(options.customer):
         problems.append(customer_error(options.customer) or "")
         options.customer = ""

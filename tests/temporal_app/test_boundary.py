@@ -5,6 +5,7 @@ retry can fix after a charge ends in a refund."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +21,7 @@ from temporal_app.contracts import (
     ADDRESS_EMPTY,
     ADDRESS_TOO_LONG,
     MAX_ADDRESS_LENGTH,
+    MAX_ORDER_ID_LENGTH,
     ORDER_TASK_QUEUE,
     SHIPPING_TASK_QUEUE,
     TEMPORAL_ACTOR,
@@ -137,6 +139,40 @@ def test_a_bad_start_fails_the_order_at_validation_before_any_charge(system, arg
     assert (order.status, order.failure_reason) == ("failed", result.reason)
     assert len(order.address) <= MAX_ADDRESS_LENGTH  # what Postgres shows is storable evidence
     assert not ReviewTask.objects.filter(order=order).exists() and charges(order_id) == 0
+
+
+MEGABYTE = 1024 * 1024
+
+
+def largest_event_after_the_start(workflow_id: str) -> int:
+    """The size of the largest history event but the start itself (which holds what was sent)."""
+
+    async def run(client):
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        return max(event.ByteSize() for event in history.events[1:])
+
+    return temporal(run)
+
+
+@pytest.mark.parametrize("args, sent", [
+    (["{order_id}", "x" * MEGABYTE], "The address sent had 1,048,576 characters."),
+    (["{order_id}", "1 Main St", {"line_items": [{"sku": "S" * MEGABYTE, "name": "", "quantity": 1,
+                                                  "unit_price": "1.00"}]}], "Line item 'SSSS"),
+    (["O" * MEGABYTE, "1 Main St"], "It had 1,048,576 characters."),
+], ids=["address", "sku", "order-id"])
+def test_a_refused_megabyte_is_not_kept_by_the_workflow(system, args, sent):
+    """The workflow keeps only what it accepted: a refused megabyte is cut to the limits in its
+    state (get_status, the activities' inputs) and the reason says how much was sent."""
+    order_id = new_order_id("MEGA")
+    workflow_id = order_id.lower()
+    args = [order_id if arg == "{order_id}" else arg for arg in args]
+    result = start(args, workflow_id)
+    assert result.status == "failed" and sent in result.reason, result.reason
+    status = workflow_status(workflow_id)
+    assert len(json.dumps(status)) < 5_000, {key: len(str(value)) for key, value in status.items()}
+    assert sent in status["reason"]
+    assert len(status["address"]) <= MAX_ADDRESS_LENGTH + 1 and len(status["order_id"]) <= MAX_ORDER_ID_LENGTH + 1
+    assert largest_event_after_the_start(workflow_id) < 10_000
 
 
 def test_the_workflow_postgres_and_the_carrier_hold_the_same_normalised_address(system):
