@@ -39,6 +39,18 @@ def temporal_server(tmp_path_factory) -> Iterator[str]:
     log.close()
 
 
+def _health_setting(ready: threading.Event) -> "object":
+    """A WorkerHealth (what /readyz reads) that also sets `ready` once every worker polls."""
+    from temporal_app.health import WorkerHealth
+
+    class ReadyWhenPolling(WorkerHealth):
+        def workers_polling(self, workers) -> None:
+            super().workers_polling(workers)
+            ready.set()
+
+    return ReadyWhenPolling()
+
+
 class WorkerThread(threading.Thread):
     """The real worker code (temporal_app.worker.run_workers) on its own loop and client."""
 
@@ -62,10 +74,10 @@ class WorkerThread(threading.Thread):
             self._stop_event = asyncio.Event()
             client = await connect()
             await ensure_search_attributes(client)
-            self.ready.set()
             # Sandboxed, whatever production workers use: the sandbox's checks guard every test.
+            # Ready once every worker polls (what /readyz reports), not merely connected.
             await run_workers(client, queues=list(QUEUES), threads=self.threads, stop=self._stop_event,
-                              sandbox=True)
+                              sandbox=True, health=_health_setting(self.ready))
         except BaseException as err:  # surfaced by the fixture, never swallowed
             self.error = err
             self.ready.set()
@@ -79,11 +91,14 @@ class WorkerThread(threading.Thread):
 
 @pytest.fixture(scope="session")
 def workers(temporal_server, django_db_setup, django_db_blocker) -> Iterator[WorkerThread]:
+    from django.conf import settings
+
     # Activities run on worker threads, outside any one test: they may use the test database.
     django_db_blocker.unblock()
     thread = WorkerThread()
     thread.start()
-    thread.ready.wait(30)
+    if not thread.ready.wait(60):
+        raise RuntimeError(f"the test workers did not connect to Temporal at {settings.TEMPORAL_ADDRESS} within 60 s")
     if thread.error is not None:
         raise thread.error
     yield thread

@@ -52,21 +52,30 @@ def workflow_status(workflow_id: str) -> dict[str, Any]:
 
 
 def wait_for_status(workflow_id: str, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30) -> dict[str, Any]:
-    """Poll the workflow's get_status until `predicate` holds; a timeout names the last status."""
+    """Poll the workflow's get_status until `predicate` holds; a timeout names the last status.
+
+    Only "not yet" is waited out: a workflow not started yet (its start is sent after a commit)
+    or a query the busy worker did not answer in time. Any other error (the query handler
+    failed, a workflow task keeps failing) is the answer, and raised at once."""
+    from temporal_app.client import TemporalNoAnswer, WorkflowGone
+
     last: dict[str, Any] = {}
+    last_error: Exception | None = None
 
     def reached() -> bool:
-        nonlocal last
+        nonlocal last, last_error
         try:
             last = workflow_status(workflow_id)
-        except Exception:
+        except (WorkflowGone, TemporalNoAnswer) as err:
+            last_error = err
             return False
         return predicate(last)
 
     try:
         wait_until(reached, timeout=timeout, what=f"{workflow_id} to {what}")
     except AssertionError as err:
-        raise AssertionError(f"{err}; last status: {last.get('workflow_status')} {last}") from None
+        seen = f"last status: {last.get('workflow_status')} {last}" if last else f"no status; last error: {last_error!r}"
+        raise AssertionError(f"{err}; {seen}") from None
     return last
 
 

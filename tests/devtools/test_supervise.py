@@ -167,7 +167,8 @@ def test_sigkill_is_the_last_resort_and_takes_the_whole_group(supervisor, tmp_pa
     grandchild = grandchild_pid(child.log_path)
     started = time.monotonic()
     assert supervisor.stop(child) == -signal.SIGKILL
-    assert time.monotonic() - started < 5
+    # It was not waited out (the child sleeps 300 s); the bound leaves a busy machine room.
+    assert time.monotonic() - started < 60
     assert supervisor.said == ["  stubborn did not stop in time; killing it"]
     deadline = time.monotonic() + 10
     while pid_alive(grandchild):
@@ -177,7 +178,10 @@ def test_sigkill_is_the_last_resort_and_takes_the_whole_group(supervisor, tmp_pa
 
 def test_a_second_ctrl_c_hurries_the_wait_in_progress(tmp_path):
     """The supervisor as scripts/run_system.py uses it: stopping a child that ignores its signal
-    would take 60 s; a SIGINT while stopping cuts the wait to HURRIED_WAIT_SECONDS."""
+    would take 120 s; a SIGINT while stopping cuts the wait to HURRIED_WAIT_SECONDS."""
+    # The child notes its stop signal (and ignores it), so the test knows the wait has begun.
+    stubborn = STUBBORN.replace("signal.signal(signal.SIGTERM, signal.SIG_IGN)",
+                                "signal.signal(signal.SIGTERM, lambda *_: print('asked to stop', flush=True))")
     script = tmp_path / "supervisor.py"
     script.write_text(textwrap.dedent(f"""
         import sys, time
@@ -185,8 +189,8 @@ def test_a_second_ctrl_c_hurries_the_wait_in_progress(tmp_path):
         from pathlib import Path
         from devtools.supervise import Supervisor
         supervisor = Supervisor(say=lambda line: print(line, flush=True))
-        child = supervisor.start("stubborn", [sys.executable, "-c", {textwrap.dedent(STUBBORN)!r}],
-                                 log_path=Path({str(tmp_path / "stubborn.log")!r}), stop_timeout=60)
+        child = supervisor.start("stubborn", [sys.executable, "-c", {textwrap.dedent(stubborn)!r}],
+                                 log_path=Path({str(tmp_path / "stubborn.log")!r}), stop_timeout=120)
         while "grandchild" not in child.log_path.read_text():
             time.sleep(0.05)
         supervisor.hurry_on_signals()
@@ -198,7 +202,7 @@ def test_a_second_ctrl_c_hurries_the_wait_in_progress(tmp_path):
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout.readline() == "stopping\n"
-        time.sleep(0.5)  # the wait has begun
+        wait_until_logged(tmp_path / "stubborn.log", "asked to stop")  # the wait has begun
         os.killpg(proc.pid, signal.SIGINT)  # the second Ctrl-C (only the supervisor's group gets it)
         out, _ = proc.communicate(timeout=30)
     finally:
@@ -206,7 +210,9 @@ def test_a_second_ctrl_c_hurries_the_wait_in_progress(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     lines = out.splitlines()
     assert lines[0] == "  stubborn did not stop in time; killing it"
-    assert float(lines[1].split()[2]) < 0.5 + HURRIED_WAIT_SECONDS + 2
+    # Hurried: HURRIED_WAIT_SECONDS (2 s) and no longer the 120 s; the bound leaves a busy
+    # machine room and still tells the two apart.
+    assert float(lines[1].split()[2]) < 60
 
 
 def test_worker_health_gives_a_free_port_and_its_readyz():

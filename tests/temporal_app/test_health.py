@@ -69,7 +69,9 @@ def loop_thread():
 
 @pytest.fixture
 def served():
-    health = WorkerHealth(loop_timeout=0.5)
+    # A loop that answers answers at once; the bound is for a loop that does not, and is generous
+    # so that a busy machine never passes for a blocked loop (the blocked-loop test sets its own).
+    health = WorkerHealth(loop_timeout=10)
     server = HealthServer(health, "127.0.0.1", 0).start()
     yield health, server
     server.stop()
@@ -143,6 +145,9 @@ def test_healthz_fails_while_the_workers_loop_is_blocked(served, loop_thread):
     health, server = served
     health.watch_loop(loop_thread.loop)
     assert get(server, "/healthz") == (200, ALIVE + "\n")
+    # Blocked for 30 s, the loop cannot answer within 0.5 s however busy the machine is (a
+    # working loop answers the probe right after the blocking call, which never ends by itself).
+    health.loop_timeout = 0.5
     unblock = threading.Event()
     loop_thread.loop.call_soon_threadsafe(unblock.wait, 30)  # test only: a blocking call on the loop
     try:

@@ -61,10 +61,17 @@ def _no_floats(value) -> None:
 
 
 def test_no_float_anywhere_in_an_answer(api_client):
+    """Checked on real answers (an error's {code, message, details} has no number at all)."""
     payload = order_payload()
-    _no_floats(api_client.post("/orders", payload).json())
-    _no_floats(api_client.get(f"/orders/{payload['order_id']}").json())
-    _no_floats(api_client.get("/orders").json())
+    created = api_client.post("/orders", payload)
+    detail = api_client.get(f"/orders/{payload['order_id']}")
+    listed = api_client.get("/orders")
+    assert (created.status_code, detail.status_code, listed.status_code) == (201, 200, 200)
+    for body in (created.json(), detail.json()):
+        assert (body["order_id"], body["total"], body["line_items"][1]["unit_price"]) == (payload["order_id"], "25.00", "0.50")
+        _no_floats(body)
+    assert [item["order_id"] for item in listed.json()["items"]] == [payload["order_id"]]
+    _no_floats(listed.json())
 
 
 @pytest.mark.parametrize("change", [{"total": 25.0}, {"total": 25}, {"line_items": [
