@@ -13,8 +13,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-test: venv
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+# First what the tests need beyond pip (Python 3.11, Chromium): one line and a stop if it is missing.
+# Then every test, on TEST_WORKERS xdist workers, each with its own test database, Temporal dev
+# server and workers; tests that start a system of their own share one worker (tests/conftest.py).
+TEST_WORKERS ?= 3
+test:
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/test_prerequisites.sh
+	@$(MAKE) --no-print-directory venv
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Everything in one terminal (Postgres, Temporal + Web UI, migrations, demo users, workers, web);
 # one Ctrl-C stops it all. Ports and paths: see "Configuration" in README.md.

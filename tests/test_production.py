@@ -48,9 +48,9 @@ from temporalio.client import Client
 from devtools.devserver import start_dev_server
 from devtools.supervise import Child, HttpReady, Supervisor, free_port
 from temporal_app.codec import FernetPayloadCodec, data_converter, payloads_in
-from tests.helpers import new_order_id, wait_until
+from tests.helpers import OWN_SYSTEM, new_order_id, wait_until
 
-pytestmark = [pytest.mark.temporal, pytest.mark.browser]
+pytestmark = [pytest.mark.temporal, pytest.mark.browser, pytest.mark.xdist_group(OWN_SYSTEM)]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

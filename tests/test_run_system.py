@@ -28,9 +28,9 @@ from temporalio.client import Client
 
 from devtools.supervise import free_port, port_in_use
 from temporal_app.workflows import OrderWorkflow
-from tests.helpers import new_order_id, wait_until
+from tests.helpers import OWN_SYSTEM, new_order_id, wait_until
 
-pytestmark = pytest.mark.temporal
+pytestmark = [pytest.mark.temporal, pytest.mark.xdist_group(OWN_SYSTEM)]
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_SYSTEM = BASE_DIR / "scripts" / "run_system.py"

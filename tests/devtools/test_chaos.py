@@ -29,6 +29,7 @@ from devtools.chaos.scenarios import ChaosOrder, scenarios_for
 from devtools.supervise import stop_embedded_postgres
 from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment
 from reviews.models import ReviewTask
+from tests.helpers import OWN_SYSTEM
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,6 +80,7 @@ def run_chaos(args: list[str], *, workdir: Path, limit: float) -> tuple[int, str
 
 
 @pytest.mark.temporal
+@pytest.mark.xdist_group(OWN_SYSTEM)
 def test_short_chaos_run_passes_every_check(chaos_workdir):
     workdir = chaos_workdir
     # --timeout bounds the wait for orders to end; the run then audits and reports what is stuck.
