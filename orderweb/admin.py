@@ -30,8 +30,10 @@ from orderweb.actions import (
     order_is_awaiting_shipping_retry,
     order_shipping_retry,
 )
+from orderweb.admin_moments import MOMENT_FORMAT, MomentsAdmin, moment_field
 from orderweb.forms import AddressForm, CancelForm, OrderCreateForm, OrderLineFormSet
 from orderweb.api.keys import NO_SCOPE, api_key_create, api_key_revoke, validate_key_name
+from orderweb.preferences import moment_html
 from orderweb.models import (
     ApiKey,
     CancelReason,
@@ -67,11 +69,13 @@ DISPATCH_WAITING_NOTICE = (
 )
 _CANCEL_REASON_LABELS = dict(CancelReason.choices)
 
-_STATUS_COLOURS = {
-    OrderState.COMPLETED: "#2e7d32",
-    OrderState.CANCELLED: "#757575",
-    OrderState.FAILED: "#c62828",
-    OrderState.AWAITING_MANUAL_REVIEW: "#ef6c00",
+# The status's colour in the list (templates/admin/base_site.html, light and dark, each 4.5:1 or
+# more on the list's rows); the label says it in words too.
+_STATUS_TONES = {
+    OrderState.COMPLETED: "ok",
+    OrderState.CANCELLED: "ended",
+    OrderState.FAILED: "bad",
+    OrderState.AWAITING_MANUAL_REVIEW: "waiting",
 }
 
 
@@ -88,7 +92,7 @@ class NoEditingMixin:
         return False
 
 
-class ReadOnlyAdmin(NoEditingMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(NoEditingMixin, MomentsAdmin, admin.ModelAdmin):
     pass
 
 
@@ -182,7 +186,7 @@ class DispatchFailedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
     list_display = ["order_id", "status_badge", "amount", "dispatch_failures", "customer", "created_at"]
     list_filter = ["status", AttentionFilter, DispatchFailedFilter, CancelReasonFilter, "created_at", "source"]
     date_hierarchy = "created_at"
@@ -193,11 +197,11 @@ class OrderAdmin(admin.ModelAdmin):
     inlines = [OrderLineInline, PaymentInline, ShipmentInline]
     fieldsets = [
         (None, {"fields": [
-            ("order_id", "workflow_id"), ("status_shown", "status_changed_at"), ("customer", "amount"),
-            "address", ("source", "created_by"), ("created_at", "updated_at"),
+            ("order_id", "workflow_id"), ("status_shown", "status_changed"), ("customer", "amount"),
+            "address", ("source", "created_by"), ("created", "updated"),
         ]}),
         ("Outcome", {"fields": [("cancel_reason", "cancel_reason_label"), "failure_reason",
-                                ("dispatch_failures", "carrier_last_error"), ("attention_reason", "attention_since")]}),
+                                ("dispatch_failures", "carrier_last_error"), ("attention_reason", "attention_noticed")]}),
         ("Customer details", {"classes": ["collapse"], "fields": [
             ("customer_email", "currency"), "billing_address", ("client_ip", "user_agent"),
         ]}),
@@ -209,7 +213,7 @@ class OrderAdmin(admin.ModelAdmin):
         "source", "created_by", "created_at", "updated_at", "cancel_reason", "failure_reason",
         "dispatch_failures", "attention_reason", "attention_since", "customer_email", "currency",
         "billing_address", "client_ip", "user_agent", "temporal_links", "timeline", "cancel_reason_label",
-        "carrier_last_error", "status_shown",
+        "carrier_last_error", "status_shown", "status_changed", "created", "updated", "attention_noticed",
     ]
     change_form_template = "admin/orderweb/order/change_form.html"
 
@@ -240,18 +244,24 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, order: Order) -> str:
-        colour = _STATUS_COLOURS.get(order.status, "#1565c0")
+        tone = _STATUS_TONES.get(order.status, "moving")
         label = order.get_status_display()
         if _dispatch_waiting(order):
-            colour, label = "#c62828", DISPATCH_WAITING
+            tone, label = "bad", DISPATCH_WAITING
         flag = format_html(' <span class="order-attention" title="{}">⚑ needs attention</span>',
                            order.attention_reason) if order.needs_attention else ""
         return format_html(
-            '<span class="order-status" data-status="{}" style="color:{};font-weight:bold">{}</span>{}',
-            order.status, colour, label, flag,
+            '<span class="order-status order-status-{}" data-status="{}">{}</span>{}',
+            tone, order.status, label, flag,
         )
 
     # -- the order page ------------------------------------------------------------------------
+
+    # In the reader's zone, UTC on hover (orderweb/admin_moments.py).
+    status_changed = moment_field("status_changed_at", "status changed at")
+    created = moment_field("created_at", "created at")
+    updated = moment_field("updated_at", "updated at")
+    attention_noticed = moment_field("attention_since", "attention since")
 
     @admin.display(description="status")
     def status_shown(self, order: Order) -> str:
@@ -555,7 +565,7 @@ def _timeline_cells(event: OrderEvent) -> str:
     actor = event.user.get_username() if event.user is not None else event.actor
     return format_html(
         '<td class="nowrap">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>',
-        event.created_at.strftime("%Y-%m-%d %H:%M:%S"), event.label, actor, event.get_source_display(),
+        moment_html(event.created_at, MOMENT_FORMAT), event.label, actor, event.get_source_display(),
         change, event.message,
     )
 
@@ -660,7 +670,7 @@ class ApiKeyRevokedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(MomentsAdmin, admin.ModelAdmin):
     """Keys are created here through the service (the key is shown once, on the next page) and
     revoked, never deleted: orders and audit rows keep naming their client."""
 

@@ -115,3 +115,24 @@ class BaseOrderLineFormSet(forms.BaseFormSet):
 OrderLineFormSet = forms.formset_factory(
     OrderLineForm, formset=BaseOrderLineFormSet, extra=3, can_delete=False
 )
+
+
+class PreferencesForm(forms.Form):
+    """A person's settings (orderweb.preferences): kept in their session."""
+
+    time_zone = forms.ChoiceField(
+        label="Time zone", required=False,
+        help_text="Every time on the review pages and in the admin is shown in it; UTC on hover.",
+    )
+    shortcuts = forms.BooleanField(
+        label="Single-key shortcuts on the review pages (a, r, c, j, k, /, ?)", required=False,
+        help_text="Off: letter keys only ever type. Shortcuts never act while you type in a field.",
+    )
+
+    def __init__(self, *args, detected: str = "", **kwargs) -> None:
+        from orderweb.preferences import time_zone_names
+
+        super().__init__(*args, **kwargs)
+        browser = f"This browser's ({detected})" if detected else "This browser's"
+        self.fields["time_zone"].choices = [("", browser), *((name, name) for name in time_zone_names())]
+        self.fields["time_zone"].widget.attrs["aria-describedby"] = "time-zone-help"

@@ -1,10 +1,13 @@
-"""Requests that no browser sends and Postgres cannot store are refused before any view runs."""
+"""Requests that no browser sends and Postgres cannot store are refused before any view runs; every
+page is shown in its reader's time zone."""
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.utils import timezone
 
 NUL_REJECTED = "The request contains a NUL character, which no page or form accepts."
 
@@ -26,3 +29,24 @@ class RejectNulMiddleware:
         if "\x00" in request.path or _has_nul(request.GET):
             return HttpResponseBadRequest(NUL_REJECTED, content_type="text/plain")
         return self.get_response(request)
+
+
+class TimeZoneMiddleware:
+    """Every time on a page in the person's own zone (orderweb.preferences: the browser's, or the
+    one they chose), for the review pages and the admin alike; UTC until it is known."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from orderweb.preferences import time_zone_of
+
+        name = time_zone_of(request.session) if hasattr(request, "session") else None
+        if name:
+            timezone.activate(zoneinfo.ZoneInfo(name))
+        else:
+            timezone.deactivate()
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

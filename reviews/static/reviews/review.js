@@ -6,6 +6,12 @@
  *               c  claim            j / k  next / previous order of your queue
  *   everywhere: /  search           ?  the list of shortcuts      Esc  close
  * Keys are ignored while typing in a field (Esc leaves it) and with Ctrl, Alt or Cmd held.
+ * A person can turn the single-key shortcuts off (the switch beside the hints, or Settings;
+ * <html data-shortcuts="off">): letters then only ever type. In the reject form, where the focus
+ * is, digits still choose a reason and Enter confirms (keys of the focused control, WCAG 2.1.4).
+ *
+ * Results are announced in one role="status" live region (#announcements): the messages a page
+ * opens with (a decision's outcome after its redirect) and the decision panel's lock.
  *
  * The queue's htmx refresh keeps the selected row, the focused element and the scroll position.
  * The order page's decision panel locks itself (buttons disabled, a message saying what
@@ -16,6 +22,16 @@
 
   var selected = null; // data-order of the selected queue row
   var locked = false; // the decision panel is locked: a, r and c do nothing
+  var shortcutsOff = document.documentElement.getAttribute("data-shortcuts") === "off";
+
+  // A live region announces a change of its content, not what it held when the page loaded:
+  // the text goes in once the page has settled.
+  function announce(text) {
+    var region = document.getElementById("announcements");
+    if (!region || !text) return;
+    region.textContent = "";
+    window.setTimeout(function () { region.textContent = text; }, 150);
+  }
 
   function typing(target) {
     if (!target || !target.tagName) return false;
@@ -104,6 +120,7 @@
     var message = document.getElementById("review-lock");
     message.textContent = left.getAttribute("data-message");
     message.hidden = false;
+    announce(left.getAttribute("data-message"));
     var badge = document.getElementById("order-status");
     if (badge && left.getAttribute("data-state")) {
       badge.textContent = left.getAttribute("data-state-label") || left.getAttribute("data-state");
@@ -195,6 +212,7 @@
       if (key === "Enter") { event.preventDefault(); submitWith(".reject-form .btn-next"); return; }
     }
     if (typing(event.target)) return;
+    if (shortcutsOff) return;
     if (dialog() && dialog().open && key !== "?") return;
     var onOrder = !!document.getElementById("review-panel");
     var handled = true;
@@ -211,8 +229,8 @@
     if (handled) event.preventDefault();
   });
 
-  // The shortcuts are listening (a test, or a script, can wait for this).
-  document.documentElement.setAttribute("data-keys", "on");
+  // The shortcuts are listening, or were turned off (a test, or a script, can wait for this).
+  document.documentElement.setAttribute("data-keys", shortcutsOff ? "off" : "on");
 
   window.addEventListener("load", function () {
     // Arrived by "/" from another page: the search field takes the keyboard.
@@ -224,5 +242,9 @@
       el.addEventListener("change", function () { el.form.requestSubmit(); });
     });
     lockIfLeftReview();
+    var told = Array.prototype.map.call(document.querySelectorAll("#messages .message"), function (m) {
+      return m.textContent.trim();
+    });
+    if (!locked && told.length) announce(told.join(" "));
   });
 })();
