@@ -31,6 +31,14 @@ def _indexes():
     ]
 
 
+class TrigramExtensionKept(TrigramExtension):
+    """pg_trgm, created if missing and kept when this migration is unapplied: 0003's index uses it
+    too (dropping it failed "other objects depend on it", found by tests/test_migrations.py)."""
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        pass
+
+
 def add_indexes(apps, schema_editor):
     order = apps.get_model("orderweb", "Order")
     for index in _indexes():
@@ -50,6 +58,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        TrigramExtension(),
+        TrigramExtensionKept(),
         migrations.RunPython(add_indexes, remove_indexes),
     ]

@@ -43,14 +43,18 @@ MESSAGE_NAMES = [
 messages = st.lists(st.tuples(st.sampled_from(MESSAGE_NAMES), st.lists(json_values, max_size=3)), max_size=4)
 RESTING = {"awaiting_manual_review", "completed", "cancelled", "failed"}
 EXAMPLES = 120
+# The examples run in shards of their own, so that pytest-xdist spreads them over its workers
+# (one test of 120 examples was the suite's longest); each shard draws its own examples.
+SHARDS = 4
 
 
 @pytest.mark.timeout(900)
-@settings(max_examples=EXAMPLES, deadline=None,
+@pytest.mark.parametrize("shard", range(SHARDS))
+@settings(max_examples=EXAMPLES // SHARDS, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(shape=st.sampled_from(["any", "order", "order+options"]), args=st.lists(json_values, max_size=4), sent=messages,
        then_approve=st.booleans())
-def test_no_input_wedges_an_order_or_loses_money(system, shape, args, sent, then_approve):
+def test_no_input_wedges_an_order_or_loses_money(system, shard, shape, args, sent, then_approve):
     """``shape``: any arguments at all, or a real order (fresh id, good address) with the rest
     drawn, so that most examples reach the review, where messages matter most. ``then_approve``:
     after the drawn messages, the seed's approval, so payment and shipping run after them."""

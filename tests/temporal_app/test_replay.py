@@ -106,9 +106,12 @@ class PatchedChangeOrderWorkflow(OrderWorkflow):
         return await super().run(*args)
 
 
-def test_a_patched_change_replays_the_old_histories():
-    for path in (p for p in HISTORIES if ".order." in p.name):
-        replay(path, [PatchedChangeOrderWorkflow, ShippingWorkflow])
+ORDER_HISTORIES = [p for p in HISTORIES if ".order." in p.name]
+
+
+@pytest.mark.parametrize("path", ORDER_HISTORIES, ids=[p.name for p in ORDER_HISTORIES])
+def test_a_patched_change_replays_the_old_histories(path):
+    replay(path, [PatchedChangeOrderWorkflow, ShippingWorkflow])
 
 
 # -- with payload encryption on (temporal_app/codec.py) --------------------------------------
@@ -130,14 +133,13 @@ def _payload_bytes(path: Path) -> bytes:
     return b"".join(payload.data for event in load(path).events for payload in payloads_in(event))
 
 
-def test_saved_histories_replay_with_the_codec_on():
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.name for p in HISTORIES])
+def test_saved_histories_replay_with_the_codec_on(path):
     """Histories from before encryption (or from clients without the codec) still replay when
     the workers have keys: the codec leaves payloads it did not encrypt alone."""
     from cryptography.fernet import Fernet
 
-    keys = [Fernet.generate_key()]
-    for path in HISTORIES:
-        replay(path, [OrderWorkflow, ShippingWorkflow], keys)
+    replay(path, [OrderWorkflow, ShippingWorkflow], [Fernet.generate_key()])
 
 
 def test_an_encrypted_history_replays_with_the_keys_and_only_with_them(tmp_path):
