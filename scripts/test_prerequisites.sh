@@ -23,7 +23,7 @@ if [ ! -x "${VENV:-.venv}/bin/python" ] && ! "$PYTHON" -c 'import ensurepip, ven
   missing "$PYTHON cannot create a virtualenv (no ensurepip); install it: apt-get install -y python3.11-venv"
 fi
 
-chromium() {
+find_chromium() {
   if [ -n "${CHROMIUM_PATH:-}" ]; then
     [ -x "$CHROMIUM_PATH" ] && echo "$CHROMIUM_PATH"
   else
@@ -31,7 +31,7 @@ chromium() {
   fi
 }
 
-if ! chromium >/dev/null 2>&1; then
+if ! find_chromium >/dev/null 2>&1; then
   if [ -n "${CHROMIUM_PATH:-}" ]; then
     missing "CHROMIUM_PATH=$CHROMIUM_PATH is not an executable; point it at Chromium, or unset it to use chromium on PATH"
   fi
@@ -39,7 +39,7 @@ if ! chromium >/dev/null 2>&1; then
     echo "make test: Chromium is missing (the browser tests drive it); installing it: apt-get install -y chromium" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
       || missing "apt-get could not install chromium; install it yourself (apt-get install -y chromium)"
-    chromium >/dev/null 2>&1 || missing "chromium was installed but is not on PATH; set CHROMIUM_PATH=/path/to/chromium"
+    find_chromium >/dev/null 2>&1 || missing "chromium was installed but is not on PATH; set CHROMIUM_PATH=/path/to/chromium"
   else
     missing "Chromium is missing (the browser tests drive it); install it: sudo apt-get install -y chromium (Debian, Ubuntu), or set CHROMIUM_PATH=/path/to/chromium"
   fi
