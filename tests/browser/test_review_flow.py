@@ -118,17 +118,22 @@ def test_reviewer_rejects_with_a_reason(page, reviewer_login):
     assert _run_to_the_end(order) == "cancelled"
 
 
-def test_stale_page_shows_why_the_decision_did_not_apply(page, reviewer_login):
+def test_stale_page_shows_why_the_decision_did_not_apply(page, reviewer_login, settings):
     _log_in(page, reviewer_login)
     order = _new_order()
     wait_for_state(order.workflow_id, "awaiting_manual_review")
+    # Stale: its live panel does not ask again meanwhile (asking, it would lock the page first:
+    # tests/browser/test_review_keyboard.py).
+    settings.REVIEW_QUEUE_REFRESH_SECONDS = 600
     page.goto(f"/reviews/orders/{order.order_id}/")
+    expect(page.locator("#workflow-status")).to_have_text("awaiting_manual_review")
     expect(page.get_by_role("button", name="Approve", exact=True)).to_be_visible()
     h = handle(order.workflow_id)
     temporal(lambda c: h.execute_update(Updates.REQUEST_CANCEL, CancelRequest("customer called", "staffer")))
     page.get_by_role("button", name="Approve", exact=True).click()
-    expect(page.get_by_role("alert")).to_have_text(
-        services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="customer called"))
+    refused = services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="customer called")
+    expect(page.locator("#messages")).to_have_text(refused)
+    expect(page.get_by_role("status").and_(page.locator("#announcements"))).to_have_text(refused)  # said aloud
     expect(page.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
     screenshot(page, "review-07-stale-page-refused")
     assert _run_to_the_end(order) == "cancelled"
@@ -144,7 +149,8 @@ def test_temporal_outage_is_explained_and_loses_nothing(page, reviewer_login):
         page.goto(f"/reviews/orders/{order.order_id}/")
         expect(page.locator("#live-status")).to_contain_text("Live status unavailable: Temporal at")
         page.get_by_role("button", name="Approve", exact=True).click()
-        expect(page.get_by_role("alert")).to_contain_text(f"The decision for {order.order_id} could not be confirmed")
+        expect(page.locator("#messages")).to_contain_text(f"The decision for {order.order_id} could not be confirmed")
+        expect(page.locator("#announcements")).to_contain_text(f"The decision for {order.order_id} could not be")
         expect(page.get_by_role("button", name="Approve", exact=True)).to_be_visible()  # still open: nothing lost
         screenshot(page, "review-08-temporal-outage")
     # Temporal is back: the live panel recovers by itself, and the decision goes through.
