@@ -20,7 +20,8 @@ import pytest
 
 from tests.helpers import terminate_running_workflows  # noqa: E402
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
 
 
 def xdist_worker() -> str:
@@ -178,6 +179,21 @@ def workers(temporal_server, django_db_setup, django_db_blocker) -> Iterator[Wor
     yield thread
     thread.stop()
     django_db_blocker.restore()
+
+
+@pytest.fixture
+def var_tmp_path(request) -> Iterator[Path]:
+    """A fresh directory under var/, for a test that starts the embedded Postgres. As root, that
+    Postgres runs as another user, and any pytest session that starts meanwhile (anyone's, on a
+    shared machine) resets pytest's tmp root to mode 0700: in tmp_path it was locked out of its
+    own data (PANIC: could not open file ".../global/pg_control": Permission denied)."""
+    import shutil
+
+    path = ROOT / "var" / f"test-{request.node.name[:40]}-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

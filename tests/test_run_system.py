@@ -139,8 +139,8 @@ def order_row_status(database_url: str, order_id: str) -> str:
     return row[0] if row else ""
 
 
-def test_make_run_starts_everything_stops_on_ctrl_c_and_resumes_a_waiting_order(tmp_path):
-    var_dir = tmp_path / "var"
+def test_make_run_starts_everything_stops_on_ctrl_c_and_resumes_a_waiting_order(var_tmp_path):
+    var_dir = var_tmp_path / "var"
     ports = {"web": free_port(), "temporal": free_port(), "ui": free_port()}
     address = f"127.0.0.1:{ports['temporal']}"
     order_id = new_order_id()

@@ -36,7 +36,7 @@ def test_single_key_shortcuts_can_be_turned_off_and_stay_off(page, reviewer):  #
 
     page.locator(".key-hints + .shortcuts-switch").get_by_role("button", name="Turn them off").click()
     expect(page.locator("#messages")).to_contain_text("Single-key shortcuts are off.")
-    expect(page.locator("#announcements")).to_have_text("Single-key shortcuts are off.")  # the status region says it
+    expect(page.get_by_role("status").and_(page.locator("#messages"))).to_have_text("Single-key shortcuts are off.")
     expect(page.locator("html[data-keys=off]")).to_have_count(1)
     expect(page.locator(".key-hints")).to_have_count(0)
     for key in "jk?":

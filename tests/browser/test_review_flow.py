@@ -133,7 +133,7 @@ def test_stale_page_shows_why_the_decision_did_not_apply(page, reviewer_login, s
     page.get_by_role("button", name="Approve", exact=True).click()
     refused = services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="customer called")
     expect(page.locator("#messages")).to_have_text(refused)
-    expect(page.get_by_role("status").and_(page.locator("#announcements"))).to_have_text(refused)  # said aloud
+    expect(page.get_by_role("status").and_(page.locator("#messages"))).to_have_text(refused)  # said aloud
     expect(page.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
     screenshot(page, "review-07-stale-page-refused")
     assert _run_to_the_end(order) == "cancelled"
@@ -150,7 +150,6 @@ def test_temporal_outage_is_explained_and_loses_nothing(page, reviewer_login):
         expect(page.locator("#live-status")).to_contain_text("Live status unavailable: Temporal at")
         page.get_by_role("button", name="Approve", exact=True).click()
         expect(page.locator("#messages")).to_contain_text(f"The decision for {order.order_id} could not be confirmed")
-        expect(page.locator("#announcements")).to_contain_text(f"The decision for {order.order_id} could not be")
         expect(page.get_by_role("button", name="Approve", exact=True)).to_be_visible()  # still open: nothing lost
         screenshot(page, "review-08-temporal-outage")
     # Temporal is back: the live panel recovers by itself, and the decision goes through.

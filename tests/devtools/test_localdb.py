@@ -7,8 +7,8 @@ from devtools.localdb import embedded_database_url
 from devtools.supervise import embedded_postgres_running, stop_embedded_postgres
 
 
-def test_embedded_postgres_starts_and_serves_the_database(tmp_path):
-    url = embedded_database_url(tmp_path / "pg", database="zero_setup")
+def test_embedded_postgres_starts_and_serves_the_database(var_tmp_path):
+    url = embedded_database_url(var_tmp_path / "pg", database="zero_setup")
     config = environ.Env.db_url_config(url)
     assert config["ENGINE"] == "django.db.backends.postgresql"
     assert config["NAME"] == "zero_setup"
@@ -16,7 +16,7 @@ def test_embedded_postgres_starts_and_serves_the_database(tmp_path):
         version = conn.execute("SHOW server_version").fetchone()[0]
     assert int(version.split(".")[0]) >= 15
     # A second call reuses the running server and the existing database.
-    assert embedded_database_url(tmp_path / "pg", database="zero_setup") == url
-    assert embedded_postgres_running(tmp_path / "pg")
-    assert stop_embedded_postgres(tmp_path / "pg")
-    assert not (tmp_path / "pg" / "postmaster.pid").exists()
+    assert embedded_database_url(var_tmp_path / "pg", database="zero_setup") == url
+    assert embedded_postgres_running(var_tmp_path / "pg")
+    assert stop_embedded_postgres(var_tmp_path / "pg")
+    assert not (var_tmp_path / "pg" / "postmaster.pid").exists()

@@ -78,7 +78,7 @@ def test_concurrent_requests_share_one_client(system, reviewer):
         assert not any(other in html for other in others)
     assert client_thread._client is shared_client and client_thread._loop is shared_loop
     assert [t.name for t in threading.enumerate()].count("temporal-client") == loop_threads_before
-    assert _connections_to(port) == before
+    assert _connections_to(port) <= before  # did not grow (an idle one of the workers' client may close)
 
 
 async def _noop() -> None:

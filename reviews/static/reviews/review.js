@@ -10,8 +10,9 @@
  * <html data-shortcuts="off">): letters then only ever type. In the reject form, where the focus
  * is, digits still choose a reason and Enter confirms (keys of the focused control, WCAG 2.1.4).
  *
- * Results are announced in one role="status" live region (#announcements): the messages a page
- * opens with (a decision's outcome after its redirect) and the decision panel's lock.
+ * Results are announced in role="status" live regions: #messages, whose messages (a decision's
+ * outcome after its redirect) are put back into it once the page has settled, and #review-lock,
+ * the decision panel's lock.
  *
  * The queue's htmx refresh keeps the selected row, the focused element and the scroll position.
  * The order page's decision panel locks itself (buttons disabled, a message saying what
@@ -25,12 +26,13 @@
   var shortcutsOff = document.documentElement.getAttribute("data-shortcuts") === "off";
 
   // A live region announces a change of its content, not what it held when the page loaded:
-  // the text goes in once the page has settled.
-  function announce(text) {
-    var region = document.getElementById("announcements");
-    if (!region || !text) return;
-    region.textContent = "";
-    window.setTimeout(function () { region.textContent = text; }, 150);
+  // the messages are taken out and put back once the page has settled.
+  function announceMessages() {
+    var region = document.getElementById("messages");
+    if (!region || !region.children.length) return;
+    var items = Array.prototype.slice.call(region.children);
+    items.forEach(function (item) { region.removeChild(item); });
+    window.setTimeout(function () { items.forEach(function (item) { region.appendChild(item); }); }, 150);
   }
 
   function typing(target) {
@@ -118,9 +120,7 @@
     panel.querySelectorAll("button, input, textarea, select").forEach(function (el) { el.disabled = true; });
     panel.querySelectorAll("details").forEach(function (el) { el.open = false; });
     var message = document.getElementById("review-lock");
-    message.textContent = left.getAttribute("data-message");
-    message.hidden = false;
-    announce(left.getAttribute("data-message"));
+    message.textContent = left.getAttribute("data-message");  // #review-lock: a status region
     var badge = document.getElementById("order-status");
     if (badge && left.getAttribute("data-state")) {
       badge.textContent = left.getAttribute("data-state-label") || left.getAttribute("data-state");
@@ -241,10 +241,7 @@
     document.querySelectorAll("[data-autosubmit]").forEach(function (el) {
       el.addEventListener("change", function () { el.form.requestSubmit(); });
     });
+    announceMessages();
     lockIfLeftReview();
-    var told = Array.prototype.map.call(document.querySelectorAll("#messages .message"), function (m) {
-      return m.textContent.trim();
-    });
-    if (!locked && told.length) announce(told.join(" "));
   });
 })();
