@@ -108,10 +108,46 @@ def temporal_server(tmp_path_factory) -> Iterator[str]:
         dynamic_config={"system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute": "2"},
     )
     address = f"127.0.0.1:{port}"
+    _wait_until_temporal_answers(address)
     settings.TEMPORAL_ADDRESS = address
     yield address
     stop_process(process)
     log.close()
+
+
+def _wait_until_temporal_answers(address: str, timeout: float = 120) -> None:
+    """The dev server's port opens before its frontend is healthy: on a busy machine the workers'
+    first connect met "Frontend is not healthy yet" and a whole xdist worker's tests errored. A
+    client connect (its GetSystemInfo) that succeeds is the sign; on a thread of its own, so no
+    event loop is left on the test thread (Playwright's sync API runs one there)."""
+    import time
+
+    from temporalio.client import Client
+
+    async def probe() -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await Client.connect(address)
+                return
+            except RuntimeError as err:  # refused, or not healthy yet
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the Temporal dev server at {address} did not answer within {timeout:g} s: {err}")
+                await asyncio.sleep(0.2)
+
+    failed: list[BaseException] = []
+    prober = threading.Thread(target=lambda: _capture(failed, lambda: asyncio.run(probe())), name="temporal-probe")
+    prober.start()
+    prober.join()
+    if failed:
+        raise failed[0]
+
+
+def _capture(failed: list[BaseException], fn) -> None:
+    try:
+        fn()
+    except BaseException as err:
+        failed.append(err)
 
 
 def _health_setting(ready: threading.Event) -> "object":
