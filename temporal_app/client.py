@@ -301,6 +301,15 @@ def start_order_workflow(order: Any, options: OrderOptions) -> bool:
     return client_thread.run(lambda client: start_order_workflow_async(client, order, options))
 
 
+def workflow_closed_message(message: str) -> bool:
+    """Whether the server's NOT_FOUND says the workflow closed (rather than never existed): an
+    Update sent to a closed workflow ("workflow execution already completed"), or one in flight
+    while it closed ("workflow update was aborted by closing workflow", as when a rejection ends
+    the order while a cancel is on its way)."""
+    text = message.lower()
+    return any(word in text for word in ("completed", "closed", "closing"))
+
+
 def order_workflow_update(workflow_id: str, update: str, arg: Any) -> ActionResult:
     """Send a Workflow Update and return the workflow's answer.
 
@@ -331,7 +340,7 @@ def order_workflow_update(workflow_id: str, update: str, arg: Any) -> ActionResu
         raise ActionRefused(RefusalCode.MALFORMED, message) from err
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            if "completed" in err.message.lower() or "closed" in err.message.lower():
+            if workflow_closed_message(err.message):
                 raise ActionRefused(RefusalCode.WORKFLOW_CLOSED, refusal(RefusalCode.WORKFLOW_CLOSED).message) from err
             found = refusal(RefusalCode.WORKFLOW_NOT_FOUND, workflow_id=workflow_id)
             raise ActionRefused(found.code, found.message) from err

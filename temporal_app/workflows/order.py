@@ -429,9 +429,10 @@ class OrderWorkflow:
     async def decide_review(self, *args: Any) -> ActionResult:
         decision = boundary.review_decision(Updates.DECIDE_REVIEW, args)
         assert isinstance(decision, ReviewDecision)  # the validator refused anything else
-        # Validators of Updates delivered together all run before their handlers: two approvals
-        # by one person of a four-eyes order can both pass theirs. The second is refused here.
-        found = self.review.four_eyes.refusal(decision)
+        # Validators of Updates delivered together all run before their handlers: an approval and
+        # a rejection, or two approvals of a four-eyes order by one person, can both pass theirs.
+        # Whichever handler runs second finds the first's decision and is refused here.
+        found = self.review.refusal(decision, from_signal=False)
         if found is not None:
             return await self.record.refused(Updates.DECIDE_REVIEW, decision.reviewer, decision.action_id, found,
                                              decision=decision.decision, note=decision.note)
@@ -448,6 +449,10 @@ class OrderWorkflow:
         # approval held until review that four eyes made the first of two, once that is).
         await workflow.wait_condition(lambda: self.review.decided or self.review.answered(decision) is not None)
         answered = self.review.answered(decision)
+        if answered is not None and not answered.accepted:  # held before review, then not needed
+            return await self.record.refused(Updates.DECIDE_REVIEW, decision.reviewer, decision.action_id,
+                                             refusal(RefusalCode(answered.code)), decision=decision.decision,
+                                             note=decision.note)
         if answered is not None:
             return answered
         if self.record.state == OrderState.FAILED:  # held before review, then validation failed

@@ -246,7 +246,7 @@ class FourEyes:
         self.required = 1
         self.rule = ""
         self.approvals: list[dict[str, Any]] = []
-        self._answered: list[ReviewDecision] = []  # approvals that are not the last, once projected
+        self._answered: list[tuple[ReviewDecision, str]] = []  # approvals not the last, projected, with their answer
 
     def configure(self, validated: ValidatedOrder) -> None:
         self.required = 2 if validated.approvals_required == 2 else 1
@@ -267,8 +267,8 @@ class FourEyes:
             self.approvals.append({"reviewer": _reviewer(decision), "at": workflow.now().isoformat(),
                                    "note": decision.note, "action_id": decision.action_id})
 
-    def answered(self, decision: ReviewDecision) -> bool:
-        return any(held is decision for held in self._answered)
+    def answered(self, decision: ReviewDecision) -> Optional[str]:
+        return next((answer for held, answer in self._answered if held is decision), None)
 
     def answer(self) -> str:
         return f"Approved, {len(self.approvals)} of {self.required}: waiting for a second reviewer."
@@ -289,7 +289,7 @@ class FourEyes:
                      "approvals": number, "approvals_required": self.required, "rule": self.rule},
             approval=(reviewer, decision.note, number, self.required),
         )
-        self._answered.append(decision)
+        self._answered.append((decision, message))
         return message
 
 
@@ -329,6 +329,10 @@ class Review:
         self.escalation = Escalation(record)
         self.four_eyes = FourEyes(record)
         self.expiry = ReviewExpiry()
+        # A second person's approval that came (by Update) before the order reached review, while
+        # a first was held: it counts if four eyes applies, else it is refused then.
+        self.held_second: Optional[ReviewDecision] = None
+        self._refused_late: list[ReviewDecision] = []
 
     def refusal(self, decision: ReviewDecision, *, from_signal: bool) -> Optional[Refusal]:
         """``from_signal``: the seed's signal may reject without a note; an Update needs one."""
@@ -338,7 +342,7 @@ class Review:
             return refusal(RefusalCode.REJECT_NEEDS_NOTE)
         if self.record.is_duplicate(decision.action_id):
             return refusal(RefusalCode.DUPLICATE_ACTION)
-        if self.decision is not None:
+        if self.decision is not None and not (not from_signal and self._may_hold_second(decision)):
             return refusal(RefusalCode.ALREADY_DECIDED)
         if self.cancellation.request is not None:
             return refusal(RefusalCode.CANCEL_ALREADY_REQUESTED)
@@ -355,10 +359,20 @@ class Review:
             return None
         return refusal(RefusalCode.NOT_AWAITING_REVIEW, state=state.value)
 
+    def _may_hold_second(self, decision: ReviewDecision) -> bool:
+        """Before review the rules are not known: a second person's approval (by Update: a
+        signal's refusal was recorded in histories before four eyes) is held beside the first."""
+        held = self.decision
+        return (not self.open and held is not None and self.held_second is None
+                and held.decision == decision.decision == "approve" and _reviewer(held) != _reviewer(decision))
+
     async def take(self, decision: ReviewDecision) -> Optional[str]:
         """Take a decision. An approval that is not the last one four eyes needs is counted and
         projected, and its answer returned; None when the decision ends the review (or is held
         until the order reaches review, where the rules are known)."""
+        if self.decision is not None and self._may_hold_second(decision):
+            self.held_second = decision
+            return None
         if self.open and not self.four_eyes.completes(decision):
             self.four_eyes.count(decision)
             return await self.four_eyes.record_partial(decision)
@@ -369,8 +383,12 @@ class Review:
     def answered(self, decision: ReviewDecision) -> Optional[ActionResult]:
         """The answer to an Update whose approval turned out not to be the last (it was held
         until the order reached review, and four eyes applies), once it is projected."""
-        if self.four_eyes.answered(decision):
-            return ActionResult(True, self.four_eyes.answer(), self.record.state.value, FIRST_OF_TWO_APPROVALS)
+        answer = self.four_eyes.answered(decision)
+        if answer is not None:
+            return ActionResult(True, answer, self.record.state.value, FIRST_OF_TWO_APPROVALS)
+        if any(refused is decision for refused in self._refused_late):
+            found = refusal(RefusalCode.ALREADY_DECIDED)
+            return ActionResult(False, found.message, self.record.state.value, found.code.value)
         return None
 
     async def open_with(self, validated: ValidatedOrder) -> None:
@@ -379,12 +397,17 @@ class Review:
         self.four_eyes.configure(validated)
         self.escalation.configure(validated)
         self.expiry.configure(validated, self.four_eyes)
-        held = self.decision
+        held, second = self.decision, self.held_second
         if held is not None and held.decision == "approve" and self.four_eyes.required > 1:
             self.decision = None
             self.four_eyes.approvals.clear()
             self.four_eyes.count(held)
             await self.four_eyes.record_partial(held)
+            if second is not None:  # another person's approval, held too: the second of two
+                self.four_eyes.count(second)
+                self.decision = second
+        elif second is not None:  # one approval was enough: the other was too late
+            self._refused_late.append(second)
 
     async def wait_for_approval(self, timeout: timedelta) -> ReviewDecision:
         """The approving decision; a rejection, a cancel or the timeout (unless its policy

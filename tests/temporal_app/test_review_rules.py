@@ -223,6 +223,47 @@ def test_an_approval_held_before_review_becomes_the_first_of_two(system, four_ey
     assert result(order).status == "completed"
 
 
+def _at_once(*calls):
+    import threading
+
+    answers: list = [None] * len(calls)
+
+    def run(i, call):
+        try:
+            answers[i] = call()
+        except ActionRefused as err:
+            answers[i] = err
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+@pytest.mark.parametrize("amount, ending", [("500.00", "completed"), ("50.00", "completed")])
+def test_two_peoples_approvals_held_before_review(system, four_eyes, amount, ending):
+    """Two people approve (by Update) before the workflow reached review, where the rules become
+    known: on a four-eyes order both count; on another, the first decides and the other is
+    refused as already decided. Either way, one answer says what happened to each."""
+    order = make_order(amount)
+    answers = _at_once(
+        lambda: order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "ann", "", "h-a")),
+        lambda: order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "ben", "", "h-b")))
+    assert result(order).status == ending
+    accepted = [a for a in answers if not isinstance(a, ActionRefused) and a.accepted]
+    refused = [a.code if isinstance(a, ActionRefused) else a.code for a in answers if a not in accepted]
+    task = ReviewTask.objects.get(order=order)
+    if amount == "500.00":
+        assert len(accepted) == 2 and sorted(a.code for a in accepted) == ["", FIRST_OF_TWO_APPROVALS]
+        assert "Approved, 1 of 2: waiting for a second reviewer." in [a.message for a in accepted]
+        assert {task.first_approval_by, task.decided_by_name} == {"ann", "ben"}
+    else:
+        assert len(accepted) == 1 and refused == [RefusalCode.ALREADY_DECIDED]
+        assert task.decided_by_name in ("ann", "ben") and not task.first_approval_by
+
+
 def test_orders_below_the_thresholds_need_one_approval(system, four_eyes):
     order = make_order("99.99")
     wait_for_state(order.workflow_id, "awaiting_manual_review")
@@ -246,3 +287,15 @@ def test_four_eyes_by_risk_level_and_no_policy_stands_in_for_it(system, settings
     assert result(order).status == "cancelled"
     assert ReviewTask.objects.get(order=order).status == ReviewTask.Status.EXPIRED
     assert Decimal(task.amount) == Decimal("10.00")
+
+
+def test_an_update_aborted_by_the_workflow_closing_is_told_as_closed_not_missing():
+    """Seen in the chaos run's approve_reject_cancel: the rejection ended the order while the
+    cancel's Update was on its way, and the server answered NOT_FOUND "workflow update was aborted
+    by closing workflow"; that is a closed workflow (a cancel refused because the order already
+    ended), not one Temporal never had."""
+    from temporal_app.client import workflow_closed_message
+
+    assert workflow_closed_message("workflow update was aborted by closing workflow")
+    assert workflow_closed_message("workflow execution already completed")
+    assert not workflow_closed_message("workflow not found for ID: order-1")
