@@ -75,6 +75,9 @@ from temporal_app.workflows.shielded import run_shielded
 
 T = TypeVar("T")
 
+# The one patch of issue 20 (docs/determinism.md): the DecideReview handler's own check.
+REVIEW_TEAM_PATCH = "issue-20-review-team"
+
 
 
 
@@ -431,9 +434,11 @@ class OrderWorkflow:
         assert isinstance(decision, ReviewDecision)  # the validator refused anything else
         # Validators of Updates delivered together all run before their handlers: an approval and
         # a rejection, or two approvals of a four-eyes order by one person, can both pass theirs.
-        # Whichever handler runs second finds the first's decision and is refused here.
+        # Whichever handler runs second finds the first's decision and is refused here. Histories
+        # recorded before took (and answered) both: patched, so they replay as they were; the
+        # marker is written only when it refuses, so no other order pays for it.
         found = self.review.refusal(decision, from_signal=False)
-        if found is not None:
+        if found is not None and workflow.patched(REVIEW_TEAM_PATCH):
             return await self.record.refused(Updates.DECIDE_REVIEW, decision.reviewer, decision.action_id, found,
                                              decision=decision.decision, note=decision.note)
         self.record.remember_action(decision.action_id)
