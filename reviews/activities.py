@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 
 from orderweb import events
+from orderweb.models import Order
 from orderweb.services import order_record_progress, order_transition
 from reviews.risk import risk_assess, risk_policy_answer
 from reviews.services import (
@@ -77,8 +78,11 @@ def record_review_approval(record: ReviewApprovalRecord) -> None:
     """A four-eyes order's first approval: its audit event (keyed, once) and the task's record of
     it (who, when, the note; the approver's claim given back), in one transaction."""
     with transaction.atomic():
-        review_task_first_approval(order_id=record.progress.order_id, reviewer=record.reviewer, note=record.note)
+        # The order's row first (the lock order everywhere), then the approval's event, then the
+        # task (so the timeline reads "approved, 1 of 2" before the claim's release).
+        Order.objects.select_for_update().only("pk").get(order_id=record.progress.order_id)
         order_record_progress(record.progress)
+        review_task_first_approval(order_id=record.progress.order_id, reviewer=record.reviewer, note=record.note)
 
 
 @db_activity(Activities.RECORD_REVIEW_OUTCOME, queue=ORDER_TASK_QUEUE)

@@ -474,6 +474,12 @@ class OrderReview:
     def is_open(self) -> bool:
         return self.task is not None and self.task.status == ReviewTask.Status.OPEN
 
+    @property
+    def link_terms(self) -> str:
+        """What linked orders are looked for by, in words: "email, shipping address or client IP"."""
+        terms = [Link.LABELS[link].removeprefix("same ") for link in links_of(self.order)]
+        return terms[0] if len(terms) == 1 else ", ".join(terms[:-1]) + " or " + terms[-1]
+
 
 def _applied_address_change(event: OrderEvent) -> bool:
     """One entry per change the workflow applied (the request and its refusals carry no
@@ -520,16 +526,23 @@ SELECT o.id, o.order_id, o.amount, o.currency, o.status, o.created_at, o.cancel_
 """
 
 
+def links_of(order: Order) -> list[str]:
+    """What this order can be linked by: its customer (email, else name), shipping address, and
+    billing address and client IP when it has them."""
+    customer = Link.EMAIL if order.customer_email else Link.NAME if order.customer.strip() else None
+    links = [customer, Link.ADDRESS, Link.BILLING if order.billing_address else None,
+             Link.IP if order.client_ip else None]
+    return [link for link in links if link is not None]
+
+
 def linked_orders(*, order: Order, limit: int = LINKED_ORDERS_LIMIT) -> list[Order]:
     """Other orders that share this one's customer (email, else name), shipping address,
     billing address or client IP, latest first, with what links them (``links``) and how each
     ended (status, its latest review and who decided it, the cancel reason code): one query."""
-    links = [Link.EMAIL if order.customer_email else Link.NAME if order.customer.strip() else None, Link.ADDRESS,
-             Link.BILLING if order.billing_address else None, Link.IP if order.client_ip else None]
     parts = [
         f"(SELECT id, '{link}' AS link FROM {_ORDER_TABLE} WHERE {_LINK_PARTS[link]} AND id <> %(pk)s "
         f"ORDER BY created_at DESC LIMIT %(limit)s)"
-        for link in links if link is not None
+        for link in links_of(order)
     ]
     params = {"pk": order.pk, "limit": limit, "email": order.customer_email, "name": order.customer,
               "address": order.address, "billing": order.billing_address, "ip": order.client_ip or None}
