@@ -23,6 +23,18 @@ ACTION_ID_INVALID = "The form is out of date; reload the page and try again."
 DATE_INVALID = "Enter a date as YYYY-MM-DD."
 
 
+def _clean_reject_reason(form: forms.Form, data: dict) -> dict:
+    """A rejection's reason code, checked as ``review_decide`` does (an approval has none)."""
+    if data.get("decision") == "reject" and "note" in data:
+        try:
+            data["reason_code"] = reject_reason_clean(data.get("reason_code", ""), data["note"])
+        except ValidationError as err:
+            form.add_error("note" if err.code == "note_required" else "reason_code", err)
+    else:
+        data["reason_code"] = ""
+    return data
+
+
 class DecisionForm(forms.Form):
     """Approve (optional note) or reject (a reason code; a note for “other”).
 
@@ -49,14 +61,7 @@ class DecisionForm(forms.Form):
         return cls(initial={"decision": decision, "action_id": uuid.uuid4()}, auto_id=False)
 
     def clean(self):
-        data = super().clean()
-        if data.get("decision") == "reject" and "note" in data:
-            try:
-                data["reason_code"] = reject_reason_clean(data.get("reason_code", ""), data["note"])
-            except ValidationError as err:
-                self.add_error("note" if err.code == "note_required" else "reason_code", err)
-        else:
-            data["reason_code"] = ""
+        data = _clean_reject_reason(self, super().clean())
         data["then"] = "next" if data.get("then") == "next" else ""
         return data
 
@@ -116,12 +121,4 @@ class BulkDecisionForm(forms.Form):
         return orders
 
     def clean(self):
-        data = super().clean()
-        if data.get("decision") == "reject" and "note" in data:
-            try:
-                data["reason_code"] = reject_reason_clean(data.get("reason_code", ""), data["note"])
-            except ValidationError as err:
-                self.add_error("note" if err.code == "note_required" else "reason_code", err)
-        else:
-            data["reason_code"] = ""
-        return data
+        return _clean_reject_reason(self, super().clean())

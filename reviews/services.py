@@ -326,6 +326,16 @@ def _open_task_locked(order: Order) -> Optional[ReviewTask]:
     )
 
 
+def _lock_open_task(order: Order) -> tuple[Order, ReviewTask]:
+    """The order's row, then its open task, locked (in the caller's transaction); a closed review
+    is a ValidationError that says how it ended."""
+    locked = Order.objects.select_for_update().get(pk=order.pk)
+    task = _open_task_locked(locked)
+    if task is None:
+        raise ValidationError(_closed_task_message(order=locked), code="review_closed")
+    return locked, task
+
+
 def _decider(task: ReviewTask, username: str) -> str:
     if task.decided_by_name and task.decided_by_name == username:
         return "you"
@@ -367,10 +377,7 @@ def review_task_claim(*, order: Order, user) -> str:
     holds it. A lapsed claim is free: taking it over is audited."""
     now = timezone.now()
     with transaction.atomic():
-        locked = Order.objects.select_for_update().get(pk=order.pk)
-        task = _open_task_locked(locked)
-        if task is None:
-            raise ValidationError(_closed_task_message(order=locked), code="review_closed")
+        locked, task = _lock_open_task(order)
         if task.claimed_by_id == user.pk:
             task.claimed_at = now
             task.save(update_fields=["claimed_at"])
@@ -392,10 +399,7 @@ def review_task_extend(*, order: Order, user) -> tuple[str, datetime]:
     Returns the message and when the claim now lapses."""
     now = timezone.now()
     with transaction.atomic():
-        locked = Order.objects.select_for_update().get(pk=order.pk)
-        task = _open_task_locked(locked)
-        if task is None:
-            raise ValidationError(_closed_task_message(order=locked), code="review_closed")
+        locked, task = _lock_open_task(order)
         if task.claimed_by_id != user.pk:
             holder = task.holder(now)
             message = (CLAIM_TAKEN.format(order_id=locked.order_id, user=holder.get_username()) if holder is not None
@@ -412,10 +416,7 @@ def review_task_release(*, order: Order, user) -> str:
     """Give a claimed review back. Only its holder may, or a lead (``reviews.lead_review``), for
     a colleague who went home."""
     with transaction.atomic():
-        locked = Order.objects.select_for_update().get(pk=order.pk)
-        task = _open_task_locked(locked)
-        if task is None:
-            raise ValidationError(_closed_task_message(order=locked), code="review_closed")
+        locked, task = _lock_open_task(order)
         if task.claimed_by_id is None:
             raise ValidationError(RELEASE_NOT_CLAIMED.format(order_id=locked.order_id), code="not_claimed")
         holder = task.claimed_by.get_username()
@@ -439,10 +440,7 @@ def review_task_reassign(*, order: Order, user, to_username: str) -> str:
         raise ValidationError(REASSIGN_NOT_REVIEWER.format(user=to_username[:150]), code="not_reviewer")
     now = timezone.now()
     with transaction.atomic():
-        locked = Order.objects.select_for_update().get(pk=order.pk)
-        task = _open_task_locked(locked)
-        if task is None:
-            raise ValidationError(_closed_task_message(order=locked), code="review_closed")
+        locked, task = _lock_open_task(order)
         if task.first_approval_by == to.get_username():
             raise ValidationError(REASSIGN_FIRST_APPROVER.format(order_id=locked.order_id, user=to.get_username()),
                                   code="same_reviewer")

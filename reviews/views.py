@@ -324,14 +324,19 @@ def _order_url(order: Order | str, view: selectors.QueueView | None = None) -> s
     return f"{url}?{view.querystring}" if view is not None and view.querystring else url
 
 
+def _say(request: HttpRequest, action: Callable[[], str]) -> None:
+    """Run a service that answers with a message: it, or its ValidationError's words."""
+    try:
+        messages.success(request, action())
+    except ValidationError as err:
+        messages.error(request, " ".join(err.messages))
+
+
 @reviewer_required
 @require_POST
 def claim(request: HttpRequest, order_id: str) -> HttpResponse:
     order = _order_or_404(order_id)
-    try:
-        messages.success(request, services.review_task_claim(order=order, user=request.user))
-    except ValidationError as err:
-        messages.error(request, " ".join(err.messages))
+    _say(request, lambda: services.review_task_claim(order=order, user=request.user))
     return redirect(_next_url(request, _order_url(order)))
 
 
@@ -339,10 +344,7 @@ def claim(request: HttpRequest, order_id: str) -> HttpResponse:
 @require_POST
 def release(request: HttpRequest, order_id: str) -> HttpResponse:
     order = _order_or_404(order_id)
-    try:
-        messages.success(request, services.review_task_release(order=order, user=request.user))
-    except ValidationError as err:
-        messages.error(request, " ".join(err.messages))
+    _say(request, lambda: services.review_task_release(order=order, user=request.user))
     return redirect(_next_url(request, _order_url(order)))
 
 
@@ -373,11 +375,8 @@ def extend(request: HttpRequest, order_id: str) -> HttpResponse:
 @require_POST
 def reassign(request: HttpRequest, order_id: str) -> HttpResponse:
     order = _order_or_404(order_id)
-    try:
-        messages.success(request, services.review_task_reassign(
-            order=order, user=request.user, to_username=request.POST.get("to", "")[:150]))
-    except ValidationError as err:
-        messages.error(request, " ".join(err.messages))
+    _say(request, lambda: services.review_task_reassign(order=order, user=request.user,
+                                                         to_username=request.POST.get("to", "")[:150]))
     return redirect(_next_url(request, _order_url(order)))
 
 
@@ -385,13 +384,12 @@ def reassign(request: HttpRequest, order_id: str) -> HttpResponse:
 @require_POST
 def note(request: HttpRequest, order_id: str) -> HttpResponse:
     order = _order_or_404(order_id)
-    try:
-        order_note_add(order=order, user=request.user, text=request.POST.get("note", ""),
-                       source=OrderEvent.Source.WEB)
-    except ValidationError as err:
-        messages.error(request, " ".join(err.messages))
-    else:
-        messages.success(request, NOTE_ADDED.format(order_id=order.order_id))
+
+    def add() -> str:
+        order_note_add(order=order, user=request.user, text=request.POST.get("note", ""), source=OrderEvent.Source.WEB)
+        return NOTE_ADDED.format(order_id=order.order_id)
+
+    _say(request, add)
     return redirect(_next_url(request, _order_url(order)) + "#notes")
 
 
@@ -434,9 +432,9 @@ def bulk(request: HttpRequest) -> HttpResponse:
 @require_GET
 def bulk_result(request: HttpRequest, batch: uuid.UUID) -> HttpResponse:
     kept = request.session.get(BULK_SESSION_KEY.format(batch=batch))
-    if kept is None:
-        messages.info(request, BULK_RESULT_GONE)
-        return redirect("reviews:queue")
+    if kept is None:  # an older batch, or another person's: the orders' timelines have the answers
+        return render(request, "reviews/bulk.html", {"tab": "queue", "gone": BULK_RESULT_GONE, "lines": [],
+                                                     "queue_url": reverse("reviews:queue")})
     lines = kept["lines"]
     queue_url = reverse("reviews:queue") + (f"?{kept['queue']}" if kept["queue"] else "")
     return render(request, "reviews/bulk.html", {
