@@ -14,7 +14,7 @@ from orderweb.services import order_create
 from reviews import services
 from reviews.models import ReviewTask
 from temporal_app.contracts import LineItem
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import press, screenshot
 from tests.helpers import handle, new_order_id, temporal, wait_for_state, wait_until
 from tests.reviews.conftest import PASSWORD, make_user
 
@@ -129,6 +129,13 @@ def test_a_bulk_approval_of_ten_with_one_refused(chromium, live_server, team, wi
     context, page = _log_in(chromium, live_server, "alice", width)
     expect(page.locator("#queue tbody tr[data-order]")).to_have_count(10)
     expect(page.locator("#bulk-approve")).to_be_disabled()
+    # From the keyboard: j selects the first row, x ticks it and ticks it off again.
+    press(page, "j")
+    press(page, "x")
+    expect(page.locator("#bulk-count")).to_have_text("1 order selected.")
+    expect(page.locator("#bulk-approve")).to_be_enabled()
+    press(page, "x")
+    expect(page.locator("#bulk-count")).to_have_text("No order selected.")
     page.locator("#select-all").check()
     expect(page.locator("#bulk-count")).to_have_text("10 orders selected.")
     # The table refreshes itself (every 2 s here): the ticks survive it.
