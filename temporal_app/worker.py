@@ -96,6 +96,26 @@ def _run_job(job: PeriodicJob) -> None:
         close_old_connections()
 
 
+def workflows_for(queue: str) -> list[type]:
+    """The workflow classes the workers of ``queue`` run."""
+    from temporal_app.workflows import OrderWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow
+
+    return {
+        ORDER_TASK_QUEUE: [OrderWorkflow, WebhookDeliveryWorkflow],
+        SHIPPING_TASK_QUEUE: [ShippingWorkflow],
+    }[queue]
+
+
+def replay_workflows() -> list[type]:
+    """Every workflow class the workers run: what ``verify_replay`` replays histories with."""
+    return [defn for queue in QUEUES for defn in workflows_for(queue)]
+
+
+def workflow_type(defn: type) -> str:
+    """The registered name of a ``@workflow.defn`` class."""
+    return getattr(defn, "__temporal_workflow_definition").name
+
+
 def build_workers(
     client: Client,
     *,
@@ -104,12 +124,7 @@ def build_workers(
     max_concurrent_activities: int,
     sandbox: bool = True,
 ) -> list[Worker]:
-    from temporal_app.workflows import OrderWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow
-
-    per_queue = {
-        ORDER_TASK_QUEUE: ([OrderWorkflow, WebhookDeliveryWorkflow], activities_for(ORDER_TASK_QUEUE)),
-        SHIPPING_TASK_QUEUE: ([ShippingWorkflow], activities_for(SHIPPING_TASK_QUEUE)),
-    }
+    per_queue = {queue: (workflows_for(queue), activities_for(queue)) for queue in QUEUES}
     # The sandbox re-executes the workflow module for every workflow run: the largest CPU cost we
     # measured in the worker (docs/benchmarks.md). run_workers follows TEMPORAL_WORKFLOW_SANDBOX
     # (off by default); the test suite's workers and the history replays keep it on, so a
