@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from temporal_app.client import connect, data_converter, exit_process
 from temporal_app.replay import Candidate, Failure, Report, list_candidates, replay
-from temporal_app.worker import replay_workflows, workflow_type
+from temporal_app.worker import replay_workflows, workflow_runner, workflow_type
 
 DEFAULT_LIMIT = 1000
 UNREACHABLE = "Temporal is unreachable at {address} (namespace {namespace}): {detail}"
@@ -94,8 +94,10 @@ class Command(BaseCommand):
             bar.update(1)
 
         try:
+            # Sandboxed, as the test suite's workers: stricter than production's unsandboxed runner
+            # (it refuses wall clocks, randomness and I/O in workflow code).
             return await replay(client, candidates, workflows=workflows, data_converter=data_converter(),
-                                progress=progress)
+                                runner=workflow_runner(sandbox=True), progress=progress)
         finally:
             bar.close()
 
