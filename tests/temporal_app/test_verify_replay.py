@@ -15,6 +15,7 @@ from reviews.services import review_decide
 from temporal_app.contracts import LineItem, shipping_workflow_id
 from temporal_app.management.commands import verify_replay
 from temporal_app.workflows import ShippingWorkflow, WebhookDeliveryWorkflow
+from tests.conftest import ARTIFACTS
 from tests.helpers import new_order_id, temporal, wait_for_state
 from tests.reviews.conftest import make_user
 from tests.temporal_app.changed_workflows import StepBeforeReviewOrderWorkflow
@@ -47,10 +48,12 @@ def _run(*ids: str) -> tuple[str, CommandError | None]:
 
 
 def test_passes_on_the_code_as_it_is_and_fails_on_an_incompatible_change(system, monkeypatch):
+    ARTIFACTS.mkdir(exist_ok=True)
     parked, done = _orders(system)
     ids = (parked, done, shipping_workflow_id(done))
 
     out, error = _run(*ids)
+    (ARTIFACTS / "verify-replay-good.txt").write_text(out)
     assert error is None, out
     assert "Replaying 3 histories (1 running, 2 closed;" in out
     assert "Replayed 3 histories (1 running, 2 closed)" in out
@@ -61,6 +64,7 @@ def test_passes_on_the_code_as_it_is_and_fails_on_an_incompatible_change(system,
     monkeypatch.setattr(verify_replay, "replay_workflows",
                         lambda: [StepBeforeReviewOrderWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow])
     out, error = _run(*ids)
+    (ARTIFACTS / "verify-replay-bad.txt").write_text(f"{out}CommandError: {error}\n")
     assert error is not None and error.returncode == 1, out
     assert "do not switch versions" in str(error)
     assert "1 replayed cleanly, 2 non-deterministic, 0 other errors." in out

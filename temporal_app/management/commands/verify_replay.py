@@ -117,7 +117,7 @@ class Command(BaseCommand):
     def _verdict(report: Report) -> str:
         running = sum(1 for f in report.failures if f.candidate.running)
         if report.nondeterministic:
-            return (f"{len(report.nondeterministic)} histories are not deterministic under this code "
-                    f"({running} of the failures are running workflows, which it would wedge): "
-                    "do not switch versions (docs/determinism.md)")
+            return (f"{len(report.nondeterministic)} histories are not deterministic under this code, "
+                    f"{running} of them running workflows it would wedge: do not switch versions "
+                    "(docs/determinism.md)")
         return f"{len(report.failures)} histories could not be replayed ({running} running); see above"
