@@ -56,3 +56,16 @@ def billable_actions(events: Iterable[HistoryEvent], *, child: bool = False) -> 
     if local_activity_tasks:
         counts["workflow tasks with local activities"] += len(local_activity_tasks)
     return counts
+
+
+def order_actions(workflow_id: str) -> Counter[str]:
+    """One order's Actions, read from Temporal: its workflow's history and its shipping child's."""
+    from temporal_app.client import client_thread
+    from temporal_app.contracts import shipping_workflow_id
+
+    async def read(client) -> Counter[str]:
+        parent = await client.get_workflow_handle(workflow_id).fetch_history()
+        child = await client.get_workflow_handle(shipping_workflow_id(workflow_id)).fetch_history()
+        return billable_actions(parent.events) + billable_actions(child.events, child=True)
+
+    return client_thread.run(read, timeout=30)

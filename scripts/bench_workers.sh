@@ -9,7 +9,11 @@
 # queues each, TEMPORAL_METRICS_PORT each), warms them up with 20 orders, then runs
 # `bench_orders --use-running-workers` for ORDERS orders while it samples each process's Postgres
 # connections (ss, twice a second). Reads utime+stime from /proc before and after, and each
-# worker's SDK metrics (workflow tasks and activities it ran). Linux only; `ss` from iproute2.
+# worker's SDK metrics (workflow tasks and activities it ran); Postgres's over the backends of this
+# database alive at both reads (a lower bound: the machine's Postgres serves other databases too),
+# the driver's with time(1).
+# Then verify_replay over 200 of the histories, timed. TRACING=1 turns tracing on in every process,
+# exporting to a local OTLP/HTTP sink (devtools/otlp_sink.py). Linux only; `ss` from iproute2.
 set -euo pipefail
 
 WORKERS=${1:-2}
@@ -21,6 +25,14 @@ export DEBUG=${DEBUG:-0} SECRET_KEY=${SECRET_KEY:-bench-only}
 
 WORK=$(mktemp -d)
 port() { "$PY" -c "from devtools.supervise import free_port; print(free_port())"; }
+unset OTEL_EXPORTER_OTLP_ENDPOINT
+SINK=0
+if [ "${TRACING:-0}" = 1 ]; then
+    SINK_PORT=$(port)
+    (cd "$ROOT" && exec "$PY" -m devtools.otlp_sink "$SINK_PORT") > "$WORK/sink.log" 2>&1 &
+    SINK=$!
+    export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_SERVICE_NAME=bench
+fi
 PORT=$(port)
 export TEMPORAL_ADDRESS=127.0.0.1:$PORT
 "$ROOT/.venv/bin/temporal" server start-dev --ip 127.0.0.1 --port "$PORT" --ui-port "$(port)" --headless \
@@ -34,6 +46,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     kill "${SAMPLER:-0}" 2>/dev/null || true
     kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
+    if [ "$SINK" != 0 ]; then kill -INT "$SINK"; wait "$SINK" 2>/dev/null || true; echo "tracing sink: $(tail -1 "$WORK/sink.log")"; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -61,6 +74,12 @@ for h in "${HEALTH[@]}"; do
 done
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+postgres_snapshot() {  # pid and CPU ticks of each Postgres backend connected to this database
+    local pid
+    for pid in $(psql "$DATABASE_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"); do
+        echo "$pid $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+    done
+}
 sdk_counts() {  # workflow tasks and activities this worker process has run (its SDK metrics)
     "$PY" - "$1" <<'PY'
 import sys, urllib.request
@@ -74,20 +93,23 @@ PY
 "$PY" manage.py bench_orders --orders 20 --use-running-workers --no-progress > /dev/null 2>&1  # warm-up
 BEFORE=()
 for i in "${!PIDS[@]}"; do BEFORE+=("$(ticks "${PIDS[$i]}") $(sdk_counts "${METRICS[$i]}")"); done
-S0=$(ticks "$SERVER")
+S0=$(ticks "$SERVER"); postgres_snapshot > "$WORK/postgres.before"
 ( while true; do
       ss -tnpH state established '( dport = :5432 )' | grep -o 'pid=[0-9]*' | sort | uniq -c
       echo ---
       sleep 0.5
   done > "$WORK/connections" ) &
 SAMPLER=$!
-"$PY" manage.py bench_orders --orders "$ORDERS" --use-running-workers --no-progress > "$WORK/bench.json" 2> "$WORK/bench.err"
+/usr/bin/time -f "%U %S" -o "$WORK/driver.time" \
+    "$PY" manage.py bench_orders --orders "$ORDERS" --use-running-workers --no-progress > "$WORK/bench.json" 2> "$WORK/bench.err"
 kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true
-S1=$(ticks "$SERVER")
+S1=$(ticks "$SERVER"); postgres_snapshot > "$WORK/postgres.after"
+PG=$(awk 'NR == FNR {before[$1] = $2; next} ($1 in before) {sum += $2 - before[$1]} END {print sum + 0}' "$WORK/postgres.before" "$WORK/postgres.after")
 HZ=$(getconf CLK_TCK)
 
 echo "$WORKERS worker process(es), $ORDERS orders: $(tail -1 "$WORK/bench.json" | "$PY" -c 'import json,sys; r=json.load(sys.stdin); print(r["orders_per_s"], "orders/s; approve -> charged p50", r["approve_to_charged_ms"]["p50"], "ms")')"
-echo "Temporal server: $(( (S1 - S0) * 1000 / HZ / ORDERS )) CPU ms per order"
+echo "CPU ms per order: Temporal server $(( (S1 - S0) * 1000 / HZ / ORDERS )), Postgres >= $(( PG * 1000 / HZ / ORDERS )), driver $(awk -v n="$ORDERS" '{printf "%d", ($1 + $2) * 1000 / n}' "$WORK/driver.time") (order_create and review_decide in-process, with its start-up and polling)"
+echo "Temporal Cloud Actions per order: $(tail -1 "$WORK/bench.json" | "$PY" -c 'import json,sys; r=json.load(sys.stdin); print(r.get("temporal_actions_per_order"), r.get("temporal_actions_by_kind"))')"
 TOTAL=0
 for i in "${!PIDS[@]}"; do
     read -r T0 W0 A0 <<< "${BEFORE[$i]}"
@@ -114,3 +136,7 @@ print(f'{len(ids)} orders: {orders.filter(status=\"completed\").count()} complet
       f'charged: {sum(1 for c in charges if c[\"n\"] == 1)} once, {sum(1 for c in charges if c[\"n\"] > 1)} more than once;',
       f'dispatched: {sum(1 for d in dispatches if d[\"n\"] == 1)} once, {sum(1 for d in dispatches if d[\"n\"] > 1)} more than once')
 "
+
+# What the deploy check costs on these histories: verify_replay over 200 of them.
+/usr/bin/time -f "verify_replay: %e s wall, %U+%S s CPU for 200 histories" \
+    "$PY" manage.py verify_replay --limit 200 --no-progress 2>&1 | tail -2

@@ -165,6 +165,8 @@ async def replay(
 ) -> Report:
     """Replay each candidate's history; ``progress`` is called after each one."""
     report = Report()
+    if not candidates:
+        return report
     replayer = Replayer(
         workflows=list(workflows),
         workflow_runner=runner or SandboxedWorkflowRunner(),

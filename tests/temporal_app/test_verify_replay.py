@@ -81,3 +81,9 @@ def test_passes_on_the_code_as_it_is_and_fails_on_an_incompatible_change(system,
 def test_a_malformed_query_is_one_clear_error(system):
     with pytest.raises(CommandError, match="is --query a valid visibility query"):
         call_command("verify_replay", "--no-progress", "--query", "WorkflowId = = 'x'", stdout=io.StringIO())
+
+
+def test_nothing_to_replay_is_a_pass(system):
+    out, error = _run("no-such-workflow")
+    assert error is None
+    assert "Replaying 0 histories (0 running, 0 closed;" in out and "OK:" in out

@@ -223,3 +223,34 @@ def test_an_upgrade_rehearsed_orders_parked_on_v1_finish_on_v2_and_v1_drains(own
             if workers is not None:
                 workers.stop()
         wait_for_database_quiet()
+
+
+def test_the_build_id_follows_the_workflow_code_only(tmp_path):
+    app = tmp_path / "temporal_app"
+    shutil.copytree(ROOT / "temporal_app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_build_id(app)
+    assert before == code_build_id(ROOT / "temporal_app")
+    (app / "client.py").write_text("# not workflow code\n")  # outside workflows/ and contracts.py
+    assert code_build_id(app) == before
+    order = app / "workflows" / "order.py"
+    order.write_text(order.read_text() + "\n# a change\n")
+    assert code_build_id(app) != before
+
+
+def test_every_workflow_type_the_workers_run_has_a_versioning_behaviour():
+    from temporalio.common import VersioningBehavior
+
+    from temporal_app.versioning import behaviour_of
+    from temporal_app.worker import QUEUES, workflow_type, workflows_for
+
+    for queue in QUEUES:
+        assert behaviour_of(workflow_type(defn) for defn in workflows_for(queue)) == VersioningBehavior.AUTO_UPGRADE
+    with pytest.raises(ValueError, match="no versioning behaviour chosen for NewWorkflow"):
+        behaviour_of(["OrderWorkflow", "NewWorkflow"])
+
+
+def test_workers_status_says_when_no_versioned_worker_has_polled(own_temporal):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="Temporal knows no worker deployment 'orderweb'"):
+        call_command("workers_status", stdout=io.StringIO())
