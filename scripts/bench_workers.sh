@@ -10,8 +10,8 @@
 # `bench_orders --use-running-workers` for ORDERS orders while it samples each process's Postgres
 # connections (ss, twice a second). Reads utime+stime from /proc before and after, and each
 # worker's SDK metrics (workflow tasks and activities it ran); Postgres's over the backends of this
-# database alive at both reads (a lower bound: the machine's Postgres serves other databases too),
-# the driver's with time(1).
+# database (the machine's Postgres serves others too), sampled twice a second (a backend's last half
+# second before it closes is missed: a lower bound), the driver's with time(1).
 # Then verify_replay over 200 of the histories, timed. TRACING=1 turns tracing on in every process,
 # exporting to a local OTLP/HTTP sink (devtools/otlp_sink.py). Linux only; `ss` from iproute2.
 set -euo pipefail
@@ -74,7 +74,7 @@ for h in "${HEALTH[@]}"; do
 done
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-postgres_snapshot() {  # pid and CPU ticks of each Postgres backend connected to this database
+postgres_sample() {  # "pid ticks" of each Postgres backend connected to this database
     local pid
     for pid in $(psql "$DATABASE_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"); do
         echo "$pid $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)"
@@ -93,18 +93,21 @@ PY
 "$PY" manage.py bench_orders --orders 20 --use-running-workers --no-progress > /dev/null 2>&1  # warm-up
 BEFORE=()
 for i in "${!PIDS[@]}"; do BEFORE+=("$(ticks "${PIDS[$i]}") $(sdk_counts "${METRICS[$i]}")"); done
-S0=$(ticks "$SERVER"); postgres_snapshot > "$WORK/postgres.before"
+S0=$(ticks "$SERVER"); postgres_sample > "$WORK/postgres.before"
 ( while true; do
       ss -tnpH state established '( dport = :5432 )' | grep -o 'pid=[0-9]*' | sort | uniq -c
       echo ---
+      postgres_sample >> "$WORK/postgres.samples"
       sleep 0.5
   done > "$WORK/connections" ) &
 SAMPLER=$!
 /usr/bin/time -f "%U %S" -o "$WORK/driver.time" \
     "$PY" manage.py bench_orders --orders "$ORDERS" --use-running-workers --no-progress > "$WORK/bench.json" 2> "$WORK/bench.err"
 kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true
-S1=$(ticks "$SERVER"); postgres_snapshot > "$WORK/postgres.after"
-PG=$(awk 'NR == FNR {before[$1] = $2; next} ($1 in before) {sum += $2 - before[$1]} END {print sum + 0}' "$WORK/postgres.before" "$WORK/postgres.after")
+S1=$(ticks "$SERVER"); postgres_sample >> "$WORK/postgres.samples"
+# Per backend: its last ticks seen, less those it had when the run began (0 if it connected later).
+PG=$(awk 'NR == FNR {start[$1] = $2; next} {if ($2 > last[$1]) last[$1] = $2}
+          END {for (pid in last) sum += last[pid] - start[pid]; print sum + 0}' "$WORK/postgres.before" "$WORK/postgres.samples")
 HZ=$(getconf CLK_TCK)
 
 echo "$WORKERS worker process(es), $ORDERS orders: $(tail -1 "$WORK/bench.json" | "$PY" -c 'import json,sys; r=json.load(sys.stdin); print(r["orders_per_s"], "orders/s; approve -> charged p50", r["approve_to_charged_ms"]["p50"], "ms")')"

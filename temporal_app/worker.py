@@ -18,8 +18,6 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymen
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from temporal_app import tracing
-from temporal_app.versioning import behaviour_of
-
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     SEARCH_ATTRIBUTE_DISPATCH_FAILURES,
@@ -28,6 +26,7 @@ from temporal_app.contracts import (
 )
 from temporal_app.health import WorkerHealth
 from temporal_app.registry import PeriodicJob, activities_for, periodic_jobs_for
+from temporal_app.versioning import behaviour_of, join_deployment
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +116,8 @@ def replay_workflows() -> list[type]:
 
 
 def workflow_runner(sandbox: bool) -> WorkflowRunner:
+    """The workers' workflow runner (and verify_replay's, always sandboxed): with tracing on, the
+    sandbox shares OpenTelemetry's modules with the worker (temporal_app/tracing.py)."""
     if not sandbox:
         return UnsandboxedWorkflowRunner()
     passthrough = tracing.sandbox_passthrough()
@@ -221,8 +222,6 @@ async def run_workers(
 
 async def _join(client: Client, deployment: WorkerDeploymentVersion, queues: Sequence[str],
                 make_current: bool) -> None:
-    from temporal_app.versioning import join_deployment
-
     try:
         logger.info("worker deployment version %s", await join_deployment(client, deployment, queues,
                                                                           make_current=make_current))
