@@ -130,3 +130,41 @@ def test_log_lines_carry_the_trace_and_span_ids(traced):
     outside = logging.makeLogRecord({"msg": "no span", "name": "orderweb.test"})
     OrderContextFilter().filter(outside)
     assert "trace_id" not in json.loads(JsonFormatter().format(outside))
+
+
+def test_spans_go_over_otlp_http_when_the_endpoint_is_set_and_nowhere_otherwise(tmp_path):
+    """As an operator runs it: a process with OTEL_EXPORTER_OTLP_ENDPOINT exports its spans to
+    that collector (here devtools/otlp_sink.py); one without installs nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from devtools.supervise import PortReady, free_port, wait_ready
+    from tests.temporal_app.test_run_workers import database_url
+
+    root = Path(__file__).resolve().parents[2]
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, "-m", "devtools.otlp_sink", str(port)], cwd=root,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        wait_ready(PortReady("127.0.0.1", port), 30, sink)
+        probe = ("from django.db import connection; connection.cursor().execute('SELECT 1'); "
+                 "from temporal_app import tracing; tracing.flush(); "
+                 "print('tracing', tracing.enabled(), len(tracing.client_interceptors()))")
+        base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        base.update(DEBUG="1", DATABASE_URL=database_url())
+        runs = {}
+        for name, extra in (("off", {}), ("on", {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"})):
+            done = subprocess.run([sys.executable, "manage.py", "shell", "-c", probe], cwd=root, env={**base, **extra},
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            runs[name] = done.stdout
+        assert "tracing False 0" in runs["off"]
+        assert "tracing True 2" in runs["on"]
+    finally:
+        sink.send_signal(signal.SIGINT)
+        out, _ = sink.communicate(timeout=30)
+    received = int(out.split("received ")[1].split(" spans")[0])
+    assert received >= 1, out  # the probe's SELECT 1 (and only the "on" process could send any)
