@@ -350,6 +350,20 @@ EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10)
 # workers and the saved-history replays always run sandboxed (docs/determinism.md).
 TEMPORAL_WORKFLOW_SANDBOX = env.bool("TEMPORAL_WORKFLOW_SANDBOX", default=False)
 
+# Worker Deployment Versioning (temporal_app/versioning.py; docs/operations.md, "Upgrading the
+# workers"): run_workers joins the deployment TEMPORAL_DEPLOYMENT_NAME as the version
+# TEMPORAL_BUILD_ID (default: a hash of the workflow code, so a change to it is a new version; a
+# release pipeline may set the commit id instead). The deployment's first version becomes current
+# as it polls; later ones when an operator says so, or at once with
+# TEMPORAL_VERSION_CURRENT_ON_START (make run sets it: each edit of the workflow code is a new
+# version there). TEMPORAL_WORKER_VERSIONING=0: unversioned workers (the test suite's).
+TEMPORAL_WORKER_VERSIONING = env.bool("TEMPORAL_WORKER_VERSIONING", default=True)
+TEMPORAL_DEPLOYMENT_NAME = env("TEMPORAL_DEPLOYMENT_NAME", default="orderweb")
+if not TEMPORAL_DEPLOYMENT_NAME or "." in TEMPORAL_DEPLOYMENT_NAME or ":" in TEMPORAL_DEPLOYMENT_NAME:
+    raise ImproperlyConfigured("TEMPORAL_DEPLOYMENT_NAME must be a name without '.' or ':' (e.g. orderweb).")
+TEMPORAL_BUILD_ID = env("TEMPORAL_BUILD_ID", default="").strip()
+TEMPORAL_VERSION_CURRENT_ON_START = env.bool("TEMPORAL_VERSION_CURRENT_ON_START", default=False)
+
 # Worker sizing: activity threads per worker process (also the DB connections it may hold). The
 # activities are short database steps, so a few threads keep up and more only contend for the GIL
 # (docs/benchmarks.md: 8 threads cost about 9 % less worker CPU per order than 32, at a higher
