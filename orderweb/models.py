@@ -81,6 +81,8 @@ class Order(TimeStampedModel):
             ("retry_shipping", "Can retry a failed shipment"),
             # The Temporal Web UI's codec endpoint (orderweb/codec_server.py).
             ("decode_payloads", "Can see decrypted workflow payloads"),
+            # A remark on the order for colleagues, without a decision (reviewers, staff).
+            ("add_order_note", "Can add notes to orders"),
         ]
         indexes = [
             models.Index(fields=["status", "-created_at"], name="order_status_created"),
@@ -248,6 +250,15 @@ class OrderEvent(models.Model):
         REVIEW_DECISION_UNANSWERED = "review_decision_unanswered", "Decision not confirmed"
         REVIEW_CLAIMED = "review_claimed", "Review claimed"
         REVIEW_RELEASED = "review_released", "Review released"
+        # The review team (issue 20): the leads told of a review waiting too long; a four-eyes
+        # order's first approval; claims that lapse, are extended or reassigned by a lead.
+        REVIEW_ESCALATED = "review_escalated", "Escalated to the review leads"
+        REVIEW_PARTLY_APPROVED = "review_partly_approved", "Approved, 1 of 2"
+        REVIEW_CLAIM_EXTENDED = "review_claim_extended", "Claim extended"
+        REVIEW_CLAIM_LAPSED = "review_claim_lapsed", "Claim lapsed"
+        REVIEW_REASSIGNED = "review_reassigned", "Review reassigned"
+        # A person's remark on the order, without a decision: not a state change.
+        NOTE_ADDED = "note_added", "Note"
         # The reconciler: what the workflow could not report itself.
         ATTENTION_FLAGGED = "attention_flagged", "Flagged for staff"
 
