@@ -85,10 +85,20 @@ TEMPLATES = [
 ]
 
 
+DATABASE_URL_REQUIRED = (
+    "DATABASE_URL is not set. With DEBUG off it is required (postgres://user:password@host:5432/name): "
+    "the embedded Postgres is a development convenience (requirements-dev.txt), never a production database."
+)
+
+
 def _database_url() -> str:
     url = env("DATABASE_URL", default="")
     if url:
         return url
+    if not DEBUG:
+        # A production process that lost its DATABASE_URL must stop here, not start an empty
+        # embedded database beside the real one and carry on with it.
+        raise ImproperlyConfigured(DATABASE_URL_REQUIRED)
     from devtools.localdb import embedded_database_url
 
     return embedded_database_url(VAR_DIR / "postgres")
