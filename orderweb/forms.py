@@ -11,8 +11,8 @@ from orderweb.actions import (
     MAX_REASON_LENGTH,
     validate_cancel_reason,
 )
-from orderweb.models import CancelReason, Order, OrderLine
-from orderweb.services import ORDER_ID_EXISTS, validate_address, validate_order_id
+from orderweb.models import CancelReason, OrderLine
+from orderweb.services import order_id_conflict, order_id_holder, validate_address, validate_order_id
 from temporal_app.contracts import LINE_DUPLICATE_SKU, MAX_ADDRESS_LENGTH, LineItem
 
 
@@ -70,8 +70,9 @@ class OrderCreateForm(forms.Form):
 
     def clean_order_id(self) -> str:
         order_id = validate_order_id(self.cleaned_data["order_id"])
-        if Order.objects.filter(order_id=order_id).exists():
-            raise ValidationError(ORDER_ID_EXISTS.format(order_id=order_id), code="order_exists")
+        holder = order_id_holder(order_id=order_id)
+        if holder is not None:
+            raise order_id_conflict(order_id=order_id, holder=holder)
         return order_id
 
     def clean_address(self) -> str:

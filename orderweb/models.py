@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 from temporal_app.contracts import DEFAULT_CURRENCY, MAX_ADDRESS_LENGTH, OrderState
 
@@ -96,6 +97,9 @@ class Order(TimeStampedModel):
             models.Index(fields=["updated_at", "id"], name="order_updated_keyset"),
         ]
         constraints = [
+            # Order ids are unique regardless of case: ORDER-1 and order-1 would run as one
+            # workflow (order-1). Built concurrently by its migration (0010), the table stays writable.
+            models.UniqueConstraint(Lower("order_id"), name="order_id_unique_ignoring_case"),
             models.CheckConstraint(
                 condition=Q(status__in=[s.value for s in OrderState]), name="order_status_valid"
             ),

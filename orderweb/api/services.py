@@ -177,6 +177,9 @@ def _create_or_find(api_key: ApiKey, checked: CheckedOrder, fingerprint: dict[st
                 ApiOrderRequest.objects.create(order=order, api_key=api_key, fingerprint=fingerprint)
             answer = CreateAnswer(201, _jsonable(order_detail(order_for_api(order.order_id))))
         except ValidationError as err:
+            if err.code == "order_id_taken":  # the id in another case: another order, refused
+                raise ApiError(409, errors.ORDER_ID_TAKEN, err.messages[0],
+                               {"order_id": checked.order_id, **err.params}) from None
             if err.code != "order_exists":  # checked above: only a lost race gets here
                 raise field_error("body", err.messages[0]) from None
             answer = _existing(Order.objects.select_related("api_request").get(order_id=checked.order_id), fingerprint)

@@ -117,6 +117,27 @@ def test_an_order_created_elsewhere_is_a_conflict(api_client):
     assert body["details"] == {"order_id": "ADMIN-1", "source": "admin"}
 
 
+def test_an_id_that_differs_only_in_case_is_a_conflict_naming_the_existing_order(api_client):
+    """CASE-Probe1 and case-probe1 would run as one workflow: the second is 409 with a code, not a
+    500 (it was Order.DoesNotExist, issue 19), with the same payload or another."""
+    first = order_payload("CASE-Probe1")
+    assert api_client.post("/orders", first).status_code == 201
+    for payload in ({**first, "order_id": "case-probe1"}, order_payload("CASE-PROBE1")):
+        body = assert_problem(api_client.post("/orders", payload), 409, errors.ORDER_ID_TAKEN)
+        assert body["details"] == {"order_id": payload["order_id"], "existing_order_id": "CASE-Probe1"}
+        assert "'CASE-Probe1'" in body["message"]
+    assert list(Order.objects.values_list("order_id", flat=True)) == ["CASE-Probe1"]
+    # The refused requests left nothing behind, and the same id in its own case still answers.
+    assert api_client.post("/orders", first).status_code == 200
+
+
+def test_an_id_that_maps_to_another_orders_workflow_is_a_conflict(api_client):
+    """An outside client's order whose workflow id is what this id would run as."""
+    Order.objects.create(order_id="FROM-CLIENT", workflow_id="shop-77", address="1 Main St", source="temporal-client")
+    body = assert_problem(api_client.post("/orders", order_payload("SHOP-77")), 409, errors.ORDER_ID_TAKEN)
+    assert body["details"]["existing_order_id"] == "FROM-CLIENT"
+
+
 def test_total_must_be_the_sum_of_the_lines(api_client):
     body = assert_problem(api_client.post("/orders", order_payload(total="20.00")), 422, errors.TOTAL_MISMATCH)
     assert body["message"] == "The total 20.00 EUR does not match the line items, which add up to 25.00 EUR."
