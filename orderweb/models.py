@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Lower
+from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.db.models import F, Q
+from django.db.models.functions import Lower, Upper
 
 from temporal_app.contracts import DEFAULT_CURRENCY, MAX_ADDRESS_LENGTH, OrderState
 
@@ -95,6 +96,17 @@ class Order(TimeStampedModel):
             ),
             # GET /api/v1/orders pages by (updated_at, id).
             models.Index(fields=["updated_at", "id"], name="order_updated_keyset"),
+            # Search (the review queue, Recent decisions, the admin's order list): Django's
+            # icontains is UPPER(col::text) LIKE UPPER('%…%'), which a trigram index on that
+            # expression answers without reading every order (pg_trgm: docs/operations.md).
+            *[GinIndex(OpClass(Upper(column), name="gin_trgm_ops"), name=name) for column, name in (
+                ("order_id", "order_order_id_upper_trgm"), ("customer", "order_customer_upper_trgm"),
+                ("customer_email", "order_email_upper_trgm"), ("address", "order_address_upper_trgm"))],
+            # A customer's and an address's latest earlier orders, in time order (the risk rules,
+            # the review page's earlier orders): iexact is UPPER(col::text) = UPPER('…').
+            *[models.Index(Upper(column), F("created_at"), name=name) for column, name in (
+                ("customer", "order_customer_upper_time"), ("customer_email", "order_email_upper_time"),
+                ("address", "order_address_upper_time"))],
         ]
         constraints = [
             # Order ids are unique regardless of case: ORDER-1 and order-1 would run as one

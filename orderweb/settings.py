@@ -33,7 +33,7 @@ INSTALLED_APPS = [
     # static files the same way, DEBUG on or off.
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
-    "django.contrib.postgres",  # trigram search indexes (reviews/migrations/0007)
+    "django.contrib.postgres",  # trigram search indexes on orderweb.Order (pg_trgm: docs/operations.md)
     "django_htmx",
     "axes",
     # django-ninja (the HTTP API, orderweb/api/): listed so its docs page loads Swagger UI from
