@@ -485,7 +485,8 @@ class ApiOrderRequest(models.Model):
 
 class ApiIdempotencyKey(models.Model):
     """An ``Idempotency-Key`` a client sent with a POST: the request's fingerprint and the first
-    response, replayed for a repeat. Kept as long as the order it created."""
+    response, replayed for a repeat. Kept for API_IDEMPOTENCY_KEY_HOURS, then purged
+    (``orderweb.api.services.api_idempotency_keys_purge``)."""
 
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
     key = models.CharField(max_length=255)
@@ -498,6 +499,10 @@ class ApiIdempotencyKey(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["api_key", "key"], name="api_idempotency_key_once_per_client"),
+        ]
+        indexes = [
+            # The hourly purge finds the expired keys by age (built concurrently: migration 0012).
+            models.Index(fields=["created_at"], name="api_idempotency_key_created"),
         ]
 
 

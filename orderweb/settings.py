@@ -225,6 +225,11 @@ AXES_CLIENT_IP_CALLABLE = login_client_ip
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
 if API_RATE_LIMIT_PER_MINUTE < 1:
     raise ImproperlyConfigured("API_RATE_LIMIT_PER_MINUTE must be 1 or more.")
+# How long an Idempotency-Key (with its copy of the first response) is remembered; the workers
+# delete expired ones every hour (docs/api.md, "Idempotency").
+API_IDEMPOTENCY_KEY_HOURS = env.float("API_IDEMPOTENCY_KEY_HOURS", default=24)
+if API_IDEMPOTENCY_KEY_HOURS <= 0:
+    raise ImproperlyConfigured("API_IDEMPOTENCY_KEY_HOURS must be more than 0.")
 
 # Webhooks (docs/api.md, "Webhooks"): every order status change is POSTed to this URL, signed
 # with ORDER_WEBHOOK_SECRET (HMAC-SHA256), and retried by Temporal until it is accepted or

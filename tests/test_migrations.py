@@ -8,6 +8,9 @@ database, and drops them afterwards.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import subprocess
 import sys
@@ -151,6 +154,13 @@ def test_a_database_the_old_migrations_built_migrates_cleanly(scratch):
     # A concurrent build that failed half-way leaves an index Postgres marks invalid.
     old.sql("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'order_email_upper_trgm'::regclass")
     old.insert_orders("OLD-1", "CASE-7", "case-7", "ORDER-8")
+    # An API order's fingerprint as the code before kept it: SHA-256 digests, unkeyed.
+    digest = hashlib.sha256(json.dumps("ada@example.com").encode()).hexdigest()[:32]
+    old.sql("INSERT INTO orderweb_apikey (name, prefix, key_hash, scope_create, scope_read, scope_act, created_at) "
+            "VALUES ('shop', 'p', 'h', true, true, true, now())",
+            "INSERT INTO orderweb_apiorderrequest (order_id, api_key_id, fingerprint, created_at) SELECT o.id, k.id, "
+            f"'{{\"customer.email\": \"{digest}\"}}', now() FROM orderweb_order o, orderweb_apikey k "
+            "WHERE o.order_id = 'OLD-1'")
 
     refused = old.manage("migrate", "--noinput", check=False)
     assert refused.returncode != 0
@@ -162,3 +172,7 @@ def test_a_database_the_old_migrations_built_migrates_cleanly(scratch):
     old.manage("migrate", "--noinput")
     assert old.order_indexes() == new.order_indexes()
     old.manage("makemigrations", "--check", "--dry-run")
+    # orderweb/0012 keyed the stored digest (HMAC-SHA256 under a key derived from SECRET_KEY).
+    key = hashlib.sha256(("orderweb.api.fingerprint" + SECRET_KEY).encode()).digest()
+    assert old.sql("SELECT fingerprint FROM orderweb_apiorderrequest") == [
+        ({"customer.email": hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()[:32]},)]
