@@ -18,7 +18,6 @@ from decimal import Decimal
 from typing import Optional, Union
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Subquery
@@ -73,15 +72,25 @@ def review_task_open(
 
 def review_task_close(
     *, order: Union[Order, int], outcome: ReviewOutcome, actor: str, note: str, reason_code: str = "",
+    action_id: str = "",
 ) -> None:
     """Close the open task with the workflow's outcome, in one statement. A closed task is left
-    as it is."""
+    as it is.
+
+    ``actor`` is a name as any Temporal client sent it: it is kept as the decider's name, and
+    linked to an account (``decided_by``) only when our own action path vouches for it, that is
+    when this order's audit trail holds the decision's request under ``action_id``, made by that
+    very account (``orderweb.actions.workflow_action_send`` writes it, with the signed-in user,
+    before it sends the Update). A client that names a colleague gets the name, not the link."""
     person = outcome in _DECIDED_BY_PERSON
-    actor = pg_text(actor)[:150]  # a name as any Temporal client sent it
-    user = get_user_model().objects.filter(username=actor).values("pk")[:1] if person and actor else None
+    actor = pg_text(actor)[:150]
+    vouched = OrderEvent.objects.filter(
+        order=order, type=OrderEvent.Type.REVIEW_DECISION_REQUESTED, event_key=f"{pg_text(action_id)}:requested",
+        user__username=actor,
+    ).values("user")[:1] if person and actor and action_id else None
     ReviewTask.objects.filter(order=order, status=ReviewTask.Status.OPEN).update(
         status=_OUTCOME_STATUS[outcome],
-        decided_by=Subquery(user) if user is not None else None,
+        decided_by=Subquery(vouched) if vouched is not None else None,
         decided_by_name=actor if person else "",
         decided_at=timezone.now(),
         note=pg_text(note),
