@@ -272,6 +272,11 @@ TEMPORAL_METRICS_HOST = env("TEMPORAL_METRICS_HOST", default="127.0.0.1")
 TEMPORAL_UI_URL = env("TEMPORAL_UI_URL", default="http://localhost:8233")
 # How long a web request waits for Temporal before telling the person it is unreachable.
 TEMPORAL_RPC_TIMEOUT_SECONDS = env.float("TEMPORAL_RPC_TIMEOUT_SECONDS", default=10.0)
+# The live status (the get_status query) needs a running worker; it waits this long for one. After
+# an unanswered query each web process answers from Postgres at once, and sends no Update, for
+# TEMPORAL_WORKERS_RECHECK_SECONDS, then asks again (temporal_app.client.WorkerSilence).
+TEMPORAL_QUERY_TIMEOUT_SECONDS = env.float("TEMPORAL_QUERY_TIMEOUT_SECONDS", default=3.0)
+TEMPORAL_WORKERS_RECHECK_SECONDS = env.float("TEMPORAL_WORKERS_RECHECK_SECONDS", default=15.0)
 
 # Manual review waits this long before the order is cancelled ("review timed out").
 ORDER_REVIEW_TIMEOUT_SECONDS = env.float("ORDER_REVIEW_TIMEOUT_SECONDS", default=24 * 3600)

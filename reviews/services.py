@@ -153,6 +153,11 @@ DECISION_UNCONFIRMED = (
     "Nothing is lost: reload the order in a moment and, if it still awaits review, decide again "
     "(a repeat can never apply twice)."
 )
+DECISION_NOT_SENT = (
+    "The decision for {order_id} was not sent: the order workers are not answering, so it could not "
+    "be applied now. Nothing changed and your claim was released; decide again once the live "
+    "status is back."
+)
 DECISION_WORKFLOW_STUCK = (
     "The decision for {order_id} was not applied: the order's workflow cannot take decisions right "
     "now (its task keeps failing). Staff are told; your claim was released."
@@ -329,6 +334,8 @@ def _decision_words(order: Order, outcome: ActionOutcome, *, username: str, deci
                    else DECIDED_REJECTED.format(order_id=order.order_id, reason=reason))
     elif outcome.code == Unanswered.WORKFLOW_STUCK:
         message = DECISION_WORKFLOW_STUCK.format(order_id=order.order_id)
+    elif outcome.code == Unanswered.WORKERS_DOWN:
+        message = DECISION_NOT_SENT.format(order_id=order.order_id)
     elif outcome.status == Outcome.UNANSWERED:
         message = DECISION_UNCONFIRMED.format(order_id=order.order_id, address=settings.TEMPORAL_ADDRESS)
     else:

@@ -119,3 +119,13 @@ def wait_for_database_quiet(timeout: float = 15) -> None:
             if cursor.fetchone()[0] == 0:
                 return
             time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def _forget_worker_silence() -> Iterator[None]:
+    """A test that stops the workers leaves this process remembering it (WorkerSilence); the
+    next test starts without that memory."""
+    yield
+    from temporal_app.client import worker_silence
+
+    worker_silence.forget()
