@@ -313,10 +313,11 @@ if not 0 < RISK_LEVEL_MEDIUM < RISK_LEVEL_HIGH <= 100:
 if not 0 < RISK_SHOP_PERCENTILE < 1:
     raise ImproperlyConfigured("RISK_SHOP_PERCENTILE must be between 0 and 1, e.g. 0.95.")
 
-# Run workflow code in temporalio's sandbox in production workers. Off by default: the sandbox
-# re-executes the workflow module for every workflow run, the largest single CPU cost we measured
-# in the worker (docs/benchmarks.md). Its checks still guard every change: the test suite's
-# workers and the saved-history replays always run sandboxed (docs/determinism.md).
+# Run workflow code in temporalio's sandbox in production workers (with the pure modules passed
+# through: temporal_app.worker.SANDBOX_PASSTHROUGH_MODULES). Off by default: even so the sandbox
+# nearly doubles the worker's CPU per order, building each run on the SDK's event loop (measured
+# in docs/benchmarks.md, "The workflow sandbox"). Its checks still guard every change: the test
+# suite's workers and the saved-history replays always run the strict sandbox (docs/determinism.md).
 TEMPORAL_WORKFLOW_SANDBOX = env.bool("TEMPORAL_WORKFLOW_SANDBOX", default=False)
 
 # Worker sizing: activity threads per worker process (also the DB connections it may hold). The

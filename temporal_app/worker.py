@@ -13,7 +13,8 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
@@ -33,6 +34,30 @@ REQUIRED_SEARCH_ATTRIBUTES = {
     SEARCH_ATTRIBUTE_ORDER_STATUS: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     SEARCH_ATTRIBUTE_DISPATCH_FAILURES: IndexedValueType.INDEXED_VALUE_TYPE_INT,
 }
+
+
+# Modules the workflow sandbox shares between workflow runs instead of re-importing them for each
+# run: pure ones, whose code keeps no state and reaches no clock, randomness, I/O or workflow API
+# (data classes and validation rules, retry policies, failure readers, input parsing).
+# tests/temporal_app/test_workflow_module.py holds them to that. The workflow classes and the
+# modules that drive them (record, order_actions, shielded) are still re-imported in every run,
+# so the sandbox keeps checking the code that makes decisions. Measured in docs/benchmarks.md
+# ("The workflow sandbox"): it halves what the sandbox costs.
+SANDBOX_PASSTHROUGH_MODULES = (
+    "temporal_app.contracts",
+    "temporal_app.workflows.boundary",
+    "temporal_app.workflows.failures",
+    "temporal_app.workflows.policies",
+)
+
+
+def workflow_runner(*, sandbox: bool, passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES) -> WorkflowRunner:
+    """The runner for production workers: temporalio's sandbox with the pure modules passed
+    through, or none (TEMPORAL_WORKFLOW_SANDBOX=0). ``passthrough=()`` is the strict sandbox the
+    test suite's workers and the history replays use."""
+    if not sandbox:
+        return UnsandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*passthrough))
 
 
 async def ensure_search_attributes(client: Client) -> list[str]:
@@ -103,6 +128,7 @@ def build_workers(
     activity_executor: ThreadPoolExecutor,
     max_concurrent_activities: int,
     sandbox: bool = True,
+    sandbox_passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES,
 ) -> list[Worker]:
     from temporal_app.workflows import OrderWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow
 
@@ -110,18 +136,17 @@ def build_workers(
         ORDER_TASK_QUEUE: ([OrderWorkflow, WebhookDeliveryWorkflow], activities_for(ORDER_TASK_QUEUE)),
         SHIPPING_TASK_QUEUE: ([ShippingWorkflow], activities_for(SHIPPING_TASK_QUEUE)),
     }
-    # The sandbox re-executes the workflow module for every workflow run: the largest CPU cost we
-    # measured in the worker (docs/benchmarks.md). run_workers follows TEMPORAL_WORKFLOW_SANDBOX
-    # (off by default); the test suite's workers and the history replays keep it on, so a
-    # workflow change that the sandbox would refuse fails `make test` (docs/determinism.md).
-    runner = {} if sandbox else {"workflow_runner": UnsandboxedWorkflowRunner()}
+    # run_workers follows TEMPORAL_WORKFLOW_SANDBOX; the test suite's workers and the history
+    # replays run the strict sandbox (nothing passed through), so a workflow change that the
+    # sandbox would refuse fails `make test` (docs/determinism.md).
+    runner = workflow_runner(sandbox=sandbox, passthrough=sandbox_passthrough)
     workers = []
     for queue in queues:
         workflows, activities = per_queue[queue]
         workers.append(
             Worker(
                 client,
-                **runner,
+                workflow_runner=runner,
                 task_queue=queue,
                 workflows=workflows,
                 activities=activities,
@@ -142,6 +167,7 @@ async def run_workers(
     threads: int,
     stop: asyncio.Event,
     sandbox: bool = True,
+    sandbox_passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES,
     health: Optional[WorkerHealth] = None,
 ) -> None:
     """Run the workers until ``stop`` is set, then shut down gracefully: no new tasks are
@@ -154,7 +180,7 @@ async def run_workers(
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity") as executor:
         workers = build_workers(
             client, queues=queues, activity_executor=executor, max_concurrent_activities=threads,
-            sandbox=sandbox,
+            sandbox=sandbox, sandbox_passthrough=sandbox_passthrough,
         )
         async with contextlib.AsyncExitStack() as stack:
             for worker in workers:

@@ -63,9 +63,10 @@ class WorkerThread(threading.Thread):
             client = await connect()
             await ensure_search_attributes(client)
             self.ready.set()
-            # Sandboxed, whatever production workers use: the sandbox's checks guard every test.
+            # The strict sandbox (no module passed through), whatever production workers use: its
+            # checks guard every test, the pure modules' code included.
             await run_workers(client, queues=list(QUEUES), threads=self.threads, stop=self._stop_event,
-                              sandbox=True)
+                              sandbox=True, sandbox_passthrough=())
         except BaseException as err:  # surfaced by the fixture, never swallowed
             self.error = err
             self.ready.set()
