@@ -23,11 +23,16 @@ from devtools.supervise import (
     stop_process,
     wait_ready,
 )
-from temporal_app.contracts import SEARCH_ATTRIBUTE_DISPATCH_FAILURES, SEARCH_ATTRIBUTE_ORDER_STATUS
+from temporal_app.contracts import (
+    SEARCH_ATTRIBUTE_DISPATCH_FAILURES,
+    SEARCH_ATTRIBUTE_ORDER_STATUS,
+    SEARCH_ATTRIBUTE_REVIEW_ESCALATED,
+)
 
 SEARCH_ATTRIBUTE_FLAGS = [
     "--search-attribute", f"{SEARCH_ATTRIBUTE_ORDER_STATUS}=Keyword",
     "--search-attribute", f"{SEARCH_ATTRIBUTE_DISPATCH_FAILURES}=Int",
+    "--search-attribute", f"{SEARCH_ATTRIBUTE_REVIEW_ESCALATED}=Bool",
 ]
 
 

@@ -118,7 +118,7 @@ class ActionOutcome:
     order: Order
     status: Outcome
     message: str  # the workflow's words, or ours when there was no answer
-    code: str = ""  # a RefusalCode or an Unanswered value; "" when applied
+    code: str = ""  # a RefusalCode or an Unanswered value; when applied, "" or a partial effect (FIRST_OF_TWO_APPROVALS)
     workflow_status: str = ""
 
     @property
@@ -245,8 +245,8 @@ def _send(order: Order, request: WorkflowRequest) -> ActionOutcome:
         return ActionOutcome(order, Outcome.UNANSWERED, str(err), Unanswered.WORKERS_DOWN, order.status)
     except TemporalUnavailable as err:
         return ActionOutcome(order, Outcome.UNANSWERED, str(err), Unanswered.UNREACHABLE, order.status)
-    if result.accepted:
-        return ActionOutcome(order, Outcome.APPLIED, result.message, "", result.workflow_status)
+    if result.accepted:  # its code, if any, says it took effect only in part (a first of two approvals)
+        return ActionOutcome(order, Outcome.APPLIED, result.message, result.code, result.workflow_status)
     return ActionOutcome(order, Outcome.REFUSED, result.message, result.code, result.workflow_status)
 
 

@@ -31,7 +31,7 @@ from orderweb.actions import (
     order_shipping_retry,
     workflow_actions_send_many,
 )
-from orderweb.forms import AddressForm, CancelForm, OrderCreateForm, OrderLineFormSet
+from orderweb.forms import AddressForm, CancelForm, NoteForm, OrderCreateForm, OrderLineFormSet
 from orderweb.api.keys import NO_SCOPE, api_key_create, api_key_revoke, validate_key_name
 from orderweb.models import (
     ApiKey,
@@ -46,7 +46,7 @@ from orderweb.models import (
     Shipment,
     WebhookDelivery,
 )
-from orderweb.services import order_create
+from orderweb.services import NOTE_ADDED, order_create, order_note_add
 from temporal_app.client import TemporalUnavailable, workflow_ui_url
 from temporal_app.contracts import OrderState, RefusalCode, refusal, shipping_workflow_id
 
@@ -203,6 +203,7 @@ class OrderAdmin(admin.ModelAdmin):
             ("customer_email", "currency"), "billing_address", ("client_ip", "user_agent"),
         ]}),
         ("Temporal", {"fields": ["temporal_links"]}),
+        ("Notes", {"fields": ["notes"]}),
         ("Timeline", {"fields": ["timeline"]}),
     ]
     readonly_fields = [
@@ -210,7 +211,7 @@ class OrderAdmin(admin.ModelAdmin):
         "source", "created_by", "created_at", "updated_at", "cancel_reason", "failure_reason",
         "dispatch_failures", "attention_reason", "attention_since", "customer_email", "currency",
         "billing_address", "client_ip", "user_agent", "temporal_links", "timeline", "cancel_reason_label",
-        "carrier_last_error", "status_shown",
+        "carrier_last_error", "status_shown", "notes",
     ]
     change_form_template = "admin/orderweb/order/change_form.html"
 
@@ -282,6 +283,17 @@ class OrderAdmin(admin.ModelAdmin):
             ((label, url, workflow_id) for label, workflow_id, url in links),
         )
 
+    @admin.display(description="Notes")
+    def notes(self, order: Order) -> str:
+        """People's remarks on the order (reviewers' and staff's), oldest first."""
+        notes = OrderEvent.objects.filter(order=order, type=OrderEvent.Type.NOTE_ADDED).order_by("created_at", "pk")
+        if not notes:
+            return "—"
+        return format_html('<ol class="order-notes">{}</ol>', format_html_join(
+            "", '<li><strong>{}</strong> <span class="quiet">{} UTC, {}</span><div class="note-text">{}</div></li>',
+            ((note.actor, note.created_at.strftime("%Y-%m-%d %H:%M"), note.get_source_display(), note.message)
+             for note in notes)))
+
     @admin.display(description="Events")
     def timeline(self, order: Order) -> str:
         events = OrderEvent.objects.filter(order=order).select_related("user").order_by("created_at", "pk")
@@ -294,9 +306,12 @@ class OrderAdmin(admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         order = self.get_object(request, unquote(object_id))
+        note_link = ([{"label": "Add note", "url": self._url("note", order)}]
+                     if order is not None and self.has_add_order_note_permission(request) else [])
         extra_context = {
             **(extra_context or {}),
             "order_actions": self._order_actions(request, order),
+            "note_links": note_link,
             "order_notices": self.order_notices(request, order) if order is not None else [],
             "order_links": self.order_links(request, order) if order is not None else [],
         }
@@ -334,6 +349,9 @@ class OrderAdmin(admin.ModelAdmin):
         if self.has_change_order_address_permission(request):
             actions.append({"label": "Change address", "url": self._url("address", order)})
         return actions
+
+    def has_add_order_note_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("orderweb.add_order_note")
 
     # -- add: through the order creation service -----------------------------------------------
 
@@ -383,7 +401,36 @@ class OrderAdmin(admin.ModelAdmin):
             path("<path:object_id>/address/", view(self.address_view), name="%s_%s_address" % info),
             path("<path:object_id>/retry-shipping/", view(self.retry_shipping_view),
                  name="%s_%s_retry_shipping" % info),
+            path("<path:object_id>/note/", view(self.note_view), name="%s_%s_note" % info),
         ] + super().get_urls()
+
+    def note_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A note on the order for colleagues: not a state change, so no workflow is asked."""
+        order = self._order_or_none(request, object_id)
+        if order is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_add_order_note_permission(request):
+            raise PermissionDenied
+        form = NoteForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            try:
+                order_note_add(order=order, user=request.user, text=form.cleaned_data["note"],
+                               source=OrderEvent.Source.ADMIN)
+            except ValidationError as err:
+                form.add_error("note", err)
+            else:
+                self.message_user(request, NOTE_ADDED.format(order_id=order.order_id), messages.SUCCESS)
+                return HttpResponseRedirect(self._url("change", order))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Add a note to {order.order_id}",
+            "order": order,
+            "orders": [order],
+            "form": form,
+            "back_url": self._url("change", order),
+        }
+        return TemplateResponse(request, "admin/orderweb/order/note_form.html", context)
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         order = self._order_or_none(request, object_id)

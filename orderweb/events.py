@@ -165,6 +165,11 @@ def action_answered_event(
                 event_key=event_key)
 
 
+def note_added_event(*, order: Order, source: str, user, text: str) -> None:
+    """A person's remark on the order: in the timeline with its author; not a state change."""
+    event_write(order=order, type=Type.NOTE_ADDED, source=source, user=user, message=text)
+
+
 # -- the reconciler -------------------------------------------------------------------------------
 
 

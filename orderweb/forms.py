@@ -12,7 +12,15 @@ from orderweb.actions import (
     validate_cancel_reason,
 )
 from orderweb.models import CancelReason, OrderLine
-from orderweb.services import order_id_conflict, order_id_holder, validate_address, validate_order_id
+from orderweb.services import (
+    MAX_ORDER_NOTE_LENGTH,
+    NOTE_EMPTY,
+    NOTE_TOO_LONG,
+    order_id_conflict,
+    order_id_holder,
+    validate_address,
+    validate_order_id,
+)
 from temporal_app.contracts import LINE_DUPLICATE_SKU, MAX_ADDRESS_LENGTH, LineItem
 
 
@@ -116,3 +124,15 @@ class BaseOrderLineFormSet(forms.BaseFormSet):
 OrderLineFormSet = forms.formset_factory(
     OrderLineForm, formset=BaseOrderLineFormSet, extra=3, can_delete=False
 )
+
+
+class NoteForm(forms.Form):
+    """A note on an order (the admin's; the review page posts the same field). The service
+    ``order_note_add`` checks it again, with the same messages."""
+
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60, "maxlength": MAX_ORDER_NOTE_LENGTH}),
+        max_length=MAX_ORDER_NOTE_LENGTH, strip=True,
+        help_text=f"Plain text, at most {MAX_ORDER_NOTE_LENGTH} characters. Every reviewer sees it; it decides nothing.",
+        error_messages={"required": NOTE_EMPTY, "max_length": NOTE_TOO_LONG},
+    )

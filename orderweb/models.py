@@ -83,6 +83,8 @@ class Order(TimeStampedModel):
             ("retry_shipping", "Can retry a failed shipment"),
             # The Temporal Web UI's codec endpoint (orderweb/codec_server.py).
             ("decode_payloads", "Can see decrypted workflow payloads"),
+            # A remark on the order for colleagues, without a decision (reviewers, staff).
+            ("add_order_note", "Can add notes to orders"),
         ]
         indexes = [
             models.Index(fields=["status", "-created_at"], name="order_status_created"),
@@ -106,11 +108,13 @@ class Order(TimeStampedModel):
             # the review page's earlier orders): iexact is UPPER(col::text) = UPPER('…').
             *[models.Index(Upper(column), F("created_at"), name=name) for column, name in (
                 ("customer", "order_customer_upper_time"), ("customer_email", "order_email_upper_time"),
-                ("address", "order_address_upper_time"))],
+                ("address", "order_address_upper_time"), ("billing_address", "order_billing_upper_time"))],
+            # An order's linked orders from the same client address (the review page).
+            models.Index(F("client_ip"), F("created_at"), name="order_client_ip_time"),
         ]
         constraints = [
             # Order ids are unique regardless of case: ORDER-1 and order-1 would run as one
-            # workflow (order-1). Built concurrently by its migration (0010), the table stays writable.
+            # workflow (order-1). Built concurrently by its migration (0011), the table stays writable.
             models.UniqueConstraint(Lower("order_id"), name="order_id_unique_ignoring_case"),
             models.CheckConstraint(
                 condition=Q(status__in=[s.value for s in OrderState]), name="order_status_valid"
@@ -264,6 +268,15 @@ class OrderEvent(models.Model):
         REVIEW_DECISION_UNANSWERED = "review_decision_unanswered", "Decision not confirmed"
         REVIEW_CLAIMED = "review_claimed", "Review claimed"
         REVIEW_RELEASED = "review_released", "Review released"
+        # The review team (issue 20): the leads told of a review waiting too long; a four-eyes
+        # order's first approval; claims that lapse, are extended or reassigned by a lead.
+        REVIEW_ESCALATED = "review_escalated", "Escalated to the review leads"
+        REVIEW_PARTLY_APPROVED = "review_partly_approved", "Approved, 1 of 2"
+        REVIEW_CLAIM_EXTENDED = "review_claim_extended", "Claim extended"
+        REVIEW_CLAIM_LAPSED = "review_claim_lapsed", "Claim lapsed"
+        REVIEW_REASSIGNED = "review_reassigned", "Review reassigned"
+        # A person's remark on the order, without a decision: not a state change.
+        NOTE_ADDED = "note_added", "Note"
         # The reconciler: what the workflow could not report itself.
         ATTENTION_FLAGGED = "attention_flagged", "Flagged for staff"
 
@@ -501,7 +514,7 @@ class ApiIdempotencyKey(models.Model):
             models.UniqueConstraint(fields=["api_key", "key"], name="api_idempotency_key_once_per_client"),
         ]
         indexes = [
-            # The hourly purge finds the expired keys by age (built concurrently: migration 0012).
+            # The hourly purge finds the expired keys by age (built concurrently: migration 0013).
             models.Index(fields=["created_at"], name="api_idempotency_key_created"),
         ]
 

@@ -43,6 +43,7 @@ from temporal_app.contracts import (
     address_error,
     customer_details_problems,
     customer_error,
+    has_control_chars,
     line_items_clean,
     normalise_address,
     order_id_error,
@@ -456,6 +457,31 @@ def order_start_refused(record: RefusedStartRecord) -> None:
                       reason=pg_text(record.reason), arguments=pg_text(record.arguments))],
         ignore_conflicts=True,
     )
+
+
+# -- notes ---------------------------------------------------------------------------------------
+
+MAX_ORDER_NOTE_LENGTH = 2000
+NOTE_EMPTY = "Write the note first."
+NOTE_TOO_LONG = f"A note is at most {MAX_ORDER_NOTE_LENGTH} characters."
+NOTE_CONTROL_CHARS = "The note contains control characters; write plain text."
+NOTE_NOT_ALLOWED = "You may not add notes to orders."
+NOTE_ADDED = "Your note on {order_id} was added."
+
+
+def order_note_add(*, order: Order, user, text: Any, source: str) -> None:
+    """A remark on the order for colleagues, without a decision: plain text, audited with its
+    author (it is an event of the timeline), never a state change and never sent to the workflow."""
+    if not user.has_perm("orderweb.add_order_note"):
+        raise ValidationError(NOTE_NOT_ALLOWED, code="not_allowed")
+    text = text.replace("\r\n", "\n").strip() if isinstance(text, str) else ""
+    if not text:
+        raise ValidationError(NOTE_EMPTY, code="note_empty")
+    if len(text) > MAX_ORDER_NOTE_LENGTH:
+        raise ValidationError(NOTE_TOO_LONG, code="note_too_long")
+    if has_control_chars(text.replace("\n", " ").replace("\t", " ")):
+        raise ValidationError(NOTE_CONTROL_CHARS, code="note_control_chars")
+    events.note_added_event(order=order, source=source, user=user, text=text)
 
 
 def order_flag_attention(*, order: Order, problem: str, reason: str, details: Optional[dict[str, Any]] = None) -> bool:

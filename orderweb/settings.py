@@ -313,12 +313,77 @@ if not 0 < RISK_LEVEL_MEDIUM < RISK_LEVEL_HIGH <= 100:
 if not 0 < RISK_SHOP_PERCENTILE < 1:
     raise ImproperlyConfigured("RISK_SHOP_PERCENTILE must be between 0 and 1, e.g. 0.95.")
 
+# -- The review team (issue 20; docs/review-ui.md, "The review team") -------------------------------
+# These are read by the order_validated activity and handed to the workflow with its result (workflow
+# code reads no settings), so an order keeps the rules it reached review with.
+# An undecided review is escalated to the leads once it has waited this share of its timeout
+# (0: never). The leads are told by email at REVIEW_ESCALATION_EMAILS, a webhook event and the
+# Escalated view.
+REVIEW_ESCALATE_AFTER = env.float("REVIEW_ESCALATE_AFTER", default=0.75)
+if not 0 <= REVIEW_ESCALATE_AFTER < 1:
+    raise ImproperlyConfigured("REVIEW_ESCALATE_AFTER is a share of the review timeout: 0 (off) to below 1, e.g. 0.75.")
+REVIEW_ESCALATION_EMAILS = env.list("REVIEW_ESCALATION_EMAILS", default=[])
+# What the review timeout does to an undecided order of each risk level: expire (cancel, the default)
+# or approve (as the actor "policy", naming the setting). Four-eyes orders always expire.
+REVIEW_TIMEOUT_ACTION_LOW = env("REVIEW_TIMEOUT_ACTION_LOW", default="expire")
+REVIEW_TIMEOUT_ACTION_MEDIUM = env("REVIEW_TIMEOUT_ACTION_MEDIUM", default="expire")
+REVIEW_TIMEOUT_ACTION_HIGH = env("REVIEW_TIMEOUT_ACTION_HIGH", default="expire")
+for _name in ("REVIEW_TIMEOUT_ACTION_LOW", "REVIEW_TIMEOUT_ACTION_MEDIUM", "REVIEW_TIMEOUT_ACTION_HIGH"):
+    if globals()[_name] not in ("expire", "approve"):
+        raise ImproperlyConfigured(f"{_name} must be 'expire' or 'approve'.")
+# Four eyes: orders at or above this amount (empty: off), or of these risk levels, need approvals
+# from two different people before the charge.
+REVIEW_FOUR_EYES_AMOUNT = env("REVIEW_FOUR_EYES_AMOUNT", default="").strip()
+if REVIEW_FOUR_EYES_AMOUNT:
+    from temporal_app.contracts import amount_parse  # noqa: E402
+
+    try:
+        REVIEW_FOUR_EYES_AMOUNT = str(amount_parse(REVIEW_FOUR_EYES_AMOUNT))
+    except ValueError:
+        raise ImproperlyConfigured("REVIEW_FOUR_EYES_AMOUNT must be an amount such as 1000.00, or empty (off).") from None
+REVIEW_FOUR_EYES_LEVELS = env.list("REVIEW_FOUR_EYES_LEVELS", default=[])
+if set(REVIEW_FOUR_EYES_LEVELS) - {"low", "medium", "high"}:
+    raise ImproperlyConfigured("REVIEW_FOUR_EYES_LEVELS lists risk levels: low, medium, high (comma-separated).")
+# A claim lapses after this many idle minutes (the holder can extend it; the page warns
+# REVIEW_CLAIM_WARN_MINUTES before). A lapsed claim is free for anyone to take.
+REVIEW_CLAIM_TIMEOUT_MINUTES = env.float("REVIEW_CLAIM_TIMEOUT_MINUTES", default=60)
+REVIEW_CLAIM_WARN_MINUTES = env.float("REVIEW_CLAIM_WARN_MINUTES", default=5)
+if REVIEW_CLAIM_TIMEOUT_MINUTES <= 0 or not 0 < REVIEW_CLAIM_WARN_MINUTES <= REVIEW_CLAIM_TIMEOUT_MINUTES:
+    raise ImproperlyConfigured(
+        "REVIEW_CLAIM_TIMEOUT_MINUTES must be above 0, REVIEW_CLAIM_WARN_MINUTES above 0 and at most the timeout.")
+# Bulk decisions: how many Workflow Updates are in flight at once (each waits for its workflow).
+REVIEW_BULK_CONCURRENCY = env.int("REVIEW_BULK_CONCURRENCY", default=8)
+if REVIEW_BULK_CONCURRENCY < 1:
+    raise ImproperlyConfigured("REVIEW_BULK_CONCURRENCY must be 1 or more.")
+# Links in emails (the escalation's) point here: the web app's public address.
+SITE_URL = env("SITE_URL", default="http://localhost:8000").rstrip("/")
+
+# Email, through Django's email framework: EMAIL_URL (django-environ: smtp://user:pass@host:587,
+# smtp+tls://..., consolemail://, dummymail://). DEBUG without one prints emails on the console (make run).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="orderweb@localhost")
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10)
+
 # Run workflow code in temporalio's sandbox in production workers (with the pure modules passed
 # through: temporal_app.worker.SANDBOX_PASSTHROUGH_MODULES). Off by default: even so the sandbox
 # nearly doubles the worker's CPU per order, building each run on the SDK's event loop (measured
 # in docs/benchmarks.md, "The workflow sandbox"). Its checks still guard every change: the test
 # suite's workers and the saved-history replays always run the strict sandbox (docs/determinism.md).
 TEMPORAL_WORKFLOW_SANDBOX = env.bool("TEMPORAL_WORKFLOW_SANDBOX", default=False)
+
+# Worker Deployment Versioning (temporal_app/versioning.py; docs/operations.md, "Upgrading the
+# workers"): run_workers joins the deployment TEMPORAL_DEPLOYMENT_NAME as the version
+# TEMPORAL_BUILD_ID (default: a hash of the workflow code, so a change to it is a new version; a
+# release pipeline may set the commit id instead). The deployment's first version becomes current
+# as it polls; later ones when an operator says so, or at once with
+# TEMPORAL_VERSION_CURRENT_ON_START (make run sets it: each edit of the workflow code is a new
+# version there). TEMPORAL_WORKER_VERSIONING=0: unversioned workers (the test suite's).
+TEMPORAL_WORKER_VERSIONING = env.bool("TEMPORAL_WORKER_VERSIONING", default=True)
+TEMPORAL_DEPLOYMENT_NAME = env("TEMPORAL_DEPLOYMENT_NAME", default="orderweb")
+if not TEMPORAL_DEPLOYMENT_NAME or "." in TEMPORAL_DEPLOYMENT_NAME or ":" in TEMPORAL_DEPLOYMENT_NAME:
+    raise ImproperlyConfigured("TEMPORAL_DEPLOYMENT_NAME must be a name without '.' or ':' (e.g. orderweb).")
+TEMPORAL_BUILD_ID = env("TEMPORAL_BUILD_ID", default="").strip()
+TEMPORAL_VERSION_CURRENT_ON_START = env.bool("TEMPORAL_VERSION_CURRENT_ON_START", default=False)
 
 # Worker sizing: activity threads per worker process (also the DB connections it may hold). The
 # activities are short database steps, so a few threads keep up and more only contend for the GIL

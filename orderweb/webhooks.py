@@ -70,10 +70,15 @@ def webhook_signature_valid(secret: str, header: str, body: bytes, *, now: Optio
     return hmac.compare_digest(webhook_signature(secret, timestamp, body), header)
 
 
+# Events other than status changes that are sent too: their delivery row is written with the
+# event, in its transaction (reviews.services.review_task_escalate), so no sweep needs to find them.
+EVENT_TYPES = {OrderEvent.Type.REVIEW_ESCALATED: "review.escalated"}
+
+
 def webhook_body(event: OrderEvent) -> dict[str, Any]:
-    return {
+    body = {
         "id": f"evt_{event.pk}",
-        "type": "order.status_changed",
+        "type": EVENT_TYPES.get(event.type, "order.status_changed"),
         "sequence": event.pk,
         "created_at": event.created_at.isoformat(),
         "order_id": event.order.order_id,
@@ -82,6 +87,10 @@ def webhook_body(event: OrderEvent) -> dict[str, Any]:
         "event": {"type": event.type, "label": event.label, "actor": event.actor, "source": event.source,
                   "message": event.message},
     }
+    if event.type == OrderEvent.Type.REVIEW_ESCALATED:
+        body["review"] = {"waited_seconds": event.details.get("waited_seconds"),
+                          "review_due": event.details.get("review_due")}
+    return body
 
 
 def webhook_send(*, delivery_id: int) -> None:

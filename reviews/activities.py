@@ -13,13 +13,24 @@ from django.conf import settings
 from django.db import transaction
 
 from orderweb import events
+from orderweb.models import Order
 from orderweb.services import order_record_progress, order_transition
 from reviews.risk import risk_assess, risk_policy_answer
-from reviews.services import orders_reconcile_with_reviews, review_task_close, review_task_open
+from reviews.services import (
+    orders_reconcile_with_reviews,
+    review_rules_for,
+    review_rules_stored,
+    review_task_close,
+    review_task_escalate,
+    review_task_first_approval,
+    review_task_open,
+)
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     Activities,
     OrderState,
+    ReviewApprovalRecord,
+    ReviewEscalation,
     ReviewOutcome,
     ReviewOutcomeRecord,
     ValidatedOrder,
@@ -46,10 +57,32 @@ def order_validated(request: ValidateOrderInput) -> ValidatedOrder:
             reason="order validated; waiting for manual review", details={"review_due": due_at.isoformat()},
         )
         if pk is None:  # a retry finds the order moved on, its task opened and its risk stored
-            return ValidatedOrder(approved_by_policy=risk_policy_answer(order_id=request.order_id))
+            rules = review_rules_stored(order_id=request.order_id)
+            return rules.validated(risk_policy_answer(order_id=request.order_id))
         scored = risk_assess(order_pk=pk)
-        review_task_open(order_pk=pk, due_at=due_at, risk=scored.assessment, amount=scored.amount)
-    return ValidatedOrder(approved_by_policy=scored.assessment.approved_by_policy)
+        rules = review_rules_for(amount=scored.amount, level=scored.assessment.level)
+        review_task_open(order_pk=pk, due_at=due_at, risk=scored.assessment, amount=scored.amount, rules=rules)
+    return rules.validated(scored.assessment.approved_by_policy)
+
+
+@db_activity(Activities.REVIEW_ESCALATED, queue=ORDER_TASK_QUEUE)
+def review_escalated(request: ReviewEscalation) -> bool:
+    """The workflow's escalation timer fired on an undecided review: the leads are told (audit,
+    task, webhook; the email after commit), once whatever the retries."""
+    return review_task_escalate(order_id=request.order_id, waited_seconds=request.waited_seconds,
+                                review_due=datetime.fromtimestamp(request.review_due_epoch, tz=dt_timezone.utc))
+
+
+@db_activity(Activities.RECORD_REVIEW_APPROVAL, queue=ORDER_TASK_QUEUE)
+def record_review_approval(record: ReviewApprovalRecord) -> None:
+    """A four-eyes order's first approval: its audit event (keyed, once) and the task's record of
+    it (who, when, the note; the approver's claim given back), in one transaction."""
+    with transaction.atomic():
+        # The order's row first (the lock order everywhere), then the approval's event, then the
+        # task (so the timeline reads "approved, 1 of 2" before the claim's release).
+        Order.objects.select_for_update().only("pk").get(order_id=record.progress.order_id)
+        order_record_progress(record.progress)
+        review_task_first_approval(order_id=record.progress.order_id, reviewer=record.reviewer, note=record.note)
 
 
 @db_activity(Activities.RECORD_REVIEW_OUTCOME, queue=ORDER_TASK_QUEUE)

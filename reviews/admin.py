@@ -32,14 +32,23 @@ REVIEW_PAGE_LINK = "Open the review page"
 
 class ReviewTaskInline(OrderReadOnlyInline):
     model = ReviewTask
-    fields = ["status", "risk_level", "risk_score", "due_at", "claimed_by", "decided_by_name", "decided_at",
-              "reason", "note"]
+    fields = ["status", "risk_level", "risk_score", "due_at", "escalated_at", "approvals", "claimed_by",
+              "decided_by_name", "decided_at", "reason", "note"]
     readonly_fields = fields
     verbose_name_plural = "manual review"
 
     @admin.display(description="reason")
     def reason(self, task: ReviewTask) -> str:
         return reason_label(task.reason_code) if task.reason_code else "—"
+
+    @admin.display(description="approvals")
+    def approvals(self, task: ReviewTask) -> str:
+        """Four eyes: how many of the two approvals, and who gave the first."""
+        if not task.is_four_eyes:
+            return "one reviewer"
+        if task.first_approval_by:
+            return f"first by {task.first_approval_by} ({task.four_eyes_rule})"
+        return f"two reviewers ({task.four_eyes_rule})"
 
 
 admin.site.unregister(Order)
@@ -85,8 +94,9 @@ class OrderWithReviewAdmin(OrderAdmin):
         claimed = (ReviewTask.objects.filter(order__in=orders, status=ReviewTask.Status.OPEN, claimed_by__isnull=False)
                    .select_related("claimed_by"))
         for task in claimed:
-            warnings.setdefault(task.order_id, []).append(CLAIMED_WARNING.format(
-                user=task.claimed_by.get_username(), ago=duration_text(now - task.claimed_at)))
+            if task.claim_active(now):  # a lapsed claim is nobody's
+                warnings.setdefault(task.order_id, []).append(CLAIMED_WARNING.format(
+                    user=task.claimed_by.get_username(), ago=duration_text(now - task.claimed_at)))
         return warnings
 
 
@@ -101,10 +111,24 @@ class ReasonCodeFilter(admin.SimpleListFilter):
         return queryset.filter(reason_code=self.value()) if self.value() else queryset
 
 
+class EscalatedFilter(admin.SimpleListFilter):
+    title = "escalated"
+    parameter_name = "escalated"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [("yes", "Escalated to the leads"), ("no", "Not escalated")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(escalated_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(ReviewTask)
 class ReviewTaskAdmin(ReadOnlyAdmin):
-    list_display = ["order", "status", "risk_level", "due_at", "claimed_by", "decided_by_name", "decided_at", "reason"]
-    list_filter = ["status", "risk_level", ReasonCodeFilter, "due_at"]
+    list_display = ["order", "status", "risk_level", "due_at", "escalated_at", "claimed_by", "decided_by_name",
+                    "decided_at", "reason"]
+    list_filter = ["status", "risk_level", ReasonCodeFilter, EscalatedFilter, "approvals_required", "due_at"]
     list_select_related = ["order", "claimed_by"]
     search_fields = ["order__order_id", "decided_by_name", "note"]
     date_hierarchy = "due_at"

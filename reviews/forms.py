@@ -10,11 +10,29 @@ from django.core.exceptions import ValidationError
 
 from reviews.models import RejectReason
 from reviews.selectors import MAX_SEARCH_LENGTH
-from reviews.services import DECISION_UNKNOWN, reject_reason_clean
+from reviews.services import (
+    BULK_NONE_SELECTED,
+    BULK_TOO_MANY,
+    DECISION_UNKNOWN,
+    MAX_BULK_DECISIONS,
+    reject_reason_clean,
+)
 from temporal_app.contracts import MAX_NOTE_LENGTH
 
 ACTION_ID_INVALID = "The form is out of date; reload the page and try again."
 DATE_INVALID = "Enter a date as YYYY-MM-DD."
+
+
+def _clean_reject_reason(form: forms.Form, data: dict) -> dict:
+    """A rejection's reason code, checked as ``review_decide`` does (an approval has none)."""
+    if data.get("decision") == "reject" and "note" in data:
+        try:
+            data["reason_code"] = reject_reason_clean(data.get("reason_code", ""), data["note"])
+        except ValidationError as err:
+            form.add_error("note" if err.code == "note_required" else "reason_code", err)
+    else:
+        data["reason_code"] = ""
+    return data
 
 
 class DecisionForm(forms.Form):
@@ -43,14 +61,7 @@ class DecisionForm(forms.Form):
         return cls(initial={"decision": decision, "action_id": uuid.uuid4()}, auto_id=False)
 
     def clean(self):
-        data = super().clean()
-        if data.get("decision") == "reject" and "note" in data:
-            try:
-                data["reason_code"] = reject_reason_clean(data.get("reason_code", ""), data["note"])
-            except ValidationError as err:
-                self.add_error("note" if err.code == "note_required" else "reason_code", err)
-        else:
-            data["reason_code"] = ""
+        data = _clean_reject_reason(self, super().clean())
         data["then"] = "next" if data.get("then") == "next" else ""
         return data
 
@@ -67,3 +78,47 @@ class RecentFilterForm(forms.Form):
     ])
     since = forms.DateField(required=False, input_formats=["%Y-%m-%d"], error_messages={"invalid": DATE_INVALID})
     until = forms.DateField(required=False, input_formats=["%Y-%m-%d"], error_messages={"invalid": DATE_INVALID})
+
+
+class OrderIdsField(forms.Field):
+    """The selected orders' ids (the queue's checkboxes): any text, the service checks each."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value) -> list[str]:
+        if not value:
+            return []
+        values = value if isinstance(value, (list, tuple)) else [value]
+        return [str(v).strip()[:64] for v in values if str(v).strip()]
+
+
+class BulkDecisionForm(forms.Form):
+    """Approve or reject the orders selected in the queue, with one reason and note.
+    ``batch_id`` is fresh each time the queue renders: sent twice, the form applies nothing
+    twice (each order's action id derives from it)."""
+
+    orders = OrderIdsField(required=False)
+    decision = forms.ChoiceField(
+        choices=[("approve", "Approve"), ("reject", "Reject")],
+        error_messages={"required": DECISION_UNKNOWN, "invalid_choice": DECISION_UNKNOWN},
+    )
+    note = forms.CharField(required=False, max_length=MAX_NOTE_LENGTH, strip=True)
+    reason_code = forms.CharField(required=False, max_length=40)
+    batch_id = forms.UUIDField(widget=forms.HiddenInput,
+                               error_messages={"required": ACTION_ID_INVALID, "invalid": ACTION_ID_INVALID})
+    queue = forms.CharField(required=False, max_length=300)
+
+    @classmethod
+    def fresh(cls, queue: str) -> "BulkDecisionForm":
+        return cls(initial={"batch_id": uuid.uuid4(), "queue": queue}, auto_id=False)
+
+    def clean_orders(self) -> list[str]:
+        orders = self.cleaned_data.get("orders") or []
+        if not orders:
+            raise ValidationError(BULK_NONE_SELECTED, code="none_selected")
+        if len(set(orders)) > MAX_BULK_DECISIONS:
+            raise ValidationError(BULK_TOO_MANY.format(max=MAX_BULK_DECISIONS, count=len(set(orders))), code="too_many")
+        return orders
+
+    def clean(self):
+        return _clean_reject_reason(self, super().clean())

@@ -1,14 +1,18 @@
 """The review backlog as Prometheus gauges, read at scrape time (orderweb/metrics.py serves them).
 
-Both counts walk the ``review_open_queue`` partial index (open tasks by due time) and nothing
-else: the cost follows the backlog, not the history (docs/operations.md has the plans)."""
+The backlog counts walk the ``review_open_queue`` partial index (open tasks by due time) and
+nothing else: the cost follows the backlog, not the history (docs/operations.md has the plans).
+Escalations are a counter read from Postgres too: the workflow's activity that escalates runs in
+a worker process, which serves no Prometheus registry of ours, and a count kept in Postgres is
+the same for every web process and survives restarts. It walks the ``review_escalated`` partial
+index, which holds escalated tasks only."""
 
 from __future__ import annotations
 
 from typing import Iterable
 
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from orderweb.metrics import business_gauges
 from reviews.models import ReviewTask
@@ -24,3 +28,15 @@ def review_gauges() -> Iterable[Metric]:
         "Open reviews past their due time (the order is cancelled when its review times out).",
         value=open_tasks.filter(due_at__lt=timezone.now()).count(),
     )
+
+
+@business_gauges
+def review_escalation_metrics() -> Iterable[Metric]:
+    escalated = ReviewTask.objects.filter(escalated_at__isnull=False)
+    yield CounterMetricFamily(
+        "orderweb_review_escalations",
+        "Reviews the workflow escalated to the review leads (undecided after REVIEW_ESCALATE_AFTER of their timeout).",
+        value=escalated.count(),
+    )
+    yield GaugeMetricFamily("orderweb_reviews_escalated_open", "Open reviews that have been escalated to the leads.",
+                            value=escalated.filter(status=ReviewTask.Status.OPEN).count())

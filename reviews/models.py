@@ -8,11 +8,21 @@ change a reviewer makes here directly: it is coordination between people, not or
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Optional
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from orderweb.models import Order
+from temporal_app.contracts import TimeoutAction as TimeoutActionValue
+
+
+class TimeoutAction(models.TextChoices):
+    EXPIRE = TimeoutActionValue.EXPIRE, "Expires (cancelled)"
+    APPROVE = TimeoutActionValue.APPROVE, "Approved by policy"
 
 
 class RejectReason(models.TextChoices):
@@ -72,6 +82,8 @@ class ReviewTask(models.Model):
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # When the claim was taken or last extended: it lapses REVIEW_CLAIM_TIMEOUT_MINUTES later
+    # (``claim_lapses_at``), and a lapsed claim is free for anyone to take (read-time, no job).
     claimed_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -82,6 +94,15 @@ class ReviewTask(models.Model):
     reason_code = models.CharField(max_length=40, blank=True)  # a rejection's reason, as a code
     # When the workflow escalated the undecided review to the leads (its escalation timer fired).
     escalated_at = models.DateTimeField(null=True, blank=True)
+    # The review's rules, as the workflow got them when the task opened (order_validated): how many
+    # people must approve (2: four eyes, and why) and what its timeout does.
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    four_eyes_rule = models.CharField(max_length=200, blank=True)
+    timeout_action = models.CharField(max_length=8, choices=TimeoutAction.choices, default=TimeoutAction.EXPIRE)
+    # Four eyes: the first approval, projected when the workflow took it; the second closes the task.
+    first_approval_by = models.CharField(max_length=150, blank=True)
+    first_approval_at = models.DateTimeField(null=True, blank=True)
+    first_approval_note = models.TextField(blank=True)
     # Copied from the order's RiskAssessment and the order when the task opens (neither changes
     # afterwards), so that the queue sorts and filters on the open-task indexes alone.
     risk_score = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -110,6 +131,11 @@ class ReviewTask(models.Model):
             # Recent decisions of one reviewer.
             models.Index(F("decided_by_name"), F("decided_at").desc(), condition=~Q(status="open"),
                          name="review_recent_by"),
+            # The leads' Escalated view (open escalated reviews, due first), and escalations over
+            # time (the metric, the insights).
+            models.Index(fields=["due_at", "id"], condition=Q(status="open", escalated_at__isnull=False),
+                         name="review_open_escalated"),
+            models.Index(fields=["escalated_at"], condition=Q(escalated_at__isnull=False), name="review_escalated"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -123,6 +149,8 @@ class ReviewTask(models.Model):
                 condition=Q(claimed_by__isnull=True) | Q(claimed_at__isnull=False),
                 name="review_claim_has_time",
             ),
+            models.CheckConstraint(condition=Q(approvals_required__in=[1, 2]), name="review_one_or_two_approvals"),
+            models.CheckConstraint(condition=Q(timeout_action__in=TimeoutAction.values), name="review_timeout_action_valid"),
         ]
 
     def __str__(self) -> str:
@@ -131,3 +159,31 @@ class ReviewTask(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.OPEN
+
+    @property
+    def claim_lapses_at(self) -> Optional[datetime]:
+        if self.claimed_by_id is None or self.claimed_at is None:
+            return None
+        return self.claimed_at + claim_timeout()
+
+    def claim_active(self, now: Optional[datetime] = None) -> bool:
+        """Held by someone whose claim has not lapsed."""
+        lapses = self.claim_lapses_at
+        return lapses is not None and lapses > (now or timezone.now())
+
+    def holder(self, now: Optional[datetime] = None):
+        """Who holds the review now: the claimer while the claim is active, else nobody."""
+        return self.claimed_by if self.claim_active(now) else None
+
+    @property
+    def is_four_eyes(self) -> bool:
+        return self.approvals_required > 1
+
+
+def claim_timeout() -> timedelta:
+    return timedelta(minutes=settings.REVIEW_CLAIM_TIMEOUT_MINUTES)
+
+
+def claims_active_since(now: Optional[datetime] = None) -> datetime:
+    """Claims taken or extended after this are active; older ones have lapsed."""
+    return (now or timezone.now()) - claim_timeout()

@@ -15,8 +15,8 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from orderweb.models import CancelReason, Order, OrderEvent
-from reviews.models import RejectReason, ReviewTask, RiskAssessment, RiskLevel
-from reviews.risk import customer_key, risk_reasons_now
+from reviews.models import RejectReason, ReviewTask, RiskAssessment, RiskLevel, claims_active_since
+from reviews.risk import risk_reasons_now
 from temporal_app.contracts import POLICY_ACTOR
 
 QUEUE_PAGE_SIZE = 25
@@ -32,7 +32,8 @@ class QueueFilter:
     ALL = "all"
     MINE = "mine"
     UNCLAIMED = "unclaimed"
-    CHOICES = (ALL, MINE, UNCLAIMED)
+    ESCALATED = "escalated"  # the leads' view: reviews that waited too long undecided
+    CHOICES = (ALL, MINE, UNCLAIMED, ESCALATED)
 
 
 class QueueSort:
@@ -163,12 +164,26 @@ _SORT_KEYS = {
 _SORT_FIELD = {QueueSort.RISK: "risk_score", QueueSort.AMOUNT: "amount"}
 
 
-def _queue_tasks(*, user, view: QueueView, matches: SearchMatches = NO_SEARCH) -> QuerySet[ReviewTask]:
+def _held(user, since: datetime) -> Q:
+    """Claimed by ``user`` and not lapsed."""
+    return Q(claimed_by=user, claimed_at__gt=since)
+
+
+def _free(since: datetime) -> Q:
+    """Nobody's claim is active: unclaimed, or the claim lapsed (claims lapse at read time)."""
+    return Q(claimed_by__isnull=True) | Q(claimed_at__lte=since)
+
+
+def _queue_tasks(*, user, view: QueueView, matches: SearchMatches = NO_SEARCH,
+                 now: Optional[datetime] = None) -> QuerySet[ReviewTask]:
     tasks = _open_tasks()
+    since = claims_active_since(now)
     if view.filter == QueueFilter.MINE:
-        tasks = tasks.filter(claimed_by=user)
+        tasks = tasks.filter(_held(user, since))
     elif view.filter == QueueFilter.UNCLAIMED:
-        tasks = tasks.filter(claimed_by__isnull=True)
+        tasks = tasks.filter(_free(since))
+    elif view.filter == QueueFilter.ESCALATED:
+        tasks = tasks.filter(escalated_at__isnull=False)
     if view.risk:
         tasks = tasks.filter(risk_level=view.risk)
     if matches:
@@ -179,14 +194,15 @@ def _queue_tasks(*, user, view: QueueView, matches: SearchMatches = NO_SEARCH) -
 
 
 _QUEUE_ROW_FIELDS = (
-    "id", "due_at", "claimed_at", "created_at", "risk_score", "risk_level", "amount",
+    "id", "due_at", "claimed_at", "created_at", "risk_score", "risk_level", "amount", "escalated_at",
+    "approvals_required", "first_approval_by", "first_approval_at",
     "order__id", "order__order_id", "order__address", "order__customer", "order__customer_email", "order__amount",
     "order__currency", "order__created_at", "claimed_by__id", "claimed_by__username",
 )
 
 
 def review_queue_list(*, user, view: QueueView = QueueView(), page: Any = 1,
-                      matches: SearchMatches = NO_SEARCH) -> Page:
+                      matches: SearchMatches = NO_SEARCH, now: Optional[datetime] = None) -> Page:
     """Open reviews in the view's order: two queries (count and page), whatever the size. With
     a search, ``matches`` (``orders_search``) holds the orders it found."""
     keys = _SORT_KEYS[view.sort]
@@ -195,16 +211,18 @@ def review_queue_list(*, user, view: QueueView = QueueView(), page: Any = 1,
         return (ReviewTask.objects.filter(pk__in=ids).select_related("order", "claimed_by")
                 .only(*_QUEUE_ROW_FIELDS).order_by(*keys))
 
-    tasks = _queue_tasks(user=user, view=view, matches=matches)
+    tasks = _queue_tasks(user=user, view=view, matches=matches, now=now)
     return IdWindowPaginator(tasks.order_by(*keys), QUEUE_PAGE_SIZE, rows=rows).get_page(page)
 
 
-def review_queue_counts(*, user) -> dict[str, int]:
+def review_queue_counts(*, user, now: Optional[datetime] = None) -> dict[str, int]:
     """The numbers on the filter tabs, in one aggregate query over the open-review index."""
+    since = claims_active_since(now)
     return _open_tasks().aggregate(
         all=Count("id"),
-        mine=Count("id", filter=Q(claimed_by=user)),
-        unclaimed=Count("id", filter=Q(claimed_by__isnull=True)),
+        mine=Count("id", filter=_held(user, since)),
+        unclaimed=Count("id", filter=_free(since)),
+        escalated=Count("id", filter=Q(escalated_at__isnull=False)),
     )
 
 
@@ -259,8 +277,7 @@ def review_neighbour(*, user, view: QueueView, task: ReviewTask, forward: bool =
     reviews they can decide (unclaimed, or claimed by them): what "& next", j and k move to.
     ``task`` may be closed already (just decided): its place in the ordering is kept. One query."""
     keys = _SORT_KEYS[view.sort]
-    tasks = (_queue_tasks(user=user, view=view)
-             .filter(Q(claimed_by__isnull=True) | Q(claimed_by=user))
+    tasks = (_decidable(_queue_tasks(user=user, view=view), user)
              .filter(_after(_SORT_FIELD.get(view.sort), task, forward=forward))
              .exclude(pk=task.pk))
     ordered = tasks.order_by(*keys) if forward else tasks.order_by(*_reversed(keys))
@@ -269,8 +286,15 @@ def review_neighbour(*, user, view: QueueView, task: ReviewTask, forward: bool =
 
 def review_first(*, user, view: QueueView) -> Optional[str]:
     """The first decidable order of the reviewer's queue (where "next" goes from nowhere)."""
-    tasks = _queue_tasks(user=user, view=view).filter(Q(claimed_by__isnull=True) | Q(claimed_by=user))
+    tasks = _decidable(_queue_tasks(user=user, view=view), user)
     return tasks.order_by(*_SORT_KEYS[view.sort]).values_list("order__order_id", flat=True).first()
+
+
+def _decidable(tasks: QuerySet[ReviewTask], user) -> QuerySet[ReviewTask]:
+    """What "next" offers ``user``: reviews nobody else holds, and not a four-eyes order they
+    already approved (it waits for someone else)."""
+    return (tasks.filter(_free(claims_active_since()) | Q(claimed_by=user))
+            .exclude(first_approval_by=user.get_username()))
 
 
 @dataclass
@@ -429,7 +453,7 @@ class AddressChange:
     new: str
 
 
-CUSTOMER_HISTORY_LIMIT = 10
+LINKED_ORDERS_LIMIT = 10
 
 
 @dataclass
@@ -443,11 +467,18 @@ class OrderReview:
     address_history: list[AddressChange]
     risk: Optional[RiskAssessment]
     risk_reasons: list[dict[str, Any]]  # the assessment's reasons, and what a rule flags since
-    earlier_orders: list[Order] = field(default_factory=list)  # the customer's other orders, latest first
+    linked_orders: list[Order] = field(default_factory=list)  # orders sharing a customer, address or IP
+    notes: list[OrderEvent] = field(default_factory=list)  # people's notes, oldest first
 
     @property
     def is_open(self) -> bool:
         return self.task is not None and self.task.status == ReviewTask.Status.OPEN
+
+    @property
+    def link_terms(self) -> str:
+        """What linked orders are looked for by, in words: "email, shipping address or client IP"."""
+        terms = [Link.LABELS[link].removeprefix("same ") for link in links_of(self.order)]
+        return terms[0] if len(terms) == 1 else ", ".join(terms[:-1]) + " or " + terms[-1]
 
 
 def _applied_address_change(event: OrderEvent) -> bool:
@@ -457,26 +488,73 @@ def _applied_address_change(event: OrderEvent) -> bool:
         event.details.get("new_address"))
 
 
-def customer_orders(*, order: Order, limit: int = CUSTOMER_HISTORY_LIMIT) -> list[Order]:
-    """The customer's other orders (by email, else by name), latest first, with how each
-    ended: status, its latest review's outcome and who decided, the cancel reason code. One
-    query, on the indexes of reviews/migrations/0007; none when the customer is unknown."""
-    same_customer = customer_key(email=order.customer_email, name=order.customer)
-    if not same_customer:
-        return []
-    latest = ReviewTask.objects.filter(order=OuterRef("pk")).order_by("-pk")
-    return list(
-        Order.objects.filter(same_customer).exclude(pk=order.pk)
-        .annotate(review_status=Subquery(latest.values("status")[:1]),
-                  review_by=Subquery(latest.values("decided_by_name")[:1]))
-        .only("id", "order_id", "amount", "currency", "status", "created_at", "cancel_reason", "cancel_reason_code",
-              "address")
-        .order_by("-created_at", "-id")[:limit]
-    )
+class Link:
+    """Why another order is linked to this one."""
+
+    EMAIL = "email"
+    NAME = "name"
+    ADDRESS = "address"
+    BILLING = "billing"
+    IP = "ip"
+    LABELS = {EMAIL: "same email", NAME: "same customer name", ADDRESS: "same shipping address",
+              BILLING: "same billing address", IP: "same client IP"}
+    ORDER = list(LABELS)  # the order the page names them in
+
+
+# Each part walks its (expression, created_at) index backwards and stops after ``limit`` rows
+# (reviews/migrations/0008 and 0010), so an address shared by thousands of orders costs what a
+# new one does; an OR of the four would read every match before sorting them.
+_LINK_PARTS = {
+    Link.EMAIL: "UPPER(customer_email) = UPPER(%(email)s)",
+    Link.NAME: "UPPER(customer) = UPPER(%(name)s)",
+    Link.ADDRESS: "UPPER(address) = UPPER(%(address)s)",
+    Link.BILLING: "UPPER(billing_address) = UPPER(%(billing)s)",
+    Link.IP: "client_ip = %(ip)s::inet",
+}
+_ORDER_TABLE, _TASK_TABLE = Order._meta.db_table, ReviewTask._meta.db_table
+_LINKED_SQL = """
+WITH linked AS ({parts}),
+grouped AS (SELECT id, array_agg(DISTINCT link) AS links FROM linked GROUP BY id)
+SELECT o.id, o.order_id, o.amount, o.currency, o.status, o.created_at, o.cancel_reason, o.cancel_reason_code,
+       o.address, g.links,
+       t.status AS review_status, t.decided_by_name AS review_by
+  FROM grouped g JOIN {orders} o ON o.id = g.id
+  LEFT JOIN LATERAL (SELECT status, decided_by_name FROM {tasks} WHERE order_id = o.id ORDER BY id DESC LIMIT 1) t
+    ON TRUE
+ ORDER BY o.created_at DESC, o.id DESC
+ LIMIT %(limit)s
+"""
+
+
+def links_of(order: Order) -> list[str]:
+    """What this order can be linked by: its customer (email, else name), shipping address, and
+    billing address and client IP when it has them."""
+    customer = Link.EMAIL if order.customer_email else Link.NAME if order.customer.strip() else None
+    links = [customer, Link.ADDRESS, Link.BILLING if order.billing_address else None,
+             Link.IP if order.client_ip else None]
+    return [link for link in links if link is not None]
+
+
+def linked_orders(*, order: Order, limit: int = LINKED_ORDERS_LIMIT) -> list[Order]:
+    """Other orders that share this one's customer (email, else name), shipping address,
+    billing address or client IP, latest first, with what links them (``links``) and how each
+    ended (status, its latest review and who decided it, the cancel reason code): one query."""
+    parts = [
+        f"(SELECT id, '{link}' AS link FROM {_ORDER_TABLE} WHERE {_LINK_PARTS[link]} AND id <> %(pk)s "
+        f"ORDER BY created_at DESC LIMIT %(limit)s)"
+        for link in links_of(order)
+    ]
+    params = {"pk": order.pk, "limit": limit, "email": order.customer_email, "name": order.customer,
+              "address": order.address, "billing": order.billing_address, "ip": order.client_ip or None}
+    sql = _LINKED_SQL.format(parts=" UNION ALL ".join(parts), orders=_ORDER_TABLE, tasks=_TASK_TABLE)
+    found = list(Order.objects.raw(sql, params))
+    for linked in found:
+        linked.link_labels = [Link.LABELS[link] for link in sorted(linked.links, key=Link.ORDER.index)]
+    return found
 
 
 def review_order_detail(*, order_id: str) -> OrderReview:
-    """The order with its risk, its lines, timeline, review and the customer's other orders,
+    """The order with its risk, its lines, timeline (notes included), review and linked orders,
     in five queries. Raises Order.DoesNotExist."""
     order = Order.objects.select_related("created_by", "risk").get(order_id=order_id)
     lines = list(order.lines.order_by("pk"))
@@ -491,7 +569,7 @@ def review_order_detail(*, order_id: str) -> OrderReview:
     risk = getattr(order, "risk", None)
     return OrderReview(order, lines, events, task, history, risk,
                        risk_reasons_now(assessment=risk, address_changes=len(history)),
-                       customer_orders(order=order))
+                       linked_orders(order=order), [e for e in events if e.type == OrderEvent.Type.NOTE_ADDED])
 
 
 def order_status_summary(*, status: dict[str, Any]) -> dict[str, Any]:
@@ -504,7 +582,27 @@ def order_status_summary(*, status: dict[str, Any]) -> dict[str, Any]:
         "review_decision": status.get("review_decision"),
         "cancel_requested": status.get("cancel_requested", False),
         "tracking_number": status.get("tracking_number", ""),
+        "review_approvals": status.get("review_approvals", []),
+        "review_approvals_required": status.get("review_approvals_required", 1),
+        "review_escalated_at": status.get("review_escalated_at"),
+        "review_escalates_at": status.get("review_escalates_at"),
+        "review_timeout_action": status.get("review_timeout_action", "expire"),
         "address": status.get("address", ""),
         "state_history": status.get("state_history", []),
         "signals": status.get("signals", [])[-10:],
     }
+
+
+# -- bulk decisions' answers ----------------------------------------------------------------------
+
+BULK_OUTCOMES = ("applied", "refused", "unanswered")
+
+
+def bulk_counts(*, lines: list[dict[str, Any]]) -> dict[str, int]:
+    return {status: sum(line["status"] == status for line in lines) for status in BULK_OUTCOMES}
+
+
+def bulk_summary(*, lines: list[dict[str, Any]]) -> str:
+    """"9 applied, 1 refused" (the outcomes that happened, in that order)."""
+    counts = bulk_counts(lines=lines)
+    return ", ".join(f"{counts[status]} {status}" for status in BULK_OUTCOMES if counts[status]) or "nothing"

@@ -12,4 +12,9 @@ urlpatterns = [
     path("orders/<str:order_id>/claim/", views.claim, name="claim"),
     path("orders/<str:order_id>/release/", views.release, name="release"),
     path("orders/<str:order_id>/decide/", views.decide, name="decide"),
+    path("orders/<str:order_id>/extend/", views.extend, name="extend"),
+    path("orders/<str:order_id>/reassign/", views.reassign, name="reassign"),
+    path("orders/<str:order_id>/note/", views.note, name="note"),
+    path("bulk/", views.bulk, name="bulk"),
+    path("bulk/<uuid:batch>/", views.bulk_result, name="bulk_result"),
 ]

@@ -7,14 +7,16 @@ CSRF-protected, leaves a message and redirects.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import uuid
 from typing import Callable
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,10 +25,11 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 
-from orderweb.models import Order
+from orderweb.models import Order, OrderEvent
+from orderweb.services import MAX_ORDER_NOTE_LENGTH, NOTE_ADDED, order_note_add
 from reviews import selectors, services
-from reviews.forms import DecisionForm, RecentFilterForm
-from reviews.models import RejectReason, ReviewTask, RiskLevel
+from reviews.forms import BulkDecisionForm, DecisionForm, RecentFilterForm
+from reviews.models import RejectReason, ReviewTask, RiskLevel, claim_timeout
 from temporal_app.client import (
     TemporalUnavailable,
     WorkersNotAnswering,
@@ -38,6 +41,12 @@ from temporal_app.client import (
 from temporal_app.contracts import OrderState
 
 DECIDE_PERMISSION = "reviews.decide_review"
+LEAD_PERMISSION = services.LEAD_PERMISSION
+NOTE_PERMISSION = "orderweb.add_order_note"
+BULK_SESSION_KEY = "reviews:bulk:{batch}"
+BULK_KEPT = 5  # bulk results kept in the session (the latest)
+BULK_DONE = "Bulk {decision}: {summary}."
+BULK_RESULT_GONE = "That bulk decision's answers are no longer kept; the orders' timelines have them."
 ORDER_NOT_FOUND = "There is no order {order_id!r}."
 LIVE_STATUS_UNAVAILABLE = (
     "Live status unavailable: Temporal at {address} did not answer. This panel retries by itself."
@@ -115,10 +124,13 @@ def _next_url(request: HttpRequest, default: str) -> str:
 @require_GET
 def queue(request: HttpRequest) -> HttpResponse:
     view = selectors.QueueView.from_params(request.GET)
+    is_lead = request.user.has_perm(LEAD_PERMISSION)
+    if view.filter == selectors.QueueFilter.ESCALATED and not is_lead:
+        view = dataclasses.replace(view, filter=selectors.QueueFilter.ALL)
     matches = selectors.orders_search(search=view.search)
-    page = selectors.review_queue_list(user=request.user, view=view, page=request.GET.get("page", 1),
-                                       matches=matches)
     now = timezone.now()
+    page = selectors.review_queue_list(user=request.user, view=view, page=request.GET.get("page", 1),
+                                       matches=matches, now=now)
     context = {
         "tab": "queue",
         "view": view,
@@ -126,9 +138,14 @@ def queue(request: HttpRequest) -> HttpResponse:
         "search": view.search,
         "page": page,
         "rows": [(task, selectors.review_deadline(due_at=task.due_at, now=now),
-                  selectors.duration_text(now - task.order.created_at)) for task in page.object_list],
-        "counts": selectors.review_queue_counts(user=request.user),
+                  selectors.duration_text(now - task.order.created_at), task.holder(now))
+                 for task in page.object_list],
+        "counts": selectors.review_queue_counts(user=request.user, now=now),
+        "is_lead": is_lead,
         "tab_links": {name: view.with_(filter=name) for name in selectors.QueueFilter.CHOICES},
+        "bulk_form": BulkDecisionForm.fresh(view.querystring),
+        "bulk_max": services.MAX_BULK_DECISIONS,
+        "reject_reasons": RejectReason.choices,
         # Orders outside the queue that match a search, decided ones included, with links.
         "matches": selectors.orders_matching(matches=matches) if matches else [],
         "search_truncated": matches.truncated,
@@ -193,6 +210,11 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
     else:
         next_id, previous_id = selectors.review_first(user=request.user, view=view), None
     user = request.user
+    holder = task.holder(now) if review.is_open else None
+    is_lead = user.has_perm(LEAD_PERMISSION)
+    can_decide = review.is_open and (holder is None or holder.pk == user.pk)
+    approved_first = review.is_open and task.first_approval_by == user.get_username()
+    mine = review.is_open and task.claimed_by_id == user.pk
     context = {
         "review": review,
         "order": review.order,
@@ -200,7 +222,24 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
         "view": view,
         "deadline": selectors.review_deadline(due_at=task.due_at, now=now) if review.is_open else None,
         "age": selectors.duration_text(now - review.order.created_at),
-        "can_decide": review.is_open and task.claimed_by_id in (None, user.pk),
+        "can_decide": can_decide,
+        # Four eyes: who gave the first approval cannot give the second (the workflow refuses it too).
+        "can_approve": can_decide and not approved_first,
+        "approved_first": approved_first,
+        "holder": holder,
+        "claim_mine": mine,
+        "claim_lapsed": mine and holder is None,
+        "claim_lapses_at": task.claim_lapses_at if mine else None,
+        "claim_warn_seconds": int(settings.REVIEW_CLAIM_WARN_MINUTES * 60),
+        "claim_minutes": f"{settings.REVIEW_CLAIM_TIMEOUT_MINUTES:g}",
+        "is_lead": is_lead,
+        "can_release_others": is_lead or user.has_perm("reviews.change_reviewtask"),
+        # Whom a lead can hand the review to (one query, for leads on an open review only).
+        "reviewers": ([name for name in selectors.reviewer_names() if name not in (selectors.POLICY_ACTOR,
+                                                                                  task.first_approval_by)]
+                      if is_lead and review.is_open else []),
+        "can_note": user.has_perm(NOTE_PERMISSION),
+        "note_max": MAX_ORDER_NOTE_LENGTH,
         "approve_form": DecisionForm.fresh("approve"),
         "reject_form": DecisionForm.fresh("reject"),
         "reject_reasons": RejectReason.choices,
@@ -295,14 +334,19 @@ def _order_url(order: Order | str, view: selectors.QueueView | None = None) -> s
     return f"{url}?{view.querystring}" if view is not None and view.querystring else url
 
 
+def _say(request: HttpRequest, action: Callable[[], str]) -> None:
+    """Run a service that answers with a message: it, or its ValidationError's words."""
+    try:
+        messages.success(request, action())
+    except ValidationError as err:
+        messages.error(request, " ".join(err.messages))
+
+
 @reviewer_required
 @require_POST
 def claim(request: HttpRequest, order_id: str) -> HttpResponse:
     order = _order_or_404(order_id)
-    try:
-        messages.success(request, services.review_task_claim(order=order, user=request.user))
-    except ValidationError as err:
-        messages.error(request, " ".join(err.messages))
+    _say(request, lambda: services.review_task_claim(order=order, user=request.user))
     return redirect(_next_url(request, _order_url(order)))
 
 
@@ -310,11 +354,103 @@ def claim(request: HttpRequest, order_id: str) -> HttpResponse:
 @require_POST
 def release(request: HttpRequest, order_id: str) -> HttpResponse:
     order = _order_or_404(order_id)
+    _say(request, lambda: services.review_task_release(order=order, user=request.user))
+    return redirect(_next_url(request, _order_url(order)))
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+@reviewer_required
+@require_POST
+def extend(request: HttpRequest, order_id: str) -> HttpResponse:
+    """Keep one's claim (the page's warning offers it before the claim lapses). The page's script
+    asks for JSON and stays where it is; without script, a message and a redirect."""
+    order = _order_or_404(order_id)
     try:
-        messages.success(request, services.review_task_release(order=order, user=request.user))
+        message, lapses_at = services.review_task_extend(order=order, user=request.user)
+    except ValidationError as err:
+        if _wants_json(request):
+            return JsonResponse({"ok": False, "message": " ".join(err.messages)}, status=409)
+        messages.error(request, " ".join(err.messages))
+    else:
+        if _wants_json(request):
+            return JsonResponse({"ok": True, "message": message, "lapses_at": lapses_at.timestamp()})
+        messages.success(request, message)
+    return redirect(_next_url(request, _order_url(order)))
+
+
+@reviewer_required
+@require_POST
+def reassign(request: HttpRequest, order_id: str) -> HttpResponse:
+    order = _order_or_404(order_id)
+    _say(request, lambda: services.review_task_reassign(order=order, user=request.user,
+                                                         to_username=request.POST.get("to", "")[:150]))
+    return redirect(_next_url(request, _order_url(order)))
+
+
+@reviewer_required
+@require_POST
+def note(request: HttpRequest, order_id: str) -> HttpResponse:
+    order = _order_or_404(order_id)
+
+    def add() -> str:
+        order_note_add(order=order, user=request.user, text=request.POST.get("note", ""), source=OrderEvent.Source.WEB)
+        return NOTE_ADDED.format(order_id=order.order_id)
+
+    _say(request, add)
+    return redirect(_next_url(request, _order_url(order)) + "#notes")
+
+
+@reviewer_required
+@require_POST
+def bulk(request: HttpRequest) -> HttpResponse:
+    """Approve or reject the selected orders of the queue, each as a single decision would be;
+    the answers (one line per order) are kept in the session for the result page."""
+    form = BulkDecisionForm(request.POST)
+    queue_url = reverse("reviews:queue")
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect(queue_url + (f"?{form.data.get('queue', '')}" if form.data.get("queue") else ""))
+    data = form.cleaned_data
+    try:
+        lines = services.review_decide_bulk(
+            order_ids=data["orders"], user=request.user, decision=data["decision"], note=data["note"],
+            reason_code=data["reason_code"], batch_id=str(data["batch_id"]),
+        )
     except ValidationError as err:
         messages.error(request, " ".join(err.messages))
-    return redirect(_next_url(request, _order_url(order)))
+        return redirect(queue_url + (f"?{data['queue']}" if data["queue"] else ""))
+    batch = str(data["batch_id"])
+    kept = [key for key in request.session.get("reviews:bulk", []) if key != batch][-(BULK_KEPT - 1):]
+    for old in set(request.session.get("reviews:bulk", [])) - set(kept):
+        request.session.pop(BULK_SESSION_KEY.format(batch=old), None)
+    request.session["reviews:bulk"] = [*kept, batch]
+    request.session[BULK_SESSION_KEY.format(batch=batch)] = {
+        "decision": data["decision"], "queue": data["queue"], "lines": [dataclasses.asdict(line) for line in lines],
+    }
+    summary = selectors.bulk_summary(lines=[dataclasses.asdict(line) for line in lines])
+    level = messages.SUCCESS if all(line.status == "applied" for line in lines) else messages.WARNING
+    messages.add_message(request, level, BULK_DONE.format(decision=data["decision"], summary=summary))
+    return redirect("reviews:bulk_result", batch=batch)
+
+
+@reviewer_required
+@require_GET
+def bulk_result(request: HttpRequest, batch: uuid.UUID) -> HttpResponse:
+    kept = request.session.get(BULK_SESSION_KEY.format(batch=batch))
+    if kept is None:  # an older batch, or another person's: the orders' timelines have the answers
+        return render(request, "reviews/bulk.html", {"tab": "queue", "gone": BULK_RESULT_GONE, "lines": [],
+                                                     "queue_url": reverse("reviews:queue")})
+    lines = kept["lines"]
+    queue_url = reverse("reviews:queue") + (f"?{kept['queue']}" if kept["queue"] else "")
+    return render(request, "reviews/bulk.html", {
+        "tab": "queue", "decision": kept["decision"], "lines": lines, "summary": selectors.bulk_summary(lines=lines),
+        "counts": selectors.bulk_counts(lines=lines), "queue_url": queue_url,
+    })
 
 
 @reviewer_required

@@ -62,6 +62,7 @@ ENVIRONMENT = {
     "WORKER_HEALTH_PORT": "port of the workers' /readyz and /healthz (default: a free port)",
     "DEBUG": "1 (default for make run) creates the demo users; 0 never does",
     "RUN_WRITE_DOTENV": "0 to not create .env from .env.example on the first run (default: 1)",
+    "TEMPORAL_VERSION_CURRENT_ON_START": "1 (default for make run) makes the workers' version current as they start",
 }
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
@@ -183,6 +184,9 @@ def configure() -> System:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # Each edit of the workflow code is a new worker version (temporal_app/versioning.py): make
+    # the one this run starts current, so the orders parked under the last run move on to it.
+    env.setdefault("TEMPORAL_VERSION_CURRENT_ON_START", "1")
     if not env_bool("DEBUG", False):
         # make run serves plain http on this machine: production's https-only cookies and
         # redirect would lock a person out. A real deployment sets these itself.

@@ -37,7 +37,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from temporal_app import codec
+from temporal_app import codec, tracing
 
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
@@ -228,6 +228,9 @@ async def connect(*, lazy: bool = False, runtime: Optional[Runtime] = None) -> C
         tls=settings.TEMPORAL_TLS,
         rpc_metadata=dict(getattr(settings, "TEMPORAL_RPC_METADATA", {})),
         data_converter=data_converter(),
+        # OpenTelemetry's interceptors when tracing is on (temporal_app/tracing.py); the workers
+        # built on this client get them too.
+        interceptors=tracing.client_interceptors(),
         lazy=lazy,
         **({"runtime": runtime} if runtime is not None else {}),
     )
@@ -256,7 +259,8 @@ class _ClientThread:
     async def _client_or_connect(self) -> Client:
         # Runs on the loop thread only, so no lock is needed around the cached client. Keyed by
         # address, namespace and payload keys so that a settings override (tests) gets its own connection.
-        key = (settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE, tuple(settings.TEMPORAL_PAYLOAD_KEYS))
+        key = (settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE, tuple(settings.TEMPORAL_PAYLOAD_KEYS),
+               tracing.enabled())
         if self._client is not None and self._client_key == key:
             return self._client
         # One attempt at a time, shielded: a caller that gives up first (a 2 s readiness probe,
@@ -283,9 +287,11 @@ class _ClientThread:
         """Run ``fn(client)`` on the client thread and return its result (sync callers only)."""
         timeout = settings.TEMPORAL_RPC_TIMEOUT_SECONDS if timeout is None else timeout
         loop = self._ensure_loop()
+        trace = tracing.current_context()  # the request's span, for the client's spans
 
         async def call() -> T:
-            return await fn(await self._client_or_connect())
+            with tracing.attached(trace):
+                return await fn(await self._client_or_connect())
 
         started = time.monotonic()
         outcome = "unavailable"
@@ -348,8 +354,10 @@ def exit_process(code: int) -> None:
     Once temporalio's Rust runtime has run in a process, its threads can abort or hang the
     interpreter's finalisation ("PyGILState_Release ... finalizing", temporalio/sdk-python#300),
     turning a clean stop or a clear error into a crash exit code or a process that never ends.
-    Call this only when all work is done: it flushes the standard streams and logging, nothing else.
+    Call this only when all work is done: it flushes the spans not yet exported (tracing on), the
+    standard streams and logging, nothing else.
     """
+    tracing.flush()
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()
@@ -381,6 +389,15 @@ async def start_order_workflow_async(client: Client, order: Any, options: OrderO
 
 def start_order_workflow(order: Any, options: OrderOptions) -> bool:
     return client_thread.run(lambda client: start_order_workflow_async(client, order, options))
+
+
+def workflow_closed_message(message: str) -> bool:
+    """Whether the server's NOT_FOUND says the workflow closed (rather than never existed): an
+    Update sent to a closed workflow ("workflow execution already completed"), or one in flight
+    while it closed ("workflow update was aborted by closing workflow", as when a rejection ends
+    the order while a cancel is on its way)."""
+    text = message.lower()
+    return any(word in text for word in ("completed", "closed", "closing"))
 
 
 def order_workflow_update(workflow_id: str, update: str, arg: Any) -> ActionResult:
@@ -421,7 +438,7 @@ def order_workflow_update(workflow_id: str, update: str, arg: Any) -> ActionResu
         raise ActionRefused(RefusalCode.MALFORMED, message) from err
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            if "completed" in err.message.lower() or "closed" in err.message.lower():
+            if workflow_closed_message(err.message):
                 raise ActionRefused(RefusalCode.WORKFLOW_CLOSED, refusal(RefusalCode.WORKFLOW_CLOSED).message) from err
             found = refusal(RefusalCode.WORKFLOW_NOT_FOUND, workflow_id=workflow_id)
             raise ActionRefused(found.code, found.message) from err

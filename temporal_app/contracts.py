@@ -27,10 +27,19 @@ SHIPPING_TASK_QUEUE = "shipping-tq"
 SEARCH_ATTRIBUTE_ORDER_STATUS = "OrderStatus"
 # Int: how many times carrier dispatch exhausted its retries for this order.
 SEARCH_ATTRIBUTE_DISPATCH_FAILURES = "DispatchFailures"
+# Bool: the undecided review was escalated to the review leads (set once, when it happens).
+SEARCH_ATTRIBUTE_REVIEW_ESCALATED = "ReviewEscalated"
 
 DEFAULT_REVIEW_TIMEOUT = timedelta(hours=24)
 # The reason an order is cancelled with when nobody reviewed it in time.
 REVIEW_TIMED_OUT = "review timed out"
+
+
+class TimeoutAction(StrEnum):
+    """What the review's timeout does to an undecided order (REVIEW_TIMEOUT_ACTION_<LEVEL>)."""
+
+    EXPIRE = "expire"  # cancelled, "review timed out": the seed's story and the default
+    APPROVE = "approve"  # approved by the actor "policy", naming the rule
 
 
 class OrderState(StrEnum):
@@ -73,6 +82,10 @@ class Activities:
     # Local activities: project a transition or a message's outcome into Postgres.
     RECORD_ORDER_PROGRESS = "record_order_progress"
     RECORD_REVIEW_OUTCOME = "record_review_outcome"
+    # The review team (issue 20): an undecided review escalated to the leads; the first of two
+    # approvals of a four-eyes order (a local activity, like the projection's).
+    REVIEW_ESCALATED = "review_escalated"
+    RECORD_REVIEW_APPROVAL = "record_review_approval"
     # Webhooks (WebhookDeliveryWorkflow): send one status change; record that sending gave up.
     WEBHOOK_DELIVERED = "webhook_delivered"
     WEBHOOK_GAVE_UP = "webhook_gave_up"
@@ -146,6 +159,7 @@ class RefusalCode(StrEnum):
     DUPLICATE_ACTION = "duplicate_action"
     NOT_FROM_CHILD = "not_from_child"  # a shipping report that is not from this order's child
     NOT_FROM_PARENT = "not_from_parent"  # a shipping instruction that is not from the child's parent
+    SAME_REVIEWER = "same_reviewer"  # a four-eyes order's second approval by the person who gave the first
     # Temporal answers these for the workflow: it has closed, or there is no such workflow.
     WORKFLOW_CLOSED = "workflow_closed"
     WORKFLOW_NOT_FOUND = "workflow_not_found"
@@ -167,6 +181,9 @@ REFUSAL_MESSAGES: dict[RefusalCode, str] = {
     RefusalCode.DUPLICATE_ACTION: "This action was already applied.",
     RefusalCode.NOT_FROM_CHILD: "A shipping report is accepted only from this order's running shipping workflow.",
     RefusalCode.NOT_FROM_PARENT: "A shipping instruction is accepted only from this shipment's order workflow.",
+    RefusalCode.SAME_REVIEWER: (
+        "{reviewer} already approved this order; it needs a second approval from someone else (four eyes)."
+    ),
     RefusalCode.WORKFLOW_CLOSED: "The order's workflow has already finished; nothing was changed.",
     RefusalCode.WORKFLOW_NOT_FOUND: "The order's workflow {workflow_id!r} was not found in Temporal.",
 }
@@ -400,11 +417,16 @@ class ShippingRetryRequest:
     action_id: str = ""
 
 
+# ActionResult.code of an accepted approval that is the first of two (four eyes): the order
+# waits for a second reviewer.
+FIRST_OF_TWO_APPROVALS = "first_of_two_approvals"
+
+
 @dataclass
 class ActionResult:
     """What an Update returns: whether the workflow took the action, and the state after it.
     ``code`` is set when the action was accepted but did not take effect (a cancel that came
-    too late for the dispatch)."""
+    too late for the dispatch), or took effect only in part (``FIRST_OF_TWO_APPROVALS``)."""
 
     accepted: bool
     message: str
@@ -440,15 +462,37 @@ class ReceivedOrder:
 @dataclass
 class ValidatedOrder:
     """order_validated's answer. ``approved_by_policy`` names the review-policy rule that let
-    the order through without a person (REVIEW_POLICY=risky); empty: a person decides."""
+    the order through without a person (REVIEW_POLICY=risky); empty: a person decides.
+
+    The rest are the review's rules for this order, read from settings by the activity (workflow
+    code reads no settings) and kept in history with its result, so a replay decides alike. Their
+    defaults are the behaviour before they existed: histories recorded then replay unchanged."""
 
     approved_by_policy: str = ""
+    # Share of the review timeout after which an undecided order is escalated (0: never).
+    escalate_after: float = 0.0
+    # What the timeout does (a TimeoutAction) and the setting that chose it, for the audit.
+    timeout_action: str = "expire"
+    timeout_rule: str = ""
+    # Approvals by different people needed before the charge: 2 for four eyes, and why.
+    approvals_required: int = 1
+    four_eyes_rule: str = ""
 
 
 @dataclass
 class OrderRef:
     order_id: str
     workflow_id: str
+
+
+@dataclass
+class ReviewEscalation:
+    """review_escalated's input: which order, since when it waits and when its review times out."""
+
+    order_id: str
+    workflow_id: str
+    waited_seconds: float
+    review_due_epoch: float
 
 
 @dataclass
@@ -563,6 +607,7 @@ class ProgressEvent(StrEnum):
     UPDATE_REFUSED = "update_refused"  # taken by the validator, then refused (too late for the child)
     TEMPORAL_CANCEL_REQUESTED = "temporal_cancel_requested"
     DISPATCH_FAILED = "dispatch_failed"
+    REVIEW_PARTLY_APPROVED = "review_partly_approved"  # four eyes: an approval that is not the last
 
 
 class ReviewOutcome(StrEnum):
@@ -601,6 +646,18 @@ class ReviewOutcomeRecord:
     # The decision's action id ("" for a policy, a timeout, a cancel): the projection links the
     # reviewer's account only when our own action path recorded who asked under this id.
     action_id: str = ""
+
+
+@dataclass
+class ReviewApprovalRecord:
+    """The first approval of a four-eyes order, for its projection (record_review_approval): its
+    audit event, and the task showing who approved and that it waits for someone else."""
+
+    progress: ProgressRecord
+    reviewer: str
+    note: str = ""
+    approvals: int = 1
+    approvals_required: int = 2
 
 
 @dataclass

@@ -12,6 +12,9 @@ it) gives each record ``order_id`` and ``workflow_id``:
 - on an action line (``orderweb.actions``): passed as ``extra`` by the caller, kept as given.
 
 A line about no order gets neither key in JSON (and plain text, the default, shows neither).
+With tracing on (``temporal_app.tracing``), a line written inside a span also gets ``trace_id``
+and ``span_id`` (hex, as trace viewers show them), so a slow approval's log lines and its trace
+find each other.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any, Optional
 
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 from temporalio import activity
+
+from temporal_app.tracing import log_ids
 
 _order_id: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("log_order_id", default=None)
 
@@ -49,6 +54,7 @@ class OrderContextFilter(logging.Filter):
             order_id = order_id or _order_id.get()
         record.order_id = order_id
         record.workflow_id = workflow_id
+        record.trace_id, record.span_id = log_ids()  # with tracing on (temporal_app/tracing.py)
         return True
 
 
@@ -57,8 +63,8 @@ _RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "
 
 
 class JsonFormatter(_JsonFormatter):
-    """One JSON object a line: time, level, logger, message, order_id/workflow_id when known,
-    any other ``extra`` the caller passed, and the exception's text."""
+    """One JSON object a line: time, level, logger, message, order_id/workflow_id and
+    trace_id/span_id when known, any other ``extra`` the caller passed, and the exception's text."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("timestamp", "time")
@@ -69,6 +75,6 @@ class JsonFormatter(_JsonFormatter):
         super().add_fields(log_record, record, message_dict)
         log_record["level"] = record.levelname
         log_record["logger"] = record.name
-        for key in ("order_id", "workflow_id"):
+        for key in ("order_id", "workflow_id", "trace_id", "span_id"):
             if log_record.get(key) is None:
                 log_record.pop(key, None)

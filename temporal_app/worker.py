@@ -12,18 +12,22 @@ from typing import Iterable, Optional, Sequence
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.service import RPCError
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymentConfig, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from temporal_app import tracing
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     SEARCH_ATTRIBUTE_DISPATCH_FAILURES,
     SEARCH_ATTRIBUTE_ORDER_STATUS,
+    SEARCH_ATTRIBUTE_REVIEW_ESCALATED,
     SHIPPING_TASK_QUEUE,
 )
 from temporal_app.health import WorkerHealth
 from temporal_app.registry import PeriodicJob, activities_for, periodic_jobs_for
+from temporal_app.versioning import behaviour_of, join_deployment
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 REQUIRED_SEARCH_ATTRIBUTES = {
     SEARCH_ATTRIBUTE_ORDER_STATUS: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     SEARCH_ATTRIBUTE_DISPATCH_FAILURES: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    SEARCH_ATTRIBUTE_REVIEW_ESCALATED: IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
 }
 
 
@@ -51,13 +56,17 @@ SANDBOX_PASSTHROUGH_MODULES = (
 )
 
 
-def workflow_runner(*, sandbox: bool, passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES) -> WorkflowRunner:
-    """The runner for production workers: temporalio's sandbox with the pure modules passed
-    through, or none (TEMPORAL_WORKFLOW_SANDBOX=0). ``passthrough=()`` is the strict sandbox the
-    test suite's workers and the history replays use."""
+def workflow_runner(sandbox: bool, passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES) -> WorkflowRunner:
+    """The workers' workflow runner: temporalio's sandbox with the pure modules passed through,
+    or none (TEMPORAL_WORKFLOW_SANDBOX=0). ``passthrough=()`` is the strict sandbox the test
+    suite's workers, the history replays and verify_replay use. With tracing on, the sandbox also
+    shares OpenTelemetry's modules with the worker (temporal_app/tracing.py)."""
     if not sandbox:
         return UnsandboxedWorkflowRunner()
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*passthrough))
+    modules = (*passthrough, *tracing.sandbox_passthrough())
+    if not modules:
+        return SandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules))
 
 
 async def ensure_search_attributes(client: Client) -> list[str]:
@@ -121,6 +130,27 @@ def _run_job(job: PeriodicJob) -> None:
         close_old_connections()
 
 
+def workflows_for(queue: str) -> list[type]:
+    """The workflow classes the workers of ``queue`` run."""
+    from temporal_app.workflows import OrderWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow
+
+    return {
+        ORDER_TASK_QUEUE: [OrderWorkflow, WebhookDeliveryWorkflow],
+        SHIPPING_TASK_QUEUE: [ShippingWorkflow],
+    }[queue]
+
+
+def replay_workflows() -> list[type]:
+    """Every workflow class the workers run: what ``verify_replay`` replays histories with."""
+    return [defn for queue in QUEUES for defn in workflows_for(queue)]
+
+
+
+def workflow_type(defn: type) -> str:
+    """The registered name of a ``@workflow.defn`` class."""
+    return getattr(defn, "__temporal_workflow_definition").name
+
+
 def build_workers(
     client: Client,
     *,
@@ -129,24 +159,28 @@ def build_workers(
     max_concurrent_activities: int,
     sandbox: bool = True,
     sandbox_passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES,
+    deployment: Optional[WorkerDeploymentVersion] = None,
 ) -> list[Worker]:
-    from temporal_app.workflows import OrderWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow
-
-    per_queue = {
-        ORDER_TASK_QUEUE: ([OrderWorkflow, WebhookDeliveryWorkflow], activities_for(ORDER_TASK_QUEUE)),
-        SHIPPING_TASK_QUEUE: ([ShippingWorkflow], activities_for(SHIPPING_TASK_QUEUE)),
-    }
-    # run_workers follows TEMPORAL_WORKFLOW_SANDBOX; the test suite's workers and the history
-    # replays run the strict sandbox (nothing passed through), so a workflow change that the
-    # sandbox would refuse fails `make test` (docs/determinism.md).
-    runner = workflow_runner(sandbox=sandbox, passthrough=sandbox_passthrough)
+    """One Worker per queue. With ``deployment``, they join that Worker Deployment Version
+    (temporal_app/versioning.py); without, they are unversioned (the test suite's workers)."""
+    per_queue = {queue: (workflows_for(queue), activities_for(queue)) for queue in QUEUES}
+    # run_workers follows TEMPORAL_WORKFLOW_SANDBOX (off by default: docs/benchmarks.md, "The
+    # workflow sandbox"); the test suite's workers and the history replays run the strict sandbox
+    # (nothing passed through), so a workflow change that it would refuse fails `make test`.
+    runner = {"workflow_runner": workflow_runner(sandbox, sandbox_passthrough)}
     workers = []
     for queue in queues:
         workflows, activities = per_queue[queue]
+        versioning = {} if deployment is None else {"deployment_config": WorkerDeploymentConfig(
+            version=deployment, use_worker_versioning=True,
+            # Each workflow type's behaviour, chosen in temporal_app.versioning (auto-upgrade).
+            default_versioning_behavior=behaviour_of(workflow_type(defn) for defn in workflows),
+        )}
         workers.append(
             Worker(
                 client,
-                workflow_runner=runner,
+                **runner,
+                **versioning,
                 task_queue=queue,
                 workflows=workflows,
                 activities=activities,
@@ -169,24 +203,31 @@ async def run_workers(
     sandbox: bool = True,
     sandbox_passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES,
     health: Optional[WorkerHealth] = None,
+    deployment: Optional[WorkerDeploymentVersion] = None,
+    make_current: bool = False,
 ) -> None:
     """Run the workers until ``stop`` is set, then shut down gracefully: no new tasks are
     polled and running activities are given time to finish.
 
     ``health`` (the ``/readyz`` and ``/healthz`` endpoints, ``temporal_app.health``) learns when
-    every worker polls and when shutdown begins."""
+    every worker polls and when shutdown begins. With ``deployment``, the workers join that
+    version, which becomes current if the deployment has none yet, or if ``make_current``
+    (``temporal_app.versioning.join_deployment``)."""
     if health is not None:
         health.watch_loop(asyncio.get_running_loop())
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity") as executor:
         workers = build_workers(
             client, queues=queues, activity_executor=executor, max_concurrent_activities=threads,
-            sandbox=sandbox, sandbox_passthrough=sandbox_passthrough,
+            sandbox=sandbox, sandbox_passthrough=sandbox_passthrough, deployment=deployment,
         )
         async with contextlib.AsyncExitStack() as stack:
             for worker in workers:
                 await stack.enter_async_context(worker)
-            if await _until_polling(workers, stop) and health is not None:
+            polling = await _until_polling(workers, stop)
+            if polling and health is not None:
                 health.workers_polling(dict(zip(queues, workers)))
+            if polling and deployment is not None:
+                await _join(client, deployment, queues, make_current)
             logger.info(
                 "workers running on %s (%d activity threads, workflow sandbox %s)", ", ".join(queues), threads,
                 "on" if sandbox else "off",
@@ -198,6 +239,15 @@ async def run_workers(
             logger.info("shutting down workers")
             await jobs
     logger.info("workers stopped")
+
+
+async def _join(client: Client, deployment: WorkerDeploymentVersion, queues: Sequence[str],
+                make_current: bool) -> None:
+    try:
+        logger.info("worker deployment version %s", await join_deployment(client, deployment, queues,
+                                                                          make_current=make_current))
+    except Exception as err:  # the workers keep running; an operator can still make it current
+        logger.error("worker deployment version %s.%s: %s", deployment.deployment_name, deployment.build_id, err)
 
 
 async def _until_polling(workers: Sequence[Worker], stop: asyncio.Event) -> bool:

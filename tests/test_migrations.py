@@ -26,11 +26,11 @@ from tests.test_production import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# What orderweb/0010 and 0011 hold: the indexes on orderweb_order that no longer lock it to build.
+# What orderweb/0011 and 0012 hold: the indexes on orderweb_order that no longer lock it to build.
 CONCURRENT_INDEXES = {
     "order_id_unique_ignoring_case", "order_order_id_upper_trgm", "order_customer_upper_trgm",
     "order_email_upper_trgm", "order_address_upper_trgm", "order_customer_upper_time",
-    "order_email_upper_time", "order_address_upper_time",
+    "order_email_upper_time", "order_address_upper_time", "order_billing_upper_time", "order_client_ip_time",
 }
 
 # What the old reviews/0003, 0007 and 0008 did to orderweb_order, as they did it: in one
@@ -44,6 +44,11 @@ OLD_REVIEWS_INDEXES = [
     'CREATE INDEX "order_customer_upper" ON "orderweb_order" ((UPPER("customer")))',
     'CREATE INDEX "order_email_upper" ON "orderweb_order" ((UPPER("customer_email")))',
     'CREATE INDEX "order_address_upper" ON "orderweb_order" ((UPPER("address")))',
+]
+# ... and the old reviews/0010 (issue 20's linked orders), the same way.
+OLD_0010 = [
+    'CREATE INDEX "order_billing_upper_time" ON "orderweb_order" ((UPPER("billing_address")), "created_at")',
+    'CREATE INDEX "order_client_ip_time" ON "orderweb_order" ("client_ip", "created_at")',
 ]
 OLD_0008 = [
     'CREATE INDEX "order_customer_upper_time" ON "orderweb_order" ((UPPER("customer")), "created_at")',
@@ -130,7 +135,7 @@ def test_from_an_empty_database_forwards_backwards_and_forwards_again(scratch):
 
     # Backwards through every migration touched for issue 19 (RunPython, RunSQL and the
     # concurrent operations), then forwards again to the same schema.
-    database.manage("migrate", "orderweb", "0009", "--noinput")
+    database.manage("migrate", "orderweb", "0010", "--noinput")
     assert not CONCURRENT_INDEXES & set(database.order_indexes())
     database.manage("migrate", "reviews", "0002", "--noinput")
     assert database.sql("SELECT to_regclass('review_open_claimed')") == [(None,)]
@@ -140,17 +145,17 @@ def test_from_an_empty_database_forwards_backwards_and_forwards_again(scratch):
 
 
 def test_a_database_the_old_migrations_built_migrates_cleanly(scratch):
-    """The old reviews/0003, 0007 and 0008 built the orders table's indexes in a transaction;
+    """The old reviews/0003, 0007, 0008 and 0010 built the orders table's indexes in a transaction;
     such a database ends with the same indexes as a new one, none built twice, a half-built one
     rebuilt, and the ids that differ only in case named before the unique index is tried."""
     new = scratch()
     new.manage("migrate", "--noinput")
 
     old = scratch()
-    old.manage("migrate", "orderweb", "0009", "--noinput")
-    old.manage("migrate", "reviews", "0008", "--noinput")  # reviews/0003, 0007, 0008 as they are now: no-ops
+    old.manage("migrate", "orderweb", "0010", "--noinput")
+    old.manage("migrate", "reviews", "0010", "--noinput")  # reviews/0003, 0007, 0008, 0010 as they are now
     assert not CONCURRENT_INDEXES & set(old.order_indexes())
-    old.sql(*OLD_REVIEWS_INDEXES, *OLD_0008, autocommit=False)  # what they did then
+    old.sql(*OLD_REVIEWS_INDEXES, *OLD_0008, *OLD_0010, autocommit=False)  # what they did then
     # A concurrent build that failed half-way leaves an index Postgres marks invalid.
     old.sql("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'order_email_upper_trgm'::regclass")
     old.insert_orders("OLD-1", "CASE-7", "case-7", "ORDER-8")
@@ -172,7 +177,7 @@ def test_a_database_the_old_migrations_built_migrates_cleanly(scratch):
     old.manage("migrate", "--noinput")
     assert old.order_indexes() == new.order_indexes()
     old.manage("makemigrations", "--check", "--dry-run")
-    # orderweb/0012 keyed the stored digest (HMAC-SHA256 under a key derived from SECRET_KEY).
+    # orderweb/0013 keyed the stored digest (HMAC-SHA256 under a key derived from SECRET_KEY).
     key = hashlib.sha256(("orderweb.api.fingerprint" + SECRET_KEY).encode()).digest()
     assert old.sql("SELECT fingerprint FROM orderweb_apiorderrequest") == [
         ({"customer.email": hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()[:32]},)]

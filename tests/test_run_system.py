@@ -43,7 +43,10 @@ class RunningSystem:
         self.var_dir = var_dir
         self.ports = ports
         self.output = var_dir.parent / f"make-run-{time.monotonic_ns()}.out"
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_UI_URL")}
+        # make run as a person runs it, with versioned workers (tests/env.py turns versioning off
+        # for the session's shared dev server; this run has its own).
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("DATABASE_URL", "TEMPORAL_UI_URL", "TEMPORAL_WORKER_VERSIONING")}
         env.update(
             RUN_VAR_DIR=str(var_dir),
             WEB_PORT=str(ports["web"]),

@@ -261,6 +261,8 @@ def fill(name: str, params: tuple[str, ...], world: dict[str, object], people: d
             values[param] = ContentType.objects.get_for_model(Order).pk
         elif param == "id":
             values[param] = people["ordinary"].pk
+        elif param == "batch":  # a bulk decision's answers (kept in the session of who made it)
+            values[param] = uuid.uuid4()
         else:
             raise AssertionError(f"{name}: the security matrix has no value for URL parameter {param!r}")
     return reverse(name, kwargs=values)
@@ -373,6 +375,8 @@ def _denied(role: str, namespace: str, name: str, people: dict) -> bool:
     if namespace == "admin:" and name not in PUBLIC:
         if role not in STAFF:
             return True
+        if name == "admin:orderweb_order_note" and people[role].has_perm("orderweb.add_order_note"):
+            return False  # a note is for reviewers and staff alike (the reviewer group has it)
         if role in ("staff_reviewer", "staff_no_perms"):
             return True  # may sign in, may not change orders, users or anything else
     return False

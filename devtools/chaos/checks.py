@@ -12,10 +12,10 @@ from typing import Any
 
 from devtools.chaos.logaudit import LogAudit
 from devtools.chaos.scenarios import (
-    CANCELLED, COMPLETED, EXPECTED_OUTCOMES, FAILED, FORGED_REPORT, MALFORMED_MESSAGES, NEVER_CHARGED,
-    TERMINATE_RECONCILE, ChaosOrder,
+    APPROVE_REJECT_CANCEL, CANCELLED, COMPLETED, ESCALATION_KILL, EXPECTED_OUTCOMES, FAILED, FORGED_REPORT,
+    FOUR_EYES, FOUR_EYES_SAME, MALFORMED_MESSAGES, NEVER_CHARGED, TERMINATE_RECONCILE, ChaosOrder,
 )
-from temporal_app.contracts import RefusalCode
+from temporal_app.contracts import FIRST_OF_TWO_APPROVALS, RefusalCode
 
 
 @dataclass
@@ -27,6 +27,7 @@ class WorkflowOutcome:
     reason: str = ""
     tracking_number: str = ""
     task_failures: list[str] = field(default_factory=list)  # WorkflowTaskFailed causes
+    escalations: int = 0  # review_escalated activities the order's history scheduled
 
 
 @dataclass
@@ -273,7 +274,32 @@ def check_outcomes_expected(orders: list[ChaosOrder]) -> Check:
         approve = order.answers.get("approve")
         if approve is not None and not approve[0] and status == COMPLETED:
             problems.append(f"{order.order_id}: approval was refused ({approve[2]}) but the order completed")
+        reject = order.answers.get("reject")
+        if reject is not None and reject[0] and status != CANCELLED:
+            problems.append(f"{order.order_id}: rejection was accepted but the order is {status}")
+        if order.scenario == APPROVE_REJECT_CANCEL and approve and reject and approve[0] and reject[0]:
+            problems.append(f"{order.order_id}: both the approval and the rejection were accepted")
+        problems += _four_eyes_answers(order, status)
     return Check("outcome allowed by scenario; answers agree", problems, "")
+
+
+def _four_eyes_answers(order: ChaosOrder, status: str) -> list[str]:
+    """Four eyes: of two approvals at once by one person, one counts (the first of two) and the
+    other is refused as the same reviewer; by two people, both count, one as the first of two."""
+    a, b = order.answers.get("approve_a"), order.answers.get("approve_b")
+    if order.scenario not in FOUR_EYES or a is None or b is None:
+        return []  # an answer lost to an outage (its retry met DUPLICATE_ACTION): nothing to compare
+    if order.scenario == FOUR_EYES_SAME:
+        accepted = [answer for answer in (a, b) if answer[0]]
+        refused = [answer[1] for answer in (a, b) if not answer[0]]
+        # Refused as the same reviewer; or, when both came before the workflow reached review (its
+        # rules not known yet), as already decided: the held one then counts as the first of two.
+        same = refused in ([RefusalCode.SAME_REVIEWER], [RefusalCode.ALREADY_DECIDED])
+        if len(accepted) != 1 or not same or accepted[0][1] != FIRST_OF_TWO_APPROVALS:
+            return [f"{order.order_id}: one person's two approvals answered {a[:2]} and {b[:2]}"]
+    elif not (a[0] and b[0]) or sorted((a[1], b[1])) != ["", FIRST_OF_TWO_APPROVALS]:
+        return [f"{order.order_id}: two people's approvals answered {a[:2]} and {b[:2]}"]
+    return []
 
 
 def check_review_tasks(order_ids: list[str]) -> Check:
@@ -283,6 +309,49 @@ def check_review_tasks(order_ids: list[str]) -> Check:
                  .exclude(order__status__in=["started", "processing", "awaiting_manual_review"])
                  .values_list("order__order_id", "order__status"))
     return Check("no open review task on a finished order", [f"{oid}: {s}" for oid, s in open_], "")
+
+
+def check_escalations(order_ids: list[str], outcomes: dict[str, WorkflowOutcome], scenarios: dict[str, str]) -> Check:
+    """Each escalation the workflow made is in Postgres once (its audit row, the task's
+    escalated_at), and Postgres holds none the workflow did not make; the escalation_kill
+    orders escalated, worker kill or not."""
+    from orderweb.models import OrderEvent
+    from reviews.models import ReviewTask
+
+    audited = Counter(OrderEvent.objects.filter(order__order_id__in=order_ids, type=OrderEvent.Type.REVIEW_ESCALATED)
+                      .values_list("order__order_id", flat=True))
+    marked = set(ReviewTask.objects.filter(order__order_id__in=order_ids, escalated_at__isnull=False)
+                 .values_list("order__order_id", flat=True))
+    problems = []
+    for oid in order_ids:
+        made = outcomes[oid].escalations if oid in outcomes else 0
+        if made > 1:
+            problems.append(f"{oid}: the workflow escalated {made} times")
+        if audited[oid] != min(made, 1) or (oid in marked) != bool(made):
+            problems.append(f"{oid}: escalated {made} time(s) in Temporal, {audited[oid]} audit row(s), "
+                            f"task {'marked' if oid in marked else 'not marked'}")
+        if scenarios.get(oid) == ESCALATION_KILL and not made:
+            problems.append(f"{oid}: never escalated")
+    return Check("each escalation recorded once (Temporal == Postgres)", problems,
+                 f"{sum(audited.values())} escalations")
+
+
+def check_four_eyes(order_ids: list[str], scenarios: dict[str, str]) -> Check:
+    """Every four-eyes order that was approved was approved by two different people."""
+    from reviews.models import ReviewTask
+
+    problems = []
+    tasks = ReviewTask.objects.filter(order__order_id__in=order_ids).values_list(
+        "order__order_id", "approvals_required", "status", "first_approval_by", "decided_by_name")
+    approved = 0
+    for oid, required, status, first, second in tasks:
+        if scenarios.get(oid) in FOUR_EYES and required != 2:
+            problems.append(f"{oid}: needed {required} approval(s), not 2")
+        if required == 2 and status == ReviewTask.Status.APPROVED:
+            approved += 1
+            if not first or first == second:
+                problems.append(f"{oid}: approved by {first or 'nobody'} and {second}")
+    return Check("four eyes: two different people approved", problems, f"{approved} four-eyes orders approved")
 
 
 def check_task_failures(outcomes: dict[str, WorkflowOutcome]) -> Check:
@@ -341,18 +410,21 @@ async def gather_outcomes(client: Any, orders: list[ChaosOrder]) -> tuple[dict[s
 
     from temporalio.service import RPCError, RPCStatusCode
 
-    from temporal_app.contracts import OrderResult, shipping_workflow_id
+    from temporal_app.contracts import Activities, OrderResult, shipping_workflow_id
+    from temporalio.api.enums.v1 import EventType
 
     semaphore = asyncio.Semaphore(16)
     outcomes: dict[str, WorkflowOutcome] = {}
 
-    async def task_failures(workflow_id: str) -> list[str]:
+    async def history(workflow_id: str) -> list[Any]:
         try:
-            events = [e async for e in client.get_workflow_handle(workflow_id).fetch_history_events()]
+            return [e async for e in client.get_workflow_handle(workflow_id).fetch_history_events()]
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
             return []
+
+    def task_failures(workflow_id: str, events: list[Any]) -> list[str]:
         return [f"{workflow_id}: {failure}" for failure in workflow_task_failures(events)]
 
     async def one(order: ChaosOrder) -> None:
@@ -370,8 +442,12 @@ async def gather_outcomes(client: Any, orders: list[ChaosOrder]) -> tuple[dict[s
                 result = await handle.result()
                 outcome.status, outcome.reason, outcome.tracking_number = (
                     result.status, result.reason, result.tracking_number)
-            outcome.task_failures = (await task_failures(order.workflow_id)
-                                     + await task_failures(shipping_workflow_id(order.workflow_id)))
+            events = await history(order.workflow_id)
+            child = shipping_workflow_id(order.workflow_id)
+            outcome.task_failures = task_failures(order.workflow_id, events) + task_failures(child, await history(child))
+            outcome.escalations = sum(
+                1 for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                and e.activity_task_scheduled_event_attributes.activity_type.name == Activities.REVIEW_ESCALATED)
             outcomes[order.order_id] = outcome
 
     await asyncio.gather(*(one(o) for o in orders))

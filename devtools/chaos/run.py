@@ -28,18 +28,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from devtools.chaos.checks import (
-    Check, check_actions_once, check_charges, check_dispatch, check_flags, check_logs, check_outcomes_expected,
-    check_payments_match_ledger, check_refunds, check_review_tasks, check_task_failures,
-    check_temporal_matches_postgres, check_terminal, check_workflows_closed, format_table,
+    Check, check_actions_once, check_charges, check_dispatch, check_escalations, check_flags, check_four_eyes,
+    check_logs, check_outcomes_expected, check_payments_match_ledger, check_refunds, check_review_tasks,
+    check_task_failures, check_temporal_matches_postgres, check_terminal, check_workflows_closed, format_table,
     gather_outcomes,
 )
 from devtools.chaos.components import PostgresControl, TemporalControl, WorkerPool
 from devtools.chaos.logaudit import INJECTED, LogAudit, scan_worker_log
 from devtools.chaos.scenarios import (
-    ADDRESS_CHANGE, APPROVE_SIGNAL_TWICE, APPROVE_UPDATE, AT_REVIEW, CANCEL_AFTER_APPROVE, CANCELLED,
-    CLIENT_BAD_ADDRESS, COMPLETED, DISPATCH_FAILURE, EARLY_APPROVE, EARLY_CANCEL, FAILED, FORGED_REPORT,
-    MALFORMED_MESSAGES, PAYMENT_DECLINE, RACE_SIGNALS, RACE_UPDATES, REJECT, REVIEW_TIMEOUT, REVIEW_TIMEOUT_SECONDS,
-    REVIEWER, STAFF, TEMPORAL_CANCEL, TERMINATE_RECONCILE, ChaosOrder, scenarios_for,
+    ADDRESS_CHANGE, APPROVE_REJECT_CANCEL, APPROVE_SIGNAL_TWICE, APPROVE_UPDATE, AT_REVIEW, CANCEL_AFTER_APPROVE,
+    CANCELLED, CLIENT_BAD_ADDRESS, COMPLETED, DISPATCH_FAILURE, EARLY_APPROVE, EARLY_CANCEL, ESCALATE_AFTER,
+    ESCALATION_KILL, ESCALATION_TIMEOUT_SECONDS, FAILED, FORGED_REPORT, FOUR_EYES, FOUR_EYES_AMOUNT, FOUR_EYES_SAME,
+    FOUR_EYES_TWO, FOUR_EYES_UNIT_PRICE, MALFORMED_MESSAGES, PAYMENT_DECLINE, RACE_SIGNALS, RACE_UPDATES, REJECT,
+    REVIEW_TIMEOUT, REVIEW_TIMEOUT_SECONDS, REVIEWER, SECOND_REVIEWER, STAFF, TEMPORAL_CANCEL, TERMINATE_RECONCILE,
+    ChaosOrder, scenarios_for,
 )
 from devtools.supervise import Supervisor
 
@@ -79,6 +81,7 @@ class ChaosConfig:
     temporal_restarts: int = 1
     db_outages: int = 1
     db_outage_seconds: float = 8.0
+    escalation_kills: int = 2  # SIGKILLs timed to fall on an escalation (the escalation_kill scenario)
     rate: float = 4.0  # orders created per second
     timeout: float = 0.0  # 0 -> 300 s + 2 s per order
     workdir: Path = Path("var/chaos")
@@ -118,7 +121,11 @@ class ChaosRun:
         self.postgres = PostgresControl(Path(os.environ["CHAOS_PGDATA"]))
         env = {**os.environ, "ACTIVITY_FAULT_RATE": str(config.fault_rate), "CONN_MAX_AGE": "0",
                # The workers' reconciler runs often here, so terminated workflows are flagged in time.
-               "RECONCILE_INTERVAL_SECONDS": "5", "RECONCILE_GRACE_SECONDS": "5"}
+               "RECONCILE_INTERVAL_SECONDS": "5", "RECONCILE_GRACE_SECONDS": "5",
+               # The review team's rules the scenarios exercise: four eyes from 1,000.00, escalation
+               # at half the review timeout (the 4 s timeouts escalate too).
+               "REVIEW_FOUR_EYES_AMOUNT": FOUR_EYES_AMOUNT, "REVIEW_ESCALATE_AFTER": str(ESCALATE_AFTER),
+               "REVIEW_ESCALATION_EMAILS": "chaos-leads@localhost", "EMAIL_URL": "dummymail://"}
         self.pool = WorkerPool(config.workers, env, self.logdir, config.threads, self.supervisor)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -215,12 +222,15 @@ class ChaosRun:
         if order.scenario == PAYMENT_DECLINE:
             db_retry(lambda: fault_plan(target="payment_charged", order_ref=order.order_id,
                                         mode=SimulatedFault.Mode.DECLINE))
-        timeout = REVIEW_TIMEOUT_SECONDS if order.scenario == REVIEW_TIMEOUT else None
+        timeout = {REVIEW_TIMEOUT: REVIEW_TIMEOUT_SECONDS, ESCALATION_KILL: ESCALATION_TIMEOUT_SECONDS}.get(
+            order.scenario)
+        line = (LineItem("SKU-CHAOS-XL", "Chaos safe", 1, FOUR_EYES_UNIT_PRICE) if order.scenario in FOUR_EYES
+                else LineItem("SKU-CHAOS", "Chaos widget", 1 + len(order.order_id) % 3, "9.99"))
         started = False
+        order.created_at = time.monotonic()
         try:
             db_retry(lambda: order_create(
-                order_id=order.order_id, address=order.address, customer="chaos",
-                line_items=[LineItem("SKU-CHAOS", "Chaos widget", 1 + len(order.order_id) % 3, "9.99")],
+                order_id=order.order_id, address=order.address, customer="chaos", line_items=[line],
                 review_timeout_seconds=timeout,
             ))
             started = True
@@ -293,29 +303,75 @@ class ChaosRun:
             self.temporal_call(lambda c: c.get_workflow_handle(order.workflow_id).terminate("chaos: operator"))
             self.notes["workflows terminated"] += 1
         elif s in (RACE_UPDATES, RACE_SIGNALS):
-            barrier = threading.Barrier(2)
             if s == RACE_UPDATES:
                 first = lambda: self.update(order, "approve", Updates.DECIDE_REVIEW, approve)
                 second = lambda: self.update(order, "cancel", Updates.REQUEST_CANCEL, cancel)
             else:
                 first = lambda: self.signal(order, Signals.COMPLETE_MANUAL_REVIEW, approve)
                 second = lambda: self.signal(order, Signals.CANCEL_ORDER, cancel)
-            errors: list[BaseException] = []
-
-            def fire(fn: Callable[[], None]) -> None:
-                try:
-                    barrier.wait(10)
-                    fn()
-                except BaseException as err:  # re-raised below, in this thread
-                    errors.append(err)
-
-            other = threading.Thread(target=fire, args=(second,), daemon=True)
-            other.start()
-            fire(first)
-            other.join()
+            self.together(first, second)
             self.notes["concurrent approve+cancel"] += 1
-            if errors:
-                raise errors[0]
+        elif s == APPROVE_REJECT_CANCEL:
+            reject = ReviewDecision("reject", REVIEWER, "chaos: on second thoughts", f"{order.order_id}:reject",
+                                    "suspected_fraud")
+            self.together(lambda: self.update(order, "approve", Updates.DECIDE_REVIEW, approve),
+                          lambda: self.update(order, "reject", Updates.DECIDE_REVIEW, reject),
+                          lambda: self.update(order, "cancel", Updates.REQUEST_CANCEL, cancel))
+            self.notes["concurrent approve+reject+cancel"] += 1
+        elif s == FOUR_EYES_SAME:
+            # One person twice at once (two action ids, a double submit from two tabs): one counts.
+            self.together(
+                lambda: self.update(order, "approve_a", Updates.DECIDE_REVIEW,
+                                    ReviewDecision("approve", REVIEWER, "", f"{order.order_id}:approve-a")),
+                lambda: self.update(order, "approve_b", Updates.DECIDE_REVIEW,
+                                    ReviewDecision("approve", REVIEWER, "", f"{order.order_id}:approve-b")))
+            self.update(order, "approve_second", Updates.DECIDE_REVIEW,
+                        ReviewDecision("approve", SECOND_REVIEWER, "", f"{order.order_id}:approve-c"))
+            self.notes["four-eyes approvals at once by one person"] += 1
+        elif s == FOUR_EYES_TWO:
+            self.together(
+                lambda: self.update(order, "approve_a", Updates.DECIDE_REVIEW,
+                                    ReviewDecision("approve", REVIEWER, "", f"{order.order_id}:approve-a")),
+                lambda: self.update(order, "approve_b", Updates.DECIDE_REVIEW,
+                                    ReviewDecision("approve", SECOND_REVIEWER, "", f"{order.order_id}:approve-b")))
+            self.notes["four-eyes approvals at once by two people"] += 1
+        elif s == ESCALATION_KILL:
+            self.wait_for_escalation(order)
+            self.update(order, "approve", Updates.DECIDE_REVIEW, approve)
+
+    def together(self, *actions: Callable[[], None]) -> None:
+        """Run the actions at the same moment (released by a barrier), each on its own thread."""
+        barrier = threading.Barrier(len(actions))
+        errors: list[BaseException] = []
+
+        def fire(fn: Callable[[], None]) -> None:
+            try:
+                barrier.wait(10)
+                fn()
+            except BaseException as err:  # re-raised below, in this thread
+                errors.append(err)
+
+        others = [threading.Thread(target=fire, args=(fn,), daemon=True) for fn in actions[1:]]
+        for thread in others:
+            thread.start()
+        fire(actions[0])
+        for thread in others:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    def wait_for_escalation(self, order: ChaosOrder) -> None:
+        """Until the escalation is in Postgres (or the review ended: the timeout came first)."""
+        from reviews.models import ReviewTask
+
+        deadline = time.monotonic() + 2 * ESCALATION_TIMEOUT_SECONDS + 60
+        while time.monotonic() < deadline:
+            task = db_retry(lambda: ReviewTask.objects.filter(order__order_id=order.order_id).order_by("-pk")
+                            .values("status", "escalated_at").first())
+            if task and (task["escalated_at"] or task["status"] != ReviewTask.Status.OPEN):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"{order.order_id} was never escalated")
 
     def shipping_retry(self, order: ChaosOrder, failures: int) -> None:
         from temporal_app.contracts import ShippingRetryRequest, Updates
@@ -421,7 +477,7 @@ class ChaosRun:
         timeout = c.timeout or 300 + 2 * c.orders
         deadline = time.monotonic() + timeout
         plan = self.plan_faults()
-        created = 0
+        created = escalation_kills = 0
         next_create = time.monotonic()
         next_poll = next_progress = 0.0
         statuses: dict[str, tuple[str, int, Any]] = {}
@@ -441,6 +497,18 @@ class ChaosRun:
             while plan and created >= plan[0][0]:
                 self.inject(plan.pop(0)[1])
                 now = time.monotonic()
+            # A worker SIGKILLed as an escalation falls due (its timer fires on the server; the
+            # task and the escalation's activity run on whichever worker is up, or after the restart).
+            due = [o for o in self.orders[:created] if o.scenario == ESCALATION_KILL and not o.killed_at_escalation
+                   and now >= o.created_at + ESCALATION_TIMEOUT_SECONDS * ESCALATE_AFTER - 0.5]
+            for order in due[:max(0, c.escalation_kills - escalation_kills)]:
+                order.killed_at_escalation = True
+                escalation_kills += 1
+                self.event(f"the escalation of {order.order_id} falls due now:")
+                self.inject("kill")
+                now = time.monotonic()
+            for order in due:
+                order.killed_at_escalation = True
             self.pool.check_alive()
             if now >= next_poll:
                 ids = [o.order_id for o in self.orders[:created]]
@@ -505,6 +573,8 @@ class ChaosRun:
             check_dispatch(ids),
             check_actions_once(ids),
             check_review_tasks(ids),
+            check_escalations(ids, outcomes, scenarios),
+            check_four_eyes(ids, scenarios),
             check_task_failures(outcomes),
             check_logs(audit, self.pool.unexpected_exits, self.driver_errors),
         ])

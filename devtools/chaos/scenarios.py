@@ -24,6 +24,11 @@ MALFORMED_MESSAGES = "malformed_messages"  # signals and an Update of the wrong 
 FORGED_REPORT = "forged_report"  # a ShippingReport from an outside client at review, then approve
 TEMPORAL_CANCEL = "temporal_cancel"  # an operator cancels the workflow in Temporal at review
 TERMINATE_RECONCILE = "terminate_reconcile"  # an operator terminates it at review; the reconciler flags it
+# The review team (issue 20).
+FOUR_EYES_SAME = "four_eyes_same"  # a four-eyes order: two approvals at once by one person, then a second person
+FOUR_EYES_TWO = "four_eyes_two"  # a four-eyes order: two approvals at once by two people
+APPROVE_REJECT_CANCEL = "approve_reject_cancel"  # DecideReview(approve), DecideReview(reject), RequestCancel at once
+ESCALATION_KILL = "escalation_kill"  # escalated while a worker is SIGKILLed; approved after the escalation
 
 SCENARIO_WEIGHTS = {
     APPROVE_UPDATE: 24,
@@ -43,6 +48,10 @@ SCENARIO_WEIGHTS = {
     FORGED_REPORT: 3,
     TEMPORAL_CANCEL: 3,
     TERMINATE_RECONCILE: 2,
+    FOUR_EYES_SAME: 4,
+    FOUR_EYES_TWO: 4,
+    APPROVE_REJECT_CANCEL: 5,
+    ESCALATION_KILL: 3,
 }
 
 COMPLETED, CANCELLED, FAILED = "completed", "cancelled", "failed"
@@ -66,6 +75,12 @@ EXPECTED_OUTCOMES = {
     FORGED_REPORT: {COMPLETED},
     TEMPORAL_CANCEL: {CANCELLED},
     TERMINATE_RECONCILE: {AWAITING_REVIEW},
+    FOUR_EYES_SAME: {COMPLETED},
+    FOUR_EYES_TWO: {COMPLETED},
+    APPROVE_REJECT_CANCEL: {COMPLETED, CANCELLED},
+    # Approved once the escalation is in Postgres; a run slowed by its faults may reach the
+    # timeout first (then the order expires): the escalation is what this scenario checks.
+    ESCALATION_KILL: {COMPLETED, CANCELLED},
 }
 # The scenarios whose order must never be charged (cancelled or failed before payment).
 NEVER_CHARGED = {EARLY_CANCEL, REJECT, PAYMENT_DECLINE, REVIEW_TIMEOUT, CLIENT_BAD_ADDRESS, TEMPORAL_CANCEL,
@@ -74,10 +89,18 @@ NEVER_CHARGED = {EARLY_CANCEL, REJECT, PAYMENT_DECLINE, REVIEW_TIMEOUT, CLIENT_B
 AT_REVIEW = {
     APPROVE_UPDATE, DISPATCH_FAILURE, PAYMENT_DECLINE, REJECT, APPROVE_SIGNAL_TWICE, ADDRESS_CHANGE,
     CANCEL_AFTER_APPROVE, RACE_UPDATES, RACE_SIGNALS, MALFORMED_MESSAGES, FORGED_REPORT, TEMPORAL_CANCEL,
-    TERMINATE_RECONCILE,
+    TERMINATE_RECONCILE, FOUR_EYES_SAME, FOUR_EYES_TWO, APPROVE_REJECT_CANCEL, ESCALATION_KILL,
 }
+# Orders that need two approvals (their amount is at or above the workers' REVIEW_FOUR_EYES_AMOUNT).
+FOUR_EYES = {FOUR_EYES_SAME, FOUR_EYES_TWO}
+FOUR_EYES_AMOUNT = "1000.00"
+FOUR_EYES_UNIT_PRICE = "1250.00"
+# The workers escalate a review after this share of its timeout (REVIEW_ESCALATE_AFTER).
+ESCALATE_AFTER = 0.5
+ESCALATION_TIMEOUT_SECONDS = 24.0  # ESCALATION_KILL's review timeout: escalated after 12 s
 
 REVIEWER = "chaos-reviewer"
+SECOND_REVIEWER = "chaos-reviewer-2"
 STAFF = "chaos-staff"
 REVIEW_TIMEOUT_SECONDS = 4.0
 
@@ -106,6 +129,8 @@ class ChaosOrder:
     # message), or None when the answer was lost (a retry then met DUPLICATE_ACTION).
     answers: dict[str, Optional[tuple[bool, str, str]]] = field(default_factory=dict)
     shipping_retries: int = 0
+    created_at: float = 0.0  # time.monotonic() when created
+    killed_at_escalation: bool = False
 
     @property
     def workflow_id(self) -> str:

@@ -112,7 +112,7 @@ FINGERPRINT_SALT = "orderweb.api.fingerprint"
 
 def fingerprint_keyed(digest: str, *, secret: Optional[str] = None) -> str:
     """One field's fingerprint: an HMAC-SHA256, keyed from SECRET_KEY (or ``secret``), of its
-    value's SHA-256. Keying the digest rather than the value let migration 0012 key the
+    value's SHA-256. Keying the digest rather than the value let migration 0013 key the
     fingerprints stored before, which held the bare digest."""
     return salted_hmac(FINGERPRINT_SALT, digest, secret=secret, algorithm="sha256").hexdigest()[:32]
 

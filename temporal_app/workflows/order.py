@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from temporal_app.contracts import (
     CLIENT_ACTOR,
     DEFAULT_REVIEW_TIMEOUT,
+    FIRST_OF_TWO_APPROVALS,
     POLICY_ACTOR,
     SYSTEM_ACTOR,
     TEMPORAL_ACTOR,
@@ -73,6 +74,9 @@ from temporal_app.workflows.shielded import run_shielded
 
 
 T = TypeVar("T")
+
+# The one patch of issue 20 (docs/determinism.md): the DecideReview handler's own check.
+REVIEW_TEAM_PATCH = "issue-20-review-team"
 
 
 
@@ -159,9 +163,11 @@ class OrderWorkflow:
         self.review.due = due.isoformat()
         self.record.enter(OrderState.AWAITING_MANUAL_REVIEW)  # projected by order_validated
         self.cancellation.stop_if_requested(review=ReviewOutcome.CANCELLED)
-        if validated is not None and validated.approved_by_policy and self.review.decision is None:
+        validated = validated if validated is not None else ValidatedOrder()
+        await self.review.open_with(validated)
+        if validated.approved_by_policy and self.review.decision is None and self.review.four_eyes.required == 1:
             # The review policy let the order through: it is approved as a person would, by "policy".
-            self.review.take(ReviewDecision("approve", POLICY_ACTOR, f"approved by policy: {validated.approved_by_policy}"))
+            await self.review.take(ReviewDecision("approve", POLICY_ACTOR, f"approved by policy: {validated.approved_by_policy}"))
 
     async def _approved(self, decision: ReviewDecision) -> None:
         self.record.enter(OrderState.MANUAL_REVIEW_COMPLETED)
@@ -170,7 +176,8 @@ class OrderWorkflow:
             key="review_approved",
             from_status=OrderState.AWAITING_MANUAL_REVIEW,
             actor=decision.reviewer or CLIENT_ACTOR,
-            details={"decision": "approve", "note": decision.note, "action_id": decision.action_id},
+            details={"decision": "approve", "note": decision.note, "action_id": decision.action_id,
+                     **self._four_eyes_details()},
             review=ReviewClose(ReviewOutcome.APPROVED, decision.reviewer or CLIENT_ACTOR, decision.note,
                                action_id=decision.action_id),
         )
@@ -178,6 +185,13 @@ class OrderWorkflow:
         self.review.decided = True
         self.review.outcome = ReviewOutcome.APPROVED
         self.cancellation.stop_if_requested()
+
+    def _four_eyes_details(self) -> dict[str, Any]:
+        four_eyes = self.review.four_eyes
+        if four_eyes.required == 1:
+            return {}
+        return {"approvals": [{k: v for k, v in a.items() if k != "action_id"} for a in four_eyes.approvals],
+                "approvals_required": four_eyes.required, "rule": four_eyes.rule}
 
     async def _charge(self, amount: str) -> None:
         self.record.enter(OrderState.PROCESSING_PAYMENT)  # projected by payment_charged
@@ -378,11 +392,12 @@ class OrderWorkflow:
                                       decision=decision.decision, note=decision.note)
             return
         self.record.remember_action(decision.action_id)
-        self.review.take(decision)
+        partly = await self.review.take(decision)
         # Not projected on its own: the approval (or the cancellation a rejection causes) is
-        # written with the reviewer, in the same write as the state change.
+        # written with the reviewer, in the same write as the state change; an approval that is
+        # not the last of four eyes was written by take().
         await self.record.applied(Signals.COMPLETE_MANUAL_REVIEW, decision.reviewer, decision.action_id,
-                                  f"review decision: {decision.decision}", event=ProgressEvent.SIGNAL_APPLIED,
+                                  partly or f"review decision: {decision.decision}", event=ProgressEvent.SIGNAL_APPLIED,
                                   project=False, decision=decision.decision, note=decision.note)
 
     @workflow.signal(name=Signals.RETRY_SHIPPING)
@@ -418,14 +433,34 @@ class OrderWorkflow:
     async def decide_review(self, *args: Any) -> ActionResult:
         decision = boundary.review_decision(Updates.DECIDE_REVIEW, args)
         assert isinstance(decision, ReviewDecision)  # the validator refused anything else
+        # Validators of Updates delivered together all run before their handlers: an approval and
+        # a rejection, or two approvals of a four-eyes order by one person, can both pass theirs.
+        # Whichever handler runs second finds the first's decision and is refused here. Histories
+        # recorded before took (and answered) both: patched, so they replay as they were; the
+        # marker is written only when it refuses, so no other order pays for it.
+        found = self.review.refusal(decision, from_signal=False)
+        if found is not None and workflow.patched(REVIEW_TEAM_PATCH):
+            return await self.record.refused(Updates.DECIDE_REVIEW, decision.reviewer, decision.action_id, found,
+                                             decision=decision.decision, note=decision.note)
         self.record.remember_action(decision.action_id)
-        self.review.take(decision)
+        partly = await self.review.take(decision)
         result = await self.record.applied(
-            Updates.DECIDE_REVIEW, decision.reviewer, decision.action_id, f"review decision: {decision.decision}",
+            Updates.DECIDE_REVIEW, decision.reviewer, decision.action_id,
+            partly or f"review decision: {decision.decision}",
             event=ProgressEvent.UPDATE_APPLIED, project=False, decision=decision.decision, note=decision.note,
         )
-        # Answer once the decision is in Postgres, so the reviewer's next page shows it.
-        await workflow.wait_condition(lambda: self.review.decided)
+        if partly:
+            return ActionResult(True, partly, self.record.state.value, FIRST_OF_TWO_APPROVALS)
+        # Answer once the decision is in Postgres, so the reviewer's next page shows it (or, for an
+        # approval held until review that four eyes made the first of two, once that is).
+        await workflow.wait_condition(lambda: self.review.decided or self.review.answered(decision) is not None)
+        answered = self.review.answered(decision)
+        if answered is not None and not answered.accepted:  # held before review, then not needed
+            return await self.record.refused(Updates.DECIDE_REVIEW, decision.reviewer, decision.action_id,
+                                             refusal(RefusalCode(answered.code)), decision=decision.decision,
+                                             note=decision.note)
+        if answered is not None:
+            return answered
         if self.record.state == OrderState.FAILED:  # held before review, then validation failed
             found = refusal(RefusalCode.ALREADY_FINISHED, state=self.record.state.value)
             return ActionResult(False, found.message, self.record.state.value, found.code.value)
@@ -523,6 +558,7 @@ class OrderWorkflow:
             cancel_requested=self.cancellation.request is not None,
             dispatch_failures=self.shipping.failures,
             awaiting_shipping_retry=self.shipping.awaiting_retry,
+            **self.review.status(),
         )
 
 

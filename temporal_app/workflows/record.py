@@ -21,6 +21,7 @@ from temporal_app.contracts import (
     CLIENT_ACTOR,
     SEARCH_ATTRIBUTE_DISPATCH_FAILURES,
     SEARCH_ATTRIBUTE_ORDER_STATUS,
+    SEARCH_ATTRIBUTE_REVIEW_ESCALATED,
     SYSTEM_ACTOR,
     Activities,
     ActionResult,
@@ -28,6 +29,7 @@ from temporal_app.contracts import (
     ProgressEvent,
     ProgressRecord,
     Refusal,
+    ReviewApprovalRecord,
     ReviewOutcome,
     ReviewOutcomeRecord,
     Updates,
@@ -36,6 +38,9 @@ from temporal_app.workflows.policies import PROJECTION_RETRY, PROJECTION_TIMEOUT
 
 ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_ORDER_STATUS)
 DISPATCH_FAILURES_KEY = SearchAttributeKey.for_int(SEARCH_ATTRIBUTE_DISPATCH_FAILURES)
+# Set (to true) only when a review escalates: unset means "not escalated", and an order that never
+# escalates pays no upsert for it.
+REVIEW_ESCALATED_KEY = SearchAttributeKey.for_bool(SEARCH_ATTRIBUTE_REVIEW_ESCALATED)
 
 # OrderStatus is upserted for every state an order can rest in (a person's review, a payment
 # being retried, a shipment waiting for staff) and for its ending. `processing` and
@@ -171,12 +176,16 @@ class OrderRecord:
         details: Optional[dict[str, Any]] = None,
         to_status: Optional[str] = None,
         review: Optional[ReviewClose] = None,
+        approval: Optional[tuple[str, str, int, int]] = None,
     ) -> None:
         """Write a state change or a message's outcome to Postgres, once per run and ``key``.
 
         ``key`` names the event itself ("order_cancelled", "CancelOrder:c-1:applied:1"), never
         its place among the writes: a workflow task that fails after its local activities ran
-        is retried, possibly with more messages handled first, and must repeat the same keys."""
+        is retried, possibly with more messages handled first, and must repeat the same keys.
+
+        ``review``: the write closes the review task too; ``approval`` (reviewer, note, approvals
+        so far, approvals required): it records an approval that is not the last (four eyes)."""
         if not self.received:
             # A message that arrives before order_received has created the row (an outside
             # client signalling right after its start) waits for the row.
@@ -194,7 +203,10 @@ class OrderRecord:
             reason=reason,
             details=details or {},
         )
-        if review is None:
+        arg: Any
+        if approval is not None:
+            activity, arg = Activities.RECORD_REVIEW_APPROVAL, ReviewApprovalRecord(record, *approval)
+        elif review is None:
             activity, arg = Activities.RECORD_ORDER_PROGRESS, record
         else:
             activity = Activities.RECORD_REVIEW_OUTCOME

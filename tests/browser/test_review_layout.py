@@ -140,7 +140,7 @@ def test_pages_fit_the_screen_and_show_what_matters(page, world, width):
                  "3 orders to this address within 24 h", "Ships to US, billed in DE.",
                  "480.00 USD is 12.0× this customer's usual 40.00 (median of 4 earlier orders"):
         expect(why).to_contain_text(text)
-    expect(page.locator("#earlier-orders li")).to_have_count(4)
+    expect(page.locator("#linked-orders li")).to_have_count(6)  # 4 by email, 2 by the forwarder's address
     expect(page.locator("#workflow-status")).to_have_text("awaiting_manual_review")
     for locator in (page.locator(".approve-form .btn-next"), page.get_by_text("Reject…")):
         _on_screen(page, locator, width)

@@ -1,6 +1,7 @@
 """The chaos run: its short form end to end, and proof that each audit check reports a breach.
 
-The short form (`manage.py chaos --orders 20`, one worker SIGKILL, one Temporal restart, one
+The short form (`manage.py chaos --orders 22`: every scenario once; one worker SIGKILL, one
+timed to fall on an escalation, one Temporal restart, one
 Postgres outage) starts its own Postgres, Temporal server and worker processes under tmp_path,
 so it disturbs neither the session's Temporal nor the machine's Postgres.
 """
@@ -20,7 +21,8 @@ import pytest
 
 from devtools.chaos import components, scenarios
 from devtools.chaos.checks import (
-    WorkflowOutcome, check_actions_once, check_charges, check_dispatch, check_outcomes_expected,
+    WorkflowOutcome, check_actions_once, check_charges, check_dispatch, check_escalations, check_four_eyes,
+    check_outcomes_expected,
     check_payments_match_ledger, check_refunds, check_review_tasks, check_temporal_matches_postgres,
     check_flags, check_terminal, check_workflows_closed, workflow_task_failures,
 )
@@ -29,6 +31,7 @@ from devtools.chaos.scenarios import ChaosOrder, scenarios_for
 from devtools.supervise import stop_embedded_postgres
 from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment
 from reviews.models import ReviewTask
+from temporal_app.contracts import RefusalCode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,7 +86,7 @@ def test_short_chaos_run_passes_every_check(chaos_workdir):
     workdir = chaos_workdir
     # --timeout bounds the wait for orders to end; the run then audits and reports what is stuck.
     code, output = run_chaos(
-        ["--orders", "20", "--worker-kills", "1", "--temporal-restarts", "1", "--db-outages", "1",
+        ["--orders", "22", "--worker-kills", "1", "--temporal-restarts", "1", "--db-outages", "1",
          "--db-outage-seconds", "5", "--timeout", "150"],
         workdir=workdir, limit=300,
     )
@@ -91,10 +94,12 @@ def test_short_chaos_run_passes_every_check(chaos_workdir):
     assert "CHAOS RUN PASSED" in output
     for check in ("every order terminal (Postgres)", "Temporal state == Postgres state",
                   "exactly one charge per paid order, none before payment",
-                  "no order dispatched twice", "no unhandled exception in the logs"):
+                  "no order dispatched twice", "no unhandled exception in the logs",
+                  "each escalation recorded once", "four eyes: two different people approved"):
         line = next(l for l in output.splitlines() if l.startswith(check))
         assert " PASS " in line, line
     assert "CHAOS: SIGKILL worker" in output
+    assert "falls due now" in output  # a worker killed as an escalation fell due
     assert "Temporal dev server restarted" in output
     assert "Postgres is back" in output
     # The run stops the Postgres it started.
@@ -329,6 +334,72 @@ def test_check_outcomes_expected_reports_wrong_outcome_and_contradicting_answer(
         "A-2: cancel was accepted (Order cancelled: x) but the order is completed",
         "A-3: address change was accepted but the order ships to '1 Way'",
     ]
+
+
+@pytest.mark.django_db
+def test_check_outcomes_expected_reports_four_eyes_and_decision_races_answered_wrong():
+    from temporal_app.contracts import FIRST_OF_TWO_APPROVALS
+
+    first = (True, FIRST_OF_TWO_APPROVALS, "Approved, 1 of 2")
+    orders = [
+        # One person's two approvals at once: both counted.
+        ChaosOrder("A-1", scenarios.FOUR_EYES_SAME, "1 Way", answers={"approve_a": first, "approve_b": first}),
+        # Two people's approvals: the order never waited for the second.
+        ChaosOrder("A-2", scenarios.FOUR_EYES_TWO, "1 Way",
+                   answers={"approve_a": (True, "", "ok"), "approve_b": (True, "", "ok")}),
+        # An approval and a rejection at once, both accepted; the rejection did not end it.
+        ChaosOrder("A-3", scenarios.APPROVE_REJECT_CANCEL, "1 Way",
+                   answers={"approve": (True, "", "ok"), "reject": (True, "", "ok")}),
+        # As it should be: one counted, one refused as the same reviewer.
+        ChaosOrder("A-4", scenarios.FOUR_EYES_SAME, "1 Way", answers={
+            "approve_a": first, "approve_b": (False, RefusalCode.SAME_REVIEWER, "already approved")}),
+    ]
+    for oid in ("A-1", "A-2", "A-3", "A-4"):
+        _order(oid, "completed")
+    assert check_outcomes_expected(orders).problems == [
+        "A-1: one person's two approvals answered (True, 'first_of_two_approvals') and (True, 'first_of_two_approvals')",
+        "A-2: two people's approvals answered (True, '') and (True, '')",
+        "A-3: rejection was accepted but the order is completed",
+        "A-3: both the approval and the rejection were accepted",
+    ]
+
+
+@pytest.mark.django_db
+def test_check_escalations_reports_a_double_a_missing_and_an_unmade_escalation():
+    from django.utils import timezone
+
+    due = timezone.now() + timedelta(hours=1)
+    for oid in ("A-1", "A-2", "A-3", "A-4", "A-5"):
+        ReviewTask.objects.create(order=_order(oid, "completed"), due_at=due, status="approved", decided_at=due)
+    for oid, times in (("A-1", 2), ("A-3", 1), ("A-5", 1)):  # audit rows
+        for n in range(times):
+            OrderEvent.objects.create(order=Order.objects.get(order_id=oid), type="review_escalated",
+                                      source="workflow", event_key=f"review:escalated:{n}")
+    ReviewTask.objects.filter(order__order_id__in=["A-1", "A-3", "A-5"]).update(escalated_at=due)
+    outcomes = {"A-1": WorkflowOutcome("COMPLETED", escalations=1), "A-2": WorkflowOutcome("COMPLETED", escalations=1),
+                "A-3": WorkflowOutcome("COMPLETED"), "A-4": WorkflowOutcome("COMPLETED"),
+                "A-5": WorkflowOutcome("COMPLETED", escalations=1)}
+    check = check_escalations(["A-1", "A-2", "A-3", "A-4", "A-5"], outcomes, {"A-4": scenarios.ESCALATION_KILL})
+    assert check.problems == [
+        "A-1: escalated 1 time(s) in Temporal, 2 audit row(s), task marked",
+        "A-2: escalated 1 time(s) in Temporal, 0 audit row(s), task not marked",
+        "A-3: escalated 0 time(s) in Temporal, 1 audit row(s), task marked",
+        "A-4: never escalated",
+    ]
+
+
+@pytest.mark.django_db
+def test_check_four_eyes_reports_one_person_approving_twice():
+    from django.utils import timezone
+
+    now = timezone.now()
+    rows = (("A-1", 2, "alice", "alice"), ("A-2", 2, "", "bob"), ("A-3", 1, "", "bob"), ("A-4", 2, "alice", "bob"))
+    for oid, required, first, second in rows:
+        ReviewTask.objects.create(order=_order(oid, "completed"), due_at=now, status="approved", decided_at=now,
+                                  approvals_required=required, first_approval_by=first, decided_by_name=second)
+    check = check_four_eyes(["A-1", "A-2", "A-3", "A-4"], {"A-3": scenarios.FOUR_EYES_TWO})
+    assert check.problems == ["A-1: approved by alice and alice", "A-2: approved by nobody and bob",
+                              "A-3: needed 1 approval(s), not 2"]
 
 
 @pytest.mark.django_db

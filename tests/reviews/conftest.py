@@ -20,12 +20,13 @@ _seq = itertools.count(1)
 
 
 def reviewer_group() -> Group:
-    """The group of reviews/migrations/0002. Transactional tests flush the tables (and with them
-    the migration's rows), so it is made again here, the same way."""
+    """The group of reviews/migrations/0002 (and 0010's note permission). Transactional tests
+    flush the tables (and with them the migration's rows), so it is made again here, the same way."""
     group, _ = Group.objects.get_or_create(name="reviewer")
     group.permissions.add(
         Permission.objects.get(codename="decide_review", content_type__app_label="reviews"),
         Permission.objects.get(codename="view_order", content_type__app_label="orderweb"),
+        Permission.objects.get(codename="add_order_note", content_type__app_label="orderweb"),
     )
     return group
 

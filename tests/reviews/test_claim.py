@@ -68,7 +68,7 @@ def test_supervisor_may_release_a_colleagues_claim(reviewer2):
     boss = make_user("boss", reviewer=True, supervisor=True)
     order = make_waiting_order(claimed_by=reviewer2)
     assert _messages(_post(client_for(boss), "reviews:release", order)) == [
-        services.RELEASE_OK.format(order_id=order.order_id)]
+        services.RELEASE_OTHERS_OK.format(order_id=order.order_id, user="bob")]
     event = OrderEvent.objects.get(order=order, type="review_released")
     assert event.actor == "boss" and event.details == {"holder": "bob"}
 

@@ -333,7 +333,7 @@ def test_order_page_leads_with_why_review_then_history_and_address_changes(revie
     order = make_waiting_order(order_id="O-1", email="grace@example.com", risk=(55, "medium", reasons))
     earlier = make_waiting_order(order_id="O-EARLIER", email="GRACE@example.com")
     decide_in_db(earlier, "rejected", by="bob", reason_code="suspected_fraud")
-    make_waiting_order(order_id="O-STRANGER", email="someone@else.example")
+    make_waiting_order(order_id="O-STRANGER", email="someone@else.example", address="9 Elsewhere\nShelbyville")
     # One applied change, plus the request and a refused repeat that must not show as changes.
     OrderEvent.objects.create(order=order, type="address_change_requested", source="admin", actor="stella",
                               details={"old_address": "1 Review Road", "requested_address": "2 New Road"})
@@ -349,9 +349,10 @@ def test_order_page_leads_with_why_review_then_history_and_address_changes(revie
     assert "The shipping address changed once after the order was placed." in html
     assert "since the assessment" in html
     assert html.count('<div class="new">') == 1  # one entry for one applied change
-    earlier_html = html.split('id="earlier-orders"')[1].split("</section>")[0]
-    assert "O-EARLIER" in earlier_html and "review rejected by bob" in earlier_html and "Suspected fraud" in earlier_html
-    assert "O-STRANGER" not in earlier_html
+    linked_html = html.split('id="linked-orders"')[1].split("</section>")[0]
+    assert "O-EARLIER" in linked_html and "review rejected by bob" in linked_html and "Suspected fraud" in linked_html
+    assert "same email · same shipping address" in linked_html
+    assert "O-STRANGER" not in linked_html
     assert RiskAssessment.objects.get(order=order).score == 55  # the stored assessment is left as it was
 
 

@@ -21,7 +21,7 @@ from django.urls import reverse
 
 from orderweb import actions
 from orderweb.models import Order, OrderEvent
-from reviews import services, views
+from reviews import services
 from reviews.models import ReviewTask
 from temporal_app import client as temporal_client
 from temporal_app.workflows import OrderWorkflow

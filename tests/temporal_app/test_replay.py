@@ -46,6 +46,8 @@ def replay(path: Path, workflows: list, keys: list[bytes] = ()) -> None:
 REFERENCE_SCENARIOS = {
     "happy_path", "cancel_after_payment", "dispatch_failure", "temporal_cancel", "refused_start",
     "malformed_messages", "shipping_terminated",
+    # The review team (issue 20): escalation, four eyes, the timeout approving as policy.
+    "escalation", "four_eyes", "policy_timeout",
 }
 
 

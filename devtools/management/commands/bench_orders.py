@@ -9,7 +9,8 @@ bare baseline's ``asyncio.gather``.
 
 The last line printed is one JSON object: orders, seconds, orders_per_s,
 approve_to_charged_ms {p50, p95} (approval sent -> charge row written by the worker),
-peak_worker_rss_mb (VmHWM of the worker process). With ``--compare-bare`` the bare-engine
+peak_worker_rss_mb (VmHWM of the worker process), temporal_actions_per_order (Temporal Cloud's
+billable Actions in one completed order's histories, devtools/actions.py). With ``--compare-bare`` the bare-engine
 baseline runs on the same server in the same invocation, alternating with ours, and the JSON
 also holds its figure and the ratio (medians over the rounds).
 """
@@ -45,6 +46,7 @@ from devtools.bench import (
     running_worker_pids,
     vm_hwm_mb,
 )
+from devtools.actions import order_actions
 from devtools.supervise import stop_process
 from orderweb.models import Order, OrderEvent, Payment
 from orderweb.services import order_create
@@ -121,6 +123,7 @@ class Command(BaseCommand):
             if workers:
                 workers.stop()
         result = self._summary(orders, rounds, bare, peak, options)
+        result.update(self._actions(rounds))
         self.stdout.write(json.dumps(result))
         failed = sum(r["failed"] for r in rounds)
         if failed:
@@ -226,6 +229,7 @@ class Command(BaseCommand):
             for order_id, sent in approve_sent.items() if order_id in charged
         ]
         completed = sum(1 for status in finished.values() if status == OrderState.COMPLETED)
+        sample = next((oid for oid, status in finished.items() if status == OrderState.COMPLETED), None)
         problems = {**created_errors, **approve_errors}
         problems.update({oid: f"ended {status}" for oid, status in finished.items() if status != OrderState.COMPLETED})
         problems.update({oid: "timed out" for oid in (waiting_review | waiting_end) - problems.keys()})
@@ -236,7 +240,17 @@ class Command(BaseCommand):
             "example_failure": next(iter(problems.items()), None),
             "latencies": latencies,
             "unconfirmed": len(unconfirmed),
+            "sample": sample,  # a completed order, whose histories the summary counts Actions in
         }
+
+    def _actions(self, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+        """Temporal Cloud Actions of one completed order (its history and its child's), by kind
+        (devtools/actions.py): after the measured rounds, so they cost the figures nothing."""
+        sample = next((r["sample"] for r in reversed(rounds) if r["sample"]), None)
+        if sample is None:
+            return {}
+        counts = order_actions(Order.objects.get(order_id=sample).workflow_id)
+        return {"temporal_actions_per_order": sum(counts.values()), "temporal_actions_by_kind": dict(counts)}
 
     def _bare(self, path: str, orders: int) -> float:
         env = {**os.environ, "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS}

@@ -6,7 +6,10 @@
 For each size ``orders:awaiting`` it empties the bench database, seeds that many orders in bulk
 (``awaiting`` of them waiting for review with an open task, a third of those claimed; the rest
 finished, with closed review tasks, line items and timeline events as real orders leave them;
-every order with a customer, an email and a risk assessment, about 13 orders per customer),
+every order with a customer, an email and a risk assessment, about 13 orders per customer;
+since issue 20: a billing address and a client IP shared by a few orders each, a note on some,
+a twentieth of the open reviews escalated, the high-risk ones needing four eyes, a third of those
+approved once, and claims of every age, so that some have lapsed),
 runs ANALYZE, then renders each review page through Django's full request stack (middleware,
 session, permissions, templates) ``--runs`` times after warm-ups, and reports the median and the
 Python CPU time (this thread only, so other processes on a busy machine do not count) and
@@ -114,6 +117,9 @@ class Command(BaseCommand):
             user = User.objects.create(username=f"bench-reviewer-{i}")
             user.groups.add(group)
             reviewers.append(user)
+        lead = User.objects.create(username="bench-lead")
+        lead.groups.add(group)
+        lead.user_permissions.add(Permission.objects.get(codename="lead_review", content_type__app_label="reviews"))
 
         rng = random.Random(42)
         now = timezone.now()
@@ -136,6 +142,9 @@ class Command(BaseCommand):
                 if status == Order.Status.CANCELLED else "",
                 failure_reason="payment declined: bench" if status == Order.Status.FAILED else "",
                 source="api",
+                # Linked orders: a billing address shared by ~5 orders, a client IP by ~20.
+                billing_address=f"{i % 20011} Billing Road\nTown {i % 500}",
+                client_ip=f"198.51.{(i % 4999) // 250}.{(i % 4999) % 250}",
             ))
         Order.objects.bulk_create(orders, batch_size=BATCH)
         # created_at is auto_now_add: spread it as real orders arrive.
@@ -160,6 +169,9 @@ class Command(BaseCommand):
             if status != Order.Status.AWAITING_MANUAL_REVIEW:
                 events.append(OrderEvent(order_id=pk, type="status_changed", source="workflow",
                                          to_status=status, event_key="finished"))
+            if pk % 10 == 0:
+                events.append(OrderEvent(order_id=pk, type="note_added", source="web", actor="bench-reviewer-1",
+                                         message="Called the customer: the address is right."))
         OrderEvent.objects.bulk_create(events, batch_size=BATCH)
 
         # Every order was scored at validation: mostly low, some medium, a tenth high.
@@ -182,10 +194,17 @@ class Command(BaseCommand):
         for pk, status, created in ids:
             if status == Order.Status.AWAITING_MANUAL_REVIEW:
                 claimer = rng.choice(reviewers) if rng.random() < 1 / 3 else None
+                four_eyes = risks[pk][1] == "high"
+                first = rng.choice(reviewers) if four_eyes and rng.random() < 1 / 3 else None
                 tasks.append(ReviewTask(
                     order_id=pk, due_at=created + timedelta(hours=24), claimed_by=claimer,
-                    claimed_at=created + timedelta(minutes=5) if claimer else None,
+                    # Claims of every age up to two hours: about half have lapsed (60 minutes).
+                    claimed_at=now - timedelta(minutes=rng.randint(0, 120)) if claimer else None,
                     risk_score=risks[pk][0], risk_level=risks[pk][1], amount=amounts[pk],
+                    escalated_at=now - timedelta(minutes=5) if rng.random() < 1 / 20 else None,
+                    approvals_required=2 if four_eyes else 1,
+                    four_eyes_rule="high risk (REVIEW_FOUR_EYES_LEVELS=high)" if four_eyes else "",
+                    first_approval_by=first.username if first else "", first_approval_at=now if first else None,
                 ))
             elif status != Order.Status.FAILED:
                 outcome = (ReviewTask.Status.APPROVED if status == Order.Status.COMPLETED
@@ -237,15 +256,23 @@ class Command(BaseCommand):
             ("recent, reviewer + dates", f"/reviews/decided/?by=bench-reviewer-3&since={since}"),
             ("recent, reason", "/reviews/decided/?reason=suspected_fraud"),
             ("order page", f"/reviews/orders/{order_id}/"),
+            # Issue 20, as the lead sees them: the Escalated view, and the order page (with the
+            # reviewers to reassign to: one query more).
+            ("queue, escalated (lead)", "/reviews/?filter=escalated#lead"),
+            ("order page (lead)", f"/reviews/orders/{order_id}/#lead"),
         ]
 
     def _measure(self, runs: int, explain: bool) -> list[tuple[str, float, float, int]]:
         client = Client(HTTP_HOST="localhost")
         client.force_login(get_user_model().objects.get(username="bench-reviewer-0"))
+        lead = Client(HTTP_HOST="localhost")
+        lead.force_login(get_user_model().objects.get(username="bench-lead"))
         rows = []
+        reviewer = client
         for label, url in self._pages():
             headers = {"HTTP_HX_REQUEST": "true"} if url.endswith("#htmx") else {}
-            url = url.removesuffix("#htmx")
+            client = lead if url.endswith("#lead") else reviewer
+            url = url.removesuffix("#htmx").removesuffix("#lead")
             for _ in range(3):  # warm-up: connection, template cache, Postgres buffers
                 self._get(client, url, headers)
             timings, cpu_times, sql_times, counts = [], [], [], set()

@@ -39,6 +39,8 @@ class Command(BaseCommand):
         parser.add_argument("--temporal-restarts", type=int, default=1)
         parser.add_argument("--db-outages", type=int, default=1, help="Times Postgres is stopped.")
         parser.add_argument("--db-outage-seconds", type=float, default=8.0)
+        parser.add_argument("--escalation-kills", type=int, default=2,
+                            help="SIGKILLs of a worker timed to fall on an escalation (escalation_kill orders).")
         parser.add_argument("--rate", type=float, default=4.0, help="Orders created per second.")
         parser.add_argument("--timeout", type=float, default=0.0,
                             help="Seconds to wait for every order to end (default 300 + 2 per order).")
@@ -81,7 +83,7 @@ class Command(BaseCommand):
         }
         command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "chaos", "--inner"]
         for name in ("orders", "seed", "workers", "threads", "fault_rate", "worker_kills",
-                     "temporal_restarts", "db_outages", "db_outage_seconds", "rate", "timeout"):
+                     "temporal_restarts", "db_outages", "db_outage_seconds", "escalation_kills", "rate", "timeout"):
             command += [f"--{name.replace('_', '-')}", str(options[name])]
         command += ["--workdir", str(workdir)]
         try:
@@ -98,7 +100,7 @@ class Command(BaseCommand):
             threads=options["threads"], fault_rate=options["fault_rate"],
             worker_kills=options["worker_kills"], temporal_restarts=options["temporal_restarts"],
             db_outages=options["db_outages"], db_outage_seconds=options["db_outage_seconds"],
-            rate=options["rate"], timeout=options["timeout"], workdir=workdir,
+            escalation_kills=options["escalation_kills"], rate=options["rate"], timeout=options["timeout"], workdir=workdir,
             temporal_port=port, ui_port=int(os.environ["CHAOS_UI_PORT"]),
         )
 

@@ -39,6 +39,15 @@ DEFAULT_OUT = Path(settings.BASE_DIR) / "tests" / "temporal_app" / "histories"
 SCENARIOS = (
     "happy_path", "cancel_after_payment", "dispatch_failure", "temporal_cancel", "refused_start",
     "malformed_messages", "shipping_terminated",
+    # The review team (issue 20); the workers need the rules they exercise (see RULES_NEEDED).
+    "escalation", "four_eyes", "policy_timeout",
+)
+# What the workers' settings must say for the review team's scenarios (the rules are read by the
+# workers' order_validated, not by this command). `make run` with .env.example's four eyes and:
+#   REVIEW_TIMEOUT_ACTION_MEDIUM=approve make run
+RULES_NEEDED = (
+    "The workers must run with REVIEW_FOUR_EYES_AMOUNT=1000.00 (as .env.example sets it), "
+    "REVIEW_TIMEOUT_ACTION_MEDIUM=approve and REVIEW_ESCALATE_AFTER above 0 (0.75 by default): {problem}"
 )
 
 
@@ -89,8 +98,19 @@ class Command(BaseCommand):
     def _client(self, fn):
         return client_thread.run(fn, timeout=60)
 
-    def _order(self, order_id: str):
-        return order_create(order_id=order_id, address="1 History Lane", line_items=[LineItem("SKU-H", "Thing", 1, "5.00")])
+    def _order(self, order_id: str, *, price: str = "5.00", **kwargs):
+        return order_create(order_id=order_id, address="1 History Lane",
+                            line_items=[LineItem("SKU-H", "Thing", 1, price)], **kwargs)
+
+    def _rules(self, order, **expected) -> None:
+        """Refuse to record when the workers' rules are not the ones the scenario exercises."""
+        from reviews.models import ReviewTask
+
+        task = ReviewTask.objects.filter(order=order).first()
+        found = {name: getattr(task, name, None) for name in expected}
+        if found != expected:
+            self._client(lambda c: c.get_workflow_handle(order.workflow_id).terminate("wrong rules"))
+            raise CommandError(RULES_NEEDED.format(problem=f"the review task of {order.order_id} has {found}"))
 
     def _scenario_happy_path(self, order_id: str) -> dict[str, str]:
         order = self._order(order_id)
@@ -157,4 +177,42 @@ class Command(BaseCommand):
         order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder"))
         _wait(order.workflow_id, lambda s: s["awaiting_shipping_retry"], "dispatch failure")
         self._client(lambda c: c.get_workflow_handle(shipping_workflow_id(order.workflow_id)).terminate("recorded"))
+        return {"order": order.workflow_id}
+
+    def _scenario_escalation(self, order_id: str) -> dict[str, str]:
+        """Nobody decides for 3/4 of a 10 s review: the leads are told (the escalation's timer, the
+        ReviewEscalated upsert, the review_escalated activity); then an approval."""
+        order = self._order(order_id, review_timeout_seconds=10)
+        _wait(order.workflow_id, _awaiting_review, "review")
+        status = _wait(order.workflow_id, lambda s: s["review_escalated_at"] or s["workflow_status"] != "awaiting_manual_review",
+                       "the escalation")
+        if not status["review_escalated_at"]:
+            raise CommandError(RULES_NEEDED.format(problem=f"{order.order_id} did not escalate"))
+        order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder", action_id="e-1"))
+        return {"order": order.workflow_id}
+
+    def _scenario_four_eyes(self, order_id: str) -> dict[str, str]:
+        """A 1,500.00 order: approved by one reviewer (the first of two), again by the same one by
+        signal (refused, same reviewer), then by a second: paid and shipped."""
+        order = self._order(order_id, price="1500.00")
+        _wait(order.workflow_id, _awaiting_review, "review")
+        self._rules(order, approvals_required=2)
+        order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder-a", "first",
+                                                                                      "fe-1"))
+        self._client(lambda c: c.get_workflow_handle(order.workflow_id).signal(
+            Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision("approve", "recorder-a", "again", "fe-2")))
+        _wait(order.workflow_id, lambda s: any(m.get("code") == "same_reviewer" for m in s["signals"]), "the refusal")
+        order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder-b", "",
+                                                                                      "fe-3"))
+        return {"order": order.workflow_id, "shipping": shipping_workflow_id(order.workflow_id)}
+
+    def _scenario_policy_timeout(self, order_id: str) -> dict[str, str]:
+        """A medium-risk order nobody decides within its 4 s: escalated, then approved by the
+        actor "policy" (REVIEW_TIMEOUT_ACTION_MEDIUM=approve), paid and shipped."""
+        order = self._order(order_id, review_timeout_seconds=4)
+        _wait(order.workflow_id, _awaiting_review, "review")
+        self._rules(order, timeout_action="approve")
+        status = _wait(order.workflow_id, lambda s: s["workflow_status"] in ("completed", "cancelled"), "the ending")
+        if status["workflow_status"] != "completed":
+            raise CommandError(RULES_NEEDED.format(problem=f"{order.order_id} ended {status['workflow_status']}"))
         return {"order": order.workflow_id}

@@ -2,6 +2,7 @@
  *
  * Shortcuts (listed on every page, and in the dialog that "?" opens):
  *   queue:      j / k  move the selection      Enter  open it     c  claim it
+ *               x  select it for a bulk decision (the checkboxes; "select all" in the header)
  *   order page: a  approve & next    r  reject (choose a reason 1-5, Enter confirms)
  *               c  claim            j / k  next / previous order of your queue
  *   everywhere: /  search           ?  the list of shortcuts      Esc  close
@@ -10,6 +11,9 @@
  * The queue's htmx refresh keeps the selected row, the focused element and the scroll position.
  * The order page's decision panel locks itself (buttons disabled, a message saying what
  * happened) as soon as the live status panel reports that the order has left review.
+ * Its claim clock warns the holder before the claim lapses and offers to keep it (WCAG 2.2.1):
+ * one announcement when the warning appears and one when the claim is kept or lapses, in a
+ * polite live region; the seconds count down beside it, hidden from screen readers.
  */
 (function () {
   "use strict";
@@ -87,9 +91,130 @@
       if (row) select(row, focusLost);
       if (scrollBefore !== null && window.scrollY !== scrollBefore) window.scrollTo(0, scrollBefore);
       scrollBefore = null;
+      bulkRestore();
     }
     if (target && target.id === "live-status") lockIfLeftReview();
   });
+
+  // -- the queue: orders selected for a bulk decision ------------------------------------------
+
+  var chosen = new Set(); // order ids whose checkbox is ticked; the refresh keeps them
+
+  function bulkForm() { return document.getElementById("bulk-form"); }
+
+  function bulkBoxes() {
+    return Array.prototype.slice.call(document.querySelectorAll("#queue input.bulk-select"));
+  }
+
+  function bulkUpdate() {
+    var form = bulkForm();
+    if (!form) return;
+    var max = Number(form.getAttribute("data-bulk-max")) || 50;
+    var n = chosen.size;
+    var count = document.getElementById("bulk-count");
+    var text = n === 0 ? "No order selected." : n + (n === 1 ? " order selected." : " orders selected.");
+    if (n > max) text += " At most " + max + " at once: unselect " + (n - max) + ".";
+    if (count.textContent !== text) count.textContent = text;
+    ["bulk-approve", "bulk-reject"].forEach(function (id) {
+      var button = document.getElementById(id);
+      if (button) button.disabled = n === 0 || n > max;
+    });
+    var all = document.getElementById("select-all");
+    var boxes = bulkBoxes();
+    if (all) {
+      var ticked = boxes.filter(function (b) { return b.checked; }).length;
+      all.checked = boxes.length > 0 && ticked === boxes.length;
+      all.indeterminate = ticked > 0 && ticked < boxes.length;
+    }
+  }
+
+  function bulkToggle(box, on) {
+    box.checked = on;
+    if (on) chosen.add(box.value); else chosen.delete(box.value);
+  }
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target.classList && target.classList.contains("bulk-select")) {
+      bulkToggle(target, target.checked);
+      bulkUpdate();
+    } else if (target.id === "select-all") {
+      bulkBoxes().forEach(function (box) { bulkToggle(box, target.checked); });
+      bulkUpdate();
+    }
+  });
+
+  function bulkRestore() {
+    // The polled table came back: tick what was ticked; orders that left the queue are dropped.
+    var present = new Set();
+    bulkBoxes().forEach(function (box) { present.add(box.value); box.checked = chosen.has(box.value); });
+    chosen.forEach(function (id) { if (!present.has(id)) chosen.delete(id); });
+    bulkUpdate();
+  }
+
+  function toggleSelectedRow() {
+    var row = queueRows().find(function (r) { return r.getAttribute("data-order") === selected; });
+    var box = row && row.querySelector("input.bulk-select");
+    if (!box) return;
+    bulkToggle(box, !box.checked);
+    bulkUpdate();
+  }
+
+  // -- the order page: the claim's clock ---------------------------------------------------------
+
+  var claimTick = null;
+
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+
+  function clock(seconds) { return two(new Date(seconds * 1000).getUTCHours()) + ":" + two(new Date(seconds * 1000).getUTCMinutes()); }
+
+  function claimTimer() {
+    var clockBox = document.getElementById("claim-clock");
+    if (!clockBox) return;
+    var timer = document.getElementById("claim-timer");
+    var warning = document.getElementById("claim-warning");
+    var countdown = timer.querySelector(".claim-countdown");
+    var lapses = Number(clockBox.getAttribute("data-lapses-at"));
+    var warn = Number(clockBox.getAttribute("data-warn-seconds"));
+    var left = Math.round(lapses - Date.now() / 1000);
+    var phase = left <= 0 ? "lapsed" : left <= warn ? "warned" : "held";
+    if (phase === clockBox.getAttribute("data-phase")) {
+      if (phase === "warned") countdown.textContent = Math.floor(left / 60) + ":" + two(left % 60) + " left";
+      return;
+    }
+    clockBox.setAttribute("data-phase", phase);
+    timer.hidden = phase === "held";
+    countdown.textContent = "";
+    // Said once when the phase changes; the seconds counting down are not read out.
+    if (phase === "lapsed") {
+      warning.textContent = "Your claim lapsed at " + clock(lapses) + " UTC: a colleague may take this order. " +
+        "Keep it if you are still on it.";
+    } else if (phase === "warned") {
+      var minutes = Math.ceil(left / 60);
+      warning.textContent = "Your claim on " + clockBox.getAttribute("data-order") + " lapses at " + clock(lapses) +
+        " UTC, in " + minutes + " minute" + (minutes === 1 ? "" : "s") + ". Keep it if you are still on it.";
+      countdown.textContent = Math.floor(left / 60) + ":" + two(left % 60) + " left";
+    }
+  }
+
+  function claimKeep(event) {
+    var form = event.target;
+    if (!form.classList || !form.classList.contains("extend-form") || !window.fetch) return;
+    event.preventDefault();
+    var clockBox = document.getElementById("claim-clock");
+    fetch(form.action, {
+      method: "POST", body: new FormData(form), credentials: "same-origin",
+      headers: { "Accept": "application/json" },
+    }).then(function (response) { return response.json(); }).then(function (answer) {
+      if (answer.ok) {
+        clockBox.setAttribute("data-lapses-at", String(answer.lapses_at));
+        clockBox.setAttribute("data-phase", "held");
+        document.getElementById("claim-timer").hidden = true;
+      }
+      document.getElementById("claim-warning").textContent = answer.message;
+    }).catch(function () { form.submit(); });
+  }
+  document.addEventListener("submit", claimKeep);
 
   // -- the order page: lock the decision panel when the order left review ---------------------
 
@@ -204,6 +329,7 @@
       case "a": if (onOrder && !locked) submitWith(".approve-form .btn-next"); else handled = false; break;
       case "r": if (onOrder) openReject(); else handled = false; break;
       case "c": claim(); break;
+      case "x": if (!onOrder) toggleSelectedRow(); else handled = false; break;
       case "/": focusSearch(); break;
       case "?": toggleHelp(); break;
       default: handled = false;
@@ -224,5 +350,13 @@
       el.addEventListener("change", function () { el.form.requestSubmit(); });
     });
     lockIfLeftReview();
+    bulkRestore();
+    if (document.getElementById("claim-clock")) {
+      // A claim that has lapsed already is said by the page itself (rendered in its live region).
+      var box = document.getElementById("claim-clock");
+      if (!document.getElementById("claim-timer").hidden) box.setAttribute("data-phase", "lapsed");
+      claimTimer();
+      claimTick = window.setInterval(claimTimer, 1000);
+    }
   });
 })();

@@ -4,6 +4,10 @@ With ``WORKER_HEALTH_PORT`` set, the process also answers ``/readyz`` and ``/hea
 ``WORKER_HEALTH_HOST:WORKER_HEALTH_PORT`` (``temporal_app.health``); with ``TEMPORAL_METRICS_PORT``
 set, the SDK's own Prometheus metrics (``temporal_*``: activity and workflow task outcomes and
 latencies, schedule-to-start, slots, pollers) on ``TEMPORAL_METRICS_HOST:TEMPORAL_METRICS_PORT``.
+
+The workers join the Worker Deployment ``TEMPORAL_DEPLOYMENT_NAME`` as the version
+``TEMPORAL_BUILD_ID`` (default: a hash of the workflow code); ``TEMPORAL_WORKER_VERSIONING=0`` runs
+them unversioned (``temporal_app.versioning``, docs/operations.md "Upgrading the workers").
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from django.db.utils import OperationalError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from temporalio.client import Client
+from temporalio.common import WorkerDeploymentVersion
 
 from temporal_app.client import TEMPORAL_MISCONFIGURED, _transport_detail, connect, exit_process
 from temporal_app.health import DEPENDENCY_TIMEOUT_SECONDS, HealthServer, WorkerHealth
+from temporal_app.versioning import deployment_version
 from temporal_app.worker import QUEUES, ensure_search_attributes, run_workers
 
 logger = logging.getLogger("temporal_app.run_workers")
@@ -105,10 +111,21 @@ class Command(BaseCommand):
             ", TLS" if settings.TEMPORAL_TLS is not False else "",
             ", payloads encrypted" if settings.TEMPORAL_PAYLOAD_KEYS else "",
         )
+        deployment = worker_deployment()
+        if deployment is not None:
+            logger.info("joining worker deployment %s as version %s%s", deployment.deployment_name,
+                        deployment.build_id, "" if settings.TEMPORAL_BUILD_ID else " (a hash of the workflow code)")
         await run_workers(
             client, queues=queues, threads=threads, stop=stop, sandbox=settings.TEMPORAL_WORKFLOW_SANDBOX,
-            health=health,
+            health=health, deployment=deployment, make_current=settings.TEMPORAL_VERSION_CURRENT_ON_START,
         )
+
+
+def worker_deployment() -> Optional[WorkerDeploymentVersion]:
+    """The Worker Deployment Version these workers join, or None (TEMPORAL_WORKER_VERSIONING=0)."""
+    if not settings.TEMPORAL_WORKER_VERSIONING:
+        return None
+    return deployment_version(settings.TEMPORAL_DEPLOYMENT_NAME, settings.TEMPORAL_BUILD_ID)
 
 
 def health_server(health: WorkerHealth) -> HealthServer | None:

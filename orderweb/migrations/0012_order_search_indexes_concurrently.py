@@ -1,12 +1,13 @@
 """The orders table's search and history indexes, built without locking it, and known to Django.
 
 Until now ``reviews`` migrations built them in a transaction inside ``RunPython`` (0003's
-``order_id`` trigram index, 0007's six, 0008's swap of three for ``(UPPER(col), created_at)``):
+``order_id`` trigram index, 0007's six, 0008's swap of three for ``(UPPER(col), created_at)``,
+0010's two for an order's linked orders by billing address and client IP):
 every write to ``orderweb_order`` waited while they built, and Django's model state did not know
 them. They are declared on ``Order`` now and built here with ``CREATE INDEX CONCURRENTLY``
 (``atomic = False``); those reviews migrations no longer touch the table.
 
-- A database that ran the old 0003/0007/0008 already holds these indexes, valid, under these
+- A database that ran the old 0003/0007/0008/0010 already holds these indexes, valid, under these
   names: they are kept (``AddIndexConcurrentlyIfMissing``), and the state learns of them.
 - One that ran the old 0007 but not 0008 also holds 0007's plain ``UPPER(col)`` indexes, which
   0008 used to drop: dropped here, concurrently.
@@ -48,7 +49,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("orderweb", "0010_order_id_unique_ignoring_case"),
+        ("orderweb", "0011_order_id_unique_ignoring_case"),
     ]
 
     operations = [
@@ -67,5 +68,9 @@ class Migration(migrations.Migration):
             index=models.Index(Upper(column), models.F("created_at"), name=name),
         ) for column, name in (
             ("customer", "order_customer_upper_time"), ("customer_email", "order_email_upper_time"),
-            ("address", "order_address_upper_time"))],
+            ("address", "order_address_upper_time"), ("billing_address", "order_billing_upper_time"))],
+        AddIndexConcurrentlyIfMissing(
+            model_name="order",
+            index=models.Index(models.F("client_ip"), models.F("created_at"), name="order_client_ip_time"),
+        ),
     ]

@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY; the re-keying commits batch by batch
 
     dependencies = [
-        ("orderweb", "0011_order_search_indexes_concurrently"),
+        ("orderweb", "0012_order_search_indexes_concurrently"),
     ]
 
     operations = [

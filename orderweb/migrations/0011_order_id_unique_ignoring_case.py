@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE UNIQUE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("orderweb", "0009_webhook_delivery_plural"),
+        ("orderweb", "0010_review_team_events_note_permission"),
     ]
 
     operations = [
