@@ -8,6 +8,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -178,19 +179,31 @@ def bench_reviewer():
     return user
 
 
+NOT_SENT_RETRY_SECONDS = 1.0
+NOT_SENT_GIVE_UP_SECONDS = 120.0
+
+
 def approver() -> Callable[..., Optional[str]]:
     """The review UI's own path: ``review_decide`` (audit, then the DecideReview Update).
     Returns a function that approves and returns None, or a problem description; it raises
-    TemporalUnavailable when the decision was sent but its answer did not come in time."""
+    TemporalUnavailable when the decision was sent but its answer did not come in time. A
+    decision that was not sent (Temporal unreachable, or this process knows the workers are not
+    answering: ``temporal_app.client.WorkerSilence``) is decided again a second later, as a
+    reviewer would, for up to two minutes."""
     from orderweb.actions import Unanswered
     from reviews.services import review_decide
 
     def approve(*, order, user) -> Optional[str]:
-        outcome = review_decide(order=order, user=user, decision="approve")
-        if outcome.accepted:
-            return None
-        if outcome.code in (Unanswered.NO_ANSWER, Unanswered.UNREACHABLE):
-            raise TemporalUnavailable(outcome.message)
-        return outcome.message
+        give_up = time.monotonic() + NOT_SENT_GIVE_UP_SECONDS
+        while True:
+            outcome = review_decide(order=order, user=user, decision="approve")
+            if outcome.accepted:
+                return None
+            if outcome.code in (Unanswered.UNREACHABLE, Unanswered.WORKERS_DOWN) and time.monotonic() < give_up:
+                time.sleep(NOT_SENT_RETRY_SECONDS)
+                continue
+            if outcome.code in (Unanswered.NO_ANSWER, Unanswered.UNREACHABLE, Unanswered.WORKERS_DOWN):
+                raise TemporalUnavailable(outcome.message)
+            return outcome.message
 
     return approve

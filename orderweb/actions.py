@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connections, transaction
 
 from orderweb import events
 from orderweb.models import CancelReason, Order, OrderEvent, Shipment
@@ -29,6 +30,7 @@ from temporal_app.client import (
     ActionRefused,
     TemporalNoAnswer,
     TemporalUnavailable,
+    WorkersNotAnswering,
     WorkflowCannotAnswer,
     order_workflow_update,
 )
@@ -83,6 +85,7 @@ class Unanswered(StrEnum):
     """Why a request got no answer (``ActionOutcome.code`` when UNANSWERED)."""
 
     UNREACHABLE = "temporal_unreachable"  # nothing reached Temporal: nothing changed
+    WORKERS_DOWN = "workers_not_answering"  # the workers answer no query: not sent, nothing changed
     NO_ANSWER = "no_answer"  # it reached Temporal, no answer in time: it may still apply
     WORKFLOW_STUCK = "workflow_stuck"  # the workflow's task is failing: it takes nothing now
 
@@ -200,6 +203,35 @@ def workflow_action_send(
     return outcome
 
 
+# How many of a bulk action's requests are in flight at once: a cancel answers only once its
+# order has ended (a refund included), so one after another a page of orders took N times that;
+# more at once would only queue up in the workers and hold more database connections here.
+BULK_CONCURRENCY = 8
+
+
+def workflow_actions_send_many(
+    *, orders: Sequence[Order], send: Callable[[Order], ActionOutcome], concurrency: int = BULK_CONCURRENCY,
+) -> list[ActionOutcome]:
+    """``send(order)`` (an entry point's service, each going through ``workflow_action_send``)
+    for every order, ``concurrency`` at a time on threads of their own; the outcomes in the
+    orders' order, one for each. A failure of one (an exception) is re-raised only after all
+    have answered, so no order is left sent but unreported. When the workers are down, the first
+    unanswered Update makes the rest answer at once, unsent (``temporal_app.client.WorkerSilence``)."""
+
+    def one(order: Order) -> ActionOutcome:
+        try:
+            return send(order)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    if len(orders) <= 1:
+        return [send(order) for order in orders]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(orders)), thread_name_prefix="bulk-action") as pool:
+        futures = [pool.submit(one, order) for order in orders]
+        wait(futures)
+    return [future.result() for future in futures]
+
+
 def _send(order: Order, request: WorkflowRequest) -> ActionOutcome:
     try:
         result = order_workflow_update(order.workflow_id, request.kind.update, request.payload)
@@ -209,6 +241,8 @@ def _send(order: Order, request: WorkflowRequest) -> ActionOutcome:
         return ActionOutcome(order, Outcome.UNANSWERED, str(err), Unanswered.WORKFLOW_STUCK, order.status)
     except TemporalNoAnswer as err:
         return ActionOutcome(order, Outcome.UNANSWERED, str(err), Unanswered.NO_ANSWER, order.status)
+    except WorkersNotAnswering as err:
+        return ActionOutcome(order, Outcome.UNANSWERED, str(err), Unanswered.WORKERS_DOWN, order.status)
     except TemporalUnavailable as err:
         return ActionOutcome(order, Outcome.UNANSWERED, str(err), Unanswered.UNREACHABLE, order.status)
     if result.accepted:  # its code, if any, says it took effect only in part (a first of two approvals)

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from orderweb import events, simulators
 from orderweb.models import Order, Payment, Shipment
+from orderweb.api.services import api_idempotency_keys_purge
 from orderweb.services import (
     OrderConflict,
     order_receive,
@@ -236,3 +237,16 @@ def webhooks_queued() -> tuple[int, int]:
     """The webhook outbox sweep: a delivery for each new status change, a workflow for each new
     delivery (idempotent: several worker processes may run it at once)."""
     return webhooks_queue()
+
+
+# -- the API's Idempotency-Keys (orderweb/api/services.py) ----------------------------------------
+
+
+@periodic(seconds=3600, queue=ORDER_TASK_QUEUE)
+def api_idempotency_keys_expired() -> int:
+    """Delete the Idempotency-Keys older than API_IDEMPOTENCY_KEY_HOURS (safe in every worker
+    process at once: SKIP LOCKED batches)."""
+    deleted = api_idempotency_keys_purge()
+    if deleted:
+        logger.info("deleted %d expired API idempotency keys", deleted)
+    return deleted

@@ -29,6 +29,7 @@ from orderweb.actions import (
     order_cancel_dispatch_failed,
     order_is_awaiting_shipping_retry,
     order_shipping_retry,
+    workflow_actions_send_many,
 )
 from orderweb.admin_moments import MOMENT_FORMAT, MomentsAdmin, moment_field
 from orderweb.forms import AddressForm, CancelForm, NoteForm, OrderCreateForm, OrderLineFormSet
@@ -510,7 +511,8 @@ class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
     def retry_shipping_selected(self, request: HttpRequest, queryset: QuerySet) -> Optional[HttpResponse]:
         orders = list(queryset)
         if request.POST.get("post") == "yes":
-            self._report(request, [order_shipping_retry(order=order, acting_user=request.user) for order in orders])
+            self._report(request, workflow_actions_send_many(
+                orders=orders, send=lambda order: order_shipping_retry(order=order, acting_user=request.user)))
             return None
         return self._retry_confirmation(request, orders, action="retry_shipping_selected")
 
@@ -521,8 +523,10 @@ class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
         form = CancelForm(request.POST if request.POST.get("post") == "yes" else None)
         if form.is_valid():
             reason, code = form.cleaned_data["reason"], form.cleaned_data["reason_code"]
-            self._report(request, [service(order=order, reason=reason, reason_code=code, acting_user=request.user)
-                                   for order in orders])
+            # Several at once: each answers only when its order has ended (workflow_actions_send_many).
+            self._report(request, workflow_actions_send_many(
+                orders=orders, send=lambda order: service(order=order, reason=reason, reason_code=code,
+                                                          acting_user=request.user)))
             return None
         return self._cancel_confirmation(request, orders, form, action=action)
 

@@ -14,6 +14,12 @@ Cross-origin: the UI runs on its own origin, so the answer carries CORS headers 
 in ``TEMPORAL_CODEC_CORS_ORIGINS`` (credentials allowed), and the preflight ``OPTIONS`` is
 answered without a session, as browsers send it without cookies.
 
+Size: a body up to ``MAX_BODY_BYTES`` (10 MB, a long history's payloads) is read from the request
+stream here, not through ``request.body``, whose own limit (``DATA_UPLOAD_MAX_MEMORY_SIZE``,
+2.5 MB) would answer first with a bare 400 that carries no CORS headers: the Web UI could not
+read it and would show ciphertext without a word. Every answer, errors included, carries the
+CORS headers (``_cors``), so the UI can always say why.
+
 CSRF: these two views are exempt from Django's token check, which the UI cannot take part in.
 They change nothing, and instead they refuse any request a foreign page could make a browser
 send with the staff member's cookies: the body must be ``application/json`` (a cross-site form
@@ -24,6 +30,7 @@ cannot send that without a CORS preflight, which only the listed origins pass), 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Optional
 
 from django.conf import settings
@@ -34,6 +41,8 @@ from temporalio.api.common.v1 import Payload
 
 from temporal_app.codec import FernetPayloadCodec, PayloadKeyError
 
+logger = logging.getLogger(__name__)
+
 PERMISSION = "orderweb.decode_payloads"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -43,6 +52,8 @@ CODEC_OFF = "payload encryption is off here (TEMPORAL_PAYLOAD_KEYS is not set)"
 JSON_ONLY = "CSRF protection: the codec endpoint takes application/json requests only"
 FOREIGN_ORIGIN = "CSRF protection: requests from {origin} are not allowed (TEMPORAL_CODEC_CORS_ORIGINS)"
 BAD_BODY = 'the body must be JSON: {{"payloads": [{{"metadata": {{...}}, "data": "<base64>"}}]}} ({detail})'
+TOO_LARGE = "the request is larger than the codec endpoint's limit of {limit} MB ({size} bytes); decode fewer payloads at once"
+SERVER_ERROR = "the codec endpoint failed; the error is in the web app's log"
 POST_ONLY = "POST only (OPTIONS for the CORS preflight)"
 
 
@@ -91,10 +102,11 @@ def _codec(request: HttpRequest, operation: str) -> HttpResponse:
         return _error(request, 403, NO_PERMISSION)
     if not settings.TEMPORAL_PAYLOAD_KEYS:
         return _error(request, 404, CODEC_OFF)
-    if len(request.body) > MAX_BODY_BYTES:
-        return _error(request, 413, BAD_BODY.format(detail="larger than 10 MB"))
+    body_or_error = _read_body(request)
+    if isinstance(body_or_error, HttpResponse):
+        return body_or_error
     try:
-        body = json.loads(request.body)
+        body = json.loads(body_or_error)
         items = body["payloads"] if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise ValueError('no "payloads" list')
@@ -110,11 +122,34 @@ def _codec(request: HttpRequest, operation: str) -> HttpResponse:
     return _cors(JsonResponse({"payloads": [MessageToDict(p) for p in done]}), request)
 
 
+def _read_body(request: HttpRequest) -> bytes | HttpResponse:
+    """The body, up to MAX_BODY_BYTES, from the stream (see the module doc), or the 413."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > MAX_BODY_BYTES:
+        return _error(request, 413, TOO_LARGE.format(limit=MAX_BODY_BYTES // (1024 * 1024), size=declared))
+    body = request.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        return _error(request, 413, TOO_LARGE.format(limit=MAX_BODY_BYTES // (1024 * 1024), size=f"over {MAX_BODY_BYTES}"))
+    return body
+
+
+def _answer(request: HttpRequest, operation: str) -> HttpResponse:
+    """Any failure still answers with CORS headers, so the Web UI can show it."""
+    try:
+        return _codec(request, operation)
+    except Exception:
+        logger.exception("codec endpoint %s failed", operation)
+        return _error(request, 500, SERVER_ERROR)
+
+
 @csrf_exempt
 def decode(request: HttpRequest) -> HttpResponse:
-    return _codec(request, "decode")
+    return _answer(request, "decode")
 
 
 @csrf_exempt
 def encode(request: HttpRequest) -> HttpResponse:
-    return _codec(request, "encode")
+    return _answer(request, "encode")

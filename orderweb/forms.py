@@ -11,12 +11,13 @@ from orderweb.actions import (
     MAX_REASON_LENGTH,
     validate_cancel_reason,
 )
-from orderweb.models import CancelReason, Order, OrderLine
+from orderweb.models import CancelReason, OrderLine
 from orderweb.services import (
     MAX_ORDER_NOTE_LENGTH,
     NOTE_EMPTY,
     NOTE_TOO_LONG,
-    ORDER_ID_EXISTS,
+    order_id_conflict,
+    order_id_holder,
     validate_address,
     validate_order_id,
 )
@@ -77,8 +78,9 @@ class OrderCreateForm(forms.Form):
 
     def clean_order_id(self) -> str:
         order_id = validate_order_id(self.cleaned_data["order_id"])
-        if Order.objects.filter(order_id=order_id).exists():
-            raise ValidationError(ORDER_ID_EXISTS.format(order_id=order_id), code="order_exists")
+        holder = order_id_holder(order_id=order_id)
+        if holder is not None:
+            raise order_id_conflict(order_id=order_id, holder=holder)
         return order_id
 
     def clean_address(self) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.db.models import F, Q
+from django.db.models.functions import Lower, Upper
 
 from temporal_app.contracts import DEFAULT_CURRENCY, MAX_ADDRESS_LENGTH, OrderState
 
@@ -96,8 +98,24 @@ class Order(TimeStampedModel):
             ),
             # GET /api/v1/orders pages by (updated_at, id).
             models.Index(fields=["updated_at", "id"], name="order_updated_keyset"),
+            # Search (the review queue, Recent decisions, the admin's order list): Django's
+            # icontains is UPPER(col::text) LIKE UPPER('%…%'), which a trigram index on that
+            # expression answers without reading every order (pg_trgm: docs/operations.md).
+            *[GinIndex(OpClass(Upper(column), name="gin_trgm_ops"), name=name) for column, name in (
+                ("order_id", "order_order_id_upper_trgm"), ("customer", "order_customer_upper_trgm"),
+                ("customer_email", "order_email_upper_trgm"), ("address", "order_address_upper_trgm"))],
+            # A customer's and an address's latest earlier orders, in time order (the risk rules,
+            # the review page's earlier orders): iexact is UPPER(col::text) = UPPER('…').
+            *[models.Index(Upper(column), F("created_at"), name=name) for column, name in (
+                ("customer", "order_customer_upper_time"), ("customer_email", "order_email_upper_time"),
+                ("address", "order_address_upper_time"), ("billing_address", "order_billing_upper_time"))],
+            # An order's linked orders from the same client address (the review page).
+            models.Index(F("client_ip"), F("created_at"), name="order_client_ip_time"),
         ]
         constraints = [
+            # Order ids are unique regardless of case: ORDER-1 and order-1 would run as one
+            # workflow (order-1). Built concurrently by its migration (0011), the table stays writable.
+            models.UniqueConstraint(Lower("order_id"), name="order_id_unique_ignoring_case"),
             models.CheckConstraint(
                 condition=Q(status__in=[s.value for s in OrderState]), name="order_status_valid"
             ),
@@ -480,7 +498,8 @@ class ApiOrderRequest(models.Model):
 
 class ApiIdempotencyKey(models.Model):
     """An ``Idempotency-Key`` a client sent with a POST: the request's fingerprint and the first
-    response, replayed for a repeat. Kept as long as the order it created."""
+    response, replayed for a repeat. Kept for API_IDEMPOTENCY_KEY_HOURS, then purged
+    (``orderweb.api.services.api_idempotency_keys_purge``)."""
 
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
     key = models.CharField(max_length=255)
@@ -493,6 +512,10 @@ class ApiIdempotencyKey(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["api_key", "key"], name="api_idempotency_key_once_per_client"),
+        ]
+        indexes = [
+            # The hourly purge finds the expired keys by age (built concurrently: migration 0013).
+            models.Index(fields=["created_at"], name="api_idempotency_key_created"),
         ]
 
 

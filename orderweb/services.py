@@ -19,6 +19,8 @@ from typing import Any, Iterable, Optional
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from orderweb import events
@@ -51,6 +53,12 @@ from temporal_app.contracts import (
 logger = logging.getLogger(__name__)
 
 ORDER_ID_EXISTS = "An order with id {order_id!r} already exists."
+# Order ids are one namespace regardless of case: ORDER-1 and order-1 would run as the same
+# workflow (order_workflow_id), so the second is refused, naming the order that holds the id.
+ORDER_ID_TAKEN = (
+    "The order id {order_id!r} is taken by the existing order {existing!r}: order ids that differ "
+    "only in case name the same order (workflow {workflow_id!r})."
+)
 ORDER_ALREADY_FINISHED = "Order {order_id} has already finished ({status}); an order runs once."
 ORDER_OWNED_BY_OTHER_WORKFLOW = "Order {order_id} belongs to workflow {workflow_id}."
 # What the order's row shows for an address a workflow was started with but cannot use.
@@ -83,6 +91,26 @@ def states_before(state: OrderState) -> list[str]:
 def order_workflow_id(order_id: str) -> str:
     """Workflow ids follow the seed's example: ORDER-123 runs as order-123."""
     return order_id.lower()
+
+
+def order_id_holder(*, order_id: str) -> Optional[Order]:
+    """The order that holds ``order_id`` in any case, or the workflow it maps to: the one an
+    order with this id would collide with (the unique index on ``LOWER(order_id)``, and the one
+    on ``workflow_id``), or None."""
+    return (Order.objects.alias(order_id_lower=Lower("order_id"))
+            .filter(Q(order_id_lower=order_id.lower()) | Q(workflow_id=order_workflow_id(order_id)))
+            .order_by("pk").first())
+
+
+def order_id_conflict(*, order_id: str, holder: Order) -> ValidationError:
+    """The refusal for a new order whose id ``holder`` holds (code ``order_exists`` for the same
+    id, ``order_id_taken`` for one that differs in case or maps to its workflow)."""
+    if holder.order_id == order_id:
+        return ValidationError(ORDER_ID_EXISTS.format(order_id=order_id), code="order_exists")
+    return ValidationError(
+        ORDER_ID_TAKEN.format(order_id=order_id, existing=holder.order_id, workflow_id=holder.workflow_id),
+        code="order_id_taken", params={"existing_order_id": holder.order_id},
+    )
 
 
 # -- validation: the contracts' rules as ValidationErrors ------------------------------------------
@@ -169,7 +197,10 @@ def order_create(
                 created_by=user if user is not None and user.is_authenticated else None,
             )
     except IntegrityError:
-        raise ValidationError(ORDER_ID_EXISTS.format(order_id=order_id), code="order_exists") from None
+        holder = order_id_holder(order_id=order_id)
+        if holder is None:  # another constraint: not ours to explain
+            raise
+        raise order_id_conflict(order_id=order_id, holder=holder) from None
     OrderLine.objects.bulk_create(
         OrderLine(order=order, sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price)
         for l in lines
@@ -295,9 +326,18 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
     if pk is not None:
         return pk
     with transaction.atomic():
-        order, created = Order.objects.select_for_update().get_or_create(
-            order_id=order_id, defaults=_received_row(workflow_id, address, options)
-        )
+        try:
+            order, created = Order.objects.select_for_update().get_or_create(
+                order_id=order_id, defaults=_received_row(workflow_id, address, options)
+            )
+        except IntegrityError:
+            # An outside client's start whose id another order holds in another case, or whose
+            # workflow id is another order's: refused like a start by an entry point, naming it.
+            holder = order_id_holder(order_id=order_id) or Order.objects.filter(workflow_id=workflow_id).first()
+            if holder is None:
+                raise
+            raise OrderConflict(ORDER_ID_TAKEN.format(order_id=order_id, existing=holder.order_id,
+                                                      workflow_id=holder.workflow_id)) from None
         if not created and order.workflow_id != workflow_id:
             raise OrderConflict(ORDER_OWNED_BY_OTHER_WORKFLOW.format(order_id=order_id, workflow_id=order.workflow_id))
         if not created and order.is_terminal:

@@ -33,7 +33,7 @@ INSTALLED_APPS = [
     # static files the same way, DEBUG on or off.
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
-    "django.contrib.postgres",  # trigram search indexes (reviews/migrations/0007)
+    "django.contrib.postgres",  # trigram search indexes on orderweb.Order (pg_trgm: docs/operations.md)
     "django_htmx",
     "axes",
     # django-ninja (the HTTP API, orderweb/api/): listed so its docs page loads Swagger UI from
@@ -88,10 +88,20 @@ TEMPLATES = [
 ]
 
 
+DATABASE_URL_REQUIRED = (
+    "DATABASE_URL is not set. With DEBUG off it is required (postgres://user:password@host:5432/name): "
+    "the embedded Postgres is a development convenience (requirements-dev.txt), never a production database."
+)
+
+
 def _database_url() -> str:
     url = env("DATABASE_URL", default="")
     if url:
         return url
+    if not DEBUG:
+        # A production process that lost its DATABASE_URL must stop here, not start an empty
+        # embedded database beside the real one and carry on with it.
+        raise ImproperlyConfigured(DATABASE_URL_REQUIRED)
     from devtools.localdb import embedded_database_url
 
     return embedded_database_url(VAR_DIR / "postgres")
@@ -218,6 +228,11 @@ AXES_CLIENT_IP_CALLABLE = login_client_ip
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
 if API_RATE_LIMIT_PER_MINUTE < 1:
     raise ImproperlyConfigured("API_RATE_LIMIT_PER_MINUTE must be 1 or more.")
+# How long an Idempotency-Key (with its copy of the first response) is remembered; the workers
+# delete expired ones every hour (docs/api.md, "Idempotency").
+API_IDEMPOTENCY_KEY_HOURS = env.float("API_IDEMPOTENCY_KEY_HOURS", default=24)
+if API_IDEMPOTENCY_KEY_HOURS <= 0:
+    raise ImproperlyConfigured("API_IDEMPOTENCY_KEY_HOURS must be more than 0.")
 
 # Webhooks (docs/api.md, "Webhooks"): every order status change is POSTed to this URL, signed
 # with ORDER_WEBHOOK_SECRET (HMAC-SHA256), and retried by Temporal until it is accepted or
@@ -260,6 +275,11 @@ TEMPORAL_METRICS_HOST = env("TEMPORAL_METRICS_HOST", default="127.0.0.1")
 TEMPORAL_UI_URL = env("TEMPORAL_UI_URL", default="http://localhost:8233")
 # How long a web request waits for Temporal before telling the person it is unreachable.
 TEMPORAL_RPC_TIMEOUT_SECONDS = env.float("TEMPORAL_RPC_TIMEOUT_SECONDS", default=10.0)
+# The live status (the get_status query) needs a running worker; it waits this long for one. After
+# an unanswered query each web process answers from Postgres at once, and sends no Update, for
+# TEMPORAL_WORKERS_RECHECK_SECONDS, then asks again (temporal_app.client.WorkerSilence).
+TEMPORAL_QUERY_TIMEOUT_SECONDS = env.float("TEMPORAL_QUERY_TIMEOUT_SECONDS", default=3.0)
+TEMPORAL_WORKERS_RECHECK_SECONDS = env.float("TEMPORAL_WORKERS_RECHECK_SECONDS", default=15.0)
 
 # Manual review waits this long before the order is cancelled ("review timed out").
 ORDER_REVIEW_TIMEOUT_SECONDS = env.float("ORDER_REVIEW_TIMEOUT_SECONDS", default=24 * 3600)
@@ -347,10 +367,11 @@ vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else 
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="orderweb@localhost")
 EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10)
 
-# Run workflow code in temporalio's sandbox in production workers. Off by default: the sandbox
-# re-executes the workflow module for every workflow run, the largest single CPU cost we measured
-# in the worker (docs/benchmarks.md). Its checks still guard every change: the test suite's
-# workers and the saved-history replays always run sandboxed (docs/determinism.md).
+# Run workflow code in temporalio's sandbox in production workers (with the pure modules passed
+# through: temporal_app.worker.SANDBOX_PASSTHROUGH_MODULES). Off by default: even so the sandbox
+# nearly doubles the worker's CPU per order, building each run on the SDK's event loop (measured
+# in docs/benchmarks.md, "The workflow sandbox"). Its checks still guard every change: the test
+# suite's workers and the saved-history replays always run the strict sandbox (docs/determinism.md).
 TEMPORAL_WORKFLOW_SANDBOX = env.bool("TEMPORAL_WORKFLOW_SANDBOX", default=False)
 
 # Worker Deployment Versioning (temporal_app/versioning.py; docs/operations.md, "Upgrading the

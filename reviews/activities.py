@@ -93,7 +93,7 @@ def record_review_outcome(record: ReviewOutcomeRecord) -> None:
         pk = order_record_progress(record.progress)
         if pk is not None:
             review_task_close(order=pk, outcome=ReviewOutcome(record.outcome), actor=record.reviewer,
-                              note=record.note, reason_code=record.reason_code)
+                              note=record.note, reason_code=record.reason_code, action_id=record.action_id)
 
 
 @periodic(seconds=settings.RECONCILE_INTERVAL_SECONDS, queue=ORDER_TASK_QUEUE)

@@ -210,15 +210,25 @@ def review_task_first_approval(*, order_id: str, reviewer: str, note: str) -> No
 
 def review_task_close(
     *, order: Union[Order, int], outcome: ReviewOutcome, actor: str, note: str, reason_code: str = "",
+    action_id: str = "",
 ) -> None:
     """Close the open task with the workflow's outcome, in one statement. A closed task is left
-    as it is."""
+    as it is.
+
+    ``actor`` is a name as any Temporal client sent it: it is kept as the decider's name, and
+    linked to an account (``decided_by``) only when our own action path vouches for it, that is
+    when this order's audit trail holds the decision's request under ``action_id``, made by that
+    very account (``orderweb.actions.workflow_action_send`` writes it, with the signed-in user,
+    before it sends the Update). A client that names a colleague gets the name, not the link."""
     person = outcome in _DECIDED_BY_PERSON
-    actor = pg_text(actor)[:150]  # a name as any Temporal client sent it
-    user = get_user_model().objects.filter(username=actor).values("pk")[:1] if person and actor else None
+    actor = pg_text(actor)[:150]
+    vouched = OrderEvent.objects.filter(
+        order=order, type=OrderEvent.Type.REVIEW_DECISION_REQUESTED, event_key=f"{pg_text(action_id)}:requested",
+        user__username=actor,
+    ).values("user")[:1] if person and actor and action_id else None
     ReviewTask.objects.filter(order=order, status=ReviewTask.Status.OPEN).update(
         status=_OUTCOME_STATUS[outcome],
-        decided_by=Subquery(user) if user is not None else None,
+        decided_by=Subquery(vouched) if vouched is not None else None,
         decided_by_name=actor if person else "",
         decided_at=timezone.now(),
         note=pg_text(note),
@@ -296,6 +306,11 @@ DECISION_UNCONFIRMED = (
     "The decision for {order_id} could not be confirmed: Temporal at {address} did not answer. "
     "Nothing is lost: reload the order in a moment and, if it still awaits review, decide again "
     "(a repeat can never apply twice)."
+)
+DECISION_NOT_SENT = (
+    "The decision for {order_id} was not sent: the order workers are not answering, so it could not "
+    "be applied now. Nothing changed and your claim was released; decide again once the live "
+    "status is back."
 )
 DECISION_WORKFLOW_STUCK = (
     "The decision for {order_id} was not applied: the order's workflow cannot take decisions right "
@@ -621,6 +636,8 @@ def _decision_words(order: Order, outcome: ActionOutcome, *, username: str, deci
                    else DECIDED_REJECTED.format(order_id=order.order_id, reason=reason))
     elif outcome.code == Unanswered.WORKFLOW_STUCK:
         message = DECISION_WORKFLOW_STUCK.format(order_id=order.order_id)
+    elif outcome.code == Unanswered.WORKERS_DOWN:
+        message = DECISION_NOT_SENT.format(order_id=order.order_id)
     elif outcome.status == Outcome.UNANSWERED:
         message = DECISION_UNCONFIRMED.format(order_id=order.order_id, address=settings.TEMPORAL_ADDRESS)
     else:

@@ -32,6 +32,7 @@ from reviews.forms import BulkDecisionForm, DecisionForm, RecentFilterForm
 from reviews.models import RejectReason, ReviewTask, RiskLevel, claim_timeout
 from temporal_app.client import (
     TemporalUnavailable,
+    WorkersNotAnswering,
     WorkflowCannotAnswer,
     WorkflowGone,
     order_workflow_status,
@@ -49,6 +50,10 @@ BULK_RESULT_GONE = "That bulk decision's answers are no longer kept; the orders'
 ORDER_NOT_FOUND = "There is no order {order_id!r}."
 LIVE_STATUS_UNAVAILABLE = (
     "Live status unavailable: Temporal at {address} did not answer. This panel retries by itself."
+)
+LIVE_STATUS_NO_WORKERS = (
+    "Live status unavailable: the order workers are not answering (since {since} UTC). Below is what "
+    "Postgres holds; decisions cannot be applied until the workers are back. This panel checks again by itself."
 )
 LIVE_STATUS_QUERY_FAILED = "The workflow could not answer its status query: {detail}"
 LIVE_STATUS_NO_WORKFLOW = "Temporal has no workflow for this order ({detail})."
@@ -255,16 +260,21 @@ def order_status(request: HttpRequest, order_id: str) -> HttpResponse:
     """The live panel: the workflow's own answer to ``get_status`` next to the Postgres
     projection. Polled by htmx; it stops polling (HTTP 286) once the workflow has finished."""
     order = _order_or_404(order_id)
-    context: dict = {"order": order, "live": None, "error": "", "detail": "",
+    context: dict = {"order": order, "live": None, "error": "", "detail": "", "unavailable": False,
                      "refresh_seconds": _refresh_seconds()}
     gone = False
     try:
         context["live"] = selectors.order_status_summary(status=order_workflow_status(order.workflow_id))
     except WorkflowCannotAnswer:
         context["error"] = LIVE_STATUS_STUCK
+    except WorkersNotAnswering as err:
+        context["error"] = LIVE_STATUS_NO_WORKERS.format(since=f"{err.since:%H:%M:%S}" if err.since else "now")
+        context["detail"] = str(err)
+        context["unavailable"] = True
     except TemporalUnavailable as err:
         context["error"] = LIVE_STATUS_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS)
         context["detail"] = str(err)
+        context["unavailable"] = True
     except WorkflowGone as err:
         gone = True
         context["error"] = LIVE_STATUS_GONE_FINISHED if order.is_terminal else LIVE_STATUS_NO_WORKFLOW.format(detail=err)

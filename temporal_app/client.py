@@ -16,7 +16,8 @@ import os
 import sys
 import threading
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from django.conf import settings
@@ -67,6 +68,10 @@ WORKFLOW_CANNOT_ANSWER = (
 
 
 TEMPORAL_MISCONFIGURED = "Temporal connection settings: {problem}"
+WORKERS_NOT_ANSWERING = (
+    "The workers of task queue {queue} are not answering: a status query got no answer within "
+    "{seconds:g} s (first noticed at {since:%H:%M:%S} UTC)."
+)
 
 # The web's calls to Temporal, counted by this process (prometheus-client: in gunicorn's
 # multiprocess mode each worker process writes its own file and /metrics adds them up). The
@@ -81,7 +86,11 @@ CLIENT_CALL_SECONDS = Histogram(
 
 
 class TemporalUnavailable(Exception):
-    """Temporal could not be reached or did not answer in time. ``str(err)`` is for people."""
+    """Temporal could not be reached or did not answer in time. ``str(err)`` is for people.
+    ``since`` and ``remembered`` are set when ``worker_silence`` answered instead of Temporal."""
+
+    since: Optional[datetime] = None
+    remembered = False
 
 
 class TemporalMisconfigured(TemporalUnavailable):
@@ -94,6 +103,79 @@ class TemporalNoAnswer(TemporalUnavailable):
 
 class WorkflowCannotAnswer(TemporalUnavailable):
     """Temporal refuses to deliver the request: the workflow's task is failing (it is stuck)."""
+
+
+class WorkersNotAnswering(TemporalUnavailable):
+    """Temporal answers but no worker does: a query got no answer in time (the workers are down,
+    or too busy to poll)."""
+
+
+class WorkerSilence:
+    """This process's memory that the order workers (or Temporal itself) are not answering, so
+    that not every web request waits for them to say nothing.
+
+    Every open review page asks for the live status every few seconds; without a worker each
+    query would hold a web thread for its whole timeout, and a handful of reviewers fill a
+    gunicorn. Once a status query goes unanswered, the queries and Updates of the next
+    ``TEMPORAL_WORKERS_RECHECK_SECONDS`` are answered at once, with what was noticed
+    (``remembered`` set; an Update is then not sent, so nothing changes); after that one request
+    at a time asks again, and an answer clears the memory."""
+
+    @dataclass
+    class _Noticed:
+        error: TemporalUnavailable
+        since: datetime  # wall clock, for people
+        quiet_until: float  # monotonic: until then, nobody asks
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._noticed: dict[tuple, WorkerSilence._Noticed] = {}  # by Temporal address and namespace
+
+    @staticmethod
+    def _key() -> tuple:
+        return settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE
+
+    def known(self) -> Optional[TemporalUnavailable]:
+        """What was noticed, if callers should not ask now; None: go ahead and ask (the caller
+        told None after the pause is the probe: the others are still told until it is done, or
+        its timeout has passed)."""
+        with self._lock:
+            noticed = self._noticed.get(self._key())
+            if noticed is None:
+                return None
+            now = time.monotonic()
+            if now < noticed.quiet_until:
+                remembered = type(noticed.error)(str(noticed.error))
+                remembered.since, remembered.remembered = noticed.since, True
+                return remembered
+            noticed.quiet_until = now + settings.TEMPORAL_QUERY_TIMEOUT_SECONDS + 1
+            return None
+
+    def noticed(self, err: TemporalUnavailable) -> TemporalUnavailable:
+        """Remember ``err`` (the first moment it was noticed is kept) and return it to raise."""
+        with self._lock:
+            earlier = self._noticed.get(self._key())
+            err.since = earlier.since if earlier is not None else datetime.now(timezone.utc)
+            self._noticed[self._key()] = self._Noticed(
+                err, err.since, time.monotonic() + settings.TEMPORAL_WORKERS_RECHECK_SECONDS)
+            return err
+
+    def answered(self) -> None:
+        with self._lock:
+            self._noticed.pop(self._key(), None)
+
+    def forget(self) -> None:
+        """Forget everything (tests)."""
+        with self._lock:
+            self._noticed.clear()
+
+    def first_noticed(self) -> datetime:
+        with self._lock:
+            noticed = self._noticed.get(self._key())
+            return noticed.since if noticed is not None else datetime.now(timezone.utc)
+
+
+worker_silence = WorkerSilence()
 
 
 class ActionRefused(Exception):
@@ -330,9 +412,17 @@ def order_workflow_update(workflow_id: str, update: str, arg: Any) -> ActionResu
         handle = client.get_workflow_handle(workflow_id)
         return await handle.execute_update(update, arg, result_type=ActionResult)
 
+    silent = worker_silence.known()
+    if silent is not None:  # not sent: an Update would wait its whole timeout for no one
+        raise silent
     try:
-        return client_thread.run(call)
-    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        result = client_thread.run(call)
+        worker_silence.answered()  # a worker answered
+        return result
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, TemporalNoAnswer) as err:
+        # No answer in time: a slow workflow, or no worker at all. One short query tells which,
+        # and if no worker answers it, the next requests (a bulk action's) are not sent to wait.
+        _workers_check(workflow_id)
         raise TemporalNoAnswer(TEMPORAL_NO_ANSWER.format(seconds=settings.TEMPORAL_RPC_TIMEOUT_SECONDS)) from err
     except WorkflowUpdateFailedError as err:
         cause = err.cause
@@ -357,17 +447,62 @@ def order_workflow_update(workflow_id: str, update: str, arg: Any) -> ActionResu
 
 def order_workflow_status(workflow_id: str) -> dict[str, Any]:
     """The workflow's live ``get_status`` (works on finished workflows too, until Temporal
-    deletes them after the namespace's retention period: then WorkflowGone)."""
+    deletes them after the namespace's retention period: then WorkflowGone).
+
+    A query needs a worker to answer it. It waits at most TEMPORAL_QUERY_TIMEOUT_SECONDS (not
+    the RPC timeout of actions): without an answer by then the workers are taken to be down,
+    ``WorkersNotAnswering`` is raised, and ``worker_silence`` answers the next callers at once."""
+    silent = worker_silence.known()
+    if silent is not None:
+        raise silent
+    seconds = settings.TEMPORAL_QUERY_TIMEOUT_SECONDS
 
     async def call(client: Client) -> dict[str, Any]:
-        return await client.get_workflow_handle(workflow_id).query("get_status")
+        try:
+            return await client.get_workflow_handle(workflow_id).query(
+                "get_status", rpc_timeout=timedelta(seconds=seconds))
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise WorkflowGone(err.message) from err
+            if _no_worker_answered(err):  # before client_thread takes it for Temporal unreachable
+                raise _NoWorkerAnswered(err.message) from err
+            raise
 
     try:
-        return client_thread.run(call)
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise WorkflowGone(err.message) from err
+        status = client_thread.run(call, timeout=seconds + 1)
+    except (_NoWorkerAnswered, TemporalNoAnswer) as err:
+        silent = WorkersNotAnswering(WORKERS_NOT_ANSWERING.format(
+            queue=ORDER_TASK_QUEUE, seconds=seconds, since=worker_silence.first_noticed()))
+        raise worker_silence.noticed(silent) from err
+    except WorkflowCannotAnswer:
         raise
+    except TemporalUnavailable as err:  # Temporal itself: unreachable, or still connecting
+        raise worker_silence.noticed(err) from err
+    worker_silence.answered()
+    return status
+
+
+class _NoWorkerAnswered(Exception):
+    pass
+
+
+def _no_worker_answered(err: RPCError) -> bool:
+    """How the server says that no worker took the query in time: "no poller seen for task queue
+    recently" (FAILED_PRECONDITION), "query timed out before a worker could process it"
+    (DEADLINE_EXCEEDED), or the call's own deadline ("Timeout expired", CANCELLED)."""
+    return err.status in (RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.DEADLINE_EXCEEDED,
+                          RPCStatusCode.CANCELLED) and (
+        "poller" in err.message or "worker" in err.message or "timeout" in err.message.lower()
+        or "timed out" in err.message)
+
+
+def _workers_check(workflow_id: str) -> None:
+    """After an Update went unanswered: a status query with the short timeout, which notes it if
+    the workers are silent. Its own outcome is not the caller's concern."""
+    try:
+        order_workflow_status(workflow_id)
+    except Exception as err:  # noqa: BLE001  (the caller reports its own no-answer)
+        logger.info("after an unanswered Update to %s, the status query: %s", workflow_id, type(err).__name__)
 
 
 def workflow_ui_url(workflow_id: str) -> str:

@@ -643,6 +643,9 @@ class ReviewOutcomeRecord:
     reviewer: str = ""
     note: str = ""
     reason_code: str = ""
+    # The decision's action id ("" for a policy, a timeout, a cancel): the projection links the
+    # reviewer's account only when our own action path recorded who asked under this id.
+    action_id: str = ""
 
 
 @dataclass

@@ -41,6 +41,34 @@ REQUIRED_SEARCH_ATTRIBUTES = {
 }
 
 
+# Modules the workflow sandbox shares between workflow runs instead of re-importing them for each
+# run: pure ones, whose code keeps no state and reaches no clock, randomness, I/O or workflow API
+# (data classes and validation rules, retry policies, failure readers, input parsing).
+# tests/temporal_app/test_workflow_module.py holds them to that. The workflow classes and the
+# modules that drive them (record, order_actions, shielded) are still re-imported in every run,
+# so the sandbox keeps checking the code that makes decisions. Measured in docs/benchmarks.md
+# ("The workflow sandbox"): it halves what the sandbox costs.
+SANDBOX_PASSTHROUGH_MODULES = (
+    "temporal_app.contracts",
+    "temporal_app.workflows.boundary",
+    "temporal_app.workflows.failures",
+    "temporal_app.workflows.policies",
+)
+
+
+def workflow_runner(sandbox: bool, passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES) -> WorkflowRunner:
+    """The workers' workflow runner: temporalio's sandbox with the pure modules passed through,
+    or none (TEMPORAL_WORKFLOW_SANDBOX=0). ``passthrough=()`` is the strict sandbox the test
+    suite's workers, the history replays and verify_replay use. With tracing on, the sandbox also
+    shares OpenTelemetry's modules with the worker (temporal_app/tracing.py)."""
+    if not sandbox:
+        return UnsandboxedWorkflowRunner()
+    modules = (*passthrough, *tracing.sandbox_passthrough())
+    if not modules:
+        return SandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules))
+
+
 async def ensure_search_attributes(client: Client) -> list[str]:
     """Register the search attributes the workflows upsert, if the server lacks them.
 
@@ -117,16 +145,6 @@ def replay_workflows() -> list[type]:
     return [defn for queue in QUEUES for defn in workflows_for(queue)]
 
 
-def workflow_runner(sandbox: bool) -> WorkflowRunner:
-    """The workers' workflow runner (and verify_replay's, always sandboxed): with tracing on, the
-    sandbox shares OpenTelemetry's modules with the worker (temporal_app/tracing.py)."""
-    if not sandbox:
-        return UnsandboxedWorkflowRunner()
-    passthrough = tracing.sandbox_passthrough()
-    if not passthrough:
-        return SandboxedWorkflowRunner()
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*passthrough))
-
 
 def workflow_type(defn: type) -> str:
     """The registered name of a ``@workflow.defn`` class."""
@@ -140,16 +158,16 @@ def build_workers(
     activity_executor: ThreadPoolExecutor,
     max_concurrent_activities: int,
     sandbox: bool = True,
+    sandbox_passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES,
     deployment: Optional[WorkerDeploymentVersion] = None,
 ) -> list[Worker]:
     """One Worker per queue. With ``deployment``, they join that Worker Deployment Version
     (temporal_app/versioning.py); without, they are unversioned (the test suite's workers)."""
     per_queue = {queue: (workflows_for(queue), activities_for(queue)) for queue in QUEUES}
-    # The sandbox re-executes the workflow module for every workflow run: the largest CPU cost we
-    # measured in the worker (docs/benchmarks.md). run_workers follows TEMPORAL_WORKFLOW_SANDBOX
-    # (off by default); the test suite's workers and the history replays keep it on, so a
-    # workflow change that the sandbox would refuse fails `make test` (docs/determinism.md).
-    runner = {"workflow_runner": workflow_runner(sandbox)}
+    # run_workers follows TEMPORAL_WORKFLOW_SANDBOX (off by default: docs/benchmarks.md, "The
+    # workflow sandbox"); the test suite's workers and the history replays run the strict sandbox
+    # (nothing passed through), so a workflow change that it would refuse fails `make test`.
+    runner = {"workflow_runner": workflow_runner(sandbox, sandbox_passthrough)}
     workers = []
     for queue in queues:
         workflows, activities = per_queue[queue]
@@ -183,6 +201,7 @@ async def run_workers(
     threads: int,
     stop: asyncio.Event,
     sandbox: bool = True,
+    sandbox_passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES,
     health: Optional[WorkerHealth] = None,
     deployment: Optional[WorkerDeploymentVersion] = None,
     make_current: bool = False,
@@ -199,7 +218,7 @@ async def run_workers(
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity") as executor:
         workers = build_workers(
             client, queues=queues, activity_executor=executor, max_concurrent_activities=threads,
-            sandbox=sandbox, deployment=deployment,
+            sandbox=sandbox, sandbox_passthrough=sandbox_passthrough, deployment=deployment,
         )
         async with contextlib.AsyncExitStack() as stack:
             for worker in workers:

@@ -185,10 +185,11 @@ class WorkerThread(threading.Thread):
             self._stop_event = asyncio.Event()
             client = await connect()
             await ensure_search_attributes(client)
-            # Sandboxed, whatever production workers use: the sandbox's checks guard every test.
-            # Ready once every worker polls (what /readyz reports), not merely connected.
+            # The strict sandbox (no module passed through), whatever production workers use: its
+            # checks guard every test, the pure modules' code included. Ready once every worker
+            # polls (what /readyz reports), not merely connected.
             await run_workers(client, queues=list(QUEUES), threads=self.threads, stop=self._stop_event,
-                              sandbox=True, health=_health_setting(self.ready))
+                              sandbox=True, sandbox_passthrough=(), health=_health_setting(self.ready))
         except BaseException as err:  # surfaced by the fixture, never swallowed
             self.error = err
             self.ready.set()
@@ -260,3 +261,13 @@ def wait_for_database_quiet(timeout: float = 15) -> None:
             if cursor.fetchone()[0] == 0:
                 return
             time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def _forget_worker_silence() -> Iterator[None]:
+    """A test that stops the workers leaves this process remembering it (WorkerSilence); the
+    next test starts without that memory."""
+    yield
+    from temporal_app.client import worker_silence
+
+    worker_silence.forget()

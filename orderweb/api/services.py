@@ -8,7 +8,12 @@
 - **By ``Idempotency-Key``.** Stored per API client with the request's fingerprint and the first
   response, which a repeat gets back as it was (with ``Idempotent-Replayed: true``); the same key
   with another payload is 409 ``idempotency_key_reused``. Requests with the same key are
-  serialised by a transaction-scoped advisory lock on (client, key).
+  serialised by a transaction-scoped advisory lock on (client, key). A key is remembered for
+  ``API_IDEMPOTENCY_KEY_HOURS`` (24 h): then it may be used again, and the workers' hourly
+  ``api_idempotency_keys_purge`` deletes it (with its copy of the response).
+
+Fingerprints are keyed hashes (HMAC-SHA256 with a key derived from ``SECRET_KEY``), so the few
+values behind a field (an email, an address, a total) cannot be found by hashing guesses.
 
 The workflow starts after commit (``order_create``), as for every entry point; if Temporal is
 unreachable then, the order is saved and the answer says so in ``warnings`` (the workers start
@@ -22,11 +27,15 @@ import ipaddress
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Optional
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from orderweb.api import errors
 from orderweb.api.errors import ApiError, field_error
@@ -84,21 +93,41 @@ class CheckedOrder:
     client_ip: str
     user_agent: str
 
-    def fingerprint(self) -> dict[str, str]:
-        """A hash of each field's value, to name what differs without keeping a second copy of
-        the customer's data."""
+    def fingerprint(self, secret: Optional[str] = None) -> dict[str, str]:
+        """A keyed hash of each field's value, to name what differs without keeping a second
+        copy of the customer's data (``fingerprint_keyed``)."""
         values: dict[str, Any] = {
             "order_id": self.order_id, "customer.name": self.customer, "customer.email": self.email,
             "shipping_address": self.address, "billing_address": self.billing_address, "currency": self.currency,
             "total": str(self.total), "line_items": [[l.sku, l.name, l.quantity, l.unit_price] for l in self.lines],
             "client.ip": self.client_ip, "client.user_agent": self.user_agent,
         }
-        return {name: hashlib.sha256(json.dumps(value, ensure_ascii=True).encode()).hexdigest()[:32]
+        return {name: fingerprint_keyed(hashlib.sha256(json.dumps(value, ensure_ascii=True).encode()).hexdigest()[:32],
+                                        secret=secret)
                 for name, value in values.items()}
 
 
-def _differing(mine: dict[str, str], theirs: dict[str, str]) -> list[str]:
-    return sorted(name for name in set(mine) | set(theirs) if mine.get(name) != theirs.get(name))
+FINGERPRINT_SALT = "orderweb.api.fingerprint"
+
+
+def fingerprint_keyed(digest: str, *, secret: Optional[str] = None) -> str:
+    """One field's fingerprint: an HMAC-SHA256, keyed from SECRET_KEY (or ``secret``), of its
+    value's SHA-256. Keying the digest rather than the value let migration 0013 key the
+    fingerprints stored before, which held the bare digest."""
+    return salted_hmac(FINGERPRINT_SALT, digest, secret=secret, algorithm="sha256").hexdigest()[:32]
+
+
+def _differing(checked: CheckedOrder, theirs: dict[str, str]) -> list[str]:
+    """The fields whose fingerprint differs from the stored one; with SECRET_KEY rotated, a
+    fingerprint stored under a key in SECRET_KEY_FALLBACKS still matches."""
+    first: Optional[list[str]] = None
+    for secret in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]:
+        mine = checked.fingerprint(secret)
+        differing = sorted(name for name in set(mine) | set(theirs) if mine.get(name) != theirs.get(name))
+        if not differing:
+            return []
+        first = differing if first is None else first
+    return first or []
 
 
 def order_request_check(data: OrderCreateIn) -> CheckedOrder:
@@ -139,11 +168,10 @@ def order_request_check(data: OrderCreateIn) -> CheckedOrder:
 
 def api_order_create(*, api_key: ApiKey, data: OrderCreateIn, idempotency_key: Optional[str] = None) -> CreateAnswer:
     checked = order_request_check(data)
-    fingerprint = checked.fingerprint()
     answer: Optional[CreateAnswer] = None
     try:
         with transaction.atomic():
-            answer = _create_or_find(api_key, checked, fingerprint, idempotency_key)
+            answer = _create_or_find(api_key, checked, idempotency_key)
     except TemporalUnavailable as err:  # raised by the start after commit: the order is saved
         if answer is None:
             raise
@@ -152,18 +180,21 @@ def api_order_create(*, api_key: ApiKey, data: OrderCreateIn, idempotency_key: O
     return answer
 
 
-def _create_or_find(api_key: ApiKey, checked: CheckedOrder, fingerprint: dict[str, str],
-                    idempotency_key: Optional[str]) -> CreateAnswer:
+def _create_or_find(api_key: ApiKey, checked: CheckedOrder, idempotency_key: Optional[str]) -> CreateAnswer:
+    fingerprint = checked.fingerprint()
     if idempotency_key is not None:
         with connection.cursor() as cursor:  # one request per (client, key) at a time
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                            [f"orderweb.api.idempotency:{api_key.pk}:{idempotency_key}"])
         earlier = ApiIdempotencyKey.objects.filter(api_key=api_key, key=idempotency_key).first()
+        if earlier is not None and earlier.created_at <= idempotency_key_cutoff():
+            earlier.delete()  # expired: the key is free again (the purge had not come by yet)
+            earlier = None
         if earlier is not None:
-            return _replay(earlier, fingerprint)
+            return _replay(earlier, checked)
     existing = Order.objects.filter(order_id=checked.order_id).select_related("api_request").first()
     if existing is not None:
-        answer = _existing(existing, fingerprint)
+        answer = _existing(existing, checked)
     else:
         try:
             with transaction.atomic():  # a lost race rolls back to here, the rest stays usable
@@ -177,9 +208,12 @@ def _create_or_find(api_key: ApiKey, checked: CheckedOrder, fingerprint: dict[st
                 ApiOrderRequest.objects.create(order=order, api_key=api_key, fingerprint=fingerprint)
             answer = CreateAnswer(201, _jsonable(order_detail(order_for_api(order.order_id))))
         except ValidationError as err:
+            if err.code == "order_id_taken":  # the id in another case: another order, refused
+                raise ApiError(409, errors.ORDER_ID_TAKEN, err.messages[0],
+                               {"order_id": checked.order_id, **err.params}) from None
             if err.code != "order_exists":  # checked above: only a lost race gets here
                 raise field_error("body", err.messages[0]) from None
-            answer = _existing(Order.objects.select_related("api_request").get(order_id=checked.order_id), fingerprint)
+            answer = _existing(Order.objects.select_related("api_request").get(order_id=checked.order_id), checked)
     if idempotency_key is not None:
         ApiIdempotencyKey.objects.create(
             api_key=api_key, key=idempotency_key, fingerprint=fingerprint, status_code=answer.status,
@@ -188,13 +222,13 @@ def _create_or_find(api_key: ApiKey, checked: CheckedOrder, fingerprint: dict[st
     return answer
 
 
-def _existing(order: Order, fingerprint: dict[str, str]) -> CreateAnswer:
+def _existing(order: Order, checked: CheckedOrder) -> CreateAnswer:
     try:
         request = order.api_request
     except ApiOrderRequest.DoesNotExist:
         raise ApiError(409, errors.ORDER_EXISTS, errors.ORDER_EXISTS_MESSAGE.format(order_id=order.order_id),
                        {"order_id": order.order_id, "source": order.source}) from None
-    differing = _differing(fingerprint, request.fingerprint)
+    differing = _differing(checked, request.fingerprint)
     if differing:
         raise ApiError(409, errors.ORDER_CONFLICT,
                        errors.ORDER_CONFLICT_MESSAGE.format(order_id=order.order_id, fields=", ".join(differing)),
@@ -202,8 +236,8 @@ def _existing(order: Order, fingerprint: dict[str, str]) -> CreateAnswer:
     return CreateAnswer(200, _jsonable(order_detail(order_for_api(order.order_id))))
 
 
-def _replay(earlier: ApiIdempotencyKey, fingerprint: dict[str, str]) -> CreateAnswer:
-    differing = _differing(fingerprint, earlier.fingerprint)
+def _replay(earlier: ApiIdempotencyKey, checked: CheckedOrder) -> CreateAnswer:
+    differing = _differing(checked, earlier.fingerprint)
     if differing:
         raise ApiError(409, errors.IDEMPOTENCY_KEY_REUSED,
                        errors.IDEMPOTENCY_KEY_REUSED_MESSAGE.format(key=earlier.key, fields=", ".join(differing)),
@@ -217,3 +251,32 @@ def _jsonable(body: dict[str, Any]) -> dict[str, Any]:
     from orderweb.api.schemas import OrderOut
 
     return OrderOut.model_validate(body).model_dump(mode="json")
+
+
+# -- expiry ----------------------------------------------------------------------------------------
+
+
+def idempotency_key_cutoff() -> datetime:
+    """Keys stored at or before this moment are expired."""
+    return timezone.now() - timedelta(hours=settings.API_IDEMPOTENCY_KEY_HOURS)
+
+
+def api_idempotency_keys_purge(*, older_than: Optional[datetime] = None, batch: int = 1000) -> int:
+    """Delete expired Idempotency-Keys (and their copy of the response), ``batch`` rows per
+    statement, each its own transaction, until none is left; returns how many.
+
+    Safe to run from several processes at once (every worker process runs it): each statement
+    takes the rows it deletes with ``FOR UPDATE SKIP LOCKED``, so two purges share the work
+    instead of waiting on each other, and a request that is replaying a key is not held up."""
+    cutoff = older_than or idempotency_key_cutoff()
+    table = connection.ops.quote_name(ApiIdempotencyKey._meta.db_table)
+    sql = (f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE created_at <= %s "
+           f"ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED)")
+    deleted = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [cutoff, batch])
+            count = cursor.rowcount
+        deleted += count
+        if count < batch:
+            return deleted

@@ -1,30 +1,15 @@
 """The review team (issue 20): the review task's rules (four eyes, the timeout's action) and first
-approval, the Escalated view's indexes; indexes on the order for its linked orders (same billing
-address, same client IP: the shipping address and the email have theirs since 0008), built
-through the schema editor like 0007 and 0008; and the note permission for the review groups."""
+approval, the Escalated view's indexes, and the note permission for the review groups.
+
+The order's indexes for its linked orders (same billing address, same client IP) were first built
+here, through the schema editor inside RunPython like 0007 and 0008, in a transaction that holds
+every write to the orders table while they build. Like those, they are declared on
+``orderweb.Order`` now and built concurrently by orderweb's 0012 (issue 19), which adopts them
+where this migration already built them."""
 
 from django.conf import settings
 from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
-from django.db.models import F, Index
-from django.db.models.functions import Upper
-
-
-def _linked_order_indexes():
-    return [Index(Upper("billing_address"), F("created_at"), name="order_billing_upper_time"),
-            Index(F("client_ip"), F("created_at"), name="order_client_ip_time")]
-
-
-def add_linked_order_indexes(apps, schema_editor):
-    order = apps.get_model("orderweb", "Order")
-    for index in _linked_order_indexes():
-        schema_editor.add_index(order, index)
-
-
-def remove_linked_order_indexes(apps, schema_editor):
-    order = apps.get_model("orderweb", "Order")
-    for index in _linked_order_indexes():
-        schema_editor.remove_index(order, index)
 
 
 def grant_notes(apps, schema_editor):
@@ -101,6 +86,5 @@ class Migration(migrations.Migration):
             model_name='reviewtask',
             constraint=models.CheckConstraint(condition=models.Q(('timeout_action__in', ['expire', 'approve'])), name='review_timeout_action_valid'),
         ),
-        migrations.RunPython(add_linked_order_indexes, remove_linked_order_indexes),
         migrations.RunPython(grant_notes, revoke_notes),
     ]

@@ -178,7 +178,8 @@ class OrderWorkflow:
             actor=decision.reviewer or CLIENT_ACTOR,
             details={"decision": "approve", "note": decision.note, "action_id": decision.action_id,
                      **self._four_eyes_details()},
-            review=ReviewClose(ReviewOutcome.APPROVED, decision.reviewer or CLIENT_ACTOR, decision.note),
+            review=ReviewClose(ReviewOutcome.APPROVED, decision.reviewer or CLIENT_ACTOR, decision.note,
+                               action_id=decision.action_id),
         )
         self.review.open = False
         self.review.decided = True
@@ -257,7 +258,7 @@ class OrderWorkflow:
             refunded = await self._refund()
             if refunded:
                 reason = f"{reason} (payment refunded)"
-        review = ReviewClose(stop.review, stop.actor, stop.note, stop.reason_code) if stop.review else None
+        review = ReviewClose(stop.review, stop.actor, stop.note, stop.reason_code, stop.action_id) if stop.review else None
         if review is None and self.review.open:
             review = ReviewClose(ReviewOutcome.CANCELLED, stop.actor)
         return await self._finish(stop.state, reason, actor=stop.actor, review=review, refunded=refunded,

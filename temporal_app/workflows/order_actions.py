@@ -61,6 +61,7 @@ class OrderStopped(Exception):
     review: Optional[ReviewOutcome] = None  # set when this ends the manual review
     note: str = ""
     reason_code: str = ""
+    action_id: str = ""  # the decision's, when a reviewer's rejection ends the order
 
     def __post_init__(self) -> None:
         super().__init__(self.reason)
@@ -436,7 +437,7 @@ class Review:
                 OrderState.CANCELLED,
                 f"rejected in review: {decision.note}" if decision.note else "rejected in review",
                 decision.reviewer or CLIENT_ACTOR, review=ReviewOutcome.REJECTED, note=decision.note,
-                reason_code=decision.reason_code,
+                reason_code=decision.reason_code, action_id=decision.action_id,
             )
         return decision
 

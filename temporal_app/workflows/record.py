@@ -60,6 +60,7 @@ class ReviewClose:
     reviewer: str = ""
     note: str = ""
     reason_code: str = ""
+    action_id: str = ""  # the decision's action id: the projection links a person only through it
 
 
 class OrderRecord:
@@ -209,7 +210,8 @@ class OrderRecord:
             activity, arg = Activities.RECORD_ORDER_PROGRESS, record
         else:
             activity = Activities.RECORD_REVIEW_OUTCOME
-            arg = ReviewOutcomeRecord(record, review.outcome.value, review.reviewer, review.note, review.reason_code)
+            arg = ReviewOutcomeRecord(record, review.outcome.value, review.reviewer, review.note, review.reason_code,
+                                      review.action_id)
         async with self._writing:
             await workflow.execute_local_activity(
                 activity, arg, start_to_close_timeout=PROJECTION_TIMEOUT, retry_policy=PROJECTION_RETRY,

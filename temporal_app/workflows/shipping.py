@@ -32,6 +32,7 @@ from temporal_app.contracts import (
 from temporal_app.workflows import boundary
 from temporal_app.workflows.failures import STEP_FAILED, root_message
 from temporal_app.workflows.policies import ACTIVITY_TIMEOUT, DISPATCH_RETRY, RETRY_FOREVER
+from temporal_app.workflows.record import MAX_MESSAGES_KEPT
 from temporal_app.workflows.shielded import run_shielded
 
 # The child's own states (get_status's shipping_status).
@@ -58,7 +59,11 @@ class ShippingWorkflow:
         self.cancel_reason = ""  # a cancel that stands
         self.cancel_during_dispatch = ""  # a cancel that came while the carrier was being called
         self.retry = False
+        # The latest foreign messages, for whoever investigates (get_status), at most
+        # MAX_MESSAGES_KEPT like the order's own messages: anyone may signal a child, and its state
+        # must not grow with every signal (each one stays in the history).
         self.ignored: list[dict[str, str]] = []
+        self.ignored_dropped = 0
 
     @workflow.run
     async def run(self, *args: Any) -> ShippingOutcome:
@@ -157,6 +162,9 @@ class ShippingWorkflow:
         found = instruction if not isinstance(instruction, ShippingInstruction) else refusal(RefusalCode.NOT_FROM_PARENT)
         self.ignored.append({"name": name, "at": workflow.now().isoformat(), "code": found.code.value,
                              "message": found.message})
+        if len(self.ignored) > MAX_MESSAGES_KEPT:
+            del self.ignored[0]
+            self.ignored_dropped += 1
         return None
 
     @workflow.signal(name=Signals.SHIPPING_CANCEL)
@@ -193,4 +201,5 @@ class ShippingWorkflow:
             "dispatch_failures": self.failures,
             "cancelled": bool(self.cancel_reason),
             "ignored_messages": list(self.ignored),
+            "ignored_messages_not_shown": self.ignored_dropped,
         }

@@ -157,3 +157,23 @@ def test_temporal_outage_is_explained_and_loses_nothing(page, reviewer_login):
     page.get_by_role("button", name="Approve", exact=True).click()
     expect(page.locator("#workflow-status")).to_have_text("completed", timeout=30_000)
     assert _run_to_the_end(order) == "completed"
+
+
+def test_with_no_worker_answering_the_page_answers_from_postgres_and_says_so(page, reviewer_login, settings):
+    """The workers stopped (here: the order's workflow is on a queue nobody polls): the order
+    page still shows the order, and its live panel says in words, announced, that the live
+    status is unavailable, beside what Postgres holds. At a desktop and at a phone's width."""
+    from tests.reviews.test_workers_down import _order_no_worker_answers
+
+    settings.TEMPORAL_QUERY_TIMEOUT_SECONDS = 1
+    order = _order_no_worker_answers()
+    _log_in(page, reviewer_login)
+    page.goto(f"/reviews/orders/{order.order_id}/")
+    panel = page.locator("#live-status")
+    expect(panel.get_by_role("status")).to_contain_text("Live status unavailable: the order workers are not answering")
+    expect(panel).to_contain_text("From Postgres: Awaiting manual review")
+    expect(page.get_by_role("heading", level=1)).to_contain_text(order.order_id)
+    screenshot(page, "review-09-workers-down")
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(panel.get_by_role("status")).to_be_visible()
+    screenshot(page, "review-10-workers-down-phone")

@@ -267,3 +267,90 @@ def test_workflow_that_does_not_answer_is_told_honestly(system, client, make_sta
     assert [t for t, _, _ in admin_events(order)] == ["cancel_requested", "cancel_unanswered"]
     order.refresh_from_db()
     assert order.status == Order.Status.AWAITING_MANUAL_REVIEW
+
+
+def _bulk_cancel(client, orders: list[Order], reason: str = "warehouse closed"):
+    return client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": [o.pk for o in orders],
+                                    "post": "yes", "reason": reason, "reason_code": "out_of_stock"})
+
+
+def test_a_bulk_cancel_sends_its_updates_several_at_a_time(system, client, make_staff, monkeypatch):
+    """Each cancel answers only once its order has ended: one after another, N orders took N
+    times that. They go out together (orderweb.actions.BULK_CONCURRENCY at a time), each through
+    workflow_action_send, and each order's answer is reported."""
+    import threading
+
+    from orderweb import actions
+
+    orders = [place_order() for _ in range(4)]
+    lock, together = threading.Lock(), threading.Event()
+    in_flight = peak = 0
+    real = actions.order_workflow_update
+
+    def watched(*args, **kwargs):
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+            if in_flight >= 2:
+                together.set()
+        together.wait(5)  # one at a time, this waits in vain and the peak stays 1
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    monkeypatch.setattr(actions, "order_workflow_update", watched)
+    client.force_login(make_staff("bulk", "cancel_order"))
+    response = _bulk_cancel(client, orders)
+    assert 2 <= peak <= actions.BULK_CONCURRENCY
+    assert sorted(messages_of(response)) == sorted(
+        ("success", CANCEL_DONE.format(order_id=o.order_id, reason="warehouse closed")) for o in orders)
+    assert set(Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("status", flat=True)) == {"cancelled"}
+
+
+def test_a_bulk_cancel_with_no_worker_answering_reports_every_order_without_waiting_for_each(
+        system, client, make_staff, settings, monkeypatch):
+    """No worker polls these orders' queue (as when run_workers is down). The first Updates wait
+    their timeout; the status query that follows finds no worker, and the rest are not sent at
+    all (each reported as such), so the request does not take N times the timeout."""
+    from orderweb import actions
+    from orderweb.actions import CANCEL_REFUSED
+    from temporal_app import client as temporal_client
+    from temporal_app.workflows import OrderWorkflow
+    from tests.helpers import new_order_id, temporal
+
+    settings.TEMPORAL_RPC_TIMEOUT_SECONDS = 2
+    settings.TEMPORAL_QUERY_TIMEOUT_SECONDS = 1
+    settings.TEMPORAL_WORKERS_RECHECK_SECONDS = 600
+    orders = []
+    for _ in range(actions.BULK_CONCURRENCY + 4):
+        order_id = new_order_id("NOWORKER")
+        orders.append(Order.objects.create(order_id=order_id, workflow_id=order_id.lower(), address="1 Quiet Road",
+                                           status=Order.Status.AWAITING_MANUAL_REVIEW))
+        temporal(lambda c, o=orders[-1]: c.start_workflow(OrderWorkflow.run, args=[o.order_id, o.address],
+                                                          id=o.workflow_id, task_queue="nobody-polls-this-tq"))
+    sent, real = [], actions.order_workflow_update
+
+    def counted(workflow_id, *args):
+        try:
+            return real(workflow_id, *args)
+        except temporal_client.TemporalUnavailable as err:
+            sent.append(not err.remembered)
+            raise
+
+    monkeypatch.setattr(actions, "order_workflow_update", counted)
+    client.force_login(make_staff("bulk2", "cancel_order"))
+    told = messages_of(_bulk_cancel(client, orders))
+    assert len(told) == len(orders) and all(level == "error" for level, _ in told)
+    for order in orders:  # each order's answer, in words that name it
+        [message] = [m for _, m in told if order.order_id in m]
+        assert message.startswith(CANCEL_REFUSED.format(order_id=order.order_id, message="")) or \
+            message == NO_ANSWER.format(order_id=order.order_id, seconds=2)
+    assert len(sent) == len(orders) and 1 <= sum(sent) <= actions.BULK_CONCURRENCY  # the rest: not sent
+    not_sent = [m for _, m in told if "workers of task queue order-tq are not answering" in m]
+    assert len(not_sent) == len(orders) - sum(sent)
+    events = OrderEvent.objects.filter(order__in=orders, type="cancel_unanswered")
+    assert sorted(e.details["code"] for e in events) == sorted(
+        ["no_answer"] * sum(sent) + ["workers_not_answering"] * (len(orders) - sum(sent)))

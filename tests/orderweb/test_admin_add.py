@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from orderweb.admin import ORDER_CREATED
 from orderweb.models import Order, OrderEvent
-from orderweb.services import ORDER_ID_EXISTS
+from orderweb.services import ORDER_ID_EXISTS, ORDER_ID_TAKEN
 from temporal_app.contracts import ADDRESS_CONTROL_CHARS, ADDRESS_EMPTY, LINE_DUPLICATE_SKU, ORDER_ID_INVALID
 from tests.helpers import new_order_id, wait_for_state
 from tests.orderweb.conftest import messages_of
@@ -86,6 +86,49 @@ def test_add_refuses_an_existing_order_id(client, make_staff):
     assert response.status_code == 200
     assert ORDER_ID_EXISTS.format(order_id="ADMIN-1") in response.content.decode().replace("&#x27;", "'")
     assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("order_id", ["admin-1", "Admin-1"])
+def test_add_refuses_an_id_that_differs_only_in_case_naming_the_existing_order(client, make_staff, order_id):
+    """The form names the order that holds the id (it used to say "already exists" about an id
+    that did not)."""
+    Order.objects.create(order_id="ADMIN-1", workflow_id="admin-1", address="1 Road")
+    client.force_login(make_staff("olga", "add_order"))
+    response = client.post(ADD, form_data(order_id))
+    assert response.status_code == 200
+    page = response.content.decode().replace("&#x27;", "'")
+    assert ORDER_ID_TAKEN.format(order_id=order_id, existing="ADMIN-1", workflow_id="admin-1") in page
+    assert list(Order.objects.values_list("order_id", flat=True)) == ["ADMIN-1"]
+
+
+@pytest.mark.django_db
+def test_the_service_refuses_an_id_that_differs_only_in_case_with_a_code():
+    """order_create, behind every entry point, past the form's check (a race): the database's
+    unique index on LOWER(order_id) refuses it, and the error names the existing order."""
+    from django.core.exceptions import ValidationError
+
+    from orderweb.services import order_create
+
+    Order.objects.create(order_id="ADMIN-1", workflow_id="admin-1-from-a-client", address="1 Road")
+    with pytest.raises(ValidationError) as refused:
+        order_create(order_id="admin-1", address="2 Road")
+    assert (refused.value.code, refused.value.params) == ("order_id_taken", {"existing_order_id": "ADMIN-1"})
+    assert refused.value.messages == [ORDER_ID_TAKEN.format(order_id="admin-1", existing="ADMIN-1",
+                                                            workflow_id="admin-1-from-a-client")]
+    with pytest.raises(ValidationError) as same:
+        order_create(order_id="ADMIN-1", address="2 Road")
+    assert same.value.code == "order_exists"
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_ids_that_differ_only_in_case():
+    from django.db import IntegrityError, transaction
+
+    Order.objects.create(order_id="RAW-1", workflow_id="raw-1-a", address="1 Road")
+    with pytest.raises(IntegrityError, match="order_id_unique_ignoring_case"), transaction.atomic():
+        Order.objects.create(order_id="raw-1", workflow_id="raw-1-b", address="1 Road")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -228,6 +228,39 @@ def test_cors_preflight_and_foreign_pages(codec_key, django_user_model):
 
 
 @pytest.mark.django_db
+def test_the_codec_endpoints_own_size_limit_applies_and_every_error_carries_cors(codec_key, django_user_model,
+                                                                                 monkeypatch):
+    """Django refuses request.body above 2.5 MB with a bare 400 and no CORS headers, so the Web UI
+    showed ciphertext without a word: the endpoint's own 10 MB limit is the one that applies, and
+    what it refuses (413, 500) the UI can read (issue 19)."""
+    from orderweb import codec_server
+
+    client = Client()
+    client.force_login(_staff(django_user_model, "ops-big"))
+    plain = DataConverter.default.payload_converter.to_payload("x" * (3 * 1024 * 1024))
+    encrypted = FernetPayloadCodec([codec_key]).encode_one(plain)
+    body = {"payloads": [_payload_json(encrypted)]}
+    assert len(json.dumps(body)) > 5 * 1024 * 1024  # twice Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+    response = _post(client, "/temporal-codec/decode", body, HTTP_ORIGIN=UI)
+    assert response.status_code == 200, response.content[:300]
+    assert response["Access-Control-Allow-Origin"] == UI
+    assert base64.b64decode(response.json()["payloads"][0]["data"]) == plain.data
+
+    too_big = {"payloads": [_payload_json(encrypted)] * 2}  # over 10 MB
+    refused = _post(client, "/temporal-codec/decode", too_big, HTTP_ORIGIN=UI)
+    assert refused.status_code == 413 and refused["Access-Control-Allow-Origin"] == UI
+    assert "larger than the codec endpoint's limit of 10 MB" in refused.json()["error"]
+
+    def broken(self, payload):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(codec_server.FernetPayloadCodec, "decode_one", broken)
+    failed = _post(client, "/temporal-codec/decode", {"payloads": [_payload_json(encrypted)]}, HTTP_ORIGIN=UI)
+    assert failed.status_code == 500 and failed["Access-Control-Allow-Origin"] == UI
+    assert failed.json() == {"error": codec_server.SERVER_ERROR}
+
+
+@pytest.mark.django_db
 def test_bad_bodies_a_missing_key_and_the_codec_off(codec_key, django_user_model, settings):
     client = Client()
     client.force_login(_staff(django_user_model, "ops3"))

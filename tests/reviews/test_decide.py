@@ -99,6 +99,22 @@ def test_reject_with_reason_cancels_the_order(system, reviewer):
     assert requested.details["reason_code"] == "undeliverable_address"
 
 
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_a_temporal_clients_decision_naming_a_reviewer_is_kept_as_a_name_only(system, reviewer, decision):
+    """Any Temporal client can write any name into CompleteManualReview: the task keeps the name,
+    but links an account only where our own action path recorded that person asking."""
+    order = _waiting_order()
+    # Even an action id that our path never recorded, or one of another order's, vouches for no one.
+    h = handle(order.workflow_id)
+    temporal(lambda c: h.signal(
+        Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision(decision, "alice", "from a script", "script-1", "other")))
+    task = wait_until(lambda: ReviewTask.objects.exclude(status="open").filter(order=order).first(),
+                      what="the task closed")
+    assert (task.status, task.decided_by_name, task.decided_by) == (
+        "approved" if decision == "approve" else "rejected", "alice", None)
+    _run_to_the_end(order)
+
+
 def test_reject_with_a_code_alone_records_its_label(system, reviewer):
     order = _waiting_order()
     response = _decide(client_for(reviewer), order, "reject", reason_code="out_of_stock")

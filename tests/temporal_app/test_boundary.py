@@ -283,6 +283,32 @@ def test_a_forged_instruction_to_the_shipping_child_is_ignored(system):
     wait_for_state(order.workflow_id, "completed")
 
 
+def test_the_shipping_childs_ignored_messages_are_bounded(system):
+    """A client that floods a shipping child with foreign signals does not grow its state: the
+    latest MAX_MESSAGES_KEPT are kept for get_status, the rest counted (each is in the history)."""
+    from temporal_app.workflows.record import MAX_MESSAGES_KEPT
+
+    order = waiting_order()
+    fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=3)
+    signal(order.workflow_id, Signals.COMPLETE_MANUAL_REVIEW)
+    wait_until(lambda: workflow_status(order.workflow_id)["awaiting_shipping_retry"], what="the dispatch failure")
+    child_id = shipping_workflow_id(order.workflow_id)
+    flood = MAX_MESSAGES_KEPT + 15
+
+    async def send(client):
+        h = client.get_workflow_handle(child_id)
+        for n in range(flood):
+            await h.signal(Signals.SHIPPING_CANCEL, {"token": f"guess-{n}", "reason": "forged"})
+
+    temporal(send, timeout=120)
+    status = wait_until(lambda: (s := workflow_status(child_id))["ignored_messages_not_shown"] == 15 and s,
+                        what="every forged signal counted", timeout=60)
+    assert len(status["ignored_messages"]) == MAX_MESSAGES_KEPT
+    assert status["cancelled"] is False
+    order_workflow_update(order.workflow_id, Updates.RETRY_SHIPPING, {"actor": "staff"})
+    wait_for_state(order.workflow_id, "completed")
+
+
 def test_a_shipping_workflow_started_by_anyone_else_ships_nothing(system):
     order = waiting_order()
     result = start([{"order_id": order.order_id, "parent_workflow_id": order.workflow_id, "address": "Thief St"}],

@@ -575,6 +575,29 @@ def test_a_second_workflow_cannot_take_an_existing_order(system):
     assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
 
 
+def test_an_outside_clients_start_with_an_id_in_another_case_is_refused_naming_the_order(system):
+    """The same path as the API's and the admin's refusal: the workflow fails saying which order
+    holds the id, and the existing order and its workflow are untouched."""
+    from orderweb.services import ORDER_ID_TAKEN
+
+    order = make_order(order_id=new_order_id("CASE"))
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    other_id = order.order_id.lower()
+
+    async def start(client):
+        from temporal_app.workflows import OrderWorkflow
+
+        h = await client.start_workflow(OrderWorkflow.run, args=[other_id, "Elsewhere 1"],
+                                        id=f"{order.workflow_id}-lower", task_queue="order-tq")
+        return await h.result()
+
+    other = temporal(start, timeout=60)
+    assert (other.status, other.reason) == ("failed", ORDER_ID_TAKEN.format(
+        order_id=other_id, existing=order.order_id, workflow_id=order.workflow_id))
+    assert list(Order.objects.filter(order_id__iexact=other_id).values_list("order_id", flat=True)) == [order.order_id]
+    assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
+
+
 def test_unstorable_input_from_an_outside_client_fails_validation_clearly(system):
     """Line items or an amount that the database cannot hold must not make order_received fail
     forever: the order is created without them and fails validation, saying why."""

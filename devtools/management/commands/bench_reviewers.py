@@ -1,10 +1,16 @@
 """python manage.py bench_reviewers [--reviewers 20] [--duration 120] [--rate 1.5] [--start-dev-server]
+                                   [--workers-down 60]
 
 Reviewers under load: a real load tool (Locust, devtools/load/reviewers.py) drives reviewers who
 sign in, claim and approve through the web app, while orders arrive at a steady rate; first one
 reviewer alone (the idle figure), then all of them. The system is the real one: the web app
 (gunicorn if installed, else runserver) and run_workers as subprocesses, the Temporal at
 TEMPORAL_ADDRESS (or a dev server of its own), the database of DATABASE_URL.
+
+With ``--workers-down N`` a third phase follows: the workers are stopped (Temporal stays up), and
+the same reviewers keep working for N seconds, each open order page polling its live status
+(``ReviewerWorkersDown``). Every page must answer from Postgres, the status panel saying the live
+status is unavailable; the figures show whether the web stayed fast while nothing answered.
 
 The last line printed is one JSON object: requests and errors per phase, the approve POST's
 p50/p95 under load beside the idle p50, orders created and approved.
@@ -51,6 +57,10 @@ class Command(BaseCommand):
         parser.add_argument("--idle-seconds", type=int, default=30, help="Seconds with one reviewer first.")
         parser.add_argument("--rate", type=float, default=1.5, help="Orders arriving per second.")
         parser.add_argument("--start-dev-server", action="store_true")
+        parser.add_argument("--workers-down", type=int, default=0, metavar="SECONDS",
+                            help="Then stop the workers and let the reviewers work this long.")
+        parser.add_argument("--skip-load", action="store_true",
+                            help="With --workers-down: only the idle phase before it, not the load phase.")
 
     def handle(self, *args, **options):
         if shutil.which("locust", path=str(Path(sys.executable).parent)) is None:
@@ -64,8 +74,9 @@ class Command(BaseCommand):
                 stop_process(server[0])
                 server[1].cleanup()
         self.stdout.write(json.dumps(result))
-        if result["load"]["errors"] or result["idle"]["errors"]:
-            raise CommandError(f"{result['load']['errors'] + result['idle']['errors']} requests failed")
+        failed = sum(result[phase]["errors"] for phase in ("idle", "load", "workers_down") if result.get(phase))
+        if failed:
+            raise CommandError(f"{failed} requests failed")
 
     def _run(self, options: dict[str, Any]) -> dict[str, Any]:
         check_temporal()
@@ -99,9 +110,21 @@ class Command(BaseCommand):
             host = f"http://127.0.0.1:{port}"
             self.stderr.write(f"idle: 1 reviewer for {options['idle_seconds']} s")
             idle = self._locust(host, prefix, 1, options["idle_seconds"], workdir / "idle")
-            self.stderr.write(f"load: {options['reviewers']} reviewers for {options['duration']} s, "
-                              f"orders arriving at {options['rate']:g}/s")
-            load = self._locust(host, prefix, options["reviewers"], options["duration"], workdir / "load")
+            load = None
+            if not (options["skip_load"] and options["workers_down"]):
+                self.stderr.write(f"load: {options['reviewers']} reviewers for {options['duration']} s, "
+                                  f"orders arriving at {options['rate']:g}/s")
+                load = self._locust(host, prefix, options["reviewers"], options["duration"], workdir / "load")
+            down = None
+            if options["workers_down"]:
+                self.stderr.write(f"workers down: stopping them; {options['reviewers']} reviewers keep working "
+                                  f"for {options['workers_down']} s")
+                workers.stop()
+                waiting = Order.objects.filter(order_id__in=created, status=OrderState.AWAITING_MANUAL_REVIEW).count()
+                self.stderr.write(f"  {waiting} orders wait for review")
+                down = self._locust(host, prefix, options["reviewers"], options["workers_down"], workdir / "down",
+                                    user_class="ReviewerWorkersDown")
+                down["orders_waiting_for_review"] = waiting
         finally:
             stop_feeding.set()
             supervisor.stop_all()
@@ -114,8 +137,9 @@ class Command(BaseCommand):
             "orders_past_review": approved,
             "idle": idle,
             "load": load,
+            "workers_down": down,
             "approve_p95_load_over_idle_p50": (round(load["approve"]["p95"] / idle["approve"]["p50"], 2)
-                                               if idle["approve"]["p50"] and load["approve"]["p95"] else None),
+                                               if load and idle["approve"]["p50"] and load["approve"]["p95"] else None),
             "web_server": Path(self._web_command(port)[0]).name,
             "logs": str(workdir),
         }
@@ -154,11 +178,12 @@ class Command(BaseCommand):
             next_at += 1 / rate
             stop.wait(max(0.0, next_at - time.monotonic()))
 
-    def _locust(self, host: str, prefix: str, users: int, seconds: int, out: Path) -> dict[str, Any]:
+    def _locust(self, host: str, prefix: str, users: int, seconds: int, out: Path,
+                user_class: str = "Reviewer") -> dict[str, Any]:
         import subprocess
 
         env = {**os.environ, "LOAD_REVIEWER_PREFIX": prefix, "LOAD_REVIEWER_PASSWORD": self.password}
-        command = [str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), "--headless",
+        command = [str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), user_class, "--headless",
                    "-u", str(users), "-r", str(max(1, users // 5)), "-t", f"{seconds}s", "--host", host,
                    "--csv", str(out), "--only-summary", "--stop-timeout", "10"]
         subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 120)
@@ -174,8 +199,9 @@ def _stats(path: Path) -> dict[str, Any]:
     def figures(name: str) -> dict[str, Optional[float]]:
         row = rows.get(name)
         if not row or not int(row["Request Count"]):
-            return {"requests": 0, "p50": None, "p95": None}
-        return {"requests": int(row["Request Count"]), "p50": float(row["50%"]), "p95": float(row["95%"])}
+            return {"requests": 0, "p50": None, "p95": None, "max": None}
+        return {"requests": int(row["Request Count"]), "p50": float(row["50%"]), "p95": float(row["95%"]),
+                "max": float(row["Max Response Time"])}
 
     return {
         "requests": int(total.get("Request Count", 0)),
@@ -184,4 +210,5 @@ def _stats(path: Path) -> dict[str, Any]:
         "claim": figures("claim"),
         "queue": figures("queue"),
         "order_page": figures("order page"),
+        "live_status": figures("live status"),
     }

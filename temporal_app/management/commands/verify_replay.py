@@ -94,10 +94,11 @@ class Command(BaseCommand):
             bar.update(1)
 
         try:
-            # Sandboxed, as the test suite's workers: stricter than production's unsandboxed runner
-            # (it refuses wall clocks, randomness and I/O in workflow code).
+            # The strict sandbox (nothing of ours passed through), as the test suite's workers:
+            # stricter than production's runner (it refuses wall clocks, randomness and I/O in
+            # workflow code, the pure modules' included).
             return await replay(client, candidates, workflows=workflows, data_converter=data_converter(),
-                                runner=workflow_runner(sandbox=True), progress=progress)
+                                runner=workflow_runner(sandbox=True, passthrough=()), progress=progress)
         finally:
             bar.close()
 

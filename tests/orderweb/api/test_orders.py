@@ -124,6 +124,27 @@ def test_an_order_created_elsewhere_is_a_conflict(api_client):
     assert body["details"] == {"order_id": "ADMIN-1", "source": "admin"}
 
 
+def test_an_id_that_differs_only_in_case_is_a_conflict_naming_the_existing_order(api_client):
+    """CASE-Probe1 and case-probe1 would run as one workflow: the second is 409 with a code, not a
+    500 (it was Order.DoesNotExist, issue 19), with the same payload or another."""
+    first = order_payload("CASE-Probe1")
+    assert api_client.post("/orders", first).status_code == 201
+    for payload in ({**first, "order_id": "case-probe1"}, order_payload("CASE-PROBE1")):
+        body = assert_problem(api_client.post("/orders", payload), 409, errors.ORDER_ID_TAKEN)
+        assert body["details"] == {"order_id": payload["order_id"], "existing_order_id": "CASE-Probe1"}
+        assert "'CASE-Probe1'" in body["message"]
+    assert list(Order.objects.values_list("order_id", flat=True)) == ["CASE-Probe1"]
+    # The refused requests left nothing behind, and the same id in its own case still answers.
+    assert api_client.post("/orders", first).status_code == 200
+
+
+def test_an_id_that_maps_to_another_orders_workflow_is_a_conflict(api_client):
+    """An outside client's order whose workflow id is what this id would run as."""
+    Order.objects.create(order_id="FROM-CLIENT", workflow_id="shop-77", address="1 Main St", source="temporal-client")
+    body = assert_problem(api_client.post("/orders", order_payload("SHOP-77")), 409, errors.ORDER_ID_TAKEN)
+    assert body["details"]["existing_order_id"] == "FROM-CLIENT"
+
+
 def test_total_must_be_the_sum_of_the_lines(api_client):
     body = assert_problem(api_client.post("/orders", order_payload(total="20.00")), 422, errors.TOTAL_MISMATCH)
     assert body["message"] == "The total 20.00 EUR does not match the line items, which add up to 25.00 EUR."
@@ -196,6 +217,88 @@ def test_idempotency_keys_belong_to_their_client(api_client, make_api_client):
     other = make_api_client("create")
     assert other.post("/orders", order_payload("API-K2"), headers={"Idempotency-Key": "req-1"}).status_code == 201
     assert ApiIdempotencyKey.objects.count() == 2
+
+
+def test_fingerprints_are_keyed_hashes_not_bare_digests(api_client, settings):
+    """What is stored for a field cannot be found by hashing guesses: without SECRET_KEY, the
+    SHA-256 of the email (or of any field) is not what the row holds."""
+    import hashlib
+    import hmac
+    import json
+
+    payload = order_payload()
+    api_client.post("/orders", payload, headers={"Idempotency-Key": "req-keyed"})
+    stored = [ApiOrderRequest.objects.get().fingerprint, ApiIdempotencyKey.objects.get().fingerprint]
+    for field, value in (("customer.email", "ada@example.com"), ("total", "25.00"), ("client.ip", "203.0.113.7")):
+        bare = hashlib.sha256(json.dumps(value).encode()).hexdigest()[:32]
+        for fingerprint in stored:
+            assert fingerprint[field] != bare
+            # HMAC-SHA256 of the digest, under a key derived from SECRET_KEY (Django's salted_hmac).
+            key = hashlib.sha256(("orderweb.api.fingerprint" + settings.SECRET_KEY).encode()).digest()
+            assert fingerprint[field] == hmac.new(key, bare.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def test_a_rotated_secret_key_still_recognises_earlier_requests(api_client, settings):
+    """SECRET_KEY rotated, the old one in SECRET_KEY_FALLBACKS: a repeat is still the same order
+    (200, and the same key's replay), and another payload is still a conflict."""
+    payload = order_payload()
+    assert api_client.post("/orders", payload, headers={"Idempotency-Key": "req-rot"}).status_code == 201
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-key-" + "x" * 40
+    assert api_client.post("/orders", payload).status_code == 200
+    assert api_client.post("/orders", payload, headers={"Idempotency-Key": "req-rot"})["Idempotent-Replayed"] == "true"
+    assert_problem(api_client.post("/orders", {**payload, "currency": "USD"}), 409, errors.ORDER_CONFLICT)
+    settings.SECRET_KEY_FALLBACKS = []
+    assert_problem(api_client.post("/orders", payload), 409, errors.ORDER_CONFLICT)  # the control
+
+
+def test_an_expired_idempotency_key_may_be_used_again(api_client, settings):
+    settings.API_IDEMPOTENCY_KEY_HOURS = 24
+    api_client.post("/orders", order_payload("API-OLD"), headers={"Idempotency-Key": "req-1"})
+    ApiIdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    again = api_client.post("/orders", order_payload("API-NEW"), headers={"Idempotency-Key": "req-1"})
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    assert list(ApiIdempotencyKey.objects.values_list("order__order_id", flat=True)) == ["API-NEW"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_purge_deletes_expired_keys_only_and_runs_in_several_processes_at_once(make_api_client, settings):
+    """Four purges at once (every worker process runs one), over more rows than one batch: each
+    expired key deleted exactly once between them, none waits for another, the fresh keys stay."""
+    import threading
+
+    from django.db import connections
+
+    from orderweb.api.services import api_idempotency_keys_purge
+
+    settings.API_IDEMPOTENCY_KEY_HOURS = 24
+    client = make_api_client("create")
+    for n in range(3):
+        client.post("/orders", order_payload(f"API-PURGE-{n}"), headers={"Idempotency-Key": f"keep-{n}"})
+    template = ApiIdempotencyKey.objects.first()
+    old = timezone.now() - timedelta(hours=30)
+    ApiIdempotencyKey.objects.bulk_create([
+        ApiIdempotencyKey(api_key=template.api_key, key=f"old-{n}", fingerprint={}, status_code=201, response={},
+                          order=template.order) for n in range(250)])
+    ApiIdempotencyKey.objects.filter(key__startswith="old-").update(created_at=old)
+    counts: list[int] = []
+    start = threading.Barrier(4)
+
+    def purge() -> None:
+        start.wait()
+        try:
+            counts.append(api_idempotency_keys_purge(batch=20))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=purge) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(counts) == 250 and len(counts) == 4
+    assert sorted(ApiIdempotencyKey.objects.values_list("key", flat=True)) == ["keep-0", "keep-1", "keep-2"]
+    assert api_idempotency_keys_purge() == 0
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "é"])
