@@ -475,6 +475,9 @@ def order_workflow_status(workflow_id: str) -> dict[str, Any]:
             queue=ORDER_TASK_QUEUE, seconds=seconds, since=worker_silence.first_noticed()))
         raise worker_silence.noticed(silent) from err
     except WorkflowCannotAnswer:
+        # The server answered for this one workflow (its task keeps failing): the workers are
+        # running it, so they are not silent, and the next caller's request goes through.
+        worker_silence.answered()
         raise
     except TemporalUnavailable as err:  # Temporal itself: unreachable, or still connecting
         raise worker_silence.noticed(err) from err

@@ -103,7 +103,9 @@ def test_refresh_keeps_the_selection_focus_and_scroll(page, busy_queue):
     expect(page.locator('[data-count="all"]')).to_have_text("31")
     expect(selected).to_have_attribute("data-order", "ORDER-1011")
     expect(page.locator("#open-ORDER-1011")).to_be_focused()
-    assert page.evaluate("window.scrollY") == scrolled
+    # The scroll position comes back once the swap settles (htmx:afterSettle), a moment after the
+    # counts and the focus: wait for it, as a person's eye would, instead of reading it at once.
+    page.wait_for_function(f"window.scrollY === {scrolled}", timeout=5000)
     # The selected order is decided by a colleague: the one now in its place is selected and
     # focused, so the keyboard goes on from there.
     ReviewTask.objects.filter(order__order_id="ORDER-1011").update(

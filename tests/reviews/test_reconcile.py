@@ -22,7 +22,13 @@ from orderweb.simulators import fault_plan
 from reviews import services, views
 from reviews.services import orders_reconcile_with_reviews
 from reviews.models import ReviewTask
-from temporal_app.client import WorkflowCannotAnswer, WorkflowGone, order_workflow_status
+from temporal_app.client import (
+    WorkersNotAnswering,
+    WorkflowCannotAnswer,
+    WorkflowGone,
+    order_workflow_status,
+    worker_silence,
+)
 from temporal_app.contracts import Signals
 from tests.helpers import temporal, wait_until, workflow_status
 from tests.orderweb.conftest import place_order
@@ -186,6 +192,17 @@ def test_a_decision_on_a_stuck_workflow_gets_words_and_gives_the_claim_back(stuc
     assert answer.details["code"] == "workflow_stuck"
     page = client_for(reviewer).get(reverse("reviews:order_status", args=[stuck_order.order_id]))
     assert views.LIVE_STATUS_STUCK in page.content.decode()
+
+
+def test_a_stuck_workflows_answer_is_not_taken_for_silent_workers(stuck_order):
+    """The server's "failed state" for one order is an answer: workers are running it. A silence
+    noticed before (a query that timed out while the task was first failing) is forgotten, so
+    the next request of any order is sent instead of being told the workers are down."""
+    with override_settings(TEMPORAL_WORKERS_RECHECK_SECONDS=0):  # the next caller asks again
+        worker_silence.noticed(WorkersNotAnswering("a query timed out"))
+        with pytest.raises(WorkflowCannotAnswer):
+            order_workflow_status(stuck_order.workflow_id)
+    assert worker_silence.known() is None
 
 
 def test_a_stuck_workflow_is_flagged_after_the_threshold(stuck_order):
