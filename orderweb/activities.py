@@ -36,6 +36,7 @@ from temporal_app.client import TemporalUnavailable, start_order_workflow
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     SHIPPING_TASK_QUEUE,
+    WEBHOOK_TASK_QUEUE,
     Activities,
     DispatchInput,
     Errors,
@@ -50,7 +51,7 @@ from temporal_app.contracts import (
     ShippingOutcome,
     ShippingStatus,
 )
-from temporal_app.registry import db_activity, periodic
+from temporal_app.registry import also_on, db_activity, periodic
 
 logger = logging.getLogger(__name__)
 
@@ -221,15 +222,23 @@ def orphaned_orders_started(*, older_than_seconds: float = 15) -> int:
 # -- webhooks (orderweb/webhooks.py; WebhookDeliveryWorkflow) --------------------------------------
 
 
-@db_activity(Activities.WEBHOOK_DELIVERED, queue=ORDER_TASK_QUEUE)
+@db_activity(Activities.WEBHOOK_DELIVERED, queue=WEBHOOK_TASK_QUEUE)
 def webhook_delivered(delivery_id: int) -> None:
     """One POST of one status change; raises (and Temporal retries) unless the receiver says 2xx."""
     webhook_send(delivery_id=delivery_id)
 
 
-@db_activity(Activities.WEBHOOK_GAVE_UP, queue=ORDER_TASK_QUEUE)
+@db_activity(Activities.WEBHOOK_GAVE_UP, queue=WEBHOOK_TASK_QUEUE)
 def webhook_gave_up(delivery_id: int, reason: str) -> None:
     webhook_failed(delivery_id=delivery_id, reason=reason)
+
+
+# Deliveries started on order-tq before webhooks had a queue of their own finish there (their
+# workflow and its scheduled attempts stay on the queue they started on). Remove these two lines
+# and WebhookDeliveryWorkflow from order-tq (temporal_app.worker.workflows_for) once none can be
+# running: ORDER_WEBHOOK_GIVE_UP_SECONDS (a day) after the deploy that moved them.
+also_on(ORDER_TASK_QUEUE, webhook_delivered)
+also_on(ORDER_TASK_QUEUE, webhook_gave_up)
 
 
 @periodic(seconds=settings.ORDER_WEBHOOK_SWEEP_SECONDS, queue=ORDER_TASK_QUEUE)

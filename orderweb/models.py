@@ -551,3 +551,18 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"webhook for event {self.event_id} ({self.status})"
+
+
+class WebhookCursor(models.Model):
+    """The webhook sweep's high-water mark for one receiver URL (orderweb/webhooks.py): every
+    status change up to ``event_id`` has its delivery. Created by the first sweep after the URL is
+    configured, at the last event older than ORDER_WEBHOOK_LOOKBACK_SECONDS; from then on the
+    sweep moves it forward only, whatever the time the workers were down, so nothing is dropped."""
+
+    url = models.URLField(max_length=1000, unique=True)
+    event_id = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"webhook cursor of {self.url} at event {self.event_id}"

@@ -243,6 +243,15 @@ if ORDER_WEBHOOK_URL and len(ORDER_WEBHOOK_SECRET) < 16:
     raise ImproperlyConfigured("ORDER_WEBHOOK_SECRET must be set (16 characters or more) when ORDER_WEBHOOK_URL is.")
 ORDER_WEBHOOK_GIVE_UP_SECONDS = env.float("ORDER_WEBHOOK_GIVE_UP_SECONDS", default=24 * 3600)
 ORDER_WEBHOOK_SWEEP_SECONDS = env.float("ORDER_WEBHOOK_SWEEP_SECONDS", default=5)
+# Status changes older than this when a URL is first configured are not sent to it; from then on
+# the sweep keeps its own high-water mark per URL (WebhookCursor), so an outage loses nothing.
+ORDER_WEBHOOK_LOOKBACK_SECONDS = env.float("ORDER_WEBHOOK_LOOKBACK_SECONDS", default=3600)
+# The sweep moves its mark only past events older than this: an event whose transaction commits
+# after a later one's (ids are allocated at insert, rows seen at commit) is found meanwhile.
+ORDER_WEBHOOK_SETTLE_SECONDS = env.float("ORDER_WEBHOOK_SETTLE_SECONDS", default=300)
+# Threads of the webhook worker (webhook-tq): its own pool, so a slow receiver holds up only
+# other webhooks (docs/operations.md, "Webhooks").
+WORKER_WEBHOOK_THREADS = env.int("WORKER_WEBHOOK_THREADS", default=4)
 
 # -- Temporal -------------------------------------------------------------------------------------
 # Through temporalio.envconfig: Temporal's standard variables and the CLI's TOML profiles

@@ -3,10 +3,19 @@ retried by a Temporal activity (docs/api.md, "Webhooks").
 
 - **The outbox is the audit trail.** A status change is an ``OrderEvent`` with a ``to_status``;
   the workers' sweep (``webhooks_queued`` in ``orderweb/activities.py``, every few seconds) gives
-  each such event of the last hour that has none a ``WebhookDelivery`` row (unique per event),
-  then starts one ``WebhookDeliveryWorkflow`` per new delivery (workflow id from the row, so a
-  second start is refused by Temporal and nothing is sent twice by a second sweep). Nothing in
-  the order's workflow or its projection knows about webhooks.
+  each such event that has none a ``WebhookDelivery`` row (unique per event), then starts one
+  ``WebhookDeliveryWorkflow`` per new delivery on the ``webhook-tq`` task queue (workflow id from
+  the row, so a second start is refused by Temporal and nothing is sent twice by a second
+  sweep). Nothing in the order's workflow or its projection knows about webhooks.
+- **Nothing is dropped.** The sweep keeps its own high-water mark per receiver URL
+  (``WebhookCursor``): every status change up to it has its delivery. ``LOOKBACK`` applies once,
+  when the URL is first configured; after that, workers down for a day or a backlog of any size
+  are drained (the sweep loops over batches until none is left). The mark moves only past events
+  older than ``ORDER_WEBHOOK_SETTLE_SECONDS``: ids are taken at insert and rows seen at commit,
+  so a transaction that commits after a later one is still found (every newer event is looked
+  at again on each sweep, cheaply: those with a delivery are skipped by its unique index).
+- **A slow receiver holds up only webhooks.** Deliveries run on ``webhook-tq``, served by a
+  worker with its own thread pool (``temporal_app/worker.py``), never on the order's queues.
 - **Sending** is ``webhook_send``: one POST with a 10-second timeout; 2xx marks the delivery
   sent, anything else raises and Temporal retries with backoff until the delivery's time is up
   (``ORDER_WEBHOOK_GIVE_UP_SECONDS``), when the delivery is marked failed with the last error.
@@ -30,23 +39,21 @@ from datetime import timedelta
 from typing import Any, Optional
 
 from django.conf import settings
-from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from orderweb.models import OrderEvent, WebhookDelivery
+from orderweb.models import OrderEvent, WebhookCursor, WebhookDelivery
 from temporal_app.client import TemporalUnavailable, client_thread
-from temporal_app.contracts import ORDER_TASK_QUEUE, WebhookInput, webhook_workflow_id
+from temporal_app.contracts import WEBHOOK_TASK_QUEUE, WebhookInput, webhook_workflow_id
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "Orderweb-Signature"
 EVENT_ID_HEADER = "Orderweb-Event-Id"
 SEND_TIMEOUT_SECONDS = 10
-# Status changes older than this when webhooks are first configured are not sent.
-LOOKBACK = timedelta(hours=1)
-SWEEP_BATCH = 200
+SWEEP_BATCH = 200  # rows per statement; a sweep loops over batches until none is left
 RECEIVER_REFUSED = "The receiver answered HTTP {status}: {body}"
 RECEIVER_UNREACHABLE = "The receiver could not be reached: {reason}"
 WEBHOOK_FAILED_TYPE = "WebhookNotAccepted"
@@ -138,45 +145,83 @@ def webhook_gave_up(*, delivery_id: int, reason: str) -> None:
         last_error=GAVE_UP.format(attempts=delivery.attempts, last=delivery.last_error or reason)[:1000])
 
 
+def webhook_cursor(url: str) -> WebhookCursor:
+    """The sweep's mark for ``url``; made at the last event older than the lookback when the URL
+    is first configured (ORDER_WEBHOOK_LOOKBACK_SECONDS), so older status changes are not sent."""
+    cursor = WebhookCursor.objects.filter(url=url).first()
+    if cursor is not None:
+        return cursor
+    before = timezone.now() - timedelta(seconds=settings.ORDER_WEBHOOK_LOOKBACK_SECONDS)
+    start = OrderEvent.objects.filter(created_at__lt=before).aggregate(last=Max("pk"))["last"] or 0
+    cursor, _ = WebhookCursor.objects.get_or_create(url=url, defaults={"event_id": start})
+    return cursor
+
+
 def webhook_deliveries_create() -> int:
-    """Give every recent status change without one a delivery; returns how many were made."""
-    events = list(
-        OrderEvent.objects.filter(created_at__gte=timezone.now() - LOOKBACK, webhook_delivery__isnull=True)
-        .exclude(to_status="").order_by("pk").values_list("pk", flat=True)[:SWEEP_BATCH]
-    )
-    made = WebhookDelivery.objects.bulk_create(
-        [WebhookDelivery(event_id=pk, url=settings.ORDER_WEBHOOK_URL) for pk in events], ignore_conflicts=True)
-    return len(made)
+    """Give every status change past the mark without one a delivery, batch after batch until
+    none is left; then move the mark past the settled ones. Returns how many were made."""
+    url = settings.ORDER_WEBHOOK_URL
+    cursor = webhook_cursor(url)
+    settled_before = timezone.now() - timedelta(seconds=settings.ORDER_WEBHOOK_SETTLE_SECONDS)
+    made, after = 0, cursor.event_id
+    while True:
+        events = list(
+            OrderEvent.objects.filter(pk__gt=after, webhook_delivery__isnull=True)
+            .exclude(to_status="").order_by("pk").values_list("pk", flat=True)[:SWEEP_BATCH]
+        )
+        made += len(WebhookDelivery.objects.bulk_create(
+            [WebhookDelivery(event_id=pk, url=url) for pk in events], ignore_conflicts=True))
+        if len(events) < SWEEP_BATCH:
+            break
+        after = events[-1]
+    # Every status change that committed up to here has its delivery. The mark moves past the
+    # events old enough that no transaction writing one can still be open (the settle time).
+    settled = OrderEvent.objects.filter(pk__gt=cursor.event_id, created_at__lt=settled_before).aggregate(
+        last=Max("pk"))["last"]
+    if settled is not None:
+        WebhookCursor.objects.filter(pk=cursor.pk, event_id__lt=settled).update(
+            event_id=settled, updated_at=timezone.now())
+    return made
 
 
 def webhook_workflows_start() -> int:
-    """Start the workflow of each delivery that has none yet; returns how many it started."""
-    started = 0
-    for delivery in WebhookDelivery.objects.filter(workflow_started_at__isnull=True).order_by("pk")[:SWEEP_BATCH]:
-        arg = WebhookInput(delivery.pk, settings.ORDER_WEBHOOK_GIVE_UP_SECONDS)
+    """Start the workflow of each delivery that has none yet, batch after batch until none is
+    left or Temporal is unreachable; returns how many it started. A delivery whose start fails
+    otherwise is logged and left for the next sweep; the ones after it still start."""
+    started, after = 0, 0
+    while True:
+        batch = list(WebhookDelivery.objects.filter(workflow_started_at__isnull=True, pk__gt=after)
+                     .order_by("pk")[:SWEEP_BATCH])
+        for delivery in batch:
+            after = delivery.pk
+            arg = WebhookInput(delivery.pk, settings.ORDER_WEBHOOK_GIVE_UP_SECONDS)
 
-        async def start(client, arg=arg):
+            async def start(client, arg=arg):
+                try:
+                    await client.start_workflow(
+                        "WebhookDeliveryWorkflow", arg, id=webhook_workflow_id(arg.delivery_id),
+                        task_queue=WEBHOOK_TASK_QUEUE, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+                except WorkflowAlreadyStartedError:
+                    return False  # another worker's sweep was first
+                return True
+
             try:
-                await client.start_workflow(
-                    "WebhookDeliveryWorkflow", arg, id=webhook_workflow_id(arg.delivery_id),
-                    task_queue=ORDER_TASK_QUEUE, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
-            except WorkflowAlreadyStartedError:
-                return False  # another worker's sweep was first
-            return True
-
-        try:
-            started += client_thread.run(start)
-        except TemporalUnavailable:
-            logger.warning("Temporal is unreachable; webhook deliveries wait for the next sweep")
-            break
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(workflow_started_at=timezone.now())
-    return started
+                started += client_thread.run(start)
+            except TemporalUnavailable:
+                logger.warning("Temporal is unreachable; webhook deliveries wait for the next sweep")
+                return started
+            except Exception:
+                logger.exception("the workflow of webhook delivery %s did not start; the next sweep tries again",
+                                 delivery.pk)
+                continue
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(workflow_started_at=timezone.now())
+        if len(batch) < SWEEP_BATCH:
+            return started
 
 
 def webhooks_queue() -> tuple[int, int]:
     """The sweep: (deliveries made, workflows started). Off unless ORDER_WEBHOOK_URL is set."""
     if not settings.ORDER_WEBHOOK_URL:
         return 0, 0
-    with transaction.atomic():
-        made = webhook_deliveries_create()
+    made = webhook_deliveries_create()
     return made, webhook_workflows_start()

@@ -22,6 +22,9 @@ from typing import Any, Optional
 
 ORDER_TASK_QUEUE = "order-tq"
 SHIPPING_TASK_QUEUE = "shipping-tq"
+# Webhook deliveries (WebhookDeliveryWorkflow and its activities): a queue and worker of their
+# own, so a slow receiver holds up nothing on the order's queues.
+WEBHOOK_TASK_QUEUE = "webhook-tq"
 
 # Keyword: the order's workflow_status, so the Temporal Web UI can filter by it.
 SEARCH_ATTRIBUTE_ORDER_STATUS = "OrderStatus"

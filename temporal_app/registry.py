@@ -28,7 +28,7 @@ from django.utils.module_loading import autodiscover_modules
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from temporal_app.contracts import ORDER_TASK_QUEUE, SHIPPING_TASK_QUEUE, Errors
+from temporal_app.contracts import ORDER_TASK_QUEUE, SHIPPING_TASK_QUEUE, WEBHOOK_TASK_QUEUE, Errors
 from temporal_app.logs import bind_order, unbind_order
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 INJECTED_FAULT = "InjectedFault"
 PERMANENT_FAULTS = (DataError, IntegrityError, ValidationError, ObjectDoesNotExist)
 
-_activities: dict[str, list[Callable[..., Any]]] = {ORDER_TASK_QUEUE: [], SHIPPING_TASK_QUEUE: []}
+_activities: dict[str, list[Callable[..., Any]]] = {ORDER_TASK_QUEUE: [], SHIPPING_TASK_QUEUE: [], WEBHOOK_TASK_QUEUE: []}
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class PeriodicJob:
     run: Callable[[], Any]
 
 
-_periodic: dict[str, list[PeriodicJob]] = {ORDER_TASK_QUEUE: [], SHIPPING_TASK_QUEUE: []}
+_periodic: dict[str, list[PeriodicJob]] = {ORDER_TASK_QUEUE: [], SHIPPING_TASK_QUEUE: [], WEBHOOK_TASK_QUEUE: []}
 
 
 def _register(queue: str, fn: Callable[..., Any]) -> None:
@@ -58,6 +58,12 @@ def _register(queue: str, fn: Callable[..., Any]) -> None:
     name = fn.__temporal_activity_definition.name  # type: ignore[attr-defined]
     _activities[queue] = [a for a in _activities[queue] if a.__temporal_activity_definition.name != name]  # type: ignore[attr-defined]
     _activities[queue].append(fn)
+
+
+def also_on(queue: str, fn: Callable[..., Any]) -> None:
+    """Register an activity already registered on another queue on ``queue`` too (the same
+    definition, the same name): for the tasks scheduled there before it moved."""
+    _register(queue, fn)
 
 
 def db_activity(name: str, *, queue: str) -> Callable[[F], F]:

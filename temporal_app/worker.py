@@ -1,10 +1,11 @@
-"""Building and running the workers for the order and shipping task queues."""
+"""Building and running the workers for the order, shipping and webhook task queues."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Optional, Sequence
@@ -24,6 +25,7 @@ from temporal_app.contracts import (
     SEARCH_ATTRIBUTE_ORDER_STATUS,
     SEARCH_ATTRIBUTE_REVIEW_ESCALATED,
     SHIPPING_TASK_QUEUE,
+    WEBHOOK_TASK_QUEUE,
 )
 from temporal_app.health import WorkerHealth
 from temporal_app.registry import PeriodicJob, activities_for, periodic_jobs_for
@@ -31,7 +33,7 @@ from temporal_app.versioning import behaviour_of, join_deployment
 
 logger = logging.getLogger(__name__)
 
-QUEUES = (ORDER_TASK_QUEUE, SHIPPING_TASK_QUEUE)
+QUEUES = (ORDER_TASK_QUEUE, SHIPPING_TASK_QUEUE, WEBHOOK_TASK_QUEUE)
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 REQUIRED_SEARCH_ATTRIBUTES = {
@@ -135,14 +137,17 @@ def workflows_for(queue: str) -> list[type]:
     from temporal_app.workflows import OrderWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow
 
     return {
+        # WebhookDeliveryWorkflow on order-tq only for the deliveries started there before they had
+        # a queue of their own (orderweb/activities.py says when to remove it).
         ORDER_TASK_QUEUE: [OrderWorkflow, WebhookDeliveryWorkflow],
         SHIPPING_TASK_QUEUE: [ShippingWorkflow],
+        WEBHOOK_TASK_QUEUE: [WebhookDeliveryWorkflow],
     }[queue]
 
 
 def replay_workflows() -> list[type]:
     """Every workflow class the workers run: what ``verify_replay`` replays histories with."""
-    return [defn for queue in QUEUES for defn in workflows_for(queue)]
+    return list(dict.fromkeys(defn for queue in QUEUES for defn in workflows_for(queue)))
 
 
 
@@ -151,26 +156,87 @@ def workflow_type(defn: type) -> str:
     return getattr(defn, "__temporal_workflow_definition").name
 
 
+# -- Slots and threads (issue 19, item 3) ---------------------------------------------------------
+# Every worker has a thread pool of its own, with exactly as many threads as it has activity and
+# local-activity slots: a task that got a slot never waits for a thread, and no queue's work waits
+# behind another's. ``threads`` (WORKER_ACTIVITY_THREADS, --threads) is what the order and shipping
+# workers share between them (their activities use Postgres: at most that many connections); the
+# webhook worker, whose activity waits on an outside receiver, has its own (WORKER_WEBHOOK_THREADS).
+
+# Of the shared threads, the order worker's share; of a worker's threads, its local activities'
+# share (the order's projection writes are local activities: five of them to one activity, per
+# order; the shipping workflow's one to two).
+ORDER_SHARE = 5 / 8
+LOCAL_SHARE = {ORDER_TASK_QUEUE: 1 / 2, SHIPPING_TASK_QUEUE: 1 / 3, WEBHOOK_TASK_QUEUE: 0.0}
+SHARED_POOL = (ORDER_TASK_QUEUE, SHIPPING_TASK_QUEUE)
+
+
+@dataclass(frozen=True)
+class Slots:
+    activities: int
+    local_activities: int
+
+    @property
+    def threads(self) -> int:
+        """The worker's own pool: one thread per slot."""
+        return self.activities + self.local_activities
+
+
+def minimum_threads(queues: Iterable[str]) -> int:
+    """The fewest shared threads these queues run with: two (an activity and a local activity)
+    for each of the order and shipping queues."""
+    return 2 * len([queue for queue in queues if queue in SHARED_POOL]) or 1
+
+
+def slot_plan(queues: Iterable[str], threads: int, webhook_threads: int) -> dict[str, Slots]:
+    """Each worker's activity and local-activity slots (see above)."""
+    queues = list(dict.fromkeys(queues))
+    shared = [queue for queue in queues if queue in SHARED_POOL]
+    if threads < minimum_threads(queues):
+        raise ValueError(f"{', '.join(shared)} need at least {minimum_threads(queues)} threads, not {threads}")
+    if WEBHOOK_TASK_QUEUE in queues and webhook_threads < 1:
+        raise ValueError(f"{WEBHOOK_TASK_QUEUE} needs at least 1 thread, not {webhook_threads}")
+    share = {queue: threads for queue in shared}
+    if len(shared) == 2:
+        share[ORDER_TASK_QUEUE] = min(max(2, round(threads * ORDER_SHARE)), threads - 2)
+        share[SHIPPING_TASK_QUEUE] = threads - share[ORDER_TASK_QUEUE]
+    if WEBHOOK_TASK_QUEUE in queues:
+        share[WEBHOOK_TASK_QUEUE] = webhook_threads
+    plan = {}
+    for queue in queues:
+        total = share[queue]
+        local = 0 if LOCAL_SHARE[queue] == 0 else min(max(1, round(total * LOCAL_SHARE[queue])), total - 1)
+        plan[queue] = Slots(total - local, local)
+    return plan
+
+
 def build_workers(
     client: Client,
     *,
     queues: Iterable[str] = QUEUES,
-    activity_executor: ThreadPoolExecutor,
-    max_concurrent_activities: int,
+    threads: int,
+    webhook_threads: int = 4,
+    executors: Optional[dict[str, ThreadPoolExecutor]] = None,
     sandbox: bool = True,
     sandbox_passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES,
     deployment: Optional[WorkerDeploymentVersion] = None,
 ) -> list[Worker]:
-    """One Worker per queue. With ``deployment``, they join that Worker Deployment Version
-    (temporal_app/versioning.py); without, they are unversioned (the test suite's workers)."""
-    per_queue = {queue: (workflows_for(queue), activities_for(queue)) for queue in QUEUES}
+    """One Worker per queue, each with its own thread pool (``executors``, filled here: the caller
+    shuts them down), sized by ``slot_plan``. With ``deployment``, they join that Worker
+    Deployment Version (temporal_app/versioning.py); without, they are unversioned (the test
+    suite's workers)."""
+    queues = list(queues)
+    plan = slot_plan(queues, threads, webhook_threads)
+    executors = {} if executors is None else executors
     # run_workers follows TEMPORAL_WORKFLOW_SANDBOX (off by default: docs/benchmarks.md, "The
     # workflow sandbox"); the test suite's workers and the history replays run the strict sandbox
     # (nothing passed through), so a workflow change that it would refuse fails `make test`.
     runner = {"workflow_runner": workflow_runner(sandbox, sandbox_passthrough)}
     workers = []
     for queue in queues:
-        workflows, activities = per_queue[queue]
+        workflows, activities = workflows_for(queue), activities_for(queue)
+        slots = plan[queue]
+        executors[queue] = ThreadPoolExecutor(max_workers=slots.threads, thread_name_prefix=f"activity-{queue}")
         versioning = {} if deployment is None else {"deployment_config": WorkerDeploymentConfig(
             version=deployment, use_worker_versioning=True,
             # Each workflow type's behaviour, chosen in temporal_app.versioning (auto-upgrade).
@@ -184,9 +250,10 @@ def build_workers(
                 task_queue=queue,
                 workflows=workflows,
                 activities=activities,
-                activity_executor=activity_executor,
-                max_concurrent_activities=max_concurrent_activities,
-                max_concurrent_local_activities=max_concurrent_activities,
+                activity_executor=executors[queue],
+                max_concurrent_activities=slots.activities,
+                # No local activity on a queue that has none (the webhook queue): no slot either.
+                max_concurrent_local_activities=slots.local_activities,
                 # On shutdown, running activities get this long to finish before cancellation.
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             )
@@ -200,6 +267,7 @@ async def run_workers(
     queues: Sequence[str],
     threads: int,
     stop: asyncio.Event,
+    webhook_threads: int = 4,
     sandbox: bool = True,
     sandbox_passthrough: Sequence[str] = SANDBOX_PASSTHROUGH_MODULES,
     health: Optional[WorkerHealth] = None,
@@ -215,9 +283,10 @@ async def run_workers(
     (``temporal_app.versioning.join_deployment``)."""
     if health is not None:
         health.watch_loop(asyncio.get_running_loop())
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity") as executor:
+    executors: dict[str, ThreadPoolExecutor] = {}
+    try:
         workers = build_workers(
-            client, queues=queues, activity_executor=executor, max_concurrent_activities=threads,
+            client, queues=queues, threads=threads, webhook_threads=webhook_threads, executors=executors,
             sandbox=sandbox, sandbox_passthrough=sandbox_passthrough, deployment=deployment,
         )
         async with contextlib.AsyncExitStack() as stack:
@@ -229,8 +298,8 @@ async def run_workers(
             if polling and deployment is not None:
                 await _join(client, deployment, queues, make_current)
             logger.info(
-                "workers running on %s (%d activity threads, workflow sandbox %s)", ", ".join(queues), threads,
-                "on" if sandbox else "off",
+                "workers running on %s (%s activity threads, workflow sandbox %s)", ", ".join(queues),
+                _threads_said(queues, threads, webhook_threads), "on" if sandbox else "off",
             )
             jobs = asyncio.create_task(run_periodic_jobs(queues, stop))
             await stop.wait()
@@ -238,7 +307,20 @@ async def run_workers(
                 health.shutdown_began()
             logger.info("shutting down workers")
             await jobs
+    finally:
+        for executor in executors.values():
+            executor.shutdown(wait=True)
     logger.info("workers stopped")
+
+
+def _threads_said(queues: Sequence[str], threads: int, webhook_threads: int) -> str:
+    """"8" or "8 + 4 for webhook-tq": what the operator set, for the log line."""
+    shared = any(queue in SHARED_POOL for queue in queues)
+    if WEBHOOK_TASK_QUEUE not in queues:
+        return str(threads)
+    if not shared:
+        return f"{webhook_threads} for {WEBHOOK_TASK_QUEUE}"
+    return f"{threads} + {webhook_threads} for {WEBHOOK_TASK_QUEUE}"
 
 
 async def _join(client: Client, deployment: WorkerDeploymentVersion, queues: Sequence[str],

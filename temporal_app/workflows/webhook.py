@@ -4,8 +4,13 @@ Django-free and deterministic like the order workflows. The sending is the activ
 (``webhook_delivered`` in ``orderweb/activities.py``): Temporal retries it with backoff until the
 receiver answers 2xx or the delivery's time is up; then ``webhook_gave_up`` records the failure
 for staff. One workflow per delivery (id ``webhook-<delivery id>``, started once by the workers'
-sweep), so a slow receiver holds up nothing else. Its input is read like the order workflows'
-(``boundary``): a start that is not the sweep's ends at once, "refused", and says why.
+sweep). It runs on the ``webhook-tq`` task queue, and its activities with it (they take the
+workflow's queue), served by a worker of its own with its own thread pool whose slots never
+exceed its threads (``temporal_app.worker.slot_plan``): a slow or hanging receiver holds up other
+webhooks at most, never an order's steps or projection writes. (Before issue 19 it ran on
+order-tq and shared that worker's threads: a receiver that hung stalled the orders.) Its input is
+read like the order workflows' (``boundary``): a start that is not the sweep's ends at once,
+"refused", and says why.
 """
 
 from __future__ import annotations

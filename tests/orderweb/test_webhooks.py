@@ -7,14 +7,20 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db import transaction
+from django.utils import timezone
 
-from orderweb.models import Order, WebhookDelivery
+from orderweb import webhooks
+from orderweb.models import Order, OrderEvent, WebhookCursor, WebhookDelivery
 from orderweb.services import order_create
 from orderweb.webhooks import (
-    EVENT_ID_HEADER, SIGNATURE_HEADER, webhook_signature, webhook_signature_valid, webhooks_queue,
+    EVENT_ID_HEADER, SIGNATURE_HEADER, webhook_deliveries_create, webhook_signature, webhook_signature_valid,
+    webhooks_queue,
 )
 from temporal_app.contracts import LineItem, webhook_workflow_id
 from tests.helpers import new_order_id, temporal, wait_for_state, wait_until
@@ -141,3 +147,81 @@ def test_a_receiver_that_keeps_refusing_is_given_up_with_its_answer(system, rece
     assert all(d.attempts >= 2 and d.last_status_code == 503 for d in rows)
     assert all(d.last_error == f"Gave up after {d.attempts} attempt(s): The receiver answered HTTP 503: not now"
                and d.sent_at is None for d in rows), [d.last_error for d in rows]
+
+
+# -- at least once, whatever the outage or the backlog (issue 19, item 2) ---------------------------
+
+
+def _status_changes(count: int, *, age: timedelta = timedelta(0), prefix: str = "LATE") -> list[OrderEvent]:
+    """``count`` status changes of one order, written as if ``age`` ago, in one transaction: the
+    workers' own sweep (every few seconds, in this process) sees them only as they are meant to be."""
+    with transaction.atomic():
+        order = Order.objects.create(order_id=new_order_id(prefix), workflow_id=new_order_id(prefix).lower(),
+                                     address="1 Hook Lane")
+        rows = [OrderEvent.objects.create(order=order, type=OrderEvent.Type.STATUS_CHANGED, source="workflow",
+                                          from_status="started", to_status="processing", event_key=f"test:{n}")
+                for n in range(count)]
+        OrderEvent.objects.filter(pk__in=[r.pk for r in rows]).update(created_at=timezone.now() - age)
+    return rows
+
+
+def _all_sent_once(receiver: Receiver, rows: list[OrderEvent], timeout: float = 90) -> Counter:
+    """Until every one of ``rows`` was accepted by the receiver; returns how often each was POSTed."""
+    wanted = {f"evt_{row.pk}" for row in rows}
+
+    def received() -> Counter:
+        return Counter(body["id"] for body in receiver.accepted_bodies() if body["id"] in wanted)
+
+    wait_until(lambda: set(received()) == wanted and WebhookDelivery.objects.filter(
+        event__in=rows, status="sent").count() == len(rows), timeout=timeout,
+               what=f"{len(rows)} status changes accepted by the receiver")
+    return received()
+
+
+@pytest.mark.temporal
+def test_status_changes_made_while_the_workers_were_down_past_the_lookback_are_all_sent(system, receiver, webhooks_on):
+    webhooks_on.ORDER_WEBHOOK_LOOKBACK_SECONDS = 60
+    webhooks_queue()  # webhooks are configured: the first sweep
+    # The workers are down for two hours (past the lookback, and past the hour the sweep used to
+    # look back on every run): status changes of that time wait, as written then.
+    rows = _status_changes(5, age=timedelta(hours=2))
+    made, started = webhooks_queue()  # the workers are back
+    assert (made, started) == (5, 5)
+    sent = _all_sent_once(receiver, rows)
+    assert set(sent.values()) == {1}, sent
+    # The mark moved past them (they are older than the settle time): the next sweeps skip them.
+    assert WebhookCursor.objects.get(url=receiver.url).event_id >= max(r.pk for r in rows)
+    assert webhooks_queue() == (0, 0)
+
+
+@pytest.mark.temporal
+def test_a_backlog_larger_than_one_batch_is_drained_by_one_sweep(system, receiver, webhooks_on, monkeypatch):
+    monkeypatch.setattr(webhooks, "SWEEP_BATCH", 7)
+    webhooks_queue()
+    rows = _status_changes(23)
+    webhooks_queue()  # one sweep: every status change gets its delivery and its workflow
+    assert WebhookDelivery.objects.filter(event__in=rows, workflow_started_at__isnull=False).count() == 23
+    sent = _all_sent_once(receiver, rows)
+    assert set(sent.values()) == {1}, sent
+
+
+@pytest.mark.django_db
+def test_a_status_change_that_commits_after_a_later_one_is_still_sent(settings):
+    """Ids are taken at insert, rows seen at commit: the sweep must not move its mark past an id
+    whose transaction is still open. Shown here by writing an event with a smaller id after the
+    sweep saw the later ones."""
+    settings.ORDER_WEBHOOK_URL = "http://127.0.0.1:9/hooks/commit-order"
+    webhook_deliveries_create()
+    first, late, last = _status_changes(3)
+    saved = {f.attname: getattr(late, f.attname) for f in OrderEvent._meta.concrete_fields}
+    late.delete()  # not committed yet when the sweep runs
+    assert webhook_deliveries_create() == 2
+    OrderEvent.objects.create(**saved)  # ... and now it is, with its smaller id
+    assert webhook_deliveries_create() == 1
+    assert WebhookDelivery.objects.filter(event_id=saved["id"]).exists()
+    # Once they are older than the settle time, the mark moves past them, and only then.
+    assert WebhookCursor.objects.get(url=settings.ORDER_WEBHOOK_URL).event_id < first.pk
+    OrderEvent.objects.filter(pk__in=[first.pk, saved["id"], last.pk]).update(
+        created_at=timezone.now() - timedelta(seconds=settings.ORDER_WEBHOOK_SETTLE_SECONDS + 1))
+    assert webhook_deliveries_create() == 0
+    assert WebhookCursor.objects.get(url=settings.ORDER_WEBHOOK_URL).event_id == last.pk

@@ -1,4 +1,9 @@
-"""python manage.py run_workers [--queue order-tq|shipping-tq] [--threads N]
+"""python manage.py run_workers [--queue order-tq|shipping-tq|webhook-tq] [--threads N] [--webhook-threads N]
+
+Each queue's worker has a thread pool of its own, with one thread per slot
+(``temporal_app.worker.slot_plan``): the order and shipping workers share ``--threads``
+(WORKER_ACTIVITY_THREADS), the webhook worker has ``--webhook-threads`` (WORKER_WEBHOOK_THREADS),
+so a slow webhook receiver holds up nothing on the order's queues.
 
 With ``WORKER_HEALTH_PORT`` set, the process also answers ``/readyz`` and ``/healthz`` on
 ``WORKER_HEALTH_HOST:WORKER_HEALTH_PORT`` (``temporal_app.health``); with ``TEMPORAL_METRICS_PORT``
@@ -31,28 +36,35 @@ from temporalio.common import WorkerDeploymentVersion
 from temporal_app.client import TEMPORAL_MISCONFIGURED, _transport_detail, connect, exit_process
 from temporal_app.health import DEPENDENCY_TIMEOUT_SECONDS, HealthServer, WorkerHealth
 from temporal_app.versioning import deployment_version
-from temporal_app.worker import QUEUES, ensure_search_attributes, run_workers
+from temporal_app.worker import QUEUES, ensure_search_attributes, minimum_threads, run_workers
 
 logger = logging.getLogger("temporal_app.run_workers")
 
 
 class Command(BaseCommand):
-    help = "Run the Temporal workers for the order and shipping task queues until SIGINT/SIGTERM."
+    help = "Run the Temporal workers for the order, shipping and webhook task queues until SIGINT/SIGTERM."
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--queue", action="append", choices=QUEUES, dest="queues",
-            help="Run only this task queue (repeatable). Default: both.",
+            help="Run only this task queue (repeatable). Default: all three.",
         )
         parser.add_argument(
             "--threads", type=int, default=settings.WORKER_ACTIVITY_THREADS,
-            help="Activity threads (and at most as many DB connections). Default: %(default)s.",
+            help="Activity threads of the order and shipping workers, shared between them (and at most as "
+                 "many DB connections). Default: %(default)s.",
+        )
+        parser.add_argument(
+            "--webhook-threads", type=int, default=settings.WORKER_WEBHOOK_THREADS,
+            help="Threads of the webhook worker: deliveries sent at once. Default: %(default)s.",
         )
 
-    def handle(self, *args, queues=None, threads, **options):
+    def handle(self, *args, queues=None, threads, webhook_threads, **options):
         queues = queues or list(QUEUES)
-        if threads < 1:
-            raise CommandError("--threads must be at least 1")
+        if threads < minimum_threads(queues):
+            raise CommandError(f"--threads must be at least {minimum_threads(queues)} for {', '.join(queues)}")
+        if webhook_threads < 1:
+            raise CommandError("--webhook-threads must be at least 1")
         if settings.TEMPORAL_CONFIG_PROBLEM:  # half-configured mTLS, unreadable file, bad key...
             raise CommandError(TEMPORAL_MISCONFIGURED.format(problem=settings.TEMPORAL_CONFIG_PROBLEM))
         self._check_database()
@@ -62,7 +74,7 @@ class Command(BaseCommand):
         connections.settings[DEFAULT_DB_ALIAS]["CONN_HEALTH_CHECKS"] = False
         code = 0
         try:
-            asyncio.run(self._main(queues, threads))
+            asyncio.run(self._main(queues, threads, webhook_threads))
         except CommandError as err:  # printed as Django would, then the same early exit
             self.stderr.write(f"CommandError: {err}")
             code = err.returncode
@@ -80,17 +92,17 @@ class Command(BaseCommand):
         finally:
             connection.close()
 
-    async def _main(self, queues: list[str], threads: int) -> None:
+    async def _main(self, queues: list[str], threads: int, webhook_threads: int) -> None:
         health = WorkerHealth()
         health.watch_loop(asyncio.get_running_loop())
         server = health_server(health)
         try:
-            await self._run(queues, threads, health)
+            await self._run(queues, threads, webhook_threads, health)
         finally:
             if server is not None:
                 server.stop()
 
-    async def _run(self, queues: list[str], threads: int, health: WorkerHealth) -> None:
+    async def _run(self, queues: list[str], threads: int, webhook_threads: int, health: WorkerHealth) -> None:
         runtime = metrics_runtime()
         try:
             client = await connect(runtime=runtime)
@@ -116,7 +128,8 @@ class Command(BaseCommand):
             logger.info("joining worker deployment %s as version %s%s", deployment.deployment_name,
                         deployment.build_id, "" if settings.TEMPORAL_BUILD_ID else " (a hash of the workflow code)")
         await run_workers(
-            client, queues=queues, threads=threads, stop=stop, sandbox=settings.TEMPORAL_WORKFLOW_SANDBOX,
+            client, queues=queues, threads=threads, webhook_threads=webhook_threads, stop=stop,
+            sandbox=settings.TEMPORAL_WORKFLOW_SANDBOX,
             health=health, deployment=deployment, make_current=settings.TEMPORAL_VERSION_CURRENT_ON_START,
         )
 
