@@ -38,11 +38,20 @@ class Receiver:
         self.plan_for = ""
         self.always: int | None = None
         self.lock = threading.Lock()
+        self.released = threading.Event()  # hold(): every POST hangs until release()
+        self.released.set()
+        self.hanging = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if not receiver.released.is_set():
+                    with receiver.lock:
+                        receiver.hanging += 1
+                    receiver.released.wait(300)
+                    with receiver.lock:
+                        receiver.hanging -= 1
                 with receiver.lock:
                     receiver.requests.append((dict(self.headers), body))
                     planned = receiver.plan and json.loads(body).get("order_id") == receiver.plan_for
@@ -58,6 +67,12 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/orders"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def hold(self) -> None:
+        self.released.clear()
+
+    def release(self) -> None:
+        self.released.set()
+
     def accepted_bodies(self) -> list[dict]:
         return [json.loads(body) for _, body in self.requests]
 
@@ -66,7 +81,9 @@ class Receiver:
 def receiver():
     r = Receiver()
     yield r
+    r.release()
     r.server.shutdown()
+    r.server.server_close()  # later POSTs are refused, not left waiting in the listen backlog
 
 
 @pytest.fixture
@@ -225,3 +242,30 @@ def test_a_status_change_that_commits_after_a_later_one_is_still_sent(settings):
         created_at=timezone.now() - timedelta(seconds=settings.ORDER_WEBHOOK_SETTLE_SECONDS + 1))
     assert webhook_deliveries_create() == 0
     assert WebhookCursor.objects.get(url=settings.ORDER_WEBHOOK_URL).event_id == last.pk
+
+
+# -- a slow receiver holds up nothing else (issue 19, item 3) --------------------------------------
+
+
+@pytest.mark.temporal
+def test_a_receiver_that_hangs_holds_up_no_order(system, receiver, webhooks_on, monkeypatch):
+    from tests.orderweb.conftest import approve, place_order
+
+    monkeypatch.setattr(webhooks, "SEND_TIMEOUT_SECONDS", 600)  # it hangs for good, not for 10 s
+    webhooks_queue()
+    receiver.hold()
+    # More deliveries than any worker of the test's has threads (16 shared by the order and
+    # shipping workers, before they had pools of their own), each one hanging.
+    _status_changes(40, prefix="HANG")
+    webhooks_queue()
+    wait_until(lambda: receiver.hanging >= 4, what="deliveries hanging at the receiver")
+    # Orders go on: received, validated, reviewed, charged and shipped, each step written to
+    # Postgres by the workers, while every delivery the webhook worker took still hangs.
+    order = place_order()
+    approve(order)
+    wait_until(lambda: Order.objects.filter(pk=order.pk, status="completed").exists(), timeout=60,
+               what="the order completed in Postgres")
+    assert not receiver.released.is_set() and receiver.hanging >= 4
+    assert not any(body.get("order_id") == order.order_id for body in receiver.accepted_bodies())
+    receiver.release()
+    wait_until(lambda: receiver.hanging == 0, what="the held deliveries answered")
