@@ -93,6 +93,7 @@ class WorkerPool:
         self.refused_starts = 0
         self.refused_exit_codes: list[int] = []
         self.unexpected_exits: list[str] = []
+        self.down = False  # stopped on purpose (stop_for_outage): check_alive leaves them down
 
     def command(self) -> list[str]:
         manage = Path(__file__).resolve().parents[2] / "manage.py"
@@ -131,6 +132,8 @@ class WorkerPool:
         Postgres is unreachable: a worker restarted during an outage does that, which is
         expected. Any other exit of a worker is a breach.
         """
+        if self.down:
+            return
         for index, child in enumerate(self.children):
             if child is not None and child.exit_code() is not None:
                 code = self.supervisor.stop(child)  # reaps what is left of its group
@@ -143,6 +146,18 @@ class WorkerPool:
                         f"worker {index} (generation {self.generation[index]}) exited with {code}"
                     )
                 self.start(index)
+
+    def stop_for_outage(self) -> None:
+        """Stop every worker (SIGTERM, as a deploy or a lost machine would) and keep them down
+        until ``start_all`` and ``down = False``."""
+        self.down = True
+        for index, child in enumerate(self.children):
+            if child is None:
+                continue
+            code = self.supervisor.stop(child)
+            if code != 0:
+                self.unexpected_exits.append(f"worker {index} stopped for an outage with exit code {code}")
+            self.children[index] = None
 
     def kill(self, index: int) -> None:
         child = self.children[index]

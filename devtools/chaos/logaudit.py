@@ -18,6 +18,7 @@ INJECTED = "injected fault (ACTIVITY_FAULT_RATE)"
 SIMULATED = "planned fault of a simulated service"
 BUSINESS = "business failure the workflow handles"
 DATABASE = "database error during the Postgres outage"
+RECEIVER = "webhook receiver hanging (planned)"
 _APP_ERROR = r"temporalio\.exceptions\.ApplicationError: (?:\w+: )?"
 EXPECTED_PATTERNS = [
     (INJECTED, re.compile(_APP_ERROR + r"injected fault in \w+$")),
@@ -35,6 +36,10 @@ EXPECTED_PATTERNS = [
 ]
 
 
+_RECEIVER_HUNG = re.compile(_APP_ERROR + r"(The receiver could not be reached: .*timed out.*"
+                            r"|The receiver answered HTTP 503:.*)$")
+
+
 @dataclass
 class LogAudit:
     expected: Counter = field(default_factory=Counter)
@@ -47,6 +52,7 @@ def scan_worker_log(
     source: str = "",
     outages: Iterable[tuple[datetime, datetime]] = (),
     grace: timedelta = timedelta(seconds=30),
+    receiver_hangs: Iterable[tuple[datetime, datetime]] = (),
 ) -> LogAudit:
     """Classify every Python traceback in a worker log by the exception it ends with.
 
@@ -58,6 +64,8 @@ def scan_worker_log(
     audit = LogAudit()
     # Log stamps have whole seconds: the window opens at the second the outage began.
     windows = [(start.replace(microsecond=0), end + grace) for start, end in outages]
+    # A webhook attempt that timed out, or was answered 503, while the receiver hung on purpose.
+    hung = [(start.replace(microsecond=0), end + grace) for start, end in receiver_hangs]
     lines = text.splitlines()
     stamp: Optional[datetime] = None
     i = 0
@@ -78,6 +86,9 @@ def scan_worker_log(
         cause = next((name for name, pattern in EXPECTED_PATTERNS if pattern.search(final)), None)
         if cause == DATABASE and not any(start <= (stamp or start) <= end for start, end in windows):
             cause = None
+        if cause is None and _RECEIVER_HUNG.search(final) and any(start <= (stamp or start) <= end
+                                                                   for start, end in hung):
+            cause = RECEIVER
         if cause is None:
             audit.unexpected.append(f"{source}: {final}" + (f" (logged {stamp:%H:%M:%S})" if stamp else ""))
         else:

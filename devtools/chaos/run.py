@@ -33,6 +33,7 @@ from devtools.chaos.checks import (
     check_task_failures, check_temporal_matches_postgres, check_terminal, check_workflows_closed, format_table,
     gather_outcomes,
 )
+from devtools.chaos import webhooks
 from devtools.chaos.components import PostgresControl, TemporalControl, WorkerPool
 from devtools.chaos.logaudit import INJECTED, LogAudit, scan_worker_log
 from devtools.chaos.scenarios import (
@@ -82,6 +83,8 @@ class ChaosConfig:
     db_outages: int = 1
     db_outage_seconds: float = 8.0
     escalation_kills: int = 2  # SIGKILLs timed to fall on an escalation (the escalation_kill scenario)
+    webhook_hangs: int = 1  # the webhook receiver hangs (devtools/chaos/webhooks.py)
+    workers_down: int = 1  # every worker stopped past the webhook lookback
     rate: float = 4.0  # orders created per second
     timeout: float = 0.0  # 0 -> 300 s + 2 s per order
     workdir: Path = Path("var/chaos")
@@ -119,13 +122,20 @@ class ChaosRun:
             config.workdir / "temporal.db", config.temporal_port, config.ui_port, self.logdir, self.supervisor
         )
         self.postgres = PostgresControl(Path(os.environ["CHAOS_PGDATA"]))
+        # Webhooks (issue 19): the run's own receiver; its hangs and the workers' outages.
+        self.receiver = webhooks.ChaosReceiver()
+        self.receiver_hangs: list[tuple[datetime, datetime]] = []
+        self.hang_log_windows: list[tuple[datetime, datetime]] = []  # local time, as the logs stamp
+        self.fault_threads: list[threading.Thread] = []
+        self.workers_outages: list[tuple[datetime, datetime]] = []
         env = {**os.environ, "ACTIVITY_FAULT_RATE": str(config.fault_rate), "CONN_MAX_AGE": "0",
                # The workers' reconciler runs often here, so terminated workflows are flagged in time.
                "RECONCILE_INTERVAL_SECONDS": "5", "RECONCILE_GRACE_SECONDS": "5",
                # The review team's rules the scenarios exercise: four eyes from 1,000.00, escalation
                # at half the review timeout (the 4 s timeouts escalate too).
                "REVIEW_FOUR_EYES_AMOUNT": FOUR_EYES_AMOUNT, "REVIEW_ESCALATE_AFTER": str(ESCALATE_AFTER),
-               "REVIEW_ESCALATION_EMAILS": "chaos-leads@localhost", "EMAIL_URL": "dummymail://"}
+               "REVIEW_ESCALATION_EMAILS": "chaos-leads@localhost", "EMAIL_URL": "dummymail://",
+               **webhooks.worker_env(self.receiver.url)}
         self.pool = WorkerPool(config.workers, env, self.logdir, config.threads, self.supervisor)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -404,10 +414,14 @@ class ChaosRun:
                 for i in range(c.worker_kills)]
         plan += [(max(1, int(n * (0.42 + 0.1 * i))), "temporal") for i in range(c.temporal_restarts)]
         plan += [(max(1, int(n * (0.62 + 0.1 * i))), "postgres") for i in range(c.db_outages)]
+        plan += [(max(1, int(n * (0.15 + 0.1 * i))), "webhook_hang") for i in range(c.webhook_hangs)]
+        plan += [(max(1, int(n * (0.52 + 0.1 * i))), "workers_down") for i in range(c.workers_down)]
         return sorted(plan)
 
     def inject(self, kind: str) -> None:
-        if kind == "kill":
+        if kind == "kill" and self.pool.down:
+            self.event("SIGKILL skipped: every worker is down")
+        elif kind == "kill":
             index = self.rng.randrange(len(self.pool.children))
             self.pool.kill(index)
             pause = self.rng.uniform(0.5, 3.0)
@@ -428,6 +442,44 @@ class ChaosRun:
             self.postgres.start()
             self.outages.append((start, datetime.now()))
             self.event("Postgres is back")
+        elif kind in ("webhook_hang", "workers_down"):
+            self.webhook_fault(kind)
+
+    def webhook_fault(self, kind: str) -> None:
+        """Webhook faults run beside the orders (they must go on, and be saved): each ends on a
+        thread of its own."""
+        from django.utils import timezone
+
+        start, local_start = timezone.now(), datetime.now()
+        if kind == "webhook_hang":
+            self.event(f"the webhook receiver hangs for {webhooks.HANG_SECONDS:g} s")
+            self.receiver.hang(webhooks.HANG_SECONDS)
+
+            def end() -> None:
+                time.sleep(webhooks.HANG_SECONDS)
+                self.receiver_hangs.append((start, timezone.now()))
+                self.hang_log_windows.append((local_start, datetime.now()))
+                self.event("the webhook receiver answers again")
+        else:
+            # Not during a hang: a worker stopped then waits for its hung attempts (the graceful
+            # shutdown), which is another fault than this one.
+            while time.monotonic() < self.receiver.hang_until:
+                time.sleep(0.2)
+            start, local_start = timezone.now(), datetime.now()
+            self.event(f"stopping every worker for {webhooks.DOWN_SECONDS:g} s "
+                       f"(the webhook lookback is {webhooks.LOOKBACK_SECONDS:g} s)")
+            self.pool.stop_for_outage()
+
+            def end() -> None:
+                time.sleep(max(0.0, webhooks.DOWN_SECONDS - (timezone.now() - start).total_seconds()))
+                self.pool.start_all()
+                self.pool.down = False
+                self.workers_outages.append((start, timezone.now()))
+                self.event("the workers are back")
+
+        thread = threading.Thread(target=end, name=f"chaos-{kind}", daemon=True)
+        self.fault_threads.append(thread)
+        thread.start()
 
     # -- main ------------------------------------------------------------------------------
 
@@ -459,8 +511,11 @@ class ChaosRun:
                                        for o in self.orders if o.in_flight]
             rows, info = self.audit(finished)
         finally:
+            for thread in self.fault_threads:  # a workers' outage ends with their restart
+                thread.join(120)
             self.pool.stop_all()
             self.temporal.stop()
+            self.receiver.stop()
         table = format_table(rows, info)
         (c.workdir / "chaos-report.txt").write_text(table + "\n")
         self.out("")
@@ -539,13 +594,24 @@ class ChaosRun:
                     + f" | worker kills {self.pool.kills} | faults left {len(plan)}"
                 )
                 next_progress = now + 5
-            if created == c.orders and not plan and done == c.orders and not any(o.in_flight for o in self.orders):
+            faults_over = not any(thread.is_alive() for thread in self.fault_threads)
+            if (created == c.orders and not plan and faults_over and done == c.orders
+                    and not any(o.in_flight for o in self.orders)):
                 self.say(f"all {c.orders} orders are terminal in Postgres (or flagged for staff)")
                 return True
             if now > deadline:
                 self.say(f"gave up waiting after {timeout:g} s")
                 return False
             time.sleep(0.1)
+
+    def wait_for_webhooks(self, ids: list[str], timeout: float = 180) -> None:
+        """Until every status change of the run was sent (a delivery retried after the receiver's
+        hang waits out its backoff), or ``timeout``: the audit then names what is missing."""
+        deadline = time.monotonic() + timeout
+        while (left := db_retry(lambda: webhooks.undelivered(ids))) and time.monotonic() < deadline:
+            time.sleep(1)
+        if left:
+            self.say(f"{left} status changes still not sent after {timeout:g} s")
 
     def audit(self, finished: bool) -> tuple[list[Check], list[tuple[str, Any]]]:
         ids = [o.order_id for o in self.orders]
@@ -555,9 +621,11 @@ class ChaosRun:
                 break
             time.sleep(1)
             outcomes, running = self.temporal_call(lambda client: gather_outcomes(client, self.orders), timeout=900)
+        self.wait_for_webhooks(ids)
         audit = LogAudit()
         for path in self.pool.logs:
-            part = scan_worker_log(path.read_text(errors="replace"), source=path.name, outages=self.outages)
+            part = scan_worker_log(path.read_text(errors="replace"), source=path.name, outages=self.outages,
+                                   receiver_hangs=self.hang_log_windows)
             audit.expected.update(part.expected)
             audit.unexpected += part.unexpected
         scenarios = {o.order_id: o.scenario for o in self.orders}
@@ -576,6 +644,9 @@ class ChaosRun:
             check_escalations(ids, outcomes, scenarios),
             check_four_eyes(ids, scenarios),
             check_task_failures(outcomes),
+            webhooks.check_webhooks_delivered(ids, self.receiver.accepted, self.receiver.bad_signatures),
+            webhooks.check_orders_went_on_while_the_receiver_hung(ids, self.receiver_hangs),
+            webhooks.check_workers_down_past_the_lookback(ids, self.workers_outages, webhooks.LOOKBACK_SECONDS),
             check_logs(audit, self.pool.unexpected_exits, self.driver_errors),
         ])
         statuses = Counter(o.status for o in outcomes.values() if o.status)
@@ -588,6 +659,10 @@ class ChaosRun:
             ("  of which exited other than with code 1", self.pool.refused_exit_codes or "none"),
             ("Temporal restarts", self.temporal.starts - 1),
             ("Postgres outages", ", ".join(f"{(e - s).total_seconds():.1f} s" for s, e in self.outages) or "none"),
+            ("webhook receiver hangs", ", ".join(f"{(e - s).total_seconds():.1f} s" for s, e in self.receiver_hangs)
+             + f" ({self.receiver.hung} requests hung, answered 503)" if self.receiver_hangs else "none"),
+            ("workers down (webhook lookback {:g} s)".format(webhooks.LOOKBACK_SECONDS),
+             ", ".join(f"{(e - s).total_seconds():.1f} s" for s, e in self.workers_outages) or "none"),
             ("injected activity faults (logged)", audit.expected.get(INJECTED, 0)),
             ("fault events", "; ".join(self.events)),
         ]

@@ -152,7 +152,7 @@ def test_an_upgrade_rehearsed_orders_parked_on_v1_finish_on_v2_and_v1_drains(own
         assert before["by_build"][v1_build]["state"] == "current"
         assert before["by_build"][v1_build]["open_orders"] == PARKED
         assert before["by_build"][v2_build]["state"] == "inactive"
-        assert before["by_build"][v2_build]["pollers"] == {"order-tq": 1, "shipping-tq": 1}
+        assert before["by_build"][v2_build]["pollers"] == {"order-tq": 1, "shipping-tq": 1, "webhook-tq": 1}
 
         # The runbook's check before the switch: v2's code replays the parked orders' histories.
         check = subprocess.run([sys.executable, "manage.py", "verify_replay", "--no-progress"], cwd=copy,

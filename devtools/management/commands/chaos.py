@@ -41,6 +41,10 @@ class Command(BaseCommand):
         parser.add_argument("--db-outage-seconds", type=float, default=8.0)
         parser.add_argument("--escalation-kills", type=int, default=2,
                             help="SIGKILLs of a worker timed to fall on an escalation (escalation_kill orders).")
+        parser.add_argument("--webhook-hangs", type=int, default=1,
+                            help="Times the webhook receiver hangs (devtools/chaos/webhooks.py).")
+        parser.add_argument("--workers-down", type=int, default=1,
+                            help="Times every worker is stopped past the webhook lookback.")
         parser.add_argument("--rate", type=float, default=4.0, help="Orders created per second.")
         parser.add_argument("--timeout", type=float, default=0.0,
                             help="Seconds to wait for every order to end (default 300 + 2 per order).")
@@ -83,7 +87,8 @@ class Command(BaseCommand):
         }
         command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "chaos", "--inner"]
         for name in ("orders", "seed", "workers", "threads", "fault_rate", "worker_kills",
-                     "temporal_restarts", "db_outages", "db_outage_seconds", "escalation_kills", "rate", "timeout"):
+                     "temporal_restarts", "db_outages", "db_outage_seconds", "escalation_kills", "rate", "timeout",
+                     "webhook_hangs", "workers_down"):
             command += [f"--{name.replace('_', '-')}", str(options[name])]
         command += ["--workdir", str(workdir)]
         try:
@@ -101,6 +106,7 @@ class Command(BaseCommand):
             worker_kills=options["worker_kills"], temporal_restarts=options["temporal_restarts"],
             db_outages=options["db_outages"], db_outage_seconds=options["db_outage_seconds"],
             escalation_kills=options["escalation_kills"], rate=options["rate"], timeout=options["timeout"], workdir=workdir,
+            webhook_hangs=options["webhook_hangs"], workers_down=options["workers_down"],
             temporal_port=port, ui_port=int(os.environ["CHAOS_UI_PORT"]),
         )
 
