@@ -478,3 +478,103 @@ def test_worker_pool_tells_a_refused_start_from_a_crash(tmp_path, script, refuse
     assert (pool.refused_starts, len(pool.unexpected_exits)) == (refused, breaches)
     assert pool.generation[0] == generation + 1  # restarted, as a supervisor would
     pool.children[0].process.wait(30)
+
+
+# -- webhooks (issue 19): the receiver, its faults and their checks --------------------------------
+
+
+def _status_change(order: Order, to_status: str, n: int, at: datetime | None = None) -> OrderEvent:
+    event = OrderEvent.objects.create(order=order, type="status_changed", source="workflow", to_status=to_status,
+                                      event_key=f"s:{n}")
+    if at is not None:
+        OrderEvent.objects.filter(pk=event.pk).update(created_at=at)
+    return event
+
+
+@pytest.mark.django_db
+def test_check_webhooks_delivered_reports_missing_unsent_unaccepted_foreign_and_badly_signed():
+    from collections import Counter
+
+    from devtools.chaos.webhooks import check_webhooks_delivered
+    from orderweb.models import WebhookDelivery
+
+    order = _order("A-1")
+    events = [_status_change(order, status, n) for n, status in enumerate(("processing", "shipping", "completed", "failed"))]
+    no_delivery, pending, unaccepted, fine = events
+    for event, status in ((pending, "pending"), (unaccepted, "sent"), (fine, "sent")):
+        WebhookDelivery.objects.create(event=event, url="http://x/", status=status,
+                                       sent_at=datetime.now().astimezone() if status == "sent" else None)
+    accepted = Counter({f"evt_{fine.pk}": 2, "evt_999999": 1})
+    check = check_webhooks_delivered(["A-1"], accepted, ["evt_77"])
+    assert check.problems == [
+        f"A-1: status change evt_{no_delivery.pk} (processing) has no delivery",
+        f"A-1: status change evt_{pending.pk} (shipping) delivery pending",
+        f"A-1: status change evt_{unaccepted.pk} (completed) marked sent, never accepted",
+        "the receiver accepted evt_999999, no delivery of the run",
+        "bad signature on evt_77",
+    ]
+    assert "1 of them again after a lost answer" in check.detail
+
+
+@pytest.mark.django_db
+def test_the_hang_and_outage_checks_report_orders_that_stood_still_and_an_outage_too_short():
+    from django.utils import timezone
+
+    from devtools.chaos.webhooks import (
+        check_orders_went_on_while_the_receiver_hung, check_workers_down_past_the_lookback,
+    )
+
+    now = timezone.now()
+    order = _order("A-1")
+    _status_change(order, "processing", 1, at=now - timedelta(seconds=100))
+    quiet = (now - timedelta(seconds=60), now - timedelta(seconds=30))
+    busy = (now - timedelta(seconds=110), now - timedelta(seconds=90))
+    assert check_orders_went_on_while_the_receiver_hung(["A-1"], [busy]).ok
+    assert check_orders_went_on_while_the_receiver_hung(["A-1"], [quiet]).problems == [
+        f"no status change written while the receiver hung ({quiet[0]:%H:%M:%S} to {quiet[1]:%H:%M:%S})"]
+    assert check_workers_down_past_the_lookback(["A-1"], [busy], 10).ok
+    short = (now - timedelta(seconds=105), now - timedelta(seconds=98))
+    assert check_workers_down_past_the_lookback(["A-1"], [short], 10).problems == [
+        "down 7 s, not past the 10 s lookback"]
+
+
+def test_the_receiver_hangs_then_refuses_and_accepts_only_signed_posts():
+    import json as json_
+    import time as time_
+    import urllib.error
+    import urllib.request
+
+    from devtools.chaos.webhooks import SECRET, ChaosReceiver
+    from orderweb.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, webhook_signature
+
+    receiver = ChaosReceiver()
+    try:
+        def post(event_id: str, secret: str = SECRET) -> int:
+            body = json_.dumps({"id": event_id}).encode()
+            request = urllib.request.Request(receiver.url, data=body, method="POST", headers={
+                EVENT_ID_HEADER: event_id, SIGNATURE_HEADER: webhook_signature(secret, int(time_.time()), body)})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        assert post("evt_1") == 200
+        assert post("evt_2", secret="another-secret-0123456") == 400
+        receiver.hang(0.5)
+        assert post("evt_3") == 503  # hung, then refused: never counted as accepted
+        assert post("evt_1") == 200
+        assert receiver.accepted == {"evt_1": 2} and receiver.bad_signatures == ["evt_2"] and receiver.hung == 1
+    finally:
+        receiver.stop()
+
+
+def test_log_audit_accepts_webhook_timeouts_only_while_the_receiver_hung():
+    line = ("2026-01-01 10:00:05,001 WARNING temporalio.activity: Completing activity as failed\n"
+            "Traceback (most recent call last):\n  File \"/x/orderweb/webhooks.py\", line 1, in webhook_send\n"
+            "temporalio.exceptions.ApplicationError: WebhookNotAccepted: The receiver could not be reached: timed out\n")
+    hang = (datetime(2026, 1, 1, 10, 0, 0), datetime(2026, 1, 1, 10, 0, 4))
+    assert scan_worker_log(line, receiver_hangs=[hang]).unexpected == []
+    late = scan_worker_log(line, source="w.log", receiver_hangs=[], grace=timedelta(0))
+    assert late.unexpected == ["w.log: temporalio.exceptions.ApplicationError: WebhookNotAccepted: "
+                               "The receiver could not be reached: timed out (logged 10:00:05)"]
