@@ -148,16 +148,14 @@ class WorkerPool:
                 self.start(index)
 
     def stop_for_outage(self) -> None:
-        """Stop every worker (SIGTERM, as a deploy or a lost machine would) and keep them down
-        until ``start_all`` and ``down = False``."""
+        """Every worker down at once (SIGKILL, as a lost machine or zone would: a graceful stop
+        waits for running jobs, and the workers would go down one by one); they stay down until
+        ``start_all`` and ``down = False``."""
         self.down = True
         for index, child in enumerate(self.children):
-            if child is None:
-                continue
-            code = self.supervisor.stop(child)
-            if code != 0:
-                self.unexpected_exits.append(f"worker {index} stopped for an outage with exit code {code}")
-            self.children[index] = None
+            if child is not None:
+                self.supervisor.kill(child)
+                self.children[index] = None
 
     def kill(self, index: int) -> None:
         child = self.children[index]

@@ -465,17 +465,17 @@ class ChaosRun:
             # shutdown), which is another fault than this one.
             while time.monotonic() < self.receiver.hang_until:
                 time.sleep(0.2)
-            start, local_start = timezone.now(), datetime.now()
-            self.event(f"stopping every worker for {webhooks.DOWN_SECONDS:g} s "
-                       f"(the webhook lookback is {webhooks.LOOKBACK_SECONDS:g} s)")
             self.pool.stop_for_outage()
+            start = timezone.now()
+            self.event(f"every worker SIGKILLed, down for {webhooks.DOWN_SECONDS:g} s "
+                       f"(the webhook lookback is {webhooks.LOOKBACK_SECONDS:g} s)")
 
             def end() -> None:
-                time.sleep(max(0.0, webhooks.DOWN_SECONDS - (timezone.now() - start).total_seconds()))
+                time.sleep(webhooks.DOWN_SECONDS)
+                self.workers_outages.append((start, timezone.now()))  # they poll a few seconds later
                 self.pool.start_all()
-                self.pool.down = False
-                self.workers_outages.append((start, timezone.now()))
-                self.event("the workers are back")
+                self.pool.down = False  # a start refused meanwhile (Postgres down) is restarted
+                self.event("the workers are started again")
 
         thread = threading.Thread(target=end, name=f"chaos-{kind}", daemon=True)
         self.fault_threads.append(thread)

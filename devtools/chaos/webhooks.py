@@ -5,10 +5,10 @@ their audit.
   10 s send timeout), then is answered 503: a hung request is never accepted, so each status
   change the receiver accepted was seen accepted by the worker too, or is sent again. Orders must
   go on meanwhile: ``check_orders_went_on_while_the_receiver_hung``.
-- **Workers down past the webhook lookback.** Every worker is stopped for longer than
-  ``ORDER_WEBHOOK_LOOKBACK_SECONDS`` (a short setting here) while orders are still saved: their
-  status changes are older than the lookback when the workers come back, and must still be sent
-  (``check_workers_down_past_the_lookback``).
+- **Workers down past the webhook lookback.** Every worker is SIGKILLed and kept down for longer
+  than ``ORDER_WEBHOOK_LOOKBACK_SECONDS`` (a short setting here) while orders are still saved:
+  their status changes are older than the lookback when the workers come back, and must still be
+  sent (``check_workers_down_past_the_lookback``).
 - **Every status change delivered once** (``check_webhooks_delivered``): each status change of the
   run's orders has one delivery, marked sent, and the receiver accepted it (signed right). A
   delivery whose 2xx answer was lost (a worker SIGKILLed mid-POST) is accepted twice: at least
@@ -159,17 +159,19 @@ def check_orders_went_on_while_the_receiver_hung(order_ids: list[str],
 
 def check_workers_down_past_the_lookback(order_ids: list[str], downs: Iterable[tuple[datetime, datetime]],
                                          lookback_seconds: float) -> Check:
-    """Each workers-down outage outlasted the lookback and had status changes waiting in it (so
-    the delivery check covers them)."""
+    """Each workers-down outage outlasted the lookback, and status changes were saved in it that
+    were older than the lookback when the workers came back (so the delivery check covers them)."""
     changes = _status_changes(order_ids)
     problems, waited = [], []
     for start, end in downs:
-        n = sum(1 for *_, at in changes if start <= at <= end)
+        n = sum(1 for *_, at in changes if start <= at and (end - at).total_seconds() > lookback_seconds)
         waited.append(n)
         if (end - start).total_seconds() <= lookback_seconds:
             problems.append(f"down {(end - start).total_seconds():.0f} s, not past the {lookback_seconds:g} s lookback")
-        if not n:
-            problems.append(f"no status change saved while the workers were down ({start:%H:%M:%S} to {end:%H:%M:%S})")
+        elif not n:
+            problems.append(f"no status change saved while the workers were down ({start:%H:%M:%S} to {end:%H:%M:%S}) "
+                            f"was older than the lookback when they came back")
     return Check("workers down past the webhook lookback: changes waited", problems,
-                 ", ".join(f"{n} status changes waited {(e - s).total_seconds():.0f} s" for n, (s, e) in zip(waited, downs))
+                 ", ".join(f"{n} status changes older than the lookback when the workers came back "
+                           f"(down {(e - s).total_seconds():.0f} s)" for n, (s, e) in zip(waited, downs))
                  or "no outage")

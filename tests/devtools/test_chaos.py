@@ -532,7 +532,10 @@ def test_the_hang_and_outage_checks_report_orders_that_stood_still_and_an_outage
     assert check_orders_went_on_while_the_receiver_hung(["A-1"], [busy]).ok
     assert check_orders_went_on_while_the_receiver_hung(["A-1"], [quiet]).problems == [
         f"no status change written while the receiver hung ({quiet[0]:%H:%M:%S} to {quiet[1]:%H:%M:%S})"]
-    assert check_workers_down_past_the_lookback(["A-1"], [busy], 10).ok
+    assert check_workers_down_past_the_lookback(["A-1"], [busy], 5).ok  # saved 10 s before they came back
+    assert check_workers_down_past_the_lookback(["A-1"], [busy], 15).problems == [
+        f"no status change saved while the workers were down ({busy[0]:%H:%M:%S} to {busy[1]:%H:%M:%S}) "
+        "was older than the lookback when they came back"]
     short = (now - timedelta(seconds=105), now - timedelta(seconds=98))
     assert check_workers_down_past_the_lookback(["A-1"], [short], 10).problems == [
         "down 7 s, not past the 10 s lookback"]
