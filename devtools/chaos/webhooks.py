@@ -138,7 +138,7 @@ def check_webhooks_delivered(order_ids: list[str], accepted: Counter, bad_signat
     problems += [f"bad signature on {eid}" for eid in bad_signatures]
     repeats = sum(n - 1 for n in accepted.values())
     return Check("every status change delivered once (webhooks)", problems,
-                 f"{len(changes)} status changes (+{len(deliveries) - len(changes)} escalations) sent; "
+                 f"{len(changes)} status changes (+{len(set(deliveries) - {c[0] for c in changes})} escalations); "
                  f"{sum(accepted.values())} POSTs accepted, {repeats} of them again after a lost answer")
 
 
