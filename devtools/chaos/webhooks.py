@@ -18,6 +18,7 @@ their audit.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from typing import Iterable
 
 from devtools.chaos.checks import Check
 
-SECRET = "chaos-webhook-secret-0123456789"
+SECRET = secrets.token_hex(16)  # one per run: the driver's receiver and the workers' env share it
 LOOKBACK_SECONDS = 10.0  # the workers' ORDER_WEBHOOK_LOOKBACK_SECONDS in the run
 SWEEP_SECONDS = 2.0  # the workers' ORDER_WEBHOOK_SWEEP_SECONDS in the run
 HANG_SECONDS = 25.0  # a hang: longer than the 10 s send timeout, so attempts time out and retry
