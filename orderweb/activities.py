@@ -23,7 +23,6 @@ from orderweb.api.services import api_idempotency_keys_purge
 from orderweb.services import (
     OrderConflict,
     order_receive,
-    order_record_progress,
     order_transition,
     order_start_refused,
     order_workflow_options,
@@ -44,7 +43,6 @@ from temporal_app.contracts import (
     OrderState,
     PaymentInput,
     PaymentReceipt,
-    ProgressRecord,
     ReceivedOrder,
     ReceiveOrderInput,
     RefusedStart,
@@ -186,11 +184,6 @@ def shipment_checked(request: OrderRef) -> ShippingOutcome:
 @db_activity(Activities.START_REFUSED, queue=ORDER_TASK_QUEUE)
 def start_refused(record: RefusedStart) -> None:
     order_start_refused(record)
-
-
-@db_activity(Activities.RECORD_ORDER_PROGRESS, queue=ORDER_TASK_QUEUE)
-def record_order_progress(record: ProgressRecord) -> None:
-    order_record_progress(record)
 
 
 def _order_ref(order_id: str) -> Order:

@@ -19,6 +19,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymen
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from temporal_app import tracing
+from temporal_app.client import TemporalUnavailable
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     SEARCH_ATTRIBUTE_DISPATCH_FAILURES,
@@ -113,6 +114,8 @@ async def run_periodic_jobs(queues: Sequence[str], stop: asyncio.Event) -> None:
                 due[job.name] = loop.time() + job.seconds
                 try:
                     await asyncio.to_thread(_run_job, job)
+                except TemporalUnavailable as err:  # an outage (a restart): expected, no traceback
+                    logger.warning("periodic job %s: %s; it runs again in %g s", job.name, err, job.seconds)
                 except Exception:  # a job must never take the workers down; it runs again soon
                     logger.exception("periodic job %s failed; it runs again in %g s", job.name, job.seconds)
         next_due = min(due.values(), default=loop.time() + 60)
