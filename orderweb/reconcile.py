@@ -27,7 +27,7 @@ from temporalio.common import SearchAttributeKey
 from orderweb.models import Order, Payment, Shipment
 from orderweb.services import order_flag_attention
 from temporal_app.client import client_thread
-from temporal_app.contracts import TERMINAL_STATES
+from temporal_app.contracts import TERMINAL_STATES, OrderState
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +133,10 @@ async def _findings(client: Client, orders: list[Order], now: datetime) -> list[
     for workflow_id, order in by_id.items():
         execution = seen.get(workflow_id)
         if execution is None:
+            if order.status == OrderState.STARTED:
+                # Never started (saved while Temporal was down): the outbox sweep's to start
+                # (orderweb.activities.orphaned_orders_started), not a workflow that vanished.
+                continue
             findings.append(Finding(order, WORKFLOW_GONE_PROBLEM, WORKFLOW_GONE.format(workflow_id=workflow_id)))
             continue
         status = execution.status  # type: ignore[attr-defined]

@@ -234,15 +234,45 @@ def order_workflow_options(
     )
 
 
-def orders_awaiting_workflow_start(*, older_than_seconds: float = 15, limit: int = 100) -> list[Order]:
+def orders_awaiting_workflow_start(
+    *, older_than_seconds: float = 15, limit: int = 100, after: Optional[tuple[Any, int]] = None,
+    cutoff: Optional[Any] = None,
+) -> list[Order]:
     """Orders saved but never started: Temporal was unreachable when their transaction
     committed. Their workflow's first activity moves them out of `started` within a second, so
     what stays there longer has no workflow (or one whose workers are down: starting it again is
-    refused as a duplicate, which is harmless)."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    return list(
-        Order.objects.filter(status=OrderState.STARTED, created_at__lt=cutoff, attention_since__isnull=True)
-        .select_related("created_by").prefetch_related("lines").order_by("created_at")[:limit]
+    refused as a duplicate, which is harmless).
+
+    Oldest first, by (created_at, pk): ``after`` is the last (created_at, pk) of the previous
+    batch, so a sweep pages through the whole backlog, each order once, even though the orders it
+    started stay `started` until their workflow's first step; ``cutoff`` (a time) replaces
+    ``older_than_seconds``, so every batch of one sweep reads up to the same moment."""
+    cutoff = cutoff if cutoff is not None else timezone.now() - timedelta(seconds=older_than_seconds)
+    queryset = Order.objects.filter(status=OrderState.STARTED, created_at__lt=cutoff, attention_since__isnull=True)
+    if after is not None:
+        created_at, pk = after
+        queryset = queryset.filter(Q(created_at__gt=created_at) | Q(created_at=created_at, pk__gt=pk))
+    return list(queryset.select_related("created_by").prefetch_related("lines").order_by("created_at", "pk")[:limit])
+
+
+# An order the outbox sweep could not start for a reason that is not an outage (Temporal refused
+# the start): flagged for staff, so that it neither blocks the orders after it nor is retried
+# every sweep.
+WORKFLOW_NOT_STARTED_PROBLEM = "workflow_not_started"
+WORKFLOW_NOT_STARTED = (
+    "Its workflow {workflow_id} could not be started ({error}); the order was saved but nothing "
+    "runs it. Fix the cause, then start it again."
+)
+
+
+def order_flag_not_started(*, order: Order, error: BaseException) -> bool:
+    """Flag an order whose workflow start failed for a reason other than Temporal being down."""
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    detail = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+    return order_flag_attention(
+        order=order, problem=WORKFLOW_NOT_STARTED_PROBLEM,
+        reason=WORKFLOW_NOT_STARTED.format(workflow_id=order.workflow_id, error=detail),
+        details={"error": detail},
     )
 
 

@@ -122,6 +122,16 @@ def periodic(*, seconds: float, queue: str = ORDER_TASK_QUEUE) -> Callable[[F], 
     return decorate
 
 
+def worker_stopping() -> bool:
+    """Whether the worker running this activity is shutting down: a periodic job checks it
+    between batches and leaves the rest to its next run, so shutdown does not wait for a whole
+    backlog. False outside an activity (a management command)."""
+    try:
+        return activity.is_worker_shutdown()
+    except RuntimeError:  # not in an activity
+        return False
+
+
 def discover() -> None:
     """Import every installed app's ``activities`` module, so that they register."""
     autodiscover_modules("activities")

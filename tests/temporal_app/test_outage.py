@@ -41,3 +41,69 @@ def test_starting_an_existing_workflow_again_is_harmless(system):
     options = order_workflow_options(order)
     again = temporal(lambda client: start_order_workflow_async(client, order, options))
     assert again is False
+
+
+def save_during_outage(count: int, prefix: str) -> list[Order]:
+    """Orders saved through order_create while Temporal is unreachable: each told its caller so."""
+    ids = [new_order_id(prefix) for _ in range(count)]
+    with override_settings(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}", TEMPORAL_RPC_TIMEOUT_SECONDS=3):
+        for order_id in ids:
+            with pytest.raises(TemporalUnavailable):
+                order_create(order_id=order_id, address="7 Backlog Lane")
+    return list(Order.objects.filter(order_id__in=ids).order_by("created_at", "pk"))
+
+
+def workflow_exists(workflow_id: str) -> bool:
+    from temporalio.service import RPCError
+
+    async def describe(client):
+        try:
+            await client.get_workflow_handle(workflow_id).describe()
+            return True
+        except RPCError:
+            return False
+
+    return temporal(describe)
+
+
+@override_settings(ORDER_START_SWEEP_BATCH=3)
+def test_a_backlog_larger_than_a_batch_is_all_started_and_the_reconciler_leaves_it_to_the_sweep(system):
+    """Issue 19, item 1: orders saved during an outage stayed `started` for good once the
+    reconciler (which ran first, or between sweeps) flagged them `workflow_gone`, and the sweep
+    started at most one batch at a time."""
+    from reviews.services import orders_reconcile_with_reviews
+
+    orders = save_during_outage(7, "BACKLOG")
+    assert {o.status for o in orders} == {Order.Status.STARTED}
+    # Temporal is back; the reconciler runs before the sweep reaches them.
+    report = orders_reconcile_with_reviews(grace_seconds=0)
+    assert not [f for f in report.findings if f.order.order_id in {o.order_id for o in orders}]
+
+    started = orphaned_orders_started(older_than_seconds=0)  # one sweep: the whole backlog
+    assert started == 7
+    assert all(workflow_exists(o.workflow_id) for o in orders)
+    for order in orders:
+        wait_for_state(order.workflow_id, "awaiting_manual_review")
+    assert not Order.objects.filter(pk__in=[o.pk for o in orders], attention_since__isnull=False).exists()
+
+
+@override_settings(ORDER_START_SWEEP_BATCH=2)
+def test_one_order_temporal_refuses_to_start_is_flagged_and_the_ones_after_it_are_started(system):
+    """An error other than an outage used to end the sweep, so every later order waited behind it."""
+    from orderweb.services import WORKFLOW_NOT_STARTED_PROBLEM
+
+    broken = save_during_outage(1, "UNSTARTABLE")[0]
+    # A row Temporal refuses to start (an empty workflow id: INVALID_ARGUMENT), oldest of all.
+    Order.objects.filter(pk=broken.pk).update(workflow_id="")
+    later = save_during_outage(4, "AFTER-BROKEN")
+
+    assert orphaned_orders_started(older_than_seconds=0) == 4
+    broken.refresh_from_db()
+    assert broken.needs_attention and "could not be started" in broken.attention_reason
+    flagged = broken.events.get(type="attention_flagged")
+    assert flagged.details["problem"] == WORKFLOW_NOT_STARTED_PROBLEM
+    for order in later:
+        wait_for_state(order.workflow_id, "awaiting_manual_review")
+    # Flagged once: the next sweep leaves it to staff.
+    assert orphaned_orders_started(older_than_seconds=0) == 0
+    assert broken.events.filter(type="attention_flagged").count() == 1
