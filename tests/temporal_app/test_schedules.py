@@ -102,3 +102,16 @@ def test_every_registered_job_has_its_schedule_on_the_workers_server(workers):
     )} <= wanted
     wait_until(lambda: wanted <= temporal(ids), what="the schedules to be listed")
     assert job_schedule(periodic_jobs_for("order-tq")[0]).policy.overlap.name == "SKIP"
+
+
+def test_the_command_creates_or_updates_the_schedules_and_lists_them(workers):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("periodic_schedules", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert f"{SCHEDULE_PREFIX}reviews.activities.orders_reconciled: every " \
+           f"{settings.RECONCILE_INTERVAL_SECONDS:g} s on order-tq (unchanged)" in lines
+    assert len(lines) == len(periodic_jobs_for("order-tq")) + len(periodic_jobs_for("shipping-tq"))
