@@ -50,3 +50,19 @@ def test_a_database_step_failing_past_its_limit_goes_on_as_a_regular_activity(sy
     wait_until(lambda: order.__class__.objects.filter(pk=order.pk, status="awaiting_manual_review").exists(),
                what="the projection")
     assert scheduled_activities(order.workflow_id) == ["order_received"]
+
+    # The new path replays through the current code (strict sandbox), its patch marker included.
+    import asyncio
+
+    from temporalio.worker import Replayer
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    from temporal_app.worker import replay_workflows
+    from temporal_app.workflows.steps import BOUNDED_LOCAL_STEPS_PATCH
+
+    events = history(order.workflow_id)
+    assert any(BOUNDED_LOCAL_STEPS_PATCH.encode() in e.SerializeToString() for e in events
+               if e.HasField("marker_recorded_event_attributes"))
+    replayer = Replayer(workflows=replay_workflows(), workflow_runner=SandboxedWorkflowRunner())
+    asyncio.run(replayer.replay_workflow(temporal(
+        lambda client: client.get_workflow_handle(order.workflow_id).fetch_history())))
