@@ -115,3 +115,31 @@ def test_the_command_creates_or_updates_the_schedules_and_lists_them(workers):
     assert f"{SCHEDULE_PREFIX}reviews.activities.orders_reconciled: every " \
            f"{settings.RECONCILE_INTERVAL_SECONDS:g} s on order-tq (unchanged)" in lines
     assert len(lines) == len(periodic_jobs_for("order-tq")) + len(periodic_jobs_for("shipping-tq"))
+
+
+@pytest.mark.parametrize("args", [[], [42], [{"job": ""}], [{"job": "x"}, "extra"], [{"no": "job"}]])
+def test_a_periodic_run_started_with_anything_but_a_job_name_is_refused_not_stuck(workers, args):
+    """The boundary takes anything (DESIGN.md rule 9): a start that is not its schedule's ends at once."""
+    import uuid
+
+    async def run(client):
+        return await client.execute_workflow("PeriodicJobWorkflow", args=args, id=f"periodic-bad-{uuid.uuid4().hex[:8]}",
+                                             task_queue="order-tq")
+
+    assert temporal(run) == "refused"
+
+
+def test_a_schedule_left_behind_by_a_removed_job_fails_its_run_at_once(workers):
+    import uuid
+
+    from temporalio.client import WorkflowFailureError
+
+    from temporal_app.contracts import PeriodicRun
+
+    async def run(client):
+        return await client.execute_workflow("PeriodicJobWorkflow", PeriodicRun("orderweb.gone.job"),
+                                             id=f"periodic-gone-{uuid.uuid4().hex[:8]}", task_queue="order-tq")
+
+    with pytest.raises(WorkflowFailureError) as failed:
+        temporal(run)
+    assert "no periodic job 'orderweb.gone.job' is registered" in str(failed.value.cause.cause)
