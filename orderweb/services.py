@@ -234,6 +234,11 @@ def order_workflow_options(
     )
 
 
+# The start of orderweb.reconcile.WORKFLOW_GONE's words, which the reconciler no longer gives a
+# `started` order (tests/temporal_app/test_outage.py holds the two together).
+STRANDED_FLAG_PREFIX = "Temporal has no workflow "
+
+
 def orders_awaiting_workflow_start(
     *, older_than_seconds: float = 15, limit: int = 100, after: Optional[tuple[Any, int]] = None,
     cutoff: Optional[Any] = None,
@@ -248,7 +253,10 @@ def orders_awaiting_workflow_start(
     started stay `started` until their workflow's first step; ``cutoff`` (a time) replaces
     ``older_than_seconds``, so every batch of one sweep reads up to the same moment."""
     cutoff = cutoff if cutoff is not None else timezone.now() - timedelta(seconds=older_than_seconds)
-    queryset = Order.objects.filter(status=OrderState.STARTED, created_at__lt=cutoff, attention_since__isnull=True)
+    # Not flagged, or flagged `workflow_gone` by a reconciler from before the sweep owned these
+    # (issue 19): those were never started either. Their workflow's first step clears the flag.
+    unflagged = Q(attention_since__isnull=True) | Q(attention_reason__startswith=STRANDED_FLAG_PREFIX)
+    queryset = Order.objects.filter(unflagged, status=OrderState.STARTED, created_at__lt=cutoff)
     if after is not None:
         created_at, pk = after
         queryset = queryset.filter(Q(created_at__gt=created_at) | Q(created_at=created_at, pk__gt=pk))

@@ -11,7 +11,7 @@ from orderweb.activities import orphaned_orders_started
 from orderweb.models import Order
 from orderweb.services import order_create
 from temporal_app.client import TemporalUnavailable
-from tests.helpers import new_order_id, temporal, wait_for_state
+from tests.helpers import new_order_id, temporal, wait_for_state, wait_until
 
 pytestmark = pytest.mark.temporal
 
@@ -107,3 +107,20 @@ def test_one_order_temporal_refuses_to_start_is_flagged_and_the_ones_after_it_ar
     # Flagged once: the next sweep leaves it to staff.
     assert orphaned_orders_started(older_than_seconds=0) == 0
     assert broken.events.filter(type="attention_flagged").count() == 1
+
+
+def test_orders_the_old_reconciler_flagged_gone_are_started_and_their_flag_clears(system):
+    """Orders stranded before the fix (flagged `workflow_gone` while never started) are the
+    sweep's too: started, and unflagged by their workflow's first step."""
+    from orderweb.reconcile import WORKFLOW_GONE, WORKFLOW_GONE_PROBLEM
+    from orderweb.services import STRANDED_FLAG_PREFIX, order_flag_attention
+
+    assert WORKFLOW_GONE.startswith(STRANDED_FLAG_PREFIX)
+    stranded = save_during_outage(2, "STRANDED")
+    for order in stranded:
+        order_flag_attention(order=order, problem=WORKFLOW_GONE_PROBLEM,
+                             reason=WORKFLOW_GONE.format(workflow_id=order.workflow_id))
+    assert orphaned_orders_started(older_than_seconds=0) == 2
+    for order in stranded:
+        wait_for_state(order.workflow_id, "awaiting_manual_review")
+        wait_until(lambda o=order: not Order.objects.get(pk=o.pk).needs_attention, what="the flag to clear")
