@@ -205,7 +205,11 @@ def order_create(
         OrderLine(order=order, sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price)
         for l in lines
     )
-    events.order_created_event(order=order, source=source, user=user, actor=actor)
+    # A review timeout of its own (tests, the chaos run) is kept in the creation's audit row, so
+    # that the outbox sweep starts an order saved while Temporal was down with it too.
+    events.order_created_event(order=order, source=source, user=user, actor=actor,
+                               details={"review_timeout_seconds": review_timeout_seconds}
+                               if review_timeout_seconds is not None else None)
     options = order_workflow_options(order, review_timeout_seconds=review_timeout_seconds, lines=lines)
     if actor and not options.created_by:
         options.created_by = actor
@@ -216,9 +220,14 @@ def order_create(
 def order_workflow_options(
     order: Order, *, review_timeout_seconds: Optional[float] = None, lines: Optional[list[LineItem]] = None
 ) -> OrderOptions:
-    """The workflow's optional input, rebuilt from the row (also when starting it late)."""
+    """The workflow's optional input, rebuilt from the row (also when starting it late: then the
+    review timeout order_create was given comes from its audit row)."""
     if lines is None:
         lines = [LineItem(l.sku, l.name, l.quantity, str(l.unit_price)) for l in order.lines.all()]
+        if review_timeout_seconds is None:
+            created = (OrderEvent.objects.filter(order=order, type=OrderEvent.Type.ORDER_CREATED)
+                       .values_list("details", flat=True).first()) or {}
+            review_timeout_seconds = created.get("review_timeout_seconds")
     return OrderOptions(
         line_items=lines,
         amount=str(order.amount),

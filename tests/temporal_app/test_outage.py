@@ -43,13 +43,13 @@ def test_starting_an_existing_workflow_again_is_harmless(system):
     assert again is False
 
 
-def save_during_outage(count: int, prefix: str) -> list[Order]:
+def save_during_outage(count: int, prefix: str, **options) -> list[Order]:
     """Orders saved through order_create while Temporal is unreachable: each told its caller so."""
     ids = [new_order_id(prefix) for _ in range(count)]
     with override_settings(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}", TEMPORAL_RPC_TIMEOUT_SECONDS=3):
         for order_id in ids:
             with pytest.raises(TemporalUnavailable):
-                order_create(order_id=order_id, address="7 Backlog Lane")
+                order_create(order_id=order_id, address="7 Backlog Lane", **options)
     return list(Order.objects.filter(order_id__in=ids).order_by("created_at", "pk"))
 
 
@@ -124,3 +124,12 @@ def test_orders_the_old_reconciler_flagged_gone_are_started_and_their_flag_clear
     for order in stranded:
         wait_for_state(order.workflow_id, "awaiting_manual_review")
         wait_until(lambda o=order: not Order.objects.get(pk=o.pk).needs_attention, what="the flag to clear")
+
+
+def test_an_order_saved_during_an_outage_keeps_the_review_timeout_it_was_given(system):
+    """The sweep rebuilds the workflow's input from the row; the review timeout order_create was
+    given is kept in the creation's audit row (the chaos run's review_timeout scenario lost it)."""
+    order = save_during_outage(1, "TIMEOUT-KEPT", review_timeout_seconds=2)[0]
+    assert orphaned_orders_started(older_than_seconds=0) == 1
+    status = wait_for_state(order.workflow_id, "cancelled")
+    assert "review timed out" in status["reason"]
