@@ -383,7 +383,8 @@ class ChaosRun:
         """Until the escalation is in Postgres (or the review ended: the timeout came first)."""
         from reviews.models import ReviewTask
 
-        deadline = time.monotonic() + 2 * ESCALATION_TIMEOUT_SECONDS + 60
+        # A Temporal outage holds the escalation's timer back for as long as it lasts.
+        deadline = time.monotonic() + 2 * ESCALATION_TIMEOUT_SECONDS + 60 + self.config.temporal_outage_seconds
         while time.monotonic() < deadline:
             task = db_retry(lambda: ReviewTask.objects.filter(order__order_id=order.order_id).order_by("-pk")
                             .values("status", "escalated_at").first())
