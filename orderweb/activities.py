@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from orderweb import events, simulators
@@ -74,7 +75,7 @@ def order_received(request: ReceiveOrderInput) -> ReceivedOrder:
     try:
         order_receive(
             order_id=request.order_id, workflow_id=request.workflow_id, address=request.address,
-            options=request.options,
+            options=request.options, run_id=_workflow_run_id(),
         )
     except OrderConflict as err:
         raise ApplicationError(str(err), type=Errors.ORDER_CONFLICT, non_retryable=True) from None
@@ -82,6 +83,14 @@ def order_received(request: ReceiveOrderInput) -> ReceivedOrder:
     # it; an outside client's start is totalled by the workflow's boundary).
     return ReceivedOrder(review_timeout_seconds=settings.ORDER_REVIEW_TIMEOUT_SECONDS,
                          amount=request.options.amount or "0.00")
+
+
+def _workflow_run_id() -> str:
+    """The run of the workflow this activity serves ("" when called outside a worker)."""
+    try:
+        return activity.info().workflow_run_id or ""
+    except RuntimeError:
+        return ""
 
 
 @db_activity(Activities.PAYMENT_CHARGED, queue=ORDER_TASK_QUEUE)

@@ -360,7 +360,7 @@ def order_transition(
     return None if row is None else row[0]
 
 
-def order_receive(*, order_id: str, workflow_id: str, address: str, options: OrderOptions) -> int:
+def order_receive(*, order_id: str, workflow_id: str, address: str, options: OrderOptions, run_id: str = "") -> int:
     """Make sure the order row exists (outside clients start workflows with no row) and mark it
     processing; returns its pk. Idempotent: a second run finds the row and the events there.
 
@@ -388,6 +388,11 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
         if not created and order.workflow_id != workflow_id:
             raise OrderConflict(ORDER_OWNED_BY_OTHER_WORKFLOW.format(order_id=order_id, workflow_id=order.workflow_id))
         if not created and order.is_terminal:
+            if run_id and OrderEvent.objects.filter(order=order, event_key__startswith=f"{run_id}:").exists():
+                # This very run ended it: its workflow task ran this step and the ending's, then
+                # its completion was lost (a worker or Temporal gone at that moment), and the
+                # task runs again from the start. The same story again, each write keyed once.
+                return order.pk
             # A finished order's workflow id started again (no id-reuse policy on the start,
             # or a reset to the beginning): running the story twice could charge twice.
             raise OrderConflict(ORDER_ALREADY_FINISHED.format(order_id=order_id, status=order.status))
