@@ -147,7 +147,13 @@ def _periodic_job_ran(name: str) -> str:
     if job is None:  # a schedule left behind by a job that no longer exists in this code
         raise ApplicationError(f"no periodic job {name!r} is registered in these workers",
                                type=Errors.PERMANENT, non_retryable=True)
-    result = job.run()
+    from temporal_app.client import TemporalUnavailable
+
+    try:
+        result = job.run()
+    except TemporalUnavailable as err:  # an outage (a restart): the next period runs it again
+        logger.warning("periodic job %s: %s", name, err)
+        return f"Temporal unreachable: {err}"[:200]
     return "" if result is None else str(result)[:200]
 
 

@@ -28,7 +28,7 @@ from devtools.chaos.checks import (
     check_payments_match_ledger, check_refunds, check_review_tasks, check_temporal_matches_postgres,
     check_flags, check_terminal, check_workflows_closed, workflow_task_failures,
 )
-from devtools.chaos.logaudit import DATABASE, INJECTED, scan_worker_log
+from devtools.chaos.logaudit import DATABASE, INJECTED, TIMED_OUT, scan_worker_log
 from devtools.chaos.scenarios import ChaosOrder, scenarios_for
 from devtools.supervise import stop_embedded_postgres
 from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment
@@ -165,6 +165,21 @@ def test_log_audit_reports_db_errors_outside_any_outage():
     audit = scan_worker_log(DB_TRACEBACK, source="w.log", outages=[])
     assert len(audit.unexpected) == 3
     assert audit.unexpected[0].startswith("w.log: psycopg.OperationalError")
+
+
+CANCELLED_TRACEBACK = """\
+2026-01-01 10:00:20,001 WARNING temporalio.activity: Completing activity as failed ({'activity_type': 'record_review_outcome'})
+Traceback (most recent call last):
+  File "/x/psycopg/connection.py", line 495, in wait
+temporalio.exceptions.CancelledError: Cancelled
+"""
+
+
+def test_log_audit_accepts_an_attempt_cancelled_at_its_timeout_only_around_the_outage():
+    outage = (datetime(2026, 1, 1, 10, 0, 4), datetime(2026, 1, 1, 10, 0, 6))
+    assert scan_worker_log(CANCELLED_TRACEBACK, outages=[outage]).expected[TIMED_OUT] == 1
+    assert scan_worker_log(CANCELLED_TRACEBACK, source="w.log", outages=[]).unexpected == [
+        "w.log: temporalio.exceptions.CancelledError: Cancelled (logged 10:00:20)"]
 
 
 def test_log_audit_reports_any_other_exception():
