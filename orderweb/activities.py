@@ -25,7 +25,6 @@ from orderweb.api.services import api_idempotency_keys_purge
 from orderweb.services import (
     OrderConflict,
     order_receive,
-    order_record_progress,
     order_transition,
     order_start_refused,
     order_flag_not_started,
@@ -46,7 +45,6 @@ from temporal_app.contracts import (
     OrderState,
     PaymentInput,
     PaymentReceipt,
-    ProgressRecord,
     ReceivedOrder,
     ReceiveOrderInput,
     RefusedStart,
@@ -196,11 +194,6 @@ def shipment_checked(request: OrderRef) -> ShippingOutcome:
 @db_activity(Activities.START_REFUSED, queue=ORDER_TASK_QUEUE)
 def start_refused(record: RefusedStart) -> None:
     order_start_refused(record)
-
-
-@db_activity(Activities.RECORD_ORDER_PROGRESS, queue=ORDER_TASK_QUEUE)
-def record_order_progress(record: ProgressRecord) -> None:
-    order_record_progress(record)
 
 
 def _order_ref(order_id: str) -> Order:

@@ -29,6 +29,7 @@ from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     Activities,
     OrderState,
+    ProgressRecord,
     ReviewApprovalRecord,
     ReviewEscalation,
     ReviewOutcome,
@@ -83,6 +84,28 @@ def record_review_approval(record: ReviewApprovalRecord) -> None:
         Order.objects.select_for_update().only("pk").get(order_id=record.progress.order_id)
         order_record_progress(record.progress)
         review_task_first_approval(order_id=record.progress.order_id, reviewer=record.reviewer, note=record.note)
+
+
+# An order that stops without a review to close (the workflow's state says none is open) may
+# still have an open task: order_validated commits it in a first workflow task that then fails
+# (a worker killed, Temporal restarted) and is retried from `started`, where a cancel that came
+# meanwhile stops the order before it reaches review again. Nobody could decide that task.
+_ENDS_WITHOUT_REVIEW = {OrderState.CANCELLED.value, OrderState.FAILED.value}
+
+
+@db_activity(Activities.RECORD_ORDER_PROGRESS, queue=ORDER_TASK_QUEUE)
+def record_order_progress(record: ProgressRecord) -> None:
+    """One workflow transition or message outcome (``order_record_progress``). An order that
+    ends cancelled or failed this way closes, in the same transaction, a review task a retried
+    first workflow task left open; the happy path (completed) keeps its single statement."""
+    if record.to_status not in _ENDS_WITHOUT_REVIEW:
+        order_record_progress(record)
+        return
+    with transaction.atomic():
+        pk = order_record_progress(record)
+        if pk is not None:
+            review_task_close(order=pk, outcome=ReviewOutcome.CANCELLED, actor=record.actor,
+                              note=record.reason)
 
 
 @db_activity(Activities.RECORD_REVIEW_OUTCOME, queue=ORDER_TASK_QUEUE)

@@ -408,9 +408,14 @@ def order_workflow_update(workflow_id: str, update: str, arg: Any) -> ActionResu
     WorkflowCannotAnswer) when no answer can be had.
     """
 
+    # The action id is the Update's id: Temporal keeps one Update per id in a run, so a request
+    # sent again after its answer was lost (an RPC timeout under load, an outage) attaches to the
+    # first one and gets its answer, or delivers it if the first never reached the workflow.
+    update_id = getattr(arg, "action_id", "") or None
+
     async def call(client: Client) -> ActionResult:
         handle = client.get_workflow_handle(workflow_id)
-        return await handle.execute_update(update, arg, result_type=ActionResult)
+        return await handle.execute_update(update, arg, id=update_id, result_type=ActionResult)
 
     silent = worker_silence.known()
     if silent is not None:  # not sent: an Update would wait its whole timeout for no one

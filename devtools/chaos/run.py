@@ -594,8 +594,10 @@ class ChaosRun:
     def audit(self, finished: bool) -> tuple[list[Check], list[tuple[str, Any]]]:
         ids = [o.order_id for o in self.orders]
         outcomes, running = self.temporal_call(lambda client: gather_outcomes(client, self.orders), timeout=900)
-        for _ in range(60):  # a workflow closes just after its last projection write
-            if not running:
+        # A workflow closes just after its last projection write; the list of running workflows
+        # (visibility) lags behind describe, so both must say it closed.
+        for _ in range(60):
+            if not running and not any(o.execution_status == "RUNNING" for o in outcomes.values()):
                 break
             time.sleep(1)
             outcomes, running = self.temporal_call(lambda client: gather_outcomes(client, self.orders), timeout=900)

@@ -1,7 +1,9 @@
 """A team in real Chromium against the live server, real Temporal and workers: two reviewers and a
 lead take a four-eyes order through; a bulk approval of ten with one refused; the claim's
 warning before it lapses, and keeping it; the new pages at 1280 and 390 px, none scrolling
-sideways. Screenshots: test-artifacts/screenshots/team-*.png."""
+sideways and none with a serious or critical axe finding (the bulk queue and its result, the
+escalated view, a lead's order page with notes, the claim's warning). Screenshots:
+test-artifacts/screenshots/team-*.png."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from orderweb.services import order_create
 from reviews import services
 from reviews.models import ReviewTask
 from temporal_app.contracts import LineItem
+from tests.browser.axe import assert_no_serious_axe_violations
 from tests.browser.conftest import press, screenshot
 from tests.helpers import handle, new_order_id, temporal, wait_for_state, wait_until
 from tests.reviews.conftest import PASSWORD, make_user
@@ -87,11 +90,13 @@ def test_two_reviewers_and_a_lead_take_a_four_eyes_order_through(chromium, live_
         alice.set_viewport_size({"width": width, "height": 900})
         _fits(alice, width, "order, first approver")
         screenshot(alice, f"team-four-eyes-order-1-of-2-{_size(width)}")
+        assert_no_serious_axe_violations(alice, name=f"team-four-eyes-order-1-of-2-{_size(width)}")
         alice.goto("/reviews/")
         row = alice.locator(f"#queue tr[data-order='{large.order_id}']")
         expect(row.locator(".pill-four-eyes")).to_have_text("1 of 2 · alice")
         _fits(alice, width, "queue, 1 of 2")
         screenshot(alice, f"team-four-eyes-queue-1-of-2-{_size(width)}")
+        assert_no_serious_axe_violations(alice, name=f"team-four-eyes-queue-1-of-2-{_size(width)}")
         alice.goto(f"/reviews/orders/{large.order_id}/")
     alice_context.close()
 
@@ -143,6 +148,7 @@ def test_a_bulk_approval_of_ten_with_one_refused(chromium, live_server, team, wi
     expect(page.locator("#queue input.bulk-select:checked")).to_have_count(10)
     _fits(page, width, "queue with a selection")
     screenshot(page, f"team-bulk-queue-{_size(width)}")
+    assert_no_serious_axe_violations(page, name=f"team-bulk-queue-{_size(width)}")
     page.locator("#bulk-approve").click()
     expect(page.get_by_role("heading", name="Bulk approve: 10 orders")).to_be_visible()
     expect(page.locator(".messages")).to_contain_text("Bulk approve: 9 applied, 1 refused.")
@@ -152,6 +158,7 @@ def test_a_bulk_approval_of_ten_with_one_refused(chromium, live_server, team, wi
     expect(refused).to_contain_text("claimed by bob")
     _fits(page, width, "bulk result")
     screenshot(page, f"team-bulk-result-{_size(width)}")
+    assert_no_serious_axe_violations(page, name=f"team-bulk-result-{_size(width)}")
     context.close()
     for order in orders:
         if order is not held:
@@ -173,6 +180,7 @@ def test_the_claim_warns_before_it_lapses_and_can_be_kept(chromium, live_server,
     expect(page.locator("#extend-claim")).to_be_visible()
     expect(page.locator(".claim-countdown")).to_contain_text("left")
     screenshot(page, "team-claim-warning-desktop")
+    assert_no_serious_axe_violations(page, name="team-claim-warning-desktop")
     before = ReviewTask.objects.get(order=order).claimed_at
     page.locator("#extend-claim").click()
     expect(warning).to_contain_text(f"Your claim on {order.order_id} now lasts until")
@@ -203,11 +211,13 @@ def test_the_escalated_view_and_a_leads_order_page_fit(chromium, live_server, te
     expect(page.locator(".pill-escalated")).to_have_text("Escalated")
     _fits(page, width, "escalated view")
     screenshot(page, f"team-escalated-view-{_size(width)}")
+    assert_no_serious_axe_violations(page, name=f"team-escalated-view-{_size(width)}")
     page.goto(f"/reviews/orders/{escalated.order_id}/")
     expect(page.locator("#escalated-at")).to_contain_text("to the review leads")
     expect(page.locator("#notes")).to_contain_text("Phoned the customer twice")
     expect(page.locator("#reassign-to")).to_be_visible()
     _fits(page, width, "order page, lead")
     screenshot(page, f"team-order-lead-{_size(width)}")
+    assert_no_serious_axe_violations(page, name=f"team-order-lead-{_size(width)}")
     context.close()
     temporal(lambda c: c.get_workflow_handle(escalated.workflow_id).terminate("test done"))

@@ -101,6 +101,22 @@ def test_decide_review_update_refuses_when_not_awaiting_and_applies_once(system)
     assert charges(order.order_id) == 1
 
 
+def test_an_update_sent_again_with_its_action_id_gets_the_first_answer_and_applies_once(system):
+    """As when the first answer was lost (an RPC timeout under load) and the sender tries again:
+    the action id is the Update's id, so the second attaches to the first instead of being
+    refused as a duplicate, and the workflow applies it once."""
+    order = make_order()
+    wait_for_state(order.workflow_id, "awaiting_manual_review")
+    change = AddressChange("2 Again Rd", "staff", "addr-again")
+    first = order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, change)
+    again = order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, change)
+    assert first.accepted and again == first
+    applied = OrderEvent.objects.filter(order=order, type="update_applied", details__action_id="addr-again")
+    assert applied.count() == 1
+    assert not OrderEvent.objects.filter(order=order, type="update_refused").exists()
+    signal(order, Signals.CANCEL_ORDER)
+
+
 def test_reject_update_needs_a_note(system):
     order = make_order()
     wait_for_state(order.workflow_id, "awaiting_manual_review")
