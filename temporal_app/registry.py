@@ -15,9 +15,11 @@ Transient faults (the database unreachable) keep retrying.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import random
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -149,12 +151,31 @@ def _periodic_job_ran(name: str) -> str:
                                type=Errors.PERMANENT, non_retryable=True)
     from temporal_app.client import TemporalUnavailable
 
+    # Alive while the job runs, whatever its steps take: a worker that dies under a job is noticed
+    # within PeriodicJobWorkflow's heartbeat timeout, and the job runs again elsewhere.
+    done = threading.Event()
+    beat = threading.Thread(target=contextvars.copy_context().run, args=(_heartbeat_until, done),
+                            name="periodic-heartbeat", daemon=True)
+    beat.start()
     try:
         result = job.run()
     except TemporalUnavailable as err:  # an outage (a restart): the next period runs it again
         logger.warning("periodic job %s: %s", name, err)
         return f"Temporal unreachable: {err}"[:200]
+    finally:
+        done.set()
     return "" if result is None else str(result)[:200]
+
+
+PERIODIC_HEARTBEAT_SECONDS = 5.0
+
+
+def _heartbeat_until(done: threading.Event) -> None:
+    while not done.wait(PERIODIC_HEARTBEAT_SECONDS):
+        try:
+            activity.heartbeat()
+        except Exception:  # noqa: BLE001  (the activity is over or cancelled: stop beating)
+            return
 
 
 periodic_job_ran = _db_activity_defn(Activities.PERIODIC_JOB_RAN, _periodic_job_ran)
@@ -163,10 +184,8 @@ periodic_job_ran = _db_activity_defn(Activities.PERIODIC_JOB_RAN, _periodic_job_
 def worker_stopping() -> bool:
     """Whether the worker running this activity is shutting down: a periodic job checks it
     between batches and leaves the rest to its next run, so shutdown does not wait for a whole
-    backlog. It also reports progress (a heartbeat), so a worker that dies under a job is noticed
-    soon (PeriodicJobWorkflow's heartbeat timeout). False outside an activity (a command)."""
+    backlog. False outside an activity (a management command)."""
     try:
-        activity.heartbeat()
         return activity.is_worker_shutdown()
     except RuntimeError:  # not in an activity
         return False

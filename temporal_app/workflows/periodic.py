@@ -20,10 +20,11 @@ from temporalio.common import RetryPolicy
 from temporal_app.contracts import Activities, Errors, Refusal
 from temporal_app.workflows import boundary
 
-# A job reports progress (a heartbeat) between its batches, so a worker that dies under it is
-# noticed in this long, not at the end of the whole allowance.
-PERIODIC_JOB_HEARTBEAT = timedelta(minutes=2)
-PERIODIC_JOB_TIMEOUT = timedelta(hours=1)
+# The runner heartbeats every 5 s while the job runs (temporal_app.registry), so a worker that
+# dies under a job is noticed in this long, not at the end of the whole allowance; meanwhile the
+# schedule skips the runs that fall due.
+PERIODIC_JOB_HEARTBEAT = timedelta(seconds=20)
+PERIODIC_JOB_TIMEOUT = timedelta(minutes=10)
 PERIODIC_JOB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,

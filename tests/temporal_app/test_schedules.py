@@ -143,3 +143,31 @@ def test_a_schedule_left_behind_by_a_removed_job_fails_its_run_at_once(workers):
     with pytest.raises(WorkflowFailureError) as failed:
         temporal(run)
     assert "no periodic job 'orderweb.gone.job' is registered" in str(failed.value.cause.cause)
+
+
+def slow_job() -> str:
+    """Longer than PeriodicJobWorkflow's heartbeat timeout, in one step (no batches)."""
+    import time
+
+    from temporal_app.workflows.periodic import PERIODIC_JOB_HEARTBEAT
+
+    time.sleep(PERIODIC_JOB_HEARTBEAT.total_seconds() + 5)
+    return "slow and done"
+
+
+def test_a_job_longer_than_the_heartbeat_timeout_is_kept_alive_by_the_runner(workers):
+    """The runner heartbeats while the job runs, so only a dead worker times a job out."""
+    import uuid
+
+    from temporal_app.contracts import PeriodicRun
+
+    periodic(seconds=3600)(slow_job)
+    job = next(j for j in periodic_jobs_for("order-tq") if j.name.endswith(".slow_job"))
+    try:
+        async def run(client):
+            return await client.execute_workflow("PeriodicJobWorkflow", PeriodicRun(job.name),
+                                                 id=f"periodic-slow-{uuid.uuid4().hex[:8]}", task_queue="order-tq")
+
+        assert temporal(run, timeout=120) == "slow and done"
+    finally:
+        unregister_periodic(job.name)
