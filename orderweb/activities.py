@@ -10,11 +10,13 @@ costs no extra round trip. Registered with ``temporal_app.registry``.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from orderweb import events, simulators
@@ -25,6 +27,7 @@ from orderweb.services import (
     order_receive,
     order_transition,
     order_start_refused,
+    order_flag_not_started,
     order_workflow_options,
     orders_awaiting_workflow_start,
     shipment_dispatched,
@@ -49,7 +52,7 @@ from temporal_app.contracts import (
     ShippingOutcome,
     ShippingStatus,
 )
-from temporal_app.registry import also_on, db_activity, periodic
+from temporal_app.registry import also_on, db_activity, periodic, worker_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ def order_received(request: ReceiveOrderInput) -> ReceivedOrder:
     try:
         order_receive(
             order_id=request.order_id, workflow_id=request.workflow_id, address=request.address,
-            options=request.options,
+            options=request.options, run_id=_workflow_run_id(),
         )
     except OrderConflict as err:
         raise ApplicationError(str(err), type=Errors.ORDER_CONFLICT, non_retryable=True) from None
@@ -79,6 +82,14 @@ def order_received(request: ReceiveOrderInput) -> ReceivedOrder:
     # it; an outside client's start is totalled by the workflow's boundary).
     return ReceivedOrder(review_timeout_seconds=settings.ORDER_REVIEW_TIMEOUT_SECONDS,
                          amount=request.options.amount or "0.00")
+
+
+def _workflow_run_id() -> str:
+    """The run of the workflow this activity serves ("" when called outside a worker)."""
+    try:
+        return activity.info().workflow_run_id or ""
+    except RuntimeError:
+        return ""
 
 
 @db_activity(Activities.PAYMENT_CHARGED, queue=ORDER_TASK_QUEUE)
@@ -191,7 +202,7 @@ def _order_ref(order_id: str) -> Order:
     return Order.objects.only("pk").get(order_id=order_id)
 
 
-ORPHAN_SWEEP_SECONDS = 30
+ORPHAN_SWEEP_SECONDS = settings.ORDER_START_SWEEP_SECONDS
 
 
 @periodic(seconds=ORPHAN_SWEEP_SECONDS, queue=ORDER_TASK_QUEUE)
@@ -199,16 +210,33 @@ def orphaned_orders_started(*, older_than_seconds: float = 15) -> int:
     """Start the workflows of orders saved while Temporal was unreachable (an outbox sweep).
 
     The request that saved such an order told its user that Temporal was down; nothing was
-    lost, and this sweep starts the workflow once it can. Returns how many it started."""
+    lost, and this sweep starts the workflow once it can. It owns the orders never started (the
+    reconciler leaves a `started` order without a workflow to it), so it drains the whole
+    backlog, batch after batch, oldest first. An order whose start fails for any reason but an
+    outage is flagged for staff and the sweep goes on with the next; an outage ends the sweep
+    (the next one carries on). Returns how many it started."""
     started = 0
-    for order in orders_awaiting_workflow_start(older_than_seconds=older_than_seconds):
-        try:
-            if start_order_workflow(order, order_workflow_options(order)):
-                started += 1
-                logger.info("started the workflow of order %s (saved while Temporal was down)", order.order_id)
-        except TemporalUnavailable:
-            logger.warning("Temporal is still unreachable; %s will be started later", order.order_id)
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    after = None
+    while not worker_stopping():
+        batch = orders_awaiting_workflow_start(cutoff=cutoff, after=after, limit=settings.ORDER_START_SWEEP_BATCH)
+        if not batch:
             break
+        for order in batch:
+            try:
+                if start_order_workflow(order, order_workflow_options(order)):
+                    started += 1
+                    logger.info("started the workflow of order %s (saved while Temporal was down)", order.order_id)
+            except TemporalUnavailable:
+                logger.warning("Temporal is still unreachable; %s and the orders after it will be started later",
+                               order.order_id)
+                return started
+            except DatabaseError:
+                raise  # Postgres is down: the whole sweep fails and runs again
+            except Exception as err:  # one order's problem must not hold up the others
+                logger.exception("the workflow of order %s could not be started; flagged for staff", order.order_id)
+                order_flag_not_started(order=order, error=err)
+        after = (batch[-1].created_at, batch[-1].pk)
     return started
 
 

@@ -101,9 +101,9 @@ def event_write(**event: Any) -> None:
 
 
 def order_created_event(*, order: Order, source: str, user=None, actor: str = "", event_key: Optional[str] = None,
-                        message: str = "order created") -> None:
+                        message: str = "order created", details: Optional[dict[str, Any]] = None) -> None:
     event_write(order=order, type=Type.ORDER_CREATED, source=source, user=user, actor=actor,
-                to_status=order.status, message=message, event_key=event_key)
+                to_status=order.status, message=message, event_key=event_key, details=details)
 
 
 def status_changed_event(

@@ -27,7 +27,8 @@ from temporalio.common import SearchAttributeKey
 from orderweb.models import Order, Payment, Shipment
 from orderweb.services import order_flag_attention
 from temporal_app.client import client_thread
-from temporal_app.contracts import TERMINAL_STATES
+from temporal_app.contracts import TERMINAL_STATES, OrderState
+from temporal_app.registry import worker_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ def orders_reconcile(*, now: datetime | None = None, grace_seconds: float | None
     grace = settings.RECONCILE_GRACE_SECONDS if grace_seconds is None else grace_seconds
     report = ReconcileReport()
     for orders in _running_orders(older_than=now - timedelta(seconds=grace)):
+        if worker_stopping():  # the workers are shutting down: the next run carries on
+            break
         report.checked += len(orders)
         report.findings += client_thread.run(lambda client: _findings(client, orders, now), timeout=60)
     for finding in report.findings:
@@ -133,6 +136,10 @@ async def _findings(client: Client, orders: list[Order], now: datetime) -> list[
     for workflow_id, order in by_id.items():
         execution = seen.get(workflow_id)
         if execution is None:
+            if order.status == OrderState.STARTED:
+                # Never started (saved while Temporal was down): the outbox sweep's to start
+                # (orderweb.activities.orphaned_orders_started), not a workflow that vanished.
+                continue
             findings.append(Finding(order, WORKFLOW_GONE_PROBLEM, WORKFLOW_GONE.format(workflow_id=workflow_id)))
             continue
         status = execution.status  # type: ignore[attr-defined]

@@ -205,7 +205,11 @@ def order_create(
         OrderLine(order=order, sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price)
         for l in lines
     )
-    events.order_created_event(order=order, source=source, user=user, actor=actor)
+    # A review timeout of its own (tests, the chaos run) is kept in the creation's audit row, so
+    # that the outbox sweep starts an order saved while Temporal was down with it too.
+    events.order_created_event(order=order, source=source, user=user, actor=actor,
+                               details={"review_timeout_seconds": review_timeout_seconds}
+                               if review_timeout_seconds is not None else None)
     options = order_workflow_options(order, review_timeout_seconds=review_timeout_seconds, lines=lines)
     if actor and not options.created_by:
         options.created_by = actor
@@ -216,9 +220,14 @@ def order_create(
 def order_workflow_options(
     order: Order, *, review_timeout_seconds: Optional[float] = None, lines: Optional[list[LineItem]] = None
 ) -> OrderOptions:
-    """The workflow's optional input, rebuilt from the row (also when starting it late)."""
+    """The workflow's optional input, rebuilt from the row (also when starting it late: then the
+    review timeout order_create was given comes from its audit row)."""
     if lines is None:
         lines = [LineItem(l.sku, l.name, l.quantity, str(l.unit_price)) for l in order.lines.all()]
+        if review_timeout_seconds is None:
+            created = (OrderEvent.objects.filter(order=order, type=OrderEvent.Type.ORDER_CREATED)
+                       .values_list("details", flat=True).first()) or {}
+            review_timeout_seconds = created.get("review_timeout_seconds")
     return OrderOptions(
         line_items=lines,
         amount=str(order.amount),
@@ -234,15 +243,53 @@ def order_workflow_options(
     )
 
 
-def orders_awaiting_workflow_start(*, older_than_seconds: float = 15, limit: int = 100) -> list[Order]:
+# The start of orderweb.reconcile.WORKFLOW_GONE's words, which the reconciler no longer gives a
+# `started` order (tests/temporal_app/test_outage.py holds the two together).
+STRANDED_FLAG_PREFIX = "Temporal has no workflow "
+
+
+def orders_awaiting_workflow_start(
+    *, older_than_seconds: float = 15, limit: int = 100, after: Optional[tuple[Any, int]] = None,
+    cutoff: Optional[Any] = None,
+) -> list[Order]:
     """Orders saved but never started: Temporal was unreachable when their transaction
     committed. Their workflow's first activity moves them out of `started` within a second, so
     what stays there longer has no workflow (or one whose workers are down: starting it again is
-    refused as a duplicate, which is harmless)."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    return list(
-        Order.objects.filter(status=OrderState.STARTED, created_at__lt=cutoff, attention_since__isnull=True)
-        .select_related("created_by").prefetch_related("lines").order_by("created_at")[:limit]
+    refused as a duplicate, which is harmless).
+
+    Oldest first, by (created_at, pk): ``after`` is the last (created_at, pk) of the previous
+    batch, so a sweep pages through the whole backlog, each order once, even though the orders it
+    started stay `started` until their workflow's first step; ``cutoff`` (a time) replaces
+    ``older_than_seconds``, so every batch of one sweep reads up to the same moment."""
+    cutoff = cutoff if cutoff is not None else timezone.now() - timedelta(seconds=older_than_seconds)
+    # Not flagged, or flagged `workflow_gone` by a reconciler from before the sweep owned these
+    # (issue 19): those were never started either. Their workflow's first step clears the flag.
+    unflagged = Q(attention_since__isnull=True) | Q(attention_reason__startswith=STRANDED_FLAG_PREFIX)
+    queryset = Order.objects.filter(unflagged, status=OrderState.STARTED, created_at__lt=cutoff)
+    if after is not None:
+        created_at, pk = after
+        queryset = queryset.filter(Q(created_at__gt=created_at) | Q(created_at=created_at, pk__gt=pk))
+    return list(queryset.select_related("created_by").prefetch_related("lines").order_by("created_at", "pk")[:limit])
+
+
+# An order the outbox sweep could not start for a reason that is not an outage (Temporal refused
+# the start): flagged for staff, so that it neither blocks the orders after it nor is retried
+# every sweep.
+WORKFLOW_NOT_STARTED_PROBLEM = "workflow_not_started"
+WORKFLOW_NOT_STARTED = (
+    "Its workflow {workflow_id} could not be started ({error}); the order was saved but nothing "
+    "runs it. Fix the cause, then start it again."
+)
+
+
+def order_flag_not_started(*, order: Order, error: BaseException) -> bool:
+    """Flag an order whose workflow start failed for a reason other than Temporal being down."""
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    detail = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+    return order_flag_attention(
+        order=order, problem=WORKFLOW_NOT_STARTED_PROBLEM,
+        reason=WORKFLOW_NOT_STARTED.format(workflow_id=order.workflow_id, error=detail),
+        details={"error": detail},
     )
 
 
@@ -313,7 +360,7 @@ def order_transition(
     return None if row is None else row[0]
 
 
-def order_receive(*, order_id: str, workflow_id: str, address: str, options: OrderOptions) -> int:
+def order_receive(*, order_id: str, workflow_id: str, address: str, options: OrderOptions, run_id: str = "") -> int:
     """Make sure the order row exists (outside clients start workflows with no row) and mark it
     processing; returns its pk. Idempotent: a second run finds the row and the events there.
 
@@ -341,6 +388,11 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
         if not created and order.workflow_id != workflow_id:
             raise OrderConflict(ORDER_OWNED_BY_OTHER_WORKFLOW.format(order_id=order_id, workflow_id=order.workflow_id))
         if not created and order.is_terminal:
+            if run_id and OrderEvent.objects.filter(order=order, event_key__startswith=f"{run_id}:").exists():
+                # This very run ended it: its workflow task ran this step and the ending's, then
+                # its completion was lost (a worker or Temporal gone at that moment), and the
+                # task runs again from the start. The same story again, each write keyed once.
+                return order.pk
             # A finished order's workflow id started again (no id-reuse policy on the start,
             # or a reset to the beginning): running the story twice could charge twice.
             raise OrderConflict(ORDER_ALREADY_FINISHED.format(order_id=order_id, status=order.status))

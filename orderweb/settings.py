@@ -300,6 +300,14 @@ RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=300
 RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=120)
 RECONCILE_STUCK_AFTER_SECONDS = env.float("RECONCILE_STUCK_AFTER_SECONDS", default=300)
 
+# The outbox sweep (orderweb.activities.orphaned_orders_started): every this many seconds it
+# starts the workflows of orders saved while Temporal was unreachable, the whole backlog in
+# batches of ORDER_START_SWEEP_BATCH, oldest first.
+ORDER_START_SWEEP_SECONDS = env.float("ORDER_START_SWEEP_SECONDS", default=30)
+ORDER_START_SWEEP_BATCH = env.int("ORDER_START_SWEEP_BATCH", default=100)
+if ORDER_START_SWEEP_BATCH < 1:
+    raise ImproperlyConfigured("ORDER_START_SWEEP_BATCH must be at least 1.")
+
 # -- Risk assessment and review policy (reviews/risk.py; docs/review-ui.md, "Risk") ---------------
 # Every order is scored once, when it is validated. The rules' thresholds:
 RISK_AMOUNT_VS_USUAL_FACTOR = env.float("RISK_AMOUNT_VS_USUAL_FACTOR", default=3.0)  # x the customer's median

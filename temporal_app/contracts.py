@@ -82,6 +82,9 @@ class Activities:
     START_REFUSED = "order_start_refused"
     # Who asked Temporal to cancel the workflow, read from its history (Django-free).
     CANCEL_REQUEST_READ = "cancel_request_read"
+    # A periodic job (temporal_app.registry.periodic), run once per period by its Temporal
+    # Schedule's PeriodicJobWorkflow (temporal_app/schedules.py).
+    PERIODIC_JOB_RAN = "periodic_job_ran"
     # Local activities: project a transition or a message's outcome into Postgres.
     RECORD_ORDER_PROGRESS = "record_order_progress"
     RECORD_REVIEW_OUTCOME = "record_review_outcome"
@@ -661,6 +664,17 @@ class ReviewApprovalRecord:
     note: str = ""
     approvals: int = 1
     approvals_required: int = 2
+
+
+@dataclass
+class PeriodicRun:
+    """PeriodicJobWorkflow's argument: which registered periodic job to run (its full name,
+    ``module.function``)."""
+
+    job: str
+
+
+MAX_PERIODIC_JOB_NAME_LENGTH = 200
 
 
 @dataclass

@@ -52,6 +52,7 @@ VERSIONING_BEHAVIOUR = {
     "OrderWorkflow": VersioningBehavior.AUTO_UPGRADE,
     "ShippingWorkflow": VersioningBehavior.AUTO_UPGRADE,
     "WebhookDeliveryWorkflow": VersioningBehavior.AUTO_UPGRADE,
+    "PeriodicJobWorkflow": VersioningBehavior.AUTO_UPGRADE,
 }
 
 APP_DIR = Path(__file__).resolve().parent

@@ -19,7 +19,6 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymen
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from temporal_app import tracing
-from temporal_app.client import TemporalUnavailable
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     SEARCH_ATTRIBUTE_DISPATCH_FAILURES,
@@ -29,7 +28,8 @@ from temporal_app.contracts import (
     WEBHOOK_TASK_QUEUE,
 )
 from temporal_app.health import WorkerHealth
-from temporal_app.registry import PeriodicJob, activities_for, periodic_jobs_for
+from temporal_app.registry import activities_for
+from temporal_app.schedules import ensure_schedules
 from temporal_app.versioning import behaviour_of, join_deployment
 
 logger = logging.getLogger(__name__)
@@ -102,47 +102,16 @@ async def ensure_search_attributes(client: Client) -> list[str]:
         return []
 
 
-async def run_periodic_jobs(queues: Sequence[str], stop: asyncio.Event) -> None:
-    """Run the apps' periodic jobs (``temporal_app.registry.periodic``) of these queues, each on
-    its own interval, in a thread (they use the ORM), until ``stop`` is set."""
-    jobs = [job for queue in queues for job in periodic_jobs_for(queue)]
-    due = {job.name: 0.0 for job in jobs}
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        for job in jobs:
-            if loop.time() >= due[job.name]:
-                due[job.name] = loop.time() + job.seconds
-                try:
-                    await asyncio.to_thread(_run_job, job)
-                except TemporalUnavailable as err:  # an outage (a restart): expected, no traceback
-                    logger.warning("periodic job %s: %s; it runs again in %g s", job.name, err, job.seconds)
-                except Exception:  # a job must never take the workers down; it runs again soon
-                    logger.exception("periodic job %s failed; it runs again in %g s", job.name, job.seconds)
-        next_due = min(due.values(), default=loop.time() + 60)
-        try:
-            await asyncio.wait_for(stop.wait(), max(next_due - loop.time(), 0.1))
-        except asyncio.TimeoutError:
-            pass
-
-
-def _run_job(job: PeriodicJob) -> None:
-    from django.db import close_old_connections
-
-    close_old_connections()
-    try:
-        job.run()
-    finally:
-        close_old_connections()
-
-
 def workflows_for(queue: str) -> list[type]:
     """The workflow classes the workers of ``queue`` run."""
-    from temporal_app.workflows import OrderWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow
+    from temporal_app.workflows import OrderWorkflow, PeriodicJobWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow
 
+    # PeriodicJobWorkflow: started by the periodic jobs' schedules (temporal_app/schedules.py),
+    # all on order-tq today.
     return {
         # WebhookDeliveryWorkflow on order-tq only for the deliveries started there before they had
         # a queue of their own (orderweb/activities.py says when to remove it).
-        ORDER_TASK_QUEUE: [OrderWorkflow, WebhookDeliveryWorkflow],
+        ORDER_TASK_QUEUE: [OrderWorkflow, WebhookDeliveryWorkflow, PeriodicJobWorkflow],
         SHIPPING_TASK_QUEUE: [ShippingWorkflow],
         WEBHOOK_TASK_QUEUE: [WebhookDeliveryWorkflow],
     }[queue]
@@ -304,12 +273,15 @@ async def run_workers(
                 "workers running on %s (%s activity threads, workflow sandbox %s)", ", ".join(queues),
                 _threads_said(queues, threads, webhook_threads), "on" if sandbox else "off",
             )
-            jobs = asyncio.create_task(run_periodic_jobs(queues, stop))
+            if polling:
+                # The periodic jobs run as Temporal Schedules, once per period whatever the number
+                # of worker processes; shutdown waits for no job (a running one stops at its next
+                # batch, the next run carries on).
+                await ensure_schedules(client, queues)
             await stop.wait()
             if health is not None:
                 health.shutdown_began()
             logger.info("shutting down workers")
-            await jobs
     finally:
         for executor in executors.values():
             executor.shutdown(wait=True)

@@ -55,6 +55,24 @@ def check_terminal(order_ids: list[str], scenarios: dict[str, str]) -> Check:
                  f"{len(order_ids) - len(problems)}/{len(order_ids)}")
 
 
+def check_every_order_started(order_ids: list[str], outcomes: dict[str, WorkflowOutcome], left_to_sweep: int) -> Check:
+    """Every order saved in Postgres got its workflow, however long Temporal was down when it was
+    saved (the outbox sweep starts those): none without a workflow, none left in `started`, none
+    flagged as never started or gone."""
+    from orderweb.models import Order, OrderEvent
+
+    statuses = dict(Order.objects.filter(order_id__in=order_ids).values_list("order_id", "status"))
+    problems = [f"{oid}: saved, but Temporal has no workflow" for oid in sorted(statuses)
+                if oid not in outcomes or outcomes[oid].execution_status == "NOT_FOUND"]
+    problems += [f"{oid}: still started (its workflow never received it)" for oid, status in sorted(statuses.items())
+                 if status == "started"]
+    flagged = OrderEvent.objects.filter(order__order_id__in=order_ids, type=OrderEvent.Type.ATTENTION_FLAGGED,
+                                        details__problem__in=["workflow_not_started", "workflow_gone"])
+    problems += [f"{oid}: flagged as never started or gone" for oid in flagged.values_list("order__order_id", flat=True)]
+    return Check("every saved order started", problems,
+                 f"{len(statuses)} saved orders; {left_to_sweep} left to the outbox sweep")
+
+
 def check_workflows_closed(outcomes: dict[str, WorkflowOutcome], running: list[str], scenarios: dict[str, str]) -> Check:
     problems = [f"{oid}: execution {o.execution_status}" for oid, o in sorted(outcomes.items())
                 if o.execution_status != "COMPLETED"

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from devtools.chaos.checks import (
-    Check, check_actions_once, check_charges, check_dispatch, check_escalations, check_flags, check_four_eyes,
+    Check, check_actions_once, check_charges, check_dispatch, check_escalations, check_every_order_started,
+    check_flags, check_four_eyes,
     check_logs, check_outcomes_expected, check_payments_match_ledger, check_refunds, check_review_tasks,
     check_task_failures, check_temporal_matches_postgres, check_terminal, check_workflows_closed, format_table,
     gather_outcomes,
@@ -82,6 +83,11 @@ class ChaosConfig:
     temporal_restarts: int = 1
     db_outages: int = 1
     db_outage_seconds: float = 8.0
+    # Temporal stopped this long while orders keep being saved (issue 19): the outbox sweep must
+    # start every one of them afterwards. 0: no such outage.
+    temporal_outage_seconds: float = 90.0
+    sweep_batch: int = 0  # the workers' ORDER_START_SWEEP_BATCH; 0: their default (100)
+    sweep_seconds: float = 10.0  # the workers' ORDER_START_SWEEP_SECONDS
     escalation_kills: int = 2  # SIGKILLs timed to fall on an escalation (the escalation_kill scenario)
     webhook_hangs: int = 1  # the webhook receiver hangs (devtools/chaos/webhooks.py)
     workers_down: int = 1  # every worker stopped past the webhook lookback
@@ -116,6 +122,11 @@ class ChaosRun:
         self.outages: list[tuple[datetime, datetime]] = []
         self.driver_errors: list[str] = []
         self.notes: Counter = Counter()
+        self.outage_until = 0.0  # monotonic end of the Temporal outage in progress, or 0
+        self.outage_started = 0.0
+        self.temporal_outages: list[str] = []
+        self.saved_during_outage = 0
+        self.left_to_sweep = 0
         self.started_at = time.monotonic()
         self.supervisor = Supervisor(say=self.say)
         self.temporal = TemporalControl(
@@ -135,7 +146,11 @@ class ChaosRun:
                # at half the review timeout (the 4 s timeouts escalate too).
                "REVIEW_FOUR_EYES_AMOUNT": FOUR_EYES_AMOUNT, "REVIEW_ESCALATE_AFTER": str(ESCALATE_AFTER),
                "REVIEW_ESCALATION_EMAILS": "chaos-leads@localhost", "EMAIL_URL": "dummymail://",
+               # The outbox sweep starts what was saved while Temporal was down.
+               "ORDER_START_SWEEP_SECONDS": str(config.sweep_seconds),
                **webhooks.worker_env(self.receiver.url)}
+        if config.sweep_batch:
+            env["ORDER_START_SWEEP_BATCH"] = str(config.sweep_batch)
         self.pool = WorkerPool(config.workers, env, self.logdir, config.threads, self.supervisor)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -206,11 +221,10 @@ class ChaosRun:
         from django.core.exceptions import ValidationError
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
-        from orderweb.models import Order, SimulatedFault
+        from orderweb.models import SimulatedFault
         from orderweb.services import order_create
         from orderweb.simulators import fault_plan
-        from temporal_app.client import start_order_workflow_async
-        from temporal_app.contracts import ORDER_TASK_QUEUE, LineItem, OrderOptions
+        from temporal_app.contracts import ORDER_TASK_QUEUE, LineItem
 
         if order.scenario == CLIENT_BAD_ADDRESS:
             async def start(client: Any) -> None:
@@ -236,26 +250,31 @@ class ChaosRun:
             order.scenario)
         line = (LineItem("SKU-CHAOS-XL", "Chaos safe", 1, FOUR_EYES_UNIT_PRICE) if order.scenario in FOUR_EYES
                 else LineItem("SKU-CHAOS", "Chaos widget", 1 + len(order.order_id) % 3, "9.99"))
-        started = False
         order.created_at = time.monotonic()
         try:
             db_retry(lambda: order_create(
                 order_id=order.order_id, address=order.address, customer="chaos", line_items=[line],
                 review_timeout_seconds=timeout,
             ))
-            started = True
         except ValidationError as err:
             if err.code != "order_exists":  # a retry after a lost commit acknowledgement
                 raise
             self.notes["order_create retried after a lost commit"] += 1
+            with self.lock:
+                self.left_to_sweep += 1
         except Exception as err:  # Temporal unreachable after commit: the row is saved
-            self.notes[f"workflow start failed after commit ({type(err).__name__})"] += 1
-        if not started:
-            row = db_retry(lambda: Order.objects.get(order_id=order.order_id))
-            options = OrderOptions(amount=str(row.amount), customer=row.customer,
-                                   review_timeout_seconds=timeout, source=row.source)
-            self.temporal_call(lambda c: start_order_workflow_async(c, row, options))
+            # As the web tells its user: nothing needs to be sent again. The workers' outbox sweep
+            # starts it (the audit's "every saved order started" checks that it did).
+            self.notes[f"workflow start failed after commit, left to the sweep ({type(err).__name__})"] += 1
+            with self.lock:
+                self.left_to_sweep += 1
         order.created = True
+
+    def create_then_early_action(self, order: ChaosOrder) -> None:
+        self.create(order)
+        if order.scenario in (EARLY_APPROVE, EARLY_CANCEL):
+            order.early_done = True
+            self.early_action(order)
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -374,7 +393,8 @@ class ChaosRun:
         """Until the escalation is in Postgres (or the review ended: the timeout came first)."""
         from reviews.models import ReviewTask
 
-        deadline = time.monotonic() + 2 * ESCALATION_TIMEOUT_SECONDS + 60
+        # A Temporal outage holds the escalation's timer back for as long as it lasts.
+        deadline = time.monotonic() + 2 * ESCALATION_TIMEOUT_SECONDS + 60 + self.config.temporal_outage_seconds
         while time.monotonic() < deadline:
             task = db_retry(lambda: ReviewTask.objects.filter(order__order_id=order.order_id).order_by("-pk")
                             .values("status", "escalated_at").first())
@@ -416,6 +436,8 @@ class ChaosRun:
         plan += [(max(1, int(n * (0.62 + 0.1 * i))), "postgres") for i in range(c.db_outages)]
         plan += [(max(1, int(n * (0.15 + 0.1 * i))), "webhook_hang") for i in range(c.webhook_hangs)]
         plan += [(max(1, int(n * (0.52 + 0.1 * i))), "workers_down") for i in range(c.workers_down)]
+        if c.temporal_outage_seconds > 0:
+            plan.append((max(1, int(n * 0.2)), "temporal_outage"))
         return sorted(plan)
 
     def inject(self, kind: str) -> None:
@@ -434,6 +456,12 @@ class ChaosRun:
             time.sleep(2)
             self.temporal.start()
             self.event("Temporal dev server restarted (same SQLite file)")
+        elif kind == "temporal_outage":
+            self.event(f"stopping the Temporal dev server for {self.config.temporal_outage_seconds:g} s; "
+                       "orders are still saved meanwhile")
+            self.temporal.stop()
+            self.outage_started = time.monotonic()
+            self.outage_until = self.outage_started + self.config.temporal_outage_seconds
         elif kind == "postgres":
             start = datetime.now()
             self.event(f"stopping Postgres for {self.config.db_outage_seconds:g} s")
@@ -529,7 +557,7 @@ class ChaosRun:
         from orderweb.models import Order
 
         c = self.config
-        timeout = c.timeout or 300 + 2 * c.orders
+        timeout = (c.timeout or 300 + 2 * c.orders) + c.temporal_outage_seconds
         deadline = time.monotonic() + timeout
         plan = self.plan_faults()
         created = escalation_kills = 0
@@ -539,17 +567,32 @@ class ChaosRun:
         terminal = {COMPLETED, CANCELLED, FAILED}
         while True:
             now = time.monotonic()
+            if self.outage_until and now >= self.outage_until:
+                self.temporal.start()
+                self.outage_until = 0.0
+                self.temporal_outages.append(f"{now - self.outage_started:.0f} s, {self.saved_during_outage} orders "
+                                             "saved meanwhile")
+                self.event(f"Temporal is back after {now - self.outage_started:.0f} s; "
+                           f"{self.saved_during_outage} orders were saved meanwhile")
             # One order per pass: when creating falls behind the rate, the loop still polls,
             # reports progress and injects faults between orders.
             if created < c.orders and now >= next_create:
                 order = self.orders[created]
-                self.create(order)
                 created += 1
                 next_create += 1 / c.rate
-                if order.scenario in (EARLY_APPROVE, EARLY_CANCEL):
-                    order.early_done = True
-                    self.submit(executor, order, lambda o=order: self.early_action(o), "early signal")
-            while plan and created >= plan[0][0]:
+                if self.outage_until:
+                    # Saved while Temporal is down: each save waits for its start to fail, as a web
+                    # request would, so they are made side by side (the rate holds).
+                    self.saved_during_outage += 1
+                    self.submit(executor, order, lambda o=order: self.create_then_early_action(o),
+                                "create during the Temporal outage")
+                else:
+                    self.create(order)
+                    if order.scenario in (EARLY_APPROVE, EARLY_CANCEL):
+                        order.early_done = True
+                        self.submit(executor, order, lambda o=order: self.early_action(o), "early signal")
+            # A restart of Temporal waits for the outage in progress to end.
+            while plan and created >= plan[0][0] and not (self.outage_until and plan[0][1] == "temporal"):
                 self.inject(plan.pop(0)[1])
                 now = time.monotonic()
             # A worker SIGKILLed as an escalation falls due (its timer fires on the server; the
@@ -594,7 +637,7 @@ class ChaosRun:
                     + f" | worker kills {self.pool.kills} | faults left {len(plan)}"
                 )
                 next_progress = now + 5
-            faults_over = not any(thread.is_alive() for thread in self.fault_threads)
+            faults_over = not any(thread.is_alive() for thread in self.fault_threads) and not self.outage_until
             if (created == c.orders and not plan and faults_over and done == c.orders
                     and not any(o.in_flight for o in self.orders)):
                 self.say(f"all {c.orders} orders are terminal in Postgres (or flagged for staff)")
@@ -633,6 +676,7 @@ class ChaosRun:
         scenarios = {o.order_id: o.scenario for o in self.orders}
         rows = db_retry(lambda: [
             check_terminal(ids, scenarios),
+            check_every_order_started(ids, outcomes, self.left_to_sweep),
             check_workflows_closed(outcomes, running, scenarios),
             check_flags(ids, scenarios),
             check_temporal_matches_postgres(outcomes),
@@ -660,6 +704,7 @@ class ChaosRun:
             ("worker starts refused during an outage (restarted)", self.pool.refused_starts),
             ("  of which exited other than with code 1", self.pool.refused_exit_codes or "none"),
             ("Temporal restarts", self.temporal.starts - 1),
+            ("Temporal outages (orders saved meanwhile)", "; ".join(self.temporal_outages) or "none"),
             ("Postgres outages", ", ".join(f"{(e - s).total_seconds():.1f} s" for s, e in self.outages) or "none"),
             ("webhook receiver hangs", ", ".join(f"{(e - s).total_seconds():.1f} s" for s, e in self.receiver_hangs)
              + f" ({self.receiver.hung} requests hung, answered 503)" if self.receiver_hangs else "none"),

@@ -44,6 +44,7 @@ from orderweb.api.selectors import order_detail, order_for_api
 from orderweb.models import ApiIdempotencyKey, ApiKey, ApiOrderRequest, Order, OrderEvent
 from orderweb.services import order_create, validate_address, validate_lines_and_total, validate_order_id
 from temporal_app.client import TemporalUnavailable
+from temporal_app.registry import worker_stopping
 from temporal_app.contracts import (
     CLIENT_IP_INVALID,
     CURRENCY_INVALID,
@@ -265,7 +266,8 @@ def api_idempotency_keys_purge(*, older_than: Optional[datetime] = None, batch: 
     """Delete expired Idempotency-Keys (and their copy of the response), ``batch`` rows per
     statement, each its own transaction, until none is left; returns how many.
 
-    Safe to run from several processes at once (every worker process runs it): each statement
+    Safe to run from several processes at once (its schedule runs it once an hour, an operator
+    may run it too): each statement
     takes the rows it deletes with ``FOR UPDATE SKIP LOCKED``, so two purges share the work
     instead of waiting on each other, and a request that is replaying a key is not held up."""
     cutoff = older_than or idempotency_key_cutoff()
@@ -278,5 +280,5 @@ def api_idempotency_keys_purge(*, older_than: Optional[datetime] = None, batch: 
             cursor.execute(sql, [cutoff, batch])
             count = cursor.rowcount
         deleted += count
-        if count < batch:
+        if count < batch or worker_stopping():  # shutting down: the next run deletes the rest
             return deleted

@@ -9,7 +9,8 @@
 - ``boundary``: reading whatever clients send;
 - ``shielded``: Temporal's own cancel handled as a request, not a cut;
 - ``policies``: timeouts and retry policies; ``failures``: reading a failure's cause;
-- ``webhook``: WebhookDeliveryWorkflow, one order status change sent to the webhook URL.
+- ``webhook``: WebhookDeliveryWorkflow, one order status change sent to the webhook URL;
+- ``periodic``: PeriodicJobWorkflow, one run of a periodic job, started by its Temporal Schedule.
 """
 
 # Each name is imported from its module when first asked for (PEP 562), not all at once: the
@@ -20,9 +21,10 @@
 from importlib import import_module
 from typing import Any
 
-__all__ = ["OrderWorkflow", "ShippingWorkflow", "WebhookDeliveryWorkflow", "ORDER_STATUS_KEY", "DISPATCH_FAILURES_KEY"]
+__all__ = ["OrderWorkflow", "ShippingWorkflow", "WebhookDeliveryWorkflow", "PeriodicJobWorkflow", "ORDER_STATUS_KEY", "DISPATCH_FAILURES_KEY"]
 
 _HOMES = {"OrderWorkflow": "order", "ShippingWorkflow": "shipping", "WebhookDeliveryWorkflow": "webhook",
+          "PeriodicJobWorkflow": "periodic",
           "ORDER_STATUS_KEY": "record", "DISPATCH_FAILURES_KEY": "record"}
 
 

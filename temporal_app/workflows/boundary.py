@@ -25,11 +25,13 @@ from temporal_app.contracts import (
     MAX_NOTE_LENGTH,
     MAX_ORDER_ID_LENGTH,
     MAX_PAYMENT_ATTEMPTS,
+    MAX_PERIODIC_JOB_NAME_LENGTH,
     MAX_REASON_CODE_LENGTH,
     MAX_REVIEW_TIMEOUT_SECONDS,
     AddressChange,
     CancelRequest,
     OrderOptions,
+    PeriodicRun,
     Refusal,
     RefusalCode,
     ReviewDecision,
@@ -280,4 +282,18 @@ def webhook_input(args: Sequence[Any]) -> Parsed[WebhookInput]:
     number = isinstance(give_up, (int, float)) and not isinstance(give_up, bool) and math.isfinite(give_up)
     if not (whole and number and 0 < give_up <= MAX_REVIEW_TIMEOUT_SECONDS):
         return _malformed("WebhookDeliveryWorkflow", f"{WEBHOOK_INPUT_INVALID} Got {preview(list(args))}")
+    return parsed
+
+
+PERIODIC_INPUT_INVALID = "it takes one PeriodicRun: the name of a periodic job."
+
+
+def periodic_input(args: Sequence[Any]) -> Parsed[PeriodicRun]:
+    """Its schedule starts it; anything else that does is refused without running a job."""
+    parsed = _one("PeriodicJobWorkflow", args, PeriodicRun, None)
+    if isinstance(parsed, Refusal):
+        return parsed
+    job = parsed.job
+    if not (isinstance(job, str) and 0 < len(job) <= MAX_PERIODIC_JOB_NAME_LENGTH and job.isprintable()):
+        return _malformed("PeriodicJobWorkflow", f"{PERIODIC_INPUT_INVALID} Got {preview(list(args))}")
     return parsed

@@ -71,6 +71,7 @@ from temporal_app.workflows.policies import (
 )
 from temporal_app.workflows.record import OrderRecord, ReviewClose
 from temporal_app.workflows.shielded import run_shielded
+from temporal_app.workflows.steps import db_step
 
 
 T = TypeVar("T")
@@ -127,7 +128,8 @@ class OrderWorkflow:
         try:
             # Local activities, here and for order_validated: short database steps that run in the
             # workflow's own task, with no round trip to the server each (a marker in history).
-            received = await workflow.execute_local_activity(
+            # (Bounded: after LOCAL_STEP_ATTEMPTS failures, a regular activity: workflows/steps.py.)
+            received = await db_step(
                 Activities.ORDER_RECEIVED,
                 ReceiveOrderInput(self.record.order_id, workflow.info().workflow_id, self.record.address, options),
                 result_type=ReceivedOrder,
@@ -150,7 +152,7 @@ class OrderWorkflow:
             raise OrderStopped(OrderState.FAILED, "validation failed: " + " ".join(self.start.problems))
         due = workflow.now() + self._review_timeout(received)
         try:
-            validated: Optional[ValidatedOrder] = await workflow.execute_local_activity(
+            validated: Optional[ValidatedOrder] = await db_step(
                 Activities.ORDER_VALIDATED,
                 ValidateOrderInput(self.record.order_id, due.timestamp()),
                 result_type=ValidatedOrder,

@@ -35,6 +35,7 @@ from temporal_app.contracts import (
     Updates,
 )
 from temporal_app.workflows.policies import PROJECTION_RETRY, PROJECTION_TIMEOUT
+from temporal_app.workflows.steps import db_step
 
 ORDER_STATUS_KEY = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_ORDER_STATUS)
 DISPATCH_FAILURES_KEY = SearchAttributeKey.for_int(SEARCH_ATTRIBUTE_DISPATCH_FAILURES)
@@ -213,9 +214,7 @@ class OrderRecord:
             arg = ReviewOutcomeRecord(record, review.outcome.value, review.reviewer, review.note, review.reason_code,
                                       review.action_id)
         async with self._writing:
-            await workflow.execute_local_activity(
-                activity, arg, start_to_close_timeout=PROJECTION_TIMEOUT, retry_policy=PROJECTION_RETRY,
-            )
+            await db_step(activity, arg, start_to_close_timeout=PROJECTION_TIMEOUT, retry_policy=PROJECTION_RETRY)
 
     # -- the query ---------------------------------------------------------------------------------
 

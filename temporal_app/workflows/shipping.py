@@ -34,6 +34,7 @@ from temporal_app.workflows.failures import STEP_FAILED, root_message
 from temporal_app.workflows.policies import ACTIVITY_TIMEOUT, DISPATCH_RETRY, RETRY_FOREVER
 from temporal_app.workflows.record import MAX_MESSAGES_KEPT
 from temporal_app.workflows.shielded import run_shielded
+from temporal_app.workflows.steps import db_step
 
 # The child's own states (get_status's shipping_status).
 PREPARING = "preparing"
@@ -84,7 +85,7 @@ class ShippingWorkflow:
         try:
             # A short database step: a local activity (the carrier's call below stays a regular
             # activity, its attempts visible in the history and its timeouts its own).
-            await workflow.execute_local_activity(
+            await db_step(
                 Activities.PACKAGE_PREPARED,
                 DispatchInput(request.order_id, self.address),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,

@@ -9,6 +9,7 @@ so it disturbs neither the session's Temporal nor the machine's Postgres.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,12 +22,13 @@ import pytest
 
 from devtools.chaos import components, scenarios
 from devtools.chaos.checks import (
-    WorkflowOutcome, check_actions_once, check_charges, check_dispatch, check_escalations, check_four_eyes,
+    WorkflowOutcome, check_actions_once, check_charges, check_dispatch, check_escalations, check_every_order_started,
+    check_four_eyes,
     check_outcomes_expected,
     check_payments_match_ledger, check_refunds, check_review_tasks, check_temporal_matches_postgres,
     check_flags, check_terminal, check_workflows_closed, workflow_task_failures,
 )
-from devtools.chaos.logaudit import DATABASE, INJECTED, scan_worker_log
+from devtools.chaos.logaudit import DATABASE, INJECTED, TIMED_OUT, scan_worker_log
 from devtools.chaos.scenarios import ChaosOrder, scenarios_for
 from devtools.supervise import stop_embedded_postgres
 from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment
@@ -89,21 +91,25 @@ def test_short_chaos_run_passes_every_check(chaos_workdir):
     # --timeout bounds the wait for orders to end; the run then audits and reports what is stuck.
     code, output = run_chaos(
         ["--orders", "22", "--worker-kills", "1", "--temporal-restarts", "1", "--db-outages", "1",
-         "--db-outage-seconds", "5", "--timeout", "150"],
-        workdir=workdir, limit=300,
+         "--db-outage-seconds", "5", "--timeout", "150",
+         # Temporal down while the last 18 orders are saved: six sweep batches of 3 (issue 19).
+         "--temporal-outage-seconds", "20", "--sweep-batch", "3"],
+        workdir=workdir, limit=360,
     )
     assert code == 0, output[-8000:]
     assert "CHAOS RUN PASSED" in output
     for check in ("every order terminal (Postgres)", "Temporal state == Postgres state",
                   "exactly one charge per paid order, none before payment",
                   "no order dispatched twice", "no unhandled exception in the logs",
-                  "each escalation recorded once", "four eyes: two different people approved"):
+                  "each escalation recorded once", "four eyes: two different people approved",
+                  "every saved order started"):
         line = next(l for l in output.splitlines() if l.startswith(check))
         assert " PASS " in line, line
     assert "CHAOS: SIGKILL worker" in output
     assert "falls due now" in output  # a worker killed as an escalation fell due
     assert "Temporal dev server restarted" in output
     assert "Postgres is back" in output
+    assert re.search(r"Temporal is back after \d+ s; ([4-9]|1\d) orders were saved meanwhile", output), output[-8000:]
     # The run stops the Postgres it started.
     assert not (workdir / "pg" / "postmaster.pid").exists()
 
@@ -161,6 +167,21 @@ def test_log_audit_reports_db_errors_outside_any_outage():
     assert audit.unexpected[0].startswith("w.log: psycopg.OperationalError")
 
 
+CANCELLED_TRACEBACK = """\
+2026-01-01 10:00:20,001 WARNING temporalio.activity: Completing activity as failed ({'activity_type': 'record_review_outcome'})
+Traceback (most recent call last):
+  File "/x/psycopg/connection.py", line 495, in wait
+temporalio.exceptions.CancelledError: Cancelled
+"""
+
+
+def test_log_audit_accepts_an_attempt_cancelled_at_its_timeout_only_around_the_outage():
+    outage = (datetime(2026, 1, 1, 10, 0, 4), datetime(2026, 1, 1, 10, 0, 6))
+    assert scan_worker_log(CANCELLED_TRACEBACK, outages=[outage]).expected[TIMED_OUT] == 1
+    assert scan_worker_log(CANCELLED_TRACEBACK, source="w.log", outages=[]).unexpected == [
+        "w.log: temporalio.exceptions.CancelledError: Cancelled (logged 10:00:20)"]
+
+
 def test_log_audit_reports_any_other_exception():
     audit = scan_worker_log(INJECTED_TRACEBACK + BUG_TRACEBACK, source="w.log")
     assert audit.unexpected == ["w.log: KeyError: 'amount' (logged 10:00:09)"]
@@ -202,6 +223,24 @@ def test_check_terminal_reports_unfinished_and_missing_orders():
     check = check_terminal(["A-1", "A-2", "A-3", "A-4"], {"A-4": scenarios.TERMINATE_RECONCILE})
     assert not check.ok
     assert check.problems == ["A-3: no order row", "A-2: shipping", "A-4: awaiting_manual_review"]
+
+
+@pytest.mark.django_db
+def test_check_every_order_started_reports_a_saved_order_without_workflow_or_flagged_as_gone():
+    _order("S-1", "completed")
+    _order("S-2", "started")  # saved while Temporal was down; the sweep never started it
+    gone = _order("S-3", "awaiting_manual_review")
+    OrderEvent.objects.create(order=gone, type="attention_flagged", source="reconciler",
+                              details={"problem": "workflow_gone"}, event_key="attention:workflow_gone")
+    check = check_every_order_started(
+        ["S-1", "S-2", "S-3", "S-4"],
+        {"S-1": WorkflowOutcome("COMPLETED", "completed"), "S-2": WorkflowOutcome("NOT_FOUND"),
+         "S-3": WorkflowOutcome("TERMINATED")},
+        left_to_sweep=2,
+    )
+    assert check.problems == ["S-2: saved, but Temporal has no workflow", "S-2: still started (its workflow never received it)",
+                              "S-3: flagged as never started or gone"]
+    assert check_every_order_started(["S-1"], {"S-1": WorkflowOutcome("COMPLETED", "completed")}, 0).ok
 
 
 def test_check_workflows_closed_reports_running_and_terminated():

@@ -167,3 +167,30 @@ def test_database_constraints_hold_the_invariants():
         Order.objects.filter(pk=order.pk).update(status="failed")  # failed without a reason
     with pytest.raises(IntegrityError):
         Order.objects.filter(pk=order.pk).update(status="bogus")
+
+
+def test_order_received_again_by_the_run_that_ended_the_order_is_that_runs_retry_not_a_conflict():
+    """A workflow task that ran order_received and the ending's projection, then lost its
+    completion (Temporal restarted at that moment: seen in the chaos run's Temporal outage), runs
+    again from the start: the same run's order_received must not be refused as a second story.
+    Another run of the same workflow id still is (it could charge twice)."""
+    import dataclasses
+
+    from temporalio.testing import ActivityEnvironment
+
+    order = receive("ORD-RUN", "   ")
+    OrderEvent.objects.create(order=order, type="order_failed", source="workflow", to_status="failed",
+                              event_key="run-1:order_failed")
+    Order.objects.filter(pk=order.pk).update(status="failed", failure_reason="validation failed: The address is empty.")
+    request = ReceiveOrderInput("ORD-RUN", "ord-run", "   ", OrderOptions())
+
+    def in_run(run_id: str):
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(env.info, workflow_run_id=run_id)
+        return env.run(activities.order_received, request)
+
+    in_run("run-1")  # the same run: its retry
+    assert Order.objects.get(pk=order.pk).status == "failed"
+    with pytest.raises(ApplicationError) as refused:
+        in_run("run-2")
+    assert refused.value.type == Errors.ORDER_CONFLICT and "has already finished" in refused.value.message

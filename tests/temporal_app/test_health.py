@@ -107,10 +107,10 @@ def test_readyz_is_200_only_once_every_worker_polls_and_503_once_shutdown_begins
     fakes = [NotYetPolling(), NotYetPolling()]
     monkeypatch.setattr(worker_module, "build_workers", lambda client, **options: fakes)
 
-    async def no_jobs(queues, stop):  # the periodic jobs need the database; not here
-        await stop.wait()
+    async def no_schedules(client, queues):  # the periodic jobs' schedules need a server; not here
+        return {}
 
-    monkeypatch.setattr(worker_module, "run_periodic_jobs", no_jobs)
+    monkeypatch.setattr(worker_module, "ensure_schedules", no_schedules)
     stop = asyncio.Event()
     assert get(server, "/readyz") == (503, NOT_POLLING_YET + "\n")
     running = loop_thread.submit(run_workers(None, queues=["order-tq", "shipping-tq"], threads=1, stop=stop,

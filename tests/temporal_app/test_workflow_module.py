@@ -26,7 +26,8 @@ def test_the_workflows_package_names_its_workflows_and_keys():
 
     assert {name: getattr(workflows, name).__module__ for name in workflows.__all__ if name.endswith("Workflow")} == {
         "OrderWorkflow": "temporal_app.workflows.order", "ShippingWorkflow": "temporal_app.workflows.shipping",
-        "WebhookDeliveryWorkflow": "temporal_app.workflows.webhook"}
+        "WebhookDeliveryWorkflow": "temporal_app.workflows.webhook",
+        "PeriodicJobWorkflow": "temporal_app.workflows.periodic"}
     assert workflows.ORDER_STATUS_KEY is ORDER_STATUS_KEY
     with pytest.raises(AttributeError):
         workflows.NoSuchWorkflow  # noqa: B018

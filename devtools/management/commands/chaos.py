@@ -39,6 +39,10 @@ class Command(BaseCommand):
         parser.add_argument("--temporal-restarts", type=int, default=1)
         parser.add_argument("--db-outages", type=int, default=1, help="Times Postgres is stopped.")
         parser.add_argument("--db-outage-seconds", type=float, default=8.0)
+        parser.add_argument("--temporal-outage-seconds", type=float, default=90.0,
+                            help="Temporal stopped this long while orders are still saved; 0: none.")
+        parser.add_argument("--sweep-batch", type=int, default=0,
+                            help="The workers' ORDER_START_SWEEP_BATCH (default: theirs, 100).")
         parser.add_argument("--escalation-kills", type=int, default=2,
                             help="SIGKILLs of a worker timed to fall on an escalation (escalation_kill orders).")
         parser.add_argument("--webhook-hangs", type=int, default=1,
@@ -88,7 +92,7 @@ class Command(BaseCommand):
         command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "chaos", "--inner"]
         for name in ("orders", "seed", "workers", "threads", "fault_rate", "worker_kills",
                      "temporal_restarts", "db_outages", "db_outage_seconds", "escalation_kills", "rate", "timeout",
-                     "webhook_hangs", "workers_down"):
+                     "webhook_hangs", "workers_down", "temporal_outage_seconds", "sweep_batch"):
             command += [f"--{name.replace('_', '-')}", str(options[name])]
         command += ["--workdir", str(workdir)]
         try:
@@ -107,6 +111,7 @@ class Command(BaseCommand):
             db_outages=options["db_outages"], db_outage_seconds=options["db_outage_seconds"],
             escalation_kills=options["escalation_kills"], rate=options["rate"], timeout=options["timeout"], workdir=workdir,
             webhook_hangs=options["webhook_hangs"], workers_down=options["workers_down"],
+            temporal_outage_seconds=options["temporal_outage_seconds"], sweep_batch=options["sweep_batch"],
             temporal_port=port, ui_port=int(os.environ["CHAOS_UI_PORT"]),
         )
 
