@@ -591,9 +591,13 @@ class ChaosRun:
                     if order.scenario in (EARLY_APPROVE, EARLY_CANCEL):
                         order.early_done = True
                         self.submit(executor, order, lambda o=order: self.early_action(o), "early signal")
-            # A restart of Temporal waits for the outage in progress to end.
-            while plan and created >= plan[0][0] and not (self.outage_until and plan[0][1] == "temporal"):
-                self.inject(plan.pop(0)[1])
+            # A restart of Temporal waits for the outage in progress to end; the faults behind it
+            # do not (a workers' outage must fall while orders are still being saved).
+            for step in [step for step in plan if created >= step[0]]:
+                if self.outage_until and step[1] == "temporal":
+                    continue
+                plan.remove(step)
+                self.inject(step[1])
                 now = time.monotonic()
             # A worker SIGKILLed as an escalation falls due (its timer fires on the server; the
             # task and the escalation's activity run on whichever worker is up, or after the restart).

@@ -42,7 +42,7 @@ def test_two_worker_processes_run_a_periodic_job_once_per_period(workers):
     periodic(seconds=2)(counted_job)
     job = next(j for j in periodic_jobs_for("order-tq") if j.name.endswith(".counted_job"))
     sid = schedule_id(job)
-    pair = [WorkerThread(threads=2), WorkerThread(threads=2)]
+    pair = [WorkerThread(threads=4), WorkerThread(threads=4)]  # the fewest slot_plan allows for two queues
     try:
         for thread in pair:
             thread.start()
