@@ -693,7 +693,7 @@ _SHOWN_ONCE = "orderweb.api_key_shown_once"
 class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
-        fields = ["name", "scope_create", "scope_read", "scope_act", "rate_limit_per_minute"]
+        fields = ["name", "scope_create", "scope_read", "scope_act", "scope_label", "rate_limit_per_minute"]
 
     def clean_name(self) -> str:
         return validate_key_name(self.cleaned_data.get("name"))
@@ -727,7 +727,7 @@ class ApiKeyAdmin(MomentsAdmin, admin.ModelAdmin):
 
     form = ApiKeyForm
     list_display = ["name", "prefix", "scope_list", "active", "rate_limit_per_minute", "last_used_at", "created_at"]
-    list_filter = [ApiKeyRevokedFilter, "scope_create", "scope_read", "scope_act"]
+    list_filter = [ApiKeyRevokedFilter, "scope_create", "scope_read", "scope_act", "scope_label"]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "created_at", "created_by", "last_used_at", "revoked_at"]
     actions = ["revoke_selected"]
