@@ -40,3 +40,36 @@ def review_escalation_metrics() -> Iterable[Metric]:
     )
     yield GaugeMetricFamily("orderweb_reviews_escalated_open", "Open reviews that have been escalated to the leads.",
                             value=escalated.filter(status=ReviewTask.Status.OPEN).count())
+
+
+# The decisions' outcomes (issue 21): how reviews ended, ever. A timeout the review policy approved
+# (REVIEW_TIMEOUT_ACTION_*=approve, decided by "policy") is its own outcome, not a person's approval.
+DECISION_OUTCOMES = ("approved", "rejected", "approved_by_policy", "expired", "cancelled", "stopped")
+
+
+@business_gauges
+def review_decision_metrics() -> Iterable[Metric]:
+    """One aggregate over the closed tasks, by status (the ``review_closed_status`` index holds
+    the closed tasks' status and decider: an index-only scan)."""
+    from django.db.models import Count, Q
+
+    from temporal_app.contracts import POLICY_ACTOR
+
+    rows = (ReviewTask.objects.exclude(status=ReviewTask.Status.OPEN).order_by()
+            .values_list("status").annotate(n=Count("*"), policy=Count("*", filter=Q(decided_by_name=POLICY_ACTOR))))
+    counts = dict.fromkeys(DECISION_OUTCOMES, 0)
+    for status, n, policy in rows:
+        if status == ReviewTask.Status.APPROVED:
+            counts["approved"] += n - policy
+            counts["approved_by_policy"] += policy
+        else:
+            counts[status] = counts.get(status, 0) + n
+    decisions = CounterMetricFamily(
+        "orderweb_review_decisions",
+        "Reviews closed, by outcome: approved or rejected by a person, approved by the review policy at its "
+        "timeout, expired (cancelled at the timeout), cancelled (the order was), stopped (the workflow was).",
+        labels=["outcome"],
+    )
+    for outcome, n in counts.items():
+        decisions.add_metric([outcome], n)
+    yield decisions
