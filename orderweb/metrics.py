@@ -191,7 +191,7 @@ def label_metrics() -> Iterable[Metric]:
 
     rows = {kind: (n, standing) for kind, n, standing in
             OrderLabel.objects.order_by().values_list("label").annotate(
-                n=Count("*"), standing=Count("*", filter=Q(removed_at__isnull=True)))}
+                n=Count("*"), standing=Count("pk", filter=Q(removed_at__isnull=True)))}
     set_total = CounterMetricFamily("orderweb_order_labels", "Outcome labels set on orders, by kind (removed ones too).",
                                     labels=["label"])
     standing = GaugeMetricFamily("orderweb_order_labels_standing", "Outcome labels standing now (not removed), by kind.",

@@ -56,7 +56,7 @@ def review_decision_metrics() -> Iterable[Metric]:
     from temporal_app.contracts import POLICY_ACTOR
 
     rows = (ReviewTask.objects.exclude(status=ReviewTask.Status.OPEN).order_by()
-            .values_list("status").annotate(n=Count("*"), policy=Count("*", filter=Q(decided_by_name=POLICY_ACTOR))))
+            .values_list("status").annotate(n=Count("*"), policy=Count("pk", filter=Q(decided_by_name=POLICY_ACTOR))))
     counts = dict.fromkeys(DECISION_OUTCOMES, 0)
     for status, n, policy in rows:
         if status == ReviewTask.Status.APPROVED:
