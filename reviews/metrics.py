@@ -49,16 +49,18 @@ DECISION_OUTCOMES = ("approved", "rejected", "approved_by_policy", "expired", "c
 
 @business_gauges
 def review_decision_metrics() -> Iterable[Metric]:
-    """One aggregate over the closed tasks, by status (the ``review_closed_status`` index holds
-    the closed tasks' status and decider: an index-only scan)."""
-    from django.db.models import Count, Q
+    """Two counts: the closed tasks by status (an index-only scan of ``review_closed_status``,
+    which holds the closed tasks' status alone: 23 ms at 100,000, docs/benchmarks.md), and the
+    policy's approvals (``review_recent_by``, which starts with the decider's name)."""
+    from django.db.models import Count
 
     from temporal_app.contracts import POLICY_ACTOR
 
-    rows = (ReviewTask.objects.exclude(status=ReviewTask.Status.OPEN).order_by()
-            .values_list("status").annotate(n=Count("*"), policy=Count("pk", filter=Q(decided_by_name=POLICY_ACTOR))))
+    closed = ReviewTask.objects.exclude(status=ReviewTask.Status.OPEN).order_by()
+    rows = closed.values_list("status").annotate(n=Count("*"))
+    policy = closed.filter(decided_by_name=POLICY_ACTOR, status=ReviewTask.Status.APPROVED).count()
     counts = dict.fromkeys(DECISION_OUTCOMES, 0)
-    for status, n, policy in rows:
+    for status, n in rows:
         if status == ReviewTask.Status.APPROVED:
             counts["approved"] += n - policy
             counts["approved_by_policy"] += policy
