@@ -8,7 +8,9 @@ outcome labels. Definitions (docs/review-ui.md, "Insights"):
 - **Decision**: a review a person approved or rejected (not the review policy's approval at a
   timeout). Its **time** runs from the task opening (the order reaching review) to the decision.
 - **Active hours**: the clock hours (UTC) in which the person decided at least one review;
-  **decisions per active hour** divides by them.
+  **decisions per active hour** divides by them. For the team and a day, the reviewers' active
+  hours are added up (two people deciding in the same hour are two active hours), so the team's
+  figure is per reviewer-hour and compares with each person's.
 - **Expiry**: a review that timed out undecided (expired, or approved by the review policy at its
   timeout). It counts against whoever held the claim then; unclaimed ones count for the team.
 - **Escalation**: a review the workflow escalated to the leads, counted for the person who then
@@ -70,7 +72,7 @@ SELECT GROUPING(t.person) AS by_person, GROUPING(t.day) AS by_day, t.person, t.d
        count(*) FILTER (WHERE t.decision = 'rejected') AS rejected,
        percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY t.seconds) FILTER (WHERE t.decision IS NOT NULL)
          AS percentiles,
-       count(DISTINCT t.hour) FILTER (WHERE t.decision IS NOT NULL) AS active_hours,
+       count(DISTINCT (t.person, t.hour)) FILTER (WHERE t.decision IS NOT NULL) AS active_hours,
        count(*) FILTER (WHERE t.timed_out) AS expiries,
        count(*) FILTER (WHERE t.escalated) AS escalations,
        count(*) FILTER (WHERE t.decision IS NOT NULL AND t.seconds <= %(sla)s) AS within_sla,
@@ -185,7 +187,7 @@ def review_insights(*, since: date, until: date) -> Insights:
 # -- the chart: server-side SVG, no script ---------------------------------------------------------
 
 CHART_WIDTH, CHART_HEIGHT = 720, 240
-_LEFT, _RIGHT, _TOP, _BOTTOM = 44, 44, 16, 36
+_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 60, 16, 40
 
 
 def _nice_ceiling(value: int) -> int:
@@ -205,7 +207,7 @@ def daily_chart(days: list[Figures]) -> dict:
     bar_w = max(1.0, slot * 0.7)
     scale = plot_h / top
     bars, points = [], []
-    label_every = max(1, -(-len(days) // 8))  # at most about 8 date labels
+    label_every = max(1, -(-len(days) // 7))  # at most 7 date labels (they fit at 390 px too)
     for i, d in enumerate(days):
         x = _LEFT + i * slot + (slot - bar_w) / 2
         y = _TOP + plot_h
@@ -231,7 +233,7 @@ def daily_chart(days: list[Figures]) -> dict:
         "width": CHART_WIDTH, "height": CHART_HEIGHT, "left": _LEFT, "right": CHART_WIDTH - _RIGHT,
         "top": _TOP, "bottom": _TOP + plot_h, "bars": bars, "ticks": ticks, "sla_ticks": sla_ticks,
         "sla_line": " ".join(f"{x},{y}" for x, y in points), "sla_points": points,
-        "label_y": _TOP + plot_h + 16,
+        "label_y": _TOP + plot_h + 20,
     }
 
 

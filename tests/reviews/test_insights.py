@@ -79,7 +79,8 @@ def test_the_figures_match_the_fixture_worked_out_by_hand(known):
     team = insights.team
     assert (team.decisions, team.approved, team.rejected) == (5, 3, 2)
     assert (team.median_seconds, team.p90_seconds) == (1200, pytest.approx(5760))  # 300 600 1200 1800 8400
-    assert (team.active_hours, team.expiries, team.escalations, team.within_sla) == (3, 3, 2, 4)
+    # reviewer-hours: alice's 3 and bob's 1 (his 10:05 shares alice's 10:20 hour, and still counts)
+    assert (team.active_hours, team.expiries, team.escalations, team.within_sla) == (4, 3, 2, 4)
     assert team.sla_share == 0.5  # 4 of 5 decisions + 3 timed out
     assert (team.approvals_labelled_bad, team.rejections_labelled_genuine) == (1, 1)
     assert insights.unattributed_expiries == 2  # the unclaimed expiry and the policy's approval
