@@ -42,8 +42,17 @@ MAX_DAYS = 366
 DEFAULT_DAYS = 30
 
 _SQL = """
-WITH t AS (
-  SELECT t.order_id, t.decided_at, t.escalated_at IS NOT NULL AS escalated,
+WITH l AS (
+  -- Labels set since the range began (a label "later" than a decision in the range is), standing.
+  SELECT order_id,
+         max(created_at) FILTER (WHERE label IN ('chargeback', 'fraud_confirmed')) AS bad_at,
+         max(created_at) FILTER (WHERE label = 'genuine_confirmed') AS genuine_at
+    FROM {labels}
+   WHERE removed_at IS NULL AND created_at >= %(since)s
+   GROUP BY order_id
+),
+t AS (
+  SELECT t.decided_at, t.escalated_at IS NOT NULL AS escalated,
          CASE WHEN t.status IN ('approved', 'rejected') AND t.decided_by_name <> %(policy)s
               THEN t.status::text END AS decision,
          (t.status = 'expired' OR (t.status = 'approved' AND t.decided_by_name = %(policy)s)) AS timed_out,
@@ -52,42 +61,36 @@ WITH t AS (
                ELSE COALESCE(u.username, '') END) COLLATE "C" AS person,
          EXTRACT(EPOCH FROM t.decided_at - t.created_at)::float8 AS seconds,
          (EXTRACT(EPOCH FROM t.decided_at)::bigint / 3600)::int AS hour,
-         (COALESCE(t.decided_at, t.escalated_at) AT TIME ZONE 'UTC')::date AS day
-    FROM {tasks} t LEFT JOIN {users} u ON u.id = t.claimed_by_id
+         (COALESCE(t.decided_at, t.escalated_at) AT TIME ZONE 'UTC')::date AS day,
+         l.bad_at, l.genuine_at
+    FROM {tasks} t
+    LEFT JOIN {users} u ON u.id = t.claimed_by_id
+    LEFT JOIN l ON l.order_id = t.order_id
    WHERE (t.status <> 'open' AND t.decided_at >= %(since)s AND t.decided_at < %(until)s)
       OR (t.status = 'open' AND t.escalated_at >= %(since)s AND t.escalated_at < %(until)s)
 ),
 -- A person's first decision in each clock hour marks an active hour: summed in every grouping
--- set, it counts reviewer-hours (a DISTINCT over (person, hour) in each group cost twice the
--- whole statement). Its sort by person also orders the rows for the grouping by person.
+-- set, it counts reviewer-hours (a DISTINCT over (person, hour) in each group cost more than the
+-- rest of the statement). The window's sort by person also orders the rows for the grouping.
 h AS (
   SELECT t.*, (t.decision IS NOT NULL AND row_number() OVER (
            PARTITION BY t.person, t.hour, t.decision IS NOT NULL ORDER BY t.decided_at) = 1) AS first_in_hour
     FROM t
-),
--- Labels set since the range began (a label "later" than a decision in the range is), standing.
-l AS (
-  SELECT order_id,
-         max(created_at) FILTER (WHERE label IN ('chargeback', 'fraud_confirmed')) AS bad_at,
-         max(created_at) FILTER (WHERE label = 'genuine_confirmed') AS genuine_at
-    FROM {labels}
-   WHERE removed_at IS NULL AND created_at >= %(since)s
-   GROUP BY order_id
 )
-SELECT GROUPING(t.person) AS by_person, GROUPING(t.day) AS by_day, t.person, t.day,
-       count(t.decision) AS decisions,
-       count(*) FILTER (WHERE t.decision = 'approved') AS approved,
-       count(*) FILTER (WHERE t.decision = 'rejected') AS rejected,
-       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY t.seconds) FILTER (WHERE t.decision IS NOT NULL)
+SELECT GROUPING(h.person) AS by_person, GROUPING(h.day) AS by_day, h.person, h.day,
+       count(h.decision) AS decisions,
+       count(*) FILTER (WHERE h.decision = 'approved') AS approved,
+       count(*) FILTER (WHERE h.decision = 'rejected') AS rejected,
+       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY h.seconds) FILTER (WHERE h.decision IS NOT NULL)
          AS percentiles,
-       count(*) FILTER (WHERE t.first_in_hour) AS active_hours,
-       count(*) FILTER (WHERE t.timed_out) AS expiries,
-       count(*) FILTER (WHERE t.escalated) AS escalations,
-       count(*) FILTER (WHERE t.decision IS NOT NULL AND t.seconds <= %(sla)s) AS within_sla,
-       count(*) FILTER (WHERE t.decision = 'approved' AND l.bad_at >= t.decided_at) AS approvals_labelled_bad,
-       count(*) FILTER (WHERE t.decision = 'rejected' AND l.genuine_at >= t.decided_at) AS rejections_labelled_genuine
-  FROM h t LEFT JOIN l ON l.order_id = t.order_id
- GROUP BY GROUPING SETS ((t.person), (t.day), ())
+       count(*) FILTER (WHERE h.first_in_hour) AS active_hours,
+       count(*) FILTER (WHERE h.timed_out) AS expiries,
+       count(*) FILTER (WHERE h.escalated) AS escalations,
+       count(*) FILTER (WHERE h.decision IS NOT NULL AND h.seconds <= %(sla)s) AS within_sla,
+       count(*) FILTER (WHERE h.decision = 'approved' AND h.bad_at >= h.decided_at) AS approvals_labelled_bad,
+       count(*) FILTER (WHERE h.decision = 'rejected' AND h.genuine_at >= h.decided_at) AS rejections_labelled_genuine
+  FROM h
+ GROUP BY GROUPING SETS ((h.person), (h.day), ())
 """
 
 _COLUMNS = ("decisions", "approved", "rejected", "percentiles", "active_hours", "expiries",

@@ -31,7 +31,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -198,7 +198,8 @@ class Command(BaseCommand):
         if explain:
             start = timezone.now() - timedelta(days=30)
             sql = _SQL.format(tasks=ReviewTask._meta.db_table, users='"auth_user"', labels=OrderLabel._meta.db_table)
-            with connection.cursor() as cursor:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('work_mem', '64MB', true), set_config('jit', 'off', true)")
                 cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, {
                     "policy": POLICY_ACTOR, "since": start, "until": timezone.now(), "sla": sla_seconds()})
                 self.stdout.write("\n".join(row[0] for row in cursor.fetchall()))
