@@ -60,7 +60,9 @@ t AS (
          (CASE WHEN t.status IN ('approved', 'rejected') AND t.decided_by_name <> %(policy)s THEN t.decided_by_name
                ELSE COALESCE(u.username, '') END) COLLATE "C" AS person,
          EXTRACT(EPOCH FROM t.decided_at - t.created_at)::float8 AS seconds,
-         (EXTRACT(EPOCH FROM t.decided_at)::bigint / 3600)::int AS hour,
+         -- The clock hour of a person's decision (none for the rest).
+         CASE WHEN t.status IN ('approved', 'rejected') AND t.decided_by_name <> %(policy)s
+              THEN (EXTRACT(EPOCH FROM t.decided_at)::bigint / 3600)::int END AS hour,
          (COALESCE(t.decided_at, t.escalated_at) AT TIME ZONE 'UTC')::date AS day,
          l.bad_at, l.genuine_at
     FROM {tasks} t
@@ -73,8 +75,7 @@ t AS (
 -- set, it counts reviewer-hours (a DISTINCT over (person, hour) in each group cost more than the
 -- rest of the statement). The window's sort by person also orders the rows for the grouping.
 h AS (
-  SELECT t.*, (t.decision IS NOT NULL AND row_number() OVER (
-           PARTITION BY t.person, t.hour, t.decision IS NOT NULL ORDER BY t.decided_at) = 1) AS first_in_hour
+  SELECT t.*, (t.hour IS NOT NULL AND row_number() OVER (PARTITION BY t.person, t.hour) = 1) AS first_in_hour
     FROM t
 )
 SELECT GROUPING(h.person) AS by_person, GROUPING(h.day) AS by_day, h.person, h.day,

@@ -16,7 +16,10 @@ fraud, confirmed genuine; a tenth removed again), runs ANALYZE, then times:
 - the two Prometheus readers of issue 21 (decisions by outcome, labels by kind).
 
 Medians of ``--runs`` after two warm-ups, in milliseconds: wall time and the Python CPU time of
-this thread (other processes on a busy machine do not count in it). ``--explain`` prints the
+this thread (other processes on a busy machine do not count in it), and the CPU time of the
+connection's Postgres backend when Postgres runs on this machine (``/proc/<pid>/schedstat``: what
+the statement costs the database, hardly changed by other processes' load, unlike the wall time
+on a shared machine). ``--explain`` prints the
 insights statement's plan (EXPLAIN ANALYZE, BUFFERS). Nothing talks to Temporal.
 """
 
@@ -25,13 +28,16 @@ from __future__ import annotations
 import statistics
 import time
 from datetime import timedelta
+from pathlib import Path
+from typing import Optional
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection, transaction
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -146,22 +152,44 @@ class Command(BaseCommand):
 
     # -- measuring -----------------------------------------------------------------------------
 
-    def _time(self, fn, runs: int) -> tuple[float, float]:
+    def _backend_cpu_ns(self) -> Optional[int]:
+        """The CPU time (ns) of this connection's Postgres backend so far, when Postgres runs on this
+        machine (``/proc/<pid>/schedstat``): unlike the wall time, other processes' load hardly
+        changes it."""
+        if self._backend is None:
+            return None
+        try:
+            return int(Path(f"/proc/{self._backend}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _time(self, fn, runs: int) -> tuple[float, float, Optional[float]]:
         for _ in range(2):
             fn()
-        walls, cpus = [], []
+        walls, cpus, pg = [], [], []
         for _ in range(runs):
+            before = self._backend_cpu_ns()
             wall, cpu = time.perf_counter(), time.thread_time()
             fn()
             walls.append((time.perf_counter() - wall) * 1000)
             cpus.append((time.thread_time() - cpu) * 1000)
-        return _median(walls), _median(cpus)
+            after = self._backend_cpu_ns()
+            if before is not None and after is not None:
+                pg.append((after - before) / 1e6)
+        return _median(walls), _median(cpus), (_median(pg) if pg else None)
 
     def _measure(self, runs: int, explain: bool) -> None:
         from reviews.metrics import review_decision_metrics
         from orderweb.metrics import label_metrics
 
         today = timezone.now().date()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self._backend = cursor.fetchone()[0]
+        # One connection (one backend to read the CPU of) for the whole run: requests through the
+        # test client would otherwise close it at their end, as CONN_MAX_AGE says.
+        request_started.disconnect(close_old_connections)
+        request_finished.disconnect(close_old_connections)
         client = Client(HTTP_HOST="localhost")
         client.force_login(self.lead)
         client.get("/reviews/insights/")  # the session's first write
@@ -190,11 +218,12 @@ class Command(BaseCommand):
         self.stdout.write(f"in the 90 days: {first.team.decisions:,} decisions, {first.team.expiries:,} timed out, "
                           f"{len(first.reviewers)} reviewers, {first.team.approvals_labelled_bad} approvals labelled "
                           f"bad, {first.team.rejections_labelled_genuine} rejections labelled genuine")
-        self.stdout.write(f"{'case':<48} {'median ms':>10} {'CPU ms':>8} {'queries':>8}")
+        self.stdout.write(f"{'case':<48} {'median ms':>10} {'CPU ms':>8} {'PG CPU ms':>10} {'queries':>8}")
         for label, fn, counted in cases:
-            wall, cpu = self._time(fn, runs)
+            wall, cpu, pg = self._time(fn, runs)
             count = queries(counted) if counted else queries(fn)
-            self.stdout.write(f"{label:<48} {wall:>10.1f} {cpu:>8.1f} {count:>8}")
+            pg_text = f"{pg:>10.1f}" if pg is not None else f"{'n/a':>10}"
+            self.stdout.write(f"{label:<48} {wall:>10.1f} {cpu:>8.1f} {pg_text} {count:>8}")
         if explain:
             start = timezone.now() - timedelta(days=30)
             sql = _SQL.format(tasks=ReviewTask._meta.db_table, users='"auth_user"', labels=OrderLabel._meta.db_table)
