@@ -192,10 +192,10 @@ class Command(BaseCommand):
         request_finished.disconnect(close_old_connections)
         client = Client(HTTP_HOST="localhost")
         client.force_login(self.lead)
-        client.get("/reviews/insights/")  # the session's first write
+        client.get("/reviews/insights/", secure=True)  # the session's first write
 
         def page(params=None):
-            response = client.get("/reviews/insights/", params or {})
+            response = client.get("/reviews/insights/", params or {}, secure=True)
             assert response.status_code == 200, response.status_code
 
         def queries(fn) -> int:
