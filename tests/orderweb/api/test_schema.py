@@ -114,4 +114,7 @@ def test_api_matches_its_openapi_document(case, bearer):
     meta = case.meta
     assert meta is not None, "schemathesis gave no generation metadata: positive cases cannot be told apart"
     if meta.generation.mode == GenerationMode.POSITIVE and 400 <= response.status_code < 500:
-        assert response.json()["code"] in SEMANTIC_REFUSALS, (case.body, response.text)
+        # schemathesis's explicit and coverage phases choose their own path parameters (the hook
+        # above maps the generated ones): an order id of the right shape that names no order is 404.
+        allowed = SEMANTIC_REFUSALS | ({"not_found"} if case.operation.path == LABELS_PATH else set())
+        assert response.json()["code"] in allowed, (case.body, response.text)
