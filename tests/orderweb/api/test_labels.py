@@ -131,3 +131,36 @@ def test_labels_show_in_the_orders_timeline(labeller, order):
     timeline = labeller.get("/orders/LBL-1").json()["timeline"]
     assert [(t["type"], t["label"], t["actor"], t["source"]) for t in timeline] == [
         ("label_added", "Label set", "payments-service", "api")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_clients_setting_the_same_label_at_once_make_one_label_and_one_event():
+    """Committed transactions on two connections: the order's row lock makes the second wait, then
+    find the first's label (without it, the unique constraint would answer one of them 500)."""
+    import threading
+
+    from django.db import connection
+
+    from orderweb.labels import order_label_set
+
+    order = Order.objects.create(order_id="LBL-RACE", workflow_id="lbl-race", address="1 Race Road")
+    barrier = threading.Barrier(2)
+    answers, errors_seen = [], []
+
+    def set_label(name: str) -> None:
+        try:
+            barrier.wait(timeout=10)
+            answers.append(order_label_set(order=order, label="chargeback", source="api", actor=name).changed)
+        except Exception as err:  # noqa: BLE001 - the test reports any
+            errors_seen.append(err)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=set_label, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors_seen and sorted(answers) == [False, True]
+    assert OrderLabel.objects.filter(order=order).count() == 1
+    assert OrderEvent.objects.filter(order=order, type="label_added").count() == 1
