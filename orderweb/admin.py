@@ -712,6 +712,31 @@ class OrderEventAdmin(ReadOnlyAdmin):
         return event.label
 
 
+class LabelStandingFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "standing"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Standing"), ("no", "Removed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(removed_at__isnull=self.value() == "yes")
+        return queryset
+
+
+@admin.register(OrderLabel)
+class OrderLabelAdmin(ReadOnlyAdmin):
+    """Every outcome label, by kind and date (set and removed on the order's own page, through
+    ``orderweb.labels``, so that each change is audited: never edited here)."""
+
+    list_display = ["created_at", "order", "label", "actor", "source", "source_reference", "removed_at", "removed_by"]
+    list_filter = ["label", LabelStandingFilter, "source"]
+    list_select_related = ["order"]
+    search_fields = ["order__order_id", "source_reference", "actor"]
+    date_hierarchy = "created_at"
+
+
 @admin.register(RefusedStart)
 class RefusedStartAdmin(ReadOnlyAdmin):
     """Starts of OrderWorkflow that could not make an order (no usable order id)."""

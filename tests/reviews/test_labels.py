@@ -130,3 +130,16 @@ def test_staff_without_the_permission_get_no_link_and_a_403(db):
                                                                                      "action": "set"})
     assert response.status_code == 403
     assert not OrderLabel.objects.exists()
+
+
+def test_staff_list_labels_by_kind_in_the_admin_and_cannot_edit_them(db):
+    staff = make_user("sol", staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_order", "view_orderlabel"]))
+    order = make_waiting_order()
+    OrderLabel.objects.create(order=order, label="chargeback", actor="payments", source="api", source_reference="CB-5")
+    client = client_for(staff)
+    html = client.get(reverse("admin:orderweb_orderlabel_changelist"), {"label": "chargeback"}).content.decode()
+    assert "CB-5" in html and order.order_id in html
+    row = OrderLabel.objects.get()
+    assert client.post(reverse("admin:orderweb_orderlabel_change", args=[row.pk]), {"label": "genuine_confirmed"}
+                       ).status_code == 403
