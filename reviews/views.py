@@ -426,6 +426,8 @@ def note(request: HttpRequest, order_id: str) -> HttpResponse:
 def label(request: HttpRequest, order_id: str) -> HttpResponse:
     """Set an outcome label (or remove it: ``remove=1``). htmx swaps the Outcome panel in place
     and announces the answer there; without script, a message and a redirect back to it."""
+    if not request.user.has_perm(LABEL_PERMISSION):  # the panel offers no form to those without it
+        return render(request, "reviews/forbidden.html", {"needs_labels": True}, status=403)
     order = _order_or_404(order_id)
     data = request.POST
     ok = True

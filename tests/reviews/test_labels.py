@@ -7,7 +7,9 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from orderweb.labels import LABEL_NOT_ALLOWED
+from django.core.exceptions import ValidationError
+
+from orderweb.labels import LABEL_NOT_ALLOWED, order_label_set
 from orderweb.models import OrderEvent, OrderLabel
 from tests.reviews.conftest import client_for, decide_in_db, make_user, make_waiting_order
 from tests.reviews.test_review_team import lead_group
@@ -77,8 +79,10 @@ def test_a_plain_reviewer_sees_labels_but_may_not_set_them(reviewer, lead):
     assert 'data-label="genuine_confirmed"' in page and 'id="set-label"' not in page and "remove-label" not in page
     response = client.post(reverse("reviews:label", args=[order.order_id]), {"label": "chargeback"},
                            HTTP_HX_REQUEST="true")
-    assert LABEL_NOT_ALLOWED in response.content.decode()
+    assert response.status_code == 403 and "You may not record outcome labels" in response.content.decode()
     assert not OrderLabel.objects.filter(label="chargeback").exists()
+    with pytest.raises(ValidationError, match=LABEL_NOT_ALLOWED):  # the service refuses too, whoever calls it
+        order_label_set(order=order, label="chargeback", source="review", user=reviewer)
 
 
 def test_an_unknown_label_is_refused_in_words(lead):
