@@ -111,6 +111,8 @@ def test_a_lead_labels_an_order_in_place_and_removes_the_label(chromium, live_se
     expect(page.locator("#label-message")).to_have_text(f"{order.order_id} is labelled chargeback.")
     expect(page.locator("#current-labels [data-label=chargeback]")).to_contain_text("CB-2026-0042")
     assert page.evaluate("window.__stayed === true")
+    assert_no_serious_axe_violations(page, name=f"label-set-{width}")
+    _shot(page, f"label-set-{_size(width)}")  # the panel's answer, in place
     assert OrderLabel.objects.get(order=order).actor == "lena"
     page.reload()  # the title's pill and the timeline, as a colleague opening the page sees them
     expect(page.locator("h1 .label-chargeback")).to_have_text("Chargeback")
