@@ -38,7 +38,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -181,3 +181,24 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)
     response["Cache-Control"] = "no-store"
     return response
+
+
+@business_gauges
+def label_metrics() -> Iterable[Metric]:
+    """Outcome labels (issue 21), by kind: every one ever set (a counter: removing one does not
+    take it back) and those standing now. One aggregate on the (label, created_at) index."""
+    from orderweb.models import OrderLabel
+
+    rows = {kind: (n, standing) for kind, n, standing in
+            OrderLabel.objects.order_by().values_list("label").annotate(
+                n=Count("*"), standing=Count("pk", filter=Q(removed_at__isnull=True)))}
+    set_total = CounterMetricFamily("orderweb_order_labels", "Outcome labels set on orders, by kind (removed ones too).",
+                                    labels=["label"])
+    standing = GaugeMetricFamily("orderweb_order_labels_standing", "Outcome labels standing now (not removed), by kind.",
+                                 labels=["label"])
+    for kind in OrderLabel.Kind.values:
+        n, now = rows.get(kind, (0, 0))
+        set_total.add_metric([kind], n)
+        standing.add_metric([kind], now)
+    yield set_total
+    yield standing

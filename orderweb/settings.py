@@ -372,6 +372,11 @@ if REVIEW_CLAIM_TIMEOUT_MINUTES <= 0 or not 0 < REVIEW_CLAIM_WARN_MINUTES <= REV
     raise ImproperlyConfigured(
         "REVIEW_CLAIM_TIMEOUT_MINUTES must be above 0, REVIEW_CLAIM_WARN_MINUTES above 0 and at most the timeout.")
 # Bulk decisions: how many Workflow Updates are in flight at once (each waits for its workflow).
+# The leads' insights (issue 21): a review decided within this many minutes of reaching review is
+# within the team's service level (docs/review-ui.md, "Insights").
+REVIEW_SLA_MINUTES = env.float("REVIEW_SLA_MINUTES", default=240)
+if REVIEW_SLA_MINUTES <= 0:
+    raise ImproperlyConfigured("REVIEW_SLA_MINUTES must be above 0, e.g. 240 (4 hours).")
 REVIEW_BULK_CONCURRENCY = env.int("REVIEW_BULK_CONCURRENCY", default=8)
 if REVIEW_BULK_CONCURRENCY < 1:
     raise ImproperlyConfigured("REVIEW_BULK_CONCURRENCY must be 1 or more.")

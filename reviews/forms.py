@@ -122,3 +122,29 @@ class BulkDecisionForm(forms.Form):
 
     def clean(self):
         return _clean_reject_reason(self, super().clean())
+
+
+INSIGHTS_RANGE_BACKWARDS = "The range ends before it starts: pick an end on or after the start."
+INSIGHTS_RANGE_TOO_LONG = "The range is at most {days} days."
+
+
+class InsightsForm(forms.Form):
+    """The leads' insights' date range (GET; UTC days, the end included). Invalid: the default
+    range (the last 30 days), with the error said."""
+
+    since = forms.DateField(required=False, input_formats=["%Y-%m-%d"], error_messages={"invalid": DATE_INVALID})
+    until = forms.DateField(required=False, input_formats=["%Y-%m-%d"], error_messages={"invalid": DATE_INVALID})
+
+    def clean(self):
+        from reviews.insights import MAX_DAYS, default_range
+
+        data = super().clean()
+        default_since, default_until = default_range()
+        until = data.get("until") or default_until
+        since = data.get("since") or (until - (default_until - default_since))
+        if since > until:
+            raise forms.ValidationError(INSIGHTS_RANGE_BACKWARDS, code="backwards")
+        if (until - since).days + 1 > MAX_DAYS:
+            raise forms.ValidationError(INSIGHTS_RANGE_TOO_LONG.format(days=MAX_DAYS), code="too_long")
+        data["since"], data["until"] = since, until
+        return data

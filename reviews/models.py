@@ -136,6 +136,8 @@ class ReviewTask(models.Model):
             models.Index(fields=["due_at", "id"], condition=Q(status="open", escalated_at__isnull=False),
                          name="review_open_escalated"),
             models.Index(fields=["escalated_at"], condition=Q(escalated_at__isnull=False), name="review_escalated"),
+            # Decisions by outcome (the Prometheus counter): an index-only count of the closed tasks.
+            models.Index(fields=["status"], condition=~Q(status="open"), name="review_closed_status"),
         ]
         constraints = [
             models.UniqueConstraint(

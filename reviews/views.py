@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
+from datetime import timedelta
 from typing import Callable
 
 from django.conf import settings
@@ -25,10 +26,12 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 
-from orderweb.models import Order, OrderEvent
+from orderweb.labels import LABEL_PERMISSION, order_label_remove, order_label_set
+from orderweb.models import Order, OrderEvent, OrderLabel
 from orderweb.services import MAX_ORDER_NOTE_LENGTH, NOTE_ADDED, order_note_add
+from reviews import insights as team_insights
 from reviews import selectors, services
-from reviews.forms import BulkDecisionForm, DecisionForm, RecentFilterForm
+from reviews.forms import BulkDecisionForm, DecisionForm, InsightsForm, RecentFilterForm
 from reviews.models import RejectReason, ReviewTask, RiskLevel, claim_timeout
 from temporal_app.client import (
     TemporalUnavailable,
@@ -100,6 +103,19 @@ def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def lead_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A reviewer (``reviewer_required``) who leads the team (``reviews.lead_review``, the
+    ``review_lead`` group); other reviewers get a 403 page that says so."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.has_perm(LEAD_PERMISSION):
+            return render(request, "reviews/forbidden.html", {"needs_lead": True}, status=403)
+        return view(request, *args, **kwargs)
+
+    return reviewer_required(wrapper)
 
 
 def _order_or_404(order_id: str) -> Order:
@@ -239,6 +255,8 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
                                                                                   task.first_approval_by)]
                       if is_lead and review.is_open else []),
         "can_note": user.has_perm(NOTE_PERMISSION),
+        "can_label": user.has_perm(LABEL_PERMISSION),
+        "label_kinds": OrderLabel.Kind.choices,
         "note_max": MAX_ORDER_NOTE_LENGTH,
         "approve_form": DecisionForm.fresh("approve"),
         "reject_form": DecisionForm.fresh("reject"),
@@ -405,6 +423,37 @@ def note(request: HttpRequest, order_id: str) -> HttpResponse:
 
 @reviewer_required
 @require_POST
+def label(request: HttpRequest, order_id: str) -> HttpResponse:
+    """Set an outcome label (or remove it: ``remove=1``). htmx swaps the Outcome panel in place
+    and announces the answer there; without script, a message and a redirect back to it."""
+    if not request.user.has_perm(LABEL_PERMISSION):  # the panel offers no form to those without it
+        return render(request, "reviews/forbidden.html", {"needs_labels": True}, status=403)
+    order = _order_or_404(order_id)
+    data = request.POST
+    ok = True
+    try:
+        if data.get("remove") == "1":
+            change = order_label_remove(order=order, label=data.get("label", ""), source=OrderLabel.Source.REVIEW,
+                                        user=request.user, note=data.get("note", ""))
+        else:
+            change = order_label_set(order=order, label=data.get("label", ""), source=OrderLabel.Source.REVIEW,
+                                     user=request.user, note=data.get("note", ""),
+                                     source_reference=data.get("source_reference", ""))
+        message = change.message
+    except ValidationError as err:
+        ok, message = False, " ".join(err.messages)
+    if request.htmx:
+        return render(request, "reviews/_labels.html", {
+            "order": order, "labels": list(order.labels.order_by("created_at", "pk")),
+            "can_label": request.user.has_perm(LABEL_PERMISSION), "label_kinds": OrderLabel.Kind.choices,
+            "label_message": message, "label_ok": ok,
+        })  # 200 either way: htmx swaps only 2xx answers, and the panel says what went wrong
+    (messages.success if ok else messages.error)(request, message)
+    return redirect(_order_url(order) + "#labels")
+
+
+@reviewer_required
+@require_POST
 def bulk(request: HttpRequest) -> HttpResponse:
     """Approve or reject the selected orders of the queue, each as a single decision would be;
     the answers (one line per order) are kept in the session for the result page."""
@@ -489,3 +538,33 @@ def _next_after(request: HttpRequest, order: Order, view: selectors.QueueView) -
         return _order_url(next_id, view)
     messages.info(request, QUEUE_DONE.format(view=" (as filtered)" if view.querystring else ""))
     return reverse("reviews:queue") + (f"?{view.querystring}" if view.querystring else "")
+
+
+# -- the leads' insights ------------------------------------------------------------------------------
+
+
+@lead_required
+@require_GET
+def insights(request: HttpRequest) -> HttpResponse:
+    """How the team decides and how its decisions turned out, for a date range (one query;
+    ``?format=csv`` downloads the same figures)."""
+    form = InsightsForm(request.GET)
+    if form.is_valid():
+        since, until = form.cleaned_data["since"], form.cleaned_data["until"]
+    else:
+        since, until = team_insights.default_range()
+        for error in form.errors.get("__all__", []) + [e for name, errs in form.errors.items() if name != "__all__"
+                                                       for e in errs]:
+            messages.warning(request, error)
+    figures = team_insights.review_insights(since=since, until=until)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(team_insights.insights_csv(figures), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="review-insights-{since}-{until}.csv"'
+        return response
+    query = f"since={since}&until={until}"
+    return render(request, "reviews/insights.html", {
+        "tab": "insights", "insights": figures, "since": since, "until": until,
+        "csv_url": reverse("reviews:insights") + f"?{query}&format=csv",
+        "ranges": [(label, f"since={until - timedelta(days=days - 1)}&until={until}") for label, days in
+                   (("7 days", 7), ("30 days", 30), ("90 days", 90))],
+    })

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from orderweb.api.keys import api_key_create
 from orderweb.models import (
-    ApiIdempotencyKey, ApiKey, ApiOrderRequest, CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, OrderLine,
+    ApiIdempotencyKey, ApiKey, ApiOrderRequest, CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, OrderLabel, OrderLine,
     Payment, Shipment,
 )
 from reviews.models import ReviewTask
@@ -269,6 +269,13 @@ def fill(name: str, params: tuple[str, ...], world: dict[str, object], people: d
 
 
 PUBLIC = {"login", "logout", "admin:login", "admin:logout", ""}
+# Review pages and actions that need more than being a reviewer (issue 21): the leads' insights,
+# setting outcome labels.
+REVIEW_PERMISSIONS = {"reviews:insights": "reviews.lead_review", "reviews:label": "orderweb.add_orderlabel"}
+
+
+def _may(people: dict, role: str, name: str) -> bool:
+    return name not in REVIEW_PERMISSIONS or people[role].has_perm(REVIEW_PERMISSIONS[name])
 # The HTTP API authenticates by API key only (Authorization: Bearer), never by a session: every
 # role below, signed in or not, is a stranger to it. Its document and docs page are public.
 API = "api-v1:"
@@ -320,8 +327,10 @@ def test_every_url_answers_each_role_as_its_permissions_say(role, people, world)
         elif namespace == "reviews:":
             if role == "anonymous":
                 ok = _is_login_redirect(response, reverse("login"))
-            elif role in REVIEWERS:
+            elif role in REVIEWERS and _may(people, role, name):
                 ok = code in (200, 405)  # 405: an action URL answers GET with "POST only"
+            elif role in REVIEWERS:
+                ok = code in (403, 405)
             else:
                 ok = code == 403
         else:
@@ -345,6 +354,7 @@ def _snapshot() -> tuple:
         list(ApiKey.objects.order_by("pk").values_list("name", "scope_create", "scope_read", "scope_act",
                                                        "revoked_at", "key_hash")),
         ApiOrderRequest.objects.count(), ApiIdempotencyKey.objects.count(),
+        list(OrderLabel.objects.order_by("pk").values_list("label", "removed_at")),
     )
 
 
@@ -355,7 +365,7 @@ def _post_data(name: str, order: Order) -> dict[str, object]:
         "address": "2 Other Street\nSpringfield", "post": "yes", "order_id": "SEC-NEW",
         "customer": "x", "amount": "1.00", "lines-TOTAL_FORMS": "0", "lines-INITIAL_FORMS": "0",
         "username": "intruder", "password1": "Xx-12345678-long", "password2": "Xx-12345678-long",
-        "name": "intruders",
+        "name": "intruders", "label": "chargeback", "action": "set",
     }
 
 
@@ -371,7 +381,7 @@ def _denied(role: str, namespace: str, name: str, people: dict) -> bool:
     if namespace == API:
         return name not in API_PUBLIC  # a session is not an API key
     if namespace == "reviews:":
-        return role not in REVIEWERS
+        return role not in REVIEWERS or not _may(people, role, name)
     if namespace == "admin:" and name not in PUBLIC:
         if role not in STAFF:
             return True

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orderweb', '0013_api_fingerprints_keyed_and_idempotency_expiry'),
+        ('orderweb', '0014_order_labels'),
     ]
 
     operations = [
