@@ -1,0 +1,223 @@
+"""Backtest: a risk policy scored over past orders from the facts their assessments recorded.
+
+For a date range (by default the last 30 days, at most ``MAX_ORDERS`` orders, the latest first)
+it answers, against the active policy scored over the same facts:
+
+- how many orders each would send to a person (as under ``REVIEW_POLICY=risky``: a score at the
+  review threshold or above, or on the block list; never an order on the allow list alone);
+- of the bad orders (an active ``chargeback`` or ``fraud_confirmed`` label, or rejected or
+  cancelled as suspected fraud), how many each would have caught and missed;
+- each rule's contribution: the orders it matched, and those it alone sent to review.
+
+One statement reads the range (the assessments' time index, the orders by primary key); the
+rest is Python over the recorded facts, with the same rule functions as the live assessment
+(reviews/risk.py), so a backtest and the hot path cannot disagree. Orders assessed before facts
+were recorded are counted as ``unscored``. 100,000 orders take a few seconds (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Optional
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from orderweb.models import CancelReason, Order
+from reviews.models import RiskAssessment, RiskAuditEvent, RiskBacktest, RiskPolicy
+from reviews.risk import RULES, RULE_LABELS, RiskFacts, RiskThresholds
+from reviews.risk_services import _audit, _require_lead, active_policy, policy_fingerprint, policy_rules
+
+MAX_ORDERS = 100_000
+DEFAULT_DAYS = 30
+BAD_LABELS = ("chargeback", "fraud_confirmed")
+RANGE_INVALID = "The range must end after it starts."
+
+
+def _bad_sql() -> str:
+    """When an order counts as bad: an active chargeback or fraud label, or rejected (cancelled)
+    as suspected fraud."""
+    fraud = f"o.cancel_reason_code = '{CancelReason.SUSPECTED_FRAUD.value}'"
+    try:
+        from orderweb.models import OrderLabel  # noqa: F401  (issue 21's outcome labels)
+    except ImportError:
+        return fraud
+    labels = ", ".join(f"'{label}'" for label in BAD_LABELS)
+    return (f"({fraud} OR EXISTS (SELECT 1 FROM {OrderLabel._meta.db_table} l WHERE l.order_id = o.id "
+            f"AND l.removed_at IS NULL AND l.label IN ({labels})))")
+
+
+_RANGE_SQL = """
+SELECT a.facts, {bad} AS bad, o.order_id
+  FROM {assessments} a JOIN {orders} o ON o.id = a.order_id
+ WHERE a.created_at >= %(since)s AND a.created_at < %(until)s
+ ORDER BY a.created_at DESC
+ LIMIT %(limit)s
+"""
+
+
+@dataclass
+class _Tally:
+    matched: int = 0
+    matched_bad: int = 0
+    decisive: int = 0  # orders it alone sends to review: without it, they would go through
+    decisive_bad: int = 0
+
+
+def _review_and_reasons(facts: RiskFacts, t: RiskThresholds) -> tuple[bool, list[tuple[str, int]]]:
+    """Whether the policy sends the order to a person, and its (rule, points): the live
+    assessment's rules and review rule (``risk_evaluate``, ``review_pass_text``) without the
+    sentences, which a backtest does not show."""
+    found = []
+    for rule in RULES:
+        reason = rule(facts, t)
+        if reason is not None and (reason.points > 0 or reason.rule == "allow_list"):
+            found.append((reason.rule, reason.points))
+    return _would_review(found, t), found
+
+
+def _would_review(found: list[tuple[str, int]], t: RiskThresholds, without: str = "") -> bool:
+    rules = {rule for rule, _ in found if rule != without}
+    if "block_list" in rules:
+        return True
+    if "allow_list" in rules:
+        return False
+    return min(100, sum(points for rule, points in found if rule != without)) >= t.review_threshold
+
+
+def backtest_compute(*, policy: RiskThresholds, active: RiskThresholds, since: datetime, until: datetime,
+                     limit: int = MAX_ORDERS, rows: Optional[Iterable] = None) -> dict[str, Any]:
+    """The figures (a JSON-able dict) of ``policy`` against ``active`` over the range."""
+    started = time.perf_counter()
+    if rows is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_RANGE_SQL.format(bad=_bad_sql(), assessments=RiskAssessment._meta.db_table,
+                                             orders=Order._meta.db_table),
+                           {"since": since, "until": until, "limit": limit + 1})
+            rows = cursor.fetchall()
+    read = time.perf_counter()
+    truncated = len(rows) > limit
+    rows = rows[:limit]
+    tallies = {rule: _Tally() for rule in RULE_LABELS}
+    active_tallies = {rule: _Tally() for rule in RULE_LABELS}
+    figures = dict(orders=0, unscored=0, bad=0, would_review=0, would_review_active=0, caught=0, missed=0,
+                   caught_active=0, missed_active=0, newly_reviewed=0, no_longer_reviewed=0)
+    caught_ids: list[str] = []
+    missed_ids: list[str] = []
+    for record, bad, order_id in rows:
+        if not record:
+            figures["unscored"] += 1
+            continue
+        facts = RiskFacts.from_record(record)
+        figures["orders"] += 1
+        review, found = _review_and_reasons(facts, policy)
+        review_active, found_active = _review_and_reasons(facts, active)
+        figures["would_review"] += review
+        figures["would_review_active"] += review_active
+        figures["newly_reviewed"] += review and not review_active
+        figures["no_longer_reviewed"] += review_active and not review
+        if bad:
+            figures["bad"] += 1
+            figures["caught" if review else "missed"] += 1
+            figures["caught_active" if review_active else "missed_active"] += 1
+            if len(missed_ids) < 50 and not review:
+                missed_ids.append(order_id)
+            if len(caught_ids) < 50 and review and not review_active:
+                caught_ids.append(order_id)
+        for found_here, review_here, table in ((found, review, tallies), (found_active, review_active, active_tallies)):
+            for rule, _ in found_here:
+                tally = table[rule]
+                tally.matched += 1
+                tally.matched_bad += bool(bad)
+                if review_here and not _would_review(found_here, policy if table is tallies else active, rule):
+                    tally.decisive += 1
+                    tally.decisive_bad += bool(bad)
+    orders = figures["orders"]
+    figures["review_change"] = figures["would_review"] - figures["would_review_active"]
+    figures["review_share"] = round(figures["would_review"] / orders, 4) if orders else 0.0
+    figures["review_share_active"] = round(figures["would_review_active"] / orders, 4) if orders else 0.0
+    figures["rules"] = [
+        {"rule": rule, "label": RULE_LABELS[rule], "points": policy.points.get(rule, 0),
+         "points_active": active.points.get(rule, 0), "matched": tallies[rule].matched,
+         "matched_bad": tallies[rule].matched_bad, "decisive": tallies[rule].decisive,
+         "decisive_bad": tallies[rule].decisive_bad, "matched_active": active_tallies[rule].matched,
+         "decisive_active": active_tallies[rule].decisive}
+        for rule in RULE_LABELS
+    ]
+    figures["gathering_changed"] = [name for name in RiskThresholds.GATHERING
+                                    if getattr(policy, name) != getattr(active, name)]
+    figures.update(truncated=truncated, limit=limit, since=since.isoformat(), until=until.isoformat(),
+                   caught_only_by_this=caught_ids, missed_orders=missed_ids,
+                   seconds_read=round(read - started, 3), seconds=round(time.perf_counter() - started, 3))
+    return figures
+
+
+def backtest_range(*, days: Optional[float] = None, since: Optional[datetime] = None,
+                   until: Optional[datetime] = None, now: Optional[datetime] = None) -> tuple[datetime, datetime]:
+    now = now or timezone.now()
+    until = until or now
+    since = since or until - timedelta(days=days or DEFAULT_DAYS)
+    if until <= since:
+        from django.core.exceptions import ValidationError
+
+        raise ValidationError(RANGE_INVALID, code="range_invalid")
+    return since, until
+
+
+def risk_backtest_run(*, policy: RiskPolicy, user=None, actor: str = "", since: datetime, until: datetime,
+                      limit: int = MAX_ORDERS, source: str = "web") -> RiskBacktest:
+    """Score ``policy`` over the range against the active policy, and keep the result (a
+    draft's activation looks for it), audited. A person must be a lead; the command runs as
+    itself (``actor``)."""
+    if user is not None:
+        _require_lead(user)
+    current = active_policy()
+    active_rules = policy_rules(current) if current is not None else RiskThresholds.from_settings()
+    result = backtest_compute(policy=policy_rules(policy), active=active_rules, since=since, until=until, limit=limit)
+    result.update(policy=policy.version, active=current.version if current else None)
+    actor = actor or (user.get_username() if user is not None else "command")
+    with transaction.atomic():
+        backtest = RiskBacktest.objects.create(
+            policy=policy, compared_to=current, since=since, until=until, result=result, created_by=user,
+            actor=actor, fingerprint=policy_fingerprint(points=policy.points, thresholds=policy.thresholds),
+        )
+        _audit(type=RiskAuditEvent.Type.BACKTEST_RUN, user=user, actor=actor, source=source, policy=policy,
+               message=(f"backtest of v{policy.version} over {result['orders']} orders: would review "
+                        f"{result['would_review']} (active: {result['would_review_active']}), caught "
+                        f"{result['caught']} of {result['bad']} bad orders"),
+               details={"backtest": backtest.pk})
+    return backtest
+
+
+SUMMARY_FIELDS = ("orders", "unscored", "would_review", "would_review_active", "review_change", "bad", "caught",
+                  "missed", "caught_active", "missed_active", "newly_reviewed", "no_longer_reviewed")
+RULE_FIELDS = ("rule", "label", "points", "points_active", "matched", "matched_bad", "decisive", "decisive_bad",
+               "matched_active", "decisive_active")
+
+
+def backtest_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The command's last line: the figures without the per-rule table."""
+    return {name: result.get(name) for name in ("policy", "active", "since", "until", *SUMMARY_FIELDS, "truncated",
+                                                  "seconds")}
+
+
+def backtest_csv(backtest: RiskBacktest) -> str:
+    """The result as CSV: one row per rule, then the totals as rows of their own."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(RULE_FIELDS)
+    for row in backtest.result.get("rules", []):
+        writer.writerow([row.get(name, "") for name in RULE_FIELDS])
+    writer.writerow([])
+    writer.writerow(["figure", "value"])
+    writer.writerow(["policy", f"v{backtest.policy.version}"])
+    writer.writerow(["compared_to", f"v{backtest.compared_to.version}" if backtest.compared_to else "settings"])
+    writer.writerow(["since", backtest.since.isoformat()])
+    writer.writerow(["until", backtest.until.isoformat()])
+    for name in SUMMARY_FIELDS:
+        writer.writerow([name, backtest.result.get(name, "")])
+    return out.getvalue()
