@@ -32,7 +32,8 @@ from orderweb.actions import (
     workflow_actions_send_many,
 )
 from orderweb.admin_moments import MOMENT_FORMAT, MomentsAdmin, moment_field
-from orderweb.forms import AddressForm, CancelForm, NoteForm, OrderCreateForm, OrderLineFormSet
+from orderweb.forms import AddressForm, CancelForm, LabelForm, NoteForm, OrderCreateForm, OrderLineFormSet
+from orderweb.labels import LABEL_PERMISSION, order_label_remove, order_label_set
 from orderweb.api.keys import NO_SCOPE, api_key_create, api_key_revoke, validate_key_name
 from orderweb.preferences import moment_html
 from orderweb.models import (
@@ -42,6 +43,7 @@ from orderweb.models import (
     GatewayLedgerEntry,
     Order,
     OrderEvent,
+    OrderLabel,
     OrderLine,
     Payment,
     RefusedStart,
@@ -207,6 +209,7 @@ class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
             ("customer_email", "currency"), "billing_address", ("client_ip", "user_agent"),
         ]}),
         ("Temporal", {"fields": ["temporal_links"]}),
+        ("Outcome labels", {"fields": ["outcome_labels"]}),
         ("Notes", {"fields": ["notes"]}),
         ("Timeline", {"fields": ["timeline"]}),
     ]
@@ -215,7 +218,7 @@ class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
         "source", "created_by", "created_at", "updated_at", "cancel_reason", "failure_reason",
         "dispatch_failures", "attention_reason", "attention_since", "customer_email", "currency",
         "billing_address", "client_ip", "user_agent", "temporal_links", "timeline", "cancel_reason_label",
-        "carrier_last_error", "status_shown", "notes", "status_changed", "created", "updated", "attention_noticed",
+        "carrier_last_error", "status_shown", "notes", "outcome_labels", "status_changed", "created", "updated", "attention_noticed",
     ]
     change_form_template = "admin/orderweb/order/change_form.html"
 
@@ -304,6 +307,21 @@ class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
             ((note.actor, note.created_at.strftime("%Y-%m-%d %H:%M"), note.get_source_display(), note.message)
              for note in notes)))
 
+    @admin.display(description="Labels")
+    def outcome_labels(self, order: Order) -> str:
+        """How the order turned out (chargeback, fraud or genuine confirmed): the standing labels,
+        then the removed ones, with who set them, when and from where."""
+        rows = list(OrderLabel.objects.filter(order=order).order_by("removed_at", "created_at", "pk"))
+        if not rows:
+            return "—"
+        return format_html('<ol class="order-labels">{}</ol>', format_html_join("", '<li class="{}"><strong>{}</strong> {}</li>', (
+            ("removed" if row.removed_at else "standing", row.get_label_display(),
+             f"set by {row.actor} ({row.get_source_display()}) {row.created_at:%Y-%m-%d %H:%M} UTC"
+             + (f", ref {row.source_reference}" if row.source_reference else "")
+             + (f": {row.note}" if row.note else "")
+             + (f"; removed by {row.removed_by} {row.removed_at:%Y-%m-%d %H:%M} UTC" if row.removed_at else ""))
+            for row in rows)))
+
     @admin.display(description="Events")
     def timeline(self, order: Order) -> str:
         events = OrderEvent.objects.filter(order=order).select_related("user").order_by("created_at", "pk")
@@ -318,6 +336,8 @@ class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
         order = self.get_object(request, unquote(object_id))
         note_link = ([{"label": "Add note", "url": self._url("note", order)}]
                      if order is not None and self.has_add_order_note_permission(request) else [])
+        if order is not None and self.has_label_permission(request):
+            note_link.append({"label": "Set or remove a label", "url": self._url("label", order), "id": "label-link"})
         extra_context = {
             **(extra_context or {}),
             "order_actions": self._order_actions(request, order),
@@ -362,6 +382,9 @@ class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
 
     def has_add_order_note_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("orderweb.add_order_note")
+
+    def has_label_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(LABEL_PERMISSION)
 
     # -- add: through the order creation service -----------------------------------------------
 
@@ -412,6 +435,7 @@ class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
             path("<path:object_id>/retry-shipping/", view(self.retry_shipping_view),
                  name="%s_%s_retry_shipping" % info),
             path("<path:object_id>/note/", view(self.note_view), name="%s_%s_note" % info),
+            path("<path:object_id>/label/", view(self.label_view), name="%s_%s_label" % info),
         ] + super().get_urls()
 
     def note_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -441,6 +465,41 @@ class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
             "back_url": self._url("change", order),
         }
         return TemplateResponse(request, "admin/orderweb/order/note_form.html", context)
+
+    def label_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Set or remove an outcome label: a fact learned after the decision, no workflow asked."""
+        order = self._order_or_none(request, object_id)
+        if order is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_label_permission(request):
+            raise PermissionDenied
+        form = LabelForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                if data["action"] == "remove":
+                    change = order_label_remove(order=order, label=data["label"], source=OrderLabel.Source.ADMIN,
+                                                user=request.user, note=data["note"])
+                else:
+                    change = order_label_set(order=order, label=data["label"], source=OrderLabel.Source.ADMIN,
+                                             user=request.user, note=data["note"],
+                                             source_reference=data["source_reference"])
+            except ValidationError as err:
+                form.add_error(None, err)
+            else:
+                self.message_user(request, change.message, messages.SUCCESS if change.changed else messages.INFO)
+                return HttpResponseRedirect(self._url("change", order))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Outcome label of {order.order_id}",
+            "order": order,
+            "orders": [order],
+            "form": form,
+            "current": list(OrderLabel.objects.filter(order=order, removed_at__isnull=True).order_by("created_at")),
+            "back_url": self._url("change", order),
+        }
+        return TemplateResponse(request, "admin/orderweb/order/label_form.html", context)
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         order = self._order_or_none(request, object_id)
@@ -693,7 +752,7 @@ _SHOWN_ONCE = "orderweb.api_key_shown_once"
 class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
-        fields = ["name", "scope_create", "scope_read", "scope_act", "rate_limit_per_minute"]
+        fields = ["name", "scope_create", "scope_read", "scope_act", "scope_label", "rate_limit_per_minute"]
 
     def clean_name(self) -> str:
         return validate_key_name(self.cleaned_data.get("name"))
@@ -727,7 +786,7 @@ class ApiKeyAdmin(MomentsAdmin, admin.ModelAdmin):
 
     form = ApiKeyForm
     list_display = ["name", "prefix", "scope_list", "active", "rate_limit_per_minute", "last_used_at", "created_at"]
-    list_filter = [ApiKeyRevokedFilter, "scope_create", "scope_read", "scope_act"]
+    list_filter = [ApiKeyRevokedFilter, "scope_create", "scope_read", "scope_act", "scope_label"]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "created_at", "created_by", "last_used_at", "revoked_at"]
     actions = ["revoke_selected"]

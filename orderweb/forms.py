@@ -11,7 +11,7 @@ from orderweb.actions import (
     MAX_REASON_LENGTH,
     validate_cancel_reason,
 )
-from orderweb.models import CancelReason, OrderLine
+from orderweb.models import CancelReason, OrderLabel, OrderLine
 from orderweb.services import (
     MAX_ORDER_NOTE_LENGTH,
     NOTE_EMPTY,
@@ -157,3 +157,17 @@ class NoteForm(forms.Form):
         help_text=f"Plain text, at most {MAX_ORDER_NOTE_LENGTH} characters. Every reviewer sees it; it decides nothing.",
         error_messages={"required": NOTE_EMPTY, "max_length": NOTE_TOO_LONG},
     )
+
+
+class LabelForm(forms.Form):
+    """Set or remove an outcome label (the admin's; the review page posts the same fields). The
+    service (``orderweb.labels``) checks them again, with the same messages."""
+
+    label = forms.ChoiceField(choices=OrderLabel.Kind.choices, widget=forms.RadioSelect,
+                              help_text="How the order turned out, learned after the decision.")
+    action = forms.ChoiceField(choices=[("set", "Set it"), ("remove", "Remove it (its history is kept)")],
+                               initial="set", widget=forms.RadioSelect)
+    source_reference = forms.CharField(required=False, max_length=200, label="Reference",
+                                       help_text="Optional: the chargeback case, a ticket.")
+    note = forms.CharField(required=False, max_length=2000,
+                           widget=forms.Textarea(attrs={"rows": 3, "cols": 60, "maxlength": 2000}))

@@ -277,6 +277,9 @@ class OrderEvent(models.Model):
         REVIEW_REASSIGNED = "review_reassigned", "Review reassigned"
         # A person's remark on the order, without a decision: not a state change.
         NOTE_ADDED = "note_added", "Note"
+        # How the order turned out (issue 21): an outcome label set or removed (OrderLabel).
+        LABEL_ADDED = "label_added", "Label set"
+        LABEL_REMOVED = "label_removed", "Label removed"
         # The reconciler: what the workflow could not report itself.
         ATTENTION_FLAGGED = "attention_flagged", "Flagged for staff"
 
@@ -435,6 +438,7 @@ class ApiKey(models.Model):
         CREATE = "create", "Create orders"
         READ = "read", "Read orders"
         ACT = "act", "Cancel orders and change addresses"
+        LABEL = "label", "Set outcome labels"
 
     name = models.CharField(max_length=100, unique=True, help_text="The client's name: the actor in the audit trail.")
     prefix = models.CharField(max_length=16, unique=True, editable=False)
@@ -442,6 +446,7 @@ class ApiKey(models.Model):
     scope_create = models.BooleanField("create orders", default=False)
     scope_read = models.BooleanField("read orders", default=True)
     scope_act = models.BooleanField("cancel and change addresses", default=False)
+    scope_label = models.BooleanField("set outcome labels", default=False)
     # None: the API_RATE_LIMIT_PER_MINUTE setting.
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -551,3 +556,65 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"webhook for event {self.event_id} ({self.status})"
+
+
+# -- How an order turned out, after the decision (issue 21) --------------------------------------
+
+
+class OrderLabel(models.Model):
+    """An outcome learned after the decision: a chargeback, a confirmed fraud, a customer
+    confirmed genuine. Set by staff (the admin, the review page) or another service (the API).
+
+    An order's current labels are its rows with ``removed_at`` null; removing one sets
+    ``removed_at`` and ``removed_by`` and keeps the row, so the order keeps its label history
+    (who, when, from where). A kind is active at most once per order (a partial unique
+    constraint): setting it again while it stands changes nothing. Written through
+    ``orderweb.labels`` (audited on the order's timeline), never directly."""
+
+    class Kind(models.TextChoices):
+        CHARGEBACK = "chargeback", "Chargeback"
+        FRAUD_CONFIRMED = "fraud_confirmed", "Fraud confirmed"
+        GENUINE_CONFIRMED = "genuine_confirmed", "Genuine confirmed"
+
+    class Source(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        REVIEW = "review", "Review UI"
+        API = "api", "API"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="labels")
+    label = models.CharField(max_length=32, choices=Kind.choices)
+    note = models.TextField(blank=True)
+    # The other system's reference: a chargeback's case number, a ticket.
+    source_reference = models.CharField(max_length=200, blank=True)
+    actor = models.CharField(max_length=150)  # who set it: a username or an API client's name
+    source = models.CharField(max_length=16, choices=Source.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            # Labels of one kind set in a date range (the insights, the backtest, the metric).
+            models.Index(fields=["label", "created_at"], name="order_label_kind_time"),
+        ]
+        constraints = [
+            # Also the index of an order's current labels (the order page, the insights' outcomes).
+            models.UniqueConstraint(
+                fields=["order", "label"], condition=Q(removed_at__isnull=True), name="order_label_active_once",
+            ),
+            models.CheckConstraint(condition=Q(label__in=["chargeback", "fraud_confirmed", "genuine_confirmed"]),
+                                   name="order_label_kind_valid"),
+            models.CheckConstraint(condition=Q(source__in=["admin", "review", "api"]), name="order_label_source_valid"),
+            models.CheckConstraint(
+                condition=Q(removed_at__isnull=True, removed_by="") | Q(removed_at__isnull=False) & ~Q(removed_by=""),
+                name="order_label_removal_has_actor",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_label_display()} on {self.order_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.removed_at is None

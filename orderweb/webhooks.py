@@ -71,8 +71,13 @@ def webhook_signature_valid(secret: str, header: str, body: bytes, *, now: Optio
 
 
 # Events other than status changes that are sent too: their delivery row is written with the
-# event, in its transaction (reviews.services.review_task_escalate), so no sweep needs to find them.
-EVENT_TYPES = {OrderEvent.Type.REVIEW_ESCALATED: "review.escalated"}
+# event, in its transaction (reviews.services.review_task_escalate, orderweb.labels), so no sweep
+# needs to find them.
+EVENT_TYPES = {
+    OrderEvent.Type.REVIEW_ESCALATED: "review.escalated",
+    OrderEvent.Type.LABEL_ADDED: "order.labelled",
+    OrderEvent.Type.LABEL_REMOVED: "order.label_removed",
+}
 
 
 def webhook_body(event: OrderEvent) -> dict[str, Any]:
@@ -90,6 +95,10 @@ def webhook_body(event: OrderEvent) -> dict[str, Any]:
     if event.type == OrderEvent.Type.REVIEW_ESCALATED:
         body["review"] = {"waited_seconds": event.details.get("waited_seconds"),
                           "review_due": event.details.get("review_due")}
+    if event.type in (OrderEvent.Type.LABEL_ADDED, OrderEvent.Type.LABEL_REMOVED):
+        body["label"] = {"label": event.details.get("label"), "note": event.details.get("note", ""),
+                         "source_reference": event.details.get("source_reference", ""),
+                         "removed": event.type == OrderEvent.Type.LABEL_REMOVED}
     return body
 
 

@@ -14,7 +14,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from orderweb.models import CancelReason, Order, OrderEvent
+from orderweb.models import CancelReason, Order, OrderEvent, OrderLabel
 from reviews.models import RejectReason, ReviewTask, RiskAssessment, RiskLevel, claims_active_since
 from reviews.risk import risk_reasons_now
 from temporal_app.contracts import POLICY_ACTOR
@@ -469,6 +469,11 @@ class OrderReview:
     risk_reasons: list[dict[str, Any]]  # the assessment's reasons, and what a rule flags since
     linked_orders: list[Order] = field(default_factory=list)  # orders sharing a customer, address or IP
     notes: list[OrderEvent] = field(default_factory=list)  # people's notes, oldest first
+    labels: list[OrderLabel] = field(default_factory=list)  # outcome labels, removed ones too, oldest first
+
+    @property
+    def current_labels(self) -> list[OrderLabel]:
+        return [label for label in self.labels if label.removed_at is None]
 
     @property
     def is_open(self) -> bool:
@@ -554,8 +559,8 @@ def linked_orders(*, order: Order, limit: int = LINKED_ORDERS_LIMIT) -> list[Ord
 
 
 def review_order_detail(*, order_id: str) -> OrderReview:
-    """The order with its risk, its lines, timeline (notes included), review and linked orders,
-    in five queries. Raises Order.DoesNotExist."""
+    """The order with its risk, its lines, timeline (notes included), review, linked orders and
+    outcome labels, in six queries. Raises Order.DoesNotExist."""
     order = Order.objects.select_related("created_by", "risk").get(order_id=order_id)
     lines = list(order.lines.order_by("pk"))
     events = list(order.events.select_related("user").order_by("created_at", "pk"))
@@ -569,7 +574,8 @@ def review_order_detail(*, order_id: str) -> OrderReview:
     risk = getattr(order, "risk", None)
     return OrderReview(order, lines, events, task, history, risk,
                        risk_reasons_now(assessment=risk, address_changes=len(history)),
-                       linked_orders(order=order), [e for e in events if e.type == OrderEvent.Type.NOTE_ADDED])
+                       linked_orders(order=order), [e for e in events if e.type == OrderEvent.Type.NOTE_ADDED],
+                       list(order.labels.order_by("created_at", "pk")))
 
 
 def order_status_summary(*, status: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("orders/<str:order_id>/extend/", views.extend, name="extend"),
     path("orders/<str:order_id>/reassign/", views.reassign, name="reassign"),
     path("orders/<str:order_id>/note/", views.note, name="note"),
+    path("orders/<str:order_id>/labels/", views.label, name="label"),
     path("bulk/", views.bulk, name="bulk"),
     path("bulk/<uuid:batch>/", views.bulk_result, name="bulk_result"),
 ]

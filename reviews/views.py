@@ -25,7 +25,8 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 
-from orderweb.models import Order, OrderEvent
+from orderweb.labels import LABEL_PERMISSION, order_label_remove, order_label_set
+from orderweb.models import Order, OrderEvent, OrderLabel
 from orderweb.services import MAX_ORDER_NOTE_LENGTH, NOTE_ADDED, order_note_add
 from reviews import selectors, services
 from reviews.forms import BulkDecisionForm, DecisionForm, RecentFilterForm
@@ -239,6 +240,8 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
                                                                                   task.first_approval_by)]
                       if is_lead and review.is_open else []),
         "can_note": user.has_perm(NOTE_PERMISSION),
+        "can_label": user.has_perm(LABEL_PERMISSION),
+        "label_kinds": OrderLabel.Kind.choices,
         "note_max": MAX_ORDER_NOTE_LENGTH,
         "approve_form": DecisionForm.fresh("approve"),
         "reject_form": DecisionForm.fresh("reject"),
@@ -401,6 +404,35 @@ def note(request: HttpRequest, order_id: str) -> HttpResponse:
 
     _say(request, add)
     return redirect(_next_url(request, _order_url(order)) + "#notes")
+
+
+@reviewer_required
+@require_POST
+def label(request: HttpRequest, order_id: str) -> HttpResponse:
+    """Set an outcome label (or remove it: ``remove=1``). htmx swaps the Outcome panel in place
+    and announces the answer there; without script, a message and a redirect back to it."""
+    order = _order_or_404(order_id)
+    data = request.POST
+    ok = True
+    try:
+        if data.get("remove") == "1":
+            change = order_label_remove(order=order, label=data.get("label", ""), source=OrderLabel.Source.REVIEW,
+                                        user=request.user, note=data.get("note", ""))
+        else:
+            change = order_label_set(order=order, label=data.get("label", ""), source=OrderLabel.Source.REVIEW,
+                                     user=request.user, note=data.get("note", ""),
+                                     source_reference=data.get("source_reference", ""))
+        message = change.message
+    except ValidationError as err:
+        ok, message = False, " ".join(err.messages)
+    if request.htmx:
+        return render(request, "reviews/_labels.html", {
+            "order": order, "labels": list(order.labels.order_by("created_at", "pk")),
+            "can_label": request.user.has_perm(LABEL_PERMISSION), "label_kinds": OrderLabel.Kind.choices,
+            "label_message": message, "label_ok": ok,
+        })  # 200 either way: htmx swaps only 2xx answers, and the panel says what went wrong
+    (messages.success if ok else messages.error)(request, message)
+    return redirect(_order_url(order) + "#labels")
 
 
 @reviewer_required

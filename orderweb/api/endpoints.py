@@ -22,6 +22,8 @@ from orderweb.api.schemas import (
     ActionOut,
     AddressIn,
     CancelIn,
+    LabelIn,
+    LabelsOut,
     OrderCreatedOut,
     OrderCreateIn,
     OrderOut,
@@ -29,7 +31,7 @@ from orderweb.api.schemas import (
     ProblemOut,
 )
 from orderweb.api.selectors import order_detail, order_for_api, orders_page
-from orderweb.api.services import api_order_create
+from orderweb.api.services import api_order_create, api_order_label
 from orderweb.models import ApiKey, Order, OrderEvent
 from temporal_app.contracts import OrderState
 
@@ -41,7 +43,8 @@ DESCRIPTION = """\
 Create orders, follow them and ask their workflows to cancel or ship elsewhere.
 
 Authenticate with an API key: `Authorization: Bearer <key>` (create one with
-`python manage.py api_key_create NAME --scope create --scope read --scope act`, or in the admin).
+`python manage.py api_key_create NAME --scope create --scope read --scope act --scope label`, or in the
+admin).
 Every error is a JSON object `{code, message, details}`; match on `code`. Amounts are decimal
 strings with a currency, never JSON numbers. See docs/api.md for idempotency and rate limits.
 """
@@ -207,3 +210,27 @@ def order_address_endpoint(request: HttpRequest, order_id: str, body: AddressIn)
     except ValidationError as err:
         raise field_error("body.address", err.messages[0]) from None
     return _action_answer(outcome)
+
+
+@api.post("/orders/{order_id}/labels", auth=ApiKeyAuth("label"), url_name="order_labels", tags=["labels"],
+          response={201: LabelsOut, 200: LabelsOut, **_WRITE_ERRORS},
+          summary="Set or remove an outcome label (chargeback, fraud_confirmed, genuine_confirmed)")
+def order_labels_endpoint(
+    request: HttpRequest,
+    response: HttpResponse,
+    order_id: str,
+    body: LabelIn,
+    idempotency_key: Optional[str] = Header(
+        None, alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$", description=(
+            "1 to 255 printable ASCII characters; a repeat with the same key and request gets the first "
+            "response again.")),
+) -> Any:
+    """201 ``added``; 200 ``already_set`` when the label stands already (nothing changes: a label
+    stands once). With ``"remove": true``, 200 ``removed``, or ``not_set`` when it did not stand.
+    Each change is on the order's timeline (actor: this key's name, source: api) and sends the
+    ``order.labelled`` / ``order.label_removed`` webhook event."""
+    _known_query(request)
+    answer = api_order_label(api_key=request.auth, order_id=order_id, data=body, idempotency_key=idempotency_key)
+    if answer.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return Status(answer.status, answer.body)

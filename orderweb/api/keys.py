@@ -52,13 +52,14 @@ RATE_WINDOW_KEEP = timedelta(hours=1)
 
 NAME_INVALID = "A key's name is 1 to 100 characters, without control characters."
 NAME_TAKEN = "An API key named {name!r} already exists."
-SCOPE_UNKNOWN = "Unknown scope {scope!r}: use create, read or act."
-NO_SCOPE = "Give the key at least one scope (create, read, act)."
+SCOPE_UNKNOWN = "Unknown scope {scope!r}: use create, read, act or label."
+NO_SCOPE = "Give the key at least one scope (create, read, act, label)."
 
 SCOPE_ACTIONS = {
     ApiKey.Scope.CREATE: "create orders",
     ApiKey.Scope.READ: "read orders",
     ApiKey.Scope.ACT: "cancel orders or change their address",
+    ApiKey.Scope.LABEL: "set or remove orders' outcome labels",
 }
 
 
@@ -102,7 +103,8 @@ def api_key_create(
                 row = ApiKey.objects.create(
                     name=name, prefix=prefix, key_hash=key_hash(key),
                     scope_create=ApiKey.Scope.CREATE in chosen, scope_read=ApiKey.Scope.READ in chosen,
-                    scope_act=ApiKey.Scope.ACT in chosen, rate_limit_per_minute=rate_limit_per_minute,
+                    scope_act=ApiKey.Scope.ACT in chosen, scope_label=ApiKey.Scope.LABEL in chosen,
+                    rate_limit_per_minute=rate_limit_per_minute,
                     created_by=created_by if created_by is not None and created_by.is_authenticated else None,
                 )
         except IntegrityError:

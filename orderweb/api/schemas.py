@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Optional
 from ninja import Schema
 from pydantic import ConfigDict, Field, StrictInt, StringConstraints
 
-from orderweb.models import CancelReason
+from orderweb.models import CancelReason, OrderLabel
 from temporal_app.contracts import (
     MAX_ADDRESS_LENGTH,
     MAX_CUSTOMER_LENGTH,
@@ -96,6 +96,20 @@ class CancelIn(Strict):
 
 class AddressIn(Strict):
     address: Address
+
+
+LabelKind = Literal[tuple(OrderLabel.Kind.values)]  # type: ignore[valid-type]
+
+
+class LabelIn(Strict):
+    """Set an outcome label, or remove it with ``remove: true`` (its history is kept)."""
+
+    label: LabelKind = Field(description="How the order turned out.", examples=["chargeback"])
+    note: Annotated[str, StringConstraints(max_length=2000)] = Field(
+        "", description="Anything worth recording (plain text).", examples=["dispute opened by the card issuer"])
+    source_reference: Annotated[str, StringConstraints(max_length=200)] = Field(
+        "", description="The other system's reference: a chargeback case, a ticket.", examples=["CB-2026-0042"])
+    remove: bool = Field(False, description="true: remove the label if it stands (the note says why).")
 
 
 # -- responses --------------------------------------------------------------------------------------
@@ -203,6 +217,26 @@ class OrderPageOut(Schema):
         "Pass as ?cursor= for the orders after this page; also when there are none yet, to follow "
         "changes later. Null only for an empty page."))
     has_more: bool
+
+
+class LabelOut(Schema):
+    label: str
+    note: str
+    source_reference: str
+    actor: str = Field(description="Who set it: a user or an API client's name.")
+    source: str = Field(description="Where from: admin, review or api.")
+    created_at: datetime
+    removed_at: Optional[datetime]
+    removed_by: str
+
+
+class LabelsOut(Schema):
+    order_id: str
+    outcome: Literal["added", "already_set", "removed", "not_set"] = Field(description=(
+        "added (201) / removed: this request changed it; already_set / not_set: it was so already, nothing changed."))
+    message: str
+    labels: list[LabelOut] = Field(description="The order's standing labels.")
+    history: list[LabelOut] = Field(description="Every label the order has had, removed ones included, oldest first.")
 
 
 class ActionOut(Schema):

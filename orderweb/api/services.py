@@ -280,3 +280,90 @@ def api_idempotency_keys_purge(*, older_than: Optional[datetime] = None, batch: 
         deleted += count
         if count < batch:
             return deleted
+
+
+# -- outcome labels (issue 21) ----------------------------------------------------------------------
+
+
+def _values_fingerprint(values: dict[str, Any], secret: Optional[str] = None) -> dict[str, str]:
+    return {name: fingerprint_keyed(hashlib.sha256(json.dumps(value, ensure_ascii=True).encode()).hexdigest()[:32],
+                                    secret=secret)
+            for name, value in values.items()}
+
+
+def _values_differing(values: dict[str, Any], theirs: dict[str, str]) -> list[str]:
+    """As ``_differing``, for a request given as its plain values."""
+    first: Optional[list[str]] = None
+    for secret in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]:
+        mine = _values_fingerprint(values, secret)
+        differing = sorted(name for name in set(mine) | set(theirs) if mine.get(name) != theirs.get(name))
+        if not differing:
+            return []
+        first = differing if first is None else first
+    return first or []
+
+
+def api_order_label(*, api_key: ApiKey, order_id: str, data: Any, idempotency_key: Optional[str] = None) -> CreateAnswer:
+    """Set (201 ``added``, 200 ``already_set``) or remove (200 ``removed``/``not_set``) an outcome
+    label for an API client (``orderweb.labels``). Idempotent by nature (a label stands once), and
+    by ``Idempotency-Key`` as for orders: the same key and request replays the first answer; the
+    same key for another request (another label, another order, an order creation) is 409
+    ``idempotency_key_reused``."""
+    from orderweb.labels import label_clean, order_label_remove, order_label_set
+    from orderweb.models import OrderLabel
+
+    order = Order.objects.filter(order_id=order_id).first()
+    if order is None:
+        raise errors.not_found(order_id)
+    try:
+        label, note, reference = label_clean(label=data.label, note=data.note, source_reference=data.source_reference)
+    except ValidationError as err:
+        field_name = {"note_too_long": "note", "reference_too_long": "source_reference",
+                      "reference_invalid": "source_reference"}.get(err.code, "label")
+        raise field_error(f"body.{field_name}", err.messages[0]) from None
+    values = {"operation": "label", "order_id": order.order_id, "label": label, "note": note,
+              "source_reference": reference, "remove": bool(data.remove)}
+    with transaction.atomic():
+        if idempotency_key is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                               [f"orderweb.api.idempotency:{api_key.pk}:{idempotency_key}"])
+            earlier = ApiIdempotencyKey.objects.filter(api_key=api_key, key=idempotency_key).first()
+            if earlier is not None and earlier.created_at <= idempotency_key_cutoff():
+                earlier.delete()
+                earlier = None
+            if earlier is not None:
+                differing = _values_differing(values, earlier.fingerprint)
+                if differing:
+                    raise ApiError(409, errors.IDEMPOTENCY_KEY_REUSED, errors.IDEMPOTENCY_KEY_REUSED_MESSAGE.format(
+                        key=earlier.key, fields=", ".join(differing)),
+                        {"idempotency_key": earlier.key, "differing_fields": differing})
+                return CreateAnswer(earlier.status_code, earlier.response, replayed=True)
+        source = OrderLabel.Source.API
+        if data.remove:
+            change = order_label_remove(order=order, label=label, source=source, actor=api_key.name, note=note)
+            outcome = "removed" if change.changed else "not_set"
+        else:
+            change = order_label_set(order=order, label=label, source=source, actor=api_key.name, note=note,
+                                     source_reference=reference)
+            outcome = "added" if change.changed else "already_set"
+        status = 201 if outcome == "added" else 200
+        body = labels_body(order, outcome=outcome, message=change.message)
+        if idempotency_key is not None:
+            ApiIdempotencyKey.objects.create(api_key=api_key, key=idempotency_key, fingerprint=_values_fingerprint(values),
+                                             status_code=status, response=body, order=order)
+    return CreateAnswer(status, body)
+
+
+def labels_body(order: Order, *, outcome: str, message: str) -> dict[str, Any]:
+    """The labels answer as JSON holds it (one query: the order's label rows)."""
+    from orderweb.api.schemas import LabelsOut
+
+    rows = list(order.labels.order_by("created_at", "pk"))
+    shown = [{"label": r.label, "note": r.note, "source_reference": r.source_reference, "actor": r.actor,
+              "source": r.source, "created_at": r.created_at, "removed_at": r.removed_at, "removed_by": r.removed_by}
+             for r in rows]
+    return LabelsOut.model_validate({
+        "order_id": order.order_id, "outcome": outcome, "message": message,
+        "labels": [shown[i] for i, r in enumerate(rows) if r.removed_at is None], "history": shown,
+    }).model_dump(mode="json")

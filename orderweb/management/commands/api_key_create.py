@@ -1,4 +1,4 @@
-"""python manage.py api_key_create NAME [--scope create|read|act ...] [--rate-limit N]
+"""python manage.py api_key_create NAME [--scope create|read|act|label ...] [--rate-limit N]
 
 Creates an API key for a client of the HTTP API (docs/api.md) and prints it once: the key
 itself is alone on the last line, so a script can take it with ``| tail -n 1``. Only its hash
@@ -20,7 +20,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("name", help="The client's name (the actor in the audit trail), unique.")
         parser.add_argument("--scope", action="append", choices=ApiKey.Scope.values, dest="scopes",
-                            help="create, read or act; repeat for several (default: read).")
+                            help="create, read, act or label; repeat for several (default: read).")
         parser.add_argument("--rate-limit", type=int, default=None,
                             help="Requests per minute for this key (default: API_RATE_LIMIT_PER_MINUTE).")
 

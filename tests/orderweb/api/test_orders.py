@@ -433,6 +433,7 @@ def test_a_session_is_not_a_key(admin_client):
     (("create",), "get", "/orders/X", "read"),
     (("read", "create"), "post", "/orders/X/cancel", "act"),
     (("read", "create"), "post", "/orders/X/address", "act"),
+    (("read", "create", "act"), "post", "/orders/X/labels", "label"),
 ])
 def test_each_endpoint_needs_its_scope(make_api_client, scopes, method, path, needed):
     client = make_api_client(*scopes)

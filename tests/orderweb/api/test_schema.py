@@ -24,6 +24,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from orderweb.api.keys import api_key_create
+from orderweb.models import Order
 
 EXAMPLES_PER_OPERATION = 100
 
@@ -65,13 +66,29 @@ def a_cursor_the_api_could_have_given(context, query):
     return query
 
 
+LABELLED_ORDER = "SCHEMA-LABELS-1"
+LABELS_PATH = "/api/v1/orders/{order_id}/labels"
+
+
+@schema.hook("map_path_parameters")
+def an_order_to_label(context, path_parameters):
+    """The labels endpoint on an order that exists (the bearer fixture makes it), so valid
+    requests set and remove labels (201, 200) and their answers are checked, not only 404s."""
+    if context.operation is not None and context.operation.path == LABELS_PATH and path_parameters:
+        return {**path_parameters, "order_id": LABELLED_ORDER}
+    return path_parameters
+
+
 @pytest.fixture
 def bearer(db) -> dict[str, str]:
     # As Django's test client does: a request's start and end must not close the test's
     # connection (its transaction holds the test's rows).
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    _, key = api_key_create(name="schemathesis", scopes=["create", "read", "act"], rate_limit_per_minute=100000)
+    _, key = api_key_create(name="schemathesis", scopes=["create", "read", "act", "label"],
+                            rate_limit_per_minute=100000)
+    Order.objects.get_or_create(order_id=LABELLED_ORDER, defaults={"workflow_id": LABELLED_ORDER.lower(),
+                                                                   "address": "1 Schema Street"})
     yield {"Authorization": f"Bearer {key}"}
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
@@ -88,7 +105,7 @@ SEMANTIC_REFUSALS = {"total_mismatch", "validation_failed", "order_conflict", "o
 @schema.parametrize()
 @settings(suppress_health_check=list(HealthCheck), deadline=None)
 def test_api_matches_its_openapi_document(case, bearer):
-    if case.operation.path != "/api/v1/orders":
+    if case.operation.path not in ("/api/v1/orders", LABELS_PATH):
         case.call_and_validate(headers=bearer)
         return
     response = case.call_and_validate(headers=bearer, excluded_checks=[positive_data_acceptance])
