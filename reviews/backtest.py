@@ -27,28 +27,23 @@ from typing import Any, Iterable, Optional
 from django.db import connection, transaction
 from django.utils import timezone
 
-from orderweb.models import CancelReason, Order
+from orderweb.models import CancelReason, Order, OrderLabel
 from reviews.models import RiskAssessment, RiskAuditEvent, RiskBacktest, RiskPolicy
 from reviews.risk import RULES, RULE_LABELS, RiskFacts, RiskThresholds
 from reviews.risk_services import _audit, _require_lead, active_policy, policy_fingerprint, policy_rules
 
 MAX_ORDERS = 100_000
 DEFAULT_DAYS = 30
-BAD_LABELS = ("chargeback", "fraud_confirmed")
+BAD_LABELS = (OrderLabel.Kind.CHARGEBACK.value, OrderLabel.Kind.FRAUD_CONFIRMED.value)
 RANGE_INVALID = "The range must end after it starts."
 
 
 def _bad_sql() -> str:
-    """When an order counts as bad: an active chargeback or fraud label, or rejected (cancelled)
-    as suspected fraud."""
-    fraud = f"o.cancel_reason_code = '{CancelReason.SUSPECTED_FRAUD.value}'"
-    try:
-        from orderweb.models import OrderLabel  # noqa: F401  (issue 21's outcome labels)
-    except ImportError:
-        return fraud
+    """When an order counts as bad: an active chargeback or fraud label (by the labels' unique
+    index on (order, label) of the live ones), or rejected or cancelled as suspected fraud."""
     labels = ", ".join(f"'{label}'" for label in BAD_LABELS)
-    return (f"({fraud} OR EXISTS (SELECT 1 FROM {OrderLabel._meta.db_table} l WHERE l.order_id = o.id "
-            f"AND l.removed_at IS NULL AND l.label IN ({labels})))")
+    return (f"(o.cancel_reason_code = '{CancelReason.SUSPECTED_FRAUD.value}' OR EXISTS (SELECT 1 FROM "
+            f"{OrderLabel._meta.db_table} l WHERE l.order_id = o.id AND l.removed_at IS NULL AND l.label IN ({labels})))")
 
 
 _RANGE_SQL = """

@@ -2,7 +2,7 @@
 their audit; each assessment records its policy and facts. The first policy (version 1, active) is
 seeded from the RISK_* settings in force when this runs, with the points the rules had in code,
 so nothing scores differently after the upgrade. (The assessments' time index is built
-concurrently by 0012: that table holds one row per order.)"""
+concurrently by 0013: that table holds one row per order.)"""
 
 import django.db.models.deletion
 from django.conf import settings
@@ -58,8 +58,8 @@ def grant_leads(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orderweb', '0013_api_fingerprints_keyed_and_idempotency_expiry'),
-        ('reviews', '0010_review_team'),
+        ('orderweb', '0014_order_labels'),
+        ('reviews', '0011_review_lead_labels'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("reviews", "0011_risk_policy_lists_backtests"),
+        ("reviews", "0012_risk_policy_lists_backtests"),
     ]
 
     operations = [
