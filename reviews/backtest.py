@@ -47,7 +47,7 @@ def _bad_sql() -> str:
 
 
 _RANGE_SQL = """
-SELECT a.facts, {bad} AS bad, o.order_id
+SELECT a.facts::json, {bad} AS bad, o.order_id
   FROM {assessments} a JOIN {orders} o ON o.id = a.order_id
  WHERE a.created_at >= %(since)s AND a.created_at < %(until)s
  ORDER BY a.created_at DESC
@@ -170,6 +170,7 @@ def risk_backtest_run(*, policy: RiskPolicy, user=None, actor: str = "", since: 
     itself (``actor``)."""
     if user is not None:
         _require_lead(user)
+    policy = RiskPolicy.objects.get(pk=policy.pk)  # as it is now: the fingerprint says what was scored
     current = active_policy()
     active_rules = policy_rules(current) if current is not None else RiskThresholds.from_settings()
     result = backtest_compute(policy=policy_rules(policy), active=active_rules, since=since, until=until, limit=limit)
