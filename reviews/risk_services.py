@@ -25,6 +25,7 @@ from orderweb.models import Order
 from reviews.lists import list_key, list_key_error
 from reviews.models import RiskAuditEvent, RiskBacktest, RiskListEntry, RiskPolicy
 from reviews.risk import POINTS, RULE_LABELS, RiskThresholds
+from temporal_app.contracts import normalise_address
 
 LEAD_PERMISSION = "reviews.lead_review"
 BACKTEST_FRESH = timedelta(hours=24)
@@ -116,6 +117,8 @@ def risk_list_entry_add(
     key = list_key(field, value)
     if field == "ip":
         value = key
+    elif field == "address":
+        value = normalise_address(value)  # as orders store it
     field_label = RiskListEntry.Field(field).label.lower()
     with transaction.atomic():
         # An entry that expired still holds its place in the unique index: it is removed first.
