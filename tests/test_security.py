@@ -32,7 +32,7 @@ from orderweb.models import (
     ApiIdempotencyKey, ApiKey, ApiOrderRequest, CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, OrderLine,
     Payment, Shipment,
 )
-from reviews.models import ReviewTask
+from reviews.models import ReviewTask, RiskBacktest, RiskListEntry, RiskPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,6 +140,9 @@ def test_production_settings_values():
 ROLES = ["anonymous", "ordinary", "reviewer", "staff_reviewer", "staff_no_perms", "staff_orders", "superuser"]
 # Who may use the review UI, and who may sign in to the admin at all.
 REVIEWERS = {"reviewer", "staff_reviewer", "superuser"}
+# The review leads' pages (issue 21: the allow/block lists, the risk policy): among the roles
+# here only the superuser has ``reviews.lead_review``; the other reviewers get 403.
+LEAD_ONLY = re.compile(r"^reviews:(risk_|order_list_add$)")
 STAFF = {"staff_reviewer", "staff_no_perms", "staff_orders", "superuser"}
 
 
@@ -196,6 +199,7 @@ def world(db) -> dict[str, object]:
     CarrierLedgerEntry.objects.create(idempotency_key="order:SEC-1:dispatch", order_ref="SEC-1",
                                       address=order.address, tracking_number="TRKSEC")
     api_key_create(name="sec-client", scopes=["create", "read", "act"])
+    _risk_rows()
     return {"order": order}
 
 
@@ -263,9 +267,26 @@ def fill(name: str, params: tuple[str, ...], world: dict[str, object], people: d
             values[param] = people["ordinary"].pk
         elif param == "batch":  # a bulk decision's answers (kept in the session of who made it)
             values[param] = uuid.uuid4()
+        elif param == "entry_id":  # an allow/block list entry
+            values[param] = _risk_rows()[0].pk
+        elif param == "version":  # a risk policy's
+            values[param] = _risk_rows()[1].version
+        elif param == "pk" and name.startswith("reviews:risk_backtest"):
+            values[param] = _risk_rows()[2].pk
         else:
             raise AssertionError(f"{name}: the security matrix has no value for URL parameter {param!r}")
     return reverse(name, kwargs=values)
+
+
+def _risk_rows() -> tuple[RiskListEntry, RiskPolicy, RiskBacktest]:
+    """A list entry, a policy and a backtest of it, for the URLs that name one."""
+    policy = RiskPolicy.objects.order_by("version").first() or RiskPolicy.objects.create(version=1)
+    entry = RiskListEntry.objects.first() or RiskListEntry.objects.create(
+        kind="block", field="email", value="x@example.com", value_key="x@example.com", reason="test",
+        created_by_name="sec")
+    backtest = RiskBacktest.objects.first() or RiskBacktest.objects.create(
+        policy=policy, since=timezone.now(), until=timezone.now(), actor="sec", fingerprint="x")
+    return entry, policy, backtest
 
 
 PUBLIC = {"login", "logout", "admin:login", "admin:logout", ""}
@@ -320,6 +341,8 @@ def test_every_url_answers_each_role_as_its_permissions_say(role, people, world)
         elif namespace == "reviews:":
             if role == "anonymous":
                 ok = _is_login_redirect(response, reverse("login"))
+            elif LEAD_ONLY.match(name) and role != "superuser":
+                ok = code == 403
             elif role in REVIEWERS:
                 ok = code in (200, 405)  # 405: an action URL answers GET with "POST only"
             else:
@@ -345,6 +368,9 @@ def _snapshot() -> tuple:
         list(ApiKey.objects.order_by("pk").values_list("name", "scope_create", "scope_read", "scope_act",
                                                        "revoked_at", "key_hash")),
         ApiOrderRequest.objects.count(), ApiIdempotencyKey.objects.count(),
+        list(RiskListEntry.objects.order_by("pk").values_list("kind", "value_key", "removed_at")),
+        list(RiskPolicy.objects.order_by("pk").values_list("version", "status", "points", "thresholds")),
+        RiskBacktest.objects.count(),
     )
 
 
@@ -371,7 +397,7 @@ def _denied(role: str, namespace: str, name: str, people: dict) -> bool:
     if namespace == API:
         return name not in API_PUBLIC  # a session is not an API key
     if namespace == "reviews:":
-        return role not in REVIEWERS
+        return role not in REVIEWERS or bool(LEAD_ONLY.match(name))  # no role here but the superuser leads
     if namespace == "admin:" and name not in PUBLIC:
         if role not in STAFF:
             return True

@@ -138,7 +138,8 @@ def test_query_count_does_not_grow_with_rows(reviewer, url):
 
 def test_order_page_query_count_does_not_grow_with_events_or_history(reviewer):
     """session, user, 2 permissions, order (with its risk), lines, events, review task, the
-    customer's other orders, the previous and the next order of the queue: 11."""
+    customer's other orders, the previous and the next order of the queue: 11; and its outcome
+    labels since issue 21 (merged from h21a, which pinned the lead's page only): 12."""
     order = make_waiting_order(email="ada@example.com", risk=(40, "medium", [reason("first_order", 15, "First order")]))
     client = client_for(reviewer)
     url = reverse("reviews:order", args=[order.order_id])
@@ -151,7 +152,7 @@ def test_order_page_query_count_does_not_grow_with_events_or_history(reviewer):
         make_waiting_order(email="ADA@example.com")
     many_response = client.get(url)
     assert "new 19" in many_response.content.decode()  # the address history shows the changes
-    assert _queue_queries(client, url) == few == 11
+    assert _queue_queries(client, url) == few == 12
 
 
 def test_deadline_levels_and_texts():
