@@ -157,3 +157,29 @@ def test_the_risk_pages_cost_a_fixed_number_of_queries(boss):
     many = [_count(client, url) for url in urls()]
     assert few == many == [6, 6, 6, 9, 5], (few, many)
     assert draft.version == 11
+
+
+@pytest.mark.django_db
+def test_staff_leads_manage_the_lists_in_the_admin_and_others_cannot():
+    from django.contrib.auth.models import Permission
+
+    boss = lead("staff-lead")
+    boss.is_staff = True
+    boss.save()
+    boss.user_permissions.add(*Permission.objects.filter(codename__in=["add_risklistentry", "change_risklistentry",
+                                                                       "view_risklistentry"]))
+    client = client_for(type(boss).objects.get(pk=boss.pk))
+    response = client.post(reverse("admin:reviews_risklistentry_add"), {
+        "kind": "block", "field": "email", "value": "Fraud@Example.com", "reason": "chargeback", "expires_at_0": "",
+        "expires_at_1": ""})
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    entry = RiskListEntry.objects.get()
+    assert (entry.value_key, entry.created_by_name) == ("fraud@example.com", "staff-lead")
+    assert RiskAuditEvent.objects.get().source == "admin"
+    client.post(reverse("admin:reviews_risklistentry_changelist"),
+                {"action": "remove_from_list", "_selected_action": [entry.pk]})
+    assert RiskListEntry.objects.get().removed_by_name == "staff-lead"
+    # Staff who may add entries but do not lead the team: no add page.
+    other = make_user("staff-only", staff=True)
+    other.user_permissions.add(*Permission.objects.filter(codename__in=["add_risklistentry", "view_risklistentry"]))
+    assert client_for(other).get(reverse("admin:reviews_risklistentry_add")).status_code == 403
