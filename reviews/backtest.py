@@ -49,9 +49,14 @@ def _bad_sql() -> str:
 _RANGE_SQL = """
 SELECT a.facts::json, {bad} AS bad, o.order_id
   FROM {assessments} a JOIN {orders} o ON o.id = a.order_id
- WHERE a.created_at >= %(since)s AND a.created_at < %(until)s
- ORDER BY a.created_at DESC
- LIMIT %(limit)s
+ WHERE a.created_at >= %(since)s AND a.created_at < %(until)s {latest}
+"""
+# The latest ``limit`` of a range that holds more: the cut-off time first (the time index alone),
+# so that the range's statement needs no sort of its wide rows.
+_CUTOFF_SQL = """
+SELECT created_at FROM {assessments}
+ WHERE created_at >= %(since)s AND created_at < %(until)s
+ ORDER BY created_at DESC OFFSET %(limit)s LIMIT 1
 """
 
 
@@ -63,40 +68,54 @@ class _Tally:
     decisive_bad: int = 0
 
 
-def _review_and_reasons(facts: RiskFacts, t: RiskThresholds) -> tuple[bool, list[tuple[str, int]]]:
-    """Whether the policy sends the order to a person, and its (rule, points): the live
-    assessment's rules and review rule (``risk_evaluate``, ``review_pass_text``) without the
-    sentences, which a backtest does not show."""
-    found = []
-    for rule in RULES:
-        reason = rule(facts, t)
-        if reason is not None and (reason.points > 0 or reason.rule == "allow_list"):
-            found.append((reason.rule, reason.points))
-    return _would_review(found, t), found
+_NAMED_RULES = tuple((rule.__name__.removeprefix("rule_"), rule) for rule in RULES)
 
 
-def _would_review(found: list[tuple[str, int]], t: RiskThresholds, without: str = "") -> bool:
-    rules = {rule for rule, _ in found if rule != without}
-    if "block_list" in rules:
-        return True
-    if "allow_list" in rules:
-        return False
-    return min(100, sum(points for rule, points in found if rule != without)) >= t.review_threshold
+def _matched(facts: RiskFacts, t: RiskThresholds) -> list[tuple[str, int]]:
+    """The (rule, points) the policy finds in the facts: the live assessment's rules and their
+    filter (``risk_evaluate``), without the sentences, which a backtest does not show."""
+    points = t.points
+    return [(name, points[name]) for name, rule in _NAMED_RULES
+            if (points[name] > 0 or name == "allow_list") and rule(facts, t, False) is not None]
+
+
+def _review_decisive(found: list[tuple[str, int]], t: RiskThresholds) -> tuple[bool, tuple[str, ...]]:
+    """Whether the policy sends the order to a person (as ``review_pass_text``: blocked, never
+    when allowed only, else the score against the review threshold), and the rules that alone
+    send it: without any one of them it would go through."""
+    names = [name for name, _ in found]
+    if "block_list" in names:
+        others = [(n, p) for n, p in found if n != "block_list"]
+        alone = not ("allow_list" not in names and min(100, sum(p for _, p in others)) >= t.review_threshold)
+        return True, ("block_list",) if alone else ()
+    if "allow_list" in names:
+        return False, ()
+    total = sum(points for _, points in found)
+    threshold = t.review_threshold
+    if min(100, total) < threshold:
+        return False, ()
+    return True, tuple(name for name, points in found if min(100, total - points) < threshold)
 
 
 def backtest_compute(*, policy: RiskThresholds, active: RiskThresholds, since: datetime, until: datetime,
                      limit: int = MAX_ORDERS, rows: Optional[Iterable] = None) -> dict[str, Any]:
     """The figures (a JSON-able dict) of ``policy`` against ``active`` over the range."""
     started = time.perf_counter()
+    truncated = False
     if rows is None:
+        table = RiskAssessment._meta.db_table
         with connection.cursor() as cursor:
-            cursor.execute(_RANGE_SQL.format(bad=_bad_sql(), assessments=RiskAssessment._meta.db_table,
-                                             orders=Order._meta.db_table),
-                           {"since": since, "until": until, "limit": limit + 1})
+            params = {"since": since, "until": until, "limit": limit}
+            cursor.execute(_CUTOFF_SQL.format(assessments=table), params)
+            cutoff = cursor.fetchone()
+            truncated = cutoff is not None
+            latest = "AND a.created_at > %(cutoff)s" if truncated else ""
+            cursor.execute(_RANGE_SQL.format(bad=_bad_sql(), assessments=table, orders=Order._meta.db_table,
+                                             latest=latest), {**params, "cutoff": cutoff[0] if cutoff else None})
             rows = cursor.fetchall()
+    else:
+        truncated, rows = len(rows) > limit, rows[:limit]
     read = time.perf_counter()
-    truncated = len(rows) > limit
-    rows = rows[:limit]
     tallies = {rule: _Tally() for rule in RULE_LABELS}
     active_tallies = {rule: _Tally() for rule in RULE_LABELS}
     figures = dict(orders=0, unscored=0, bad=0, would_review=0, would_review_active=0, caught=0, missed=0,
@@ -109,8 +128,9 @@ def backtest_compute(*, policy: RiskThresholds, active: RiskThresholds, since: d
             continue
         facts = RiskFacts.from_record(record)
         figures["orders"] += 1
-        review, found = _review_and_reasons(facts, policy)
-        review_active, found_active = _review_and_reasons(facts, active)
+        found, found_active = _matched(facts, policy), _matched(facts, active)
+        review, decisive = _review_decisive(found, policy)
+        review_active, decisive_active = _review_decisive(found_active, active)
         figures["would_review"] += review
         figures["would_review_active"] += review_active
         figures["newly_reviewed"] += review and not review_active
@@ -123,14 +143,17 @@ def backtest_compute(*, policy: RiskThresholds, active: RiskThresholds, since: d
                 missed_ids.append(order_id)
             if len(caught_ids) < 50 and review and not review_active:
                 caught_ids.append(order_id)
-        for found_here, review_here, table in ((found, review, tallies), (found_active, review_active, active_tallies)):
-            for rule, _ in found_here:
-                tally = table[rule]
-                tally.matched += 1
-                tally.matched_bad += bool(bad)
-                if review_here and not _would_review(found_here, policy if table is tallies else active, rule):
-                    tally.decisive += 1
-                    tally.decisive_bad += bool(bad)
+        for rule, _ in found:
+            tally = tallies[rule]
+            tally.matched += 1
+            tally.matched_bad += bad
+        for rule in decisive:
+            tallies[rule].decisive += 1
+            tallies[rule].decisive_bad += bad
+        for rule, _ in found_active:
+            active_tallies[rule].matched += 1
+        for rule in decisive_active:
+            active_tallies[rule].decisive += 1
     orders = figures["orders"]
     figures["review_change"] = figures["would_review"] - figures["would_review_active"]
     figures["review_share"] = round(figures["would_review"] / orders, 4) if orders else 0.0

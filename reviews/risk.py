@@ -258,7 +258,9 @@ class RiskFacts:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "RiskFacts":
         """Facts an assessment recorded (keys this version does not know are ignored)."""
-        values = {name: record[name] for name in _FACT_FIELDS if name in record}
+        values = dict(record)
+        if not values.keys() <= _FACT_FIELDS:
+            values = {name: value for name, value in values.items() if name in _FACT_FIELDS}
         for name in cls._DECIMALS:
             if values.get(name) is not None:
                 values[name] = Decimal(values[name])
@@ -284,6 +286,11 @@ class RiskResult:
 _FACT_FIELDS = frozenset(f.name for f in fields(RiskFacts)) - set(RiskFacts.UNRECORDED)
 
 
+# What a rule answers when asked only whether it matches (``explain=False``: the backtest scores
+# 100,000 orders twice and needs no sentences). Its points are the policy's for that rule.
+MATCHED = RiskReason("", 0, "")
+
+
 def _money(value: Any) -> str:
     return f"{Decimal(value).quantize(Decimal('0.01'))}"
 
@@ -291,27 +298,33 @@ def _money(value: Any) -> str:
 # -- the rules: each (facts, thresholds) -> RiskReason | None ---------------------------------------
 
 
-def rule_unknown_customer(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def rule_unknown_customer(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     if facts.customer:
         return None
+    if not explain:
+        return MATCHED
     return RiskReason("unknown_customer", t.points["unknown_customer"],
                       "No customer name or email came with the order: nothing to compare it with.")
 
 
-def rule_first_order(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def rule_first_order(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     if not facts.customer or facts.customer_orders:
         return None
+    if not explain:
+        return MATCHED
     return RiskReason("first_order", t.points["first_order"], f"First order from {facts.customer}.",
                       {"earlier_orders": 0})
 
 
-def rule_amount_over_usual(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def rule_amount_over_usual(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     median = facts.customer_median
     if facts.customer_orders_in_currency < t.usual_min_orders or not median or median <= 0:
         return None
     ratio = facts.amount / median
     if ratio < Decimal(str(t.amount_vs_usual_factor)):
         return None
+    if not explain:
+        return MATCHED
     return RiskReason(
         "amount_over_usual", t.points["amount_over_usual"],
         f"{_money(facts.amount)} {facts.currency} is {ratio:.1f}× this customer's usual {_money(median)} "
@@ -322,11 +335,13 @@ def rule_amount_over_usual(facts: RiskFacts, t: RiskThresholds) -> Optional[Risk
     )
 
 
-def rule_amount_over_shop(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def rule_amount_over_shop(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     limit = facts.shop_percentile
     if limit is None or facts.shop_sample < t.shop_min_sample or facts.amount <= limit:
         return None
     percentile = f"{t.shop_percentile * 100:g}th percentile"
+    if not explain:
+        return MATCHED
     return RiskReason(
         "amount_over_shop", t.points["amount_over_shop"],
         f"{_money(facts.amount)} {facts.currency} is above the shop's {percentile} of {_money(limit)} "
@@ -336,10 +351,12 @@ def rule_amount_over_shop(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskR
     )
 
 
-def rule_address_velocity(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def rule_address_velocity(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     total = facts.address_recent + 1
     if total < t.orders_per_address:
         return None
+    if not explain:
+        return MATCHED
     return RiskReason(
         "address_velocity", t.points["address_velocity"],
         f"{total} orders to this address within {t.window_hours:g} h (flagged from {t.orders_per_address}).",
@@ -347,10 +364,12 @@ def rule_address_velocity(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskR
     )
 
 
-def rule_customer_velocity(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def rule_customer_velocity(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     total = facts.customer_recent + 1
     if not facts.customer or total < t.orders_per_customer:
         return None
+    if not explain:
+        return MATCHED
     return RiskReason(
         "customer_velocity", t.points["customer_velocity"],
         f"{total} orders from {facts.customer} within {t.window_hours:g} h (flagged from {t.orders_per_customer}).",
@@ -358,20 +377,24 @@ def rule_customer_velocity(facts: RiskFacts, t: RiskThresholds) -> Optional[Risk
     )
 
 
-def rule_address_changed(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def rule_address_changed(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     if not facts.address_changes:
         return None
     times = "once" if facts.address_changes == 1 else f"{facts.address_changes} times"
+    if not explain:
+        return MATCHED
     return RiskReason("address_changed", t.points["address_changed"],
                       f"The shipping address changed {times} after the order was placed.",
                       {"changes": facts.address_changes})
 
 
-def rule_country_mismatch(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def rule_country_mismatch(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     shipping = facts.shipping_country if facts.shipping_country is not None else address_country(facts.address)
     billing = facts.billing_country if facts.billing_country is not None else address_country(facts.billing_address)
     if not shipping or not billing or shipping == billing:
         return None
+    if not explain:
+        return MATCHED
     return RiskReason("country_mismatch", t.points["country_mismatch"],
                       f"Ships to {shipping}, billed in {billing}.", {"shipping": shipping, "billing": billing})
 
@@ -381,25 +404,31 @@ def _found(pattern: re.Pattern, text: str) -> str:
     return match.group(0) if match else ""
 
 
-def rule_po_box(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def rule_po_box(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     found = facts.po_box if facts.po_box is not None else _found(PO_BOX, facts.address)
     if not found:
         return None
+    if not explain:
+        return MATCHED
     return RiskReason("po_box", t.points["po_box"], f"Ships to a PO box or locker (“{found}”).", {"match": found})
 
 
-def rule_forwarding_service(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def rule_forwarding_service(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     found = (facts.forwarding_service if facts.forwarding_service is not None
              else _found(FORWARDING_SERVICE, facts.address))
     if not found:
         return None
+    if not explain:
+        return MATCHED
     return RiskReason("forwarding_service", t.points["forwarding_service"],
                       f"Ships to a parcel-forwarding service (“{found}”).", {"match": found})
 
 
-def rule_quantity_spike(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def rule_quantity_spike(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     if facts.max_quantity < t.quantity_spike:
         return None
+    if not explain:
+        return MATCHED
     return RiskReason(
         "quantity_spike", t.points["quantity_spike"],
         f"{facts.max_quantity} units of {facts.max_quantity_sku} in one order (flagged from {t.quantity_spike}).",
@@ -420,21 +449,23 @@ def list_entry_text(entry: Mapping[str, Any]) -> str:
     return text
 
 
-def _rule_list(kind: str, facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
+def _rule_list(kind: str, facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
     entries = [entry for entry in facts.lists if entry["kind"] == kind]
     if not entries:
         return None
     rule = f"{kind}_list"
+    if not explain:
+        return MATCHED
     return RiskReason(rule, t.points[rule], f"On the {kind} list: " + "; ".join(map(list_entry_text, entries)) + ".",
                       {"entries": [{"entry": e["entry"], "field": e["field"], "value": e["value"]} for e in entries]})
 
 
-def rule_block_list(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
-    return _rule_list("block", facts, t)
+def rule_block_list(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
+    return _rule_list("block", facts, t, explain)
 
 
-def rule_allow_list(facts: RiskFacts, t: RiskThresholds) -> Optional[RiskReason]:
-    return _rule_list("allow", facts, t)
+def rule_allow_list(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
+    return _rule_list("allow", facts, t, explain)
 
 
 RULES: tuple[Callable[[RiskFacts, RiskThresholds], Optional[RiskReason]], ...] = (

@@ -195,3 +195,15 @@ def test_the_command_prints_one_json_object_last_and_writes_csv(tmp_path):
     assert backtest_csv(RiskBacktest.objects.get()).splitlines() == csv_text.splitlines()
     with pytest.raises(Exception, match="no risk policy v9"):
         call_command("risk_backtest", "--policy", "9", stdout=io.StringIO())
+
+
+def test_a_range_larger_than_the_limit_scores_its_latest_orders():
+    first_policy()
+    _fixture()
+    now = timezone.now()
+    from reviews.backtest import backtest_compute
+
+    rules = RiskThresholds()
+    result = backtest_compute(policy=rules, active=rules, since=now - timedelta(days=30), until=now, limit=3)
+    # The latest three of the range: A (1 day), B (2), C (3).
+    assert (result["orders"], result["truncated"], result["bad"], result["missed"]) == (3, True, 2, 1)
