@@ -161,6 +161,14 @@ def _policy_or_404(version: int) -> RiskPolicy:
     return policy
 
 
+def _differs(a, b) -> bool:
+    """24 and 24.0 are the same threshold."""
+    try:
+        return float(a) != float(b)
+    except (TypeError, ValueError):
+        return str(a) != str(b)
+
+
 def _policy_rows(policy: RiskPolicy, data=None, errors=None) -> tuple[list, list]:
     points_fields, threshold_fields = policy_form_fields()
     errors = errors or {}
@@ -169,7 +177,7 @@ def _policy_rows(policy: RiskPolicy, data=None, errors=None) -> tuple[list, list
     def row(name: str, label: str, stored, active_value):
         value = data.get(name, stored) if data is not None else stored
         return {"name": name, "label": label, "value": value, "errors": errors.get(name, []),
-                "active": active_value, "changed": active is not None and str(active_value) != str(stored)}
+                "active": active_value, "changed": active is not None and _differs(active_value, stored)}
 
     points = [row(name, label, policy.points.get(name[7:], ""), active.points.get(name[7:], "") if active else "")
               for name, label in points_fields]
