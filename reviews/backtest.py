@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Optional
 
+import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -47,7 +48,7 @@ def _bad_sql() -> str:
 
 
 _RANGE_SQL = """
-SELECT a.facts::json, {bad} AS bad, o.order_id
+SELECT a.facts::text, {bad} AS bad, o.order_id
   FROM {assessments} a JOIN {orders} o ON o.id = a.order_id
  WHERE a.created_at >= %(since)s AND a.created_at < %(until)s {latest}
 """
@@ -71,12 +72,17 @@ class _Tally:
 _NAMED_RULES = tuple((rule.__name__.removeprefix("rule_"), rule) for rule in RULES)
 
 
-def _matched(facts: RiskFacts, t: RiskThresholds) -> list[tuple[str, int]]:
-    """The (rule, points) the policy finds in the facts: the live assessment's rules and their
-    filter (``risk_evaluate``), without the sentences, which a backtest does not show."""
-    points = t.points
-    return [(name, points[name]) for name, rule in _NAMED_RULES
-            if (points[name] > 0 or name == "allow_list") and rule(facts, t, False) is not None]
+def _weighed(t: RiskThresholds) -> list[tuple[str, Any, int]]:
+    """The rules a policy weighs (``risk_evaluate`` leaves out a rule at 0 points, but not the
+    allow list), with their points."""
+    return [(name, rule, t.points[name]) for name, rule in _NAMED_RULES
+            if t.points[name] > 0 or name == "allow_list"]
+
+
+def _matched(facts: RiskFacts, t: RiskThresholds, weighed: list[tuple[str, Any, int]]) -> list[tuple[str, int]]:
+    """The (rule, points) the policy finds in the facts: the live assessment's rules, without
+    the sentences, which a backtest does not show."""
+    return [(name, points) for name, rule, points in weighed if rule(facts, t, False) is not None]
 
 
 def _review_decisive(found: list[tuple[str, int]], t: RiskThresholds) -> tuple[bool, tuple[str, ...]]:
@@ -104,7 +110,9 @@ def backtest_compute(*, policy: RiskThresholds, active: RiskThresholds, since: d
     truncated = False
     if rows is None:
         table = RiskAssessment._meta.db_table
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # JIT compiling this one statement took a second of the 2.5 s it ran at 100,000 orders.
+            cursor.execute("SET LOCAL jit = off")
             params = {"since": since, "until": until, "limit": limit}
             cursor.execute(_CUTOFF_SQL.format(assessments=table), params)
             cutoff = cursor.fetchone()
@@ -112,7 +120,7 @@ def backtest_compute(*, policy: RiskThresholds, active: RiskThresholds, since: d
             latest = "AND a.created_at > %(cutoff)s" if truncated else ""
             cursor.execute(_RANGE_SQL.format(bad=_bad_sql(), assessments=table, orders=Order._meta.db_table,
                                              latest=latest), {**params, "cutoff": cutoff[0] if cutoff else None})
-            rows = cursor.fetchall()
+            rows = [(orjson.loads(facts), bad, order_id) for facts, bad, order_id in cursor.fetchall()]
     else:
         truncated, rows = len(rows) > limit, rows[:limit]
     read = time.perf_counter()
@@ -120,6 +128,7 @@ def backtest_compute(*, policy: RiskThresholds, active: RiskThresholds, since: d
     active_tallies = {rule: _Tally() for rule in RULE_LABELS}
     figures = dict(orders=0, unscored=0, bad=0, would_review=0, would_review_active=0, caught=0, missed=0,
                    caught_active=0, missed_active=0, newly_reviewed=0, no_longer_reviewed=0)
+    weighed, weighed_active = _weighed(policy), _weighed(active)
     caught_ids: list[str] = []
     missed_ids: list[str] = []
     for record, bad, order_id in rows:
@@ -128,7 +137,7 @@ def backtest_compute(*, policy: RiskThresholds, active: RiskThresholds, since: d
             continue
         facts = RiskFacts.from_record(record)
         figures["orders"] += 1
-        found, found_active = _matched(facts, policy), _matched(facts, active)
+        found, found_active = _matched(facts, policy, weighed), _matched(facts, active, weighed_active)
         review, decisive = _review_decisive(found, policy)
         review_active, decisive_active = _review_decisive(found_active, active)
         figures["would_review"] += review
