@@ -207,3 +207,26 @@ def test_a_range_larger_than_the_limit_scores_its_latest_orders():
     result = backtest_compute(policy=rules, active=rules, since=now - timedelta(days=30), until=now, limit=3)
     # The latest three of the range: A (1 day), B (2), C (3).
     assert (result["orders"], result["truncated"], result["bad"], result["missed"]) == (3, True, 2, 1)
+
+
+@pytest.mark.django_db(transaction=False)
+def test_the_backtest_scores_as_the_live_assessment_does():
+    """The backtest asks each rule only whether it matches (explain=False): over varied facts and
+    two policies, its review answer and its rules are the live assessment's."""
+    import random
+
+    from devtools.management.commands.bench_backtest import bench_facts
+    from reviews.backtest import _matched, _review_decisive, _weighed
+    from reviews.risk import review_pass_text, risk_evaluate
+
+    rng = random.Random(7)
+    policies = [RiskThresholds(), RiskThresholds(review_threshold=20, points={**RiskThresholds().points, "po_box": 0,
+                                                                              "quantity_spike": 40})]
+    for i in range(3000):
+        facts = RiskFacts.from_record(bench_facts(i, rng))
+        for t in policies:
+            live = risk_evaluate(facts, t)
+            found = _matched(facts, t, _weighed(t))
+            review, _ = _review_decisive(found, t)
+            assert sorted(found) == sorted((r.rule, r.points) for r in live.reasons), i
+            assert review == (review_pass_text(live, t) == ""), i
