@@ -28,7 +28,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from devtools.management.commands.bench_review_queue import Command as QueueBench
