@@ -111,6 +111,8 @@ class Order(TimeStampedModel):
                 ("address", "order_address_upper_time"), ("billing_address", "order_billing_upper_time"))],
             # An order's linked orders from the same client address (the review page).
             models.Index(F("client_ip"), F("created_at"), name="order_client_ip_time"),
+            # The shop's latest amounts in one currency (the risk rules' percentile, issue 19).
+            models.Index(fields=["currency", "created_at"], name="order_currency_time"),
         ]
         constraints = [
             # Order ids are unique regardless of case: ORDER-1 and order-1 would run as one

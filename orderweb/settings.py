@@ -309,7 +309,8 @@ if ORDER_START_SWEEP_BATCH < 1:
     raise ImproperlyConfigured("ORDER_START_SWEEP_BATCH must be at least 1.")
 
 # -- Risk assessment and review policy (reviews/risk.py; docs/review-ui.md, "Risk") ---------------
-# Every order is scored once, when it is validated. The rules' thresholds:
+# Every order is scored once, when it is validated. The rules' thresholds: since issue 21 they seed risk policy v1 (reviews/0013) and stand in
+# only when no policy is active; leads change the rules as versioned policies in the back office.
 RISK_AMOUNT_VS_USUAL_FACTOR = env.float("RISK_AMOUNT_VS_USUAL_FACTOR", default=3.0)  # x the customer's median
 RISK_USUAL_MIN_ORDERS = env.int("RISK_USUAL_MIN_ORDERS", default=2)  # earlier orders before "usual" means anything
 RISK_SHOP_PERCENTILE = env.float("RISK_SHOP_PERCENTILE", default=0.95)  # of the shop's recent order amounts

@@ -8,7 +8,9 @@ staff cancel of an order a reviewer holds), as an app extends another's admin in
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
@@ -16,8 +18,13 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from orderweb.admin import OrderAdmin, OrderReadOnlyInline, ReadOnlyAdmin
+from orderweb.admin_moments import MomentsAdmin
 from orderweb.models import Order
-from reviews.models import RejectReason, ReviewTask, RiskAssessment
+from reviews.lists import list_key_error
+from reviews.models import (
+    RejectReason, ReviewTask, RiskAssessment, RiskAuditEvent, RiskBacktest, RiskListEntry, RiskPolicy,
+)
+from reviews.risk_services import LIST_EXPIRY_PAST, may_lead, risk_list_entry_add, risk_list_entry_remove
 from reviews.selectors import duration_text, reason_label
 
 _REVIEW_LABELS = dict(ReviewTask.Status.choices)
@@ -144,3 +151,94 @@ class RiskAssessmentAdmin(ReadOnlyAdmin):
     list_filter = ["level"]
     list_select_related = ["order"]
     search_fields = ["order__order_id"]
+
+
+# -- the risk rules' lists, policies and backtests (issue 21) ------------------------------------
+
+
+class RiskListEntryForm(forms.ModelForm):
+    """Checked as the service checks (which checks again): the value, the reason, the expiry."""
+
+    class Meta:
+        model = RiskListEntry
+        fields = ["kind", "field", "value", "reason", "expires_at"]
+
+    def clean(self):
+        data = super().clean()
+        problem = list_key_error(data.get("field", ""), data.get("value", ""))
+        if problem:
+            self.add_error("value", problem)
+        if data.get("expires_at") and data["expires_at"] <= timezone.now():
+            self.add_error("expires_at", LIST_EXPIRY_PAST)
+        return data
+
+
+@admin.register(RiskListEntry)
+class RiskListEntryAdmin(MomentsAdmin, admin.ModelAdmin):
+    """Leads add entries here or on the Lists page (both through ``risk_list_entry_add``, audited);
+    an entry is never edited or deleted: the "remove from its list" action keeps it, marked."""
+
+    form = RiskListEntryForm
+    list_display = ["value", "kind", "field", "reason", "created_by_name", "created_at", "expires_at", "removed_at"]
+    list_filter = ["kind", "field", ("removed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["value", "reason", "created_by_name"]
+    readonly_fields = ["kind", "field", "value", "value_key", "reason", "created_by_name", "created_at", "expires_at",
+                       "order", "removed_at", "removed_by_name", "removal_reason"]
+    actions = ["remove_from_list"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        return self.readonly_fields if obj is not None else []
+
+    def get_fields(self, request: HttpRequest, obj=None):
+        return self.readonly_fields if obj is not None else RiskListEntryForm.Meta.fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and may_lead(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: RiskListEntry, form, change: bool) -> None:
+        data = form.cleaned_data
+        saved = risk_list_entry_add(user=request.user, kind=data["kind"], field=data["field"], value=data["value"],
+                                    reason=data["reason"], expires_at=data.get("expires_at"), source="admin")
+        obj.pk = saved.pk
+
+    @admin.action(description="Remove the selected entries from their list", permissions=["remove"])
+    def remove_from_list(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = 0
+        for entry in queryset.filter(removed_at__isnull=True):
+            try:
+                risk_list_entry_remove(user=request.user, entry_id=entry.pk, reason="removed in the admin",
+                                       source="admin")
+                done += 1
+            except ValidationError as err:
+                self.message_user(request, " ".join(err.messages), messages.ERROR)
+        self.message_user(request, f"Removed {done} entr{'y' if done == 1 else 'ies'} from their list.")
+
+    def has_remove_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("reviews.change_risklistentry") and may_lead(request.user)
+
+
+@admin.register(RiskPolicy)
+class RiskPolicyAdmin(ReadOnlyAdmin):
+    """Read-only: leads draft, backtest and activate policies on the back office's Risk policy pages."""
+
+    list_display = ["version", "status", "note", "created_by_name", "created_at", "activated_at", "retired_at"]
+    list_filter = ["status"]
+
+
+@admin.register(RiskBacktest)
+class RiskBacktestAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "policy", "compared_to", "since", "until", "actor", "created_at"]
+    list_select_related = ["policy", "compared_to"]
+
+
+@admin.register(RiskAuditEvent)
+class RiskAuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "type", "actor", "source", "message"]
+    list_filter = ["type", "source"]
+    search_fields = ["message", "actor"]

@@ -148,3 +148,60 @@ class InsightsForm(forms.Form):
             raise forms.ValidationError(INSIGHTS_RANGE_TOO_LONG.format(days=MAX_DAYS), code="too_long")
         data["since"], data["until"] = since, until
         return data
+# -- the leads' risk pages (reviews/risk_views.py) ---------------------------------------------------
+
+
+class _ExpiryMixin:
+    """An optional last day: the entry stops matching at the end of it (UTC)."""
+
+    def expires_at(self):
+        from datetime import datetime, time, timedelta, timezone as dt_timezone
+
+        day = self.cleaned_data.get("until")
+        return datetime.combine(day + timedelta(days=1), time.min, tzinfo=dt_timezone.utc) if day else None
+
+
+class ListEntryForm(_ExpiryMixin, forms.Form):
+    kind = forms.ChoiceField(choices=[("block", "Block"), ("allow", "Allow")])
+    field = forms.ChoiceField(choices=[("email", "Customer email"), ("address", "Shipping address"),
+                                       ("name", "Customer name"), ("ip", "Client IP")])
+    value = forms.CharField(max_length=300, widget=forms.Textarea(attrs={"rows": 2}))
+    reason = forms.CharField(max_length=500)
+    until = forms.DateField(required=False, error_messages={"invalid": DATE_INVALID})
+
+
+class OrderListForm(_ExpiryMixin, forms.Form):
+    """"Block this address" / "Allow this customer" on an order page: the value is the order's."""
+
+    kind = forms.ChoiceField(choices=[("block", "Block"), ("allow", "Allow")])
+    field = forms.ChoiceField(choices=[("email", "email"), ("address", "address"), ("name", "name"), ("ip", "ip")])
+    reason = forms.CharField(max_length=500)
+    until = forms.DateField(required=False, error_messages={"invalid": DATE_INVALID})
+
+
+class BacktestForm(forms.Form):
+    since = forms.DateField(error_messages={"invalid": DATE_INVALID, "required": DATE_INVALID})
+    until = forms.DateField(error_messages={"invalid": DATE_INVALID, "required": DATE_INVALID})
+
+
+def policy_form_fields() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(name, label) of the policy form's points and thresholds, in the order the page shows them."""
+    from reviews.risk import POINTS, RULE_LABELS
+    from reviews.risk_services import THRESHOLD_RULES
+
+    labels = {
+        "review_threshold": "Review from score (REVIEW_POLICY=risky lets lower scores through)",
+        "level_medium": "Medium risk from score", "level_high": "High risk from score",
+        "amount_vs_usual_factor": "Amount over usual: flagged from × the customer's median",
+        "usual_min_orders": "Amount over usual: earlier orders needed",
+        "shop_percentile": "Amount over the shop: percentile (0.5 to 0.999)",
+        "shop_min_sample": "Amount over the shop: orders needed for a percentile",
+        "shop_sample": "Amount over the shop: latest orders read",
+        "history_sample": "History: latest orders read per customer and address",
+        "window_hours": "Velocity window (hours)",
+        "orders_per_address": "Orders to one address: flagged from",
+        "orders_per_customer": "Orders from one customer: flagged from",
+        "quantity_spike": "Quantity spike: units of one item, flagged from",
+    }
+    return ([(f"points_{rule}", RULE_LABELS[rule]) for rule in POINTS],
+            [(name, labels[name]) for name in THRESHOLD_RULES])

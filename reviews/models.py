@@ -54,9 +54,18 @@ class RiskAssessment(models.Model):
     reasons = models.JSONField(default=list, blank=True)
     # What the review policy did with it: "" (a person reviews) or the rule that let it through.
     approved_by_policy = models.TextField(blank=True)
+    # The policy version it was scored under (None: before policies were data, or none active:
+    # the RISK_* settings) and the facts it used (``RiskFacts``, recorded), so that a backtest
+    # scores the order again without reading its history again.
+    policy = models.ForeignKey("RiskPolicy", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    facts = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        indexes = [
+            # The backtest: the assessments of a date range.
+            models.Index(fields=["created_at"], name="risk_assessment_time"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(score__lte=100), name="risk_score_at_most_100"),
             models.CheckConstraint(condition=Q(level__in=RiskLevel.values), name="risk_level_valid"),
@@ -189,3 +198,164 @@ def claim_timeout() -> timedelta:
 def claims_active_since(now: Optional[datetime] = None) -> datetime:
     """Claims taken or extended after this are active; older ones have lapsed."""
     return (now or timezone.now()) - claim_timeout()
+
+
+# -- Risk rules as data (issue 21): the policy's versions, the allow/block lists, their audit ------
+
+
+class RiskPolicy(models.Model):
+    """A version of the risk rules' weights and thresholds (reviews/risk.py reads the active one).
+
+    A policy moves from draft (leads edit it) to active (one at a time, never edited again: the
+    assessments made under it name it) to retired (when another is activated). ``points`` maps a
+    rule to its weight; ``thresholds`` holds ``RiskThresholds``' fields and the review threshold."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+
+    version = models.PositiveIntegerField(unique=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    points = models.JSONField(default=dict)
+    thresholds = models.JSONField(default=dict)
+    note = models.TextField(blank=True)  # what this version changes, and why
+    based_on = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)  # a draft's last edit
+    activated_at = models.DateTimeField(null=True, blank=True)
+    activated_by_name = models.CharField(max_length=150, blank=True)
+    # Why it could be activated: the backtest that was run on it, or the lead's reason without one.
+    activation_reason = models.TextField(blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "risk policies"
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["status"], condition=Q(status="active"), name="risk_policy_one_active"),
+            models.CheckConstraint(condition=Q(status__in=["draft", "active", "retired"]), name="risk_policy_status_valid"),
+            models.CheckConstraint(condition=Q(status="draft") | Q(activated_at__isnull=False),
+                                   name="risk_policy_activated_has_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"risk policy v{self.version} ({self.status})"
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == self.Status.DRAFT
+
+
+class RiskListEntry(models.Model):
+    """An allow or block list entry: a value that an order's customer email, shipping address,
+    customer name or client IP is matched against (``value_key``, normalised by
+    ``reviews.lists.list_key``). Removed, never deleted; an expired entry stops matching."""
+
+    class Kind(models.TextChoices):
+        ALLOW = "allow", "Allow"
+        BLOCK = "block", "Block"
+
+    class Field(models.TextChoices):
+        EMAIL = "email", "Customer email"
+        ADDRESS = "address", "Shipping address"
+        NAME = "name", "Customer name"
+        IP = "ip", "Client IP"
+
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    field = models.CharField(max_length=8, choices=Field.choices)
+    value = models.TextField(max_length=300)  # as people read it
+    value_key = models.CharField(max_length=300)  # as orders are matched against it
+    reason = models.TextField(max_length=500)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by_name = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # The order it was added from ("Block this address" on an order page), if any.
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    removed_by_name = models.CharField(max_length=150, blank=True)
+    removal_reason = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "allow/block list entry"
+        verbose_name_plural = "allow/block list entries"
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["field", "value_key"], condition=Q(removed_at__isnull=True), name="risk_list_match"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "field", "value_key"], condition=Q(removed_at__isnull=True),
+                                    name="risk_list_one_live_entry"),
+            models.CheckConstraint(condition=Q(kind__in=["allow", "block"]), name="risk_list_kind_valid"),
+            models.CheckConstraint(condition=Q(field__in=["email", "address", "name", "ip"]),
+                                   name="risk_list_field_valid"),
+            models.CheckConstraint(condition=~Q(value_key="") & ~Q(reason=""), name="risk_list_has_value_and_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.field}: {self.value}"
+
+    def is_live(self, now: Optional[datetime] = None) -> bool:
+        return self.removed_at is None and (self.expires_at is None or self.expires_at > (now or timezone.now()))
+
+
+class RiskBacktest(models.Model):
+    """A policy scored over past orders' recorded facts (reviews/backtest.py): what it would have
+    sent to review against the active policy, and which bad orders it would have caught."""
+
+    policy = models.ForeignKey(RiskPolicy, on_delete=models.CASCADE, related_name="backtests")
+    compared_to = models.ForeignKey(RiskPolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The draft's rules as they were scored: an edit afterwards makes the backtest another draft's.
+    fingerprint = models.CharField(max_length=64)
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+    result = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"backtest of v{self.policy.version} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class RiskAuditEvent(models.Model):
+    """Every change to the lists and the policies, with its actor (they are no order's, so they
+    are not on an order's timeline; an entry added from an order names it)."""
+
+    class Type(models.TextChoices):
+        LIST_ENTRY_ADDED = "list_entry_added", "List entry added"
+        LIST_ENTRY_REMOVED = "list_entry_removed", "List entry removed"
+        POLICY_DRAFTED = "policy_drafted", "Policy drafted"
+        POLICY_EDITED = "policy_edited", "Policy draft edited"
+        POLICY_ACTIVATED = "policy_activated", "Policy activated"
+        POLICY_RETIRED = "policy_retired", "Policy retired"
+        BACKTEST_RUN = "backtest_run", "Backtest run"
+
+    type = models.CharField(max_length=32, choices=Type.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    actor = models.CharField(max_length=150)
+    source = models.CharField(max_length=16)  # web, admin, command
+    entry = models.ForeignKey(RiskListEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit")
+    policy = models.ForeignKey(RiskPolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    message = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} by {self.actor}"

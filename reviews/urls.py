@@ -1,6 +1,6 @@
 from django.urls import path
 
-from reviews import views
+from reviews import risk_views, views
 
 app_name = "reviews"
 
@@ -19,4 +19,15 @@ urlpatterns = [
     path("insights/", views.insights, name="insights"),
     path("bulk/", views.bulk, name="bulk"),
     path("bulk/<uuid:batch>/", views.bulk_result, name="bulk_result"),
+    # The leads' risk pages (issue 21): the allow/block lists, the policy's versions, backtests.
+    path("lists/", risk_views.lists, name="risk_lists"),
+    path("lists/<int:entry_id>/remove/", risk_views.list_remove, name="risk_list_remove"),
+    path("orders/<str:order_id>/list/", risk_views.order_list_add, name="order_list_add"),
+    path("policy/", risk_views.policies, name="risk_policies"),
+    path("policy/draft/", risk_views.policy_draft, name="risk_policy_draft"),
+    path("policy/v<int:version>/", risk_views.policy, name="risk_policy"),
+    path("policy/v<int:version>/activate/", risk_views.policy_activate, name="risk_policy_activate"),
+    path("policy/v<int:version>/backtest/", risk_views.policy_backtest, name="risk_policy_backtest"),
+    path("backtests/<int:pk>/", risk_views.backtest, name="risk_backtest"),
+    path("backtests/<int:pk>/export.csv", risk_views.backtest_export, name="risk_backtest_csv"),
 ]

@@ -30,7 +30,7 @@ from orderweb.labels import LABEL_PERMISSION, order_label_remove, order_label_se
 from orderweb.models import Order, OrderEvent, OrderLabel
 from orderweb.services import MAX_ORDER_NOTE_LENGTH, NOTE_ADDED, order_note_add
 from reviews import insights as team_insights
-from reviews import selectors, services
+from reviews import risk_selectors, selectors, services
 from reviews.forms import BulkDecisionForm, DecisionForm, InsightsForm, RecentFilterForm
 from reviews.models import RejectReason, ReviewTask, RiskLevel, claim_timeout
 from temporal_app.client import (
@@ -254,6 +254,9 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
         "reviewers": ([name for name in selectors.reviewer_names() if name not in (selectors.POLICY_ACTOR,
                                                                                   task.first_approval_by)]
                       if is_lead and review.is_open else []),
+        # Leads: the list entries matching the order now, and "Block this address" / "Allow this customer".
+        "can_list": is_lead,
+        "list_entries": risk_selectors.order_list_entries(order=review.order) if is_lead else [],
         "can_note": user.has_perm(NOTE_PERMISSION),
         "can_label": user.has_perm(LABEL_PERMISSION),
         "label_kinds": OrderLabel.Kind.choices,

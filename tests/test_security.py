@@ -32,7 +32,7 @@ from orderweb.models import (
     ApiIdempotencyKey, ApiKey, ApiOrderRequest, CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, OrderLabel, OrderLine,
     Payment, Shipment,
 )
-from reviews.models import ReviewTask
+from reviews.models import ReviewTask, RiskBacktest, RiskListEntry, RiskPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,6 +140,9 @@ def test_production_settings_values():
 ROLES = ["anonymous", "ordinary", "reviewer", "staff_reviewer", "staff_no_perms", "staff_orders", "superuser"]
 # Who may use the review UI, and who may sign in to the admin at all.
 REVIEWERS = {"reviewer", "staff_reviewer", "superuser"}
+# The review leads' pages (issue 21: the allow/block lists, the risk policy): among the roles
+# here only the superuser has ``reviews.lead_review``; the other reviewers get 403.
+LEAD_ONLY = re.compile(r"^reviews:(risk_|order_list_add$)")
 STAFF = {"staff_reviewer", "staff_no_perms", "staff_orders", "superuser"}
 
 
@@ -196,6 +199,7 @@ def world(db) -> dict[str, object]:
     CarrierLedgerEntry.objects.create(idempotency_key="order:SEC-1:dispatch", order_ref="SEC-1",
                                       address=order.address, tracking_number="TRKSEC")
     api_key_create(name="sec-client", scopes=["create", "read", "act"])
+    _risk_rows()
     return {"order": order}
 
 
@@ -263,9 +267,26 @@ def fill(name: str, params: tuple[str, ...], world: dict[str, object], people: d
             values[param] = people["ordinary"].pk
         elif param == "batch":  # a bulk decision's answers (kept in the session of who made it)
             values[param] = uuid.uuid4()
+        elif param == "entry_id":  # an allow/block list entry
+            values[param] = _risk_rows()[0].pk
+        elif param == "version":  # a risk policy's
+            values[param] = _risk_rows()[1].version
+        elif param == "pk" and name.startswith("reviews:risk_backtest"):
+            values[param] = _risk_rows()[2].pk
         else:
             raise AssertionError(f"{name}: the security matrix has no value for URL parameter {param!r}")
     return reverse(name, kwargs=values)
+
+
+def _risk_rows() -> tuple[RiskListEntry, RiskPolicy, RiskBacktest]:
+    """A list entry, a policy and a backtest of it, for the URLs that name one."""
+    policy = RiskPolicy.objects.order_by("version").first() or RiskPolicy.objects.create(version=1)
+    entry = RiskListEntry.objects.first() or RiskListEntry.objects.create(
+        kind="block", field="email", value="x@example.com", value_key="x@example.com", reason="test",
+        created_by_name="sec")
+    backtest = RiskBacktest.objects.first() or RiskBacktest.objects.create(
+        policy=policy, since=timezone.now(), until=timezone.now(), actor="sec", fingerprint="x")
+    return entry, policy, backtest
 
 
 PUBLIC = {"login", "logout", "admin:login", "admin:logout", ""}
@@ -275,6 +296,8 @@ REVIEW_PERMISSIONS = {"reviews:insights": "reviews.lead_review", "reviews:label"
 
 
 def _may(people: dict, role: str, name: str) -> bool:
+    if LEAD_ONLY.match(name):  # the leads' risk pages (issue 21)
+        return people[role].has_perm("reviews.lead_review")
     return name not in REVIEW_PERMISSIONS or people[role].has_perm(REVIEW_PERMISSIONS[name])
 # The HTTP API authenticates by API key only (Authorization: Bearer), never by a session: every
 # role below, signed in or not, is a stranger to it. Its document and docs page are public.
@@ -355,6 +378,9 @@ def _snapshot() -> tuple:
                                                        "revoked_at", "key_hash")),
         ApiOrderRequest.objects.count(), ApiIdempotencyKey.objects.count(),
         list(OrderLabel.objects.order_by("pk").values_list("label", "removed_at")),
+        list(RiskListEntry.objects.order_by("pk").values_list("kind", "value_key", "removed_at")),
+        list(RiskPolicy.objects.order_by("pk").values_list("version", "status", "points", "thresholds")),
+        RiskBacktest.objects.count(),
     )
 
 

@@ -370,7 +370,8 @@ def test_the_escalated_view_and_a_leads_order_page_cost_a_fixed_number_of_querie
     make_user("extra-reviewer", reviewer=True)
     many = (_queries(client, escalated_url), _queries(client, page_url))
     # The queue's 7; the order page's 12 (11, and its outcome labels since issue 21) and, for a
-    # lead on an open review, the reviewers to reassign to: 13.
-    assert many == few == (7, 13)
+    # lead on an open review, the reviewers to reassign to: 13; and for a lead, the allow/block list
+    # entries that match the order now (its Lists panel, issue 21): 14.
+    assert many == few == (7, 14)
     queue_page = review_queue_list(user=lead, view=QueueView(filter="escalated"))
     assert len(queue_page.object_list) == 21

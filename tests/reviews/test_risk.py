@@ -22,7 +22,7 @@ from temporal_app.contracts import LineItem, OrderOptions, ReceiveOrderInput, Va
 
 T = RiskThresholds()
 KNOWN = RiskFacts(amount=Decimal("40.00"), customer="ada@example.com", address="1 Main St\nSpringfield",
-                  customer_orders=4, customer_median=Decimal("40.00"), shop_percentile=Decimal("300.00"),
+                  customer_orders=4, customer_orders_in_currency=4, customer_median=Decimal("40.00"), shop_percentile=Decimal("300.00"),
                   shop_sample=500, lines=1, items=1, max_quantity=1, max_quantity_sku="SKU-1")
 
 
@@ -53,13 +53,13 @@ def test_rule_amount_over_usual():
     assert "3.0× this customer's usual 40.00" in found.text
     assert risk.rule_amount_over_usual(replace(KNOWN, amount=Decimal("119.99")), T) is None
     # Too few earlier orders to know what is usual.
-    assert risk.rule_amount_over_usual(replace(KNOWN, amount=Decimal("500"), customer_orders=1), T) is None
+    assert risk.rule_amount_over_usual(replace(KNOWN, amount=Decimal("500"), customer_orders_in_currency=1), T) is None
 
 
 def test_rule_amount_over_shop():
     found = risk.rule_amount_over_shop(replace(KNOWN, amount=Decimal("300.01")), T)
     assert found.figures == {"amount": "300.01", "percentile": 0.95, "limit": "300.00", "sample": 500}
-    assert "above the shop's 95th percentile of 300.00 (latest 500 orders)" in found.text
+    assert "above the shop's 95th percentile of 300.00 (latest 500 orders in USD)" in found.text
     assert risk.rule_amount_over_shop(replace(KNOWN, amount=Decimal("300.00")), T) is None
     # A young shop: too few orders for a percentile to mean anything.
     assert risk.rule_amount_over_shop(replace(KNOWN, amount=Decimal("999"), shop_sample=19), T) is None
@@ -157,7 +157,7 @@ def test_facts_come_from_postgres_in_two_queries():
     OrderEvent.objects.create(order=order, type="signal_applied", source="signal",
                               details={"signal": "UpdateAddress", "old_address": "x", "new_address": "y"})
     with CaptureQueriesContext(connection) as queries:
-        facts, stored = risk.risk_facts_gather(order_pk=order.pk, thresholds=T)
+        facts, stored, _ = risk.risk_facts_gather(order_pk=order.pk, thresholds=T)
     assert len(queries.captured_queries) == 2, [q["sql"] for q in queries.captured_queries]
     assert stored is None
     assert (facts.lines, facts.items, facts.max_quantity, facts.max_quantity_sku) == (2, 13, 12, "A")
@@ -179,11 +179,11 @@ def test_history_reads_the_latest_orders_of_a_customer_and_an_address_only():
     _history(1, email="other@example.com", amount="70.00", age=timedelta(hours=1), start=20)  # same address
     order = _received("CAP-1", amount="60.00")
     capped = RiskThresholds(history_sample=3)
-    facts, _ = risk.risk_facts_gather(order_pk=order.pk, thresholds=capped)
+    facts, _, _ = risk.risk_facts_gather(order_pk=order.pk, thresholds=capped)
     # The customer's latest 3: 50, 50 and one of the 10s (the address's latest 3 add no more of hers).
     assert (facts.customer_orders, facts.customer_median) == (3, Decimal("50.00"))
     assert facts.address_recent == 1  # the other customer's order an hour ago, to the same address
-    facts, _ = risk.risk_facts_gather(order_pk=order.pk, thresholds=T)
+    facts, _, _ = risk.risk_facts_gather(order_pk=order.pk, thresholds=T)
     assert (facts.customer_orders, facts.customer_median) == (5, Decimal("10.00"))
 
 

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.temporal
 ACTIVITY_STATEMENTS = {
     "order_received": 1,  # move to processing, with its event (one statement: order_transition)
     # move to review with its event + the review task; the risk assessment (reviews/risk.py): its
-    # two reads (the order's own facts; the customer's and the address's history with the shop's
-    # recent amounts) and the assessment's insert
+    # two reads (the order's own facts with the active risk policy; the customer's and the
+    # address's history with the shop's recent amounts and, since issue 21, the allow/block list
+    # entries that match: no statement more) and the assessment's insert (with its policy and facts)
     "order_validated": 5,
     "record_review_outcome": 2,  # move to manual_review_completed with its event + close the task
     "payment_charged": 4,  # move with its event; gateway: fault check + charge; our Payment with its event
