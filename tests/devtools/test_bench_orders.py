@@ -42,11 +42,11 @@ def test_bench_runs_orders_end_to_end_and_prints_json_last(system):
 @pytest.mark.django_db
 def test_bench_workers_are_ready_by_their_readyz_and_stop_on_sigint(temporal_server, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", database_url())  # the test database, for the subprocess
-    workers = Workers(threads=2)
+    workers = Workers(threads=4)  # two slots each for order-tq and shipping-tq (temporal_app.worker.slot_plan)
     try:
         workers.wait_ready(120)
         with urllib.request.urlopen(workers.ready.url, timeout=10) as response:
-            assert (response.status, response.read()) == (200, b"ready: polling order-tq, shipping-tq\n")
+            assert (response.status, response.read()) == (200, b"ready: polling order-tq, shipping-tq, webhook-tq\n")
     finally:
         workers.stop()
     assert workers.child.exit_code() == 0, workers.log.read_text()
@@ -57,7 +57,7 @@ def test_bench_workers_are_ready_by_their_readyz_and_stop_on_sigint(temporal_ser
 def test_bench_says_why_its_workers_did_not_start(settings, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", database_url())
     settings.TEMPORAL_ADDRESS = f"127.0.0.1:{free_port()}"  # nothing listens there
-    workers = Workers(threads=1)
+    workers = Workers(threads=4)
     try:
         with pytest.raises(CommandError) as refused:
             workers.wait_ready(60)
