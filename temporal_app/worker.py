@@ -51,6 +51,9 @@ REQUIRED_SEARCH_ATTRIBUTES = {
 # ("The workflow sandbox"): it halves what the sandbox costs.
 SANDBOX_PASSTHROUGH_MODULES = (
     "temporal_app.contracts",
+    "temporal_app.contracts_names",
+    "temporal_app.contracts_payloads",
+    "temporal_app.contracts_rules",
     "temporal_app.workflows.boundary",
     "temporal_app.workflows.failures",
     "temporal_app.workflows.policies",

@@ -237,6 +237,16 @@ def test_the_build_id_follows_the_workflow_code_only(tmp_path):
     assert code_build_id(app) != before
 
 
+@pytest.mark.parametrize("part", ["contracts.py", "contracts_names.py", "contracts_payloads.py", "contracts_rules.py"])
+def test_the_build_id_follows_every_part_of_the_contracts(tmp_path, part):
+    """The contracts are split by concern; a change to any part is a change to the workflow code."""
+    app = tmp_path / "temporal_app"
+    shutil.copytree(ROOT / "temporal_app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_build_id(app)
+    (app / part).write_text((app / part).read_text() + "\n# a change\n")
+    assert code_build_id(app) != before
+
+
 def test_every_workflow_type_the_workers_run_has_a_versioning_behaviour():
     from temporalio.common import VersioningBehavior
 
