@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterable, Optional
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
@@ -32,25 +31,42 @@ from orderweb.actions import (
     workflow_actions_send_many,
 )
 from orderweb.admin_moments import MOMENT_FORMAT, MomentsAdmin, moment_field
+from orderweb.admin_order_filters import AttentionFilter, CancelReasonFilter, DispatchFailedFilter
 from orderweb.forms import AddressForm, CancelForm, NoteForm, OrderCreateForm, OrderLineFormSet
-from orderweb.api.keys import NO_SCOPE, api_key_create, api_key_revoke, validate_key_name
 from orderweb.preferences import moment_html
 from orderweb.models import (
-    ApiKey,
     CancelReason,
-    CarrierLedgerEntry,
-    GatewayLedgerEntry,
     Order,
     OrderEvent,
     OrderLine,
     Payment,
-    RefusedStart,
     Shipment,
-    WebhookDelivery,
 )
 from orderweb.services import NOTE_ADDED, order_create, order_note_add
 from temporal_app.client import TemporalUnavailable, workflow_ui_url
 from temporal_app.contracts import OrderState, RefusalCode, refusal, shipping_workflow_id
+
+# The admin's other pages, by concern; importing them here registers them when Django imports this
+# module. Names that callers import from orderweb.admin stay importable from here ("X as X": a
+# re-export).
+from orderweb.admin_api_keys import (
+    API_KEY_CREATED as API_KEY_CREATED,
+    API_KEYS_REVOKED as API_KEYS_REVOKED,
+    ApiKeyAdmin as ApiKeyAdmin,
+    ApiKeyForm as ApiKeyForm,
+    ApiKeyRevokedFilter as ApiKeyRevokedFilter,
+)
+from orderweb.admin_readonly import (
+    CarrierLedgerEntryAdmin as CarrierLedgerEntryAdmin,
+    GatewayLedgerEntryAdmin as GatewayLedgerEntryAdmin,
+    NoEditingMixin,
+    OrderEventAdmin as OrderEventAdmin,
+    PaymentAdmin as PaymentAdmin,
+    ReadOnlyAdmin as ReadOnlyAdmin,
+    RefusedStartAdmin as RefusedStartAdmin,
+    ShipmentAdmin as ShipmentAdmin,
+    WebhookDeliveryAdmin as WebhookDeliveryAdmin,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,23 +94,6 @@ _STATUS_TONES = {
     OrderState.FAILED: "bad",
     OrderState.AWAITING_MANUAL_REVIEW: "waiting",
 }
-
-
-class NoEditingMixin:
-    """Rows the workflow writes: adding, changing or deleting them here would bypass it."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(NoEditingMixin, MomentsAdmin, admin.ModelAdmin):
-    pass
 
 
 class OrderReadOnlyInline(NoEditingMixin, admin.TabularInline):
@@ -129,61 +128,6 @@ class ShipmentInline(OrderReadOnlyInline):
     model = Shipment
     fields = ["status", "address", "tracking_number", "dispatched_at", "last_error", "idempotency_key", "updated_at"]
     readonly_fields = fields
-
-
-class AttentionFilter(admin.SimpleListFilter):
-    """Orders the reconciler flagged: their workflow stopped, vanished or is stuck."""
-
-    title = "needs attention"
-    parameter_name = "attention"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Flagged for staff"), ("no", "Not flagged")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "yes":
-            return queryset.filter(attention_since__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(attention_since__isnull=True)
-        return queryset
-
-
-class CancelReasonFilter(admin.SimpleListFilter):
-    """Cancelled orders by their reason code (staff cancels and review rejections alike)."""
-
-    title = "cancel reason"
-    parameter_name = "cancel_reason"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [*CancelReason.choices, ("none", "No code")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "none":
-            return queryset.filter(status=OrderState.CANCELLED, cancel_reason_code="")
-        if self.value():
-            return queryset.filter(cancel_reason_code=self.value())
-        return queryset
-
-
-class DispatchFailedFilter(admin.SimpleListFilter):
-    title = "dispatch"
-    parameter_name = "dispatch"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            ("waiting", "Failed, waiting for staff"),
-            ("failed", "Failed at least once"),
-            ("never", "Never failed"),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "waiting":
-            return queryset.filter(status=OrderState.SHIPPING, shipment__status=Shipment.Status.DISPATCH_FAILED)
-        if self.value() == "failed":
-            return queryset.filter(dispatch_failures__gt=0)
-        if self.value() == "never":
-            return queryset.filter(dispatch_failures=0)
-        return queryset
 
 
 @admin.register(Order)
@@ -619,176 +563,3 @@ def _timeline_cells(event: OrderEvent) -> str:
         moment_html(event.created_at, MOMENT_FORMAT), event.label, actor, event.get_source_display(),
         change, event.message,
     )
-
-
-# -- read-only rows the workflow writes ---------------------------------------------------------
-
-
-@admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ["order", "kind", "status", "amount", "idempotency_key", "provider_reference", "created_at"]
-    list_filter = ["kind", "status"]
-    list_select_related = ["order"]
-    search_fields = ["order__order_id", "idempotency_key", "provider_reference"]
-
-
-@admin.register(Shipment)
-class ShipmentAdmin(ReadOnlyAdmin):
-    list_display = ["order", "status", "tracking_number", "dispatched_at", "last_error", "updated_at"]
-    list_filter = ["status"]
-    list_select_related = ["order"]
-    search_fields = ["order__order_id", "tracking_number", "address"]
-
-
-@admin.register(OrderEvent)
-class OrderEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "order", "event", "actor", "source", "from_status", "to_status", "message"]
-    list_filter = ["source", "type"]
-    list_select_related = ["order"]
-    search_fields = ["order__order_id", "actor", "type"]
-    date_hierarchy = "created_at"
-
-    @admin.display(description="event", ordering="type")
-    def event(self, event: OrderEvent) -> str:
-        return event.label
-
-
-@admin.register(RefusedStart)
-class RefusedStartAdmin(ReadOnlyAdmin):
-    """Starts of OrderWorkflow that could not make an order (no usable order id)."""
-
-    list_display = ["created_at", "workflow_id", "reason", "arguments"]
-    search_fields = ["workflow_id", "reason"]
-    date_hierarchy = "created_at"
-
-    @admin.display(description="Temporal Web UI")
-    def temporal_link(self, start: RefusedStart) -> str:
-        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', workflow_ui_url(start.workflow_id),
-                           start.workflow_id)
-
-    readonly_fields = ["workflow_id", "temporal_link", "run_id", "reason", "arguments", "created_at"]
-    fields = readonly_fields
-
-
-@admin.register(GatewayLedgerEntry)
-class GatewayLedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["idempotency_key", "kind", "order_ref", "amount", "reference", "created_at"]
-    list_filter = ["kind"]
-    search_fields = ["order_ref", "idempotency_key", "reference"]
-
-
-@admin.register(CarrierLedgerEntry)
-class CarrierLedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["idempotency_key", "order_ref", "tracking_number", "created_at"]
-    search_fields = ["order_ref", "idempotency_key", "tracking_number"]
-
-
-# -- API keys (docs/api.md) ---------------------------------------------------------------------
-
-API_KEY_CREATED = "API key {name!r} was created. Copy the key below now: it is shown this once."
-API_KEYS_REVOKED = "{count} API key(s) revoked; requests with them now get 401."
-_SHOWN_ONCE = "orderweb.api_key_shown_once"
-
-
-class ApiKeyForm(forms.ModelForm):
-    class Meta:
-        model = ApiKey
-        fields = ["name", "scope_create", "scope_read", "scope_act", "rate_limit_per_minute"]
-
-    def clean_name(self) -> str:
-        return validate_key_name(self.cleaned_data.get("name"))
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if not any(data.get(f"scope_{scope}") for scope in ApiKey.Scope.values):
-            raise ValidationError(NO_SCOPE, code="no_scope")
-        return data
-
-
-class ApiKeyRevokedFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("active", "Active"), ("revoked", "Revoked")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "active":
-            return queryset.filter(revoked_at__isnull=True)
-        if self.value() == "revoked":
-            return queryset.filter(revoked_at__isnull=False)
-        return queryset
-
-
-@admin.register(ApiKey)
-class ApiKeyAdmin(MomentsAdmin, admin.ModelAdmin):
-    """Keys are created here through the service (the key is shown once, on the next page) and
-    revoked, never deleted: orders and audit rows keep naming their client."""
-
-    form = ApiKeyForm
-    list_display = ["name", "prefix", "scope_list", "active", "rate_limit_per_minute", "last_used_at", "created_at"]
-    list_filter = [ApiKeyRevokedFilter, "scope_create", "scope_read", "scope_act"]
-    search_fields = ["name", "prefix"]
-    readonly_fields = ["prefix", "created_at", "created_by", "last_used_at", "revoked_at"]
-    actions = ["revoke_selected"]
-    change_form_template = "admin/orderweb/apikey/change_form.html"
-
-    @admin.display(description="scopes")
-    def scope_list(self, api_key: ApiKey) -> str:
-        return ", ".join(api_key.scopes)
-
-    @admin.display(description="active", boolean=True)
-    def active(self, api_key: ApiKey) -> bool:
-        return api_key.is_active
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_revoke_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("orderweb.revoke_apikey")
-
-    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        data = form.cleaned_data
-        row, key = api_key_create(
-            name=data["name"], scopes=[s for s in ApiKey.Scope.values if data.get(f"scope_{s}")],
-            rate_limit_per_minute=data.get("rate_limit_per_minute"), created_by=request.user,
-        )
-        for model_field in ApiKey._meta.concrete_fields:
-            setattr(obj, model_field.attname, getattr(row, model_field.attname))
-        obj._state.adding = False
-        # Server-side (the session is in the database), read once by the next page.
-        request.session[_SHOWN_ONCE] = {"pk": row.pk, "key": key}
-
-    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: Optional[str] = None):
-        self.message_user(request, API_KEY_CREATED.format(name=obj.name), messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:orderweb_apikey_change", args=[obj.pk],
-                                            current_app=self.admin_site.name))
-
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
-        shown = request.session.get(_SHOWN_ONCE)
-        new_key = ""
-        if request.method == "GET" and shown and str(shown.get("pk")) == str(unquote(object_id)):
-            new_key = shown["key"]
-            del request.session[_SHOWN_ONCE]
-        response = super().change_view(request, object_id, form_url, {**(extra_context or {}), "new_api_key": new_key})
-        if new_key:
-            response["Cache-Control"] = "no-store"
-        return response
-
-    @admin.action(description="Revoke selected API keys", permissions=["revoke"])
-    def revoke_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = sum(api_key_revoke(api_key=api_key) for api_key in queryset)
-        self.message_user(request, API_KEYS_REVOKED.format(count=count), messages.SUCCESS)
-
-
-@admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdmin):
-    """What was sent to the webhook URL and what the receiver said (docs/api.md, "Webhooks")."""
-
-    list_display = ["created_at", "event", "status", "attempts", "last_status_code", "sent_at", "last_error"]
-    list_filter = ["status"]
-    list_select_related = ["event__order"]
-    search_fields = ["event__order__order_id", "url"]
