@@ -173,20 +173,20 @@ def build_workers(
     # run_workers follows TEMPORAL_WORKFLOW_SANDBOX (off by default: docs/benchmarks.md, "The
     # workflow sandbox"); the test suite's workers and the history replays run the strict sandbox
     # (nothing passed through), so a workflow change that it would refuse fails `make test`.
-    runner = {"workflow_runner": workflow_runner(sandbox, sandbox_passthrough)}
+    runner = workflow_runner(sandbox, sandbox_passthrough)
     workers = []
     for queue in queues:
         workflows, activities = per_queue[queue]
-        versioning = {} if deployment is None else {"deployment_config": WorkerDeploymentConfig(
+        versioning = None if deployment is None else WorkerDeploymentConfig(
             version=deployment, use_worker_versioning=True,
             # Each workflow type's behaviour, chosen in temporal_app.versioning (auto-upgrade).
             default_versioning_behavior=behaviour_of(workflow_type(defn) for defn in workflows),
-        )}
+        )
         workers.append(
             Worker(
                 client,
-                **runner,
-                **versioning,
+                workflow_runner=runner,
+                deployment_config=versioning,
                 task_queue=queue,
                 workflows=workflows,
                 activities=activities,
