@@ -19,8 +19,11 @@ def test_the_admin_registers_every_orderweb_page_from_its_parts():
         WebhookDelivery,
     )
 
-    registered = {model: type(model_admin) for model, model_admin in admin.site._registry.items()
-                  if model._meta.app_label == "orderweb"}
+    registered = {
+        model: type(model_admin)
+        for model, model_admin in admin.site._registry.items()
+        if model._meta.app_label == "orderweb"
+    }
     assert issubclass(registered.pop(Order), OrderAdmin)  # reviews/admin.py extends it
     assert registered == {
         Payment: admin_readonly.PaymentAdmin,
