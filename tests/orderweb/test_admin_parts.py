@@ -1,5 +1,6 @@
-"""The admin is split by concern (orderweb/admin.py, admin_readonly.py, admin_api_keys.py,
-admin_order_filters.py); Django imports only orderweb/admin.py, which must register every page."""
+"""The admin is split by concern (orderweb/admin.py, admin_order_actions.py, admin_order_filters.py,
+admin_readonly.py, admin_api_keys.py); Django imports only orderweb/admin.py, which must register
+every page and keep what callers import from it."""
 
 from django.contrib import admin
 
