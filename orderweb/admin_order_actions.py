@@ -44,14 +44,13 @@ class OrderStaffActions:
     # -- staff actions: one order (from its page) ----------------------------------------------
 
     def get_urls(self):
-        info = self.opts.app_label, self.opts.model_name
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
         view = self.admin_site.admin_view
         return [
-            path("<path:object_id>/cancel/", view(self.cancel_view), name="%s_%s_cancel" % info),
-            path("<path:object_id>/address/", view(self.address_view), name="%s_%s_address" % info),
-            path("<path:object_id>/retry-shipping/", view(self.retry_shipping_view),
-                 name="%s_%s_retry_shipping" % info),
-            path("<path:object_id>/note/", view(self.note_view), name="%s_%s_note" % info),
+            path("<path:object_id>/cancel/", view(self.cancel_view), name=f"{info}_cancel"),
+            path("<path:object_id>/address/", view(self.address_view), name=f"{info}_address"),
+            path("<path:object_id>/retry-shipping/", view(self.retry_shipping_view), name=f"{info}_retry_shipping"),
+            path("<path:object_id>/note/", view(self.note_view), name=f"{info}_note"),
         ] + super().get_urls()
 
     def note_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

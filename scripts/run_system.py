@@ -409,10 +409,7 @@ def shutdown(system: System) -> None:
     if system.postgres_started_here and system.embedded_pgdata is not None:
         stop_embedded_postgres(system.embedded_pgdata, hurry=lambda: supervisor.hurry, say=say)
         say("  stopped postgres")
-    try:
-        system.state_file.unlink()
-    except FileNotFoundError:
-        pass
+    system.state_file.unlink(missing_ok=True)
 
 
 def raise_interrupt(signum, frame) -> None:

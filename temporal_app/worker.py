@@ -120,10 +120,8 @@ async def run_periodic_jobs(queues: Sequence[str], stop: asyncio.Event) -> None:
                 except Exception:  # a job must never take the workers down; it runs again soon
                     logger.exception("periodic job %s failed; it runs again in %g s", job.name, job.seconds)
         next_due = min(due.values(), default=loop.time() + 60)
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):  # the next job is due
             await asyncio.wait_for(stop.wait(), max(next_due - loop.time(), 0.1))
-        except asyncio.TimeoutError:
-            pass
 
 
 def _run_job(job: PeriodicJob) -> None:
@@ -231,7 +229,7 @@ async def run_workers(
                 await stack.enter_async_context(worker)
             polling = await _until_polling(workers, stop)
             if polling and health is not None:
-                health.workers_polling(dict(zip(queues, workers)))
+                health.workers_polling(dict(zip(queues, workers, strict=True)))  # one worker per queue
             if polling and deployment is not None:
                 await _join(client, deployment, queues, make_current)
             logger.info(
