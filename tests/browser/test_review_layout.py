@@ -39,7 +39,7 @@ def _waiting(order: Order) -> Order:
 
 
 def _history(email: str, address: str, amount: str, n: int, age: timedelta) -> None:
-    for i in range(n):
+    for _ in range(n):
         order = Order.objects.create(order_id=new_order_id("HIST"), workflow_id=new_order_id("hist").lower(),
                                      address=address, customer="Grace Hopper", customer_email=email,
                                      amount=Decimal(amount), status="completed")

@@ -8,6 +8,7 @@ so it disturbs neither the session's Temporal nor the machine's Postgres.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -58,10 +59,8 @@ def kill_processes_of(workdir: Path) -> None:
         except OSError:
             continue
         if str(workdir).encode() in seen:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def run_chaos(args: list[str], *, workdir: Path, limit: float) -> tuple[int, str]:
@@ -98,7 +97,7 @@ def test_short_chaos_run_passes_every_check(chaos_workdir):
                   "exactly one charge per paid order, none before payment",
                   "no order dispatched twice", "no unhandled exception in the logs",
                   "each escalation recorded once", "four eyes: two different people approved"):
-        line = next(l for l in output.splitlines() if l.startswith(check))
+        line = next(text for text in output.splitlines() if text.startswith(check))
         assert " PASS " in line, line
     assert "CHAOS: SIGKILL worker" in output
     assert "falls due now" in output  # a worker killed as an escalation fell due

@@ -56,3 +56,17 @@ def test_what_callers_import_from_orderweb_admin_is_still_there():
     assert ReadOnlyAdmin is admin_readonly.ReadOnlyAdmin and PaymentAdmin is admin_readonly.PaymentAdmin
     assert AttentionFilter in OrderAdmin.list_filter and OrderReadOnlyInline.__module__ == "orderweb.admin"
     assert ORDER_CREATED.startswith("Order {order_id}")
+
+
+def test_every_orderweb_model_names_its_rows():
+    """Admin pages, breadcrumbs and logs name a row by its __str__; Django's default says
+    "GatewayLedgerEntry object (1)" (ruff's DJ008)."""
+    from django.apps import apps
+    from django.db import models
+
+    unnamed = [
+        model.__name__
+        for model in apps.get_app_config("orderweb").get_models()
+        if model.__str__ is models.Model.__str__
+    ]
+    assert unnamed == []

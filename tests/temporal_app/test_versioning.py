@@ -59,9 +59,10 @@ class Workers:
                "TEMPORAL_WORKER_VERSIONING": "1", "WORKER_HEALTH_PORT": str(self.health), "PYTHONUNBUFFERED": "1"}
         for name in ("TEMPORAL_BUILD_ID", "TEMPORAL_VERSION_CURRENT_ON_START", "TEMPORAL_WORKFLOW_SANDBOX"):
             env.pop(name, None)
-        self.process = subprocess.Popen([sys.executable, "manage.py", "run_workers", "--threads", "4"], cwd=root,
-                                        env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        with open(log, "wb") as out:  # the child has its own copy of the file
+            self.process = subprocess.Popen([sys.executable, "manage.py", "run_workers", "--threads", "4"],
+                                            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
 
     def wait_ready(self) -> None:
         wait_ready(HttpReady(f"http://127.0.0.1:{self.health}/readyz"), 90, self.process)
