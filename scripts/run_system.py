@@ -542,8 +542,8 @@ def main(argv: list[str]) -> int:
         )
         if debug:
             step("users", lambda: manage(system, "ensure_demo_users", log_name="setup", timeout=120)
-                 and "reviewer/reviewer (group reviewer), lead/lead (reviewer, review_lead), admin/admin (superuser); "
-                    "local only: DEBUG is on")
+                 and "reviewer/reviewer (group reviewer), lead/lead (reviewer, review_lead), "
+                     "admin/admin (superuser); local only: DEBUG is on")
         else:
             say("  users      none: DEBUG is off")
         step("workers", lambda: wait_until_ready(workers, workers_ready, START_TIMEOUT)

@@ -69,8 +69,8 @@ def world(settings, system):
     plain.append(order_create(
         order_id=new_order_id("ORDER-LONG-NAMES-AND-ADDRESS"), customer="Maximiliane Alexandra Wilhelmina von und zu Hohenzollern",
         customer_email="maximiliane.alexandra.wilhelmina.von.und.zu.hohenzollern@subdomain.example.com",
-        address="Apartment 1234, Building C, The Very Long Residential Complex Name\nExtraordinarilylongstreetnamewithoutspaces 99\n"
-                "Springfield, IL 62701", line_items=[LineItem("SKU-1", "Thing", 1, "9.99")]))
+        address="Apartment 1234, Building C, The Very Long Residential Complex Name\n"
+                "Extraordinarilylongstreetnamewithoutspaces 99\nSpringfield, IL 62701", line_items=[LineItem("SKU-1", "Thing", 1, "9.99")]))
     for order in plain:
         _waiting(order)
     claimed = plain[1]

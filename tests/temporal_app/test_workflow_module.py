@@ -64,7 +64,8 @@ def test_payload_dataclasses_carry_real_types_not_strings():
 # I/O, threads or the workflow API (temporalio's sandbox checks none of a passed-through module's
 # code), and nothing that keeps state between workflow runs.
 PURE_IMPORTS = {
-    "__future__", "dataclasses", "decimal", "enum", "ipaddress", "math", "re", "typing", "unicodedata",
+    "__future__", "collections.abc", "dataclasses", "decimal", "enum", "ipaddress", "math", "re", "typing",
+    "unicodedata",
     "temporalio.common", "temporalio.converter", "temporalio.exceptions",
 }
 PURE_FROM_DATETIME = {"timedelta"}  # not datetime.now, date.today
