@@ -120,8 +120,10 @@ async def run_periodic_jobs(queues: Sequence[str], stop: asyncio.Event) -> None:
                 except Exception:  # a job must never take the workers down; it runs again soon
                     logger.exception("periodic job %s failed; it runs again in %g s", job.name, job.seconds)
         next_due = min(due.values(), default=loop.time() + 60)
-        with contextlib.suppress(asyncio.TimeoutError):  # the next job is due
+        try:
             await asyncio.wait_for(stop.wait(), max(next_due - loop.time(), 0.1))
+        except asyncio.TimeoutError:
+            pass
 
 
 def _run_job(job: PeriodicJob) -> None:
