@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv test run demo bench stop migrate clean
+.PHONY: venv test lint format run demo bench stop migrate clean
 
 venv: $(VENV)/.installed
 
@@ -21,6 +21,17 @@ test:
 	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/test_prerequisites.sh
 	@$(MAKE) --no-print-directory venv
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# The team's habits (pyproject.toml), as CI checks them: ruff's lint rules and format, and mypy on
+# temporal_app (Django-free and typed). `make format` applies ruff's fixes and format.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # Everything in one terminal (Postgres, Temporal + Web UI, migrations, demo users, workers, web);
 # one Ctrl-C stops it all. Ports and paths: see "Configuration" in README.md.

@@ -48,9 +48,9 @@ def billable_actions(events: Iterable[HistoryEvent], *, child: bool = False) -> 
             attempts[started.scheduled_event_id] = max(attempts.get(started.scheduled_event_id, 0), started.attempt)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
             last_task_completed = event.event_id
-        elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
-            if event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER:
-                local_activity_tasks.add(last_task_completed)
+        elif (kind == EventType.EVENT_TYPE_MARKER_RECORDED
+              and event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER):
+            local_activity_tasks.add(last_task_completed)
     if attempts:
         counts["activity attempts"] += sum(attempts.values())
     if local_activity_tasks:

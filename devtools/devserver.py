@@ -65,9 +65,8 @@ def start_dev_server(
     ``devtools.supervise.stop_process`` (or supervise it: ``Supervisor.adopt``).
     ``dynamic_config``: server settings (``--dynamic-config-value key=value``)."""
     for p in (port, ui_port):
-        if not headless or p == port:
-            if port_in_use(host, p):
-                raise DevServerError(f"port {p} on {host} is already in use (another Temporal server?)")
+        if (not headless or p == port) and port_in_use(host, p):
+            raise DevServerError(f"port {p} on {host} is already in use (another Temporal server?)")
     db_file.parent.mkdir(parents=True, exist_ok=True)
     command = [
         temporal_binary(), "server", "start-dev",

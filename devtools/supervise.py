@@ -18,6 +18,7 @@ Standard library only, no Django: scripts/run_system.py uses it before any setti
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -146,7 +147,8 @@ def worker_health(host: str = "127.0.0.1", port: Optional[int] = None) -> tuple[
 def spawn(command: Sequence[str], *, log: Log = subprocess.DEVNULL, env: Optional[dict[str, str]] = None,
           cwd: Union[Path, str, None] = None) -> subprocess.Popen:
     """Start ``command`` in a session of its own, its stdout and stderr appended to ``log``."""
-    out = open(log, "ab", buffering=0) if isinstance(log, Path) else log
+    # Closed in the finally below, once the child has its own copy; a caller's stream stays open.
+    out = open(log, "ab", buffering=0) if isinstance(log, Path) else log  # noqa: SIM115 -- closed below
     try:
         return subprocess.Popen(
             list(command), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -162,10 +164,8 @@ def _hurrying(hurry: Hurry) -> Callable[[], bool]:
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
         os.killpg(process.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is gone already
 
 
 def stop_process(process: subprocess.Popen, *, stop_signal: int = signal.SIGTERM, timeout: float = 15.0,

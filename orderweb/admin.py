@@ -4,55 +4,71 @@ Thin on purpose: every change goes through a service (``orderweb.services.order_
 staff actions in ``orderweb.actions``), each action is gated by its own permission and answers
 with a message and a redirect. An order's fields are the workflow's projection, so the order page
 is read-only; staff change an order only through the actions, which ask the workflow.
+
+By concern: this module has the order's list and page (OrderAdmin); its staff actions are in
+admin_order_actions.py, its list's filters in admin_order_filters.py; the read-only pages of the
+rows the workflow writes are in admin_readonly.py, the API keys in admin_api_keys.py.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Optional
 
-from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from orderweb.actions import (
-    ActionOutcome,
-    order_address_change,
-    order_cancel,
-    order_cancel_dispatch_failed,
-    order_is_awaiting_shipping_retry,
-    order_shipping_retry,
-    workflow_actions_send_many,
-)
+from orderweb.actions import order_is_awaiting_shipping_retry
 from orderweb.admin_moments import MOMENT_FORMAT, MomentsAdmin, moment_field
-from orderweb.forms import AddressForm, CancelForm, LabelForm, NoteForm, OrderCreateForm, OrderLineFormSet
-from orderweb.labels import LABEL_PERMISSION, order_label_remove, order_label_set
-from orderweb.api.keys import NO_SCOPE, api_key_create, api_key_revoke, validate_key_name
+from orderweb.admin_order_filters import AttentionFilter, CancelReasonFilter, DispatchFailedFilter
+from orderweb.forms import OrderCreateForm, OrderLineFormSet
+from orderweb.labels import LABEL_PERMISSION
 from orderweb.preferences import moment_html
 from orderweb.models import (
-    ApiKey,
     CancelReason,
-    CarrierLedgerEntry,
-    GatewayLedgerEntry,
     Order,
     OrderEvent,
     OrderLabel,
     OrderLine,
     Payment,
-    RefusedStart,
     Shipment,
-    WebhookDelivery,
 )
-from orderweb.services import NOTE_ADDED, order_create, order_note_add
+from orderweb.services import order_create
 from temporal_app.client import TemporalUnavailable, workflow_ui_url
-from temporal_app.contracts import OrderState, RefusalCode, refusal, shipping_workflow_id
+from temporal_app.contracts import OrderState, shipping_workflow_id
+
+# The admin's other pages, by concern; importing them here registers them when Django imports this
+# module. Names that callers import from orderweb.admin stay importable from here ("X as X": a
+# re-export).
+from orderweb.admin_api_keys import (
+    API_KEY_CREATED as API_KEY_CREATED,
+    API_KEYS_REVOKED as API_KEYS_REVOKED,
+    ApiKeyAdmin as ApiKeyAdmin,
+    ApiKeyForm as ApiKeyForm,
+    ApiKeyRevokedFilter as ApiKeyRevokedFilter,
+)
+from orderweb.admin_order_actions import (
+    ADDRESS_TOO_LATE_NOTICE as ADDRESS_TOO_LATE_NOTICE,
+    ORDER_FINISHED_NOTICE as ORDER_FINISHED_NOTICE,
+    OrderStaffActions,
+)
+from orderweb.admin_readonly import (
+    CarrierLedgerEntryAdmin as CarrierLedgerEntryAdmin,
+    GatewayLedgerEntryAdmin as GatewayLedgerEntryAdmin,
+    NoEditingMixin,
+    OrderEventAdmin as OrderEventAdmin,
+    OrderLabelAdmin as OrderLabelAdmin,
+    PaymentAdmin as PaymentAdmin,
+    ReadOnlyAdmin as ReadOnlyAdmin,
+    RefusedStartAdmin as RefusedStartAdmin,
+    ShipmentAdmin as ShipmentAdmin,
+    WebhookDeliveryAdmin as WebhookDeliveryAdmin,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +77,6 @@ ORDER_SAVED_NOT_STARTED = (
     "Order {order_id} was saved, but Temporal is unreachable, so its workflow has not started yet; "
     "the workers start it as soon as Temporal is back."
 )
-ADDRESS_TOO_LATE_NOTICE = refusal(RefusalCode.ADDRESS_TOO_LATE).message
-ORDER_FINISHED_NOTICE = "This order is {status}; its workflow accepts no more changes."
 # What staff read where the projection alone says "shipping": the carrier refused the dispatch
 # and the workflow waits for a person (retry, or cancel and refund).
 DISPATCH_WAITING = "Dispatch failed, waiting for staff"
@@ -80,23 +94,6 @@ _STATUS_TONES = {
     OrderState.FAILED: "bad",
     OrderState.AWAITING_MANUAL_REVIEW: "waiting",
 }
-
-
-class NoEditingMixin:
-    """Rows the workflow writes: adding, changing or deleting them here would bypass it."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(NoEditingMixin, MomentsAdmin, admin.ModelAdmin):
-    pass
 
 
 class OrderReadOnlyInline(NoEditingMixin, admin.TabularInline):
@@ -133,63 +130,8 @@ class ShipmentInline(OrderReadOnlyInline):
     readonly_fields = fields
 
 
-class AttentionFilter(admin.SimpleListFilter):
-    """Orders the reconciler flagged: their workflow stopped, vanished or is stuck."""
-
-    title = "needs attention"
-    parameter_name = "attention"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Flagged for staff"), ("no", "Not flagged")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "yes":
-            return queryset.filter(attention_since__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(attention_since__isnull=True)
-        return queryset
-
-
-class CancelReasonFilter(admin.SimpleListFilter):
-    """Cancelled orders by their reason code (staff cancels and review rejections alike)."""
-
-    title = "cancel reason"
-    parameter_name = "cancel_reason"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [*CancelReason.choices, ("none", "No code")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "none":
-            return queryset.filter(status=OrderState.CANCELLED, cancel_reason_code="")
-        if self.value():
-            return queryset.filter(cancel_reason_code=self.value())
-        return queryset
-
-
-class DispatchFailedFilter(admin.SimpleListFilter):
-    title = "dispatch"
-    parameter_name = "dispatch"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            ("waiting", "Failed, waiting for staff"),
-            ("failed", "Failed at least once"),
-            ("never", "Never failed"),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "waiting":
-            return queryset.filter(status=OrderState.SHIPPING, shipment__status=Shipment.Status.DISPATCH_FAILED)
-        if self.value() == "failed":
-            return queryset.filter(dispatch_failures__gt=0)
-        if self.value() == "never":
-            return queryset.filter(dispatch_failures=0)
-        return queryset
-
-
 @admin.register(Order)
-class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
+class OrderAdmin(OrderStaffActions, MomentsAdmin, admin.ModelAdmin):
     list_display = ["order_id", "status_badge", "amount", "dispatch_failures", "customer", "created_at"]
     list_filter = ["status", AttentionFilter, DispatchFailedFilter, CancelReasonFilter, "created_at", "source"]
     date_hierarchy = "created_at"
@@ -423,246 +365,12 @@ class OrderAdmin(MomentsAdmin, admin.ModelAdmin):
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/orderweb/order/add_form.html", context)
-
-    # -- staff actions: one order (from its page) ----------------------------------------------
-
-    def get_urls(self):
-        info = self.opts.app_label, self.opts.model_name
-        view = self.admin_site.admin_view
-        return [
-            path("<path:object_id>/cancel/", view(self.cancel_view), name="%s_%s_cancel" % info),
-            path("<path:object_id>/address/", view(self.address_view), name="%s_%s_address" % info),
-            path("<path:object_id>/retry-shipping/", view(self.retry_shipping_view),
-                 name="%s_%s_retry_shipping" % info),
-            path("<path:object_id>/note/", view(self.note_view), name="%s_%s_note" % info),
-            path("<path:object_id>/label/", view(self.label_view), name="%s_%s_label" % info),
-        ] + super().get_urls()
-
-    def note_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """A note on the order for colleagues: not a state change, so no workflow is asked."""
-        order = self._order_or_none(request, object_id)
-        if order is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_add_order_note_permission(request):
-            raise PermissionDenied
-        form = NoteForm(request.POST if request.method == "POST" else None)
-        if form.is_valid():
-            try:
-                order_note_add(order=order, user=request.user, text=form.cleaned_data["note"],
-                               source=OrderEvent.Source.ADMIN)
-            except ValidationError as err:
-                form.add_error("note", err)
-            else:
-                self.message_user(request, NOTE_ADDED.format(order_id=order.order_id), messages.SUCCESS)
-                return HttpResponseRedirect(self._url("change", order))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"Add a note to {order.order_id}",
-            "order": order,
-            "orders": [order],
-            "form": form,
-            "back_url": self._url("change", order),
-        }
-        return TemplateResponse(request, "admin/orderweb/order/note_form.html", context)
-
-    def label_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Set or remove an outcome label: a fact learned after the decision, no workflow asked."""
-        order = self._order_or_none(request, object_id)
-        if order is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_label_permission(request):
-            raise PermissionDenied
-        form = LabelForm(request.POST if request.method == "POST" else None)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                if data["action"] == "remove":
-                    change = order_label_remove(order=order, label=data["label"], source=OrderLabel.Source.ADMIN,
-                                                user=request.user, note=data["note"])
-                else:
-                    change = order_label_set(order=order, label=data["label"], source=OrderLabel.Source.ADMIN,
-                                             user=request.user, note=data["note"],
-                                             source_reference=data["source_reference"])
-            except ValidationError as err:
-                form.add_error(None, err)
-            else:
-                self.message_user(request, change.message, messages.SUCCESS if change.changed else messages.INFO)
-                return HttpResponseRedirect(self._url("change", order))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"Outcome label of {order.order_id}",
-            "order": order,
-            "orders": [order],
-            "form": form,
-            "current": list(OrderLabel.objects.filter(order=order, removed_at__isnull=True).order_by("created_at")),
-            "back_url": self._url("change", order),
-        }
-        return TemplateResponse(request, "admin/orderweb/order/label_form.html", context)
-
-    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        order = self._order_or_none(request, object_id)
-        if order is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_cancel_order_permission(request):
-            raise PermissionDenied
-        form = CancelForm(request.POST if request.method == "POST" else None)
-        if form.is_valid():
-            self._report(request, [order_cancel(order=order, reason=form.cleaned_data["reason"],
-                                                reason_code=form.cleaned_data["reason_code"], acting_user=request.user)])
-            return HttpResponseRedirect(self._url("change", order))
-        return self._cancel_confirmation(request, [order], form, action="")
-
-    def address_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        order = self._order_or_none(request, object_id)
-        if order is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_change_order_address_permission(request):
-            raise PermissionDenied
-        if request.method == "POST":
-            form = AddressForm(request.POST)
-            if form.is_valid():
-                outcome = order_address_change(
-                    order=order, address=form.cleaned_data["address"], acting_user=request.user
-                )
-                self._report(request, [outcome])
-                if outcome.accepted:
-                    return HttpResponseRedirect(self._url("change", order))
-                return HttpResponseRedirect(self._url("address", order))
-        else:
-            form = AddressForm(initial={"address": order.address})
-        too_late = _address_too_late(order)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"Change the shipping address of {order.order_id}",
-            "order": order,
-            "orders": [order],
-            "form": form,
-            "too_late": too_late,
-            "back_url": self._url("change", order),
-        }
-        return TemplateResponse(request, "admin/orderweb/order/address_form.html", context)
-
-    def retry_shipping_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        order = self._order_or_none(request, object_id)
-        if order is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_retry_shipping_permission(request):
-            raise PermissionDenied
-        if request.method == "POST":
-            self._report(request, [order_shipping_retry(order=order, acting_user=request.user)])
-            return HttpResponseRedirect(self._url("change", order))
-        return self._retry_confirmation(request, [order], action="")
-
-    # -- staff actions: a selection (from the list), confirmed like delete_selected ------------
-
-    @admin.action(description="Cancel selected orders", permissions=["cancel_order"])
-    def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> Optional[HttpResponse]:
-        return self._cancel_many(request, queryset, "cancel_selected", order_cancel)
-
-    @admin.action(description="Cancel and refund selected dispatch-failed orders", permissions=["cancel_order"])
-    def cancel_and_refund_selected(self, request: HttpRequest, queryset: QuerySet) -> Optional[HttpResponse]:
-        return self._cancel_many(request, queryset, "cancel_and_refund_selected", order_cancel_dispatch_failed)
-
-    @admin.action(description="Retry shipping of selected dispatch-failed orders", permissions=["retry_shipping"])
-    def retry_shipping_selected(self, request: HttpRequest, queryset: QuerySet) -> Optional[HttpResponse]:
-        orders = list(queryset)
-        if request.POST.get("post") == "yes":
-            self._report(request, workflow_actions_send_many(
-                orders=orders, send=lambda order: order_shipping_retry(order=order, acting_user=request.user)))
-            return None
-        return self._retry_confirmation(request, orders, action="retry_shipping_selected")
-
-    def _cancel_many(
-        self, request: HttpRequest, queryset: QuerySet, action: str, service: Callable[..., ActionOutcome]
-    ) -> Optional[HttpResponse]:
-        orders = list(queryset)
-        form = CancelForm(request.POST if request.POST.get("post") == "yes" else None)
-        if form.is_valid():
-            reason, code = form.cleaned_data["reason"], form.cleaned_data["reason_code"]
-            # Several at once: each answers only when its order has ended (workflow_actions_send_many).
-            self._report(request, workflow_actions_send_many(
-                orders=orders, send=lambda order: service(order=order, reason=reason, reason_code=code,
-                                                          acting_user=request.user)))
-            return None
-        return self._cancel_confirmation(request, orders, form, action=action)
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _order_or_none(self, request: HttpRequest, object_id: str) -> Optional[Order]:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        return self.get_object(request, unquote(object_id))
-
-    def _url(self, name: str, order: Order) -> str:
-        return reverse(f"admin:orderweb_order_{name}", args=[order.pk], current_app=self.admin_site.name)
-
-    def _report(self, request: HttpRequest, outcomes: Iterable[ActionOutcome]) -> None:
-        for outcome in outcomes:
-            self.message_user(request, outcome.message, messages.SUCCESS if outcome.accepted else messages.ERROR)
-
-    def _cancel_confirmation(
-        self, request: HttpRequest, orders: list[Order], form: CancelForm, *, action: str
-    ) -> TemplateResponse:
-        refunded = set(
-            Payment.objects.filter(
-                order__in=orders, kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED
-            ).values_list("order_id", flat=True)
-        )
-        warnings = self.cancel_warnings(request, orders)
-        rows = [{"order": order, "refund": order.pk in refunded, "finished": order.is_terminal,
-                 "warnings": warnings.get(order.pk, [])} for order in orders]
-        return self._confirmation(
-            request, "admin/orderweb/order/cancel_confirmation.html", orders, action,
-            title="Cancel orders" if len(orders) > 1 else f"Cancel order {orders[0].order_id}",
-            form=form, rows=rows, any_warnings=any(row["warnings"] for row in rows),
-        )
-
-    def _retry_confirmation(self, request: HttpRequest, orders: list[Order], *, action: str) -> TemplateResponse:
-        errors = dict(Shipment.objects.filter(order__in=orders).values_list("order_id", "last_error"))
-        rows = [{"order": order, "waiting": order_is_awaiting_shipping_retry(order=order),
-                 "last_error": errors.get(order.pk, "")} for order in orders]
-        return self._confirmation(
-            request, "admin/orderweb/order/retry_confirmation.html", orders, action,
-            title="Retry shipping" if len(orders) > 1 else f"Retry shipping of {orders[0].order_id}", rows=rows,
-        )
-
-    def _confirmation(
-        self, request: HttpRequest, template: str, orders: list[Order], action: str, **extra: Any
-    ) -> TemplateResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "orders": orders,
-            "action": action,  # empty for a single order's own page
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "back_url": self._url("change", orders[0]) if not action else reverse(
-                "admin:orderweb_order_changelist", current_app=self.admin_site.name
-            ),
-            **extra,
-        }
-        return TemplateResponse(request, template, context)
-
-
 def _dispatch_waiting(order: Order) -> bool:
     """From the list's annotation (``dispatch_waiting``), or asked when there is none."""
     if order.status != OrderState.SHIPPING:
         return False
     waiting = getattr(order, "dispatch_waiting", None)
     return order_is_awaiting_shipping_retry(order=order) if waiting is None else bool(waiting)
-
-
-def _address_too_late(order: Order) -> str:
-    """What the projection already knows; the workflow has the last word when the form is sent."""
-    if order.status == OrderState.COMPLETED or Shipment.objects.filter(
-        order=order, status=Shipment.Status.DISPATCHED
-    ).exists():
-        return ADDRESS_TOO_LATE_NOTICE
-    if order.is_terminal:
-        return ORDER_FINISHED_NOTICE.format(status=order.get_status_display().lower())
-    return ""
 
 
 def _timeline_cells(event: OrderEvent) -> str:
@@ -678,201 +386,3 @@ def _timeline_cells(event: OrderEvent) -> str:
         moment_html(event.created_at, MOMENT_FORMAT), event.label, actor, event.get_source_display(),
         change, event.message,
     )
-
-
-# -- read-only rows the workflow writes ---------------------------------------------------------
-
-
-@admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ["order", "kind", "status", "amount", "idempotency_key", "provider_reference", "created_at"]
-    list_filter = ["kind", "status"]
-    list_select_related = ["order"]
-    search_fields = ["order__order_id", "idempotency_key", "provider_reference"]
-
-
-@admin.register(Shipment)
-class ShipmentAdmin(ReadOnlyAdmin):
-    list_display = ["order", "status", "tracking_number", "dispatched_at", "last_error", "updated_at"]
-    list_filter = ["status"]
-    list_select_related = ["order"]
-    search_fields = ["order__order_id", "tracking_number", "address"]
-
-
-@admin.register(OrderEvent)
-class OrderEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "order", "event", "actor", "source", "from_status", "to_status", "message"]
-    list_filter = ["source", "type"]
-    list_select_related = ["order"]
-    search_fields = ["order__order_id", "actor", "type"]
-    date_hierarchy = "created_at"
-
-    @admin.display(description="event", ordering="type")
-    def event(self, event: OrderEvent) -> str:
-        return event.label
-
-
-class LabelStandingFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "standing"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Standing"), ("no", "Removed")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() in ("yes", "no"):
-            return queryset.filter(removed_at__isnull=self.value() == "yes")
-        return queryset
-
-
-@admin.register(OrderLabel)
-class OrderLabelAdmin(ReadOnlyAdmin):
-    """Every outcome label, by kind and date (set and removed on the order's own page, through
-    ``orderweb.labels``, so that each change is audited: never edited here)."""
-
-    list_display = ["created_at", "order", "label", "actor", "source", "source_reference", "removed_at", "removed_by"]
-    list_filter = ["label", LabelStandingFilter, "source"]
-    list_select_related = ["order"]
-    search_fields = ["order__order_id", "source_reference", "actor"]
-    date_hierarchy = "created_at"
-
-
-@admin.register(RefusedStart)
-class RefusedStartAdmin(ReadOnlyAdmin):
-    """Starts of OrderWorkflow that could not make an order (no usable order id)."""
-
-    list_display = ["created_at", "workflow_id", "reason", "arguments"]
-    search_fields = ["workflow_id", "reason"]
-    date_hierarchy = "created_at"
-
-    @admin.display(description="Temporal Web UI")
-    def temporal_link(self, start: RefusedStart) -> str:
-        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', workflow_ui_url(start.workflow_id),
-                           start.workflow_id)
-
-    readonly_fields = ["workflow_id", "temporal_link", "run_id", "reason", "arguments", "created_at"]
-    fields = readonly_fields
-
-
-@admin.register(GatewayLedgerEntry)
-class GatewayLedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["idempotency_key", "kind", "order_ref", "amount", "reference", "created_at"]
-    list_filter = ["kind"]
-    search_fields = ["order_ref", "idempotency_key", "reference"]
-
-
-@admin.register(CarrierLedgerEntry)
-class CarrierLedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["idempotency_key", "order_ref", "tracking_number", "created_at"]
-    search_fields = ["order_ref", "idempotency_key", "tracking_number"]
-
-
-# -- API keys (docs/api.md) ---------------------------------------------------------------------
-
-API_KEY_CREATED = "API key {name!r} was created. Copy the key below now: it is shown this once."
-API_KEYS_REVOKED = "{count} API key(s) revoked; requests with them now get 401."
-_SHOWN_ONCE = "orderweb.api_key_shown_once"
-
-
-class ApiKeyForm(forms.ModelForm):
-    class Meta:
-        model = ApiKey
-        fields = ["name", "scope_create", "scope_read", "scope_act", "scope_label", "rate_limit_per_minute"]
-
-    def clean_name(self) -> str:
-        return validate_key_name(self.cleaned_data.get("name"))
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if not any(data.get(f"scope_{scope}") for scope in ApiKey.Scope.values):
-            raise ValidationError(NO_SCOPE, code="no_scope")
-        return data
-
-
-class ApiKeyRevokedFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("active", "Active"), ("revoked", "Revoked")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "active":
-            return queryset.filter(revoked_at__isnull=True)
-        if self.value() == "revoked":
-            return queryset.filter(revoked_at__isnull=False)
-        return queryset
-
-
-@admin.register(ApiKey)
-class ApiKeyAdmin(MomentsAdmin, admin.ModelAdmin):
-    """Keys are created here through the service (the key is shown once, on the next page) and
-    revoked, never deleted: orders and audit rows keep naming their client."""
-
-    form = ApiKeyForm
-    list_display = ["name", "prefix", "scope_list", "active", "rate_limit_per_minute", "last_used_at", "created_at"]
-    list_filter = [ApiKeyRevokedFilter, "scope_create", "scope_read", "scope_act", "scope_label"]
-    search_fields = ["name", "prefix"]
-    readonly_fields = ["prefix", "created_at", "created_by", "last_used_at", "revoked_at"]
-    actions = ["revoke_selected"]
-    change_form_template = "admin/orderweb/apikey/change_form.html"
-
-    @admin.display(description="scopes")
-    def scope_list(self, api_key: ApiKey) -> str:
-        return ", ".join(api_key.scopes)
-
-    @admin.display(description="active", boolean=True)
-    def active(self, api_key: ApiKey) -> bool:
-        return api_key.is_active
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_revoke_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("orderweb.revoke_apikey")
-
-    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        data = form.cleaned_data
-        row, key = api_key_create(
-            name=data["name"], scopes=[s for s in ApiKey.Scope.values if data.get(f"scope_{s}")],
-            rate_limit_per_minute=data.get("rate_limit_per_minute"), created_by=request.user,
-        )
-        for model_field in ApiKey._meta.concrete_fields:
-            setattr(obj, model_field.attname, getattr(row, model_field.attname))
-        obj._state.adding = False
-        # Server-side (the session is in the database), read once by the next page.
-        request.session[_SHOWN_ONCE] = {"pk": row.pk, "key": key}
-
-    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: Optional[str] = None):
-        self.message_user(request, API_KEY_CREATED.format(name=obj.name), messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:orderweb_apikey_change", args=[obj.pk],
-                                            current_app=self.admin_site.name))
-
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
-        shown = request.session.get(_SHOWN_ONCE)
-        new_key = ""
-        if request.method == "GET" and shown and str(shown.get("pk")) == str(unquote(object_id)):
-            new_key = shown["key"]
-            del request.session[_SHOWN_ONCE]
-        response = super().change_view(request, object_id, form_url, {**(extra_context or {}), "new_api_key": new_key})
-        if new_key:
-            response["Cache-Control"] = "no-store"
-        return response
-
-    @admin.action(description="Revoke selected API keys", permissions=["revoke"])
-    def revoke_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = sum(api_key_revoke(api_key=api_key) for api_key in queryset)
-        self.message_user(request, API_KEYS_REVOKED.format(count=count), messages.SUCCESS)
-
-
-@admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdmin):
-    """What was sent to the webhook URL and what the receiver said (docs/api.md, "Webhooks")."""
-
-    list_display = ["created_at", "event", "status", "attempts", "last_status_code", "sent_at", "last_error"]
-    list_filter = ["status"]
-    list_select_related = ["event__order"]
-    search_fields = ["event__order__order_id", "url"]

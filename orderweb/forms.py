@@ -154,7 +154,8 @@ class NoteForm(forms.Form):
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60, "maxlength": MAX_ORDER_NOTE_LENGTH}),
         max_length=MAX_ORDER_NOTE_LENGTH, strip=True,
-        help_text=f"Plain text, at most {MAX_ORDER_NOTE_LENGTH} characters. Every reviewer sees it; it decides nothing.",
+        help_text=(f"Plain text, at most {MAX_ORDER_NOTE_LENGTH} characters. "
+                   "Every reviewer sees it; it decides nothing."),
         error_messages={"required": NOTE_EMPTY, "max_length": NOTE_TOO_LONG},
     )
 

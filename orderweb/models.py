@@ -295,7 +295,9 @@ class OrderEvent(models.Model):
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
     type = models.CharField(max_length=64, choices=Type.choices)
-    event_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "": events without a key (notes, staff requests) must not collide in the unique
+    # (order, event_key) constraint below, and Postgres lets NULLs repeat there.
+    event_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 -- see above
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -390,6 +392,9 @@ class GatewayLedgerEntry(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.kind} {self.reference} for {self.order_ref}"
+
 
 class CarrierLedgerEntry(models.Model):
     idempotency_key = models.CharField(max_length=128, unique=True)
@@ -400,6 +405,9 @@ class CarrierLedgerEntry(models.Model):
 
     class Meta:
         verbose_name_plural = "carrier ledger entries"
+
+    def __str__(self) -> str:
+        return f"shipment {self.tracking_number} for {self.order_ref}"
 
 
 class SimulatedFault(models.Model):
@@ -424,6 +432,9 @@ class SimulatedFault(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["target", "order_ref"], name="fault_one_per_target"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.mode} fault of {self.target} for {self.order_ref}"
 
 
 # -- The HTTP API's clients (orderweb/api/, docs/api.md) -----------------------------------------
@@ -492,6 +503,9 @@ class ApiRateWindow(models.Model):
             models.UniqueConstraint(fields=["api_key", "window_start"], name="api_rate_one_row_per_window"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.count} requests of key {self.api_key_id} from {self.window_start:%Y-%m-%d %H:%M} UTC"
+
 
 class ApiOrderRequest(models.Model):
     """Which API client created an order, and a fingerprint of what it sent (a hash per field),
@@ -501,6 +515,9 @@ class ApiOrderRequest(models.Model):
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
     fingerprint = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"API request of key {self.api_key_id} for order {self.order_id}"
 
 
 class ApiIdempotencyKey(models.Model):
@@ -524,6 +541,9 @@ class ApiIdempotencyKey(models.Model):
             # The hourly purge finds the expired keys by age (built concurrently: migration 0013).
             models.Index(fields=["created_at"], name="api_idempotency_key_created"),
         ]
+
+    def __str__(self) -> str:
+        return f"idempotency key {self.key!r} of key {self.api_key_id}"
 
 
 class WebhookDelivery(models.Model):

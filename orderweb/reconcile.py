@@ -98,7 +98,7 @@ def orders_reconcile(*, now: datetime | None = None, grace_seconds: float | None
         if worker_stopping():  # the workers are shutting down: the next run carries on
             break
         report.checked += len(orders)
-        report.findings += client_thread.run(lambda client: _findings(client, orders, now), timeout=60)
+        report.findings += client_thread.run(lambda client, orders=orders: _findings(client, orders, now), timeout=60)
     for finding in report.findings:
         if order_flag_attention(order=finding.order, problem=finding.problem, reason=finding.reason,
                                 details=finding.details):

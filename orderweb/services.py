@@ -202,8 +202,8 @@ def order_create(
             raise
         raise order_id_conflict(order_id=order_id, holder=holder) from None
     OrderLine.objects.bulk_create(
-        OrderLine(order=order, sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price)
-        for l in lines
+        OrderLine(order=order, sku=line.sku, name=line.name, quantity=line.quantity, unit_price=line.unit_price)
+        for line in lines
     )
     # A review timeout of its own (tests, the chaos run) is kept in the creation's audit row, so
     # that the outbox sweep starts an order saved while Temporal was down with it too.
@@ -223,7 +223,7 @@ def order_workflow_options(
     """The workflow's optional input, rebuilt from the row (also when starting it late: then the
     review timeout order_create was given comes from its audit row)."""
     if lines is None:
-        lines = [LineItem(l.sku, l.name, l.quantity, str(l.unit_price)) for l in order.lines.all()]
+        lines = [LineItem(line.sku, line.name, line.quantity, str(line.unit_price)) for line in order.lines.all()]
         if review_timeout_seconds is None:
             created = (OrderEvent.objects.filter(order=order, type=OrderEvent.Type.ORDER_CREATED)
                        .values_list("details", flat=True).first()) or {}
@@ -398,8 +398,8 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
             raise OrderConflict(ORDER_ALREADY_FINISHED.format(order_id=order_id, status=order.status))
         if created:
             OrderLine.objects.bulk_create(
-                OrderLine(order=order, sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price)
-                for l in options.line_items
+                OrderLine(order=order, sku=line.sku, name=line.name, quantity=line.quantity, unit_price=line.unit_price)
+                for line in options.line_items
             )
             # Written before the transition's event, so the timeline reads created, then processing.
             events.order_created_event(

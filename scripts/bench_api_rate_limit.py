@@ -46,6 +46,11 @@ for _ in range(ROUNDS):
     without_limit.append(per_call_us(request, N // 4))
 endpoints.rate_limit_take = real
 
-print(f"counter statement alone:          median {statistics.median(upsert):7.0f} us  (rounds: {[round(x) for x in upsert]})")
-print(f"GET /api/v1/orders, limiter on:   median {statistics.median(with_limit):7.0f} us  (rounds: {[round(x) for x in with_limit]})")
-print(f"GET /api/v1/orders, limiter off:  median {statistics.median(without_limit):7.0f} us  (rounds: {[round(x) for x in without_limit]})")
+
+def report(label: str, rounds: list[float]) -> None:
+    print(f"{label:<34}median {statistics.median(rounds):7.0f} us  (rounds: {[round(x) for x in rounds]})")
+
+
+report("counter statement alone:", upsert)
+report("GET /api/v1/orders, limiter on:", with_limit)
+report("GET /api/v1/orders, limiter off:", without_limit)

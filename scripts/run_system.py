@@ -409,10 +409,7 @@ def shutdown(system: System) -> None:
     if system.postgres_started_here and system.embedded_pgdata is not None:
         stop_embedded_postgres(system.embedded_pgdata, hurry=lambda: supervisor.hurry, say=say)
         say("  stopped postgres")
-    try:
-        system.state_file.unlink()
-    except FileNotFoundError:
-        pass
+    system.state_file.unlink(missing_ok=True)
 
 
 def raise_interrupt(signum, frame) -> None:
@@ -545,8 +542,8 @@ def main(argv: list[str]) -> int:
         )
         if debug:
             step("users", lambda: manage(system, "ensure_demo_users", log_name="setup", timeout=120)
-                 and "reviewer/reviewer (group reviewer), lead/lead (reviewer, review_lead), admin/admin (superuser); "
-                    "local only: DEBUG is on")
+                 and "reviewer/reviewer (group reviewer), lead/lead (reviewer, review_lead), "
+                     "admin/admin (superuser); local only: DEBUG is on")
         else:
             say("  users      none: DEBUG is off")
         step("workers", lambda: wait_until_ready(workers, workers_ready, START_TIMEOUT)

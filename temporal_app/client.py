@@ -232,7 +232,7 @@ async def connect(*, lazy: bool = False, runtime: Optional[Runtime] = None) -> C
         # built on this client get them too.
         interceptors=tracing.client_interceptors(),
         lazy=lazy,
-        **({"runtime": runtime} if runtime is not None else {}),
+        runtime=runtime,  # None: the SDK's default runtime
     )
 
 

@@ -138,6 +138,7 @@ def payloads_in(message: Message) -> list[Payload]:
         for field, value in node.ListFields():
             if field.type != FieldDescriptor.TYPE_MESSAGE or field.name in _NOT_ENCODED:
                 continue
+            assert field.message_type is not None  # a TYPE_MESSAGE field always has its type
             if field.message_type.GetOptions().map_entry:
                 if field.message_type.fields_by_name["value"].type == FieldDescriptor.TYPE_MESSAGE:
                     for key, item in value.items():

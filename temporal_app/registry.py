@@ -75,7 +75,7 @@ def db_activity(name: str, *, queue: str) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         defined = _db_activity_defn(name, fn)
         _register(queue, defined)
-        return defined  # type: ignore[return-value]
+        return defined
 
     return decorate
 

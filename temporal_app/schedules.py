@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 from temporalio.client import (
     Client,
@@ -51,7 +51,7 @@ def schedule_id(job: PeriodicJob) -> str:
     return f"{SCHEDULE_PREFIX}{job.name}"
 
 
-def job_schedule(job: PeriodicJob, *, paused: bool = False, note: str = "") -> Schedule:
+def job_schedule(job: PeriodicJob, *, paused: bool = False, note: Optional[str] = None) -> Schedule:
     every = timedelta(seconds=job.seconds)
     return Schedule(
         action=ScheduleActionStartWorkflow(

@@ -93,6 +93,7 @@ def configure(*, exporter: Any = None, service_name: Optional[str] = None) -> bo
     if exporter is None and not endpoint:
         return _state.enabled
     from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
     from temporalio.contrib.opentelemetry import create_tracer_provider
 
@@ -103,6 +104,7 @@ def configure(*, exporter: Any = None, service_name: Optional[str] = None) -> bo
         # requires the global provider to be this replay-safe one.
         opentelemetry.trace.set_tracer_provider(_state.provider)
         _state.provider.add_span_processor(_state.processors)
+    processor: SpanProcessor
     if exporter is not None:
         processor = SimpleSpanProcessor(exporter)
     else:

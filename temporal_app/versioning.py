@@ -2,7 +2,7 @@
 
 ``run_workers`` joins the Worker Deployment ``TEMPORAL_DEPLOYMENT_NAME`` (default ``orderweb``)
 as the version ``TEMPORAL_BUILD_ID``; without one, the build id is a hash of the workflow code
-(``temporal_app/workflows/`` and ``contracts.py``), so a change to that code is a new version and
+(``temporal_app/workflows/`` and ``contracts*.py``), so a change to that code is a new version and
 anything else (activities, pages) rolls out within the running one. Temporal routes each
 workflow task to a version: new workflows to the deployment's *current* (or *ramping*) version;
 a running workflow according to its workflow type's versioning behaviour.
@@ -57,7 +57,7 @@ VERSIONING_BEHAVIOUR = {
 
 APP_DIR = Path(__file__).resolve().parent
 # What the default build id covers: the code that decides a workflow's commands.
-WORKFLOW_CODE = ("workflows", "contracts.py")
+WORKFLOW_CODE = ("workflows", "contracts.py", "contracts_names.py", "contracts_payloads.py", "contracts_rules.py")
 UNVERSIONED = "__unversioned__"
 REGISTER_TIMEOUT_SECONDS = 30.0
 POLLER_SEEN_SECONDS = 90.0

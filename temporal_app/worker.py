@@ -53,6 +53,9 @@ REQUIRED_SEARCH_ATTRIBUTES = {
 # ("The workflow sandbox"): it halves what the sandbox costs.
 SANDBOX_PASSTHROUGH_MODULES = (
     "temporal_app.contracts",
+    "temporal_app.contracts_names",
+    "temporal_app.contracts_payloads",
+    "temporal_app.contracts_rules",
     "temporal_app.workflows.boundary",
     "temporal_app.workflows.failures",
     "temporal_app.workflows.policies",
@@ -203,22 +206,22 @@ def build_workers(
     # run_workers follows TEMPORAL_WORKFLOW_SANDBOX (off by default: docs/benchmarks.md, "The
     # workflow sandbox"); the test suite's workers and the history replays run the strict sandbox
     # (nothing passed through), so a workflow change that it would refuse fails `make test`.
-    runner = {"workflow_runner": workflow_runner(sandbox, sandbox_passthrough)}
+    runner = workflow_runner(sandbox, sandbox_passthrough)
     workers = []
     for queue in queues:
         workflows, activities = workflows_for(queue), activities_for(queue)
         slots = plan[queue]
         executors[queue] = ThreadPoolExecutor(max_workers=slots.threads, thread_name_prefix=f"activity-{queue}")
-        versioning = {} if deployment is None else {"deployment_config": WorkerDeploymentConfig(
+        versioning = None if deployment is None else WorkerDeploymentConfig(
             version=deployment, use_worker_versioning=True,
             # Each workflow type's behaviour, chosen in temporal_app.versioning (auto-upgrade).
             default_versioning_behavior=behaviour_of(workflow_type(defn) for defn in workflows),
-        )}
+        )
         workers.append(
             Worker(
                 client,
-                **runner,
-                **versioning,
+                workflow_runner=runner,
+                deployment_config=versioning,
                 task_queue=queue,
                 workflows=workflows,
                 activities=activities,
@@ -266,7 +269,7 @@ async def run_workers(
                 await stack.enter_async_context(worker)
             polling = await _until_polling(workers, stop)
             if polling and health is not None:
-                health.workers_polling(dict(zip(queues, workers)))
+                health.workers_polling(dict(zip(queues, workers, strict=True)))  # one worker per queue
             if polling and deployment is not None:
                 await _join(client, deployment, queues, make_current)
             logger.info(

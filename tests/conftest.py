@@ -99,7 +99,8 @@ def temporal_server(tmp_path_factory) -> Iterator[str]:
 
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / f"temporal-server-{xdist_worker()}.log", "wb")
+    # Open for the session (the dev server writes to it); closed after the server stops, below.
+    log = open(ARTIFACTS / f"temporal-server-{xdist_worker()}.log", "wb")  # noqa: SIM115 -- closed below
     process = start_dev_server(
         db_file=tmp_path_factory.mktemp("temporal") / "temporal.db",
         port=port, ui_port=free_port(), log=log, headless=True,
@@ -132,7 +133,9 @@ def _wait_until_temporal_answers(address: str, timeout: float = 120) -> None:
                 return
             except RuntimeError as err:  # refused, or not healthy yet
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the Temporal dev server at {address} did not answer within {timeout:g} s: {err}")
+                    raise RuntimeError(
+                        f"the Temporal dev server at {address} did not answer within {timeout:g} s: {err}"
+                    ) from err
                 await asyncio.sleep(0.2)
 
     failed: list[BaseException] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from typing import Any, Awaitable, Callable, TypeVar
@@ -99,9 +100,7 @@ def wait_until_passed(workflow_id: str, state: str, timeout: float = 30) -> dict
 def terminate_running_workflows() -> None:
     async def run(client: Client) -> None:
         async for execution in client.list_workflows('ExecutionStatus="Running"'):
-            try:
+            with contextlib.suppress(Exception):  # it finished meanwhile
                 await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test ended")
-            except Exception:
-                pass  # it finished meanwhile
 
     temporal(run)

@@ -39,7 +39,8 @@ CONCURRENT_INDEXES = {
 # transaction, with the SQL Django's schema editor wrote for their index objects (0003's was raw).
 OLD_REVIEWS_INDEXES = [
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    "CREATE INDEX IF NOT EXISTS order_order_id_upper_trgm ON orderweb_order USING gin (UPPER(order_id::text) gin_trgm_ops)",
+    "CREATE INDEX IF NOT EXISTS order_order_id_upper_trgm ON orderweb_order "
+    "USING gin (UPPER(order_id::text) gin_trgm_ops)",
     'CREATE INDEX "order_customer_upper_trgm" ON "orderweb_order" USING gin ((UPPER("customer")) gin_trgm_ops)',
     'CREATE INDEX "order_email_upper_trgm" ON "orderweb_order" USING gin ((UPPER("customer_email")) gin_trgm_ops)',
     'CREATE INDEX "order_address_upper_trgm" ON "orderweb_order" USING gin ((UPPER("address")) gin_trgm_ops)',
@@ -93,9 +94,9 @@ class ScratchDatabase:
 
     def insert_orders(self, *order_ids: str) -> None:
         self.sql(*[
-            "INSERT INTO orderweb_order (order_id, workflow_id, address, customer, customer_email, billing_address, "
-            "user_agent, amount, currency, status, cancel_reason, cancel_reason_code, failure_reason, "
-            "dispatch_failures, attention_reason, source, created_at, updated_at) VALUES "
+            "INSERT INTO orderweb_order (order_id, workflow_id, address, customer, customer_email, "
+            "billing_address, user_agent, amount, currency, status, cancel_reason, cancel_reason_code, "
+            "failure_reason, dispatch_failures, attention_reason, source, created_at, updated_at) VALUES "
             f"('{order_id}', 'wf-{uuid.uuid4().hex}', '1 Road', 'Ada', '', '', '', 1, 'EUR', 'completed', '', '', "
             "'', 0, '', 'temporal-client', now(), now())" for order_id in order_ids])
 

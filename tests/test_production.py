@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import re
 import secrets
@@ -227,10 +228,8 @@ class Production:
 
     def down(self) -> None:
         self.supervisor.stop_all()
-        try:
+        with contextlib.suppress(psycopg.Error):
             self.admin_sql(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        except psycopg.Error:
-            pass
 
     def scrape(self) -> str:
         status, _, body = http(f"{self.web}/metrics", headers={"Authorization": f"Bearer {self.metrics_token}"})

@@ -637,7 +637,7 @@ def test_a_nul_in_any_posted_field_is_never_a_server_error(people, world):
     order: Order = world["order"]  # type: ignore[assignment]
     failures = []
     nul_data = {key: "\x00" for key in _post_data("", order)}
-    for namespace, name, params in discovered_urls():
+    for _namespace, name, params in discovered_urls():
         if name.endswith(("_add", "password_change", "_changelist", "_retry_shipping")) or name in PUBLIC:
             # Creating rows or changing a password: the forms' own tests. Retry shipping has no
             # field, and like every staff action refuses to run inside this test's transaction.

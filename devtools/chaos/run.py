@@ -17,6 +17,7 @@ tests/devtools/test_chaos.py) and this module, the run itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -24,6 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -63,10 +65,8 @@ def db_retry(fn: Callable[[], Any], *, timeout: float = 180) -> Any:
         try:
             return fn()
         except _db_errors():
-            try:
+            with contextlib.suppress(Exception):  # the connection is already broken; closing it may fail too
                 connection.close()
-            except Exception:  # the connection is already broken; closing it may fail too
-                pass
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
@@ -230,13 +230,11 @@ class ChaosRun:
             async def start(client: Any) -> None:
                 from temporal_app.workflows import OrderWorkflow
 
-                try:
+                with contextlib.suppress(WorkflowAlreadyStartedError):
                     await client.start_workflow(
                         OrderWorkflow.run, args=[order.order_id, "   "], id=order.workflow_id,
                         task_queue=ORDER_TASK_QUEUE,
                     )
-                except WorkflowAlreadyStartedError:
-                    pass
 
             self.temporal_call(start)
             order.created = True
@@ -333,11 +331,11 @@ class ChaosRun:
             self.notes["workflows terminated"] += 1
         elif s in (RACE_UPDATES, RACE_SIGNALS):
             if s == RACE_UPDATES:
-                first = lambda: self.update(order, "approve", Updates.DECIDE_REVIEW, approve)
-                second = lambda: self.update(order, "cancel", Updates.REQUEST_CANCEL, cancel)
+                first = partial(self.update, order, "approve", Updates.DECIDE_REVIEW, approve)
+                second = partial(self.update, order, "cancel", Updates.REQUEST_CANCEL, cancel)
             else:
-                first = lambda: self.signal(order, Signals.COMPLETE_MANUAL_REVIEW, approve)
-                second = lambda: self.signal(order, Signals.CANCEL_ORDER, cancel)
+                first = partial(self.signal, order, Signals.COMPLETE_MANUAL_REVIEW, approve)
+                second = partial(self.signal, order, Signals.CANCEL_ORDER, cancel)
             self.together(first, second)
             self.notes["concurrent approve+cancel"] += 1
         elif s == APPROVE_REJECT_CANCEL:
@@ -614,7 +612,7 @@ class ChaosRun:
             self.pool.check_alive()
             if now >= next_poll:
                 ids = [o.order_id for o in self.orders[:created]]
-                statuses = {oid: (s, f, flagged) for oid, s, f, flagged in db_retry(lambda: list(
+                statuses = {oid: (s, f, flagged) for oid, s, f, flagged in db_retry(lambda ids=ids: list(
                     Order.objects.filter(order_id__in=ids).values_list(
                         "order_id", "status", "dispatch_failures", "attention_since")))}
                 for oid, (status, failures, _) in statuses.items():

@@ -100,7 +100,7 @@ class CheckedOrder:
         values: dict[str, Any] = {
             "order_id": self.order_id, "customer.name": self.customer, "customer.email": self.email,
             "shipping_address": self.address, "billing_address": self.billing_address, "currency": self.currency,
-            "total": str(self.total), "line_items": [[l.sku, l.name, l.quantity, l.unit_price] for l in self.lines],
+            "total": str(self.total), "line_items": [[line.sku, line.name, line.quantity, line.unit_price] for line in self.lines],
             "client.ip": self.client_ip, "client.user_agent": self.user_agent,
         }
         return {name: fingerprint_keyed(hashlib.sha256(json.dumps(value, ensure_ascii=True).encode()).hexdigest()[:32],
@@ -153,7 +153,7 @@ def order_request_check(data: OrderCreateIn) -> CheckedOrder:
                                          user_agent=user_agent, currency=data.currency)
     for problem in problems:
         raise field_error(_DETAIL_FIELDS.get(problem, "billing_address"), problem)
-    items = [LineItem(l.sku, l.name, l.quantity, l.unit_price) for l in data.line_items]
+    items = [LineItem(line.sku, line.name, line.quantity, line.unit_price) for line in data.line_items]
     lines, lines_total = check("line_items", validate_lines_and_total, items, None)
     total = check("total", validate_lines_and_total, [], data.total)[1]
     if total != lines_total:

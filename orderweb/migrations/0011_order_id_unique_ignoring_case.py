@@ -28,7 +28,7 @@ def refuse_ids_differing_only_in_case(apps, schema_editor):
         cursor.execute(DUPLICATES)
         rows = cursor.fetchall()
     if rows:
-        pairs = "; ".join(", ".join(f"{order_id} ({status})" for order_id, status in zip(ids, statuses))
+        pairs = "; ".join(", ".join(f"{order_id} ({status})" for order_id, status in zip(ids, statuses, strict=True))
                           for _, ids, statuses in rows)
         raise RuntimeError(DUPLICATES_FOUND.format(pairs=pairs))
 

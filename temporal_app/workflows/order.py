@@ -215,11 +215,11 @@ class OrderWorkflow:
 
     async def _ship(self) -> ShippingOutcome:
         self.record.enter(OrderState.SHIPPING)  # projected by package_prepared
-        await self.shipping.start(self.record.address)
+        child = await self.shipping.start(self.record.address)
         if self.cancellation.request is not None:  # arrived while the child was starting
             await self.cancellation.take(self.cancellation.request)
         try:
-            outcome = await self.shipping.child
+            outcome = await child
         except ChildWorkflowError as err:
             # Terminated, timed out or failed: the carrier's ledger says whether it shipped.
             outcome = await workflow.execute_activity(

@@ -86,7 +86,7 @@ class Shipping:
         self.awaiting_retry = False
         self._acks: dict[str, ShippingReport] = {}
 
-    async def start(self, address: str) -> None:
+    async def start(self, address: str) -> workflow.ChildWorkflowHandle[Any, ShippingOutcome]:
         info = workflow.info()
         self.token = str(workflow.uuid4())
         self.child = await workflow.start_child_workflow(
@@ -96,6 +96,7 @@ class Shipping:
             task_queue=SHIPPING_TASK_QUEUE,
             result_type=ShippingOutcome,
         )
+        return self.child
 
     async def forward(self, signal: str, instruction: ShippingInstruction, *, wait: bool = False) -> Optional[ShippingReport]:
         """Signal the child; with ``wait``, wait for its answer to ``instruction.action_id``."""

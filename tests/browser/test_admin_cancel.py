@@ -13,7 +13,8 @@ from tests.orderweb.conftest import PASSWORD, finish, make_staff, place_order  #
 pytestmark = [pytest.mark.browser, pytest.mark.temporal]
 
 
-def test_staff_cancels_an_order_in_the_admin(system, page, make_staff):
+# make_staff: the fixture imported above, requested by name (pytest's way), not a redefinition.
+def test_staff_cancels_an_order_in_the_admin(system, page, make_staff):  # noqa: F811
     make_staff("stella", "cancel_order")
     order = place_order()
 

@@ -39,7 +39,7 @@ def _waiting(order: Order) -> Order:
 
 
 def _history(email: str, address: str, amount: str, n: int, age: timedelta) -> None:
-    for i in range(n):
+    for _ in range(n):
         order = Order.objects.create(order_id=new_order_id("HIST"), workflow_id=new_order_id("hist").lower(),
                                      address=address, customer="Grace Hopper", customer_email=email,
                                      amount=Decimal(amount), status="completed")
@@ -69,8 +69,8 @@ def world(settings, system):
     plain.append(order_create(
         order_id=new_order_id("ORDER-LONG-NAMES-AND-ADDRESS"), customer="Maximiliane Alexandra Wilhelmina von und zu Hohenzollern",
         customer_email="maximiliane.alexandra.wilhelmina.von.und.zu.hohenzollern@subdomain.example.com",
-        address="Apartment 1234, Building C, The Very Long Residential Complex Name\nExtraordinarilylongstreetnamewithoutspaces 99\n"
-                "Springfield, IL 62701", line_items=[LineItem("SKU-1", "Thing", 1, "9.99")]))
+        address="Apartment 1234, Building C, The Very Long Residential Complex Name\n"
+                "Extraordinarilylongstreetnamewithoutspaces 99\nSpringfield, IL 62701", line_items=[LineItem("SKU-1", "Thing", 1, "9.99")]))
     for order in plain:
         _waiting(order)
     claimed = plain[1]

@@ -8,6 +8,7 @@ so it disturbs neither the session's Temporal nor the machine's Postgres.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -60,10 +61,8 @@ def kill_processes_of(workdir: Path) -> None:
         except OSError:
             continue
         if str(workdir).encode() in seen:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def run_chaos(args: list[str], *, workdir: Path, limit: float) -> tuple[int, str]:
@@ -103,7 +102,7 @@ def test_short_chaos_run_passes_every_check(chaos_workdir):
                   "no order dispatched twice", "no unhandled exception in the logs",
                   "each escalation recorded once", "four eyes: two different people approved",
                   "every saved order started"):
-        line = next(l for l in output.splitlines() if l.startswith(check))
+        line = next(text for text in output.splitlines() if text.startswith(check))
         assert " PASS " in line, line
     assert "CHAOS: SIGKILL worker" in output
     assert "falls due now" in output  # a worker killed as an escalation fell due
@@ -150,7 +149,7 @@ BUG_TRACEBACK = """\
 Traceback (most recent call last):
   File "/x/temporal_app/activities.py", line 120, in payment_charged
 KeyError: 'amount'
-"""
+"""  # noqa: E501 -- a temporalio log line as it is written, longer than 120
 
 
 def test_log_audit_accepts_injected_faults_and_db_errors_inside_the_outage():
@@ -398,7 +397,8 @@ def test_check_outcomes_expected_reports_four_eyes_and_decision_races_answered_w
     for oid in ("A-1", "A-2", "A-3", "A-4"):
         _order(oid, "completed")
     assert check_outcomes_expected(orders).problems == [
-        "A-1: one person's two approvals answered (True, 'first_of_two_approvals') and (True, 'first_of_two_approvals')",
+        "A-1: one person's two approvals answered (True, 'first_of_two_approvals') and "
+        "(True, 'first_of_two_approvals')",
         "A-2: two people's approvals answered (True, '') and (True, '')",
         "A-3: rejection was accepted but the order is completed",
         "A-3: both the approval and the rejection were accepted",

@@ -148,7 +148,7 @@ def test_order_page_query_count_does_not_grow_with_events_or_history(reviewer):
         [OrderEvent(order=order, type="signal_applied", source="signal", actor="ops",
                     details={"signal": "UpdateAddress", "old_address": f"old {i}", "new_address": f"new {i}"})
          for i in range(20)])
-    for i in range(12):
+    for _ in range(12):
         make_waiting_order(email="ADA@example.com")
     many_response = client.get(url)
     assert "new 19" in many_response.content.decode()  # the address history shows the changes

@@ -3,6 +3,7 @@ with a 2 s budget against a server slow to answer): the attempt goes on for the 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -50,10 +51,8 @@ class SlowRelay:
             pass
         finally:
             for s in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.closed = True

@@ -18,9 +18,11 @@ pytestmark = pytest.mark.temporal
 
 def test_order_saved_during_an_outage_is_started_later(system):
     order_id = new_order_id()
-    with override_settings(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}", TEMPORAL_RPC_TIMEOUT_SECONDS=3):
-        with pytest.raises(TemporalUnavailable, match="Temporal is unreachable"):
-            order_create(order_id=order_id, address="5 Outage Rd")
+    with (
+        override_settings(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}", TEMPORAL_RPC_TIMEOUT_SECONDS=3),
+        pytest.raises(TemporalUnavailable, match="Temporal is unreachable"),
+    ):
+        order_create(order_id=order_id, address="5 Outage Rd")
     order = Order.objects.get(order_id=order_id)
     assert order.status == Order.Status.STARTED
     assert order.events.get().type == "order_created"

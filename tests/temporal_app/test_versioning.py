@@ -59,9 +59,10 @@ class Workers:
                "TEMPORAL_WORKER_VERSIONING": "1", "WORKER_HEALTH_PORT": str(self.health), "PYTHONUNBUFFERED": "1"}
         for name in ("TEMPORAL_BUILD_ID", "TEMPORAL_VERSION_CURRENT_ON_START", "TEMPORAL_WORKFLOW_SANDBOX"):
             env.pop(name, None)
-        self.process = subprocess.Popen([sys.executable, "manage.py", "run_workers", "--threads", "4"], cwd=root,
-                                        env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        with open(log, "wb") as out:  # the child has its own copy of the file
+            self.process = subprocess.Popen([sys.executable, "manage.py", "run_workers", "--threads", "4"],
+                                            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
 
     def wait_ready(self) -> None:
         wait_ready(HttpReady(f"http://127.0.0.1:{self.health}/readyz"), 90, self.process)
@@ -237,6 +238,16 @@ def test_the_build_id_follows_the_workflow_code_only(tmp_path):
     assert code_build_id(app) == before
     order = app / "workflows" / "order.py"
     order.write_text(order.read_text() + "\n# a change\n")
+    assert code_build_id(app) != before
+
+
+@pytest.mark.parametrize("part", ["contracts.py", "contracts_names.py", "contracts_payloads.py", "contracts_rules.py"])
+def test_the_build_id_follows_every_part_of_the_contracts(tmp_path, part):
+    """The contracts are split by concern; a change to any part is a change to the workflow code."""
+    app = tmp_path / "temporal_app"
+    shutil.copytree(ROOT / "temporal_app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_build_id(app)
+    (app / part).write_text((app / part).read_text() + "\n# a change\n")
     assert code_build_id(app) != before
 
 

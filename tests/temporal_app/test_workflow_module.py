@@ -53,8 +53,9 @@ def test_payload_dataclasses_carry_real_types_not_strings():
 
     from temporal_app import contracts
 
+    # The contracts' parts (contracts_names.py, contracts_payloads.py, ...), which contracts.py re-exports.
     classes = [c for c in vars(contracts).values()
-               if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == contracts.__name__]
+               if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__.startswith(contracts.__name__)]
     assert len(classes) >= 10
     stringly = [f"{c.__name__}.{f.name}" for c in classes for f in dataclasses.fields(c) if isinstance(f.type, str)]
     assert stringly == []
@@ -64,7 +65,8 @@ def test_payload_dataclasses_carry_real_types_not_strings():
 # I/O, threads or the workflow API (temporalio's sandbox checks none of a passed-through module's
 # code), and nothing that keeps state between workflow runs.
 PURE_IMPORTS = {
-    "__future__", "dataclasses", "decimal", "enum", "ipaddress", "math", "re", "typing", "unicodedata",
+    "__future__", "collections.abc", "dataclasses", "decimal", "enum", "ipaddress", "math", "re", "typing",
+    "unicodedata",
     "temporalio.common", "temporalio.converter", "temporalio.exceptions",
 }
 PURE_FROM_DATETIME = {"timedelta"}  # not datetime.now, date.today
@@ -126,3 +128,15 @@ def test_production_workers_run_the_sandbox_with_the_pure_modules_passed_through
     strict = workflow_runner(sandbox=True, passthrough=())
     assert not set(SANDBOX_PASSTHROUGH_MODULES) & strict.restrictions.passthrough_modules
     assert isinstance(workflow_runner(sandbox=False), UnsandboxedWorkflowRunner)
+
+
+def test_every_part_of_the_contracts_is_passed_through_and_in_the_build_id():
+    """contracts.py re-exports its parts (contracts_*.py): the sandbox must share them all, as it
+    shares contracts.py, and a change to any of them is a change to the workflow code."""
+    from temporal_app.versioning import WORKFLOW_CODE
+    from temporal_app.worker import SANDBOX_PASSTHROUGH_MODULES
+
+    parts = sorted(path.name for path in (ROOT / "temporal_app").glob("contracts*.py"))
+    assert len(parts) >= 4
+    assert {f"temporal_app.{name.removesuffix('.py')}" for name in parts} <= set(SANDBOX_PASSTHROUGH_MODULES)
+    assert set(parts) <= set(WORKFLOW_CODE)

@@ -288,7 +288,7 @@ class Command(BaseCommand):
             result["bare_orders_per_s_rounds"] = [round(rate, 2) for rate in bare]
             result["ratio_to_bare"] = round(result["orders_per_s"] / result["bare_orders_per_s"], 2)
             # Each round next to the bare run that followed it (the fairest pairs on a busy machine).
-            result["ratio_rounds"] = [round(ours / theirs, 2) for ours, theirs in zip(rates, bare)]
+            result["ratio_rounds"] = [round(ours / theirs, 2) for ours, theirs in zip(rates, bare, strict=False)]  # a round may lack its bare run
         return result
 
 

@@ -29,6 +29,7 @@ import statistics
 import time
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -160,7 +161,7 @@ class Command(BaseCommand):
             batch_size=BATCH,
         )
         events = []
-        for pk, status, created in ids:
+        for pk, status, _created in ids:
             events.append(OrderEvent(order_id=pk, type="order_created", source="api", to_status="started",
                                      event_key="received:created"))
             events.append(OrderEvent(order_id=pk, type="status_changed", source="workflow",
@@ -334,7 +335,7 @@ class Command(BaseCommand):
                     self.stdout.write("    " + line)
 
     def _report(self, results, runs: int) -> None:
-        load = " ".join(open("/proc/loadavg").read().split()[:3])
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         self.stdout.write(f"\nmedian of {runs} runs, ms: wall time of the whole request / Python CPU time "
                           f"of it / waiting for SQL; queries per request (load average {load})")
         labels = [label for label, *_ in results[0][2]]

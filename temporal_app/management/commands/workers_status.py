@@ -59,7 +59,7 @@ class Command(BaseCommand):
                          str(version.open_orders), _note(version)))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
-            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
         self.stdout.write(f"pollers: workers that polled in the last {POLLER_SEEN_SECONDS:g} s; open orders: running "
                           "orders whose last workflow task ran on that version (auto-upgrade: they move to the "
                           "current version at their next step).")
