@@ -471,6 +471,19 @@ class ChaosRun:
         elif kind in ("webhook_hang", "workers_down"):
             self.webhook_fault(kind)
 
+    def wait_for_webhook_cursor(self, timeout: float = 120) -> None:
+        """The receiver is configured before the first order: the workers' first webhook sweep
+        (a schedule's run) sets its mark. Otherwise a Temporal outage early in the run delays that
+        sweep past the run's short lookback, and the mark would start after the first orders' status
+        changes, as it does for a receiver configured after them."""
+        from orderweb.models import WebhookCursor
+
+        deadline = time.monotonic() + timeout
+        while not db_retry(lambda: WebhookCursor.objects.filter(url=self.receiver.url).exists()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the workers' webhook sweep set no mark for {self.receiver.url} in {timeout:g} s")
+            time.sleep(0.2)
+
     def webhook_fault(self, kind: str) -> None:
         """Webhook faults run beside the orders (they must go on, and be saved): each ends on a
         thread of its own."""
@@ -523,6 +536,7 @@ class ChaosRun:
         self.pool.start_all()
         try:
             self.pool.wait_ready()
+            self.wait_for_webhook_cursor()
             self.say("workers are polling; creating orders")
             executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="chaos")
             finished = False
