@@ -14,7 +14,7 @@ as long as nobody looks at it in the web or the Temporal UI.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -48,8 +48,10 @@ def billable_actions(events: Iterable[HistoryEvent], *, child: bool = False) -> 
             attempts[started.scheduled_event_id] = max(attempts.get(started.scheduled_event_id, 0), started.attempt)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
             last_task_completed = event.event_id
-        elif (kind == EventType.EVENT_TYPE_MARKER_RECORDED
-              and event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER):
+        elif (
+            kind == EventType.EVENT_TYPE_MARKER_RECORDED
+            and event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER
+        ):
             local_activity_tasks.add(last_task_completed)
     if attempts:
         counts["activity attempts"] += sum(attempts.values())

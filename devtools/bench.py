@@ -9,8 +9,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -74,8 +75,9 @@ class Workers:
         health_env, self.ready = worker_health()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS, **health_env}
         self.supervisor = Supervisor()
-        self.child = self.supervisor.start("workers", command, log_path=self.log, env=env,
-                                           stop_signal=signal.SIGINT, stop_timeout=30)
+        self.child = self.supervisor.start(
+            "workers", command, log_path=self.log, env=env, stop_signal=signal.SIGINT, stop_timeout=30
+        )
 
     def wait_ready(self, timeout: float) -> None:
         try:
@@ -100,8 +102,13 @@ def bench_dev_server() -> tuple[Any, tempfile.TemporaryDirectory]:
     workdir = tempfile.TemporaryDirectory(prefix="bench-temporal-")
     port = free_port()
     try:
-        process = start_dev_server(db_file=Path(workdir.name) / "temporal.db", port=port, ui_port=free_port(),
-                                   headless=True, log=Path(workdir.name) / "temporal.log")
+        process = start_dev_server(
+            db_file=Path(workdir.name) / "temporal.db",
+            port=port,
+            ui_port=free_port(),
+            headless=True,
+            log=Path(workdir.name) / "temporal.log",
+        )
     except DevServerError as err:
         workdir.cleanup()
         raise CommandError(str(err)) from None
@@ -127,7 +134,7 @@ class AutovacuumStandIn:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
-    def __enter__(self) -> "AutovacuumStandIn":
+    def __enter__(self) -> AutovacuumStandIn:
         with connection.cursor() as cursor:
             cursor.execute("SHOW autovacuum")
             if cursor.fetchone()[0] == "on":

@@ -30,9 +30,12 @@ from temporal_app.contracts import (
 )
 
 SEARCH_ATTRIBUTE_FLAGS = [
-    "--search-attribute", f"{SEARCH_ATTRIBUTE_ORDER_STATUS}=Keyword",
-    "--search-attribute", f"{SEARCH_ATTRIBUTE_DISPATCH_FAILURES}=Int",
-    "--search-attribute", f"{SEARCH_ATTRIBUTE_REVIEW_ESCALATED}=Bool",
+    "--search-attribute",
+    f"{SEARCH_ATTRIBUTE_ORDER_STATUS}=Keyword",
+    "--search-attribute",
+    f"{SEARCH_ATTRIBUTE_DISPATCH_FAILURES}=Int",
+    "--search-attribute",
+    f"{SEARCH_ATTRIBUTE_REVIEW_ESCALATED}=Bool",
 ]
 
 
@@ -69,11 +72,23 @@ def start_dev_server(
             raise DevServerError(f"port {p} on {host} is already in use (another Temporal server?)")
     db_file.parent.mkdir(parents=True, exist_ok=True)
     command = [
-        temporal_binary(), "server", "start-dev",
-        "--ip", host, "--port", str(port), "--ui-port", str(ui_port),
-        "--db-filename", str(db_file),
-        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-        "--log-level", "warn",
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(db_file),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--log-level",
+        "warn",
         *(SEARCH_ATTRIBUTE_FLAGS if register_search_attributes else []),
         *(arg for key, value in (dynamic_config or {}).items() for arg in ("--dynamic-config-value", f"{key}={value}")),
     ]
@@ -91,4 +106,3 @@ def start_dev_server(
         stop_process(process)
         raise DevServerError(f"nothing listened on {host}:{port} within {timeout:g} s") from None
     return process
-

@@ -34,4 +34,3 @@ def embedded_database_url(pgdata: Path, database: str = DATABASE_NAME) -> str:
     # The server listens only on a Unix socket in pgdata: postgres://postgres@/<db>?host=<dir>
     # (Django passes ?host= to psycopg; the URL can be handed to other processes as is).
     return f"postgres://postgres@/{database}?host={quote(str(pgdata.resolve()))}"
-

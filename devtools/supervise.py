@@ -27,9 +27,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Optional, Sequence, Union
+from typing import IO, Optional, Union
 
 HURRIED_WAIT_SECONDS = 2.0  # what is left of a stop wait once the supervisor hurries
 Log = Union[Path, IO, int, None]  # a path (appended to), an open file, subprocess.DEVNULL, or inherit
@@ -115,8 +116,9 @@ class PortReady:
 Readiness = Union[HttpReady, PortReady]
 
 
-def wait_ready(ready: Readiness, timeout: float, process: Optional[subprocess.Popen] = None,
-               *, interval: float = 0.1) -> None:
+def wait_ready(
+    ready: Readiness, timeout: float, process: Optional[subprocess.Popen] = None, *, interval: float = 0.1
+) -> None:
     """Return once ``ready`` holds; raise ChildExited if ``process`` ends first, NotReady after
     ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -144,14 +146,24 @@ def worker_health(host: str = "127.0.0.1", port: Optional[int] = None) -> tuple[
 # -- starting and stopping one process ----------------------------------------------------------
 
 
-def spawn(command: Sequence[str], *, log: Log = subprocess.DEVNULL, env: Optional[dict[str, str]] = None,
-          cwd: Union[Path, str, None] = None) -> subprocess.Popen:
+def spawn(
+    command: Sequence[str],
+    *,
+    log: Log = subprocess.DEVNULL,
+    env: Optional[dict[str, str]] = None,
+    cwd: Union[Path, str, None] = None,
+) -> subprocess.Popen:
     """Start ``command`` in a session of its own, its stdout and stderr appended to ``log``."""
     # Closed in the finally below, once the child has its own copy; a caller's stream stays open.
     out = open(log, "ab", buffering=0) if isinstance(log, Path) else log  # noqa: SIM115 -- closed below
     try:
         return subprocess.Popen(
-            list(command), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            list(command),
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: a terminal's Ctrl-C is ours to relay
         )
     finally:
@@ -168,8 +180,14 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
-def stop_process(process: subprocess.Popen, *, stop_signal: int = signal.SIGTERM, timeout: float = 15.0,
-                 hurry: Hurry = False, on_kill: Optional[Callable[[], None]] = None) -> int:
+def stop_process(
+    process: subprocess.Popen,
+    *,
+    stop_signal: int = signal.SIGTERM,
+    timeout: float = 15.0,
+    hurry: Hurry = False,
+    on_kill: Optional[Callable[[], None]] = None,
+) -> int:
     """Stop a process started by ``spawn`` and everything in its group: ``stop_signal``, up to
     ``timeout`` seconds (``HURRIED_WAIT_SECONDS`` once ``hurry`` holds), then SIGKILL
     (``on_kill`` is told first). Returns its exit code."""
@@ -230,8 +248,9 @@ class Child:
         wait_ready(ready, timeout, self.process)
 
     def stop(self, *, hurry: Hurry = False, on_kill: Optional[Callable[[], None]] = None) -> int:
-        return stop_process(self.process, stop_signal=self.stop_signal, timeout=self.stop_timeout,
-                            hurry=hurry, on_kill=on_kill)
+        return stop_process(
+            self.process, stop_signal=self.stop_signal, timeout=self.stop_timeout, hurry=hurry, on_kill=on_kill
+        )
 
     def kill(self) -> int:
         """SIGKILL, at once (a crash, on purpose)."""
@@ -250,15 +269,30 @@ class Supervisor:
     children: list[Child] = field(default_factory=list)
     hurry: bool = False
 
-    def start(self, name: str, command: Sequence[str], *, log_path: Path, env: Optional[dict[str, str]] = None,
-              cwd: Union[Path, str, None] = None, stop_signal: int = signal.SIGTERM,
-              stop_timeout: float = 20.0) -> Child:
+    def start(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        log_path: Path,
+        env: Optional[dict[str, str]] = None,
+        cwd: Union[Path, str, None] = None,
+        stop_signal: int = signal.SIGTERM,
+        stop_timeout: float = 20.0,
+    ) -> Child:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         process = spawn(command, log=log_path, env=env, cwd=cwd)
         return self.adopt(name, process, log_path=log_path, stop_signal=stop_signal, stop_timeout=stop_timeout)
 
-    def adopt(self, name: str, process: subprocess.Popen, *, log_path: Optional[Path] = None,
-              stop_signal: int = signal.SIGTERM, stop_timeout: float = 20.0) -> Child:
+    def adopt(
+        self,
+        name: str,
+        process: subprocess.Popen,
+        *,
+        log_path: Optional[Path] = None,
+        stop_signal: int = signal.SIGTERM,
+        stop_timeout: float = 20.0,
+    ) -> Child:
         """Supervise a process that ``spawn`` started elsewhere (``devtools.devserver``)."""
         child = Child(name, process, log_path, stop_signal, stop_timeout)
         self.children.append(child)
@@ -269,8 +303,9 @@ class Supervisor:
         return next((child for child in self.children if child.exit_code() is not None), None)
 
     def stop(self, child: Child) -> int:
-        code = child.stop(hurry=lambda: self.hurry,
-                          on_kill=lambda: self.say(f"  {child.name} did not stop in time; killing it"))
+        code = child.stop(
+            hurry=lambda: self.hurry, on_kill=lambda: self.say(f"  {child.name} did not stop in time; killing it")
+        )
         if child in self.children:
             self.children.remove(child)
         return code
@@ -335,8 +370,9 @@ def embedded_postgres_running(pgdata: Path) -> bool:
     return pid is not None and pid_alive(pid) and _is_postgres(pid)
 
 
-def stop_embedded_postgres(pgdata: Path, *, hurry: Hurry = False,
-                           say: Callable[[str], None] = lambda message: None) -> bool:
+def stop_embedded_postgres(
+    pgdata: Path, *, hurry: Hurry = False, say: Callable[[str], None] = lambda message: None
+) -> bool:
     """Stop the embedded Postgres whose data is ``pgdata``, if it runs; returns whether it ran.
 
     SIGINT is Postgres's "fast" shutdown (roll back, checkpoint, exit), as ``pg_ctl stop -m

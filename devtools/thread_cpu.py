@@ -74,7 +74,8 @@ def report(before: str, after: str, orders: int, dump: str | None = None) -> str
     return "\n".join(
         f"  worker {group} x{count}: {(user + system) * per_order:.1f} ms/order "
         f"(user {user * per_order:.1f}, system {system * per_order:.1f})"
-        for group, (user, system, count) in rows if user + system
+        for group, (user, system, count) in rows
+        if user + system
     )
 
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -101,14 +102,30 @@ class ActionKind:
     unanswered: str
 
 
-CANCEL = ActionKind("cancel", Updates.REQUEST_CANCEL, Type.CANCEL_REQUESTED, Type.CANCEL_REFUSED,
-                    Type.CANCEL_UNANSWERED)
-ADDRESS_CHANGE = ActionKind("address_change", Updates.CHANGE_ADDRESS, Type.ADDRESS_CHANGE_REQUESTED,
-                            Type.ADDRESS_CHANGE_REFUSED, Type.ADDRESS_CHANGE_UNANSWERED)
-SHIPPING_RETRY = ActionKind("shipping_retry", Updates.RETRY_SHIPPING, Type.SHIPPING_RETRY_REQUESTED,
-                            Type.SHIPPING_RETRY_REFUSED, Type.SHIPPING_RETRY_UNANSWERED)
-REVIEW_DECISION = ActionKind("review_decision", Updates.DECIDE_REVIEW, Type.REVIEW_DECISION_REQUESTED,
-                             Type.REVIEW_DECISION_REFUSED, Type.REVIEW_DECISION_UNANSWERED)
+CANCEL = ActionKind(
+    "cancel", Updates.REQUEST_CANCEL, Type.CANCEL_REQUESTED, Type.CANCEL_REFUSED, Type.CANCEL_UNANSWERED
+)
+ADDRESS_CHANGE = ActionKind(
+    "address_change",
+    Updates.CHANGE_ADDRESS,
+    Type.ADDRESS_CHANGE_REQUESTED,
+    Type.ADDRESS_CHANGE_REFUSED,
+    Type.ADDRESS_CHANGE_UNANSWERED,
+)
+SHIPPING_RETRY = ActionKind(
+    "shipping_retry",
+    Updates.RETRY_SHIPPING,
+    Type.SHIPPING_RETRY_REQUESTED,
+    Type.SHIPPING_RETRY_REFUSED,
+    Type.SHIPPING_RETRY_UNANSWERED,
+)
+REVIEW_DECISION = ActionKind(
+    "review_decision",
+    Updates.DECIDE_REVIEW,
+    Type.REVIEW_DECISION_REQUESTED,
+    Type.REVIEW_DECISION_REFUSED,
+    Type.REVIEW_DECISION_UNANSWERED,
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +135,9 @@ class ActionOutcome:
     order: Order
     status: Outcome
     message: str  # the workflow's words, or ours when there was no answer
-    code: str = ""  # a RefusalCode or an Unanswered value; when applied, "" or a partial effect (FIRST_OF_TWO_APPROVALS)
+    code: str = (
+        ""  # a RefusalCode or an Unanswered value; when applied, "" or a partial effect (FIRST_OF_TWO_APPROVALS)
+    )
     workflow_status: str = ""
 
     @property
@@ -180,22 +199,42 @@ def workflow_action_send(
                 _record_answer(locked, request, acting_user, actor, source, preparation.refusal)
                 return preparation.refusal
         events.action_requested_event(
-            order=locked, type=request.kind.requested, source=source, user=acting_user, actor=actor,
-            message=request.message, details={**request.details, "action_id": request.action_id},
+            order=locked,
+            type=request.kind.requested,
+            source=source,
+            user=acting_user,
+            actor=actor,
+            message=request.message,
+            details={**request.details, "action_id": request.action_id},
             event_key=requested_key,
         )
 
-    context = {"order_id": order.order_id, "workflow_id": order.workflow_id, "action": request.kind.name,
-               "action_id": request.action_id, "source": str(source)}
-    logger.info("%s of order %s requested by %s", request.kind.name, order.order_id,
-                _actor_name(acting_user, actor) or "unknown", extra=context)
+    context = {
+        "order_id": order.order_id,
+        "workflow_id": order.workflow_id,
+        "action": request.kind.name,
+        "action_id": request.action_id,
+        "source": str(source),
+    }
+    logger.info(
+        "%s of order %s requested by %s",
+        request.kind.name,
+        order.order_id,
+        _actor_name(acting_user, actor) or "unknown",
+        extra=context,
+    )
     outcome = _send(order, request)
     if describe is not None:
         outcome = describe(outcome)
-    logger.log(logging.INFO if outcome.status != Outcome.UNANSWERED else logging.WARNING,
-               "%s of order %s: %s%s", request.kind.name, order.order_id, outcome.status.value,
-               f" ({outcome.code})" if outcome.code else "",
-               extra={**context, "outcome": outcome.status.value, "code": str(outcome.code)})
+    logger.log(
+        logging.INFO if outcome.status != Outcome.UNANSWERED else logging.WARNING,
+        "%s of order %s: %s%s",
+        request.kind.name,
+        order.order_id,
+        outcome.status.value,
+        f" ({outcome.code})" if outcome.code else "",
+        extra={**context, "outcome": outcome.status.value, "code": str(outcome.code)},
+    )
     if not outcome.accepted:
         _record_answer(order, request, acting_user, actor, source, outcome)
         if preparation.undo is not None:
@@ -210,7 +249,10 @@ BULK_CONCURRENCY = 8
 
 
 def workflow_actions_send_many(
-    *, orders: Sequence[Order], send: Callable[[Order], ActionOutcome], concurrency: int = BULK_CONCURRENCY,
+    *,
+    orders: Sequence[Order],
+    send: Callable[[Order], ActionOutcome],
+    concurrency: int = BULK_CONCURRENCY,
 ) -> list[ActionOutcome]:
     """``send(order)`` (an entry point's service, each going through ``workflow_action_send``)
     for every order, ``concurrency`` at a time on threads of their own; the outcomes in the
@@ -251,12 +293,21 @@ def _send(order: Order, request: WorkflowRequest) -> ActionOutcome:
 
 
 def _record_answer(
-    order: Order, request: WorkflowRequest, acting_user, actor: str, source: str, outcome: ActionOutcome,
+    order: Order,
+    request: WorkflowRequest,
+    acting_user,
+    actor: str,
+    source: str,
+    outcome: ActionOutcome,
 ) -> None:
     kind = request.kind
     events.action_answered_event(
-        order=order, type=kind.refused if outcome.status == Outcome.REFUSED else kind.unanswered,
-        source=source, user=acting_user, actor=actor, message=outcome.message,
+        order=order,
+        type=kind.refused if outcome.status == Outcome.REFUSED else kind.unanswered,
+        source=source,
+        user=acting_user,
+        actor=actor,
+        message=outcome.message,
         details={"action_id": request.action_id, "outcome": outcome.status.value, "code": outcome.code},
         event_key=f"{request.action_id}:answer",
     )
@@ -317,7 +368,12 @@ def _staff_outcome(order: Order, kind: ActionKind, outcome: ActionOutcome, done:
 
 
 def order_cancel(
-    *, order: Order, reason: str, acting_user=None, actor: str = "", source: str = OrderEvent.Source.ADMIN,
+    *,
+    order: Order,
+    reason: str,
+    acting_user=None,
+    actor: str = "",
+    source: str = OrderEvent.Source.ADMIN,
     reason_code: str = "",
 ) -> ActionOutcome:
     """Ask the workflow to cancel (and refund, if paid). Answers when the order has ended.
@@ -327,49 +383,80 @@ def order_cancel(
     action_id = new_action_id(CANCEL, source)
     request = WorkflowRequest(
         CANCEL,
-        CancelRequest(reason=reason, actor=_actor_name(acting_user, actor), action_id=action_id, reason_code=reason_code),
-        action_id, f"cancellation requested: {reason}", {"reason": reason, "reason_code": reason_code},
+        CancelRequest(
+            reason=reason, actor=_actor_name(acting_user, actor), action_id=action_id, reason_code=reason_code
+        ),
+        action_id,
+        f"cancellation requested: {reason}",
+        {"reason": reason, "reason_code": reason_code},
     )
+
     def describe(outcome: ActionOutcome) -> ActionOutcome:
         # RequestCancel answers once the ending is in Postgres, so the row shows its reason.
         order.refresh_from_db(fields=["status", "cancel_reason"])
         done = CANCEL_DONE.format(order_id=order.order_id, reason=order.cancel_reason or reason)
         return _staff_outcome(order, CANCEL, outcome, done, CANCEL_REFUSED)
 
-    return workflow_action_send(order=order, request=request, acting_user=acting_user, actor=actor, source=source,
-                                describe=describe)
+    return workflow_action_send(
+        order=order, request=request, acting_user=acting_user, actor=actor, source=source, describe=describe
+    )
 
 
 def order_address_change(
-    *, order: Order, address: str, acting_user=None, actor: str = "", source: str = OrderEvent.Source.ADMIN,
+    *,
+    order: Order,
+    address: str,
+    acting_user=None,
+    actor: str = "",
+    source: str = OrderEvent.Source.ADMIN,
 ) -> ActionOutcome:
     """Ask the workflow to ship to ``address``; it refuses once the package is being dispatched."""
     address = validate_address(address)
     action_id = new_action_id(ADDRESS_CHANGE, source)
     request = WorkflowRequest(
-        ADDRESS_CHANGE, AddressChange(address=address, actor=_actor_name(acting_user, actor), action_id=action_id),
-        action_id, "address change requested", {"old_address": order.address, "requested_address": address},
+        ADDRESS_CHANGE,
+        AddressChange(address=address, actor=_actor_name(acting_user, actor), action_id=action_id),
+        action_id,
+        "address change requested",
+        {"old_address": order.address, "requested_address": address},
     )
     return workflow_action_send(
-        order=order, request=request, acting_user=acting_user, actor=actor, source=source,
+        order=order,
+        request=request,
+        acting_user=acting_user,
+        actor=actor,
+        source=source,
         describe=lambda outcome: _staff_outcome(
-            order, ADDRESS_CHANGE, outcome, ADDRESS_DONE.format(order_id=order.order_id), ADDRESS_REFUSED),
+            order, ADDRESS_CHANGE, outcome, ADDRESS_DONE.format(order_id=order.order_id), ADDRESS_REFUSED
+        ),
     )
 
 
 def order_shipping_retry(
-    *, order: Order, acting_user=None, actor: str = "", source: str = OrderEvent.Source.ADMIN,
+    *,
+    order: Order,
+    acting_user=None,
+    actor: str = "",
+    source: str = OrderEvent.Source.ADMIN,
 ) -> ActionOutcome:
     """Ask the workflow to dispatch again after its carrier dispatch failed."""
     action_id = new_action_id(SHIPPING_RETRY, source)
     request = WorkflowRequest(
-        SHIPPING_RETRY, ShippingRetryRequest(actor=_actor_name(acting_user, actor), action_id=action_id), action_id,
-        "shipping retry requested", {"dispatch_failures": order.dispatch_failures},
+        SHIPPING_RETRY,
+        ShippingRetryRequest(actor=_actor_name(acting_user, actor), action_id=action_id),
+        action_id,
+        "shipping retry requested",
+        {"dispatch_failures": order.dispatch_failures},
     )
     return workflow_action_send(
-        order=order, request=request, acting_user=acting_user, actor=actor, source=source,
+        order=order,
+        request=request,
+        acting_user=acting_user,
+        actor=actor,
+        source=source,
         describe=lambda outcome: _staff_outcome(
-            order, SHIPPING_RETRY, outcome, RETRY_DONE.format(order_id=order.order_id), RETRY_REFUSED),
+            order, SHIPPING_RETRY, outcome, RETRY_DONE.format(order_id=order.order_id), RETRY_REFUSED
+        ),
     )
 
 
@@ -386,6 +473,11 @@ def order_cancel_dispatch_failed(*, order: Order, reason: str, acting_user, reas
     reason = validate_cancel_reason(reason)
     reason_code = validate_cancel_reason_code(reason_code, reason)
     if not order_is_awaiting_shipping_retry(order=order):
-        return ActionOutcome(order, Outcome.REFUSED, NOT_DISPATCH_FAILED.format(order_id=order.order_id),
-                             RefusalCode.NOT_DISPATCH_FAILED.value, order.status)
+        return ActionOutcome(
+            order,
+            Outcome.REFUSED,
+            NOT_DISPATCH_FAILED.format(order_id=order.order_id),
+            RefusalCode.NOT_DISPATCH_FAILED.value,
+            order.status,
+        )
     return order_cancel(order=order, reason=reason, acting_user=acting_user, reason_code=reason_code)

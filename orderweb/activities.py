@@ -20,20 +20,21 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from orderweb import events, simulators
-from orderweb.models import Order, Payment, Shipment
 from orderweb.api.services import api_idempotency_keys_purge
+from orderweb.models import Order, Payment, Shipment
 from orderweb.services import (
     OrderConflict,
-    order_receive,
-    order_transition,
-    order_start_refused,
     order_flag_not_started,
+    order_receive,
+    order_start_refused,
+    order_transition,
     order_workflow_options,
     orders_awaiting_workflow_start,
     shipment_dispatched,
 )
 from orderweb.sql import insert_ignoring_conflicts
-from orderweb.webhooks import webhook_gave_up as webhook_failed, webhook_send, webhooks_queue
+from orderweb.webhooks import webhook_gave_up as webhook_failed
+from orderweb.webhooks import webhook_send, webhooks_queue
 from temporal_app.client import TemporalUnavailable, start_order_workflow
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
@@ -73,15 +74,19 @@ def dispatch_key(order_id: str) -> str:
 def order_received(request: ReceiveOrderInput) -> ReceivedOrder:
     try:
         order_receive(
-            order_id=request.order_id, workflow_id=request.workflow_id, address=request.address,
-            options=request.options, run_id=_workflow_run_id(),
+            order_id=request.order_id,
+            workflow_id=request.workflow_id,
+            address=request.address,
+            options=request.options,
+            run_id=_workflow_run_id(),
         )
     except OrderConflict as err:
         raise ApplicationError(str(err), type=Errors.ORDER_CONFLICT, non_retryable=True) from None
     # The row's amount is the checked total the workflow was started with (order_create passes
     # it; an outside client's start is totalled by the workflow's boundary).
-    return ReceivedOrder(review_timeout_seconds=settings.ORDER_REVIEW_TIMEOUT_SECONDS,
-                         amount=request.options.amount or "0.00")
+    return ReceivedOrder(
+        review_timeout_seconds=settings.ORDER_REVIEW_TIMEOUT_SECONDS, amount=request.options.amount or "0.00"
+    )
 
 
 def _workflow_run_id() -> str:
@@ -96,25 +101,42 @@ def _workflow_run_id() -> str:
 def payment_charged(request: PaymentInput) -> PaymentReceipt:
     key = charge_key(request.order_id)
     amount = Decimal(request.amount)
-    pk = order_transition(order_id=request.order_id, to_status=OrderState.PROCESSING_PAYMENT,
-                          event_key="payment:started")
+    pk = order_transition(
+        order_id=request.order_id, to_status=OrderState.PROCESSING_PAYMENT, event_key="payment:started"
+    )
     order = Order(pk=pk) if pk is not None else _order_ref(request.order_id)  # a retry reads it
     # The gateway call sits outside our transaction, like any external service: if we die after
     # it, the retry sends the same key and the gateway answers with the first charge.
     try:
         entry = simulators.gateway_charge(idempotency_key=key, order_ref=request.order_id, amount=amount)
     except simulators.PaymentDeclined as err:
-        Payment.objects.bulk_create([Payment(order=order, kind=Payment.Kind.CHARGE, status=Payment.Status.DECLINED,
-                                             amount=amount, idempotency_key=key, message=str(err))],
-                                    ignore_conflicts=True)
+        Payment.objects.bulk_create(
+            [
+                Payment(
+                    order=order,
+                    kind=Payment.Kind.CHARGE,
+                    status=Payment.Status.DECLINED,
+                    amount=amount,
+                    idempotency_key=key,
+                    message=str(err),
+                )
+            ],
+            ignore_conflicts=True,
+        )
         raise ApplicationError(str(err), type=Errors.PAYMENT_DECLINED, non_retryable=True) from None
     except simulators.ServiceUnavailable as err:
         raise ApplicationError(str(err), type=Errors.PAYMENT_UNAVAILABLE) from None
     # Our record of the charge and its audit event, once per key, in one statement: the gateway's
     # entry is the truth for both attempts.
     insert_ignoring_conflicts(
-        Payment(order=order, kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED, amount=entry.amount,
-                idempotency_key=key, provider_reference=entry.reference),
+        Payment(
+            order=order,
+            kind=Payment.Kind.CHARGE,
+            status=Payment.Status.SUCCEEDED,
+            amount=entry.amount,
+            idempotency_key=key,
+            provider_reference=entry.reference,
+        ),
         events.payment_charged_event(order=order, amount=entry.amount, reference=entry.reference, idempotency_key=key),
     )
     return PaymentReceipt(key, entry.reference, str(entry.amount))
@@ -138,24 +160,39 @@ def payment_refunded(request: OrderRef) -> bool:
         # call), so that our books show what the customer saw.
         Payment.objects.get_or_create(
             idempotency_key=key,
-            defaults={"order": order, "kind": Payment.Kind.CHARGE, "status": Payment.Status.SUCCEEDED,
-                      "amount": charge.amount, "provider_reference": charge.reference},
+            defaults={
+                "order": order,
+                "kind": Payment.Kind.CHARGE,
+                "status": Payment.Status.SUCCEEDED,
+                "amount": charge.amount,
+                "provider_reference": charge.reference,
+            },
         )
         Payment.objects.get_or_create(
             idempotency_key=refund_key(request.order_id),
-            defaults={"order": order, "kind": Payment.Kind.REFUND, "status": Payment.Status.SUCCEEDED,
-                      "amount": entry.amount, "provider_reference": entry.reference},
+            defaults={
+                "order": order,
+                "kind": Payment.Kind.REFUND,
+                "status": Payment.Status.SUCCEEDED,
+                "amount": entry.amount,
+                "provider_reference": entry.reference,
+            },
         )
-        events.payment_refunded_event(order=order, amount=entry.amount, reference=entry.reference,
-                                      charge_reference=charge.reference)
+        events.payment_refunded_event(
+            order=order, amount=entry.amount, reference=entry.reference, charge_reference=charge.reference
+        )
     return True
 
 
 @db_activity(Activities.PACKAGE_PREPARED, queue=SHIPPING_TASK_QUEUE)
 def package_prepared(request: DispatchInput) -> None:
     with transaction.atomic(), events.batch():
-        pk = order_transition(order_id=request.order_id, to_status=OrderState.SHIPPING, event_key="shipping:prepared",
-                              reason="package prepared")
+        pk = order_transition(
+            order_id=request.order_id,
+            to_status=OrderState.SHIPPING,
+            event_key="shipping:prepared",
+            reason="package prepared",
+        )
         if pk is None:  # a retry: the order moved on with its shipment already
             pk = _order_ref(request.order_id).pk
         Shipment.objects.bulk_create(
@@ -172,8 +209,9 @@ def carrier_dispatched(request: DispatchInput) -> str:
         )
     except simulators.ServiceUnavailable as err:
         raise ApplicationError(str(err), type=Errors.DISPATCH_FAILED) from None
-    shipment_dispatched(idempotency_key=dispatch_key(request.order_id), tracking_number=entry.tracking_number,
-                        address=entry.address)
+    shipment_dispatched(
+        idempotency_key=dispatch_key(request.order_id), tracking_number=entry.tracking_number, address=entry.address
+    )
     return entry.tracking_number
 
 
@@ -186,8 +224,11 @@ def shipment_checked(request: OrderRef) -> ShippingOutcome:
         return ShippingOutcome(ShippingStatus.NOT_DISPATCHED)
     with transaction.atomic():
         Shipment.objects.filter(order__order_id=request.order_id).exclude(status=Shipment.Status.DISPATCHED).update(
-            status=Shipment.Status.DISPATCHED, tracking_number=entry.tracking_number, address=entry.address,
-            dispatched_at=entry.created_at, updated_at=timezone.now(),
+            status=Shipment.Status.DISPATCHED,
+            tracking_number=entry.tracking_number,
+            address=entry.address,
+            dispatched_at=entry.created_at,
+            updated_at=timezone.now(),
         )
     return ShippingOutcome(ShippingStatus.DISPATCHED, entry.tracking_number, entry.address)
 
@@ -228,8 +269,9 @@ def orphaned_orders_started(*, older_than_seconds: float = 15) -> int:
                     started += 1
                     logger.info("started the workflow of order %s (saved while Temporal was down)", order.order_id)
             except TemporalUnavailable:
-                logger.warning("Temporal is still unreachable; %s and the orders after it will be started later",
-                               order.order_id)
+                logger.warning(
+                    "Temporal is still unreachable; %s and the orders after it will be started later", order.order_id
+                )
                 return started
             except DatabaseError:
                 raise  # Postgres is down: the whole sweep fails and runs again

@@ -24,11 +24,68 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
 from orderweb.actions import order_is_awaiting_shipping_retry
+
+# The admin's other pages, by concern; importing them here registers them when Django imports this
+# module. Names that callers import from orderweb.admin stay importable from here ("X as X": a
+# re-export).
+from orderweb.admin_api_keys import (
+    API_KEY_CREATED as API_KEY_CREATED,
+)
+from orderweb.admin_api_keys import (
+    API_KEYS_REVOKED as API_KEYS_REVOKED,
+)
+from orderweb.admin_api_keys import (
+    ApiKeyAdmin as ApiKeyAdmin,
+)
+from orderweb.admin_api_keys import (
+    ApiKeyForm as ApiKeyForm,
+)
+from orderweb.admin_api_keys import (
+    ApiKeyRevokedFilter as ApiKeyRevokedFilter,
+)
 from orderweb.admin_moments import MOMENT_FORMAT, MomentsAdmin, moment_field
+from orderweb.admin_order_actions import (
+    ADDRESS_TOO_LATE_NOTICE as ADDRESS_TOO_LATE_NOTICE,
+)
+from orderweb.admin_order_actions import (
+    ORDER_FINISHED_NOTICE as ORDER_FINISHED_NOTICE,
+)
+from orderweb.admin_order_actions import (
+    OrderStaffActions,
+)
 from orderweb.admin_order_filters import AttentionFilter, CancelReasonFilter, DispatchFailedFilter
+from orderweb.admin_readonly import (
+    CarrierLedgerEntryAdmin as CarrierLedgerEntryAdmin,
+)
+from orderweb.admin_readonly import (
+    GatewayLedgerEntryAdmin as GatewayLedgerEntryAdmin,
+)
+from orderweb.admin_readonly import (
+    NoEditingMixin,
+)
+from orderweb.admin_readonly import (
+    OrderEventAdmin as OrderEventAdmin,
+)
+from orderweb.admin_readonly import (
+    OrderLabelAdmin as OrderLabelAdmin,
+)
+from orderweb.admin_readonly import (
+    PaymentAdmin as PaymentAdmin,
+)
+from orderweb.admin_readonly import (
+    ReadOnlyAdmin as ReadOnlyAdmin,
+)
+from orderweb.admin_readonly import (
+    RefusedStartAdmin as RefusedStartAdmin,
+)
+from orderweb.admin_readonly import (
+    ShipmentAdmin as ShipmentAdmin,
+)
+from orderweb.admin_readonly import (
+    WebhookDeliveryAdmin as WebhookDeliveryAdmin,
+)
 from orderweb.forms import OrderCreateForm, OrderLineFormSet
 from orderweb.labels import LABEL_PERMISSION
-from orderweb.preferences import moment_html
 from orderweb.models import (
     CancelReason,
     Order,
@@ -38,37 +95,10 @@ from orderweb.models import (
     Payment,
     Shipment,
 )
+from orderweb.preferences import moment_html
 from orderweb.services import order_create
 from temporal_app.client import TemporalUnavailable, workflow_ui_url
 from temporal_app.contracts import OrderState, shipping_workflow_id
-
-# The admin's other pages, by concern; importing them here registers them when Django imports this
-# module. Names that callers import from orderweb.admin stay importable from here ("X as X": a
-# re-export).
-from orderweb.admin_api_keys import (
-    API_KEY_CREATED as API_KEY_CREATED,
-    API_KEYS_REVOKED as API_KEYS_REVOKED,
-    ApiKeyAdmin as ApiKeyAdmin,
-    ApiKeyForm as ApiKeyForm,
-    ApiKeyRevokedFilter as ApiKeyRevokedFilter,
-)
-from orderweb.admin_order_actions import (
-    ADDRESS_TOO_LATE_NOTICE as ADDRESS_TOO_LATE_NOTICE,
-    ORDER_FINISHED_NOTICE as ORDER_FINISHED_NOTICE,
-    OrderStaffActions,
-)
-from orderweb.admin_readonly import (
-    CarrierLedgerEntryAdmin as CarrierLedgerEntryAdmin,
-    GatewayLedgerEntryAdmin as GatewayLedgerEntryAdmin,
-    NoEditingMixin,
-    OrderEventAdmin as OrderEventAdmin,
-    OrderLabelAdmin as OrderLabelAdmin,
-    PaymentAdmin as PaymentAdmin,
-    ReadOnlyAdmin as ReadOnlyAdmin,
-    RefusedStartAdmin as RefusedStartAdmin,
-    ShipmentAdmin as ShipmentAdmin,
-    WebhookDeliveryAdmin as WebhookDeliveryAdmin,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -141,26 +171,79 @@ class OrderAdmin(OrderStaffActions, MomentsAdmin, admin.ModelAdmin):
     actions = ["cancel_selected", "cancel_and_refund_selected", "retry_shipping_selected"]
     inlines = [OrderLineInline, PaymentInline, ShipmentInline]
     fieldsets = [
-        (None, {"fields": [
-            ("order_id", "workflow_id"), ("status_shown", "status_changed"), ("customer", "amount"),
-            "address", ("source", "created_by"), ("created", "updated"),
-        ]}),
-        ("Outcome", {"fields": [("cancel_reason", "cancel_reason_label"), "failure_reason",
-                                ("dispatch_failures", "carrier_last_error"), ("attention_reason", "attention_noticed")]}),
-        ("Customer details", {"classes": ["collapse"], "fields": [
-            ("customer_email", "currency"), "billing_address", ("client_ip", "user_agent"),
-        ]}),
+        (
+            None,
+            {
+                "fields": [
+                    ("order_id", "workflow_id"),
+                    ("status_shown", "status_changed"),
+                    ("customer", "amount"),
+                    "address",
+                    ("source", "created_by"),
+                    ("created", "updated"),
+                ]
+            },
+        ),
+        (
+            "Outcome",
+            {
+                "fields": [
+                    ("cancel_reason", "cancel_reason_label"),
+                    "failure_reason",
+                    ("dispatch_failures", "carrier_last_error"),
+                    ("attention_reason", "attention_noticed"),
+                ]
+            },
+        ),
+        (
+            "Customer details",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    ("customer_email", "currency"),
+                    "billing_address",
+                    ("client_ip", "user_agent"),
+                ],
+            },
+        ),
         ("Temporal", {"fields": ["temporal_links"]}),
         ("Outcome labels", {"fields": ["outcome_labels"]}),
         ("Notes", {"fields": ["notes"]}),
         ("Timeline", {"fields": ["timeline"]}),
     ]
     readonly_fields = [
-        "order_id", "workflow_id", "status", "status_changed_at", "customer", "amount", "address",
-        "source", "created_by", "created_at", "updated_at", "cancel_reason", "failure_reason",
-        "dispatch_failures", "attention_reason", "attention_since", "customer_email", "currency",
-        "billing_address", "client_ip", "user_agent", "temporal_links", "timeline", "cancel_reason_label",
-        "carrier_last_error", "status_shown", "notes", "outcome_labels", "status_changed", "created", "updated", "attention_noticed",
+        "order_id",
+        "workflow_id",
+        "status",
+        "status_changed_at",
+        "customer",
+        "amount",
+        "address",
+        "source",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "cancel_reason",
+        "failure_reason",
+        "dispatch_failures",
+        "attention_reason",
+        "attention_since",
+        "customer_email",
+        "currency",
+        "billing_address",
+        "client_ip",
+        "user_agent",
+        "temporal_links",
+        "timeline",
+        "cancel_reason_label",
+        "carrier_last_error",
+        "status_shown",
+        "notes",
+        "outcome_labels",
+        "status_changed",
+        "created",
+        "updated",
+        "attention_noticed",
     ]
     change_form_template = "admin/orderweb/order/change_form.html"
 
@@ -195,11 +278,17 @@ class OrderAdmin(OrderStaffActions, MomentsAdmin, admin.ModelAdmin):
         label = order.get_status_display()
         if _dispatch_waiting(order):
             tone, label = "bad", DISPATCH_WAITING
-        flag = format_html(' <span class="order-attention" title="{}">⚑ needs attention</span>',
-                           order.attention_reason) if order.needs_attention else ""
+        flag = (
+            format_html(' <span class="order-attention" title="{}">⚑ needs attention</span>', order.attention_reason)
+            if order.needs_attention
+            else ""
+        )
         return format_html(
             '<span class="order-status order-status-{}" data-status="{}">{}</span>{}',
-            tone, order.status, label, flag,
+            tone,
+            order.status,
+            label,
+            flag,
         )
 
     # -- the order page ------------------------------------------------------------------------
@@ -234,7 +323,8 @@ class OrderAdmin(OrderStaffActions, MomentsAdmin, admin.ModelAdmin):
             child_id = shipping_workflow_id(order.workflow_id)
             links.append(("Shipping workflow", child_id, workflow_ui_url(child_id)))
         return format_html_join(
-            "", '<p>{}: <a class="temporal-link" href="{}" target="_blank" rel="noopener">{}</a></p>',
+            "",
+            '<p>{}: <a class="temporal-link" href="{}" target="_blank" rel="noopener">{}</a></p>',
             ((label, url, workflow_id) for label, workflow_id, url in links),
         )
 
@@ -244,10 +334,17 @@ class OrderAdmin(OrderStaffActions, MomentsAdmin, admin.ModelAdmin):
         notes = OrderEvent.objects.filter(order=order, type=OrderEvent.Type.NOTE_ADDED).order_by("created_at", "pk")
         if not notes:
             return "—"
-        return format_html('<ol class="order-notes">{}</ol>', format_html_join(
-            "", '<li><strong>{}</strong> <span class="quiet">{} UTC, {}</span><div class="note-text">{}</div></li>',
-            ((note.actor, note.created_at.strftime("%Y-%m-%d %H:%M"), note.get_source_display(), note.message)
-             for note in notes)))
+        return format_html(
+            '<ol class="order-notes">{}</ol>',
+            format_html_join(
+                "",
+                '<li><strong>{}</strong> <span class="quiet">{} UTC, {}</span><div class="note-text">{}</div></li>',
+                (
+                    (note.actor, note.created_at.strftime("%Y-%m-%d %H:%M"), note.get_source_display(), note.message)
+                    for note in notes
+                ),
+            ),
+        )
 
     @admin.display(description="Labels")
     def outcome_labels(self, order: Order) -> str:
@@ -256,13 +353,28 @@ class OrderAdmin(OrderStaffActions, MomentsAdmin, admin.ModelAdmin):
         rows = list(OrderLabel.objects.filter(order=order).order_by("removed_at", "created_at", "pk"))
         if not rows:
             return "—"
-        return format_html('<ol class="order-labels">{}</ol>', format_html_join("", '<li class="{}"><strong>{}</strong> {}</li>', (
-            ("removed" if row.removed_at else "standing", row.get_label_display(),
-             f"set by {row.actor} ({row.get_source_display()}) {row.created_at:%Y-%m-%d %H:%M} UTC"
-             + (f", ref {row.source_reference}" if row.source_reference else "")
-             + (f": {row.note}" if row.note else "")
-             + (f"; removed by {row.removed_by} {row.removed_at:%Y-%m-%d %H:%M} UTC" if row.removed_at else ""))
-            for row in rows)))
+        return format_html(
+            '<ol class="order-labels">{}</ol>',
+            format_html_join(
+                "",
+                '<li class="{}"><strong>{}</strong> {}</li>',
+                (
+                    (
+                        "removed" if row.removed_at else "standing",
+                        row.get_label_display(),
+                        f"set by {row.actor} ({row.get_source_display()}) {row.created_at:%Y-%m-%d %H:%M} UTC"
+                        + (f", ref {row.source_reference}" if row.source_reference else "")
+                        + (f": {row.note}" if row.note else "")
+                        + (
+                            f"; removed by {row.removed_by} {row.removed_at:%Y-%m-%d %H:%M} UTC"
+                            if row.removed_at
+                            else ""
+                        ),
+                    )
+                    for row in rows
+                ),
+            ),
+        )
 
     @admin.display(description="Events")
     def timeline(self, order: Order) -> str:
@@ -276,8 +388,11 @@ class OrderAdmin(OrderStaffActions, MomentsAdmin, admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         order = self.get_object(request, unquote(object_id))
-        note_link = ([{"label": "Add note", "url": self._url("note", order)}]
-                     if order is not None and self.has_add_order_note_permission(request) else [])
+        note_link = (
+            [{"label": "Add note", "url": self._url("note", order)}]
+            if order is not None and self.has_add_order_note_permission(request)
+            else []
+        )
         if order is not None and self.has_label_permission(request):
             note_link.append({"label": "Set or remove a label", "url": self._url("label", order), "id": "label-link"})
         extra_context = {
@@ -340,8 +455,12 @@ class OrderAdmin(OrderStaffActions, MomentsAdmin, admin.ModelAdmin):
             data = form.cleaned_data
             try:
                 order = order_create(
-                    order_id=data["order_id"], address=data["address"], customer=data["customer"],
-                    amount=data["amount"], line_items=lines.line_items(), user=request.user,
+                    order_id=data["order_id"],
+                    address=data["address"],
+                    customer=data["customer"],
+                    amount=data["amount"],
+                    line_items=lines.line_items(),
+                    user=request.user,
                     source=OrderEvent.Source.ADMIN,
                 )
             except ValidationError as err:
@@ -365,6 +484,8 @@ class OrderAdmin(OrderStaffActions, MomentsAdmin, admin.ModelAdmin):
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/orderweb/order/add_form.html", context)
+
+
 def _dispatch_waiting(order: Order) -> bool:
     """From the list's annotation (``dispatch_waiting``), or asked when there is none."""
     if order.status != OrderState.SHIPPING:
@@ -383,6 +504,10 @@ def _timeline_cells(event: OrderEvent) -> str:
     actor = event.user.get_username() if event.user is not None else event.actor
     return format_html(
         '<td class="nowrap">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>',
-        moment_html(event.created_at, MOMENT_FORMAT), event.label, actor, event.get_source_display(),
-        change, event.message,
+        moment_html(event.created_at, MOMENT_FORMAT),
+        event.label,
+        actor,
+        event.get_source_display(),
+        change,
+        event.message,
     )

@@ -88,8 +88,10 @@ class ApiKeyAdmin(MomentsAdmin, admin.ModelAdmin):
             return
         data = form.cleaned_data
         row, key = api_key_create(
-            name=data["name"], scopes=[s for s in ApiKey.Scope.values if data.get(f"scope_{s}")],
-            rate_limit_per_minute=data.get("rate_limit_per_minute"), created_by=request.user,
+            name=data["name"],
+            scopes=[s for s in ApiKey.Scope.values if data.get(f"scope_{s}")],
+            rate_limit_per_minute=data.get("rate_limit_per_minute"),
+            created_by=request.user,
         )
         for model_field in ApiKey._meta.concrete_fields:
             setattr(obj, model_field.attname, getattr(row, model_field.attname))
@@ -99,8 +101,9 @@ class ApiKeyAdmin(MomentsAdmin, admin.ModelAdmin):
 
     def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: Optional[str] = None):
         self.message_user(request, API_KEY_CREATED.format(name=obj.name), messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:orderweb_apikey_change", args=[obj.pk],
-                                            current_app=self.admin_site.name))
+        return HttpResponseRedirect(
+            reverse("admin:orderweb_apikey_change", args=[obj.pk], current_app=self.admin_site.name)
+        )
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         shown = request.session.get(_SHOWN_ONCE)

@@ -9,8 +9,9 @@ does the same for a read-only field of a change page.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 from django.contrib import admin
 from django.db import models
@@ -31,7 +32,7 @@ def moment_field(name: str, description: str, fmt: str = MOMENT_FORMAT) -> Calla
     return show
 
 
-@lru_cache(maxsize=None)
+@cache
 def _moment_column(model: type[models.Model], name: str) -> Callable[[Any], str]:
     field = model._meta.get_field(name)
 
@@ -58,5 +59,7 @@ class MomentsAdmin:
 
     def get_list_display(self, request: HttpRequest) -> Any:
         model = self.model  # type: ignore[attr-defined]
-        return [_moment_column(model, name) if _is_datetime(model, name) else name
-                for name in super().get_list_display(request)]  # type: ignore[misc]
+        return [
+            _moment_column(model, name) if _is_datetime(model, name) else name
+            for name in super().get_list_display(request)
+        ]  # type: ignore[misc]

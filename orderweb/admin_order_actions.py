@@ -9,7 +9,8 @@ gives it its permissions (``has_*_permission``) and hooks (``cancel_warnings``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any, Optional
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -65,8 +66,9 @@ class OrderStaffActions:
         form = NoteForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             try:
-                order_note_add(order=order, user=request.user, text=form.cleaned_data["note"],
-                               source=OrderEvent.Source.ADMIN)
+                order_note_add(
+                    order=order, user=request.user, text=form.cleaned_data["note"], source=OrderEvent.Source.ADMIN
+                )
             except ValidationError as err:
                 form.add_error("note", err)
             else:
@@ -95,12 +97,22 @@ class OrderStaffActions:
             data = form.cleaned_data
             try:
                 if data["action"] == "remove":
-                    change = order_label_remove(order=order, label=data["label"], source=OrderLabel.Source.ADMIN,
-                                                user=request.user, note=data["note"])
+                    change = order_label_remove(
+                        order=order,
+                        label=data["label"],
+                        source=OrderLabel.Source.ADMIN,
+                        user=request.user,
+                        note=data["note"],
+                    )
                 else:
-                    change = order_label_set(order=order, label=data["label"], source=OrderLabel.Source.ADMIN,
-                                             user=request.user, note=data["note"],
-                                             source_reference=data["source_reference"])
+                    change = order_label_set(
+                        order=order,
+                        label=data["label"],
+                        source=OrderLabel.Source.ADMIN,
+                        user=request.user,
+                        note=data["note"],
+                        source_reference=data["source_reference"],
+                    )
             except ValidationError as err:
                 form.add_error(None, err)
             else:
@@ -126,8 +138,17 @@ class OrderStaffActions:
             raise PermissionDenied
         form = CancelForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
-            self._report(request, [order_cancel(order=order, reason=form.cleaned_data["reason"],
-                                                reason_code=form.cleaned_data["reason_code"], acting_user=request.user)])
+            self._report(
+                request,
+                [
+                    order_cancel(
+                        order=order,
+                        reason=form.cleaned_data["reason"],
+                        reason_code=form.cleaned_data["reason_code"],
+                        acting_user=request.user,
+                    )
+                ],
+            )
             return HttpResponseRedirect(self._url("change", order))
         return self._cancel_confirmation(request, [order], form, action="")
 
@@ -187,8 +208,12 @@ class OrderStaffActions:
     def retry_shipping_selected(self, request: HttpRequest, queryset: QuerySet) -> Optional[HttpResponse]:
         orders = list(queryset)
         if request.POST.get("post") == "yes":
-            self._report(request, workflow_actions_send_many(
-                orders=orders, send=lambda order: order_shipping_retry(order=order, acting_user=request.user)))
+            self._report(
+                request,
+                workflow_actions_send_many(
+                    orders=orders, send=lambda order: order_shipping_retry(order=order, acting_user=request.user)
+                ),
+            )
             return None
         return self._retry_confirmation(request, orders, action="retry_shipping_selected")
 
@@ -200,9 +225,13 @@ class OrderStaffActions:
         if form.is_valid():
             reason, code = form.cleaned_data["reason"], form.cleaned_data["reason_code"]
             # Several at once: each answers only when its order has ended (workflow_actions_send_many).
-            self._report(request, workflow_actions_send_many(
-                orders=orders, send=lambda order: service(order=order, reason=reason, reason_code=code,
-                                                          acting_user=request.user)))
+            self._report(
+                request,
+                workflow_actions_send_many(
+                    orders=orders,
+                    send=lambda order: service(order=order, reason=reason, reason_code=code, acting_user=request.user),
+                ),
+            )
             return None
         return self._cancel_confirmation(request, orders, form, action=action)
 
@@ -229,21 +258,43 @@ class OrderStaffActions:
             ).values_list("order_id", flat=True)
         )
         warnings = self.cancel_warnings(request, orders)
-        rows = [{"order": order, "refund": order.pk in refunded, "finished": order.is_terminal,
-                 "warnings": warnings.get(order.pk, [])} for order in orders]
+        rows = [
+            {
+                "order": order,
+                "refund": order.pk in refunded,
+                "finished": order.is_terminal,
+                "warnings": warnings.get(order.pk, []),
+            }
+            for order in orders
+        ]
         return self._confirmation(
-            request, "admin/orderweb/order/cancel_confirmation.html", orders, action,
+            request,
+            "admin/orderweb/order/cancel_confirmation.html",
+            orders,
+            action,
             title="Cancel orders" if len(orders) > 1 else f"Cancel order {orders[0].order_id}",
-            form=form, rows=rows, any_warnings=any(row["warnings"] for row in rows),
+            form=form,
+            rows=rows,
+            any_warnings=any(row["warnings"] for row in rows),
         )
 
     def _retry_confirmation(self, request: HttpRequest, orders: list[Order], *, action: str) -> TemplateResponse:
         errors = dict(Shipment.objects.filter(order__in=orders).values_list("order_id", "last_error"))
-        rows = [{"order": order, "waiting": order_is_awaiting_shipping_retry(order=order),
-                 "last_error": errors.get(order.pk, "")} for order in orders]
+        rows = [
+            {
+                "order": order,
+                "waiting": order_is_awaiting_shipping_retry(order=order),
+                "last_error": errors.get(order.pk, ""),
+            }
+            for order in orders
+        ]
         return self._confirmation(
-            request, "admin/orderweb/order/retry_confirmation.html", orders, action,
-            title="Retry shipping" if len(orders) > 1 else f"Retry shipping of {orders[0].order_id}", rows=rows,
+            request,
+            "admin/orderweb/order/retry_confirmation.html",
+            orders,
+            action,
+            title="Retry shipping" if len(orders) > 1 else f"Retry shipping of {orders[0].order_id}",
+            rows=rows,
         )
 
     def _confirmation(
@@ -255,9 +306,9 @@ class OrderStaffActions:
             "orders": orders,
             "action": action,  # empty for a single order's own page
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "back_url": self._url("change", orders[0]) if not action else reverse(
-                "admin:orderweb_order_changelist", current_app=self.admin_site.name
-            ),
+            "back_url": self._url("change", orders[0])
+            if not action
+            else reverse("admin:orderweb_order_changelist", current_app=self.admin_site.name),
             **extra,
         }
         return TemplateResponse(request, template, context)
@@ -265,9 +316,10 @@ class OrderStaffActions:
 
 def _address_too_late(order: Order) -> str:
     """What the projection already knows; the workflow has the last word when the form is sent."""
-    if order.status == OrderState.COMPLETED or Shipment.objects.filter(
-        order=order, status=Shipment.Status.DISPATCHED
-    ).exists():
+    if (
+        order.status == OrderState.COMPLETED
+        or Shipment.objects.filter(order=order, status=Shipment.Status.DISPATCHED).exists()
+    ):
         return ADDRESS_TOO_LATE_NOTICE
     if order.is_terminal:
         return ORDER_FINISHED_NOTICE.format(status=order.get_status_display().lower())

@@ -110,8 +110,9 @@ class RefusedStartAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Temporal Web UI")
     def temporal_link(self, start: RefusedStart) -> str:
-        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', workflow_ui_url(start.workflow_id),
-                           start.workflow_id)
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">{}</a>', workflow_ui_url(start.workflow_id), start.workflow_id
+        )
 
     readonly_fields = ["workflow_id", "temporal_link", "run_id", "reason", "arguments", "created_at"]
     fields = readonly_fields

@@ -52,7 +52,9 @@ CODEC_OFF = "payload encryption is off here (TEMPORAL_PAYLOAD_KEYS is not set)"
 JSON_ONLY = "CSRF protection: the codec endpoint takes application/json requests only"
 FOREIGN_ORIGIN = "CSRF protection: requests from {origin} are not allowed (TEMPORAL_CODEC_CORS_ORIGINS)"
 BAD_BODY = 'the body must be JSON: {{"payloads": [{{"metadata": {{...}}, "data": "<base64>"}}]}} ({detail})'
-TOO_LARGE = "the request is larger than the codec endpoint's limit of {limit} MB ({size} bytes); decode fewer payloads at once"
+TOO_LARGE = (
+    "the request is larger than the codec endpoint's limit of {limit} MB ({size} bytes); decode fewer payloads at once"
+)
 SERVER_ERROR = "the codec endpoint failed; the error is in the web app's log"
 POST_ONLY = "POST only (OPTIONS for the CORS preflight)"
 
@@ -132,7 +134,9 @@ def _read_body(request: HttpRequest) -> bytes | HttpResponse:
         return _error(request, 413, TOO_LARGE.format(limit=MAX_BODY_BYTES // (1024 * 1024), size=declared))
     body = request.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
-        return _error(request, 413, TOO_LARGE.format(limit=MAX_BODY_BYTES // (1024 * 1024), size=f"over {MAX_BODY_BYTES}"))
+        return _error(
+            request, 413, TOO_LARGE.format(limit=MAX_BODY_BYTES // (1024 * 1024), size=f"over {MAX_BODY_BYTES}")
+        )
     return body
 
 

@@ -9,8 +9,9 @@ would wedge the workflow that makes it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 from orderweb.models import Order, OrderEvent
 
@@ -100,69 +101,162 @@ def event_write(**event: Any) -> None:
 # -- the order's life --------------------------------------------------------------------------
 
 
-def order_created_event(*, order: Order, source: str, user=None, actor: str = "", event_key: Optional[str] = None,
-                        message: str = "order created", details: Optional[dict[str, Any]] = None) -> None:
-    event_write(order=order, type=Type.ORDER_CREATED, source=source, user=user, actor=actor,
-                to_status=order.status, message=message, event_key=event_key, details=details)
+def order_created_event(
+    *,
+    order: Order,
+    source: str,
+    user=None,
+    actor: str = "",
+    event_key: Optional[str] = None,
+    message: str = "order created",
+    details: Optional[dict[str, Any]] = None,
+) -> None:
+    event_write(
+        order=order,
+        type=Type.ORDER_CREATED,
+        source=source,
+        user=user,
+        actor=actor,
+        to_status=order.status,
+        message=message,
+        event_key=event_key,
+        details=details,
+    )
 
 
 def status_changed_event(
-    *, type: str, to_status: str, event_key: str, actor: str = "system", source: str = Source.WORKFLOW,
-    reason: str = "", details: Optional[dict[str, Any]] = None,
+    *,
+    type: str,
+    to_status: str,
+    event_key: str,
+    actor: str = "system",
+    source: str = Source.WORKFLOW,
+    reason: str = "",
+    details: Optional[dict[str, Any]] = None,
 ) -> OrderEvent:
     """A transition the workflow made (``type``: STATUS_CHANGED, or the ending or approval the
     workflow named), unsaved: ``order_transition`` writes it in the transition's own statement,
     which also supplies the order and the status it came from."""
-    return event_build(order=None, type=type, source=source, actor=actor, to_status=to_status, message=reason,
-                       details=details, event_key=event_key)
+    return event_build(
+        order=None,
+        type=type,
+        source=source,
+        actor=actor,
+        to_status=to_status,
+        message=reason,
+        details=details,
+        event_key=event_key,
+    )
 
 
 def payment_charged_event(*, order: Union[Order, int], amount: Any, reference: str, idempotency_key: str) -> OrderEvent:
     """Unsaved: ``payment_charged`` inserts it with the Payment row, in one statement."""
-    return event_build(order=order, type=Type.PAYMENT_CHARGED, source=Source.WORKFLOW, event_key="payment:charged",
-                       message=f"charged {amount}", details={"reference": reference, "idempotency_key": idempotency_key})
+    return event_build(
+        order=order,
+        type=Type.PAYMENT_CHARGED,
+        source=Source.WORKFLOW,
+        event_key="payment:charged",
+        message=f"charged {amount}",
+        details={"reference": reference, "idempotency_key": idempotency_key},
+    )
 
 
 def payment_refunded_event(*, order: Union[Order, int], amount: Any, reference: str, charge_reference: str) -> None:
-    event_write(order=order, type=Type.PAYMENT_REFUNDED, source=Source.WORKFLOW, event_key="payment:refunded",
-                message=f"refunded {amount}", details={"reference": reference, "charge": charge_reference})
+    event_write(
+        order=order,
+        type=Type.PAYMENT_REFUNDED,
+        source=Source.WORKFLOW,
+        event_key="payment:refunded",
+        message=f"refunded {amount}",
+        details={"reference": reference, "charge": charge_reference},
+    )
 
 
 def carrier_dispatched_event(*, tracking_number: str, address: str) -> OrderEvent:
     """Unsaved, without its order: ``shipment_dispatched`` writes it in the statement that marks
     the shipment dispatched, which supplies the order."""
-    return event_build(order=None, type=Type.CARRIER_DISPATCHED, source=Source.WORKFLOW,
-                       event_key="shipping:dispatched", message=f"dispatched, tracking {tracking_number}",
-                       details={"tracking_number": tracking_number, "address": address})
+    return event_build(
+        order=None,
+        type=Type.CARRIER_DISPATCHED,
+        source=Source.WORKFLOW,
+        event_key="shipping:dispatched",
+        message=f"dispatched, tracking {tracking_number}",
+        details={"tracking_number": tracking_number, "address": address},
+    )
 
 
 def workflow_message_event(
-    *, order: Union[Order, int], type: str, source: str, actor: str, reason: str, details: dict[str, Any], event_key: str,
+    *,
+    order: Union[Order, int],
+    type: str,
+    source: str,
+    actor: str,
+    reason: str,
+    details: dict[str, Any],
+    event_key: str,
 ) -> None:
     """A message's outcome as the workflow recorded it (signal or Update applied or refused,
     Temporal's own cancel, a dispatch failure)."""
-    event_write(order=order, type=type, source=source, actor=actor, message=reason or details.get("message", ""),
-                details=details, event_key=event_key)
+    event_write(
+        order=order,
+        type=type,
+        source=source,
+        actor=actor,
+        message=reason or details.get("message", ""),
+        details=details,
+        event_key=event_key,
+    )
 
 
 # -- people's requests and the answers ----------------------------------------------------------
 
 
 def action_requested_event(
-    *, order: Order, type: str, source: str, user, actor: str = "", message: str, details: dict[str, Any],
+    *,
+    order: Order,
+    type: str,
+    source: str,
+    user,
+    actor: str = "",
+    message: str,
+    details: dict[str, Any],
     event_key: str,
 ) -> None:
-    event_write(order=order, type=type, source=source, user=user, actor=actor, from_status=order.status,
-                message=message, details=details, event_key=event_key)
+    event_write(
+        order=order,
+        type=type,
+        source=source,
+        user=user,
+        actor=actor,
+        from_status=order.status,
+        message=message,
+        details=details,
+        event_key=event_key,
+    )
 
 
 def action_answered_event(
-    *, order: Order, type: str, source: str, user, actor: str = "", message: str, details: dict[str, Any],
+    *,
+    order: Order,
+    type: str,
+    source: str,
+    user,
+    actor: str = "",
+    message: str,
+    details: dict[str, Any],
     event_key: str,
 ) -> None:
     """A refused or unanswered request (an accepted one shows as the workflow's own event)."""
-    event_write(order=order, type=type, source=source, user=user, actor=actor, message=message, details=details,
-                event_key=event_key)
+    event_write(
+        order=order,
+        type=type,
+        source=source,
+        user=user,
+        actor=actor,
+        message=message,
+        details=details,
+        event_key=event_key,
+    )
 
 
 def note_added_event(*, order: Order, source: str, user, text: str) -> None:
@@ -174,5 +268,12 @@ def note_added_event(*, order: Order, source: str, user, text: str) -> None:
 
 
 def attention_flagged_event(*, order: Order, reason: str, details: dict[str, Any]) -> None:
-    event_write(order=order, type=Type.ATTENTION_FLAGGED, source=Source.COMMAND, actor="reconciler",
-                message=reason, details=details, event_key=f"attention:{details.get('problem', '')}")
+    event_write(
+        order=order,
+        type=Type.ATTENTION_FLAGGED,
+        source=Source.COMMAND,
+        actor="reconciler",
+        message=reason,
+        details=details,
+        event_key=f"attention:{details.get('problem', '')}",
+    )

@@ -29,7 +29,9 @@ class CancelForm(forms.Form):
     code's label is recorded when none are given)."""
 
     reason_code = forms.ChoiceField(
-        label="Reason", choices=CancelReason.choices, widget=forms.RadioSelect,
+        label="Reason",
+        choices=CancelReason.choices,
+        widget=forms.RadioSelect,
         error_messages={"required": "Choose a reason."},
     )
     reason = forms.CharField(
@@ -49,7 +51,9 @@ class CancelForm(forms.Form):
         code = data.get("reason_code")
         if code and "reason" in data:
             if code == CancelReason.OTHER and not data["reason"]:
-                self.add_error("reason", ValidationError(CANCEL_REASON_OTHER_NEEDS_TEXT, code="reason_other_needs_text"))
+                self.add_error(
+                    "reason", ValidationError(CANCEL_REASON_OTHER_NEEDS_TEXT, code="reason_other_needs_text")
+                )
             else:
                 data["reason"] = data["reason"] or CancelReason(code).label
         return data
@@ -72,7 +76,10 @@ class OrderCreateForm(forms.Form):
     customer = forms.CharField(max_length=200, required=False)
     address = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60}))
     amount = forms.DecimalField(
-        max_digits=12, decimal_places=2, min_value=0, required=False,
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        required=False,
         help_text="Leave blank to charge the sum of the line items.",
     )
 
@@ -121,20 +128,20 @@ class BaseOrderLineFormSet(forms.BaseFormSet):
         ]
 
 
-OrderLineFormSet = forms.formset_factory(
-    OrderLineForm, formset=BaseOrderLineFormSet, extra=3, can_delete=False
-)
+OrderLineFormSet = forms.formset_factory(OrderLineForm, formset=BaseOrderLineFormSet, extra=3, can_delete=False)
 
 
 class PreferencesForm(forms.Form):
     """A person's settings (orderweb.preferences): kept in their session."""
 
     time_zone = forms.ChoiceField(
-        label="Time zone", required=False,
+        label="Time zone",
+        required=False,
         help_text="Every time on the review pages and in the admin is shown in it; UTC on hover.",
     )
     shortcuts = forms.BooleanField(
-        label="Single-key shortcuts on the review pages (a, r, c, j, k, /, ?)", required=False,
+        label="Single-key shortcuts on the review pages (a, r, c, j, k, /, ?)",
+        required=False,
         help_text="Off: letter keys only ever type. Shortcuts never act while you type in a field.",
     )
 
@@ -153,9 +160,11 @@ class NoteForm(forms.Form):
 
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60, "maxlength": MAX_ORDER_NOTE_LENGTH}),
-        max_length=MAX_ORDER_NOTE_LENGTH, strip=True,
-        help_text=(f"Plain text, at most {MAX_ORDER_NOTE_LENGTH} characters. "
-                   "Every reviewer sees it; it decides nothing."),
+        max_length=MAX_ORDER_NOTE_LENGTH,
+        strip=True,
+        help_text=(
+            f"Plain text, at most {MAX_ORDER_NOTE_LENGTH} characters. Every reviewer sees it; it decides nothing."
+        ),
         error_messages={"required": NOTE_EMPTY, "max_length": NOTE_TOO_LONG},
     )
 
@@ -164,11 +173,19 @@ class LabelForm(forms.Form):
     """Set or remove an outcome label (the admin's; the review page posts the same fields). The
     service (``orderweb.labels``) checks them again, with the same messages."""
 
-    label = forms.ChoiceField(choices=OrderLabel.Kind.choices, widget=forms.RadioSelect,
-                              help_text="How the order turned out, learned after the decision.")
-    action = forms.ChoiceField(choices=[("set", "Set it"), ("remove", "Remove it (its history is kept)")],
-                               initial="set", widget=forms.RadioSelect)
-    source_reference = forms.CharField(required=False, max_length=200, label="Reference",
-                                       help_text="Optional: the chargeback case, a ticket.")
-    note = forms.CharField(required=False, max_length=2000,
-                           widget=forms.Textarea(attrs={"rows": 3, "cols": 60, "maxlength": 2000}))
+    label = forms.ChoiceField(
+        choices=OrderLabel.Kind.choices,
+        widget=forms.RadioSelect,
+        help_text="How the order turned out, learned after the decision.",
+    )
+    action = forms.ChoiceField(
+        choices=[("set", "Set it"), ("remove", "Remove it (its history is kept)")],
+        initial="set",
+        widget=forms.RadioSelect,
+    )
+    source_reference = forms.CharField(
+        required=False, max_length=200, label="Reference", help_text="Optional: the chargeback case, a ticket."
+    )
+    note = forms.CharField(
+        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3, "cols": 60, "maxlength": 2000})
+    )

@@ -20,9 +20,9 @@ The workers have their own endpoints (temporal_app/health.py, ``WORKER_HEALTH_PO
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Callable
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
@@ -54,7 +54,9 @@ def _database() -> str:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as err:
-        logger.warning("readyz: database: %s", str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+        logger.warning(
+            "readyz: database: %s", str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        )
         return UNREACHABLE.format(reason=type(err).__name__)
     finally:
         connection.close()
@@ -72,7 +74,7 @@ def _temporal() -> str:
     except TemporalUnavailable as err:
         logger.warning("readyz: %s", err)
         text = str(err)
-        reason = text[text.find("(") + 1:text.find(")")] if "(" in text else "no answer"
+        reason = text[text.find("(") + 1 : text.find(")")] if "(" in text else "no answer"
         return UNREACHABLE.format(reason=reason)
     except Exception as err:  # an answer that is an error: the frontend is there but unwell
         logger.warning("readyz: temporal: %s", err)

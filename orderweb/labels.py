@@ -91,27 +91,37 @@ def _check_allowed(user) -> None:
 
 def _webhook_queue(event: OrderEvent) -> None:
     if settings.ORDER_WEBHOOK_URL:
-        WebhookDelivery.objects.bulk_create([WebhookDelivery(event=event, url=settings.ORDER_WEBHOOK_URL)],
-                                            ignore_conflicts=True)
+        WebhookDelivery.objects.bulk_create(
+            [WebhookDelivery(event=event, url=settings.ORDER_WEBHOOK_URL)], ignore_conflicts=True
+        )
 
 
-def _event(*, order: Order, type: str, source: str, user, actor: str, message: str, row: OrderLabel,
-           removed_note: str = "") -> None:
+def _event(
+    *, order: Order, type: str, source: str, user, actor: str, message: str, row: OrderLabel, removed_note: str = ""
+) -> None:
     """The change on the order's timeline (once per label row and change: its event key), and
     its webhook delivery, in the caller's transaction."""
     removed = type == OrderEvent.Type.LABEL_REMOVED
     details = {"label": row.label, "label_id": row.pk, "note": row.note, "source_reference": row.source_reference}
     if removed:
         details["removed_note"] = removed_note
-    event = event_build(order=order, type=type, source=_EVENT_SOURCES[source], user=user, actor=actor,
-                        message=message, details=details,
-                        event_key=f"label:{row.pk}:{'removed' if removed else 'added'}")
+    event = event_build(
+        order=order,
+        type=type,
+        source=_EVENT_SOURCES[source],
+        user=user,
+        actor=actor,
+        message=message,
+        details=details,
+        event_key=f"label:{row.pk}:{'removed' if removed else 'added'}",
+    )
     event.save(force_insert=True)  # once: the label row's own change is guarded by the order's lock
     _webhook_queue(event)
 
 
-def order_label_set(*, order: Order, label: str, source: str, user=None, actor: str = "", note: str = "",
-                    source_reference: str = "") -> LabelChange:
+def order_label_set(
+    *, order: Order, label: str, source: str, user=None, actor: str = "", note: str = "", source_reference: str = ""
+) -> LabelChange:
     """Set ``label`` on the order (``source``: an ``OrderLabel.Source``); the standing one if it
     is set already. ``user`` for people (needs the permission), ``actor`` for an API client."""
     _check_allowed(user)
@@ -122,18 +132,22 @@ def order_label_set(*, order: Order, label: str, source: str, user=None, actor: 
         Order.objects.select_for_update().filter(pk=order.pk).values_list("pk").get()  # one writer per order
         standing = OrderLabel.objects.filter(order=order, label=label, removed_at__isnull=True).first()
         if standing is not None:
-            return LabelChange(standing, False, LABEL_ALREADY.format(order_id=order.order_id, label=kind,
-                                                                     actor=standing.actor))
-        row = OrderLabel.objects.create(order=order, label=label, note=note, source_reference=reference, actor=who,
-                                        source=source)
+            return LabelChange(
+                standing, False, LABEL_ALREADY.format(order_id=order.order_id, label=kind, actor=standing.actor)
+            )
+        row = OrderLabel.objects.create(
+            order=order, label=label, note=note, source_reference=reference, actor=who, source=source
+        )
         message = f"labelled {kind}" + (f" ({reference})" if reference else "") + (f": {note}" if note else "")
-        _event(order=order, type=OrderEvent.Type.LABEL_ADDED, source=source, user=user, actor=who, message=message,
-               row=row)
+        _event(
+            order=order, type=OrderEvent.Type.LABEL_ADDED, source=source, user=user, actor=who, message=message, row=row
+        )
     return LabelChange(row, True, LABEL_SET.format(order_id=order.order_id, label=kind))
 
 
-def order_label_remove(*, order: Order, label: str, source: str, user=None, actor: str = "",
-                       note: str = "") -> LabelChange:
+def order_label_remove(
+    *, order: Order, label: str, source: str, user=None, actor: str = "", note: str = ""
+) -> LabelChange:
     """Remove the standing ``label`` (its row stays, with who removed it and when); nothing if
     there is none."""
     _check_allowed(user)
@@ -147,8 +161,16 @@ def order_label_remove(*, order: Order, label: str, source: str, user=None, acto
             return LabelChange(None, False, LABEL_NOT_SET.format(order_id=order.order_id, label=kind))
         row.removed_at, row.removed_by = timezone.now(), who
         row.save(update_fields=["removed_at", "removed_by"])
-        _event(order=order, type=OrderEvent.Type.LABEL_REMOVED, source=source, user=user, actor=who,
-               message=f"removed the label {kind}" + (f": {note}" if note else ""), row=row, removed_note=note)
+        _event(
+            order=order,
+            type=OrderEvent.Type.LABEL_REMOVED,
+            source=source,
+            user=user,
+            actor=who,
+            message=f"removed the label {kind}" + (f": {note}" if note else ""),
+            row=row,
+            removed_note=note,
+        )
     return LabelChange(row, True, LABEL_REMOVED.format(order_id=order.order_id, label=kind))
 
 

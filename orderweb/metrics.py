@@ -29,8 +29,8 @@ import hmac
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Callable, Iterable
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -50,12 +50,15 @@ METRICS_OFF = "metrics are off: set METRICS_TOKEN to serve them"
 METRICS_TOKEN_NEEDED = "a bearer token is required (Authorization: Bearer <METRICS_TOKEN>)"
 
 HTTP_REQUESTS = Counter(
-    "orderweb_http_requests_total", "HTTP requests answered, by method, route (URL name) and status.",
+    "orderweb_http_requests_total",
+    "HTTP requests answered, by method, route (URL name) and status.",
     ["method", "route", "status"],
 )
 HTTP_SECONDS = Histogram(
-    "orderweb_http_request_duration_seconds", "Time to answer an HTTP request, by method and route.",
-    ["method", "route"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    "orderweb_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method and route.",
+    ["method", "route"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
 
@@ -107,15 +110,18 @@ def order_gauges() -> Iterable[Metric]:
     # orders are not counted over all time (that grows without end: a full scan each scrape);
     # instead, the orders of the last 24 hours by their current state, on the created_at index.
     in_flight_states = [state.value for state in OrderState if not state.is_terminal]
-    in_flight = GaugeMetricFamily("orderweb_orders_in_flight", "Orders not ended yet, by state (Postgres projection).",
-                                  labels=["status"])
-    counts = dict(Order.objects.filter(status__in=in_flight_states).order_by().values_list("status")
-                  .annotate(n=Count("*")))
+    in_flight = GaugeMetricFamily(
+        "orderweb_orders_in_flight", "Orders not ended yet, by state (Postgres projection).", labels=["status"]
+    )
+    counts = dict(
+        Order.objects.filter(status__in=in_flight_states).order_by().values_list("status").annotate(n=Count("*"))
+    )
     for state in in_flight_states:
         in_flight.add_metric([state], counts.get(state, 0))
     yield in_flight
-    recent = GaugeMetricFamily("orderweb_orders_last_24h", "Orders created in the last 24 hours, by current state.",
-                               labels=["status"])
+    recent = GaugeMetricFamily(
+        "orderweb_orders_last_24h", "Orders created in the last 24 hours, by current state.", labels=["status"]
+    )
     since = timezone.now() - timedelta(hours=24)
     counts = dict(Order.objects.filter(created_at__gte=since).order_by().values_list("status").annotate(n=Count("*")))
     for state in OrderState:
@@ -141,11 +147,16 @@ class _BusinessCollector(Collector):
             try:
                 metrics.extend(reader())
             except DatabaseError as err:  # Postgres is down: say so, serve the rest
-                logger.warning("metrics: %s: %s", reader.__name__, str(err).strip().splitlines()[0] if str(err).strip() else err)
+                logger.warning(
+                    "metrics: %s: %s", reader.__name__, str(err).strip().splitlines()[0] if str(err).strip() else err
+                )
                 up = 0
         yield from metrics
-        yield GaugeMetricFamily("orderweb_business_metrics_up",
-                                "1 if every business gauge could be read from Postgres at this scrape.", value=up)
+        yield GaugeMetricFamily(
+            "orderweb_business_metrics_up",
+            "1 if every business gauge could be read from Postgres at this scrape.",
+            value=up,
+        )
 
 
 def _process_registry():
@@ -189,13 +200,18 @@ def label_metrics() -> Iterable[Metric]:
     take it back) and those standing now. One aggregate on the (label, created_at) index."""
     from orderweb.models import OrderLabel
 
-    rows = {kind: (n, standing) for kind, n, standing in
-            OrderLabel.objects.order_by().values_list("label").annotate(
-                n=Count("*"), standing=Count("pk", filter=Q(removed_at__isnull=True)))}
-    set_total = CounterMetricFamily("orderweb_order_labels", "Outcome labels set on orders, by kind (removed ones too).",
-                                    labels=["label"])
-    standing = GaugeMetricFamily("orderweb_order_labels_standing", "Outcome labels standing now (not removed), by kind.",
-                                 labels=["label"])
+    rows = {
+        kind: (n, standing)
+        for kind, n, standing in OrderLabel.objects.order_by()
+        .values_list("label")
+        .annotate(n=Count("*"), standing=Count("pk", filter=Q(removed_at__isnull=True)))
+    }
+    set_total = CounterMetricFamily(
+        "orderweb_order_labels", "Outcome labels set on orders, by kind (removed ones too).", labels=["label"]
+    )
+    standing = GaugeMetricFamily(
+        "orderweb_order_labels_standing", "Outcome labels standing now (not removed), by kind.", labels=["label"]
+    )
     for kind in OrderLabel.Kind.values:
         n, now = rows.get(kind, (0, 0))
         set_total.add_metric([kind], n)

@@ -4,7 +4,7 @@ page is shown in its reader's time zone."""
 from __future__ import annotations
 
 import zoneinfo
-from typing import Callable
+from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils import timezone

@@ -24,7 +24,9 @@ def index_state(schema_editor, name: str) -> str:
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(
             "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "WHERE c.relname = %s AND pg_catalog.pg_table_is_visible(c.oid)", [name])
+            "WHERE c.relname = %s AND pg_catalog.pg_table_is_visible(c.oid)",
+            [name],
+        )
         row = cursor.fetchone()
     return "missing" if row is None else "valid" if row[0] else "invalid"
 

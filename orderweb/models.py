@@ -8,8 +8,8 @@ constraints so that a retried activity or a racing request cannot break them.
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
 from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower, Upper
 
@@ -89,11 +89,13 @@ class Order(TimeStampedModel):
         indexes = [
             models.Index(fields=["status", "-created_at"], name="order_status_created"),
             models.Index(
-                fields=["-created_at"], condition=Q(dispatch_failures__gt=0),
+                fields=["-created_at"],
+                condition=Q(dispatch_failures__gt=0),
                 name="order_dispatch_failed",
             ),
             models.Index(
-                fields=["-attention_since"], condition=Q(attention_since__isnull=False),
+                fields=["-attention_since"],
+                condition=Q(attention_since__isnull=False),
                 name="order_needs_attention",
             ),
             # GET /api/v1/orders pages by (updated_at, id).
@@ -101,14 +103,26 @@ class Order(TimeStampedModel):
             # Search (the review queue, Recent decisions, the admin's order list): Django's
             # icontains is UPPER(col::text) LIKE UPPER('%…%'), which a trigram index on that
             # expression answers without reading every order (pg_trgm: docs/operations.md).
-            *[GinIndex(OpClass(Upper(column), name="gin_trgm_ops"), name=name) for column, name in (
-                ("order_id", "order_order_id_upper_trgm"), ("customer", "order_customer_upper_trgm"),
-                ("customer_email", "order_email_upper_trgm"), ("address", "order_address_upper_trgm"))],
+            *[
+                GinIndex(OpClass(Upper(column), name="gin_trgm_ops"), name=name)
+                for column, name in (
+                    ("order_id", "order_order_id_upper_trgm"),
+                    ("customer", "order_customer_upper_trgm"),
+                    ("customer_email", "order_email_upper_trgm"),
+                    ("address", "order_address_upper_trgm"),
+                )
+            ],
             # A customer's and an address's latest earlier orders, in time order (the risk rules,
             # the review page's earlier orders): iexact is UPPER(col::text) = UPPER('…').
-            *[models.Index(Upper(column), F("created_at"), name=name) for column, name in (
-                ("customer", "order_customer_upper_time"), ("customer_email", "order_email_upper_time"),
-                ("address", "order_address_upper_time"), ("billing_address", "order_billing_upper_time"))],
+            *[
+                models.Index(Upper(column), F("created_at"), name=name)
+                for column, name in (
+                    ("customer", "order_customer_upper_time"),
+                    ("customer_email", "order_email_upper_time"),
+                    ("address", "order_address_upper_time"),
+                    ("billing_address", "order_billing_upper_time"),
+                )
+            ],
             # An order's linked orders from the same client address (the review page).
             models.Index(F("client_ip"), F("created_at"), name="order_client_ip_time"),
             # The shop's latest amounts in one currency (the risk rules' percentile, issue 19).
@@ -118,9 +132,7 @@ class Order(TimeStampedModel):
             # Order ids are unique regardless of case: ORDER-1 and order-1 would run as one
             # workflow (order-1). Built concurrently by its migration (0011), the table stays writable.
             models.UniqueConstraint(Lower("order_id"), name="order_id_unique_ignoring_case"),
-            models.CheckConstraint(
-                condition=Q(status__in=[s.value for s in OrderState]), name="order_status_valid"
-            ),
+            models.CheckConstraint(condition=Q(status__in=[s.value for s in OrderState]), name="order_status_valid"),
             models.CheckConstraint(condition=Q(amount__gte=0), name="order_amount_not_negative"),
             models.CheckConstraint(condition=~Q(address=""), name="order_address_not_empty"),
             models.CheckConstraint(
@@ -378,9 +390,7 @@ class GatewayLedgerEntry(models.Model):
     order_ref = models.CharField(max_length=64, db_index=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     # A refund names the charge it returns.
-    refunds = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="refunded_by"
-    )
+    refunds = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="refunded_by")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -474,8 +484,10 @@ class ApiKey(models.Model):
         permissions = [("revoke_apikey", "Can revoke API keys")]
         constraints = [
             models.CheckConstraint(condition=~Q(name=""), name="api_key_has_name"),
-            models.CheckConstraint(condition=Q(rate_limit_per_minute__isnull=True) | Q(rate_limit_per_minute__gt=0),
-                                   name="api_key_rate_limit_positive"),
+            models.CheckConstraint(
+                condition=Q(rate_limit_per_minute__isnull=True) | Q(rate_limit_per_minute__gt=0),
+                name="api_key_rate_limit_positive",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -573,7 +585,9 @@ class WebhookDelivery(models.Model):
             models.Index(fields=["-created_at"], condition=~Q(status="sent"), name="webhook_not_sent"),
         ]
         constraints = [
-            models.CheckConstraint(condition=~Q(status="sent") | Q(sent_at__isnull=False), name="webhook_sent_has_time"),
+            models.CheckConstraint(
+                condition=~Q(status="sent") | Q(sent_at__isnull=False), name="webhook_sent_has_time"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -638,10 +652,14 @@ class OrderLabel(models.Model):
         constraints = [
             # Also the index of an order's current labels (the order page, the insights' outcomes).
             models.UniqueConstraint(
-                fields=["order", "label"], condition=Q(removed_at__isnull=True), name="order_label_active_once",
+                fields=["order", "label"],
+                condition=Q(removed_at__isnull=True),
+                name="order_label_active_once",
             ),
-            models.CheckConstraint(condition=Q(label__in=["chargeback", "fraud_confirmed", "genuine_confirmed"]),
-                                   name="order_label_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(label__in=["chargeback", "fraud_confirmed", "genuine_confirmed"]),
+                name="order_label_kind_valid",
+            ),
             models.CheckConstraint(condition=Q(source__in=["admin", "review", "api"]), name="order_label_source_valid"),
             models.CheckConstraint(
                 condition=Q(removed_at__isnull=True, removed_by="") | Q(removed_at__isnull=False) & ~Q(removed_by=""),

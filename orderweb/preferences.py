@@ -10,7 +10,7 @@ over the browser until they sign out. Stored in the session, these cost no query
 from __future__ import annotations
 
 import zoneinfo
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Optional
 
@@ -87,12 +87,12 @@ def as_datetime(value: Any) -> Optional[datetime]:
             return None
     if not isinstance(value, datetime):
         return None
-    return value if timezone.is_aware(value) else value.replace(tzinfo=dt_timezone.utc)
+    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
 
 
 def utc_text(value: Any) -> str:
     moment = as_datetime(value)
-    return f"{date_format(moment.astimezone(dt_timezone.utc), UTC_TITLE_FORMAT)} UTC" if moment else ""
+    return f"{date_format(moment.astimezone(UTC), UTC_TITLE_FORMAT)} UTC" if moment else ""
 
 
 def moment_html(value: Any, fmt: str = "Y-m-d H:i") -> str:
@@ -101,10 +101,12 @@ def moment_html(value: Any, fmt: str = "Y-m-d H:i") -> str:
     moment = as_datetime(value)
     if moment is None:
         return ""
-    utc = moment.astimezone(dt_timezone.utc)
+    utc = moment.astimezone(UTC)
     return format_html(
         '<time datetime="{}" title="{}">{}</time>',
-        utc.isoformat().replace("+00:00", "Z"), utc_text(utc), date_format(timezone.localtime(moment), fmt),
+        utc.isoformat().replace("+00:00", "Z"),
+        utc_text(utc),
+        date_format(timezone.localtime(moment), fmt),
     )
 
 
@@ -114,5 +116,4 @@ def preferences_context(request: Any) -> dict[str, Any]:
     if session is None:
         return {}
     zone = time_zone_of(session)
-    return {"time_zone_name": zone or "UTC", "time_zone_known": zone is not None,
-            "shortcuts_on": shortcuts_on(session)}
+    return {"time_zone_name": zone or "UTC", "time_zone_known": zone is not None, "shortcuts_on": shortcuts_on(session)}

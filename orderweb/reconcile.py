@@ -14,9 +14,9 @@ workflow moves the order on (a stuck workflow fixed by a deploy). It runs in the
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone as dt_timezone
-from typing import Iterator
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
@@ -80,11 +80,15 @@ class ReconcileReport:
     reviews_closed: int = 0  # set by the caller that closes the reviews of stopped orders
 
     def summary_lines(self) -> list[str]:
-        lines = [f"checked {self.checked} running orders; {len(self.findings)} need attention, "
-                 f"{len(self.flagged)} newly flagged"]
+        lines = [
+            f"checked {self.checked} running orders; {len(self.findings)} need attention, "
+            f"{len(self.flagged)} newly flagged"
+        ]
         lines += [f"{f.order.order_id}: {f.reason}" for f in self.findings]
-        lines += [f"charge without shipment or refund: {p.order.order_id} {p.amount} ({p.provider_reference})"
-                  for p in self.unsettled_charges]
+        lines += [
+            f"charge without shipment or refund: {p.order.order_id} {p.amount} ({p.provider_reference})"
+            for p in self.unsettled_charges
+        ]
         if self.reviews_closed:
             lines.append(f"closed {self.reviews_closed} review task(s) of stopped orders")
         return lines
@@ -100,8 +104,9 @@ def orders_reconcile(*, now: datetime | None = None, grace_seconds: float | None
         report.checked += len(orders)
         report.findings += client_thread.run(lambda client, orders=orders: _findings(client, orders, now), timeout=60)
     for finding in report.findings:
-        if order_flag_attention(order=finding.order, problem=finding.problem, reason=finding.reason,
-                                details=finding.details):
+        if order_flag_attention(
+            order=finding.order, problem=finding.problem, reason=finding.reason, details=finding.details
+        ):
             report.flagged.append(finding.order)
     report.unsettled_charges = payments_unsettled()
     return report
@@ -112,7 +117,9 @@ def _running_orders(*, older_than: datetime) -> Iterator[list[Order]]:
     fresh start by a moment), in batches by primary key."""
     queryset = (
         Order.objects.exclude(status__in=[s.value for s in TERMINAL_STATES])
-        .filter(updated_at__lt=older_than, attention_since__isnull=True).only("id", "order_id", "workflow_id", "status").order_by("pk")
+        .filter(updated_at__lt=older_than, attention_since__isnull=True)
+        .only("id", "order_id", "workflow_id", "status")
+        .order_by("pk")
     )
     last = 0
     while True:
@@ -144,15 +151,27 @@ async def _findings(client: Client, orders: list[Order], now: datetime) -> list[
             continue
         status = execution.status  # type: ignore[attr-defined]
         if status != WorkflowExecutionStatus.RUNNING:
-            findings.append(Finding(order, WORKFLOW_CLOSED_PROBLEM, WORKFLOW_CLOSED.format(
-                workflow_id=workflow_id, status=_STATUS_WORDS.get(status, str(status))),
-                {"execution_status": _STATUS_WORDS.get(status, str(status))}))
+            findings.append(
+                Finding(
+                    order,
+                    WORKFLOW_CLOSED_PROBLEM,
+                    WORKFLOW_CLOSED.format(workflow_id=workflow_id, status=_STATUS_WORDS.get(status, str(status))),
+                    {"execution_status": _STATUS_WORDS.get(status, str(status))},
+                )
+            )
         elif execution.typed_search_attributes.get(REPORTED_PROBLEMS_KEY):  # type: ignore[attr-defined]
             stuck = await _stuck_since(client, workflow_id)
             if stuck is not None and now - stuck[0] >= timedelta(seconds=settings.RECONCILE_STUCK_AFTER_SECONDS):
-                findings.append(Finding(order, WORKFLOW_STUCK_PROBLEM, WORKFLOW_STUCK.format(
-                    workflow_id=workflow_id, since=stuck[0].isoformat(timespec="seconds"), attempt=stuck[1]),
-                    {"attempt": stuck[1]}))
+                findings.append(
+                    Finding(
+                        order,
+                        WORKFLOW_STUCK_PROBLEM,
+                        WORKFLOW_STUCK.format(
+                            workflow_id=workflow_id, since=stuck[0].isoformat(timespec="seconds"), attempt=stuck[1]
+                        ),
+                        {"attempt": stuck[1]},
+                    )
+                )
     return findings
 
 
@@ -163,7 +182,7 @@ async def _stuck_since(client: Client, workflow_id: str) -> tuple[datetime, int]
     task = description.raw_description.pending_workflow_task
     if not task.attempt or task.attempt <= 1:
         return None
-    return task.original_scheduled_time.ToDatetime(tzinfo=dt_timezone.utc), task.attempt
+    return task.original_scheduled_time.ToDatetime(tzinfo=UTC), task.attempt
 
 
 def _quoted(value: str) -> str:
@@ -178,6 +197,8 @@ def payments_unsettled() -> list[Payment]:
     return list(
         Payment.objects.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED)
         .filter(Q(order__status__in=[s.value for s in TERMINAL_STATES]) | Q(order__attention_since__isnull=False))
-        .exclude(Exists(refunded)).exclude(Exists(shipped))
-        .select_related("order").order_by("created_at")
+        .exclude(Exists(refunded))
+        .exclude(Exists(shipped))
+        .select_related("order")
+        .order_by("created_at")
     )

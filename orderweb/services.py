@@ -13,9 +13,10 @@ a workflow started by any Temporal client.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -31,15 +32,14 @@ from temporal_app.client import start_order_workflow
 from temporal_app.contracts import (
     CLIENT_ACTOR,
     DEFAULT_CURRENCY,
-    SYSTEM_ACTOR,
     MAX_ADDRESS_LENGTH,
     MAX_CUSTOMER_LENGTH,
+    SYSTEM_ACTOR,
     LineItem,
     OrderOptions,
     OrderState,
     ProgressEvent,
     ProgressRecord,
-    RefusedStart as RefusedStartRecord,
     address_error,
     customer_details_problems,
     customer_error,
@@ -48,6 +48,9 @@ from temporal_app.contracts import (
     normalise_address,
     order_id_error,
     order_total,
+)
+from temporal_app.contracts import (
+    RefusedStart as RefusedStartRecord,
 )
 
 logger = logging.getLogger(__name__)
@@ -97,9 +100,12 @@ def order_id_holder(*, order_id: str) -> Optional[Order]:
     """The order that holds ``order_id`` in any case, or the workflow it maps to: the one an
     order with this id would collide with (the unique index on ``LOWER(order_id)``, and the one
     on ``workflow_id``), or None."""
-    return (Order.objects.alias(order_id_lower=Lower("order_id"))
-            .filter(Q(order_id_lower=order_id.lower()) | Q(workflow_id=order_workflow_id(order_id)))
-            .order_by("pk").first())
+    return (
+        Order.objects.alias(order_id_lower=Lower("order_id"))
+        .filter(Q(order_id_lower=order_id.lower()) | Q(workflow_id=order_workflow_id(order_id)))
+        .order_by("pk")
+        .first()
+    )
 
 
 def order_id_conflict(*, order_id: str, holder: Order) -> ValidationError:
@@ -109,7 +115,8 @@ def order_id_conflict(*, order_id: str, holder: Order) -> ValidationError:
         return ValidationError(ORDER_ID_EXISTS.format(order_id=order_id), code="order_exists")
     return ValidationError(
         ORDER_ID_TAKEN.format(order_id=order_id, existing=holder.order_id, workflow_id=holder.workflow_id),
-        code="order_id_taken", params={"existing_order_id": holder.order_id},
+        code="order_id_taken",
+        params={"existing_order_id": holder.order_id},
     )
 
 
@@ -176,8 +183,13 @@ def order_create(
     lines, total = validate_lines_and_total(line_items, amount)
     if customer_error(customer):
         raise ValidationError(customer_error(customer) or "", code="customer_invalid")
-    details = customer_details_problems(email=customer_email, billing_address=billing_address, client_ip=client_ip,
-                                        user_agent=user_agent, currency=currency)
+    details = customer_details_problems(
+        email=customer_email,
+        billing_address=billing_address,
+        client_ip=client_ip,
+        user_agent=user_agent,
+        currency=currency,
+    )
     if details:
         raise ValidationError(details, code="customer_details_invalid")
     try:
@@ -207,9 +219,13 @@ def order_create(
     )
     # A review timeout of its own (tests, the chaos run) is kept in the creation's audit row, so
     # that the outbox sweep starts an order saved while Temporal was down with it too.
-    events.order_created_event(order=order, source=source, user=user, actor=actor,
-                               details={"review_timeout_seconds": review_timeout_seconds}
-                               if review_timeout_seconds is not None else None)
+    events.order_created_event(
+        order=order,
+        source=source,
+        user=user,
+        actor=actor,
+        details={"review_timeout_seconds": review_timeout_seconds} if review_timeout_seconds is not None else None,
+    )
     options = order_workflow_options(order, review_timeout_seconds=review_timeout_seconds, lines=lines)
     if actor and not options.created_by:
         options.created_by = actor
@@ -225,8 +241,11 @@ def order_workflow_options(
     if lines is None:
         lines = [LineItem(line.sku, line.name, line.quantity, str(line.unit_price)) for line in order.lines.all()]
         if review_timeout_seconds is None:
-            created = (OrderEvent.objects.filter(order=order, type=OrderEvent.Type.ORDER_CREATED)
-                       .values_list("details", flat=True).first()) or {}
+            created = (
+                OrderEvent.objects.filter(order=order, type=OrderEvent.Type.ORDER_CREATED)
+                .values_list("details", flat=True)
+                .first()
+            ) or {}
             review_timeout_seconds = created.get("review_timeout_seconds")
     return OrderOptions(
         line_items=lines,
@@ -249,7 +268,10 @@ STRANDED_FLAG_PREFIX = "Temporal has no workflow "
 
 
 def orders_awaiting_workflow_start(
-    *, older_than_seconds: float = 15, limit: int = 100, after: Optional[tuple[Any, int]] = None,
+    *,
+    older_than_seconds: float = 15,
+    limit: int = 100,
+    after: Optional[tuple[Any, int]] = None,
     cutoff: Optional[Any] = None,
 ) -> list[Order]:
     """Orders saved but never started: Temporal was unreachable when their transaction
@@ -287,7 +309,8 @@ def order_flag_not_started(*, order: Order, error: BaseException) -> bool:
     first_line = (str(error).strip().splitlines() or [""])[0][:300]
     detail = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
     return order_flag_attention(
-        order=order, problem=WORKFLOW_NOT_STARTED_PROBLEM,
+        order=order,
+        problem=WORKFLOW_NOT_STARTED_PROBLEM,
         reason=WORKFLOW_NOT_STARTED.format(workflow_id=order.workflow_id, error=detail),
         details={"error": detail},
     )
@@ -307,8 +330,10 @@ def _transition_sql(fields: list[str], check_workflow: bool, event_columns: list
     quote = connection.ops.quote_name
     table, events_table = quote(Order._meta.db_table), quote(OrderEvent._meta.db_table)
     column = lambda name: quote(Order._meta.get_field(name).column)  # noqa: E731
-    assignments = ", ".join(f"{column(name)} = %s" for name in ["status", "status_changed_at", "updated_at",
-                                                                 "attention_reason", "attention_since", *fields])
+    assignments = ", ".join(
+        f"{column(name)} = %s"
+        for name in ["status", "status_changed_at", "updated_at", "attention_reason", "attention_since", *fields]
+    )
     workflow = f" AND {column('workflow_id')} = %s" if check_workflow else ""
     event_order, event_from = (quote(OrderEvent._meta.get_field(name).column) for name in ("order", "from_status"))
     return (
@@ -347,9 +372,16 @@ def order_transition(
     (autocommit) the statement is its own transaction; inside the caller's, the row stays locked
     until the caller's other writes commit."""
     now = timezone.now()
-    event_columns, event_values = _event_values(events.status_changed_event(
-        type=type, to_status=to_status, event_key=event_key, actor=actor, reason=reason, details=details,
-    ))
+    event_columns, event_values = _event_values(
+        events.status_changed_event(
+            type=type,
+            to_status=to_status,
+            event_key=event_key,
+            actor=actor,
+            reason=reason,
+            details=details,
+        )
+    )
     values = [order_id, *([workflow_id] if workflow_id else [])]  # the parameters in the statement's order
     values += [to_status.value, now, now, "", None]
     values += [Order._meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
@@ -368,8 +400,9 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
     next if it broke a rule; the row keeps what Postgres can hold, so staff see the failure."""
     # The usual case, one statement in autocommit: the order saved by order_create, started by
     # its workflow.
-    pk = order_transition(order_id=order_id, to_status=OrderState.PROCESSING, event_key="received",
-                          workflow_id=workflow_id)
+    pk = order_transition(
+        order_id=order_id, to_status=OrderState.PROCESSING, event_key="received", workflow_id=workflow_id
+    )
     if pk is not None:
         return pk
     with transaction.atomic():
@@ -383,8 +416,9 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
             holder = order_id_holder(order_id=order_id) or Order.objects.filter(workflow_id=workflow_id).first()
             if holder is None:
                 raise
-            raise OrderConflict(ORDER_ID_TAKEN.format(order_id=order_id, existing=holder.order_id,
-                                                      workflow_id=holder.workflow_id)) from None
+            raise OrderConflict(
+                ORDER_ID_TAKEN.format(order_id=order_id, existing=holder.order_id, workflow_id=holder.workflow_id)
+            ) from None
         if not created and order.workflow_id != workflow_id:
             raise OrderConflict(ORDER_OWNED_BY_OTHER_WORKFLOW.format(order_id=order_id, workflow_id=order.workflow_id))
         if not created and order.is_terminal:
@@ -403,8 +437,11 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
             )
             # Written before the transition's event, so the timeline reads created, then processing.
             events.order_created_event(
-                order=order, source=OrderEvent.Source.WORKFLOW, actor=options.created_by or CLIENT_ACTOR,
-                event_key="received:created", message="order created by its workflow",
+                order=order,
+                source=OrderEvent.Source.WORKFLOW,
+                actor=options.created_by or CLIENT_ACTOR,
+                event_key="received:created",
+                message="order created by its workflow",
             )
             order_transition(order_id=order_id, to_status=OrderState.PROCESSING, event_key="received")
         return order.pk
@@ -413,7 +450,8 @@ def order_receive(*, order_id: str, workflow_id: str, address: str, options: Ord
 def _received_row(workflow_id: str, address: str, options: OrderOptions) -> dict[str, Any]:
     row = {
         "workflow_id": workflow_id,
-        "address": address if not address_error(address)
+        "address": address
+        if not address_error(address)
         else UNUSABLE_ADDRESS.format(preview=pg_text(address)[:60] or "none")[:MAX_ADDRESS_LENGTH],
         "customer": pg_text(options.customer)[:MAX_CUSTOMER_LENGTH],
         "source": pg_text(options.source)[:32] or CLIENT_ACTOR,
@@ -445,8 +483,14 @@ def order_record_progress(record: ProgressRecord) -> Optional[int]:
         elif state == OrderState.FAILED:
             fields["failure_reason"] = pg_text(record.reason) or "failed"
         return order_transition(
-            order_id=record.order_id, to_status=state, event_key=record.event_key, type=event.value,
-            actor=record.actor, reason=record.reason, details=details, **fields,
+            order_id=record.order_id,
+            to_status=state,
+            event_key=record.event_key,
+            type=event.value,
+            actor=record.actor,
+            reason=record.reason,
+            details=details,
+            **fields,
         )
     with transaction.atomic(savepoint=False):
         _record_message(record, event, details)
@@ -466,8 +510,13 @@ def _record_message(record: ProgressRecord, event: ProgressEvent, details: dict[
     if details.get("new_address") and event in (ProgressEvent.SIGNAL_APPLIED, ProgressEvent.UPDATE_APPLIED):
         Order.objects.filter(pk=order.pk).update(address=details["new_address"], updated_at=timezone.now())
     events.workflow_message_event(
-        order=order.pk, type=event.value, source=record.source, actor=record.actor, reason=record.reason,
-        details=details, event_key=record.event_key,
+        order=order.pk,
+        type=event.value,
+        source=record.source,
+        actor=record.actor,
+        reason=record.reason,
+        details=details,
+        event_key=record.event_key,
     )
 
 
@@ -479,7 +528,8 @@ def shipment_dispatched(*, idempotency_key: str, tracking_number: str, address: 
     table, events_table = quote(Shipment._meta.db_table), quote(OrderEvent._meta.db_table)
     column = lambda name: quote(Shipment._meta.get_field(name).column)  # noqa: E731
     event_columns, event_values = row_values(
-        events.carrier_dispatched_event(tracking_number=tracking_number, address=address), leave_out=("order",))
+        events.carrier_dispatched_event(tracking_number=tracking_number, address=address), leave_out=("order",)
+    )
     now = timezone.now()
     sql = (
         f"WITH shipment AS (SELECT {column('id')} AS pk, {column('order')} AS order_pk FROM {table} "
@@ -494,8 +544,9 @@ def shipment_dispatched(*, idempotency_key: str, tracking_number: str, address: 
     )
     dispatched = Shipment.Status.DISPATCHED
     with connection.cursor() as cursor:
-        cursor.execute(sql, [idempotency_key, dispatched, tracking_number, address, now, now, dispatched,
-                             *event_values])
+        cursor.execute(
+            sql, [idempotency_key, dispatched, tracking_number, address, now, now, dispatched, *event_values]
+        )
         row = cursor.fetchone()
     if row is None:
         raise Shipment.DoesNotExist(f"no shipment under {idempotency_key}")
@@ -505,8 +556,14 @@ def shipment_dispatched(*, idempotency_key: str, tracking_number: str, address: 
 def order_start_refused(record: RefusedStartRecord) -> None:
     """Record a start that could not make an order, once per workflow run."""
     RefusedStart.objects.bulk_create(
-        [RefusedStart(workflow_id=pg_text(record.workflow_id), run_id=record.run_id,
-                      reason=pg_text(record.reason), arguments=pg_text(record.arguments))],
+        [
+            RefusedStart(
+                workflow_id=pg_text(record.workflow_id),
+                run_id=record.run_id,
+                reason=pg_text(record.reason),
+                arguments=pg_text(record.arguments),
+            )
+        ],
         ignore_conflicts=True,
     )
 
@@ -540,7 +597,9 @@ def order_flag_attention(*, order: Order, problem: str, reason: str, details: Op
     """Flag an order for staff: its workflow cannot report for itself. Once per problem;
     returns whether this call flagged it."""
     flagged = Order.objects.filter(pk=order.pk, attention_since__isnull=True).update(
-        attention_reason=reason, attention_since=timezone.now(), updated_at=timezone.now(),
+        attention_reason=reason,
+        attention_since=timezone.now(),
+        updated_at=timezone.now(),
     )
     if flagged:
         events.attention_flagged_event(order=order, reason=reason, details={"problem": problem, **(details or {})})

@@ -134,7 +134,8 @@ STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
         else "whitenoise.storage.CompressedManifestStaticFilesStorage",
     },
 }
@@ -309,14 +310,17 @@ if ORDER_START_SWEEP_BATCH < 1:
     raise ImproperlyConfigured("ORDER_START_SWEEP_BATCH must be at least 1.")
 
 # -- Risk assessment and review policy (reviews/risk.py; docs/review-ui.md, "Risk") ---------------
-# Every order is scored once, when it is validated. The rules' thresholds: since issue 21 they seed risk policy v1 (reviews/0013) and stand in
-# only when no policy is active; leads change the rules as versioned policies in the back office.
+# Every order is scored once, when it is validated. The rules' thresholds: since issue 21 they
+# seed risk policy v1 (reviews/0013) and stand in only when no policy is active; leads change the
+# rules as versioned policies in the back office.
 RISK_AMOUNT_VS_USUAL_FACTOR = env.float("RISK_AMOUNT_VS_USUAL_FACTOR", default=3.0)  # x the customer's median
 RISK_USUAL_MIN_ORDERS = env.int("RISK_USUAL_MIN_ORDERS", default=2)  # earlier orders before "usual" means anything
 RISK_SHOP_PERCENTILE = env.float("RISK_SHOP_PERCENTILE", default=0.95)  # of the shop's recent order amounts
 RISK_SHOP_SAMPLE = env.int("RISK_SHOP_SAMPLE", default=1000)  # that many latest orders
 RISK_SHOP_MIN_SAMPLE = env.int("RISK_SHOP_MIN_SAMPLE", default=20)  # fewer: no percentile rule
-RISK_HISTORY_SAMPLE = env.int("RISK_HISTORY_SAMPLE", default=1000)  # latest earlier orders of a customer / an address read
+RISK_HISTORY_SAMPLE = env.int(
+    "RISK_HISTORY_SAMPLE", default=1000
+)  # latest earlier orders of a customer / an address read
 RISK_WINDOW_HOURS = env.float("RISK_WINDOW_HOURS", default=24)  # for "several orders within"
 RISK_ORDERS_PER_ADDRESS = env.int("RISK_ORDERS_PER_ADDRESS", default=3)  # to one address in the window
 RISK_ORDERS_PER_CUSTOMER = env.int("RISK_ORDERS_PER_CUSTOMER", default=3)  # from one customer in the window
@@ -361,7 +365,9 @@ if REVIEW_FOUR_EYES_AMOUNT:
     try:
         REVIEW_FOUR_EYES_AMOUNT = str(amount_parse(REVIEW_FOUR_EYES_AMOUNT))
     except ValueError:
-        raise ImproperlyConfigured("REVIEW_FOUR_EYES_AMOUNT must be an amount such as 1000.00, or empty (off).") from None
+        raise ImproperlyConfigured(
+            "REVIEW_FOUR_EYES_AMOUNT must be an amount such as 1000.00, or empty (off)."
+        ) from None
 REVIEW_FOUR_EYES_LEVELS = env.list("REVIEW_FOUR_EYES_LEVELS", default=[])
 if set(REVIEW_FOUR_EYES_LEVELS) - {"low", "medium", "high"}:
     raise ImproperlyConfigured("REVIEW_FOUR_EYES_LEVELS lists risk levels: low, medium, high (comma-separated).")
@@ -371,7 +377,8 @@ REVIEW_CLAIM_TIMEOUT_MINUTES = env.float("REVIEW_CLAIM_TIMEOUT_MINUTES", default
 REVIEW_CLAIM_WARN_MINUTES = env.float("REVIEW_CLAIM_WARN_MINUTES", default=5)
 if REVIEW_CLAIM_TIMEOUT_MINUTES <= 0 or not 0 < REVIEW_CLAIM_WARN_MINUTES <= REVIEW_CLAIM_TIMEOUT_MINUTES:
     raise ImproperlyConfigured(
-        "REVIEW_CLAIM_TIMEOUT_MINUTES must be above 0, REVIEW_CLAIM_WARN_MINUTES above 0 and at most the timeout.")
+        "REVIEW_CLAIM_TIMEOUT_MINUTES must be above 0, REVIEW_CLAIM_WARN_MINUTES above 0 and at most the timeout."
+    )
 # Bulk decisions: how many Workflow Updates are in flight at once (each waits for its workflow).
 # The leads' insights (issue 21): a review decided within this many minutes of reaching review is
 # within the team's service level (docs/review-ui.md, "Insights").

@@ -43,7 +43,9 @@ def fault_take(*, target: str, order_ref: str) -> Optional[str]:
         return fault.mode
 
 
-def fault_plan(*, target: str, order_ref: str, mode: str = SimulatedFault.Mode.TRANSIENT, times: int = 1) -> SimulatedFault:
+def fault_plan(
+    *, target: str, order_ref: str, mode: str = SimulatedFault.Mode.TRANSIENT, times: int = 1
+) -> SimulatedFault:
     fault, _ = SimulatedFault.objects.update_or_create(
         target=target, order_ref=order_ref, defaults={"mode": mode, "remaining": times}
     )
@@ -78,8 +80,12 @@ def gateway_charge(*, idempotency_key: str, order_ref: str, amount: Decimal) -> 
     if mode == SimulatedFault.Mode.TRANSIENT:
         raise ServiceUnavailable("the payment gateway is unavailable (simulated)")
     return _ledger_get_or_create(
-        GatewayLedgerEntry, idempotency_key=idempotency_key, kind=GatewayLedgerEntry.Kind.CHARGE,
-        order_ref=order_ref, amount=amount, reference=f"ch_{secrets.token_hex(8)}",
+        GatewayLedgerEntry,
+        idempotency_key=idempotency_key,
+        kind=GatewayLedgerEntry.Kind.CHARGE,
+        order_ref=order_ref,
+        amount=amount,
+        reference=f"ch_{secrets.token_hex(8)}",
     )
 
 
@@ -93,8 +99,12 @@ def gateway_charge_lookup(*, idempotency_key: str) -> Optional[GatewayLedgerEntr
 def gateway_refund(*, idempotency_key: str, charge_key: str) -> GatewayLedgerEntry:
     charge = GatewayLedgerEntry.objects.get(idempotency_key=charge_key, kind=GatewayLedgerEntry.Kind.CHARGE)
     return _ledger_get_or_create(
-        GatewayLedgerEntry, idempotency_key=idempotency_key, kind=GatewayLedgerEntry.Kind.REFUND,
-        order_ref=charge.order_ref, amount=charge.amount, refunds=charge,
+        GatewayLedgerEntry,
+        idempotency_key=idempotency_key,
+        kind=GatewayLedgerEntry.Kind.REFUND,
+        order_ref=charge.order_ref,
+        amount=charge.amount,
+        refunds=charge,
         reference=f"re_{secrets.token_hex(8)}",
     )
 
@@ -103,7 +113,10 @@ def carrier_dispatch(*, idempotency_key: str, order_ref: str, address: str) -> C
     if fault_take(target="carrier_dispatched", order_ref=order_ref):
         raise ServiceUnavailable("the carrier rejected the pickup request (simulated)")
     return _ledger_get_or_create(
-        CarrierLedgerEntry, idempotency_key=idempotency_key, order_ref=order_ref, address=address,
+        CarrierLedgerEntry,
+        idempotency_key=idempotency_key,
+        order_ref=order_ref,
+        address=address,
         tracking_number=f"TRK{secrets.token_hex(6).upper()}",
     )
 

@@ -8,7 +8,8 @@ The columns and values come from the models, so a field added to a model is writ
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from django.db import connection
 from django.db.models import Model
@@ -20,8 +21,10 @@ def row_values(instance: Model, *, leave_out: Iterable[str] = ()) -> tuple[list[
     named in ``leave_out`` (which the statement supplies itself)."""
     skipped = set(leave_out)
     fields = [f for f in instance._meta.concrete_fields if not f.primary_key and f.name not in skipped]
-    return ([f.column for f in fields],
-            [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields])
+    return (
+        [f.column for f in fields],
+        [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields],
+    )
 
 
 def insert_ignoring_conflicts(*instances: Model) -> None:
@@ -32,8 +35,10 @@ def insert_ignoring_conflicts(*instances: Model) -> None:
     inserts, params = [], []
     for instance in instances:
         columns, values = row_values(instance)
-        inserts.append(f"INSERT INTO {quote(instance._meta.db_table)} ({', '.join(map(quote, columns))}) "
-                       f"VALUES ({', '.join(['%s'] * len(values))}) ON CONFLICT DO NOTHING")
+        inserts.append(
+            f"INSERT INTO {quote(instance._meta.db_table)} ({', '.join(map(quote, columns))}) "
+            f"VALUES ({', '.join(['%s'] * len(values))}) ON CONFLICT DO NOTHING"
+        )
         params += values
     *first, last = inserts
     # Each data-modifying WITH clause runs exactly once, whether or not anything reads it.

@@ -45,8 +45,9 @@ def preferences(request: HttpRequest) -> HttpResponse:
             messages.success(request, SAVED)
             return redirect(_back(request, reverse("preferences")))
     else:
-        form = PreferencesForm(initial={"time_zone": chosen, "shortcuts": shortcuts_on(request.session)},
-                               detected=detected)
+        form = PreferencesForm(
+            initial={"time_zone": chosen, "shortcuts": shortcuts_on(request.session)}, detected=detected
+        )
     return render(request, "preferences.html", {"form": form, "next": _back(request, ""), "tab": "preferences"})
 
 

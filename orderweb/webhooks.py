@@ -64,8 +64,9 @@ def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def webhook_signature_valid(secret: str, header: str, body: bytes, *, now: Optional[float] = None,
-                            tolerance_seconds: int = 300) -> bool:
+def webhook_signature_valid(
+    secret: str, header: str, body: bytes, *, now: Optional[float] = None, tolerance_seconds: int = 300
+) -> bool:
     """What a receiver does (here for the tests and as the reference for docs/api.md)."""
     try:
         parts = dict(item.split("=", 1) for item in header.split(","))
@@ -96,16 +97,26 @@ def webhook_body(event: OrderEvent) -> dict[str, Any]:
         "order_id": event.order.order_id,
         "from_status": event.from_status,
         "to_status": event.to_status,
-        "event": {"type": event.type, "label": event.label, "actor": event.actor, "source": event.source,
-                  "message": event.message},
+        "event": {
+            "type": event.type,
+            "label": event.label,
+            "actor": event.actor,
+            "source": event.source,
+            "message": event.message,
+        },
     }
     if event.type == OrderEvent.Type.REVIEW_ESCALATED:
-        body["review"] = {"waited_seconds": event.details.get("waited_seconds"),
-                          "review_due": event.details.get("review_due")}
+        body["review"] = {
+            "waited_seconds": event.details.get("waited_seconds"),
+            "review_due": event.details.get("review_due"),
+        }
     if event.type in (OrderEvent.Type.LABEL_ADDED, OrderEvent.Type.LABEL_REMOVED):
-        body["label"] = {"label": event.details.get("label"), "note": event.details.get("note", ""),
-                         "source_reference": event.details.get("source_reference", ""),
-                         "removed": event.type == OrderEvent.Type.LABEL_REMOVED}
+        body["label"] = {
+            "label": event.details.get("label"),
+            "note": event.details.get("note", ""),
+            "source_reference": event.details.get("source_reference", ""),
+            "removed": event.type == OrderEvent.Type.LABEL_REMOVED,
+        }
     return body
 
 
@@ -115,11 +126,17 @@ def webhook_send(*, delivery_id: int) -> None:
     if delivery.status == WebhookDelivery.Status.SENT:
         return  # a retry after a 2xx whose report was lost
     body = json.dumps(webhook_body(delivery.event), separators=(",", ":")).encode()
-    request = urllib.request.Request(delivery.url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "orderweb-webhooks/1",
-        EVENT_ID_HEADER: f"evt_{delivery.event_id}",
-        SIGNATURE_HEADER: webhook_signature(settings.ORDER_WEBHOOK_SECRET, int(time.time()), body),
-    })
+    request = urllib.request.Request(
+        delivery.url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "orderweb-webhooks/1",
+            EVENT_ID_HEADER: f"evt_{delivery.event_id}",
+            SIGNATURE_HEADER: webhook_signature(settings.ORDER_WEBHOOK_SECRET, int(time.time()), body),
+        },
+    )
     status: Optional[int] = None
     try:
         with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_SECONDS) as response:
@@ -133,11 +150,17 @@ def webhook_send(*, delivery_id: int) -> None:
     now = timezone.now()
     if not problem:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(
-            status=WebhookDelivery.Status.SENT, attempts=delivery.attempts + 1, last_status_code=status,
-            last_error="", sent_at=now, updated_at=now)
+            status=WebhookDelivery.Status.SENT,
+            attempts=delivery.attempts + 1,
+            last_status_code=status,
+            last_error="",
+            sent_at=now,
+            updated_at=now,
+        )
         return
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=delivery.attempts + 1, last_status_code=status, last_error=problem[:500], updated_at=now)
+        attempts=delivery.attempts + 1, last_status_code=status, last_error=problem[:500], updated_at=now
+    )
     raise ApplicationError(problem, type=WEBHOOK_FAILED_TYPE)  # retried by Temporal
 
 
@@ -150,8 +173,10 @@ def webhook_gave_up(*, delivery_id: int, reason: str) -> None:
     if delivery is None:
         return
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        status=WebhookDelivery.Status.FAILED, updated_at=timezone.now(),
-        last_error=GAVE_UP.format(attempts=delivery.attempts, last=delivery.last_error or reason)[:1000])
+        status=WebhookDelivery.Status.FAILED,
+        updated_at=timezone.now(),
+        last_error=GAVE_UP.format(attempts=delivery.attempts, last=delivery.last_error or reason)[:1000],
+    )
 
 
 def webhook_cursor(url: str) -> WebhookCursor:
@@ -176,20 +201,27 @@ def webhook_deliveries_create() -> int:
     while True:
         events = list(
             OrderEvent.objects.filter(pk__gt=after, webhook_delivery__isnull=True)
-            .exclude(to_status="").order_by("pk").values_list("pk", flat=True)[:SWEEP_BATCH]
+            .exclude(to_status="")
+            .order_by("pk")
+            .values_list("pk", flat=True)[:SWEEP_BATCH]
         )
-        made += len(WebhookDelivery.objects.bulk_create(
-            [WebhookDelivery(event_id=pk, url=url) for pk in events], ignore_conflicts=True))
+        made += len(
+            WebhookDelivery.objects.bulk_create(
+                [WebhookDelivery(event_id=pk, url=url) for pk in events], ignore_conflicts=True
+            )
+        )
         if len(events) < SWEEP_BATCH:
             break
         after = events[-1]
     # Every status change that committed up to here has its delivery. The mark moves past the
     # events old enough that no transaction writing one can still be open (the settle time).
     settled = OrderEvent.objects.filter(pk__gt=cursor.event_id, created_at__lt=settled_before).aggregate(
-        last=Max("pk"))["last"]
+        last=Max("pk")
+    )["last"]
     if settled is not None:
         WebhookCursor.objects.filter(pk=cursor.pk, event_id__lt=settled).update(
-            event_id=settled, updated_at=timezone.now())
+            event_id=settled, updated_at=timezone.now()
+        )
     return made
 
 
@@ -199,8 +231,9 @@ def webhook_workflows_start() -> int:
     otherwise is logged and left for the next sweep; the ones after it still start."""
     started, after = 0, 0
     while True:
-        batch = list(WebhookDelivery.objects.filter(workflow_started_at__isnull=True, pk__gt=after)
-                     .order_by("pk")[:SWEEP_BATCH])
+        batch = list(
+            WebhookDelivery.objects.filter(workflow_started_at__isnull=True, pk__gt=after).order_by("pk")[:SWEEP_BATCH]
+        )
         for delivery in batch:
             after = delivery.pk
             arg = WebhookInput(delivery.pk, settings.ORDER_WEBHOOK_GIVE_UP_SECONDS)
@@ -208,8 +241,12 @@ def webhook_workflows_start() -> int:
             async def start(client, arg=arg):
                 try:
                     await client.start_workflow(
-                        "WebhookDeliveryWorkflow", arg, id=webhook_workflow_id(arg.delivery_id),
-                        task_queue=WEBHOOK_TASK_QUEUE, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+                        "WebhookDeliveryWorkflow",
+                        arg,
+                        id=webhook_workflow_id(arg.delivery_id),
+                        task_queue=WEBHOOK_TASK_QUEUE,
+                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    )
                 except WorkflowAlreadyStartedError:
                     return False  # another worker's sweep was first
                 return True
@@ -220,8 +257,9 @@ def webhook_workflows_start() -> int:
                 logger.warning("Temporal is unreachable; webhook deliveries wait for the next sweep")
                 return started
             except Exception:
-                logger.exception("the workflow of webhook delivery %s did not start; the next sweep tries again",
-                                 delivery.pk)
+                logger.exception(
+                    "the workflow of webhook delivery %s did not start; the next sweep tries again", delivery.pk
+                )
                 continue
             WebhookDelivery.objects.filter(pk=delivery.pk).update(workflow_started_at=timezone.now())
         if len(batch) < SWEEP_BATCH:

@@ -7,7 +7,7 @@ review exactly when a task is open. Registered with ``temporal_app.registry``.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -51,11 +51,14 @@ def order_validated(request: ValidateOrderInput) -> ValidatedOrder:
 
     The workflow checked its input at the start (temporal_app.workflows.boundary), and so did
     order_create; the row's address is what one of them wrote."""
-    due_at = datetime.fromtimestamp(request.review_due_epoch, tz=dt_timezone.utc)
+    due_at = datetime.fromtimestamp(request.review_due_epoch, tz=UTC)
     with transaction.atomic(), events.batch():
         pk = order_transition(
-            order_id=request.order_id, to_status=OrderState.AWAITING_MANUAL_REVIEW, event_key="validated",
-            reason="order validated; waiting for manual review", details={"review_due": due_at.isoformat()},
+            order_id=request.order_id,
+            to_status=OrderState.AWAITING_MANUAL_REVIEW,
+            event_key="validated",
+            reason="order validated; waiting for manual review",
+            details={"review_due": due_at.isoformat()},
         )
         if pk is None:  # a retry finds the order moved on, its task opened and its risk stored
             rules = review_rules_stored(order_id=request.order_id)
@@ -70,8 +73,11 @@ def order_validated(request: ValidateOrderInput) -> ValidatedOrder:
 def review_escalated(request: ReviewEscalation) -> bool:
     """The workflow's escalation timer fired on an undecided review: the leads are told (audit,
     task, webhook; the email after commit), once whatever the retries."""
-    return review_task_escalate(order_id=request.order_id, waited_seconds=request.waited_seconds,
-                                review_due=datetime.fromtimestamp(request.review_due_epoch, tz=dt_timezone.utc))
+    return review_task_escalate(
+        order_id=request.order_id,
+        waited_seconds=request.waited_seconds,
+        review_due=datetime.fromtimestamp(request.review_due_epoch, tz=UTC),
+    )
 
 
 @db_activity(Activities.RECORD_REVIEW_APPROVAL, queue=ORDER_TASK_QUEUE)
@@ -104,8 +110,7 @@ def record_order_progress(record: ProgressRecord) -> None:
     with transaction.atomic():
         pk = order_record_progress(record)
         if pk is not None:
-            review_task_close(order=pk, outcome=ReviewOutcome.CANCELLED, actor=record.actor,
-                              note=record.reason)
+            review_task_close(order=pk, outcome=ReviewOutcome.CANCELLED, actor=record.actor, note=record.reason)
 
 
 @db_activity(Activities.RECORD_REVIEW_OUTCOME, queue=ORDER_TASK_QUEUE)
@@ -115,8 +120,14 @@ def record_review_outcome(record: ReviewOutcomeRecord) -> None:
     with transaction.atomic(), events.batch():
         pk = order_record_progress(record.progress)
         if pk is not None:
-            review_task_close(order=pk, outcome=ReviewOutcome(record.outcome), actor=record.reviewer,
-                              note=record.note, reason_code=record.reason_code, action_id=record.action_id)
+            review_task_close(
+                order=pk,
+                outcome=ReviewOutcome(record.outcome),
+                actor=record.reviewer,
+                note=record.note,
+                reason_code=record.reason_code,
+                action_id=record.action_id,
+            )
 
 
 @periodic(seconds=settings.RECONCILE_INTERVAL_SECONDS, queue=ORDER_TASK_QUEUE)

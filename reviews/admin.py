@@ -22,7 +22,13 @@ from orderweb.admin_moments import MomentsAdmin
 from orderweb.models import Order
 from reviews.lists import list_key_error
 from reviews.models import (
-    RejectReason, ReviewTask, RiskAssessment, RiskAuditEvent, RiskBacktest, RiskListEntry, RiskPolicy,
+    RejectReason,
+    ReviewTask,
+    RiskAssessment,
+    RiskAuditEvent,
+    RiskBacktest,
+    RiskListEntry,
+    RiskPolicy,
 )
 from reviews.risk_services import LIST_EXPIRY_PAST, may_lead, risk_list_entry_add, risk_list_entry_remove
 from reviews.selectors import duration_text, reason_label
@@ -31,16 +37,26 @@ _REVIEW_LABELS = dict(ReviewTask.Status.choices)
 
 # Before a staff cancel: someone is reviewing the order right now.
 CLAIMED_WARNING = (
-    "{user} claimed this order for review {ago} ago and may be deciding it now; cancelling ends "
-    "their review."
+    "{user} claimed this order for review {ago} ago and may be deciding it now; cancelling ends their review."
 )
 REVIEW_PAGE_LINK = "Open the review page"
 
 
 class ReviewTaskInline(OrderReadOnlyInline):
     model = ReviewTask
-    fields = ["status", "risk_level", "risk_score", "due_at", "escalated_at", "approvals", "claimed_by",
-              "decided_by_name", "decided_at", "reason", "note"]
+    fields = [
+        "status",
+        "risk_level",
+        "risk_score",
+        "due_at",
+        "escalated_at",
+        "approvals",
+        "claimed_by",
+        "decided_by_name",
+        "decided_at",
+        "reason",
+        "note",
+    ]
     readonly_fields = fields
     verbose_name_plural = "manual review"
 
@@ -65,7 +81,11 @@ admin.site.unregister(Order)
 class OrderWithReviewAdmin(OrderAdmin):
     list_display = [*OrderAdmin.list_display[:3], "review_state", *OrderAdmin.list_display[3:]]
     inlines = [OrderAdmin.inlines[0], ReviewTaskInline, *OrderAdmin.inlines[1:]]
-    fieldsets = [*OrderAdmin.fieldsets[:1], ("Review", {"fields": ["review_page", "risk_assessment"]}), *OrderAdmin.fieldsets[1:]]
+    fieldsets = [
+        *OrderAdmin.fieldsets[:1],
+        ("Review", {"fields": ["review_page", "risk_assessment"]}),
+        *OrderAdmin.fieldsets[1:],
+    ]
     readonly_fields = [*OrderAdmin.readonly_fields, "review_page", "risk_assessment"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -78,8 +98,11 @@ class OrderWithReviewAdmin(OrderAdmin):
 
     @admin.display(description="review page")
     def review_page(self, order: Order) -> str:
-        return format_html('<a class="review-page-link" href="{}">{} ↗</a>',
-                           reverse("reviews:order", args=[order.order_id]), REVIEW_PAGE_LINK)
+        return format_html(
+            '<a class="review-page-link" href="{}">{} ↗</a>',
+            reverse("reviews:order", args=[order.order_id]),
+            REVIEW_PAGE_LINK,
+        )
 
     @admin.display(description="risk")
     def risk_assessment(self, order: Order) -> str:
@@ -88,22 +111,33 @@ class OrderWithReviewAdmin(OrderAdmin):
             return "not assessed"
         reasons = format_html_join("", "<li>+{} {}</li>", ((r["points"], r["text"]) for r in assessment.reasons))
         policy = format_html("<p>{}</p>", assessment.approved_by_policy) if assessment.approved_by_policy else ""
-        return format_html('<strong class="risk-level">{} ({}/100)</strong><ul>{}</ul>{}',
-                           assessment.get_level_display(), assessment.score, reasons, policy)
+        return format_html(
+            '<strong class="risk-level">{} ({}/100)</strong><ul>{}</ul>{}',
+            assessment.get_level_display(),
+            assessment.score,
+            reasons,
+            policy,
+        )
 
     def order_links(self, request: HttpRequest, order: Order) -> list[dict[str, str]]:
-        return [*super().order_links(request, order),
-                {"label": REVIEW_PAGE_LINK, "url": reverse("reviews:order", args=[order.order_id])}]
+        return [
+            *super().order_links(request, order),
+            {"label": REVIEW_PAGE_LINK, "url": reverse("reviews:order", args=[order.order_id])},
+        ]
 
     def cancel_warnings(self, request: HttpRequest, orders: list[Order]) -> dict[int, list[str]]:
         warnings = super().cancel_warnings(request, orders)
         now = timezone.now()
-        claimed = (ReviewTask.objects.filter(order__in=orders, status=ReviewTask.Status.OPEN, claimed_by__isnull=False)
-                   .select_related("claimed_by"))
+        claimed = ReviewTask.objects.filter(
+            order__in=orders, status=ReviewTask.Status.OPEN, claimed_by__isnull=False
+        ).select_related("claimed_by")
         for task in claimed:
             if task.claim_active(now):  # a lapsed claim is nobody's
-                warnings.setdefault(task.order_id, []).append(CLAIMED_WARNING.format(
-                    user=task.claimed_by.get_username(), ago=duration_text(now - task.claimed_at)))
+                warnings.setdefault(task.order_id, []).append(
+                    CLAIMED_WARNING.format(
+                        user=task.claimed_by.get_username(), ago=duration_text(now - task.claimed_at)
+                    )
+                )
         return warnings
 
 
@@ -133,8 +167,17 @@ class EscalatedFilter(admin.SimpleListFilter):
 
 @admin.register(ReviewTask)
 class ReviewTaskAdmin(ReadOnlyAdmin):
-    list_display = ["order", "status", "risk_level", "due_at", "escalated_at", "claimed_by", "decided_by_name",
-                    "decided_at", "reason"]
+    list_display = [
+        "order",
+        "status",
+        "risk_level",
+        "due_at",
+        "escalated_at",
+        "claimed_by",
+        "decided_by_name",
+        "decided_at",
+        "reason",
+    ]
     list_filter = ["status", "risk_level", ReasonCodeFilter, EscalatedFilter, "approvals_required", "due_at"]
     list_select_related = ["order", "claimed_by"]
     search_fields = ["order__order_id", "decided_by_name", "note"]
@@ -182,8 +225,20 @@ class RiskListEntryAdmin(MomentsAdmin, admin.ModelAdmin):
     list_display = ["value", "kind", "field", "reason", "created_by_name", "created_at", "expires_at", "removed_at"]
     list_filter = ["kind", "field", ("removed_at", admin.EmptyFieldListFilter)]
     search_fields = ["value", "reason", "created_by_name"]
-    readonly_fields = ["kind", "field", "value", "value_key", "reason", "created_by_name", "created_at", "expires_at",
-                       "order", "removed_at", "removed_by_name", "removal_reason"]
+    readonly_fields = [
+        "kind",
+        "field",
+        "value",
+        "value_key",
+        "reason",
+        "created_by_name",
+        "created_at",
+        "expires_at",
+        "order",
+        "removed_at",
+        "removed_by_name",
+        "removal_reason",
+    ]
     actions = ["remove_from_list"]
 
     def get_readonly_fields(self, request: HttpRequest, obj=None):
@@ -203,8 +258,15 @@ class RiskListEntryAdmin(MomentsAdmin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: RiskListEntry, form, change: bool) -> None:
         data = form.cleaned_data
-        saved = risk_list_entry_add(user=request.user, kind=data["kind"], field=data["field"], value=data["value"],
-                                    reason=data["reason"], expires_at=data.get("expires_at"), source="admin")
+        saved = risk_list_entry_add(
+            user=request.user,
+            kind=data["kind"],
+            field=data["field"],
+            value=data["value"],
+            reason=data["reason"],
+            expires_at=data.get("expires_at"),
+            source="admin",
+        )
         obj.pk = saved.pk
 
     @admin.action(description="Remove the selected entries from their list", permissions=["remove"])
@@ -212,8 +274,9 @@ class RiskListEntryAdmin(MomentsAdmin, admin.ModelAdmin):
         done = 0
         for entry in queryset.filter(removed_at__isnull=True):
             try:
-                risk_list_entry_remove(user=request.user, entry_id=entry.pk, reason="removed in the admin",
-                                       source="admin")
+                risk_list_entry_remove(
+                    user=request.user, entry_id=entry.pk, reason="removed in the admin", source="admin"
+                )
                 done += 1
             except ValidationError as err:
                 self.message_user(request, " ".join(err.messages), messages.ERROR)

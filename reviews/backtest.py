@@ -20,9 +20,10 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import orjson
 from django.db import connection, transaction
@@ -30,7 +31,7 @@ from django.utils import timezone
 
 from orderweb.models import CancelReason, Order, OrderLabel
 from reviews.models import RiskAssessment, RiskAuditEvent, RiskBacktest, RiskPolicy
-from reviews.risk import RULES, RULE_LABELS, RiskFacts, RiskThresholds
+from reviews.risk import RULE_LABELS, RULES, RiskFacts, RiskThresholds
 from reviews.risk_services import _audit, _require_lead, active_policy, policy_fingerprint, policy_rules
 
 MAX_ORDERS = 100_000
@@ -43,8 +44,10 @@ def _bad_sql() -> str:
     """When an order counts as bad: an active chargeback or fraud label (by the labels' unique
     index on (order, label) of the live ones), or rejected or cancelled as suspected fraud."""
     labels = ", ".join(f"'{label}'" for label in BAD_LABELS)
-    return (f"(o.cancel_reason_code = '{CancelReason.SUSPECTED_FRAUD.value}' OR EXISTS (SELECT 1 FROM "
-            f"{OrderLabel._meta.db_table} l WHERE l.order_id = o.id AND l.removed_at IS NULL AND l.label IN ({labels})))")
+    return (
+        f"(o.cancel_reason_code = '{CancelReason.SUSPECTED_FRAUD.value}' OR EXISTS (SELECT 1 FROM "
+        f"{OrderLabel._meta.db_table} l WHERE l.order_id = o.id AND l.removed_at IS NULL AND l.label IN ({labels})))"
+    )
 
 
 _RANGE_SQL = """
@@ -75,8 +78,7 @@ _NAMED_RULES = tuple((rule.__name__.removeprefix("rule_"), rule) for rule in RUL
 def _weighed(t: RiskThresholds) -> list[tuple[str, Any, int]]:
     """The rules a policy weighs (``risk_evaluate`` leaves out a rule at 0 points, but not the
     allow list), with their points."""
-    return [(name, rule, t.points[name]) for name, rule in _NAMED_RULES
-            if t.points[name] > 0 or name == "allow_list"]
+    return [(name, rule, t.points[name]) for name, rule in _NAMED_RULES if t.points[name] > 0 or name == "allow_list"]
 
 
 def _matched(facts: RiskFacts, t: RiskThresholds, weighed: list[tuple[str, Any, int]]) -> list[tuple[str, int]]:
@@ -103,8 +105,15 @@ def _review_decisive(found: list[tuple[str, int]], t: RiskThresholds) -> tuple[b
     return True, tuple(name for name, points in found if min(100, total - points) < threshold)
 
 
-def backtest_compute(*, policy: RiskThresholds, active: RiskThresholds, since: datetime, until: datetime,
-                     limit: int = MAX_ORDERS, rows: Optional[Iterable] = None) -> dict[str, Any]:
+def backtest_compute(
+    *,
+    policy: RiskThresholds,
+    active: RiskThresholds,
+    since: datetime,
+    until: datetime,
+    limit: int = MAX_ORDERS,
+    rows: Optional[Iterable] = None,
+) -> dict[str, Any]:
     """The figures (a JSON-able dict) of ``policy`` against ``active`` over the range."""
     started = time.perf_counter()
     truncated = False
@@ -118,16 +127,29 @@ def backtest_compute(*, policy: RiskThresholds, active: RiskThresholds, since: d
             cutoff = cursor.fetchone()
             truncated = cutoff is not None
             latest = "AND a.created_at > %(cutoff)s" if truncated else ""
-            cursor.execute(_RANGE_SQL.format(bad=_bad_sql(), assessments=table, orders=Order._meta.db_table,
-                                             latest=latest), {**params, "cutoff": cutoff[0] if cutoff else None})
+            cursor.execute(
+                _RANGE_SQL.format(bad=_bad_sql(), assessments=table, orders=Order._meta.db_table, latest=latest),
+                {**params, "cutoff": cutoff[0] if cutoff else None},
+            )
             rows = [(orjson.loads(facts), bad, order_id) for facts, bad, order_id in cursor.fetchall()]
     else:
         truncated, rows = len(rows) > limit, rows[:limit]
     read = time.perf_counter()
     tallies = {rule: _Tally() for rule in RULE_LABELS}
     active_tallies = {rule: _Tally() for rule in RULE_LABELS}
-    figures = dict(orders=0, unscored=0, bad=0, would_review=0, would_review_active=0, caught=0, missed=0,
-                   caught_active=0, missed_active=0, newly_reviewed=0, no_longer_reviewed=0)
+    figures = dict(
+        orders=0,
+        unscored=0,
+        bad=0,
+        would_review=0,
+        would_review_active=0,
+        caught=0,
+        missed=0,
+        caught_active=0,
+        missed_active=0,
+        newly_reviewed=0,
+        no_longer_reviewed=0,
+    )
     weighed, weighed_active = _weighed(policy), _weighed(active)
     caught_ids: list[str] = []
     missed_ids: list[str] = []
@@ -168,23 +190,43 @@ def backtest_compute(*, policy: RiskThresholds, active: RiskThresholds, since: d
     figures["review_share"] = round(figures["would_review"] / orders, 4) if orders else 0.0
     figures["review_share_active"] = round(figures["would_review_active"] / orders, 4) if orders else 0.0
     figures["rules"] = [
-        {"rule": rule, "label": RULE_LABELS[rule], "points": policy.points.get(rule, 0),
-         "points_active": active.points.get(rule, 0), "matched": tallies[rule].matched,
-         "matched_bad": tallies[rule].matched_bad, "decisive": tallies[rule].decisive,
-         "decisive_bad": tallies[rule].decisive_bad, "matched_active": active_tallies[rule].matched,
-         "decisive_active": active_tallies[rule].decisive}
+        {
+            "rule": rule,
+            "label": RULE_LABELS[rule],
+            "points": policy.points.get(rule, 0),
+            "points_active": active.points.get(rule, 0),
+            "matched": tallies[rule].matched,
+            "matched_bad": tallies[rule].matched_bad,
+            "decisive": tallies[rule].decisive,
+            "decisive_bad": tallies[rule].decisive_bad,
+            "matched_active": active_tallies[rule].matched,
+            "decisive_active": active_tallies[rule].decisive,
+        }
         for rule in RULE_LABELS
     ]
-    figures["gathering_changed"] = [name for name in RiskThresholds.GATHERING
-                                    if getattr(policy, name) != getattr(active, name)]
-    figures.update(truncated=truncated, limit=limit, since=since.isoformat(), until=until.isoformat(),
-                   caught_only_by_this=caught_ids, missed_orders=missed_ids,
-                   seconds_read=round(read - started, 3), seconds=round(time.perf_counter() - started, 3))
+    figures["gathering_changed"] = [
+        name for name in RiskThresholds.GATHERING if getattr(policy, name) != getattr(active, name)
+    ]
+    figures.update(
+        truncated=truncated,
+        limit=limit,
+        since=since.isoformat(),
+        until=until.isoformat(),
+        caught_only_by_this=caught_ids,
+        missed_orders=missed_ids,
+        seconds_read=round(read - started, 3),
+        seconds=round(time.perf_counter() - started, 3),
+    )
     return figures
 
 
-def backtest_range(*, days: Optional[float] = None, since: Optional[datetime] = None,
-                   until: Optional[datetime] = None, now: Optional[datetime] = None) -> tuple[datetime, datetime]:
+def backtest_range(
+    *,
+    days: Optional[float] = None,
+    since: Optional[datetime] = None,
+    until: Optional[datetime] = None,
+    now: Optional[datetime] = None,
+) -> tuple[datetime, datetime]:
     now = now or timezone.now()
     until = until or now
     since = since or until - timedelta(days=days or DEFAULT_DAYS)
@@ -195,8 +237,16 @@ def backtest_range(*, days: Optional[float] = None, since: Optional[datetime] = 
     return since, until
 
 
-def risk_backtest_run(*, policy: RiskPolicy, user=None, actor: str = "", since: datetime, until: datetime,
-                      limit: int = MAX_ORDERS, source: str = "web") -> RiskBacktest:
+def risk_backtest_run(
+    *,
+    policy: RiskPolicy,
+    user=None,
+    actor: str = "",
+    since: datetime,
+    until: datetime,
+    limit: int = MAX_ORDERS,
+    source: str = "web",
+) -> RiskBacktest:
     """Score ``policy`` over the range against the active policy, and keep the result (a
     draft's activation looks for it), audited. A person must be a lead; the command runs as
     itself (``actor``)."""
@@ -210,27 +260,65 @@ def risk_backtest_run(*, policy: RiskPolicy, user=None, actor: str = "", since: 
     actor = actor or (user.get_username() if user is not None else "command")
     with transaction.atomic():
         backtest = RiskBacktest.objects.create(
-            policy=policy, compared_to=current, since=since, until=until, result=result, created_by=user,
-            actor=actor, fingerprint=policy_fingerprint(points=policy.points, thresholds=policy.thresholds),
+            policy=policy,
+            compared_to=current,
+            since=since,
+            until=until,
+            result=result,
+            created_by=user,
+            actor=actor,
+            fingerprint=policy_fingerprint(points=policy.points, thresholds=policy.thresholds),
         )
-        _audit(type=RiskAuditEvent.Type.BACKTEST_RUN, user=user, actor=actor, source=source, policy=policy,
-               message=(f"backtest of v{policy.version} over {result['orders']} orders: would review "
-                        f"{result['would_review']} (active: {result['would_review_active']}), caught "
-                        f"{result['caught']} of {result['bad']} bad orders"),
-               details={"backtest": backtest.pk})
+        _audit(
+            type=RiskAuditEvent.Type.BACKTEST_RUN,
+            user=user,
+            actor=actor,
+            source=source,
+            policy=policy,
+            message=(
+                f"backtest of v{policy.version} over {result['orders']} orders: would review "
+                f"{result['would_review']} (active: {result['would_review_active']}), caught "
+                f"{result['caught']} of {result['bad']} bad orders"
+            ),
+            details={"backtest": backtest.pk},
+        )
     return backtest
 
 
-SUMMARY_FIELDS = ("orders", "unscored", "would_review", "would_review_active", "review_change", "bad", "caught",
-                  "missed", "caught_active", "missed_active", "newly_reviewed", "no_longer_reviewed")
-RULE_FIELDS = ("rule", "label", "points", "points_active", "matched", "matched_bad", "decisive", "decisive_bad",
-               "matched_active", "decisive_active")
+SUMMARY_FIELDS = (
+    "orders",
+    "unscored",
+    "would_review",
+    "would_review_active",
+    "review_change",
+    "bad",
+    "caught",
+    "missed",
+    "caught_active",
+    "missed_active",
+    "newly_reviewed",
+    "no_longer_reviewed",
+)
+RULE_FIELDS = (
+    "rule",
+    "label",
+    "points",
+    "points_active",
+    "matched",
+    "matched_bad",
+    "decisive",
+    "decisive_bad",
+    "matched_active",
+    "decisive_active",
+)
 
 
 def backtest_summary(result: dict[str, Any]) -> dict[str, Any]:
     """The command's last line: the figures without the per-rule table."""
-    return {name: result.get(name) for name in ("policy", "active", "since", "until", *SUMMARY_FIELDS, "truncated",
-                                                  "seconds")}
+    return {
+        name: result.get(name)
+        for name in ("policy", "active", "since", "until", *SUMMARY_FIELDS, "truncated", "seconds")
+    }
 
 
 def backtest_csv(backtest: RiskBacktest) -> str:

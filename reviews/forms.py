@@ -4,6 +4,7 @@ checks that matter, with the same messages)."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -57,7 +58,7 @@ class DecisionForm(forms.Form):
     queue = forms.CharField(required=False, max_length=300)
 
     @classmethod
-    def fresh(cls, decision: str) -> "DecisionForm":
+    def fresh(cls, decision: str) -> DecisionForm:
         return cls(initial={"decision": decision, "action_id": uuid.uuid4()}, auto_id=False)
 
     def clean(self):
@@ -72,10 +73,17 @@ class RecentFilterForm(forms.Form):
     q = forms.CharField(required=False, max_length=MAX_SEARCH_LENGTH, strip=True)
     by = forms.CharField(required=False, max_length=150, strip=True)
     reason = forms.ChoiceField(required=False, choices=[("", "Any reason"), *RejectReason.choices])
-    outcome = forms.ChoiceField(required=False, choices=[
-        ("", "Any outcome"), ("approved", "Approved"), ("rejected", "Rejected"), ("expired", "Timed out"),
-        ("cancelled", "Cancelled"), ("stopped", "Closed"),
-    ])
+    outcome = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("", "Any outcome"),
+            ("approved", "Approved"),
+            ("rejected", "Rejected"),
+            ("expired", "Timed out"),
+            ("cancelled", "Cancelled"),
+            ("stopped", "Closed"),
+        ],
+    )
     since = forms.DateField(required=False, input_formats=["%Y-%m-%d"], error_messages={"invalid": DATE_INVALID})
     until = forms.DateField(required=False, input_formats=["%Y-%m-%d"], error_messages={"invalid": DATE_INVALID})
 
@@ -104,12 +112,13 @@ class BulkDecisionForm(forms.Form):
     )
     note = forms.CharField(required=False, max_length=MAX_NOTE_LENGTH, strip=True)
     reason_code = forms.CharField(required=False, max_length=40)
-    batch_id = forms.UUIDField(widget=forms.HiddenInput,
-                               error_messages={"required": ACTION_ID_INVALID, "invalid": ACTION_ID_INVALID})
+    batch_id = forms.UUIDField(
+        widget=forms.HiddenInput, error_messages={"required": ACTION_ID_INVALID, "invalid": ACTION_ID_INVALID}
+    )
     queue = forms.CharField(required=False, max_length=300)
 
     @classmethod
-    def fresh(cls, queue: str) -> "BulkDecisionForm":
+    def fresh(cls, queue: str) -> BulkDecisionForm:
         return cls(initial={"batch_id": uuid.uuid4(), "queue": queue}, auto_id=False)
 
     def clean_orders(self) -> list[str]:
@@ -148,6 +157,8 @@ class InsightsForm(forms.Form):
             raise forms.ValidationError(INSIGHTS_RANGE_TOO_LONG.format(days=MAX_DAYS), code="too_long")
         data["since"], data["until"] = since, until
         return data
+
+
 # -- the leads' risk pages (reviews/risk_views.py) ---------------------------------------------------
 
 
@@ -155,23 +166,29 @@ class _ExpiryMixin:
     """An optional last day: the entry stops matching at the end of it (UTC)."""
 
     def expires_at(self):
-        from datetime import datetime, time, timedelta, timezone as dt_timezone
+        from datetime import datetime, time, timedelta
 
         day = self.cleaned_data.get("until")
-        return datetime.combine(day + timedelta(days=1), time.min, tzinfo=dt_timezone.utc) if day else None
+        return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC) if day else None
 
 
 class ListEntryForm(_ExpiryMixin, forms.Form):
     kind = forms.ChoiceField(choices=[("block", "Block"), ("allow", "Allow")])
-    field = forms.ChoiceField(choices=[("email", "Customer email"), ("address", "Shipping address"),
-                                       ("name", "Customer name"), ("ip", "Client IP")])
+    field = forms.ChoiceField(
+        choices=[
+            ("email", "Customer email"),
+            ("address", "Shipping address"),
+            ("name", "Customer name"),
+            ("ip", "Client IP"),
+        ]
+    )
     value = forms.CharField(max_length=300, widget=forms.Textarea(attrs={"rows": 2}))
     reason = forms.CharField(max_length=500)
     until = forms.DateField(required=False, error_messages={"invalid": DATE_INVALID})
 
 
 class OrderListForm(_ExpiryMixin, forms.Form):
-    """"Block this address" / "Allow this customer" on an order page: the value is the order's."""
+    """ "Block this address" / "Allow this customer" on an order page: the value is the order's."""
 
     kind = forms.ChoiceField(choices=[("block", "Block"), ("allow", "Allow")])
     field = forms.ChoiceField(choices=[("email", "email"), ("address", "address"), ("name", "name"), ("ip", "ip")])
@@ -191,7 +208,8 @@ def policy_form_fields() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
 
     labels = {
         "review_threshold": "Review from score (REVIEW_POLICY=risky lets lower scores through)",
-        "level_medium": "Medium risk from score", "level_high": "High risk from score",
+        "level_medium": "Medium risk from score",
+        "level_high": "High risk from score",
         "amount_vs_usual_factor": "Amount over usual: flagged from × the customer's median",
         "usual_min_orders": "Amount over usual: earlier orders needed",
         "shop_percentile": "Amount over the shop: percentile (0.5 to 0.999)",
@@ -203,5 +221,7 @@ def policy_form_fields() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         "orders_per_customer": "Orders from one customer: flagged from",
         "quantity_spike": "Quantity spike: units of one item, flagged from",
     }
-    return ([(f"points_{rule}", RULE_LABELS[rule]) for rule in POINTS],
-            [(name, labels[name]) for name in THRESHOLD_RULES])
+    return (
+        [(f"points_{rule}", RULE_LABELS[rule]) for rule in POINTS],
+        [(name, labels[name]) for name in THRESHOLD_RULES],
+    )

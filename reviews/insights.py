@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone as dt_timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Optional
 
 from django.conf import settings
@@ -94,8 +94,18 @@ SELECT GROUPING(h.person) AS by_person, GROUPING(h.day) AS by_day, h.person, h.d
  GROUP BY GROUPING SETS ((h.person), (h.day), ())
 """
 
-_COLUMNS = ("decisions", "approved", "rejected", "percentiles", "active_hours", "expiries",
-            "escalations", "within_sla", "approvals_labelled_bad", "rejections_labelled_genuine")
+_COLUMNS = (
+    "decisions",
+    "approved",
+    "rejected",
+    "percentiles",
+    "active_hours",
+    "expiries",
+    "escalations",
+    "within_sla",
+    "approvals_labelled_bad",
+    "rejections_labelled_genuine",
+)
 
 
 def sla_seconds() -> float:
@@ -148,12 +158,12 @@ class Insights:
 
 
 def _bounds(since: date, until: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(since, time.min, tzinfo=dt_timezone.utc)
-    return start, datetime.combine(until + timedelta(days=1), time.min, tzinfo=dt_timezone.utc)
+    start = datetime.combine(since, time.min, tzinfo=UTC)
+    return start, datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC)
 
 
 def default_range(today: Optional[date] = None) -> tuple[date, date]:
-    today = today or datetime.now(dt_timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     return today - timedelta(days=DEFAULT_DAYS - 1), today
 
 
@@ -161,8 +171,9 @@ def review_insights(*, since: date, until: date) -> Insights:
     """The figures of ``since`` to ``until`` (inclusive, UTC days): one query (after the one that
     sets its transaction's memory and JIT)."""
     start, end = _bounds(since, until)
-    sql = _SQL.format(tasks=ReviewTask._meta.db_table, users=connection.ops.quote_name("auth_user"),
-                      labels=OrderLabel._meta.db_table)
+    sql = _SQL.format(
+        tasks=ReviewTask._meta.db_table, users=connection.ops.quote_name("auth_user"), labels=OrderLabel._meta.db_table
+    )
     with transaction.atomic(), connection.cursor() as cursor:
         # One statement that sorts tens of thousands of narrow rows a few times: in memory, not
         # in temporary files (the default 4 MB work_mem spills at 30,000 reviews), and without
@@ -173,7 +184,7 @@ def review_insights(*, since: date, until: date) -> Insights:
         rows = cursor.fetchall()
     team, reviewers, by_day, unattributed = Figures(name="Team"), [], {}, 0
     for by_person, by_day_flag, person, day, *values in rows:
-        figures = dict(zip(_COLUMNS, values))
+        figures = dict(zip(_COLUMNS, values, strict=True))
         median, p90 = figures.pop("percentiles") or (None, None)
         figures["median_seconds"], figures["p90_seconds"] = median, p90
         if by_person and by_day_flag:
@@ -232,28 +243,58 @@ def daily_chart(days: list[Figures]) -> dict:
         share = d.sla_share
         if share is not None:
             points.append((round(x + bar_w / 2, 1), round(_TOP + plot_h * (1 - share), 1)))
-        bars.append({
-            "x": round(x, 1), "w": round(bar_w, 1), "parts": parts, "day": d.day,
-            "label": d.day.strftime("%d %b") if i % label_every == 0 else "",
-            "label_x": round(x + bar_w / 2, 1),
-            "title": (f"{d.day:%Y-%m-%d}: {d.decisions} decided ({d.approved} approved, {d.rejected} rejected), "
-                      f"{d.expiries} timed out" + (f", {share:.0%} within the SLA" if share is not None else "")),
-        })
+        bars.append(
+            {
+                "x": round(x, 1),
+                "w": round(bar_w, 1),
+                "parts": parts,
+                "day": d.day,
+                "label": d.day.strftime("%d %b") if i % label_every == 0 else "",
+                "label_x": round(x + bar_w / 2, 1),
+                "title": (
+                    f"{d.day:%Y-%m-%d}: {d.decisions} decided ({d.approved} approved, {d.rejected} rejected), "
+                    f"{d.expiries} timed out" + (f", {share:.0%} within the SLA" if share is not None else "")
+                ),
+            }
+        )
     ticks = [{"y": round(_TOP + plot_h - v * scale, 1), "v": v} for v in range(0, top + 1, top // 4)]
     sla_ticks = [{"y": round(_TOP + plot_h * (1 - p / 100), 1), "v": p} for p in (0, 50, 100)]
     return {
-        "width": CHART_WIDTH, "height": CHART_HEIGHT, "left": _LEFT, "right": CHART_WIDTH - _RIGHT,
-        "top": _TOP, "bottom": _TOP + plot_h, "bars": bars, "ticks": ticks, "sla_ticks": sla_ticks,
-        "sla_line": " ".join(f"{x},{y}" for x, y in points), "sla_points": points,
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "left": _LEFT,
+        "right": CHART_WIDTH - _RIGHT,
+        "top": _TOP,
+        "bottom": _TOP + plot_h,
+        "bars": bars,
+        "ticks": ticks,
+        "sla_ticks": sla_ticks,
+        "sla_line": " ".join(f"{x},{y}" for x, y in points),
+        "sla_points": points,
         "label_y": _TOP + plot_h + 20,
     }
 
 
 # -- CSV --------------------------------------------------------------------------------------------
 
-CSV_HEADER = ["scope", "name", "decisions", "approved", "rejected", "approval_share", "median_minutes",
-              "p90_minutes", "decisions_per_active_hour", "active_hours", "expiries", "escalations",
-              "within_sla", "sla_share", "approvals_labelled_chargeback_or_fraud", "rejections_labelled_genuine"]
+CSV_HEADER = [
+    "scope",
+    "name",
+    "decisions",
+    "approved",
+    "rejected",
+    "approval_share",
+    "median_minutes",
+    "p90_minutes",
+    "decisions_per_active_hour",
+    "active_hours",
+    "expiries",
+    "escalations",
+    "within_sla",
+    "sla_share",
+    "approvals_labelled_chargeback_or_fraud",
+    "rejections_labelled_genuine",
+]
 
 
 def _minutes(seconds: Optional[float]) -> str:
@@ -269,15 +310,31 @@ def insights_csv(insights: Insights) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
-    rows = [("team", insights.team)] + [("reviewer", f) for f in insights.reviewers] + [("day", d) for d in insights.days]
+    rows = (
+        [("team", insights.team)] + [("reviewer", f) for f in insights.reviewers] + [("day", d) for d in insights.days]
+    )
     for scope, f in rows:
         per_hour = f.per_active_hour
-        writer.writerow([
-            scope, _csv_text(f.name), f.decisions, f.approved, f.rejected, _share(f.approval_share),
-            _minutes(f.median_seconds), _minutes(f.p90_seconds), "" if per_hour is None else f"{per_hour:.2f}",
-            f.active_hours, f.expiries, f.escalations, f.within_sla, _share(f.sla_share), f.approvals_labelled_bad,
-            f.rejections_labelled_genuine,
-        ])
+        writer.writerow(
+            [
+                scope,
+                _csv_text(f.name),
+                f.decisions,
+                f.approved,
+                f.rejected,
+                _share(f.approval_share),
+                _minutes(f.median_seconds),
+                _minutes(f.p90_seconds),
+                "" if per_hour is None else f"{per_hour:.2f}",
+                f.active_hours,
+                f.expiries,
+                f.escalations,
+                f.within_sla,
+                _share(f.sla_share),
+                f.approvals_labelled_bad,
+                f.rejections_labelled_genuine,
+            ]
+        )
     return out.getvalue()
 
 

@@ -9,7 +9,7 @@ index, which holds escalated tasks only."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -21,8 +21,9 @@ from reviews.models import ReviewTask
 @business_gauges
 def review_gauges() -> Iterable[Metric]:
     open_tasks = ReviewTask.objects.filter(status=ReviewTask.Status.OPEN)
-    yield GaugeMetricFamily("orderweb_reviews_open", "Orders waiting for a reviewer's decision.",
-                            value=open_tasks.count())
+    yield GaugeMetricFamily(
+        "orderweb_reviews_open", "Orders waiting for a reviewer's decision.", value=open_tasks.count()
+    )
     yield GaugeMetricFamily(
         "orderweb_reviews_overdue",
         "Open reviews past their due time (the order is cancelled when its review times out).",
@@ -38,8 +39,11 @@ def review_escalation_metrics() -> Iterable[Metric]:
         "Reviews the workflow escalated to the review leads (undecided after REVIEW_ESCALATE_AFTER of their timeout).",
         value=escalated.count(),
     )
-    yield GaugeMetricFamily("orderweb_reviews_escalated_open", "Open reviews that have been escalated to the leads.",
-                            value=escalated.filter(status=ReviewTask.Status.OPEN).count())
+    yield GaugeMetricFamily(
+        "orderweb_reviews_escalated_open",
+        "Open reviews that have been escalated to the leads.",
+        value=escalated.filter(status=ReviewTask.Status.OPEN).count(),
+    )
 
 
 # The decisions' outcomes (issue 21): how reviews ended, ever. A timeout the review policy approved

@@ -132,26 +132,34 @@ class ReviewTask(models.Model):
             models.Index(fields=["due_at", "id"], condition=Q(status="open"), name="review_open_queue"),
             models.Index(fields=["-decided_at"], condition=~Q(status="open"), name="review_recent"),
             # The queue sorted by risk or by amount, and filtered by risk level.
-            models.Index(F("risk_score").desc(nulls_last=True), "due_at", "id", condition=Q(status="open"),
-                         name="review_open_risk"),
-            models.Index(F("amount").desc(nulls_last=True), "due_at", "id", condition=Q(status="open"),
-                         name="review_open_amount"),
+            models.Index(
+                F("risk_score").desc(nulls_last=True),
+                "due_at",
+                "id",
+                condition=Q(status="open"),
+                name="review_open_risk",
+            ),
+            models.Index(
+                F("amount").desc(nulls_last=True), "due_at", "id", condition=Q(status="open"), name="review_open_amount"
+            ),
             models.Index(fields=["risk_level", "due_at", "id"], condition=Q(status="open"), name="review_open_level"),
             # Recent decisions of one reviewer.
-            models.Index(F("decided_by_name"), F("decided_at").desc(), condition=~Q(status="open"),
-                         name="review_recent_by"),
+            models.Index(
+                F("decided_by_name"), F("decided_at").desc(), condition=~Q(status="open"), name="review_recent_by"
+            ),
             # The leads' Escalated view (open escalated reviews, due first), and escalations over
             # time (the metric, the insights).
-            models.Index(fields=["due_at", "id"], condition=Q(status="open", escalated_at__isnull=False),
-                         name="review_open_escalated"),
+            models.Index(
+                fields=["due_at", "id"],
+                condition=Q(status="open", escalated_at__isnull=False),
+                name="review_open_escalated",
+            ),
             models.Index(fields=["escalated_at"], condition=Q(escalated_at__isnull=False), name="review_escalated"),
             # Decisions by outcome (the Prometheus counter): an index-only count of the closed tasks.
             models.Index(fields=["status"], condition=~Q(status="open"), name="review_closed_status"),
         ]
         constraints = [
-            models.UniqueConstraint(
-                fields=["order"], condition=Q(status="open"), name="review_one_open_per_order"
-            ),
+            models.UniqueConstraint(fields=["order"], condition=Q(status="open"), name="review_one_open_per_order"),
             models.CheckConstraint(
                 condition=Q(status="open") | Q(decided_at__isnull=False),
                 name="review_closed_has_time",
@@ -161,7 +169,9 @@ class ReviewTask(models.Model):
                 name="review_claim_has_time",
             ),
             models.CheckConstraint(condition=Q(approvals_required__in=[1, 2]), name="review_one_or_two_approvals"),
-            models.CheckConstraint(condition=Q(timeout_action__in=TimeoutAction.values), name="review_timeout_action_valid"),
+            models.CheckConstraint(
+                condition=Q(timeout_action__in=TimeoutAction.values), name="review_timeout_action_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -222,7 +232,8 @@ class RiskPolicy(models.Model):
     note = models.TextField(blank=True)  # what this version changes, and why
     based_on = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_by_name = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)  # a draft's last edit
@@ -237,9 +248,12 @@ class RiskPolicy(models.Model):
         ordering = ["-version"]
         constraints = [
             models.UniqueConstraint(fields=["status"], condition=Q(status="active"), name="risk_policy_one_active"),
-            models.CheckConstraint(condition=Q(status__in=["draft", "active", "retired"]), name="risk_policy_status_valid"),
-            models.CheckConstraint(condition=Q(status="draft") | Q(activated_at__isnull=False),
-                                   name="risk_policy_activated_has_time"),
+            models.CheckConstraint(
+                condition=Q(status__in=["draft", "active", "retired"]), name="risk_policy_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(activated_at__isnull=False), name="risk_policy_activated_has_time"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -271,7 +285,8 @@ class RiskListEntry(models.Model):
     value_key = models.CharField(max_length=300)  # as orders are matched against it
     reason = models.TextField(max_length=500)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_by_name = models.CharField(max_length=150)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -279,7 +294,8 @@ class RiskListEntry(models.Model):
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     removed_at = models.DateTimeField(null=True, blank=True)
     removed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     removed_by_name = models.CharField(max_length=150, blank=True)
     removal_reason = models.TextField(blank=True)
 
@@ -291,11 +307,15 @@ class RiskListEntry(models.Model):
             models.Index(fields=["field", "value_key"], condition=Q(removed_at__isnull=True), name="risk_list_match"),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["kind", "field", "value_key"], condition=Q(removed_at__isnull=True),
-                                    name="risk_list_one_live_entry"),
+            models.UniqueConstraint(
+                fields=["kind", "field", "value_key"],
+                condition=Q(removed_at__isnull=True),
+                name="risk_list_one_live_entry",
+            ),
             models.CheckConstraint(condition=Q(kind__in=["allow", "block"]), name="risk_list_kind_valid"),
-            models.CheckConstraint(condition=Q(field__in=["email", "address", "name", "ip"]),
-                                   name="risk_list_field_valid"),
+            models.CheckConstraint(
+                condition=Q(field__in=["email", "address", "name", "ip"]), name="risk_list_field_valid"
+            ),
             models.CheckConstraint(condition=~Q(value_key="") & ~Q(reason=""), name="risk_list_has_value_and_reason"),
         ]
 
@@ -318,7 +338,8 @@ class RiskBacktest(models.Model):
     until = models.DateTimeField()
     result = models.JSONField(default=dict)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor = models.CharField(max_length=150)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -343,8 +364,9 @@ class RiskAuditEvent(models.Model):
         BACKTEST_RUN = "backtest_run", "Backtest run"
 
     type = models.CharField(max_length=32, choices=Type.choices)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                             related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor = models.CharField(max_length=150)
     source = models.CharField(max_length=16)  # web, admin, command
     entry = models.ForeignKey(RiskListEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit")

@@ -23,10 +23,11 @@ rule did, with the figures, for the audit.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from django.conf import settings
 from django.db import connection
@@ -178,12 +179,14 @@ class RiskThresholds:
     GATHERING = ("shop_percentile", "shop_sample", "history_sample", "window_hours")
 
     @classmethod
-    def from_policy(cls, *, points: Mapping[str, Any], thresholds: Mapping[str, Any]) -> "RiskThresholds":
+    def from_policy(cls, *, points: Mapping[str, Any], thresholds: Mapping[str, Any]) -> RiskThresholds:
         """A policy's stored weights and thresholds (unknown keys are ignored, missing ones
         take the defaults)."""
         names = {f.name for f in fields(cls)} - {"points"}
-        return cls(**{name: value for name, value in thresholds.items() if name in names},
-                   points={**POINTS, **{rule: int(value) for rule, value in points.items() if rule in POINTS}})
+        return cls(
+            **{name: value for name, value in thresholds.items() if name in names},
+            points={**POINTS, **{rule: int(value) for rule, value in points.items() if rule in POINTS}},
+        )
 
     def stored(self) -> tuple[dict[str, int], dict[str, Any]]:
         """(points, thresholds) as a RiskPolicy stores them."""
@@ -191,7 +194,7 @@ class RiskThresholds:
         return dict(values.pop("points")), values
 
     @classmethod
-    def from_settings(cls) -> "RiskThresholds":
+    def from_settings(cls) -> RiskThresholds:
         return cls(
             amount_vs_usual_factor=settings.RISK_AMOUNT_VS_USUAL_FACTOR,
             usual_min_orders=settings.RISK_USUAL_MIN_ORDERS,
@@ -256,7 +259,7 @@ class RiskFacts:
         return values
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> "RiskFacts":
+    def from_record(cls, record: Mapping[str, Any]) -> RiskFacts:
         """Facts an assessment recorded (keys this version does not know are ignored)."""
         values = dict(record)
         if not values.keys() <= _FACT_FIELDS:
@@ -303,8 +306,11 @@ def rule_unknown_customer(facts: RiskFacts, t: RiskThresholds, explain: bool = T
         return None
     if not explain:
         return MATCHED
-    return RiskReason("unknown_customer", t.points["unknown_customer"],
-                      "No customer name or email came with the order: nothing to compare it with.")
+    return RiskReason(
+        "unknown_customer",
+        t.points["unknown_customer"],
+        "No customer name or email came with the order: nothing to compare it with.",
+    )
 
 
 def rule_first_order(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
@@ -312,8 +318,9 @@ def rule_first_order(facts: RiskFacts, t: RiskThresholds, explain: bool = True) 
         return None
     if not explain:
         return MATCHED
-    return RiskReason("first_order", t.points["first_order"], f"First order from {facts.customer}.",
-                      {"earlier_orders": 0})
+    return RiskReason(
+        "first_order", t.points["first_order"], f"First order from {facts.customer}.", {"earlier_orders": 0}
+    )
 
 
 def rule_amount_over_usual(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
@@ -326,12 +333,18 @@ def rule_amount_over_usual(facts: RiskFacts, t: RiskThresholds, explain: bool = 
     if not explain:
         return MATCHED
     return RiskReason(
-        "amount_over_usual", t.points["amount_over_usual"],
+        "amount_over_usual",
+        t.points["amount_over_usual"],
         f"{_money(facts.amount)} {facts.currency} is {ratio:.1f}× this customer's usual {_money(median)} "
         f"(median of {facts.customer_orders_in_currency} earlier orders in {facts.currency}; "
         f"flagged from {t.amount_vs_usual_factor:g}×).",
-        {"amount": _money(facts.amount), "usual": _money(median), "ratio": round(float(ratio), 2),
-         "earlier_orders": facts.customer_orders_in_currency, "factor": t.amount_vs_usual_factor},
+        {
+            "amount": _money(facts.amount),
+            "usual": _money(median),
+            "ratio": round(float(ratio), 2),
+            "earlier_orders": facts.customer_orders_in_currency,
+            "factor": t.amount_vs_usual_factor,
+        },
     )
 
 
@@ -343,11 +356,16 @@ def rule_amount_over_shop(facts: RiskFacts, t: RiskThresholds, explain: bool = T
     if not explain:
         return MATCHED
     return RiskReason(
-        "amount_over_shop", t.points["amount_over_shop"],
+        "amount_over_shop",
+        t.points["amount_over_shop"],
         f"{_money(facts.amount)} {facts.currency} is above the shop's {percentile} of {_money(limit)} "
         f"(latest {facts.shop_sample} orders in {facts.currency}).",
-        {"amount": _money(facts.amount), "percentile": t.shop_percentile, "limit": _money(limit),
-         "sample": facts.shop_sample},
+        {
+            "amount": _money(facts.amount),
+            "percentile": t.shop_percentile,
+            "limit": _money(limit),
+            "sample": facts.shop_sample,
+        },
     )
 
 
@@ -358,7 +376,8 @@ def rule_address_velocity(facts: RiskFacts, t: RiskThresholds, explain: bool = T
     if not explain:
         return MATCHED
     return RiskReason(
-        "address_velocity", t.points["address_velocity"],
+        "address_velocity",
+        t.points["address_velocity"],
         f"{total} orders to this address within {t.window_hours:g} h (flagged from {t.orders_per_address}).",
         {"orders": total, "window_hours": t.window_hours, "threshold": t.orders_per_address},
     )
@@ -371,7 +390,8 @@ def rule_customer_velocity(facts: RiskFacts, t: RiskThresholds, explain: bool = 
     if not explain:
         return MATCHED
     return RiskReason(
-        "customer_velocity", t.points["customer_velocity"],
+        "customer_velocity",
+        t.points["customer_velocity"],
         f"{total} orders from {facts.customer} within {t.window_hours:g} h (flagged from {t.orders_per_customer}).",
         {"orders": total, "window_hours": t.window_hours, "threshold": t.orders_per_customer},
     )
@@ -383,9 +403,12 @@ def rule_address_changed(facts: RiskFacts, t: RiskThresholds, explain: bool = Tr
     times = "once" if facts.address_changes == 1 else f"{facts.address_changes} times"
     if not explain:
         return MATCHED
-    return RiskReason("address_changed", t.points["address_changed"],
-                      f"The shipping address changed {times} after the order was placed.",
-                      {"changes": facts.address_changes})
+    return RiskReason(
+        "address_changed",
+        t.points["address_changed"],
+        f"The shipping address changed {times} after the order was placed.",
+        {"changes": facts.address_changes},
+    )
 
 
 def rule_country_mismatch(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
@@ -395,8 +418,12 @@ def rule_country_mismatch(facts: RiskFacts, t: RiskThresholds, explain: bool = T
         return None
     if not explain:
         return MATCHED
-    return RiskReason("country_mismatch", t.points["country_mismatch"],
-                      f"Ships to {shipping}, billed in {billing}.", {"shipping": shipping, "billing": billing})
+    return RiskReason(
+        "country_mismatch",
+        t.points["country_mismatch"],
+        f"Ships to {shipping}, billed in {billing}.",
+        {"shipping": shipping, "billing": billing},
+    )
 
 
 def _found(pattern: re.Pattern, text: str) -> str:
@@ -414,14 +441,19 @@ def rule_po_box(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Op
 
 
 def rule_forwarding_service(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
-    found = (facts.forwarding_service if facts.forwarding_service is not None
-             else _found(FORWARDING_SERVICE, facts.address))
+    found = (
+        facts.forwarding_service if facts.forwarding_service is not None else _found(FORWARDING_SERVICE, facts.address)
+    )
     if not found:
         return None
     if not explain:
         return MATCHED
-    return RiskReason("forwarding_service", t.points["forwarding_service"],
-                      f"Ships to a parcel-forwarding service (“{found}”).", {"match": found})
+    return RiskReason(
+        "forwarding_service",
+        t.points["forwarding_service"],
+        f"Ships to a parcel-forwarding service (“{found}”).",
+        {"match": found},
+    )
 
 
 def rule_quantity_spike(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
@@ -430,7 +462,8 @@ def rule_quantity_spike(facts: RiskFacts, t: RiskThresholds, explain: bool = Tru
     if not explain:
         return MATCHED
     return RiskReason(
-        "quantity_spike", t.points["quantity_spike"],
+        "quantity_spike",
+        t.points["quantity_spike"],
         f"{facts.max_quantity} units of {facts.max_quantity_sku} in one order (flagged from {t.quantity_spike}).",
         {"sku": facts.max_quantity_sku, "quantity": facts.max_quantity, "threshold": t.quantity_spike},
     )
@@ -456,8 +489,12 @@ def _rule_list(kind: str, facts: RiskFacts, t: RiskThresholds, explain: bool = T
     rule = f"{kind}_list"
     if not explain:
         return MATCHED
-    return RiskReason(rule, t.points[rule], f"On the {kind} list: " + "; ".join(map(list_entry_text, entries)) + ".",
-                      {"entries": [{"entry": e["entry"], "field": e["field"], "value": e["value"]} for e in entries]})
+    return RiskReason(
+        rule,
+        t.points[rule],
+        f"On the {kind} list: " + "; ".join(map(list_entry_text, entries)) + ".",
+        {"entries": [{"entry": e["entry"], "field": e["field"], "value": e["value"]} for e in entries]},
+    )
 
 
 def rule_block_list(facts: RiskFacts, t: RiskThresholds, explain: bool = True) -> Optional[RiskReason]:
@@ -496,8 +533,11 @@ def risk_level(score: int, t: RiskThresholds) -> str:
 def risk_evaluate(facts: RiskFacts, thresholds: RiskThresholds) -> RiskResult:
     """The reasons (a rule a policy weighs at 0 points is left out, but the allow list, which
     always weighs nothing, is a reason), heaviest first; the score; the level."""
-    reasons = [reason for rule in RULES if (reason := rule(facts, thresholds)) is not None
-               and (reason.points > 0 or reason.rule == "allow_list")]
+    reasons = [
+        reason
+        for rule in RULES
+        if (reason := rule(facts, thresholds)) is not None and (reason.points > 0 or reason.rule == "allow_list")
+    ]
     reasons.sort(key=lambda reason: -reason.points)
     score = min(100, sum(reason.points for reason in reasons))
     return RiskResult(score, risk_level(score, thresholds), reasons)
@@ -624,8 +664,23 @@ def risk_facts_gather(*, order_pk: int, thresholds: Optional[RiskThresholds] = N
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(_OWN_SQL, {"pk": order_pk, "changes": _ADDRESS_CHANGES})
-        (amount, currency, name, email, address, billing_address, created_at, client_ip,
-         n_lines, n_items, top_quantity, top_sku, address_changes, stored, policy_row) = cursor.fetchone()
+        (
+            amount,
+            currency,
+            name,
+            email,
+            address,
+            billing_address,
+            created_at,
+            client_ip,
+            n_lines,
+            n_items,
+            top_quantity,
+            top_sku,
+            address_changes,
+            stored,
+            policy_row,
+        ) = cursor.fetchone()
         policy = active_policy_from_row(policy_row)
         if thresholds is not None:
             policy = policy._replace(thresholds=thresholds)
@@ -633,15 +688,28 @@ def risk_facts_gather(*, order_pk: int, thresholds: Optional[RiskThresholds] = N
         if stored is not None:
             return Gathered(RiskFacts(amount=amount), stored, policy)
         match = "email" if email else "name" if name.strip() else "unknown"  # as customer_key chooses
-        cursor.execute(_HISTORY_SQL.format(customer=_CUSTOMER_MATCH[match]), {
-            "pk": order_pk, "address": address, "customer": email or name, "created_at": created_at,
-            "currency": currency, "since": created_at - timedelta(hours=t.window_hours),
-            "percentile": t.shop_percentile, "sample": t.shop_sample, "history": t.history_sample,
-            "now": now, "email_key": list_key("email", email), "address_key": list_key("address", address),
-            "name_key": list_key("name", name), "ip_key": list_key("ip", client_ip),
-        })
-        (address_recent, customer_orders, customer_recent, in_currency, median, shop_limit, shop_sample,
-         entries) = cursor.fetchone()
+        cursor.execute(
+            _HISTORY_SQL.format(customer=_CUSTOMER_MATCH[match]),
+            {
+                "pk": order_pk,
+                "address": address,
+                "customer": email or name,
+                "created_at": created_at,
+                "currency": currency,
+                "since": created_at - timedelta(hours=t.window_hours),
+                "percentile": t.shop_percentile,
+                "sample": t.shop_sample,
+                "history": t.history_sample,
+                "now": now,
+                "email_key": list_key("email", email),
+                "address_key": list_key("address", address),
+                "name_key": list_key("name", name),
+                "ip_key": list_key("ip", client_ip),
+            },
+        )
+        (address_recent, customer_orders, customer_recent, in_currency, median, shop_limit, shop_sample, entries) = (
+            cursor.fetchone()
+        )
     known = match != "unknown"
     facts = RiskFacts(
         amount=amount,
@@ -708,9 +776,13 @@ def risk_assess(*, order_pk: int) -> Scored:
         return Scored(RiskAssessment.objects.get(pk=stored), facts.amount)
     result = risk_evaluate(facts, policy.thresholds)
     assessment = RiskAssessment.objects.create(
-        order_id=order_pk, score=result.score, level=result.level,
+        order_id=order_pk,
+        score=result.score,
+        level=result.level,
         reasons=[asdict(reason) for reason in result.reasons],
-        approved_by_policy=risk_policy_pass(result, policy.thresholds), policy_id=policy.id, facts=facts.record(),
+        approved_by_policy=risk_policy_pass(result, policy.thresholds),
+        policy_id=policy.id,
+        facts=facts.record(),
     )
     return Scored(assessment, facts.amount)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -81,12 +82,28 @@ def _require_lead(user) -> None:
         raise ValidationError(NOT_LEAD, code="not_lead")
 
 
-def _audit(*, type: str, user, source: str, message: str, entry=None, policy=None, order=None,
-           details: Optional[dict] = None, actor: str = "") -> RiskAuditEvent:
+def _audit(
+    *,
+    type: str,
+    user,
+    source: str,
+    message: str,
+    entry=None,
+    policy=None,
+    order=None,
+    details: Optional[dict] = None,
+    actor: str = "",
+) -> RiskAuditEvent:
     return RiskAuditEvent.objects.create(
-        type=type, user=user if getattr(user, "pk", None) else None,
-        actor=actor or (user.get_username() if user is not None else "system"), source=source, entry=entry,
-        policy=policy, order=order, message=message, details=details or {},
+        type=type,
+        user=user if getattr(user, "pk", None) else None,
+        actor=actor or (user.get_username() if user is not None else "system"),
+        source=source,
+        entry=entry,
+        policy=policy,
+        order=order,
+        message=message,
+        details=details or {},
     )
 
 
@@ -94,8 +111,15 @@ def _audit(*, type: str, user, source: str, message: str, entry=None, policy=Non
 
 
 def risk_list_entry_add(
-    *, user, kind: str, field: str, value: str, reason: str, expires_at: Optional[datetime] = None,
-    order: Optional[Order] = None, source: str = "web",
+    *,
+    user,
+    kind: str,
+    field: str,
+    value: str,
+    reason: str,
+    expires_at: Optional[datetime] = None,
+    order: Optional[Order] = None,
+    source: str = "web",
 ) -> RiskListEntry:
     """Put a value on the allow or block list (a lead). The rules read it from the next order
     validated on; an order already assessed keeps its reasons."""
@@ -123,23 +147,45 @@ def risk_list_entry_add(
     with transaction.atomic():
         # An entry that expired still holds its place in the unique index: it is removed first.
         for stale in RiskListEntry.objects.select_for_update().filter(
-                kind=kind, field=field, value_key=key, removed_at__isnull=True, expires_at__lte=now):
+            kind=kind, field=field, value_key=key, removed_at__isnull=True, expires_at__lte=now
+        ):
             _remove(stale, user=None, reason="expired", source=source, now=now, actor="system")
         live = RiskListEntry.objects.filter(kind=kind, field=field, value_key=key, removed_at__isnull=True).first()
         if live is not None:
-            raise ValidationError(LIST_DUPLICATE.format(value=live.value, kind=kind, field=field_label,
-                                                        by=live.created_by_name, date=live.created_at),
-                                  code="duplicate")
+            raise ValidationError(
+                LIST_DUPLICATE.format(
+                    value=live.value, kind=kind, field=field_label, by=live.created_by_name, date=live.created_at
+                ),
+                code="duplicate",
+            )
         entry = RiskListEntry.objects.create(
-            kind=kind, field=field, value=value, value_key=key, reason=reason, created_by=user,
-            created_by_name=user.get_username(), expires_at=expires_at, order=order,
+            kind=kind,
+            field=field,
+            value=value,
+            value_key=key,
+            reason=reason,
+            created_by=user,
+            created_by_name=user.get_username(),
+            expires_at=expires_at,
+            order=order,
         )
-        _audit(type=RiskAuditEvent.Type.LIST_ENTRY_ADDED, user=user, source=source, entry=entry, order=order,
-               message=f"added {field_label} {value!r} to the {kind} list: {reason}"
-                       + (f" (until {expires_at:%Y-%m-%d %H:%M} UTC)" if expires_at else ""),
-               details={"kind": kind, "field": field, "value": value, "reason": reason,
-                        "expires_at": expires_at.isoformat() if expires_at else None,
-                        "order": order.order_id if order else None})
+        _audit(
+            type=RiskAuditEvent.Type.LIST_ENTRY_ADDED,
+            user=user,
+            source=source,
+            entry=entry,
+            order=order,
+            message=f"added {field_label} {value!r} to the {kind} list: {reason}"
+            + (f" (until {expires_at:%Y-%m-%d %H:%M} UTC)" if expires_at else ""),
+            details={
+                "kind": kind,
+                "field": field,
+                "value": value,
+                "reason": reason,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+                "order": order.order_id if order else None,
+            },
+        )
     return entry
 
 
@@ -148,10 +194,16 @@ def _remove(entry: RiskListEntry, *, user, reason: str, source: str, now: dateti
     entry.removed_by_name = actor or user.get_username()
     entry.removal_reason = reason
     entry.save(update_fields=["removed_at", "removed_by", "removed_by_name", "removal_reason"])
-    _audit(type=RiskAuditEvent.Type.LIST_ENTRY_REMOVED, user=user, source=source, entry=entry, actor=actor,
-           message=f"removed {entry.get_field_display().lower()} {entry.value!r} from the {entry.kind} list"
-                   + (f": {reason}" if reason else ""),
-           details={"kind": entry.kind, "field": entry.field, "value": entry.value, "reason": reason})
+    _audit(
+        type=RiskAuditEvent.Type.LIST_ENTRY_REMOVED,
+        user=user,
+        source=source,
+        entry=entry,
+        actor=actor,
+        message=f"removed {entry.get_field_display().lower()} {entry.value!r} from the {entry.kind} list"
+        + (f": {reason}" if reason else ""),
+        details={"kind": entry.kind, "field": entry.field, "value": entry.value, "reason": reason},
+    )
 
 
 def risk_list_entry_remove(*, user, entry_id: int, reason: str = "", source: str = "web") -> str:
@@ -167,8 +219,12 @@ def risk_list_entry_remove(*, user, entry_id: int, reason: str = "", source: str
 
 def order_list_value(order: Order, field: str) -> str:
     """What of an order a shortcut on its page puts on a list."""
-    return {"email": order.customer_email, "address": order.address, "name": order.customer,
-            "ip": order.client_ip or ""}[field]
+    return {
+        "email": order.customer_email,
+        "address": order.address,
+        "name": order.customer,
+        "ip": order.client_ip or "",
+    }[field]
 
 
 # -- the policy's versions ----------------------------------------------------------------------
@@ -240,48 +296,87 @@ def risk_policy_draft(*, user, based_on: Optional[RiskPolicy] = None, source: st
             points, thresholds = RiskThresholds.from_settings().stored()
         version = (RiskPolicy.objects.aggregate(top=Max("version"))["top"] or 0) + 1
         draft = RiskPolicy.objects.create(
-            version=version, points=points, thresholds=thresholds, based_on=base, created_by=user,
-            created_by_name=user.get_username(), note="",
+            version=version,
+            points=points,
+            thresholds=thresholds,
+            based_on=base,
+            created_by=user,
+            created_by_name=user.get_username(),
+            note="",
         )
         message = POLICY_DRAFTED.format(version=version, based_on=base.version if base else "the settings")
-        _audit(type=RiskAuditEvent.Type.POLICY_DRAFTED, user=user, source=source, policy=draft, message=message,
-               details={"based_on": base.version if base else None})
+        _audit(
+            type=RiskAuditEvent.Type.POLICY_DRAFTED,
+            user=user,
+            source=source,
+            policy=draft,
+            message=message,
+            details={"based_on": base.version if base else None},
+        )
     return draft
 
 
-def risk_policy_update(*, user, policy_id: int, points: Mapping[str, Any], thresholds: Mapping[str, Any],
-                       note: str = "", source: str = "web") -> RiskPolicy:
+def risk_policy_update(
+    *,
+    user,
+    policy_id: int,
+    points: Mapping[str, Any],
+    thresholds: Mapping[str, Any],
+    note: str = "",
+    source: str = "web",
+) -> RiskPolicy:
     """Change a draft's weights, thresholds and note; the audit keeps what changed."""
     _require_lead(user)
     clean_points, clean_thresholds = risk_policy_clean(points=points, thresholds=thresholds)
     with transaction.atomic():
         policy = RiskPolicy.objects.select_for_update().get(pk=policy_id)
         if not policy.is_draft:
-            raise ValidationError(POLICY_NOT_DRAFT.format(version=policy.version, status=policy.status),
-                                  code="not_draft")
-        changes = {f"points.{rule}": [policy.points.get(rule), value] for rule, value in clean_points.items()
-                   if policy.points.get(rule) != value}
-        changes.update({name: [policy.thresholds.get(name), value] for name, value in clean_thresholds.items()
-                        if policy.thresholds.get(name) != value})
+            raise ValidationError(
+                POLICY_NOT_DRAFT.format(version=policy.version, status=policy.status), code="not_draft"
+            )
+        changes = {
+            f"points.{rule}": [policy.points.get(rule), value]
+            for rule, value in clean_points.items()
+            if policy.points.get(rule) != value
+        }
+        changes.update(
+            {
+                name: [policy.thresholds.get(name), value]
+                for name, value in clean_thresholds.items()
+                if policy.thresholds.get(name) != value
+            }
+        )
         note = pg_text(note or "").strip()[:2000]
         if note != policy.note:
             changes["note"] = [policy.note, note]
         policy.points, policy.thresholds, policy.note = clean_points, clean_thresholds, note
         policy.save(update_fields=["points", "thresholds", "note", "updated_at"])
         said = ", ".join(f"{name} {old} → {new}" for name, (old, new) in changes.items() if name != "note")
-        _audit(type=RiskAuditEvent.Type.POLICY_EDITED, user=user, source=source, policy=policy,
-               message=f"edited draft v{policy.version}" + (f": {said}" if said else "")
-                       + ("; note changed" if "note" in changes else ""),
-               details={"changes": changes})
+        _audit(
+            type=RiskAuditEvent.Type.POLICY_EDITED,
+            user=user,
+            source=source,
+            policy=policy,
+            message=f"edited draft v{policy.version}"
+            + (f": {said}" if said else "")
+            + ("; note changed" if "note" in changes else ""),
+            details={"changes": changes},
+        )
     return policy
 
 
 def fresh_backtest(policy: RiskPolicy, *, now: Optional[datetime] = None) -> Optional[RiskBacktest]:
     """The latest backtest of the policy as it is now, run within BACKTEST_FRESH, if any."""
     now = now or timezone.now()
-    return (RiskBacktest.objects.filter(
-        policy=policy, fingerprint=policy_fingerprint(points=policy.points, thresholds=policy.thresholds),
-        created_at__gte=now - BACKTEST_FRESH).order_by("-created_at").first())
+    return (
+        RiskBacktest.objects.filter(
+            policy=policy,
+            fingerprint=policy_fingerprint(points=policy.points, thresholds=policy.thresholds),
+            created_at__gte=now - BACKTEST_FRESH,
+        )
+        .order_by("-created_at")
+        .first()
+    )
 
 
 def risk_policy_activate(*, user, policy_id: int, reason: str = "", source: str = "web") -> str:
@@ -297,28 +392,45 @@ def risk_policy_activate(*, user, policy_id: int, reason: str = "", source: str 
         if policy is None:
             raise ValidationError("No such policy.", code="not_found")
         if not policy.is_draft:
-            raise ValidationError(POLICY_NOT_DRAFT.format(version=policy.version, status=policy.status),
-                                  code="not_draft")
+            raise ValidationError(
+                POLICY_NOT_DRAFT.format(version=policy.version, status=policy.status), code="not_draft"
+            )
         backtest = fresh_backtest(policy, now=now)
         if backtest is None and not reason:
             raise ValidationError(POLICY_NEEDS_BACKTEST.format(version=policy.version), code="needs_backtest")
-        why = (f"backtest #{backtest.pk} of {backtest.created_at:%Y-%m-%d %H:%M} UTC" if backtest is not None
-               else f"without a backtest: {reason}")
+        why = (
+            f"backtest #{backtest.pk} of {backtest.created_at:%Y-%m-%d %H:%M} UTC"
+            if backtest is not None
+            else f"without a backtest: {reason}"
+        )
         if backtest is not None and reason:
             why += f"; {reason}"
         previous = next((p for p in policies.values() if p.status == RiskPolicy.Status.ACTIVE), None)
         if previous is not None:
             previous.status, previous.retired_at = RiskPolicy.Status.RETIRED, now
             previous.save(update_fields=["status", "retired_at", "updated_at"])
-            _audit(type=RiskAuditEvent.Type.POLICY_RETIRED, user=user, source=source, policy=previous,
-                   message=f"retired v{previous.version}: v{policy.version} activated")
+            _audit(
+                type=RiskAuditEvent.Type.POLICY_RETIRED,
+                user=user,
+                source=source,
+                policy=previous,
+                message=f"retired v{previous.version}: v{policy.version} activated",
+            )
         policy.status, policy.activated_at = RiskPolicy.Status.ACTIVE, now
         policy.activated_by_name, policy.activation_reason = user.get_username(), why
         policy.save(update_fields=["status", "activated_at", "activated_by_name", "activation_reason", "updated_at"])
-        _audit(type=RiskAuditEvent.Type.POLICY_ACTIVATED, user=user, source=source, policy=policy,
-               message=f"activated v{policy.version} ({why})",
-               details={"backtest": backtest.pk if backtest else None, "reason": reason,
-                        "previous": previous.version if previous else None})
+        _audit(
+            type=RiskAuditEvent.Type.POLICY_ACTIVATED,
+            user=user,
+            source=source,
+            policy=policy,
+            message=f"activated v{policy.version} ({why})",
+            details={
+                "backtest": backtest.pk if backtest else None,
+                "reason": reason,
+                "previous": previous.version if previous else None,
+            },
+        )
     if previous is None:
         return POLICY_ACTIVATED_FIRST.format(version=policy.version)
     return POLICY_ACTIVATED.format(version=policy.version, previous=previous.version)

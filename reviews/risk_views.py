@@ -8,8 +8,8 @@ leaves a message and redirects.
 from __future__ import annotations
 
 import functools
-from datetime import datetime, time, timedelta, timezone as dt_timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -27,8 +27,7 @@ from reviews.models import RiskBacktest, RiskListEntry, RiskPolicy
 from reviews.views import reviewer_required
 
 LEAD_ONLY = "Only review leads can see the allow and block lists and the risk policy."
-ORDER_FIELD_LABELS = {"email": "customer's email", "address": "address", "name": "customer's name",
-                      "ip": "client IP"}
+ORDER_FIELD_LABELS = {"email": "customer's email", "address": "address", "name": "customer's name", "ip": "client IP"}
 
 
 def lead_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -72,10 +71,16 @@ def lists(request: HttpRequest) -> HttpResponse:
 
             def add() -> str:
                 entry = risk_services.risk_list_entry_add(
-                    user=request.user, kind=data["kind"], field=data["field"], value=data["value"],
-                    reason=data["reason"], expires_at=form.expires_at())
-                return risk_services.LIST_ADDED.format(value=entry.value, kind=entry.kind,
-                                                       field=entry.get_field_display().lower())
+                    user=request.user,
+                    kind=data["kind"],
+                    field=data["field"],
+                    value=data["value"],
+                    reason=data["reason"],
+                    expires_at=form.expires_at(),
+                )
+                return risk_services.LIST_ADDED.format(
+                    value=entry.value, kind=entry.kind, field=entry.get_field_display().lower()
+                )
 
             if _say(request, add):
                 return redirect(reverse("reviews:risk_lists") + f"?kind={data['kind']}")
@@ -84,26 +89,41 @@ def lists(request: HttpRequest) -> HttpResponse:
         return redirect("reviews:risk_lists")
     kind = request.GET.get("kind", "")
     page = risk_selectors.risk_lists_page(kind=kind if kind in RiskListEntry.Kind.values else "")
-    return render(request, "reviews/risk_lists.html", {
-        "tab": "lists", "page": page, "kind": page.kind, "form": ListEntryForm(),
-        "kinds": RiskListEntry.Kind.choices, "fields": RiskListEntry.Field.choices,
-    })
+    return render(
+        request,
+        "reviews/risk_lists.html",
+        {
+            "tab": "lists",
+            "page": page,
+            "kind": page.kind,
+            "form": ListEntryForm(),
+            "kinds": RiskListEntry.Kind.choices,
+            "fields": RiskListEntry.Field.choices,
+        },
+    )
 
 
 @lead_required
 @require_POST
 def list_remove(request: HttpRequest, entry_id: int) -> HttpResponse:
-    _say(request, lambda: risk_services.risk_list_entry_remove(user=request.user, entry_id=entry_id,
-                                                               reason=request.POST.get("reason", "")))
-    return redirect(request.POST.get("back") == "order" and request.POST.get("order")
-                    and reverse("reviews:order", args=[request.POST["order"]]) + "#lists"
-                    or reverse("reviews:risk_lists"))
+    _say(
+        request,
+        lambda: risk_services.risk_list_entry_remove(
+            user=request.user, entry_id=entry_id, reason=request.POST.get("reason", "")
+        ),
+    )
+    return redirect(
+        request.POST.get("back") == "order"
+        and request.POST.get("order")
+        and reverse("reviews:order", args=[request.POST["order"]]) + "#lists"
+        or reverse("reviews:risk_lists")
+    )
 
 
 @lead_required
 @require_POST
 def order_list_add(request: HttpRequest, order_id: str) -> HttpResponse:
-    """"Block this address", "Allow this customer" (and the like) on an order's page."""
+    """ "Block this address", "Allow this customer" (and the like) on an order's page."""
     order = Order.objects.filter(order_id=order_id).first()
     if order is None:
         raise Http404(order_id)
@@ -116,13 +136,21 @@ def order_list_add(request: HttpRequest, order_id: str) -> HttpResponse:
 
     def add() -> str:
         if not value.strip():
-            raise ValidationError(risk_services.LIST_ORDER_HAS_NO.format(
-                order_id=order.order_id, field=ORDER_FIELD_LABELS[data["field"]]))
+            raise ValidationError(
+                risk_services.LIST_ORDER_HAS_NO.format(order_id=order.order_id, field=ORDER_FIELD_LABELS[data["field"]])
+            )
         entry = risk_services.risk_list_entry_add(
-            user=request.user, kind=data["kind"], field=data["field"], value=value, reason=data["reason"],
-            expires_at=form.expires_at(), order=order)
-        return risk_services.LIST_ADDED.format(value=entry.value, kind=entry.kind,
-                                               field=entry.get_field_display().lower())
+            user=request.user,
+            kind=data["kind"],
+            field=data["field"],
+            value=value,
+            reason=data["reason"],
+            expires_at=form.expires_at(),
+            order=order,
+        )
+        return risk_services.LIST_ADDED.format(
+            value=entry.value, kind=entry.kind, field=entry.get_field_display().lower()
+        )
 
     _say(request, add)
     return redirect(reverse("reviews:order", args=[order_id]) + "#lists")
@@ -134,9 +162,14 @@ def order_list_add(request: HttpRequest, order_id: str) -> HttpResponse:
 @lead_required
 @require_GET
 def policies(request: HttpRequest) -> HttpResponse:
-    return render(request, "reviews/risk_policies.html", {
-        "tab": "policy", "rows": risk_selectors.risk_policies_page(),
-    })
+    return render(
+        request,
+        "reviews/risk_policies.html",
+        {
+            "tab": "policy",
+            "rows": risk_selectors.risk_policies_page(),
+        },
+    )
 
 
 @lead_required
@@ -148,9 +181,13 @@ def policy_draft(request: HttpRequest) -> HttpResponse:
     except ValidationError as err:
         messages.error(request, " ".join(err.messages))
         return redirect("reviews:risk_policies")
-    messages.success(request, risk_services.POLICY_DRAFTED.format(
-        version=draft.version, based_on=based_on.version if based_on else (
-            draft.based_on.version if draft.based_on else "the settings")))
+    messages.success(
+        request,
+        risk_services.POLICY_DRAFTED.format(
+            version=draft.version,
+            based_on=based_on.version if based_on else (draft.based_on.version if draft.based_on else "the settings"),
+        ),
+    )
     return redirect("reviews:risk_policy", version=draft.version)
 
 
@@ -176,13 +213,23 @@ def _policy_rows(policy: RiskPolicy, data=None, errors=None) -> tuple[list, list
 
     def row(name: str, label: str, stored, active_value):
         value = data.get(name, stored) if data is not None else stored
-        return {"name": name, "label": label, "value": value, "errors": errors.get(name, []),
-                "active": active_value, "changed": active is not None and _differs(active_value, stored)}
+        return {
+            "name": name,
+            "label": label,
+            "value": value,
+            "errors": errors.get(name, []),
+            "active": active_value,
+            "changed": active is not None and _differs(active_value, stored),
+        }
 
-    points = [row(name, label, policy.points.get(name[7:], ""), active.points.get(name[7:], "") if active else "")
-              for name, label in points_fields]
-    thresholds = [row(name, label, policy.thresholds.get(name, ""),
-                      active.thresholds.get(name, "") if active else "") for name, label in threshold_fields]
+    points = [
+        row(name, label, policy.points.get(name[7:], ""), active.points.get(name[7:], "") if active else "")
+        for name, label in points_fields
+    ]
+    thresholds = [
+        row(name, label, policy.thresholds.get(name, ""), active.thresholds.get(name, "") if active else "")
+        for name, label in threshold_fields
+    ]
     return points, thresholds
 
 
@@ -196,13 +243,17 @@ def policy(request: HttpRequest, version: int) -> HttpResponse:
         points = {name[7:]: data.get(name, "") for name, _ in policy_form_fields()[0]}
         thresholds = {name: data.get(name, "") for name, _ in policy_form_fields()[1]}
         try:
-            risk_services.risk_policy_update(user=request.user, policy_id=found.pk, points=points,
-                                             thresholds=thresholds, note=data.get("note", ""))
+            risk_services.risk_policy_update(
+                user=request.user, policy_id=found.pk, points=points, thresholds=thresholds, note=data.get("note", "")
+            )
         except ValidationError as err:
             if hasattr(err, "error_dict"):
                 errors = {name: [" ".join(e.messages) for e in errs] for name, errs in err.error_dict.items()}
-                messages.error(request, f"Draft v{found.version} was not saved: fix the {len(errors)} "
-                                        f"field{'s' if len(errors) != 1 else ''} marked below.")
+                messages.error(
+                    request,
+                    f"Draft v{found.version} was not saved: fix the {len(errors)} "
+                    f"field{'s' if len(errors) != 1 else ''} marked below.",
+                )
             else:
                 messages.error(request, " ".join(err.messages))
                 return redirect("reviews:risk_policy", version=version)
@@ -212,28 +263,43 @@ def policy(request: HttpRequest, version: int) -> HttpResponse:
     points, thresholds = _policy_rows(found, data, errors)
     today = timezone.now().date()
     fresh = risk_services.fresh_backtest(found) if found.is_draft else None
-    return render(request, "reviews/risk_policy.html", {
-        "tab": "policy", "policy": found, "points": points, "thresholds": thresholds,
-        "note": data.get("note", found.note) if data is not None else found.note,
-        "editable": found.is_draft, "errors": errors, "fresh_backtest": fresh,
-        "backtests": list(found.backtests.select_related("compared_to")[:10]),
-        "audit": list(found.audit.all()[:20]),
-        "backtest_since": today - timedelta(days=DEFAULT_DAYS), "backtest_until": today,
-        "active": risk_services.active_policy(),
-    }, status=400 if errors else 200)
+    return render(
+        request,
+        "reviews/risk_policy.html",
+        {
+            "tab": "policy",
+            "policy": found,
+            "points": points,
+            "thresholds": thresholds,
+            "note": data.get("note", found.note) if data is not None else found.note,
+            "editable": found.is_draft,
+            "errors": errors,
+            "fresh_backtest": fresh,
+            "backtests": list(found.backtests.select_related("compared_to")[:10]),
+            "audit": list(found.audit.all()[:20]),
+            "backtest_since": today - timedelta(days=DEFAULT_DAYS),
+            "backtest_until": today,
+            "active": risk_services.active_policy(),
+        },
+        status=400 if errors else 200,
+    )
 
 
 @lead_required
 @require_POST
 def policy_activate(request: HttpRequest, version: int) -> HttpResponse:
     found = _policy_or_404(version)
-    _say(request, lambda: risk_services.risk_policy_activate(user=request.user, policy_id=found.pk,
-                                                             reason=request.POST.get("reason", "")))
+    _say(
+        request,
+        lambda: risk_services.risk_policy_activate(
+            user=request.user, policy_id=found.pk, reason=request.POST.get("reason", "")
+        ),
+    )
     return redirect("reviews:risk_policy", version=version)
 
 
 def _day_start(day) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 @lead_required
@@ -245,8 +311,10 @@ def policy_backtest(request: HttpRequest, version: int) -> HttpResponse:
         _form_errors(request, form)
         return redirect("reviews:risk_policy", version=version)
     try:
-        since, until = backtest_range(since=_day_start(form.cleaned_data["since"]),
-                                      until=_day_start(form.cleaned_data["until"] + timedelta(days=1)))
+        since, until = backtest_range(
+            since=_day_start(form.cleaned_data["since"]),
+            until=_day_start(form.cleaned_data["until"] + timedelta(days=1)),
+        )
         backtest = risk_backtest_run(policy=found, user=request.user, since=since, until=until)
     except ValidationError as err:
         messages.error(request, " ".join(err.messages))
@@ -260,9 +328,16 @@ def backtest(request: HttpRequest, pk: int) -> HttpResponse:
     found = RiskBacktest.objects.select_related("policy", "compared_to").filter(pk=pk).first()
     if found is None:
         raise Http404(f"no backtest {pk}")
-    return render(request, "reviews/risk_backtest.html", {
-        "tab": "policy", "backtest": found, "r": found.result, "view": risk_selectors.backtest_view(found),
-    })
+    return render(
+        request,
+        "reviews/risk_backtest.html",
+        {
+            "tab": "policy",
+            "backtest": found,
+            "r": found.result,
+            "view": risk_selectors.backtest_view(found),
+        },
+    )
 
 
 @lead_required

@@ -4,9 +4,10 @@ heavy lists walk partial indexes (see reviews/migrations and docs/benchmarks-rev
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
@@ -64,7 +65,7 @@ class QueueView:
     search: str = ""
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "QueueView":
+    def from_params(cls, params: Mapping[str, Any]) -> QueueView:
         risk = params.get("risk") or ""
         sort = params.get("sort") or ""
         return cls(
@@ -75,7 +76,7 @@ class QueueView:
         )
 
     @classmethod
-    def from_querystring(cls, querystring: str) -> "QueueView":
+    def from_querystring(cls, querystring: str) -> QueueView:
         from django.http import QueryDict
 
         return cls.from_params(QueryDict(querystring or ""))
@@ -142,8 +143,11 @@ def orders_search(*, search: str) -> SearchMatches:
     that the page says to narrow it."""
     if not search:
         return NO_SEARCH
-    ids = list(Order.objects.filter(order_search_q(search)).order_by("-created_at", "-id")
-               .values_list("pk", flat=True)[:SEARCH_LIMIT + 1])
+    ids = list(
+        Order.objects.filter(order_search_q(search))
+        .order_by("-created_at", "-id")
+        .values_list("pk", flat=True)[: SEARCH_LIMIT + 1]
+    )
     return SearchMatches(search, ids[:SEARCH_LIMIT], len(ids) > SEARCH_LIMIT)
 
 
@@ -151,8 +155,12 @@ def order_search_q(search: str, prefix: str = "") -> Q:
     """Any part of the order id, the customer's name or email, or the shipping address,
     case-insensitively: ``UPPER(col) LIKE '%…%'``, each answered by a trigram index
     (reviews/migrations/0003 and 0007)."""
-    return (Q(**{f"{prefix}order_id__icontains": search}) | Q(**{f"{prefix}customer__icontains": search})
-            | Q(**{f"{prefix}customer_email__icontains": search}) | Q(**{f"{prefix}address__icontains": search}))
+    return (
+        Q(**{f"{prefix}order_id__icontains": search})
+        | Q(**{f"{prefix}customer__icontains": search})
+        | Q(**{f"{prefix}customer_email__icontains": search})
+        | Q(**{f"{prefix}address__icontains": search})
+    )
 
 
 # The queue's orderings: each matches one partial index on the open tasks (reviews/models.py).
@@ -174,8 +182,9 @@ def _free(since: datetime) -> Q:
     return Q(claimed_by__isnull=True) | Q(claimed_at__lte=since)
 
 
-def _queue_tasks(*, user, view: QueueView, matches: SearchMatches = NO_SEARCH,
-                 now: Optional[datetime] = None) -> QuerySet[ReviewTask]:
+def _queue_tasks(
+    *, user, view: QueueView, matches: SearchMatches = NO_SEARCH, now: Optional[datetime] = None
+) -> QuerySet[ReviewTask]:
     tasks = _open_tasks()
     since = claims_active_since(now)
     if view.filter == QueueFilter.MINE:
@@ -194,22 +203,49 @@ def _queue_tasks(*, user, view: QueueView, matches: SearchMatches = NO_SEARCH,
 
 
 _QUEUE_ROW_FIELDS = (
-    "id", "due_at", "claimed_at", "created_at", "risk_score", "risk_level", "amount", "escalated_at",
-    "approvals_required", "first_approval_by", "first_approval_at",
-    "order__id", "order__order_id", "order__address", "order__customer", "order__customer_email", "order__amount",
-    "order__currency", "order__created_at", "claimed_by__id", "claimed_by__username",
+    "id",
+    "due_at",
+    "claimed_at",
+    "created_at",
+    "risk_score",
+    "risk_level",
+    "amount",
+    "escalated_at",
+    "approvals_required",
+    "first_approval_by",
+    "first_approval_at",
+    "order__id",
+    "order__order_id",
+    "order__address",
+    "order__customer",
+    "order__customer_email",
+    "order__amount",
+    "order__currency",
+    "order__created_at",
+    "claimed_by__id",
+    "claimed_by__username",
 )
 
 
-def review_queue_list(*, user, view: QueueView = QueueView(), page: Any = 1,
-                      matches: SearchMatches = NO_SEARCH, now: Optional[datetime] = None) -> Page:
+def review_queue_list(
+    *,
+    user,
+    view: QueueView = QueueView(),
+    page: Any = 1,
+    matches: SearchMatches = NO_SEARCH,
+    now: Optional[datetime] = None,
+) -> Page:
     """Open reviews in the view's order: two queries (count and page), whatever the size. With
     a search, ``matches`` (``orders_search``) holds the orders it found."""
     keys = _SORT_KEYS[view.sort]
 
     def rows(ids: QuerySet) -> QuerySet[ReviewTask]:
-        return (ReviewTask.objects.filter(pk__in=ids).select_related("order", "claimed_by")
-                .only(*_QUEUE_ROW_FIELDS).order_by(*keys))
+        return (
+            ReviewTask.objects.filter(pk__in=ids)
+            .select_related("order", "claimed_by")
+            .only(*_QUEUE_ROW_FIELDS)
+            .order_by(*keys)
+        )
 
     tasks = _queue_tasks(user=user, view=view, matches=matches, now=now)
     return IdWindowPaginator(tasks.order_by(*keys), QUEUE_PAGE_SIZE, rows=rows).get_page(page)
@@ -234,11 +270,24 @@ def orders_matching(*, matches: SearchMatches, limit: int = MATCHES_LIMIT) -> li
     the latest first, each with how its latest review ended. One query."""
     latest = ReviewTask.objects.filter(order=OuterRef("pk")).order_by("-pk")
     return list(
-        Order.objects.filter(pk__in=matches.ids).exclude(status=Order.Status.AWAITING_MANUAL_REVIEW)
-        .annotate(review_status=Subquery(latest.values("status")[:1]),
-                  review_by=Subquery(latest.values("decided_by_name")[:1]))
-        .only("id", "order_id", "customer", "customer_email", "address", "amount", "currency", "status",
-              "created_at", "cancel_reason_code")
+        Order.objects.filter(pk__in=matches.ids)
+        .exclude(status=Order.Status.AWAITING_MANUAL_REVIEW)
+        .annotate(
+            review_status=Subquery(latest.values("status")[:1]),
+            review_by=Subquery(latest.values("decided_by_name")[:1]),
+        )
+        .only(
+            "id",
+            "order_id",
+            "customer",
+            "customer_email",
+            "address",
+            "amount",
+            "currency",
+            "status",
+            "created_at",
+            "cancel_reason_code",
+        )
         .order_by("-created_at", "-id")[:limit]
     )
 
@@ -277,9 +326,11 @@ def review_neighbour(*, user, view: QueueView, task: ReviewTask, forward: bool =
     reviews they can decide (unclaimed, or claimed by them): what "& next", j and k move to.
     ``task`` may be closed already (just decided): its place in the ordering is kept. One query."""
     keys = _SORT_KEYS[view.sort]
-    tasks = (_decidable(_queue_tasks(user=user, view=view), user)
-             .filter(_after(_SORT_FIELD.get(view.sort), task, forward=forward))
-             .exclude(pk=task.pk))
+    tasks = (
+        _decidable(_queue_tasks(user=user, view=view), user)
+        .filter(_after(_SORT_FIELD.get(view.sort), task, forward=forward))
+        .exclude(pk=task.pk)
+    )
     ordered = tasks.order_by(*keys) if forward else tasks.order_by(*_reversed(keys))
     return ordered.values_list("order__order_id", flat=True).first()
 
@@ -293,8 +344,9 @@ def review_first(*, user, view: QueueView) -> Optional[str]:
 def _decidable(tasks: QuerySet[ReviewTask], user) -> QuerySet[ReviewTask]:
     """What "next" offers ``user``: reviews nobody else holds, and not a four-eyes order they
     already approved (it waits for someone else)."""
-    return (tasks.filter(_free(claims_active_since()) | Q(claimed_by=user))
-            .exclude(first_approval_by=user.get_username()))
+    return tasks.filter(_free(claims_active_since()) | Q(claimed_by=user)).exclude(
+        first_approval_by=user.get_username()
+    )
 
 
 @dataclass
@@ -337,9 +389,16 @@ class RecentFilter:
         return any((self.search, self.by, self.reason, self.outcome, self.since, self.until))
 
     def params(self, **changes: Any) -> dict[str, str]:
-        values = {"mine": "1" if self.mine else "", "q": self.search, "by": self.by, "reason": self.reason,
-                  "outcome": self.outcome, "since": self.since.isoformat() if self.since else "",
-                  "until": self.until.isoformat() if self.until else "", **changes}
+        values = {
+            "mine": "1" if self.mine else "",
+            "q": self.search,
+            "by": self.by,
+            "reason": self.reason,
+            "outcome": self.outcome,
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
+            **changes,
+        }
         return {key: value for key, value in values.items() if value}
 
     def with_(self, **changes: Any) -> str:
@@ -350,8 +409,9 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
 
 
-def review_recent_list(*, user, filter: RecentFilter = RecentFilter(), page: Any = 1,
-                       matches: SearchMatches = NO_SEARCH) -> RecentPage:
+def review_recent_list(
+    *, user, filter: RecentFilter = RecentFilter(), page: Any = 1, matches: SearchMatches = NO_SEARCH
+) -> RecentPage:
     """Closed reviews, the latest decision first (approved, rejected, timed out, cancelled):
     one query, the page plus one row to know whether an older page exists. A search
     (``filter.search``) is answered from ``matches`` when given, else in the same query."""
@@ -378,11 +438,29 @@ def review_recent_list(*, user, filter: RecentFilter = RecentFilter(), page: Any
     elif filter.search:
         tasks = tasks.filter(order_search_q(filter.search, "order__"))
     offset = (number - 1) * RECENT_PAGE_SIZE
-    rows = list(tasks.select_related("order").only(
-        "id", "status", "decided_at", "decided_by_name", "note", "due_at", "reason_code", "risk_level", "risk_score",
-        "order__id", "order__order_id", "order__amount", "order__currency", "order__status", "order__address",
-        "order__customer", "order__cancel_reason_code",
-    ).order_by("-decided_at", "-id")[offset:offset + RECENT_PAGE_SIZE + 1])
+    rows = list(
+        tasks.select_related("order")
+        .only(
+            "id",
+            "status",
+            "decided_at",
+            "decided_by_name",
+            "note",
+            "due_at",
+            "reason_code",
+            "risk_level",
+            "risk_score",
+            "order__id",
+            "order__order_id",
+            "order__amount",
+            "order__currency",
+            "order__status",
+            "order__address",
+            "order__customer",
+            "order__cancel_reason_code",
+        )
+        .order_by("-decided_at", "-id")[offset : offset + RECENT_PAGE_SIZE + 1]
+    )
     return RecentPage(rows[:RECENT_PAGE_SIZE], number, len(rows) > RECENT_PAGE_SIZE)
 
 
@@ -391,9 +469,15 @@ def reviewer_names() -> list[str]:
     ``reviews.decide_review`` (by group or directly) and superusers, and the review policy. One
     query."""
     perm = Q(groups__permissions__codename="decide_review", groups__permissions__content_type__app_label="reviews") | Q(
-        user_permissions__codename="decide_review", user_permissions__content_type__app_label="reviews")
-    names = (get_user_model().objects.filter(perm | Q(is_superuser=True), is_active=True)
-             .values_list("username", flat=True).distinct().order_by("username"))
+        user_permissions__codename="decide_review", user_permissions__content_type__app_label="reviews"
+    )
+    names = (
+        get_user_model()
+        .objects.filter(perm | Q(is_superuser=True), is_active=True)
+        .values_list("username", flat=True)
+        .distinct()
+        .order_by("username")
+    )
     return [*names, POLICY_ACTOR]
 
 
@@ -490,7 +574,8 @@ def _applied_address_change(event: OrderEvent) -> bool:
     """One entry per change the workflow applied (the request and its refusals carry no
     ``new_address``: only the applied signal or Update does)."""
     return event.type in (OrderEvent.Type.SIGNAL_APPLIED, OrderEvent.Type.UPDATE_APPLIED) and bool(
-        event.details.get("new_address"))
+        event.details.get("new_address")
+    )
 
 
 class Link:
@@ -501,8 +586,13 @@ class Link:
     ADDRESS = "address"
     BILLING = "billing"
     IP = "ip"
-    LABELS = {EMAIL: "same email", NAME: "same customer name", ADDRESS: "same shipping address",
-              BILLING: "same billing address", IP: "same client IP"}
+    LABELS = {
+        EMAIL: "same email",
+        NAME: "same customer name",
+        ADDRESS: "same shipping address",
+        BILLING: "same billing address",
+        IP: "same client IP",
+    }
     ORDER = list(LABELS)  # the order the page names them in
 
 
@@ -535,8 +625,12 @@ def links_of(order: Order) -> list[str]:
     """What this order can be linked by: its customer (email, else name), shipping address, and
     billing address and client IP when it has them."""
     customer = Link.EMAIL if order.customer_email else Link.NAME if order.customer.strip() else None
-    links = [customer, Link.ADDRESS, Link.BILLING if order.billing_address else None,
-             Link.IP if order.client_ip else None]
+    links = [
+        customer,
+        Link.ADDRESS,
+        Link.BILLING if order.billing_address else None,
+        Link.IP if order.client_ip else None,
+    ]
     return [link for link in links if link is not None]
 
 
@@ -549,8 +643,15 @@ def linked_orders(*, order: Order, limit: int = LINKED_ORDERS_LIMIT) -> list[Ord
         f"ORDER BY created_at DESC LIMIT %(limit)s)"
         for link in links_of(order)
     ]
-    params = {"pk": order.pk, "limit": limit, "email": order.customer_email, "name": order.customer,
-              "address": order.address, "billing": order.billing_address, "ip": order.client_ip or None}
+    params = {
+        "pk": order.pk,
+        "limit": limit,
+        "email": order.customer_email,
+        "name": order.customer,
+        "address": order.address,
+        "billing": order.billing_address,
+        "ip": order.client_ip or None,
+    }
     sql = _LINKED_SQL.format(parts=" UNION ALL ".join(parts), orders=_ORDER_TABLE, tasks=_TASK_TABLE)
     found = list(Order.objects.raw(sql, params))
     for linked in found:
@@ -564,18 +665,25 @@ def review_order_detail(*, order_id: str) -> OrderReview:
     order = Order.objects.select_related("created_by", "risk").get(order_id=order_id)
     lines = list(order.lines.order_by("pk"))
     events = list(order.events.select_related("user").order_by("created_at", "pk"))
-    task = (
-        ReviewTask.objects.filter(order=order).select_related("claimed_by", "decided_by").order_by("-pk").first()
-    )
+    task = ReviewTask.objects.filter(order=order).select_related("claimed_by", "decided_by").order_by("-pk").first()
     history = [
         AddressChange(e.created_at, e.actor, e.details.get("old_address", ""), e.details["new_address"])
-        for e in events if _applied_address_change(e)
+        for e in events
+        if _applied_address_change(e)
     ]
     risk = getattr(order, "risk", None)
-    return OrderReview(order, lines, events, task, history, risk,
-                       risk_reasons_now(assessment=risk, address_changes=len(history)),
-                       linked_orders(order=order), [e for e in events if e.type == OrderEvent.Type.NOTE_ADDED],
-                       list(order.labels.order_by("created_at", "pk")))
+    return OrderReview(
+        order,
+        lines,
+        events,
+        task,
+        history,
+        risk,
+        risk_reasons_now(assessment=risk, address_changes=len(history)),
+        linked_orders(order=order),
+        [e for e in events if e.type == OrderEvent.Type.NOTE_ADDED],
+        list(order.labels.order_by("created_at", "pk")),
+    )
 
 
 def order_status_summary(*, status: dict[str, Any]) -> dict[str, Any]:
@@ -609,6 +717,6 @@ def bulk_counts(*, lines: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def bulk_summary(*, lines: list[dict[str, Any]]) -> str:
-    """"9 applied, 1 refused" (the outcomes that happened, in that order)."""
+    """ "9 applied, 1 refused" (the outcomes that happened, in that order)."""
     counts = bulk_counts(lines=lines)
     return ", ".join(f"{counts[status]} {status}" for status in BULK_OUTCOMES if counts[status]) or "nothing"

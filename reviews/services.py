@@ -79,9 +79,14 @@ class ReviewRules:
     four_eyes_rule: str = ""
 
     def validated(self, approved_by_policy: str = "") -> ValidatedOrder:
-        return ValidatedOrder(approved_by_policy=approved_by_policy, escalate_after=self.escalate_after,
-                              timeout_action=self.timeout_action, timeout_rule=self.timeout_rule,
-                              approvals_required=self.approvals_required, four_eyes_rule=self.four_eyes_rule)
+        return ValidatedOrder(
+            approved_by_policy=approved_by_policy,
+            escalate_after=self.escalate_after,
+            timeout_action=self.timeout_action,
+            timeout_rule=self.timeout_rule,
+            approvals_required=self.approvals_required,
+            four_eyes_rule=self.four_eyes_rule,
+        )
 
 
 def review_rules_for(*, amount: Optional[Decimal], level: str) -> ReviewRules:
@@ -100,37 +105,61 @@ def review_rules_for(*, amount: Optional[Decimal], level: str) -> ReviewRules:
         name = f"REVIEW_TIMEOUT_ACTION_{level.upper()}"
         if getattr(settings, name) == TimeoutAction.APPROVE:
             action, rule = TimeoutAction.APPROVE, f"{name}=approve, {level} risk"
-    return ReviewRules(escalate_after=settings.REVIEW_ESCALATE_AFTER, timeout_action=action, timeout_rule=rule,
-                       approvals_required=2 if four_eyes else 1, four_eyes_rule=four_eyes[:200])
+    return ReviewRules(
+        escalate_after=settings.REVIEW_ESCALATE_AFTER,
+        timeout_action=action,
+        timeout_rule=rule,
+        approvals_required=2 if four_eyes else 1,
+        four_eyes_rule=four_eyes[:200],
+    )
 
 
 def review_task_open(
-    *, order_pk: int, due_at: datetime, risk: Optional[RiskAssessment] = None, amount: Optional[Decimal] = None,
+    *,
+    order_pk: int,
+    due_at: datetime,
+    risk: Optional[RiskAssessment] = None,
+    amount: Optional[Decimal] = None,
     rules: ReviewRules = ReviewRules(),
 ) -> None:
     """Open the order's review task. Called once, with the order's move to review (a retried
     activity does not move it again); the unique open task per order guards the rest. The task
     carries the order's risk and amount, which the queue sorts and filters by (neither changes),
     and the rules the workflow was given."""
-    ReviewTask.objects.bulk_create([ReviewTask(
-        order_id=order_pk, due_at=due_at, amount=amount,
-        risk_score=risk.score if risk is not None else None, risk_level=risk.level if risk is not None else "",
-        approvals_required=rules.approvals_required, four_eyes_rule=rules.four_eyes_rule,
-        timeout_action=rules.timeout_action,
-    )], ignore_conflicts=True)
+    ReviewTask.objects.bulk_create(
+        [
+            ReviewTask(
+                order_id=order_pk,
+                due_at=due_at,
+                amount=amount,
+                risk_score=risk.score if risk is not None else None,
+                risk_level=risk.level if risk is not None else "",
+                approvals_required=rules.approvals_required,
+                four_eyes_rule=rules.four_eyes_rule,
+                timeout_action=rules.timeout_action,
+            )
+        ],
+        ignore_conflicts=True,
+    )
 
 
 def review_rules_stored(*, order_id: str) -> ReviewRules:
     """The rules a retried order_validated answers with: those its task was opened with."""
-    task = (ReviewTask.objects.filter(order__order_id=order_id).order_by("-pk")
-            .values("approvals_required", "four_eyes_rule", "timeout_action", "risk_level").first())
+    task = (
+        ReviewTask.objects.filter(order__order_id=order_id)
+        .order_by("-pk")
+        .values("approvals_required", "four_eyes_rule", "timeout_action", "risk_level")
+        .first()
+    )
     if task is None:
         return ReviewRules(escalate_after=settings.REVIEW_ESCALATE_AFTER)
     fresh = review_rules_for(amount=None, level=task["risk_level"])
     return ReviewRules(
-        escalate_after=settings.REVIEW_ESCALATE_AFTER, timeout_action=task["timeout_action"],
+        escalate_after=settings.REVIEW_ESCALATE_AFTER,
+        timeout_action=task["timeout_action"],
         timeout_rule=fresh.timeout_rule if task["timeout_action"] == fresh.timeout_action else "",
-        approvals_required=task["approvals_required"], four_eyes_rule=task["four_eyes_rule"],
+        approvals_required=task["approvals_required"],
+        four_eyes_rule=task["four_eyes_rule"],
     )
 
 
@@ -161,12 +190,17 @@ def review_task_escalate(*, order_id: str, waited_seconds: float, review_due: da
         ReviewTask.objects.filter(pk=task.pk, escalated_at__isnull=True).update(escalated_at=timezone.now())
         event = events.review_escalated_event(order=order, told=told, waited_seconds=waited_seconds, due_at=review_due)
         if settings.ORDER_WEBHOOK_URL:
-            WebhookDelivery.objects.bulk_create([WebhookDelivery(event=event, url=settings.ORDER_WEBHOOK_URL)],
-                                                ignore_conflicts=True)
+            WebhookDelivery.objects.bulk_create(
+                [WebhookDelivery(event=event, url=settings.ORDER_WEBHOOK_URL)], ignore_conflicts=True
+            )
         if told:
             transaction.on_commit(lambda: _escalation_email(order, task, waited_seconds, review_due, told))
-    logger.info("review of %s escalated after %.0f s", order_id, waited_seconds,
-                extra={"order_id": order_id, "workflow_id": order.workflow_id})
+    logger.info(
+        "review of %s escalated after %.0f s",
+        order_id,
+        waited_seconds,
+        extra={"order_id": order_id, "workflow_id": order.workflow_id},
+    )
     return True
 
 
@@ -176,17 +210,27 @@ def _escalation_email(order: Order, task: ReviewTask, waited_seconds: float, due
     waited = duration_text(timedelta(seconds=waited_seconds))
     risk = f"{task.get_risk_level_display().lower()} risk" if task.risk_level else "not assessed"
     body = ESCALATION_BODY.format(
-        order_id=order.order_id, amount=order.amount, currency=order.currency, risk=risk, waited=waited, due=due,
+        order_id=order.order_id,
+        amount=order.amount,
+        currency=order.currency,
+        risk=risk,
+        waited=waited,
+        due=due,
         timeout="approved by policy" if task.timeout_action == TimeoutAction.APPROVE else "cancelled",
         url=settings.SITE_URL + reverse("reviews:order", args=[order.order_id]),
         escalated_url=settings.SITE_URL + reverse("reviews:queue") + "?filter=escalated",
     )
     try:
-        send_mail(ESCALATION_SUBJECT.format(order_id=order.order_id, waited=waited), body,
-                  settings.DEFAULT_FROM_EMAIL, told)
+        send_mail(
+            ESCALATION_SUBJECT.format(order_id=order.order_id, waited=waited), body, settings.DEFAULT_FROM_EMAIL, told
+        )
     except Exception:  # any backend's failure (SMTP, DNS, TLS): logged, the escalation stands
-        logger.exception("could not email the escalation of %s to %s", order.order_id, ", ".join(told),
-                         extra={"order_id": order.order_id, "workflow_id": order.workflow_id})
+        logger.exception(
+            "could not email the escalation of %s to %s",
+            order.order_id,
+            ", ".join(told),
+            extra={"order_id": order.order_id, "workflow_id": order.workflow_id},
+        )
 
 
 def review_task_first_approval(*, order_id: str, reviewer: str, note: str) -> None:
@@ -199,17 +243,32 @@ def review_task_first_approval(*, order_id: str, reviewer: str, note: str) -> No
     if task is None:
         return
     if not task.first_approval_by:
-        task.first_approval_by, task.first_approval_at, task.first_approval_note = reviewer, timezone.now(), pg_text(note)
+        task.first_approval_by, task.first_approval_at, task.first_approval_note = (
+            reviewer,
+            timezone.now(),
+            pg_text(note),
+        )
     if task.claimed_by is not None and task.claimed_by.get_username() == reviewer:
-        events.review_released_event(order=order, user=task.claimed_by, holder=reviewer,
-                                     reason=FIRST_APPROVAL_RELEASED, event_key=f"four_eyes:released:{task.pk}")
+        events.review_released_event(
+            order=order,
+            user=task.claimed_by,
+            holder=reviewer,
+            reason=FIRST_APPROVAL_RELEASED,
+            event_key=f"four_eyes:released:{task.pk}",
+        )
         task.claimed_by, task.claimed_at = None, None
-    task.save(update_fields=["first_approval_by", "first_approval_at", "first_approval_note", "claimed_by",
-                             "claimed_at"])
+    task.save(
+        update_fields=["first_approval_by", "first_approval_at", "first_approval_note", "claimed_by", "claimed_at"]
+    )
 
 
 def review_task_close(
-    *, order: Union[Order, int], outcome: ReviewOutcome, actor: str, note: str, reason_code: str = "",
+    *,
+    order: Union[Order, int],
+    outcome: ReviewOutcome,
+    actor: str,
+    note: str,
+    reason_code: str = "",
     action_id: str = "",
 ) -> None:
     """Close the open task with the workflow's outcome, in one statement. A closed task is left
@@ -222,10 +281,16 @@ def review_task_close(
     before it sends the Update). A client that names a colleague gets the name, not the link."""
     person = outcome in _DECIDED_BY_PERSON
     actor = pg_text(actor)[:150]
-    vouched = OrderEvent.objects.filter(
-        order=order, type=OrderEvent.Type.REVIEW_DECISION_REQUESTED, event_key=f"{pg_text(action_id)}:requested",
-        user__username=actor,
-    ).values("user")[:1] if person and actor and action_id else None
+    vouched = (
+        OrderEvent.objects.filter(
+            order=order,
+            type=OrderEvent.Type.REVIEW_DECISION_REQUESTED,
+            event_key=f"{pg_text(action_id)}:requested",
+            user__username=actor,
+        ).values("user")[:1]
+        if person and actor and action_id
+        else None
+    )
     ReviewTask.objects.filter(order=order, status=ReviewTask.Status.OPEN).update(
         status=_OUTCOME_STATUS[outcome],
         decided_by=Subquery(vouched) if vouched is not None else None,
@@ -241,10 +306,13 @@ def review_tasks_close_stopped() -> int:
     or gone, as the reconciler flagged them): nobody can decide them any more. A stuck workflow
     may still carry on after a fix, so its review stays open. Idempotent."""
     stopped = OrderEvent.objects.filter(
-        type=OrderEvent.Type.ATTENTION_FLAGGED, details__problem__in=list(STOPPED_PROBLEMS),
+        type=OrderEvent.Type.ATTENTION_FLAGGED,
+        details__problem__in=list(STOPPED_PROBLEMS),
     ).values("order_id")
     return ReviewTask.objects.filter(
-        status=ReviewTask.Status.OPEN, order__attention_since__isnull=False, order_id__in=stopped,
+        status=ReviewTask.Status.OPEN,
+        order__attention_since__isnull=False,
+        order_id__in=stopped,
     ).update(status=ReviewTask.Status.STOPPED, decided_at=timezone.now(), note="the order's workflow stopped")
 
 
@@ -290,8 +358,7 @@ REFUSED_SAME_REVIEWER = (
 DECIDED_REJECTED = "{order_id} rejected and cancelled. Reason: {reason}"
 DECISION_DUPLICATE = "This decision for {order_id} was already submitted; it was sent once."
 DECISION_CLAIMED_BY_OTHER = (
-    "{order_id} is claimed by {user}; your decision was not applied. Ask them, or wait until "
-    "they release it."
+    "{order_id} is claimed by {user}; your decision was not applied. Ask them, or wait until they release it."
 )
 REFUSED_ALREADY_DECIDED = "{order_id} was already {outcome} by {who}; your decision was not applied."
 REFUSED_ALREADY_DECIDED_UNKNOWN = "{order_id} was already decided by someone else; your decision was not applied."
@@ -336,8 +403,10 @@ class DecisionOutcome:
 def _open_task_locked(order: Order) -> Optional[ReviewTask]:
     """The order's open review task, locked; the caller holds the order's row lock."""
     return (
-        ReviewTask.objects.select_for_update(of=("self",)).select_related("claimed_by")
-        .filter(order=order, status=ReviewTask.Status.OPEN).first()
+        ReviewTask.objects.select_for_update(of=("self",))
+        .select_related("claimed_by")
+        .filter(order=order, status=ReviewTask.Status.OPEN)
+        .first()
     )
 
 
@@ -363,7 +432,9 @@ def _closed_task_message(*, order: Order, username: str = "") -> str:
     if task is None:
         return NO_OPEN_REVIEW.format(order_id=order.order_id, state=order.status)
     if task.status in (ReviewTask.Status.APPROVED, ReviewTask.Status.REJECTED):
-        return REFUSED_ALREADY_DECIDED.format(order_id=order.order_id, outcome=task.status, who=_decider(task, username))
+        return REFUSED_ALREADY_DECIDED.format(
+            order_id=order.order_id, outcome=task.status, who=_decider(task, username)
+        )
     if task.status == ReviewTask.Status.EXPIRED:
         return REFUSED_TIMED_OUT.format(order_id=order.order_id)
     if task.status == ReviewTask.Status.CANCELLED:
@@ -382,8 +453,12 @@ def _may_lead(user) -> bool:
 def _take_over_lapsed(locked: Order, task: ReviewTask, user, now: datetime) -> None:
     """The claim of someone else lapsed: its audit row is written now, as ``user`` takes it."""
     if task.claimed_by_id not in (None, user.pk) and not task.claim_active(now):
-        events.review_claim_lapsed_event(order=locked, user=user, holder=task.claimed_by.get_username(),
-                                         idle_minutes=settings.REVIEW_CLAIM_TIMEOUT_MINUTES)
+        events.review_claim_lapsed_event(
+            order=locked,
+            user=user,
+            holder=task.claimed_by.get_username(),
+            idle_minutes=settings.REVIEW_CLAIM_TIMEOUT_MINUTES,
+        )
 
 
 def review_task_claim(*, order: Order, user) -> str:
@@ -399,7 +474,8 @@ def review_task_claim(*, order: Order, user) -> str:
             return CLAIM_ALREADY_YOURS.format(order_id=locked.order_id)
         if task.claim_active(now):
             raise ValidationError(
-                CLAIM_TAKEN.format(order_id=locked.order_id, user=task.claimed_by.get_username()), code="review_claimed",
+                CLAIM_TAKEN.format(order_id=locked.order_id, user=task.claimed_by.get_username()),
+                code="review_claimed",
             )
         _take_over_lapsed(locked, task, user, now)
         task.claimed_by, task.claimed_at = user, now
@@ -417,8 +493,11 @@ def review_task_extend(*, order: Order, user) -> tuple[str, datetime]:
         locked, task = _lock_open_task(order)
         if task.claimed_by_id != user.pk:
             holder = task.holder(now)
-            message = (CLAIM_TAKEN.format(order_id=locked.order_id, user=holder.get_username()) if holder is not None
-                       else EXTEND_NOT_CLAIMED.format(order_id=locked.order_id))
+            message = (
+                CLAIM_TAKEN.format(order_id=locked.order_id, user=holder.get_username())
+                if holder is not None
+                else EXTEND_NOT_CLAIMED.format(order_id=locked.order_id)
+            )
             raise ValidationError(message, code="not_yours")
         task.claimed_at = now
         task.save(update_fields=["claimed_at"])
@@ -457,8 +536,9 @@ def review_task_reassign(*, order: Order, user, to_username: str) -> str:
     with transaction.atomic():
         locked, task = _lock_open_task(order)
         if task.first_approval_by == to.get_username():
-            raise ValidationError(REASSIGN_FIRST_APPROVER.format(order_id=locked.order_id, user=to.get_username()),
-                                  code="same_reviewer")
+            raise ValidationError(
+                REASSIGN_FIRST_APPROVER.format(order_id=locked.order_id, user=to.get_username()), code="same_reviewer"
+            )
         holder = task.claimed_by.get_username() if task.claimed_by_id else ""
         if task.claimed_by_id == to.pk and task.claim_active(now):
             return CLAIM_ALREADY_HELD_BY.format(order_id=locked.order_id, user=holder)
@@ -476,12 +556,19 @@ def _claim_release_after_failed_decision(*, order: Order, user) -> None:
         if task is not None and task.claimed_by_id == user.pk:
             task.claimed_by, task.claimed_at = None, None
             task.save(update_fields=["claimed_by", "claimed_at"])
-            events.review_released_event(order=locked, user=user, holder=user.get_username(),
-                                         reason="released: the decision was not applied")
+            events.review_released_event(
+                order=locked, user=user, holder=user.get_username(), reason="released: the decision was not applied"
+            )
 
 
 def review_decide(
-    *, order: Order, user, decision: str, note: str = "", action_id: str = "", reason_code: str = "",
+    *,
+    order: Order,
+    user,
+    decision: str,
+    note: str = "",
+    action_id: str = "",
+    reason_code: str = "",
 ) -> DecisionOutcome:
     """Approve or reject an order in manual review, as ``user``, and report whether it took.
 
@@ -508,8 +595,9 @@ def review_decide(
         task = _open_task_locked(locked)
         if task is None:
             message = _closed_task_message(order=locked, username=username)
-            return Preparation(refusal=ActionOutcome(locked, Outcome.REFUSED, message, RefusalCode.NOT_AWAITING_REVIEW,
-                                                     locked.status))
+            return Preparation(
+                refusal=ActionOutcome(locked, Outcome.REFUSED, message, RefusalCode.NOT_AWAITING_REVIEW, locked.status)
+            )
         if task.claimed_by_id not in (None, user.pk) and task.claim_active(now):
             message = DECISION_CLAIMED_BY_OTHER.format(order_id=locked.order_id, user=task.claimed_by.get_username())
             return Preparation(refusal=ActionOutcome(locked, Outcome.REFUSED, message, CLAIMED_BY_OTHER, locked.status))
@@ -525,11 +613,16 @@ def review_decide(
     request = WorkflowRequest(
         REVIEW_DECISION,
         ReviewDecision(decision=decision, reviewer=username, note=note, action_id=action_id, reason_code=reason_code),
-        action_id, f"{decision} requested" + (f": {note}" if note else ""),
+        action_id,
+        f"{decision} requested" + (f": {note}" if note else ""),
         {"decision": decision, "note": note, "reason_code": reason_code},
     )
     outcome = workflow_action_send(
-        order=order, request=request, acting_user=user, source=OrderEvent.Source.WEB, prepare=prepare,
+        order=order,
+        request=request,
+        acting_user=user,
+        source=OrderEvent.Source.WEB,
+        prepare=prepare,
         describe=lambda answer: _decision_words(order, answer, username=username, decision=decision, reason=reason),
     )
     if outcome.accepted:
@@ -559,7 +652,13 @@ class BulkLine:
 
 
 def review_decide_bulk(
-    *, order_ids: list[str], user, decision: str, note: str = "", reason_code: str = "", batch_id: str,
+    *,
+    order_ids: list[str],
+    user,
+    decision: str,
+    note: str = "",
+    reason_code: str = "",
+    batch_id: str,
 ) -> list[BulkLine]:
     """Approve or reject up to 50 orders with one reason, each through ``review_decide``, the
     path of a single decision (its own audit rows, its own Update, its own answer), at most
@@ -588,8 +687,14 @@ def review_decide_bulk(
         if order is None:
             return BulkLine(order_id, Outcome.REFUSED, "not_found", BULK_NO_SUCH_ORDER.format(order_id=order_id))
         try:
-            outcome = review_decide(order=order, user=user, decision=decision, note=note, reason_code=reason_code,
-                                    action_id=str(uuid.uuid5(batch, order_id)))
+            outcome = review_decide(
+                order=order,
+                user=user,
+                decision=decision,
+                note=note,
+                reason_code=reason_code,
+                action_id=str(uuid.uuid5(batch, order_id)),
+            )
         except ValidationError as err:
             return BulkLine(order_id, Outcome.REFUSED, err.code or "invalid", " ".join(err.messages))
         finally:
@@ -599,11 +704,16 @@ def review_decide_bulk(
         status = Outcome.UNANSWERED if outcome.code in _UNANSWERED else Outcome.REFUSED
         return BulkLine(order_id, status, outcome.code, outcome.message)
 
-    with ThreadPoolExecutor(max_workers=min(settings.REVIEW_BULK_CONCURRENCY, len(ids)),
-                            thread_name_prefix="bulk-decision") as pool:
+    with ThreadPoolExecutor(
+        max_workers=min(settings.REVIEW_BULK_CONCURRENCY, len(ids)), thread_name_prefix="bulk-decision"
+    ) as pool:
         lines = list(pool.map(one, ids))
-    logger.info("bulk %s by %s: %s", decision, user.get_username(),
-                ", ".join(f"{sum(line.status == status for line in lines)} {status.value}" for status in Outcome))
+    logger.info(
+        "bulk %s by %s: %s",
+        decision,
+        user.get_username(),
+        ", ".join(f"{sum(line.status == status for line in lines)} {status.value}" for status in Outcome),
+    )
     return lines
 
 
@@ -613,8 +723,9 @@ def reject_reason_clean(reason_code: str, note: str) -> str:
     if not code:
         raise ValidationError(REJECT_REASON_REQUIRED, code="reason_required")
     if code not in RejectReason.values:
-        raise ValidationError(REJECT_REASON_UNKNOWN.format(code=code[:40], codes=", ".join(RejectReason.values)),
-                              code="reason_unknown")
+        raise ValidationError(
+            REJECT_REASON_UNKNOWN.format(code=code[:40], codes=", ".join(RejectReason.values)), code="reason_unknown"
+        )
     if code == RejectReason.OTHER and not note.strip():
         raise ValidationError(REJECT_OTHER_NEEDS_NOTE, code="note_required")
     return code
@@ -626,14 +737,19 @@ def reject_reason_text(reason_code: str, note: str) -> str:
     return f"{label}: {note}" if note and note != label else label
 
 
-def _decision_words(order: Order, outcome: ActionOutcome, *, username: str, decision: str, reason: str) -> ActionOutcome:
+def _decision_words(
+    order: Order, outcome: ActionOutcome, *, username: str, decision: str, reason: str
+) -> ActionOutcome:
     """The outcome in the words the reviewer needs: who or what won, when it was not theirs."""
     if outcome.accepted and outcome.code == FIRST_OF_TWO_APPROVALS:
         rule = ReviewTask.objects.filter(order=order).order_by("-pk").values_list("four_eyes_rule", flat=True).first()
         message = DECIDED_FIRST_OF_TWO.format(order_id=order.order_id, rule=rule or "four eyes")
     elif outcome.accepted:
-        message = (DECIDED_APPROVED.format(order_id=order.order_id) if decision == "approve"
-                   else DECIDED_REJECTED.format(order_id=order.order_id, reason=reason))
+        message = (
+            DECIDED_APPROVED.format(order_id=order.order_id)
+            if decision == "approve"
+            else DECIDED_REJECTED.format(order_id=order.order_id, reason=reason)
+        )
     elif outcome.code == Unanswered.WORKFLOW_STUCK:
         message = DECISION_WORKFLOW_STUCK.format(order_id=order.order_id)
     elif outcome.code == Unanswered.WORKERS_DOWN:
@@ -655,8 +771,9 @@ def _refusal_message(*, order: Order, outcome: ActionOutcome, username: str) -> 
     if code == RefusalCode.ALREADY_DECIDED:
         task = ReviewTask.objects.filter(order=order).exclude(status=ReviewTask.Status.OPEN).order_by("-pk").first()
         if task is not None and task.status in (ReviewTask.Status.APPROVED, ReviewTask.Status.REJECTED):
-            return REFUSED_ALREADY_DECIDED.format(order_id=order.order_id, outcome=task.status,
-                                                  who=_decider(task, username))
+            return REFUSED_ALREADY_DECIDED.format(
+                order_id=order.order_id, outcome=task.status, who=_decider(task, username)
+            )
         return REFUSED_ALREADY_DECIDED_UNKNOWN.format(order_id=order.order_id)
     state = outcome.workflow_status or order.status
     cancelled = code == RefusalCode.CANCEL_ALREADY_REQUESTED or (

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable
 
 from django.conf import settings
 from django.contrib import messages
@@ -32,7 +32,7 @@ from orderweb.services import MAX_ORDER_NOTE_LENGTH, NOTE_ADDED, order_note_add
 from reviews import insights as team_insights
 from reviews import risk_selectors, selectors, services
 from reviews.forms import BulkDecisionForm, DecisionForm, InsightsForm, RecentFilterForm
-from reviews.models import RejectReason, ReviewTask, RiskLevel, claim_timeout
+from reviews.models import RejectReason, ReviewTask, RiskLevel
 from temporal_app.client import (
     TemporalUnavailable,
     WorkersNotAnswering,
@@ -51,9 +51,7 @@ BULK_KEPT = 5  # bulk results kept in the session (the latest)
 BULK_DONE = "Bulk {decision}: {summary}."
 BULK_RESULT_GONE = "That bulk decision's answers are no longer kept; the orders' timelines have them."
 ORDER_NOT_FOUND = "There is no order {order_id!r}."
-LIVE_STATUS_UNAVAILABLE = (
-    "Live status unavailable: Temporal at {address} did not answer. This panel retries by itself."
-)
+LIVE_STATUS_UNAVAILABLE = "Live status unavailable: Temporal at {address} did not answer. This panel retries by itself."
 LIVE_STATUS_NO_WORKERS = (
     "Live status unavailable: the order workers are not answering (since {since} UTC). Below is what "
     "Postgres holds; decisions cannot be applied until the workers are back. This panel checks again by itself."
@@ -70,7 +68,9 @@ LIVE_STATUS_STUCK = (
 )
 # The decision panel locks itself with one of these when the live status shows the order has
 # left review while the page was open (a colleague, staff, an outside client, the timeout).
-LEFT_REVIEW_DECIDED = "This order has left review: {outcome} by {who}{when}. It is now {state}; nothing you do here applies."
+LEFT_REVIEW_DECIDED = (
+    "This order has left review: {outcome} by {who}{when}. It is now {state}; nothing you do here applies."
+)
 LEFT_REVIEW_CLOSED = "This order has left review: {outcome}{when}. It is now {state}; nothing you do here applies."
 LEFT_REVIEW_LIVE = "This order has left review: its workflow is {state}{why}. Nothing you do here applies."
 QUEUE_DONE = "That was the last order in your queue{view}. Nothing else waits for you."
@@ -127,8 +127,9 @@ def _order_or_404(order_id: str) -> Order:
 
 def _next_url(request: HttpRequest, default: str) -> str:
     target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
-                                                  require_https=request.is_secure()):
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return target
     return default
 
@@ -145,17 +146,24 @@ def queue(request: HttpRequest) -> HttpResponse:
         view = dataclasses.replace(view, filter=selectors.QueueFilter.ALL)
     matches = selectors.orders_search(search=view.search)
     now = timezone.now()
-    page = selectors.review_queue_list(user=request.user, view=view, page=request.GET.get("page", 1),
-                                       matches=matches, now=now)
+    page = selectors.review_queue_list(
+        user=request.user, view=view, page=request.GET.get("page", 1), matches=matches, now=now
+    )
     context = {
         "tab": "queue",
         "view": view,
         "filter": view.filter,
         "search": view.search,
         "page": page,
-        "rows": [(task, selectors.review_deadline(due_at=task.due_at, now=now),
-                  selectors.duration_text(now - task.order.created_at), task.holder(now))
-                 for task in page.object_list],
+        "rows": [
+            (
+                task,
+                selectors.review_deadline(due_at=task.due_at, now=now),
+                selectors.duration_text(now - task.order.created_at),
+                task.holder(now),
+            )
+            for task in page.object_list
+        ],
         "counts": selectors.review_queue_counts(user=request.user, now=now),
         "is_lead": is_lead,
         "tab_links": {name: view.with_(filter=name) for name in selectors.QueueFilter.CHOICES},
@@ -184,13 +192,18 @@ def recent(request: HttpRequest) -> HttpResponse:
     for name, errors in form.errors.items():
         messages.warning(request, RECENT_FILTER_DROPPED.format(field=name, error=" ".join(errors)))
     filter = selectors.RecentFilter(
-        mine=request.GET.get("mine") == "1", search=data.get("q", ""), by=data.get("by", ""),
-        reason=data.get("reason", ""), outcome=data.get("outcome", ""), since=data.get("since"),
+        mine=request.GET.get("mine") == "1",
+        search=data.get("q", ""),
+        by=data.get("by", ""),
+        reason=data.get("reason", ""),
+        outcome=data.get("outcome", ""),
+        since=data.get("since"),
         until=data.get("until"),
     )
     matches = selectors.orders_search(search=filter.search)
-    page = selectors.review_recent_list(user=request.user, filter=filter, page=request.GET.get("page", 1),
-                                        matches=matches)
+    page = selectors.review_recent_list(
+        user=request.user, filter=filter, page=request.GET.get("page", 1), matches=matches
+    )
     context = {
         "tab": "recent",
         "mine": filter.mine,
@@ -251,9 +264,15 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
         "is_lead": is_lead,
         "can_release_others": is_lead or user.has_perm("reviews.change_reviewtask"),
         # Whom a lead can hand the review to (one query, for leads on an open review only).
-        "reviewers": ([name for name in selectors.reviewer_names() if name not in (selectors.POLICY_ACTOR,
-                                                                                  task.first_approval_by)]
-                      if is_lead and review.is_open else []),
+        "reviewers": (
+            [
+                name
+                for name in selectors.reviewer_names()
+                if name not in (selectors.POLICY_ACTOR, task.first_approval_by)
+            ]
+            if is_lead and review.is_open
+            else []
+        ),
         # Leads: the list entries matching the order now, and "Block this address" / "Allow this customer".
         "can_list": is_lead,
         "list_entries": risk_selectors.order_list_entries(order=review.order) if is_lead else [],
@@ -267,8 +286,11 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
         "next_url": _order_url(next_id, view) if next_id else "",
         "previous_url": _order_url(previous_id, view) if previous_id else "",
         "queue_url": reverse("reviews:queue") + (f"?{view.querystring}" if view.querystring else ""),
-        "admin_url": (reverse("admin:orderweb_order_change", args=[review.order.pk])
-                      if user.is_staff and user.has_perm("orderweb.view_order") else ""),
+        "admin_url": (
+            reverse("admin:orderweb_order_change", args=[review.order.pk])
+            if user.is_staff and user.has_perm("orderweb.view_order")
+            else ""
+        ),
         "temporal_url": workflow_ui_url(review.order.workflow_id),
         "refresh_seconds": _refresh_seconds(),
     }
@@ -281,8 +303,14 @@ def order_status(request: HttpRequest, order_id: str) -> HttpResponse:
     """The live panel: the workflow's own answer to ``get_status`` next to the Postgres
     projection. Polled by htmx; it stops polling (HTTP 286) once the workflow has finished."""
     order = _order_or_404(order_id)
-    context: dict = {"order": order, "live": None, "error": "", "detail": "", "unavailable": False,
-                     "refresh_seconds": _refresh_seconds()}
+    context: dict = {
+        "order": order,
+        "live": None,
+        "error": "",
+        "detail": "",
+        "unavailable": False,
+        "refresh_seconds": _refresh_seconds(),
+    }
     gone = False
     try:
         context["live"] = selectors.order_status_summary(status=order_workflow_status(order.workflow_id))
@@ -298,7 +326,9 @@ def order_status(request: HttpRequest, order_id: str) -> HttpResponse:
         context["unavailable"] = True
     except WorkflowGone as err:
         gone = True
-        context["error"] = LIVE_STATUS_GONE_FINISHED if order.is_terminal else LIVE_STATUS_NO_WORKFLOW.format(detail=err)
+        context["error"] = (
+            LIVE_STATUS_GONE_FINISHED if order.is_terminal else LIVE_STATUS_NO_WORKFLOW.format(detail=err)
+        )
     except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
         context["error"] = LIVE_STATUS_QUERY_FAILED.format(detail=err)
     # Nothing more will change: the workflow has finished, or Temporal no longer has it (a
@@ -320,8 +350,12 @@ def _left_review_message(order: Order, live: dict | None) -> str:
     """Why the decision panel must lock, or "" while the order still waits for review. Postgres
     first (the task closed: who or what closed it); else the workflow's own answer (it moved on
     and the projection has not landed yet)."""
-    task = ReviewTask.objects.filter(order=order).order_by("-pk").only(
-        "status", "decided_by_name", "decided_at", "note").first()
+    task = (
+        ReviewTask.objects.filter(order=order)
+        .order_by("-pk")
+        .only("status", "decided_by_name", "decided_at", "note")
+        .first()
+    )
     state = (live or {}).get("workflow_status") or order.status
     if task is not None and task.status != ReviewTask.Status.OPEN:
         when = f" at {timezone.localtime(task.decided_at):%H:%M:%S}" if task.decided_at else ""
@@ -332,9 +366,12 @@ def _left_review_message(order: Order, live: dict | None) -> str:
         return LEFT_REVIEW_CLOSED.format(outcome=outcome + reason, when=when, state=state)
     if live is None:
         return ""
-    if live.get("workflow_status") not in (OrderState.AWAITING_MANUAL_REVIEW, OrderState.PROCESSING,
-                                           OrderState.STARTED) or live.get("review_decision") or live.get(
-                                               "cancel_requested"):
+    if (
+        live.get("workflow_status")
+        not in (OrderState.AWAITING_MANUAL_REVIEW, OrderState.PROCESSING, OrderState.STARTED)
+        or live.get("review_decision")
+        or live.get("cancel_requested")
+    ):
         why = ""
         if live.get("review_decision"):
             why = f" (decision: {live['review_decision']})"
@@ -406,8 +443,12 @@ def extend(request: HttpRequest, order_id: str) -> HttpResponse:
 @require_POST
 def reassign(request: HttpRequest, order_id: str) -> HttpResponse:
     order = _order_or_404(order_id)
-    _say(request, lambda: services.review_task_reassign(order=order, user=request.user,
-                                                         to_username=request.POST.get("to", "")[:150]))
+    _say(
+        request,
+        lambda: services.review_task_reassign(
+            order=order, user=request.user, to_username=request.POST.get("to", "")[:150]
+        ),
+    )
     return redirect(_next_url(request, _order_url(order)))
 
 
@@ -436,21 +477,38 @@ def label(request: HttpRequest, order_id: str) -> HttpResponse:
     ok = True
     try:
         if data.get("remove") == "1":
-            change = order_label_remove(order=order, label=data.get("label", ""), source=OrderLabel.Source.REVIEW,
-                                        user=request.user, note=data.get("note", ""))
+            change = order_label_remove(
+                order=order,
+                label=data.get("label", ""),
+                source=OrderLabel.Source.REVIEW,
+                user=request.user,
+                note=data.get("note", ""),
+            )
         else:
-            change = order_label_set(order=order, label=data.get("label", ""), source=OrderLabel.Source.REVIEW,
-                                     user=request.user, note=data.get("note", ""),
-                                     source_reference=data.get("source_reference", ""))
+            change = order_label_set(
+                order=order,
+                label=data.get("label", ""),
+                source=OrderLabel.Source.REVIEW,
+                user=request.user,
+                note=data.get("note", ""),
+                source_reference=data.get("source_reference", ""),
+            )
         message = change.message
     except ValidationError as err:
         ok, message = False, " ".join(err.messages)
     if request.htmx:
-        return render(request, "reviews/_labels.html", {
-            "order": order, "labels": list(order.labels.order_by("created_at", "pk")),
-            "can_label": request.user.has_perm(LABEL_PERMISSION), "label_kinds": OrderLabel.Kind.choices,
-            "label_message": message, "label_ok": ok,
-        })  # 200 either way: htmx swaps only 2xx answers, and the panel says what went wrong
+        return render(
+            request,
+            "reviews/_labels.html",
+            {
+                "order": order,
+                "labels": list(order.labels.order_by("created_at", "pk")),
+                "can_label": request.user.has_perm(LABEL_PERMISSION),
+                "label_kinds": OrderLabel.Kind.choices,
+                "label_message": message,
+                "label_ok": ok,
+            },
+        )  # 200 either way: htmx swaps only 2xx answers, and the panel says what went wrong
     (messages.success if ok else messages.error)(request, message)
     return redirect(_order_url(order) + "#labels")
 
@@ -470,19 +528,25 @@ def bulk(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data
     try:
         lines = services.review_decide_bulk(
-            order_ids=data["orders"], user=request.user, decision=data["decision"], note=data["note"],
-            reason_code=data["reason_code"], batch_id=str(data["batch_id"]),
+            order_ids=data["orders"],
+            user=request.user,
+            decision=data["decision"],
+            note=data["note"],
+            reason_code=data["reason_code"],
+            batch_id=str(data["batch_id"]),
         )
     except ValidationError as err:
         messages.error(request, " ".join(err.messages))
         return redirect(queue_url + (f"?{data['queue']}" if data["queue"] else ""))
     batch = str(data["batch_id"])
-    kept = [key for key in request.session.get("reviews:bulk", []) if key != batch][-(BULK_KEPT - 1):]
+    kept = [key for key in request.session.get("reviews:bulk", []) if key != batch][-(BULK_KEPT - 1) :]
     for old in set(request.session.get("reviews:bulk", [])) - set(kept):
         request.session.pop(BULK_SESSION_KEY.format(batch=old), None)
     request.session["reviews:bulk"] = [*kept, batch]
     request.session[BULK_SESSION_KEY.format(batch=batch)] = {
-        "decision": data["decision"], "queue": data["queue"], "lines": [dataclasses.asdict(line) for line in lines],
+        "decision": data["decision"],
+        "queue": data["queue"],
+        "lines": [dataclasses.asdict(line) for line in lines],
     }
     summary = selectors.bulk_summary(lines=[dataclasses.asdict(line) for line in lines])
     level = messages.SUCCESS if all(line.status == "applied" for line in lines) else messages.WARNING
@@ -495,14 +559,25 @@ def bulk(request: HttpRequest) -> HttpResponse:
 def bulk_result(request: HttpRequest, batch: uuid.UUID) -> HttpResponse:
     kept = request.session.get(BULK_SESSION_KEY.format(batch=batch))
     if kept is None:  # an older batch, or another person's: the orders' timelines have the answers
-        return render(request, "reviews/bulk.html", {"tab": "queue", "gone": BULK_RESULT_GONE, "lines": [],
-                                                     "queue_url": reverse("reviews:queue")})
+        return render(
+            request,
+            "reviews/bulk.html",
+            {"tab": "queue", "gone": BULK_RESULT_GONE, "lines": [], "queue_url": reverse("reviews:queue")},
+        )
     lines = kept["lines"]
     queue_url = reverse("reviews:queue") + (f"?{kept['queue']}" if kept["queue"] else "")
-    return render(request, "reviews/bulk.html", {
-        "tab": "queue", "decision": kept["decision"], "lines": lines, "summary": selectors.bulk_summary(lines=lines),
-        "counts": selectors.bulk_counts(lines=lines), "queue_url": queue_url,
-    })
+    return render(
+        request,
+        "reviews/bulk.html",
+        {
+            "tab": "queue",
+            "decision": kept["decision"],
+            "lines": lines,
+            "summary": selectors.bulk_summary(lines=lines),
+            "counts": selectors.bulk_counts(lines=lines),
+            "queue_url": queue_url,
+        },
+    )
 
 
 @reviewer_required
@@ -519,8 +594,12 @@ def decide(request: HttpRequest, order_id: str) -> HttpResponse:
     view = selectors.QueueView.from_querystring(data["queue"])
     try:
         outcome = services.review_decide(
-            order=order, user=request.user, decision=data["decision"], note=data["note"],
-            action_id=str(data["action_id"]), reason_code=data["reason_code"],
+            order=order,
+            user=request.user,
+            decision=data["decision"],
+            note=data["note"],
+            action_id=str(data["action_id"]),
+            reason_code=data["reason_code"],
         )
     except ValidationError as err:
         messages.error(request, " ".join(err.messages))
@@ -556,8 +635,9 @@ def insights(request: HttpRequest) -> HttpResponse:
         since, until = form.cleaned_data["since"], form.cleaned_data["until"]
     else:
         since, until = team_insights.default_range()
-        for error in form.errors.get("__all__", []) + [e for name, errs in form.errors.items() if name != "__all__"
-                                                       for e in errs]:
+        for error in form.errors.get("__all__", []) + [
+            e for name, errs in form.errors.items() if name != "__all__" for e in errs
+        ]:
             messages.warning(request, error)
     figures = team_insights.review_insights(since=since, until=until)
     if request.GET.get("format") == "csv":
@@ -565,9 +645,18 @@ def insights(request: HttpRequest) -> HttpResponse:
         response["Content-Disposition"] = f'attachment; filename="review-insights-{since}-{until}.csv"'
         return response
     query = f"since={since}&until={until}"
-    return render(request, "reviews/insights.html", {
-        "tab": "insights", "insights": figures, "since": since, "until": until,
-        "csv_url": reverse("reviews:insights") + f"?{query}&format=csv",
-        "ranges": [(label, f"since={until - timedelta(days=days - 1)}&until={until}") for label, days in
-                   (("7 days", 7), ("30 days", 30), ("90 days", 90))],
-    })
+    return render(
+        request,
+        "reviews/insights.html",
+        {
+            "tab": "insights",
+            "insights": figures,
+            "since": since,
+            "until": until,
+            "csv_url": reverse("reviews:insights") + f"?{query}&format=csv",
+            "ranges": [
+                (label, f"since={until - timedelta(days=days - 1)}&until={until}")
+                for label, days in (("7 days", 7), ("30 days", 30), ("90 days", 90))
+            ],
+        },
+    )

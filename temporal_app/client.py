@@ -16,9 +16,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Optional, TypeVar
 
 from django.conf import settings
 from prometheus_client import Counter, Histogram
@@ -38,7 +39,6 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from temporal_app import codec, tracing
-
 from temporal_app.contracts import (
     ORDER_TASK_QUEUE,
     ActionResult,
@@ -48,15 +48,14 @@ from temporal_app.contracts import (
     RefusalCode,
     refusal,
 )
+
 # The workflow package is Django-free: importing it here costs no settings or database.
 from temporal_app.workflows import DISPATCH_FAILURES_KEY, ORDER_STATUS_KEY, OrderWorkflow
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TEMPORAL_UNAVAILABLE = (
-    "Temporal is unreachable at {address} ({detail}). Nothing was changed; try again in a moment."
-)
+TEMPORAL_UNAVAILABLE = "Temporal is unreachable at {address} ({detail}). Nothing was changed; try again in a moment."
 TEMPORAL_NO_ANSWER = (
     "Temporal did not answer within {seconds:g} s; the request may still take effect. "
     "Check the order before trying again."
@@ -77,10 +76,13 @@ WORKERS_NOT_ANSWERING = (
 # multiprocess mode each worker process writes its own file and /metrics adds them up). The
 # SDK's own client metrics would need a port per process; these answer the same questions.
 CLIENT_CALLS = Counter(
-    "orderweb_temporal_client_calls_total", "Calls from sync Django code to Temporal, by outcome.", ["outcome"],
+    "orderweb_temporal_client_calls_total",
+    "Calls from sync Django code to Temporal, by outcome.",
+    ["outcome"],
 )
 CLIENT_CALL_SECONDS = Histogram(
-    "orderweb_temporal_client_call_seconds", "How long sync Django code waited for Temporal.",
+    "orderweb_temporal_client_call_seconds",
+    "How long sync Django code waited for Temporal.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
@@ -155,9 +157,10 @@ class WorkerSilence:
         """Remember ``err`` (the first moment it was noticed is kept) and return it to raise."""
         with self._lock:
             earlier = self._noticed.get(self._key())
-            err.since = earlier.since if earlier is not None else datetime.now(timezone.utc)
+            err.since = earlier.since if earlier is not None else datetime.now(UTC)
             self._noticed[self._key()] = self._Noticed(
-                err, err.since, time.monotonic() + settings.TEMPORAL_WORKERS_RECHECK_SECONDS)
+                err, err.since, time.monotonic() + settings.TEMPORAL_WORKERS_RECHECK_SECONDS
+            )
             return err
 
     def answered(self) -> None:
@@ -172,7 +175,7 @@ class WorkerSilence:
     def first_noticed(self) -> datetime:
         with self._lock:
             noticed = self._noticed.get(self._key())
-            return noticed.since if noticed is not None else datetime.now(timezone.utc)
+            return noticed.since if noticed is not None else datetime.now(UTC)
 
 
 worker_silence = WorkerSilence()
@@ -259,8 +262,12 @@ class _ClientThread:
     async def _client_or_connect(self) -> Client:
         # Runs on the loop thread only, so no lock is needed around the cached client. Keyed by
         # address, namespace and payload keys so that a settings override (tests) gets its own connection.
-        key = (settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE, tuple(settings.TEMPORAL_PAYLOAD_KEYS),
-               tracing.enabled())
+        key = (
+            settings.TEMPORAL_ADDRESS,
+            settings.TEMPORAL_NAMESPACE,
+            tuple(settings.TEMPORAL_PAYLOAD_KEYS),
+            tracing.enabled(),
+        )
         if self._client is not None and self._client_key == key:
             return self._client
         # One attempt at a time, shielded: a caller that gives up first (a 2 s readiness probe,
@@ -313,7 +320,7 @@ class _ClientThread:
         future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(call(), timeout), loop)
         try:
             return future.result(timeout + 1)
-        except (asyncio.TimeoutError, TimeoutError) as err:
+        except TimeoutError as err:
             future.cancel()
             if self._client is None:  # still connecting: the request never left this process
                 raise TemporalUnavailable(
@@ -345,7 +352,8 @@ def temporal_health_check(timeout: float) -> None:
 
     if not client_thread.run(check, timeout=timeout):
         raise TemporalUnavailable(
-            TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail="its health check says not serving"))
+            TEMPORAL_UNAVAILABLE.format(address=settings.TEMPORAL_ADDRESS, detail="its health check says not serving")
+        )
 
 
 def exit_process(code: int) -> None:
@@ -378,8 +386,10 @@ async def start_order_workflow_async(client: Client, order: Any, options: OrderO
             # An order id runs once, ever: a finished order is never re-run by a retried start.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(ORDER_STATUS_KEY, OrderState.STARTED.value),
-                 SearchAttributePair(DISPATCH_FAILURES_KEY, 0)]
+                [
+                    SearchAttributePair(ORDER_STATUS_KEY, OrderState.STARTED.value),
+                    SearchAttributePair(DISPATCH_FAILURES_KEY, 0),
+                ]
             ),
         )
     except WorkflowAlreadyStartedError:
@@ -465,7 +475,8 @@ def order_workflow_status(workflow_id: str) -> dict[str, Any]:
     async def call(client: Client) -> dict[str, Any]:
         try:
             return await client.get_workflow_handle(workflow_id).query(
-                "get_status", rpc_timeout=timedelta(seconds=seconds))
+                "get_status", rpc_timeout=timedelta(seconds=seconds)
+            )
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise WorkflowGone(err.message) from err
@@ -476,8 +487,9 @@ def order_workflow_status(workflow_id: str) -> dict[str, Any]:
     try:
         status = client_thread.run(call, timeout=seconds + 1)
     except (_NoWorkerAnswered, TemporalNoAnswer) as err:
-        silent = WorkersNotAnswering(WORKERS_NOT_ANSWERING.format(
-            queue=ORDER_TASK_QUEUE, seconds=seconds, since=worker_silence.first_noticed()))
+        silent = WorkersNotAnswering(
+            WORKERS_NOT_ANSWERING.format(queue=ORDER_TASK_QUEUE, seconds=seconds, since=worker_silence.first_noticed())
+        )
         raise worker_silence.noticed(silent) from err
     except WorkflowCannotAnswer:
         # The server answered for this one workflow (its task keeps failing): the workers are
@@ -498,10 +510,16 @@ def _no_worker_answered(err: RPCError) -> bool:
     """How the server says that no worker took the query in time: "no poller seen for task queue
     recently" (FAILED_PRECONDITION), "query timed out before a worker could process it"
     (DEADLINE_EXCEEDED), or the call's own deadline ("Timeout expired", CANCELLED)."""
-    return err.status in (RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.DEADLINE_EXCEEDED,
-                          RPCStatusCode.CANCELLED) and (
-        "poller" in err.message or "worker" in err.message or "timeout" in err.message.lower()
-        or "timed out" in err.message)
+    return err.status in (
+        RPCStatusCode.FAILED_PRECONDITION,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.CANCELLED,
+    ) and (
+        "poller" in err.message
+        or "worker" in err.message
+        or "timeout" in err.message.lower()
+        or "timed out" in err.message
+    )
 
 
 def _workers_check(workflow_id: str) -> None:

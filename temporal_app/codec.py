@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from google.protobuf.descriptor import FieldDescriptor
@@ -41,8 +41,7 @@ BAD_KEY = (
     "make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
 )
 NO_KEY_DECRYPTS = (
-    "a payload encrypted with key {key_id} cannot be decrypted: none of TEMPORAL_PAYLOAD_KEYS "
-    "({known}) is that key"
+    "a payload encrypted with key {key_id} cannot be decrypted: none of TEMPORAL_PAYLOAD_KEYS ({known}) is that key"
 )
 
 
@@ -97,9 +96,11 @@ class FernetPayloadCodec(PayloadCodec):
         try:
             return Payload.FromString(self._fernet.decrypt(payload.data))
         except InvalidToken:
-            raise PayloadKeyError(NO_KEY_DECRYPTS.format(
-                key_id=payload.metadata.get(KEY_ID, b"?").decode(errors="replace"),
-                known=", ".join(self.key_ids))) from None
+            raise PayloadKeyError(
+                NO_KEY_DECRYPTS.format(
+                    key_id=payload.metadata.get(KEY_ID, b"?").decode(errors="replace"), known=", ".join(self.key_ids)
+                )
+            ) from None
 
 
 def data_converter(keys: Iterable[bytes] = ()) -> DataConverter:

@@ -21,9 +21,10 @@ No Django here: the settings module calls it before Django is configured.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Optional, Union
 
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 from temporalio.service import TLSConfig
@@ -164,7 +165,8 @@ def load_connection(environ: Optional[Mapping[str, str]] = None) -> TemporalConn
         return TemporalConnection(
             address=environ.get("TEMPORAL_ADDRESS") or DEFAULT_ADDRESS,
             namespace=environ.get("TEMPORAL_NAMESPACE") or DEFAULT_NAMESPACE,
-            profile=profile_name, problem=str(problem),
+            profile=profile_name,
+            problem=str(problem),
         )
     return TemporalConnection(
         address=profile.address or DEFAULT_ADDRESS,

@@ -36,9 +36,7 @@ AMOUNT_INVALID = "The amount must be a number of at most 2 decimals, not negativ
 TOTAL_TOO_LARGE = "The order total is too large: at most 9999999999.99."
 CUSTOMER_INVALID = "The customer name is longer than 200 characters or contains control characters."
 LINE_INVALID = "Line item {sku!r}: quantity must be a positive whole number and price not negative."
-LINE_SKU_INVALID = (
-    "Line item {sku!r}: a SKU is 1 to 64 characters and a name at most 200, without control characters."
-)
+LINE_SKU_INVALID = "Line item {sku!r}: a SKU is 1 to 64 characters and a name at most 200, without control characters."
 LINE_DUPLICATE_SKU = "SKU {sku!r} appears on more than one line; put the quantity on one line."
 EMAIL_INVALID = "The customer's email address is not valid."
 BILLING_ADDRESS_INVALID = "The billing address: {problem}"
@@ -139,13 +137,21 @@ def customer_error(customer: object) -> Optional[str]:
 
 
 def customer_details_problems(
-    *, email: object = "", billing_address: object = "", client_ip: object = "", user_agent: object = "",
+    *,
+    email: object = "",
+    billing_address: object = "",
+    client_ip: object = "",
+    user_agent: object = "",
     currency: object = DEFAULT_CURRENCY,
 ) -> list[str]:
     """Why the optional customer details cannot be taken (empty means "not given")."""
     problems = []
-    if email and (not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or has_control_chars(email)
-                  or not _EMAIL.match(email)):
+    if email and (
+        not isinstance(email, str)
+        or len(email) > MAX_EMAIL_LENGTH
+        or has_control_chars(email)
+        or not _EMAIL.match(email)
+    ):
         problems.append(EMAIL_INVALID)
     if billing_address and address_error(billing_address):
         problems.append(BILLING_ADDRESS_INVALID.format(problem=address_error(billing_address)))
@@ -154,10 +160,10 @@ def customer_details_problems(
             ipaddress.ip_address(client_ip if isinstance(client_ip, str) else "")
         except ValueError:
             problems.append(CLIENT_IP_INVALID)
-    if user_agent and (not isinstance(user_agent, str) or len(user_agent) > MAX_USER_AGENT_LENGTH
-                       or has_control_chars(user_agent)):
+    if user_agent and (
+        not isinstance(user_agent, str) or len(user_agent) > MAX_USER_AGENT_LENGTH or has_control_chars(user_agent)
+    ):
         problems.append(USER_AGENT_INVALID)
     if not isinstance(currency, str) or not _CURRENCY.match(currency):
         problems.append(CURRENCY_INVALID)
     return problems
-

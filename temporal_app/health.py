@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 # How long /healthz waits for the workers' event loop to run a no-op before calling it blocked.

@@ -20,8 +20,9 @@ import functools
 import logging
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
@@ -40,7 +41,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 INJECTED_FAULT = "InjectedFault"
 PERMANENT_FAULTS = (DataError, IntegrityError, ValidationError, ObjectDoesNotExist)
 
-_activities: dict[str, list[Callable[..., Any]]] = {ORDER_TASK_QUEUE: [], SHIPPING_TASK_QUEUE: [], WEBHOOK_TASK_QUEUE: []}
+_activities: dict[str, list[Callable[..., Any]]] = {
+    ORDER_TASK_QUEUE: [],
+    SHIPPING_TASK_QUEUE: [],
+    WEBHOOK_TASK_QUEUE: [],
+}
 
 
 @dataclass(frozen=True)
@@ -153,15 +158,17 @@ def _periodic_job_ran(name: str) -> str:
     Returns the job's result in words (the Web UI shows it), at most 200 characters."""
     job = periodic_job(name)
     if job is None:  # a schedule left behind by a job that no longer exists in this code
-        raise ApplicationError(f"no periodic job {name!r} is registered in these workers",
-                               type=Errors.PERMANENT, non_retryable=True)
+        raise ApplicationError(
+            f"no periodic job {name!r} is registered in these workers", type=Errors.PERMANENT, non_retryable=True
+        )
     from temporal_app.client import TemporalUnavailable
 
     # Alive while the job runs, whatever its steps take: a worker that dies under a job is noticed
     # within PeriodicJobWorkflow's heartbeat timeout, and the job runs again elsewhere.
     done = threading.Event()
-    beat = threading.Thread(target=contextvars.copy_context().run, args=(_heartbeat_until, done),
-                            name="periodic-heartbeat", daemon=True)
+    beat = threading.Thread(
+        target=contextvars.copy_context().run, args=(_heartbeat_until, done), name="periodic-heartbeat", daemon=True
+    )
     beat.start()
     try:
         result = job.run()

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Optional, Sequence
+from typing import Optional
 
 from temporalio.client import Client, WorkflowExecution, WorkflowHistory
 from temporalio.converter import DataConverter
@@ -45,7 +46,7 @@ class Candidate:
     running: bool
 
     @classmethod
-    def of(cls, execution: WorkflowExecution, *, running: bool) -> "Candidate":
+    def of(cls, execution: WorkflowExecution, *, running: bool) -> Candidate:
         return cls(execution.id, execution.run_id, execution.workflow_type, running)
 
 
@@ -60,8 +61,10 @@ class Failure:
         kind = "non-determinism" if self.nondeterministic else "replay error"
         state = "running" if self.candidate.running else "closed"
         where = f" at event {self.event}" if self.event else ""
-        return (f"{self.candidate.workflow_id} ({self.candidate.workflow_type}, {state}, run "
-                f"{self.candidate.run_id}): {kind}{where}: {self.error}")
+        return (
+            f"{self.candidate.workflow_id} ({self.candidate.workflow_type}, {state}, run "
+            f"{self.candidate.run_id}): {kind}{where}: {self.error}"
+        )
 
 
 @dataclass
@@ -93,7 +96,11 @@ def visibility_query(*, running: bool, workflow_types: Sequence[str], query: str
 
 
 async def list_candidates(
-    client: Client, *, limit: int, workflow_types: Sequence[str], query: str = "",
+    client: Client,
+    *,
+    limit: int,
+    workflow_types: Sequence[str],
+    query: str = "",
 ) -> list[Candidate]:
     """Up to ``limit`` runs: every running one first (up to the limit), then closed ones, the most
     recently closed first (the visibility store's own order for closed runs)."""
@@ -111,9 +118,12 @@ async def list_candidates(
 
 
 async def fetch_histories(
-    client: Client, candidates: Sequence[Candidate], ahead: int = FETCH_AHEAD,
+    client: Client,
+    candidates: Sequence[Candidate],
+    ahead: int = FETCH_AHEAD,
 ) -> AsyncIterator[WorkflowHistory]:
     """The candidates' histories in order, ``ahead`` of them fetched concurrently."""
+
     async def fetch(candidate: Candidate) -> WorkflowHistory:
         return await client.get_workflow_handle(candidate.workflow_id, run_id=candidate.run_id).fetch_history()
 
@@ -145,9 +155,12 @@ def _diverging_event(text: str, history: WorkflowHistory) -> str:
         return f"{found.group(1)} {found.group(2)}"
     found = _LOCAL_ACTIVITY.search(text)
     if found:
-        markers = [event for event in history.events
-                   if event.HasField("marker_recorded_event_attributes")
-                   and event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER]
+        markers = [
+            event
+            for event in history.events
+            if event.HasField("marker_recorded_event_attributes")
+            and event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER
+        ]
         position = int(found.group(1))
         if 0 < position <= len(markers):
             return f"{markers[position - 1].event_id} MarkerRecorded (local activity {position})"

@@ -17,8 +17,9 @@ them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Iterable, Optional, Sequence
+from typing import Optional
 
 from temporalio.client import (
     Client,
@@ -55,7 +56,10 @@ def job_schedule(job: PeriodicJob, *, paused: bool = False, note: Optional[str] 
     every = timedelta(seconds=job.seconds)
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            WORKFLOW_TYPE, PeriodicRun(job.name), id=schedule_id(job), task_queue=job.queue,
+            WORKFLOW_TYPE,
+            PeriodicRun(job.name),
+            id=schedule_id(job),
+            task_queue=job.queue,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=max(every, MIN_CATCHUP_WINDOW)),
@@ -68,10 +72,13 @@ def _matches(current: Schedule, wanted: Schedule) -> bool:
     if not isinstance(action, ScheduleActionStartWorkflow) or not isinstance(target, ScheduleActionStartWorkflow):
         return False
     intervals = [(i.every, i.offset) for i in current.spec.intervals]
-    return (action.workflow == target.workflow and action.task_queue == target.task_queue
-            and intervals == [(i.every, i.offset) for i in wanted.spec.intervals]
-            and current.policy.overlap == wanted.policy.overlap
-            and current.policy.catchup_window == wanted.policy.catchup_window)
+    return (
+        action.workflow == target.workflow
+        and action.task_queue == target.task_queue
+        and intervals == [(i.every, i.offset) for i in wanted.spec.intervals]
+        and current.policy.overlap == wanted.policy.overlap
+        and current.policy.catchup_window == wanted.policy.catchup_window
+    )
 
 
 async def ensure_schedule(client: Client, job: PeriodicJob) -> str:
@@ -106,9 +113,18 @@ async def ensure_schedules(client: Client, queues: Iterable[str]) -> dict[str, s
         try:
             outcomes[schedule_id(job)] = outcome = await ensure_schedule(client, job)
         except Exception as err:  # noqa: BLE001  (RPCError, or the connection lost meanwhile)
-            detail = err.message if isinstance(err, RPCError) else str(err).splitlines()[0] if str(err) else type(err).__name__
-            logger.error("could not create or update the schedule %s (%s); the job does not run until it exists",
-                         schedule_id(job), detail)
+            detail = (
+                err.message
+                if isinstance(err, RPCError)
+                else str(err).splitlines()[0]
+                if str(err)
+                else type(err).__name__
+            )
+            logger.error(
+                "could not create or update the schedule %s (%s); the job does not run until it exists",
+                schedule_id(job),
+                detail,
+            )
             outcomes[schedule_id(job)] = "failed"
             continue
         if outcome != "unchanged":

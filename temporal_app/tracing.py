@@ -28,7 +28,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, Optional
 
 import opentelemetry.context
 import opentelemetry.trace
@@ -253,7 +254,9 @@ class _CauseOutbound(temporalio.worker.WorkflowOutboundInterceptor):
         with self._under_cause():
             return super().start_activity(input)
 
-    def start_local_activity(self, input: temporalio.worker.StartLocalActivityInput) -> temporalio.workflow.ActivityHandle:
+    def start_local_activity(
+        self, input: temporalio.worker.StartLocalActivityInput
+    ) -> temporalio.workflow.ActivityHandle:
         with self._under_cause():
             return super().start_local_activity(input)
 

@@ -32,9 +32,10 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional
 
 import temporalio.api.workflowservice.v1 as wsv1
 from temporalio.api.enums.v1 import TaskQueueType
@@ -89,12 +90,16 @@ def behaviour_of(workflow_types: Iterable[str]) -> VersioningBehavior:
     workflow_types = list(workflow_types)
     unlisted = sorted(set(workflow_types) - VERSIONING_BEHAVIOUR.keys())
     if unlisted:
-        raise ValueError(f"no versioning behaviour chosen for {', '.join(unlisted)}: add it to "
-                         "temporal_app.versioning.VERSIONING_BEHAVIOUR")
+        raise ValueError(
+            f"no versioning behaviour chosen for {', '.join(unlisted)}: add it to "
+            "temporal_app.versioning.VERSIONING_BEHAVIOUR"
+        )
     behaviours = {VERSIONING_BEHAVIOUR[name] for name in workflow_types}
     if len(behaviours) != 1:
-        raise ValueError(f"workflow types {', '.join(sorted(workflow_types))} on one task queue need one "
-                         "versioning behaviour (a worker has one default)")
+        raise ValueError(
+            f"workflow types {', '.join(sorted(workflow_types))} on one task queue need one "
+            "versioning behaviour (a worker has one default)"
+        )
     return behaviours.pop()
 
 
@@ -114,7 +119,8 @@ async def describe_deployment(client: Client, name: str) -> Optional[wsv1.Descri
     """The deployment, or None while Temporal knows no version of it (none has polled yet)."""
     try:
         return await client.workflow_service.describe_worker_deployment(
-            wsv1.DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=name))
+            wsv1.DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=name)
+        )
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             return None
@@ -131,8 +137,9 @@ def current_build_id(described: Optional[wsv1.DescribeWorkerDeploymentResponse])
     return ""
 
 
-async def wait_registered(client: Client, version: WorkerDeploymentVersion, queues: Iterable[str],
-                          timeout: float = REGISTER_TIMEOUT_SECONDS) -> None:
+async def wait_registered(
+    client: Client, version: WorkerDeploymentVersion, queues: Iterable[str], timeout: float = REGISTER_TIMEOUT_SECONDS
+) -> None:
     """Until Temporal lists each of ``queues`` under ``version`` (a version is created, and learns
     its task queues, from its workers' first polls)."""
     wanted = set(queues)
@@ -141,7 +148,9 @@ async def wait_registered(client: Client, version: WorkerDeploymentVersion, queu
         try:
             described = await client.workflow_service.describe_worker_deployment_version(
                 wsv1.DescribeWorkerDeploymentVersionRequest(
-                    namespace=client.namespace, deployment_version=version._to_proto()))
+                    namespace=client.namespace, deployment_version=version._to_proto()
+                )
+            )
             seen = {queue.name for queue in described.version_task_queues}
             if wanted <= seen:
                 return
@@ -149,20 +158,27 @@ async def wait_registered(client: Client, version: WorkerDeploymentVersion, queu
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
         if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"Temporal did not register {visibility_version(version)} for "
-                               f"{', '.join(sorted(wanted))} within {timeout:g} s")
+            raise TimeoutError(
+                f"Temporal did not register {visibility_version(version)} for "
+                f"{', '.join(sorted(wanted))} within {timeout:g} s"
+            )
         await asyncio.sleep(0.25)
 
 
 async def set_current(client: Client, version: WorkerDeploymentVersion, *, identity: str = "") -> None:
     await client.workflow_service.set_worker_deployment_current_version(
         wsv1.SetWorkerDeploymentCurrentVersionRequest(
-            namespace=client.namespace, deployment_name=version.deployment_name,
-            build_id=version.build_id, identity=identity or client.identity))
+            namespace=client.namespace,
+            deployment_name=version.deployment_name,
+            build_id=version.build_id,
+            identity=identity or client.identity,
+        )
+    )
 
 
-async def join_deployment(client: Client, version: WorkerDeploymentVersion, queues: Sequence[str], *,
-                          make_current: bool) -> str:
+async def join_deployment(
+    client: Client, version: WorkerDeploymentVersion, queues: Sequence[str], *, make_current: bool
+) -> str:
     """After the workers poll: make ``version`` current if the deployment has none yet (or if
     ``make_current``); returns what happened, in words, for the log."""
     await wait_registered(client, version, queues)
@@ -170,10 +186,12 @@ async def join_deployment(client: Client, version: WorkerDeploymentVersion, queu
     if current == version.build_id:
         return f"{visibility_version(version)} is the current version"
     if current and not make_current:
-        return (f"{visibility_version(version)} polls; the current version is {version.deployment_name}:{current}. "
-                "Check it with `manage.py verify_replay`, then make it current: "
-                f"temporal worker deployment set-current-version --deployment-name {version.deployment_name} "
-                f"--build-id {version.build_id}")
+        return (
+            f"{visibility_version(version)} polls; the current version is {version.deployment_name}:{current}. "
+            "Check it with `manage.py verify_replay`, then make it current: "
+            f"temporal worker deployment set-current-version --deployment-name {version.deployment_name} "
+            f"--build-id {version.build_id}"
+        )
     try:
         await set_current(client, version)
     except RPCError as err:
@@ -211,8 +229,10 @@ async def pollers_by_build(client: Client, queue: str, deployment_name: str) -> 
     identities: dict[str, set[str]] = {}
     for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
         described = await client.workflow_service.describe_task_queue(
-            wsv1.DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=queue),
-                                          task_queue_type=kind))
+            wsv1.DescribeTaskQueueRequest(
+                namespace=client.namespace, task_queue=TaskQueue(name=queue), task_queue_type=kind
+            )
+        )
         for poller in described.pollers:
             options = poller.deployment_options
             if options.deployment_name == deployment_name and poller.last_access_time.ToSeconds() >= seen_since:
@@ -229,8 +249,9 @@ async def count_open(client: Client, workflow_type: str, version: Optional[Worke
     return (await client.count_workflows(where)).count
 
 
-async def deployment_status(client: Client, name: str, queues: Sequence[str],
-                            workflow_type: str = "OrderWorkflow") -> Optional[list[VersionStatus]]:
+async def deployment_status(
+    client: Client, name: str, queues: Sequence[str], workflow_type: str = "OrderWorkflow"
+) -> Optional[list[VersionStatus]]:
     """Every version of the deployment, newest first; None if Temporal knows no such deployment."""
     described = await describe_deployment(client, name)
     if described is None:
@@ -246,10 +267,14 @@ async def deployment_status(client: Client, name: str, queues: Sequence[str],
         if summary.drainage_info.status == VersionDrainageStatus.VERSION_DRAINAGE_STATUS_DRAINED:
             state = "drained"
         version = WorkerDeploymentVersion(name, build_id)
-        versions.append(VersionStatus(
-            build_id=build_id, state=state, ramp_percentage=ramp if state == "ramping" else 0.0,
-            pollers={queue: pollers[queue].get(build_id, 0) for queue in queues},
-            open_orders=await count_open(client, workflow_type, version),
-            ever_current=summary.HasField("first_activation_time"),
-        ))
+        versions.append(
+            VersionStatus(
+                build_id=build_id,
+                state=state,
+                ramp_percentage=ramp if state == "ramping" else 0.0,
+                pollers={queue: pollers[queue].get(build_id, 0) for queue in queues},
+                open_orders=await count_open(client, workflow_type, version),
+                ever_current=summary.HasField("first_activation_time"),
+            )
+        )
     return versions

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Optional, Sequence
+from typing import Optional
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -87,9 +88,7 @@ async def ensure_search_attributes(client: Client) -> list[str]:
             ListSearchAttributesRequest(namespace=namespace)
         )
         missing = {
-            name: kind
-            for name, kind in REQUIRED_SEARCH_ATTRIBUTES.items()
-            if name not in existing.custom_attributes
+            name: kind for name, kind in REQUIRED_SEARCH_ATTRIBUTES.items() if name not in existing.custom_attributes
         }
         if missing:
             await client.operator_service.add_search_attributes(
@@ -100,7 +99,8 @@ async def ensure_search_attributes(client: Client) -> list[str]:
     except RPCError as err:
         logger.warning(
             "could not check or register search attributes %s (%s); register them on the server",
-            ", ".join(REQUIRED_SEARCH_ATTRIBUTES), err.message,
+            ", ".join(REQUIRED_SEARCH_ATTRIBUTES),
+            err.message,
         )
         return []
 
@@ -123,7 +123,6 @@ def workflows_for(queue: str) -> list[type]:
 def replay_workflows() -> list[type]:
     """Every workflow class the workers run: what ``verify_replay`` replays histories with."""
     return list(dict.fromkeys(defn for queue in QUEUES for defn in workflows_for(queue)))
-
 
 
 def workflow_type(defn: type) -> str:
@@ -212,10 +211,15 @@ def build_workers(
         workflows, activities = workflows_for(queue), activities_for(queue)
         slots = plan[queue]
         executors[queue] = ThreadPoolExecutor(max_workers=slots.threads, thread_name_prefix=f"activity-{queue}")
-        versioning = None if deployment is None else WorkerDeploymentConfig(
-            version=deployment, use_worker_versioning=True,
-            # Each workflow type's behaviour, chosen in temporal_app.versioning (auto-upgrade).
-            default_versioning_behavior=behaviour_of(workflow_type(defn) for defn in workflows),
+        versioning = (
+            None
+            if deployment is None
+            else WorkerDeploymentConfig(
+                version=deployment,
+                use_worker_versioning=True,
+                # Each workflow type's behaviour, chosen in temporal_app.versioning (auto-upgrade).
+                default_versioning_behavior=behaviour_of(workflow_type(defn) for defn in workflows),
+            )
         )
         workers.append(
             Worker(
@@ -261,8 +265,14 @@ async def run_workers(
     executors: dict[str, ThreadPoolExecutor] = {}
     try:
         workers = build_workers(
-            client, queues=queues, threads=threads, webhook_threads=webhook_threads, executors=executors,
-            sandbox=sandbox, sandbox_passthrough=sandbox_passthrough, deployment=deployment,
+            client,
+            queues=queues,
+            threads=threads,
+            webhook_threads=webhook_threads,
+            executors=executors,
+            sandbox=sandbox,
+            sandbox_passthrough=sandbox_passthrough,
+            deployment=deployment,
         )
         async with contextlib.AsyncExitStack() as stack:
             for worker in workers:
@@ -273,8 +283,10 @@ async def run_workers(
             if polling and deployment is not None:
                 await _join(client, deployment, queues, make_current)
             logger.info(
-                "workers running on %s (%s activity threads, workflow sandbox %s)", ", ".join(queues),
-                _threads_said(queues, threads, webhook_threads), "on" if sandbox else "off",
+                "workers running on %s (%s activity threads, workflow sandbox %s)",
+                ", ".join(queues),
+                _threads_said(queues, threads, webhook_threads),
+                "on" if sandbox else "off",
             )
             if polling:
                 # The periodic jobs run as Temporal Schedules, once per period whatever the number
@@ -292,7 +304,7 @@ async def run_workers(
 
 
 def _threads_said(queues: Sequence[str], threads: int, webhook_threads: int) -> str:
-    """"8" or "8 + 4 for webhook-tq": what the operator set, for the log line."""
+    """ "8" or "8 + 4 for webhook-tq": what the operator set, for the log line."""
     shared = any(queue in SHARED_POOL for queue in queues)
     if WEBHOOK_TASK_QUEUE not in queues:
         return str(threads)
@@ -301,11 +313,11 @@ def _threads_said(queues: Sequence[str], threads: int, webhook_threads: int) -> 
     return f"{threads} + {webhook_threads} for {WEBHOOK_TASK_QUEUE}"
 
 
-async def _join(client: Client, deployment: WorkerDeploymentVersion, queues: Sequence[str],
-                make_current: bool) -> None:
+async def _join(client: Client, deployment: WorkerDeploymentVersion, queues: Sequence[str], make_current: bool) -> None:
     try:
-        logger.info("worker deployment version %s", await join_deployment(client, deployment, queues,
-                                                                          make_current=make_current))
+        logger.info(
+            "worker deployment version %s", await join_deployment(client, deployment, queues, make_current=make_current)
+        )
     except Exception as err:  # the workers keep running; an operator can still make it current
         logger.error("worker deployment version %s.%s: %s", deployment.deployment_name, deployment.build_id, err)
 
@@ -324,4 +336,3 @@ async def _until_polling(workers: Sequence[Worker], stop: asyncio.Event) -> bool
         await asyncio.sleep(0.01)
     await asyncio.sleep(0)  # the poll tasks the workers just created take their first step
     return True
-

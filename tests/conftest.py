@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -25,7 +25,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 
 def xdist_worker() -> str:
-    """"gw0", "gw1"... under pytest-xdist; "main" without it."""
+    """ "gw0", "gw1"... under pytest-xdist; "main" without it."""
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
@@ -38,8 +38,9 @@ def _template_database() -> str:
 if os.environ.get("PYTEST_XDIST_WORKER"):  # without xdist, pytest-django's own setup runs as usual
 
     @pytest.fixture(scope="session")
-    def django_db_setup(request, django_test_environment, django_db_blocker, django_db_modify_db_settings,
-                        tmp_path_factory) -> Iterator[None]:
+    def django_db_setup(
+        request, django_test_environment, django_db_blocker, django_db_modify_db_settings, tmp_path_factory
+    ) -> Iterator[None]:
         """Under xdist, the test database is migrated once and copied for each worker.
 
         Migrating takes 10-20 s; three workers migrating at once took all of them that long at the
@@ -103,7 +104,10 @@ def temporal_server(tmp_path_factory) -> Iterator[str]:
     log = open(ARTIFACTS / f"temporal-server-{xdist_worker()}.log", "wb")  # noqa: SIM115 -- closed below
     process = start_dev_server(
         db_file=tmp_path_factory.mktemp("temporal") / "temporal.db",
-        port=port, ui_port=free_port(), log=log, headless=True,
+        port=port,
+        ui_port=free_port(),
+        log=log,
+        headless=True,
         # A workflow whose task keeps failing shows in TemporalReportedProblems after 2 failures
         # instead of 5 (about 50 s): the reconciler's stuck-workflow test waits less.
         dynamic_config={"system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute": "2"},
@@ -153,7 +157,7 @@ def _capture(failed: list[BaseException], fn) -> None:
         failed.append(err)
 
 
-def _health_setting(ready: threading.Event) -> "object":
+def _health_setting(ready: threading.Event) -> object:
     """A WorkerHealth (what /readyz reads) that also sets `ready` once every worker polls."""
     from temporal_app.health import WorkerHealth
 
@@ -191,8 +195,15 @@ class WorkerThread(threading.Thread):
             # The strict sandbox (no module passed through), whatever production workers use: its
             # checks guard every test, the pure modules' code included. Ready once every worker
             # polls (what /readyz reports), not merely connected.
-            await run_workers(client, queues=list(QUEUES), threads=self.threads, stop=self._stop_event,
-                              sandbox=True, sandbox_passthrough=(), health=_health_setting(self.ready))
+            await run_workers(
+                client,
+                queues=list(QUEUES),
+                threads=self.threads,
+                stop=self._stop_event,
+                sandbox=True,
+                sandbox_passthrough=(),
+                health=_health_setting(self.ready),
+            )
         except BaseException as err:  # surfaced by the fixture, never swallowed
             self.error = err
             self.ready.set()

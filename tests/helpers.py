@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 
@@ -56,7 +57,9 @@ def workflow_status(workflow_id: str) -> dict[str, Any]:
     return order_workflow_status(workflow_id)
 
 
-def wait_for_status(workflow_id: str, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30) -> dict[str, Any]:
+def wait_for_status(
+    workflow_id: str, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30
+) -> dict[str, Any]:
     """Poll the workflow's get_status until `predicate` holds; a timeout names the last status.
 
     Only "not yet" is waited out: a workflow not started yet (its start is sent after a commit)
@@ -79,7 +82,9 @@ def wait_for_status(workflow_id: str, predicate: Callable[[dict[str, Any]], bool
     try:
         wait_until(reached, timeout=timeout, what=f"{workflow_id} to {what}")
     except AssertionError as err:
-        seen = f"last status: {last.get('workflow_status')} {last}" if last else f"no status; last error: {last_error!r}"
+        seen = (
+            f"last status: {last.get('workflow_status')} {last}" if last else f"no status; last error: {last_error!r}"
+        )
         raise AssertionError(f"{err}; {seen}") from None
     return last
 
@@ -92,8 +97,10 @@ def wait_until_passed(workflow_id: str, state: str, timeout: float = 30) -> dict
     """Wait until the order has been in `state`, whether it is still there or already past it
     (a fast step, such as a declined charge, can leave a state before a poll sees it)."""
     return wait_for_status(
-        workflow_id, lambda status: any(entry["state"] == state for entry in status["state_history"]),
-        f"pass through {state}", timeout,
+        workflow_id,
+        lambda status: any(entry["state"] == state for entry in status["state_history"]),
+        f"pass through {state}",
+        timeout,
     )
 
 

@@ -67,7 +67,8 @@ def test_dependencies_between_the_apps_point_one_way():
     imports = app_imports()
     wrong = {
         f"{owner} -> {target} ({', '.join(sorted(modules))})"
-        for owner, targets in imports.items() for target, modules in targets.items()
+        for owner, targets in imports.items()
+        for target, modules in targets.items()
         if target not in ALLOWED[owner]
     }
     assert not wrong, "imports against the layering: " + "; ".join(sorted(wrong))
@@ -78,8 +79,9 @@ def test_the_apps_form_no_import_cycle():
     graph = {owner: set(targets) for owner, targets in imports.items() if owner != "project"}
 
     def reaches(start: str, goal: str, seen: frozenset = frozenset()) -> bool:
-        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt}))
-                   for nxt in graph.get(start, ()))
+        return any(
+            nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in graph.get(start, ())
+        )
 
     assert not [app for app in graph if reaches(app, app)]
 

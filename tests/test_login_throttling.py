@@ -25,7 +25,7 @@ from django.urls import reverse
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "right-Password-123"
-HOME = "10.1.1.1"      # the person's address
+HOME = "10.1.1.1"  # the person's address
 ELSEWHERE = "10.2.2.2"  # another address
 # (sign-in page, where a successful sign-in lands)
 PAGES = [("/accounts/login/", "/reviews/"), ("/admin/login/", "/admin/")]
@@ -55,8 +55,7 @@ def staff(db) -> User:
 def sign_in(page: str, username: str, password: str, ip: str = HOME, client: Client | None = None, **extra):
     client = client or Client()
     landing = dict(PAGES)[page]
-    response = client.post(page, {"username": username, "password": password, "next": landing},
-                           REMOTE_ADDR=ip, **extra)
+    response = client.post(page, {"username": username, "password": password, "next": landing}, REMOTE_ADDR=ip, **extra)
     return client, response
 
 
@@ -80,7 +79,7 @@ def assert_locked_page(response, page: str) -> str:
     assert response.status_code == 429, response.status_code
     # The login page rendered first; axes' middleware replaced it with the lockout page.
     names = [t.name for t in response.templates]
-    assert names[names.index("registration/locked_out.html"):][:2] == ["registration/locked_out.html", "base.html"]
+    assert names[names.index("registration/locked_out.html") :][:2] == ["registration/locked_out.html", "base.html"]
     assert 'name="password"' not in text and WRONG_PASSWORD not in text
     assert LOCKED_TITLE in text
     assert "even with the right password" in text
@@ -147,9 +146,9 @@ def test_only_that_username_from_that_address_is_locked(page, staff, limit):
     colleague = User.objects.get(username="stella")
     fail(page, staff.username, limit, ip=HOME)
     assert is_locked(page, staff, ip=HOME)
-    assert not is_locked(page, colleague, ip=HOME)      # another username, same address
-    assert not is_locked(page, staff, ip=ELSEWHERE)     # same username, another address
-    assert is_locked(page, staff, ip=HOME)              # and the pair itself is still locked
+    assert not is_locked(page, colleague, ip=HOME)  # another username, same address
+    assert not is_locked(page, staff, ip=ELSEWHERE)  # same username, another address
+    assert is_locked(page, staff, ip=HOME)  # and the pair itself is still locked
 
 
 def test_failures_on_both_pages_count_together(staff, limit):
@@ -203,8 +202,10 @@ def test_staff_need_the_delete_permission_to_unlock(staff, limit):
     assert is_locked("/accounts/login/", staff)
 
     unlocker = _unlocker(("view_accessattempt", "delete_accessattempt"))
-    response = unlocker.post(reverse("admin:axes_accessattempt_changelist"), {
-        "action": "delete_selected", "_selected_action": [attempt.pk], "post": "yes"})
+    response = unlocker.post(
+        reverse("admin:axes_accessattempt_changelist"),
+        {"action": "delete_selected", "_selected_action": [attempt.pk], "post": "yes"},
+    )
     assert response.status_code == 302
     assert not is_locked("/accounts/login/", staff)
 
@@ -232,7 +233,8 @@ def test_the_lockout_expires_after_the_cool_off_and_attempts_do_not_extend_it(se
     fail("/accounts/login/", staff.username, limit - 1)
     _, response = sign_in("/accounts/login/", staff.username, "wrong")
     assert "You can try again 10 minutes after the attempt that locked it." in assert_locked_page(
-        response, "/accounts/login/")
+        response, "/accounts/login/"
+    )
     assert is_locked("/accounts/login/", staff)
 
     age_attempts(timedelta(minutes=9))  # the attempt that locked it was 9 minutes ago
@@ -262,30 +264,33 @@ def test_behind_a_proxy_the_address_the_proxy_saw_counts(settings, staff, limit)
     settings.LOGIN_TRUSTED_PROXIES = 1
     attacker, colleague = "203.0.113.5", "198.51.100.7"
     for n in range(limit):  # the attacker forges the left part of the header; the proxy appends
-        sign_in("/accounts/login/", staff.username, "wrong", ip=PROXY,
-                HTTP_X_FORWARDED_FOR=f"192.0.2.{n}, {attacker}")
+        sign_in("/accounts/login/", staff.username, "wrong", ip=PROXY, HTTP_X_FORWARDED_FOR=f"192.0.2.{n}, {attacker}")
     assert list(AccessAttempt.objects.values_list("ip_address", flat=True)) == [attacker]
 
     def through_proxy(forwarded_for: str) -> int:
-        return sign_in("/accounts/login/", staff.username, PASSWORD, ip=PROXY,
-                       HTTP_X_FORWARDED_FOR=forwarded_for)[1].status_code
+        return sign_in("/accounts/login/", staff.username, PASSWORD, ip=PROXY, HTTP_X_FORWARDED_FOR=forwarded_for)[
+            1
+        ].status_code
 
     assert through_proxy(attacker) == 429
     assert through_proxy(f"{colleague}, {attacker}") == 429  # forging the colleague's address fails
-    assert through_proxy(colleague) == 302                   # the colleague, elsewhere, signs in
+    assert through_proxy(colleague) == 302  # the colleague, elsewhere, signs in
 
 
-@pytest.mark.parametrize("header, proxies, meta, expected", [
-    ("", 1, {"HTTP_X_FORWARDED_FOR": "203.0.113.5"}, PROXY),
-    ("X-Forwarded-For", 1, {"HTTP_X_FORWARDED_FOR": "203.0.113.5"}, "203.0.113.5"),
-    ("X-Forwarded-For", 1, {"HTTP_X_FORWARDED_FOR": "1.1.1.1, 203.0.113.5"}, "203.0.113.5"),
-    ("X-Forwarded-For", 2, {"HTTP_X_FORWARDED_FOR": "1.1.1.1, 203.0.113.5, 10.0.0.1"}, "203.0.113.5"),
-    ("X-Forwarded-For", 2, {"HTTP_X_FORWARDED_FOR": "203.0.113.5"}, PROXY),  # fewer hops than proxies
-    ("X-Forwarded-For", 1, {}, PROXY),                                        # not through the proxy
-    ("X-Forwarded-For", 1, {"HTTP_X_FORWARDED_FOR": "not-an-address"}, PROXY),
-    ("X-Real-IP", 1, {"HTTP_X_REAL_IP": "2001:db8::1"}, "2001:db8::1"),
-    ("HTTP_X_REAL_IP", 1, {"HTTP_X_REAL_IP": "203.0.113.9"}, "203.0.113.9"),
-])
+@pytest.mark.parametrize(
+    "header, proxies, meta, expected",
+    [
+        ("", 1, {"HTTP_X_FORWARDED_FOR": "203.0.113.5"}, PROXY),
+        ("X-Forwarded-For", 1, {"HTTP_X_FORWARDED_FOR": "203.0.113.5"}, "203.0.113.5"),
+        ("X-Forwarded-For", 1, {"HTTP_X_FORWARDED_FOR": "1.1.1.1, 203.0.113.5"}, "203.0.113.5"),
+        ("X-Forwarded-For", 2, {"HTTP_X_FORWARDED_FOR": "1.1.1.1, 203.0.113.5, 10.0.0.1"}, "203.0.113.5"),
+        ("X-Forwarded-For", 2, {"HTTP_X_FORWARDED_FOR": "203.0.113.5"}, PROXY),  # fewer hops than proxies
+        ("X-Forwarded-For", 1, {}, PROXY),  # not through the proxy
+        ("X-Forwarded-For", 1, {"HTTP_X_FORWARDED_FOR": "not-an-address"}, PROXY),
+        ("X-Real-IP", 1, {"HTTP_X_REAL_IP": "2001:db8::1"}, "2001:db8::1"),
+        ("HTTP_X_REAL_IP", 1, {"HTTP_X_REAL_IP": "203.0.113.9"}, "203.0.113.9"),
+    ],
+)
 def test_login_client_ip(settings, header, proxies, meta, expected):
     from orderweb.settings import login_client_ip
 
@@ -300,19 +305,33 @@ def test_login_client_ip(settings, header, proxies, meta, expected):
 
 def _settings_in_a_fresh_process(env: dict[str, str]) -> str:
     base = {k: v for k, v in os.environ.items() if not k.startswith("LOGIN_")}
-    code = ("from django.conf import settings as s; print(s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME, "
-            "s.AXES_LOCKOUT_PARAMETERS, s.AXES_RESET_ON_SUCCESS, repr(s.LOGIN_CLIENT_IP_HEADER), "
-            "s.LOGIN_TRUSTED_PROXIES)")
-    proc = subprocess.run([sys.executable, str(ROOT / "manage.py"), "shell", "-c", code], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT,
-                          env={**base, "SECRET_KEY": secrets.token_urlsafe(50), **env})
+    code = (
+        "from django.conf import settings as s; print(s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME, "
+        "s.AXES_LOCKOUT_PARAMETERS, s.AXES_RESET_ON_SUCCESS, repr(s.LOGIN_CLIENT_IP_HEADER), "
+        "s.LOGIN_TRUSTED_PROXIES)"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "shell", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**base, "SECRET_KEY": secrets.token_urlsafe(50), **env},
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
 
 
 def test_settings_defaults_and_environment():
     assert _settings_in_a_fresh_process({}) == "5 0:15:00 [['username', 'ip_address']] True '' 1"
-    assert _settings_in_a_fresh_process({
-        "LOGIN_FAILURE_LIMIT": "3", "LOGIN_LOCKOUT_MINUTES": "0",
-        "LOGIN_CLIENT_IP_HEADER": "X-Forwarded-For", "LOGIN_TRUSTED_PROXIES": "2",
-    }) == "3 None [['username', 'ip_address']] True 'X-Forwarded-For' 2"
+    assert (
+        _settings_in_a_fresh_process(
+            {
+                "LOGIN_FAILURE_LIMIT": "3",
+                "LOGIN_LOCKOUT_MINUTES": "0",
+                "LOGIN_CLIENT_IP_HEADER": "X-Forwarded-For",
+                "LOGIN_TRUSTED_PROXIES": "2",
+            }
+        )
+        == "3 None [['username', 'ip_address']] True 'X-Forwarded-For' 2"
+    )

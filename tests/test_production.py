@@ -33,13 +33,14 @@ import re
 import secrets
 import signal
 import subprocess
-import time
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import psycopg
 import pytest
@@ -104,8 +105,11 @@ def metric(text: str, name: str) -> float:
 
 
 def series_matching(text: str, pattern: str) -> dict[str, float]:
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if not line.startswith("#") and re.search(pattern, line.rsplit(" ", 1)[0])}
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if not line.startswith("#") and re.search(pattern, line.rsplit(" ", 1)[0])
+    }
 
 
 def database_url(name: str) -> str:
@@ -160,28 +164,34 @@ class Production:
         self.db_name = f"orderweb_production_{self.marker[:12]}"
         self.temporal_port, self.web_port = free_port(), free_port()
         self.web = f"http://127.0.0.1:{self.web_port}"
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("TEMPORAL_", "DJANGO_", "WORKER_", "PROMETHEUS_")) and k not in (
-                        "DEBUG", "SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "CONN_MAX_AGE", "PORT")}
-        self.env.update({
-            MARKER: self.marker,
-            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",  # `python`, `gunicorn`
-            "PYTHONUNBUFFERED": "1",
-            # The README's "Deploy" environment.
-            "DEBUG": "0",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": database_url(self.db_name),
-            "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
-            "TEMPORAL_NAMESPACE": "default",
-            "TEMPORAL_PAYLOAD_KEYS": self.key.decode(),
-            "METRICS_TOKEN": self.metrics_token,
-            "LOG_FORMAT": "json",
-            "STATIC_ROOT": str(tmp / "staticfiles"),
-            **HTTP_ONLY,
-            "DJANGO_SUPERUSER_USERNAME": "ops", "DJANGO_SUPERUSER_EMAIL": "ops@example.com",
-            "DJANGO_SUPERUSER_PASSWORD": self.password,
-        })
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TEMPORAL_", "DJANGO_", "WORKER_", "PROMETHEUS_"))
+            and k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "CONN_MAX_AGE", "PORT")
+        }
+        self.env.update(
+            {
+                MARKER: self.marker,
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",  # `python`, `gunicorn`
+                "PYTHONUNBUFFERED": "1",
+                # The README's "Deploy" environment.
+                "DEBUG": "0",
+                "SECRET_KEY": secrets.token_urlsafe(50),
+                "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "DATABASE_URL": database_url(self.db_name),
+                "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
+                "TEMPORAL_NAMESPACE": "default",
+                "TEMPORAL_PAYLOAD_KEYS": self.key.decode(),
+                "METRICS_TOKEN": self.metrics_token,
+                "LOG_FORMAT": "json",
+                "STATIC_ROOT": str(tmp / "staticfiles"),
+                **HTTP_ONLY,
+                "DJANGO_SUPERUSER_USERNAME": "ops",
+                "DJANGO_SUPERUSER_EMAIL": "ops@example.com",
+                "DJANGO_SUPERUSER_PASSWORD": self.password,
+            }
+        )
         self.workers: dict[str, tuple[Child, int, int]] = {}  # queue -> (child, health port, metrics port)
         self.gunicorn: Optional[Child] = None
         self.temporal: Optional[Child] = None
@@ -197,29 +207,48 @@ class Production:
     def shell(self, command: str, log: str, timeout: float = 180) -> str:
         """A one-off deploy command, as a shell runs it (Procfile lines are shell lines)."""
         env = self.env if "--deploy" not in command else {k: v for k, v in self.env.items() if k not in HTTP_ONLY}
-        out = subprocess.run(["sh", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=timeout, start_new_session=True)
+        out = subprocess.run(
+            ["sh", "-c", command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+        )
         (self.tmp / f"{log}.log").write_text(out.stdout + out.stderr)
         assert out.returncode == 0, f"{command} failed:\n{out.stdout}\n{out.stderr}"
         return out.stdout + out.stderr
 
     def start(self, name: str, line: str, env: dict[str, str]) -> Child:
-        return self.supervisor.start(name, ["sh", "-c", f"exec {line}"], log_path=self.tmp / f"{name}.log",
-                                     env={**self.env, **env}, cwd=ROOT, stop_signal=signal.SIGTERM,
-                                     stop_timeout=20)
+        return self.supervisor.start(
+            name,
+            ["sh", "-c", f"exec {line}"],
+            log_path=self.tmp / f"{name}.log",
+            env={**self.env, **env},
+            cwd=ROOT,
+            stop_signal=signal.SIGTERM,
+            stop_timeout=20,
+        )
 
     def up(self) -> None:
         lines = procfile()
         self.admin_sql(f'CREATE DATABASE "{self.db_name}"')
-        process = start_dev_server(db_file=self.tmp / "temporal.db", port=self.temporal_port, ui_port=free_port(),
-                                   headless=True, log=self.tmp / "temporal.log")
+        process = start_dev_server(
+            db_file=self.tmp / "temporal.db",
+            port=self.temporal_port,
+            ui_port=free_port(),
+            headless=True,
+            log=self.tmp / "temporal.log",
+        )
         self.temporal = self.supervisor.adopt("temporal", process, log_path=self.tmp / "temporal.log")
         for number, step in enumerate(DEPLOY_STEPS, start=1):
             self.shell(lines["release"] if step == "<release>" else step, log=f"deploy-step-{number}")
         for queue, name in (("order-tq", "worker-order"), ("shipping-tq", "worker-shipping")):
             health, metrics = free_port(), free_port()
-            child = self.start(name, lines[name], {"WORKER_HEALTH_PORT": str(health),
-                                                   "TEMPORAL_METRICS_PORT": str(metrics)})
+            child = self.start(
+                name, lines[name], {"WORKER_HEALTH_PORT": str(health), "TEMPORAL_METRICS_PORT": str(metrics)}
+            )
             self.workers[queue] = (child, health, metrics)
         self.gunicorn = self.start("web", lines["web"], {"PORT": str(self.web_port), "WEB_CONCURRENCY": "2"})
         for child, health, _ in self.workers.values():
@@ -237,8 +266,9 @@ class Production:
         return body.decode()
 
     def client(self, *, codec: bool = True):
-        return Client.connect(f"127.0.0.1:{self.temporal_port}",
-                              data_converter=data_converter([self.key] if codec else []))
+        return Client.connect(
+            f"127.0.0.1:{self.temporal_port}", data_converter=data_converter([self.key] if codec else [])
+        )
 
 
 @pytest.fixture
@@ -250,8 +280,14 @@ def production(tmp_path):
     finally:
         system.down()
         # Nothing this test started is left: every process carries the marker in its environment.
-        assert wait_until(lambda: processes_marked(system.marker) == [], timeout=20,
-                          what="every process of the production test to end") is True
+        assert (
+            wait_until(
+                lambda: processes_marked(system.marker) == [],
+                timeout=20,
+                what="every process of the production test to end",
+            )
+            is True
+        )
 
 
 def test_production_profile(production: Production, tmp_path):
@@ -286,8 +322,9 @@ def test_production_profile(production: Production, tmp_path):
     api_key = re.search(r"\bow_[0-9a-f]{8}_[A-Za-z0-9_-]{43}\b", created).group(0)  # its stdout's last line
     if time.time() % 60 > 45:  # keep the burst inside one minute's window
         time.sleep(61 - time.time() % 60)
-    answers = [http(f"{web}/api/v1/orders?limit=1", headers={"Authorization": f"Bearer {api_key}"})[0]
-               for _ in range(10)]
+    answers = [
+        http(f"{web}/api/v1/orders?limit=1", headers={"Authorization": f"Bearer {api_key}"})[0] for _ in range(10)
+    ]
     assert sorted(answers) == [200] * 6 + [429] * 4, answers
 
     # -- every health endpoint is green ------------------------------------------------------
@@ -328,8 +365,11 @@ def test_production_profile(production: Production, tmp_path):
             row = page.locator(f'tr[data-order="{order_id}"]')
             expect(row).to_be_visible()  # the order reached review (by htmx polling, or on load)
             assert page.evaluate("typeof htmx") == "object", "htmx did not load"
-            waiting = wait_until(lambda: (text := p.scrape()) and metric(text, "orderweb_reviews_open") == 1 and text,
-                                 timeout=20, what="/metrics to count the open review")
+            waiting = wait_until(
+                lambda: (text := p.scrape()) and metric(text, "orderweb_reviews_open") == 1 and text,
+                timeout=20,
+                what="/metrics to count the open review",
+            )
             page.screenshot(path=str(SHOTS / "production-review-queue.png"), full_page=True)
             row.get_by_role("link", name=order_id).click()
             expect(page.locator("#workflow-status")).to_have_text("awaiting_manual_review")
@@ -352,13 +392,27 @@ def test_production_profile(production: Production, tmp_path):
     assert run_async(result)["status"] == "completed"  # an untyped handle: the result as JSON
 
     # -- the metrics moved ------------------------------------------------------------------------
-    after = wait_until(lambda: (text := p.scrape()) and metric(text, 'orderweb_orders_last_24h{status="completed"}')
-                       > metric(before, 'orderweb_orders_last_24h{status="completed"}') and text, timeout=20,
-                       what="/metrics to count the completed order")
+    after = wait_until(
+        lambda: (
+            (text := p.scrape())
+            and metric(text, 'orderweb_orders_last_24h{status="completed"}')
+            > metric(before, 'orderweb_orders_last_24h{status="completed"}')
+            and text
+        ),
+        timeout=20,
+        what="/metrics to count the completed order",
+    )
     decide = 'orderweb_http_requests_total{method="POST",route="reviews:decide",status="302"}'
-    moved = {name: (metric(before, name), metric(waiting, name), metric(after, name)) for name in (
-        'orderweb_orders_last_24h{status="completed"}', 'orderweb_orders_in_flight{status="awaiting_manual_review"}',
-        "orderweb_reviews_open", decide, 'orderweb_temporal_client_calls_total{outcome="ok"}')}
+    moved = {
+        name: (metric(before, name), metric(waiting, name), metric(after, name))
+        for name in (
+            'orderweb_orders_last_24h{status="completed"}',
+            'orderweb_orders_in_flight{status="awaiting_manual_review"}',
+            "orderweb_reviews_open",
+            decide,
+            'orderweb_temporal_client_calls_total{outcome="ok"}',
+        )
+    }
     assert moved['orderweb_orders_last_24h{status="completed"}'] == (0, 0, 1)
     assert moved['orderweb_orders_in_flight{status="awaiting_manual_review"}'] == (0, 1, 0)
     assert moved["orderweb_reviews_open"] == (0, 1, 0)
@@ -368,19 +422,31 @@ def test_production_profile(production: Production, tmp_path):
         status, _, body = http(f"http://127.0.0.1:{metrics_port}/metrics")
         assert status == 200
         families |= {line.split()[2] for line in body.decode().splitlines() if line.startswith("# TYPE")}
-        sdk.update({f"{queue} {name}": value for name, value in series_matching(
-            body.decode(), r"^temporal_(workflow_completed|activity_execution_latency_count|"
-                           r"workflow_task_schedule_to_start_latency_count|activity_schedule_to_start_latency_count)").items()})
-    assert any("OrderWorkflow" in name and value >= 1 for name, value in sdk.items()
-               if "workflow_completed" in name), sdk
-    assert any("ShippingWorkflow" in name and value >= 1 for name, value in sdk.items()
-               if "workflow_completed" in name), sdk
+        sdk.update(
+            {
+                f"{queue} {name}": value
+                for name, value in series_matching(
+                    body.decode(),
+                    r"^temporal_(workflow_completed|activity_execution_latency_count|"
+                    r"workflow_task_schedule_to_start_latency_count|activity_schedule_to_start_latency_count)",
+                ).items()
+            }
+        )
+    assert any("OrderWorkflow" in name and value >= 1 for name, value in sdk.items() if "workflow_completed" in name), (
+        sdk
+    )
+    assert any(
+        "ShippingWorkflow" in name and value >= 1 for name, value in sdk.items() if "workflow_completed" in name
+    ), sdk
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "production-metrics.txt").write_text(
         "web /metrics (before the order -> while it waits for review -> after it completed)\n"
         + "".join(f"  {n} {a:g} -> {w:g} -> {b:g}\n" for n, (a, w, b) in moved.items())
-        + "worker SDK metrics (after)\n" + "".join(f"  {n} {v:g}\n" for n, v in sorted(sdk.items()))
-        + "worker SDK metric families\n" + "".join(f"  {n}\n" for n in sorted(families)))
+        + "worker SDK metrics (after)\n"
+        + "".join(f"  {n} {v:g}\n" for n, v in sorted(sdk.items()))
+        + "worker SDK metric families\n"
+        + "".join(f"  {n}\n" for n in sorted(families))
+    )
 
     # -- Temporal holds no plain-text address --------------------------------------------------
     async def histories():
@@ -403,11 +469,15 @@ def test_production_profile(production: Production, tmp_path):
     try:
         status, _, body = http(f"{web}/readyz")
         assert (status, body.decode().splitlines()[:2]) == (
-            503, ["not ready: database", "database: unreachable (OperationalError)"]), body
+            503,
+            ["not ready: database", "database: unreachable (OperationalError)"],
+        ), body
         assert http(f"{web}/healthz")[0] == 200  # alive: no restart for a database outage
         for queue, (_, health, _) in p.workers.items():
             assert http(f"http://127.0.0.1:{health}/readyz")[::2] == (
-                503, f"not ready: database unreachable (OperationalError) (polling {queue})\n".encode())
+                503,
+                f"not ready: database unreachable (OperationalError) (polling {queue})\n".encode(),
+            )
     finally:
         p.admin_sql(f'ALTER DATABASE "{p.db_name}" ALLOW_CONNECTIONS true')
     wait_until(lambda: http(f"{web}/readyz")[0] == 200, timeout=20, what="/readyz to be green again")
@@ -417,8 +487,9 @@ def test_production_profile(production: Production, tmp_path):
     states = set()
 
     def stopped() -> bool:
-        code, _, text = http(f"http://127.0.0.1:{health}/readyz", timeout=2) if shipping.exit_code() is None \
-            else (0, {}, b"")
+        code, _, text = (
+            http(f"http://127.0.0.1:{health}/readyz", timeout=2) if shipping.exit_code() is None else (0, {}, b"")
+        )
         states.add((code, text.decode().strip()))
         return shipping.exit_code() is not None
 
@@ -434,10 +505,14 @@ def test_production_profile(production: Production, tmp_path):
     # whose connection broke: gunicorn's processes may be in either state.
     assert lines[2] in ("temporal: unreachable (connection refused)", "temporal: unreachable (the connection failed)")
     _, order_health, _ = p.workers["order-tq"]
-    worker_ready = wait_until(lambda: (answer := http(f"http://127.0.0.1:{order_health}/readyz", timeout=5))[0] == 503
-                              and answer, timeout=20, what="the order worker's /readyz to say Temporal is gone")
+    worker_ready = wait_until(
+        lambda: (answer := http(f"http://127.0.0.1:{order_health}/readyz", timeout=5))[0] == 503 and answer,
+        timeout=20,
+        what="the order worker's /readyz to say Temporal is gone",
+    )
     assert worker_ready[2].decode().startswith("not ready: temporal unreachable ("), worker_ready
     assert http(f"http://127.0.0.1:{order_health}/healthz")[0] == 200  # alive: its loop answers
     (ARTIFACTS / "production-readiness.txt").write_text(
         f"shipping worker /readyz while stopping: {sorted(states)}\nweb /readyz without Temporal:\n{body.decode()}"
-        f"order worker /readyz without Temporal: {worker_ready[2].decode()}")
+        f"order worker /readyz without Temporal: {worker_ready[2].decode()}"
+    )

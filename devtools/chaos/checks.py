@@ -12,8 +12,19 @@ from typing import Any
 
 from devtools.chaos.logaudit import LogAudit
 from devtools.chaos.scenarios import (
-    APPROVE_REJECT_CANCEL, CANCELLED, COMPLETED, ESCALATION_KILL, EXPECTED_OUTCOMES, FAILED, FORGED_REPORT,
-    FOUR_EYES, FOUR_EYES_SAME, MALFORMED_MESSAGES, NEVER_CHARGED, TERMINATE_RECONCILE, ChaosOrder,
+    APPROVE_REJECT_CANCEL,
+    CANCELLED,
+    COMPLETED,
+    ESCALATION_KILL,
+    EXPECTED_OUTCOMES,
+    FAILED,
+    FORGED_REPORT,
+    FOUR_EYES,
+    FOUR_EYES_SAME,
+    MALFORMED_MESSAGES,
+    NEVER_CHARGED,
+    TERMINATE_RECONCILE,
+    ChaosOrder,
 )
 from temporal_app.contracts import FIRST_OF_TWO_APPROVALS, RefusalCode
 
@@ -45,14 +56,21 @@ def check_terminal(order_ids: list[str], scenarios: dict[str, str]) -> Check:
     """Every order ended; an order whose workflow was terminated on purpose is flagged instead."""
     from orderweb.models import Order
 
-    found = {oid: (status, flagged) for oid, status, flagged in
-             Order.objects.filter(order_id__in=order_ids).values_list("order_id", "status", "attention_since")}
+    found = {
+        oid: (status, flagged)
+        for oid, status, flagged in Order.objects.filter(order_id__in=order_ids).values_list(
+            "order_id", "status", "attention_since"
+        )
+    }
     problems = [f"{oid}: no order row" for oid in order_ids if oid not in found]
-    problems += [f"{oid}: {status}" for oid, (status, flagged) in sorted(found.items())
-                 if status not in (COMPLETED, CANCELLED, FAILED)
-                 and not (scenarios.get(oid) == TERMINATE_RECONCILE and flagged)]
-    return Check("every order terminal (Postgres), or flagged", problems,
-                 f"{len(order_ids) - len(problems)}/{len(order_ids)}")
+    problems += [
+        f"{oid}: {status}"
+        for oid, (status, flagged) in sorted(found.items())
+        if status not in (COMPLETED, CANCELLED, FAILED) and not (scenarios.get(oid) == TERMINATE_RECONCILE and flagged)
+    ]
+    return Check(
+        "every order terminal (Postgres), or flagged", problems, f"{len(order_ids) - len(problems)}/{len(order_ids)}"
+    )
 
 
 def check_every_order_started(order_ids: list[str], outcomes: dict[str, WorkflowOutcome], left_to_sweep: int) -> Check:
@@ -62,24 +80,44 @@ def check_every_order_started(order_ids: list[str], outcomes: dict[str, Workflow
     from orderweb.models import Order, OrderEvent
 
     statuses = dict(Order.objects.filter(order_id__in=order_ids).values_list("order_id", "status"))
-    problems = [f"{oid}: saved, but Temporal has no workflow" for oid in sorted(statuses)
-                if oid not in outcomes or outcomes[oid].execution_status == "NOT_FOUND"]
-    problems += [f"{oid}: still started (its workflow never received it)" for oid, status in sorted(statuses.items())
-                 if status == "started"]
-    flagged = OrderEvent.objects.filter(order__order_id__in=order_ids, type=OrderEvent.Type.ATTENTION_FLAGGED,
-                                        details__problem__in=["workflow_not_started", "workflow_gone"])
-    problems += [f"{oid}: flagged as never started or gone" for oid in flagged.values_list("order__order_id", flat=True)]
-    return Check("every saved order started", problems,
-                 f"{len(statuses)} saved orders; {left_to_sweep} left to the outbox sweep")
+    problems = [
+        f"{oid}: saved, but Temporal has no workflow"
+        for oid in sorted(statuses)
+        if oid not in outcomes or outcomes[oid].execution_status == "NOT_FOUND"
+    ]
+    problems += [
+        f"{oid}: still started (its workflow never received it)"
+        for oid, status in sorted(statuses.items())
+        if status == "started"
+    ]
+    flagged = OrderEvent.objects.filter(
+        order__order_id__in=order_ids,
+        type=OrderEvent.Type.ATTENTION_FLAGGED,
+        details__problem__in=["workflow_not_started", "workflow_gone"],
+    )
+    problems += [
+        f"{oid}: flagged as never started or gone" for oid in flagged.values_list("order__order_id", flat=True)
+    ]
+    return Check(
+        "every saved order started", problems, f"{len(statuses)} saved orders; {left_to_sweep} left to the outbox sweep"
+    )
 
 
-def check_workflows_closed(outcomes: dict[str, WorkflowOutcome], running: list[str], scenarios: dict[str, str]) -> Check:
-    problems = [f"{oid}: execution {o.execution_status}" for oid, o in sorted(outcomes.items())
-                if o.execution_status != "COMPLETED"
-                and not (scenarios.get(oid) == TERMINATE_RECONCILE and o.execution_status == "TERMINATED")]
+def check_workflows_closed(
+    outcomes: dict[str, WorkflowOutcome], running: list[str], scenarios: dict[str, str]
+) -> Check:
+    problems = [
+        f"{oid}: execution {o.execution_status}"
+        for oid, o in sorted(outcomes.items())
+        if o.execution_status != "COMPLETED"
+        and not (scenarios.get(oid) == TERMINATE_RECONCILE and o.execution_status == "TERMINATED")
+    ]
     problems += [f"still running in Temporal: {wid}" for wid in running]
-    return Check("no stuck workflow (closed as Completed, or terminated on purpose)", problems,
-                 f"{len(outcomes) - len(problems)}/{len(outcomes)} as expected, {len(running)} running")
+    return Check(
+        "no stuck workflow (closed as Completed, or terminated on purpose)",
+        problems,
+        f"{len(outcomes) - len(problems)}/{len(outcomes)} as expected, {len(running)} running",
+    )
 
 
 def check_flags(order_ids: list[str], scenarios: dict[str, str]) -> Check:
@@ -88,13 +126,17 @@ def check_flags(order_ids: list[str], scenarios: dict[str, str]) -> Check:
     from orderweb.models import Order, OrderEvent
     from reviews.models import ReviewTask
 
-    flagged = set(Order.objects.filter(order_id__in=order_ids, attention_since__isnull=False)
-                  .values_list("order_id", flat=True))
+    flagged = set(
+        Order.objects.filter(order_id__in=order_ids, attention_since__isnull=False).values_list("order_id", flat=True)
+    )
     expected = {oid for oid in order_ids if scenarios.get(oid) == TERMINATE_RECONCILE}
     problems = [f"{oid}: not flagged" for oid in sorted(expected - flagged)]
     problems += [f"{oid}: flagged ({scenarios.get(oid)})" for oid in sorted(flagged - expected)]
-    events = Counter(OrderEvent.objects.filter(order__order_id__in=order_ids, type=OrderEvent.Type.ATTENTION_FLAGGED)
-                     .values_list("order__order_id", flat=True))
+    events = Counter(
+        OrderEvent.objects.filter(order__order_id__in=order_ids, type=OrderEvent.Type.ATTENTION_FLAGGED).values_list(
+            "order__order_id", flat=True
+        )
+    )
     problems += [f"{oid}: flagged {n} times" for oid, n in sorted(events.items()) if n > 1]
     still_open = ReviewTask.objects.filter(order__order_id__in=expected, status=ReviewTask.Status.OPEN)
     problems += [f"{oid}: review still open" for oid in still_open.values_list("order__order_id", flat=True)]
@@ -105,8 +147,9 @@ def check_temporal_matches_postgres(outcomes: dict[str, WorkflowOutcome]) -> Che
     from orderweb.models import Order, Shipment
 
     orders = {o.order_id: o for o in Order.objects.filter(order_id__in=list(outcomes))}
-    tracking = dict(Shipment.objects.filter(order__order_id__in=list(outcomes))
-                    .values_list("order__order_id", "tracking_number"))
+    tracking = dict(
+        Shipment.objects.filter(order__order_id__in=list(outcomes)).values_list("order__order_id", "tracking_number")
+    )
     problems = []
     for oid, outcome in sorted(outcomes.items()):
         order = orders.get(oid)
@@ -129,16 +172,18 @@ def _ledger_counts(order_ids: list[str]) -> tuple[Counter, Counter, Counter]:
     charges, refunds = Counter(), Counter()
     for ref, kind in GatewayLedgerEntry.objects.filter(order_ref__in=order_ids).values_list("order_ref", "kind"):
         (charges if kind == "charge" else refunds)[ref] += 1
-    dispatches = Counter(CarrierLedgerEntry.objects.filter(order_ref__in=order_ids)
-                         .values_list("order_ref", flat=True))
+    dispatches = Counter(CarrierLedgerEntry.objects.filter(order_ref__in=order_ids).values_list("order_ref", flat=True))
     return charges, refunds, dispatches
 
 
 def _reached_payment(order_ids: list[str]) -> set[str]:
     from orderweb.models import OrderEvent
 
-    return set(OrderEvent.objects.filter(order__order_id__in=order_ids, to_status="processing_payment")
-               .values_list("order__order_id", flat=True))
+    return set(
+        OrderEvent.objects.filter(order__order_id__in=order_ids, to_status="processing_payment").values_list(
+            "order__order_id", flat=True
+        )
+    )
 
 
 def check_charges(order_ids: list[str], scenarios: dict[str, str]) -> Check:
@@ -162,8 +207,11 @@ def check_charges(order_ids: list[str], scenarios: dict[str, str]) -> Check:
         if n and (oid not in reached or scenarios.get(oid) in NEVER_CHARGED):
             problems.append(f"{oid}: charged although cancelled/failed before payment ({scenarios.get(oid)})")
         paid += n == 1
-    return Check("exactly one charge per paid order, none before payment", problems,
-                 f"{paid} paid orders, {sum(charges.values())} charges")
+    return Check(
+        "exactly one charge per paid order, none before payment",
+        problems,
+        f"{paid} paid orders, {sum(charges.values())} charges",
+    )
 
 
 def check_refunds(order_ids: list[str]) -> Check:
@@ -195,13 +243,18 @@ def check_payments_match_ledger(order_ids: list[str]) -> Check:
     """Our Payment rows say what the gateway's own ledger says."""
     from orderweb.models import GatewayLedgerEntry, Payment
 
-    ours = {(p.order.order_id, p.kind): p for p in Payment.objects.filter(
-        order__order_id__in=order_ids, status="succeeded").select_related("order")}
+    ours = {
+        (p.order.order_id, p.kind): p
+        for p in Payment.objects.filter(order__order_id__in=order_ids, status="succeeded").select_related("order")
+    }
     theirs = {(e.order_ref, e.kind): e for e in GatewayLedgerEntry.objects.filter(order_ref__in=order_ids)}
     problems = [f"{k[0]}: gateway {k[1]} {theirs[k].reference} has no Payment row" for k in theirs if k not in ours]
     problems += [f"{k[0]}: Payment {k[1]} has no gateway entry" for k in ours if k not in theirs]
-    problems += [f"{k[0]}: {k[1]} amount {ours[k].amount} != gateway {theirs[k].amount}"
-                 for k in ours if k in theirs and ours[k].amount != theirs[k].amount]
+    problems += [
+        f"{k[0]}: {k[1]} amount {ours[k].amount} != gateway {theirs[k].amount}"
+        for k in ours
+        if k in theirs and ours[k].amount != theirs[k].amount
+    ]
     return Check("Payment rows == gateway ledger", problems, f"{len(theirs)} ledger entries")
 
 
@@ -224,8 +277,9 @@ def check_dispatch(order_ids: list[str]) -> Check:
             problems.append(f"{oid}: {order.status} but dispatched")
         if n and addresses[oid] != order.address:
             problems.append(f"{oid}: carrier has address {addresses[oid]!r}, order {order.address!r}")
-    return Check("no order dispatched twice (and only completed ones)", problems,
-                 f"{sum(dispatches.values())} dispatches")
+    return Check(
+        "no order dispatched twice (and only completed ones)", problems, f"{sum(dispatches.values())} dispatches"
+    )
 
 
 def check_actions_once(order_ids: list[str]) -> Check:
@@ -236,8 +290,8 @@ def check_actions_once(order_ids: list[str]) -> Check:
     duplicates_refused = 0
     applied_types = {OrderEvent.Type.SIGNAL_APPLIED, OrderEvent.Type.UPDATE_APPLIED}
     for kind, details in OrderEvent.objects.filter(
-        order__order_id__in=order_ids, type__in=[*applied_types, OrderEvent.Type.SIGNAL_REFUSED,
-                                                 OrderEvent.Type.UPDATE_REFUSED],
+        order__order_id__in=order_ids,
+        type__in=[*applied_types, OrderEvent.Type.SIGNAL_REFUSED, OrderEvent.Type.UPDATE_REFUSED],
     ).values_list("type", "details"):
         action_id = (details or {}).get("action_id")
         if kind in applied_types and action_id:
@@ -248,12 +302,18 @@ def check_actions_once(order_ids: list[str]) -> Check:
     # An accepted review decision is recorded by the state change it causes (review_approved or
     # the cancellation), not as signal_applied: a decision applied twice would enter a state
     # twice. No order enters any state twice.
-    entered = Counter(OrderEvent.objects.filter(order__order_id__in=order_ids).exclude(to_status="")
-                      .values_list("order__order_id", "to_status"))
+    entered = Counter(
+        OrderEvent.objects.filter(order__order_id__in=order_ids)
+        .exclude(to_status="")
+        .values_list("order__order_id", "to_status")
+    )
     problems += [f"{oid} entered {state} {n} times" for (oid, state), n in sorted(entered.items()) if n > 1]
-    return Check("each action id applied at most once", problems,
-                 f"{len(applied)} signal/update actions applied, {duplicates_refused} duplicates refused, "
-                 f"{sum(entered.values())} state changes")
+    return Check(
+        "each action id applied at most once",
+        problems,
+        f"{len(applied)} signal/update actions applied, {duplicates_refused} duplicates refused, "
+        f"{sum(entered.values())} state changes",
+    )
 
 
 def check_outcomes_expected(orders: list[ChaosOrder]) -> Check:
@@ -261,8 +321,12 @@ def check_outcomes_expected(orders: list[ChaosOrder]) -> Check:
     Updates agree with how the order ended."""
     from orderweb.models import Order
 
-    rows = {oid: (status, address, failures) for oid, status, address, failures in Order.objects.filter(
-        order_id__in=[o.order_id for o in orders]).values_list("order_id", "status", "address", "dispatch_failures")}
+    rows = {
+        oid: (status, address, failures)
+        for oid, status, address, failures in Order.objects.filter(
+            order_id__in=[o.order_id for o in orders]
+        ).values_list("order_id", "status", "address", "dispatch_failures")
+    }
     problems = []
     for order in orders:
         status, address, failures = rows.get(order.order_id, (None, None, None))
@@ -271,7 +335,11 @@ def check_outcomes_expected(orders: list[ChaosOrder]) -> Check:
         if order.scenario == FORGED_REPORT and failures:
             problems.append(f"{order.order_id}: a forged shipping report counted as {failures} dispatch failure(s)")
         malformed = order.answers.get("malformed")
-        if order.scenario == MALFORMED_MESSAGES and malformed is not None and malformed[:2] != (False, RefusalCode.MALFORMED):
+        if (
+            order.scenario == MALFORMED_MESSAGES
+            and malformed is not None
+            and malformed[:2] != (False, RefusalCode.MALFORMED)
+        ):
             problems.append(f"{order.order_id}: a malformed Update was answered {malformed}")
         change = order.answers.get("address")
         if change is not None and change[0] and address != order.new_address:
@@ -285,8 +353,12 @@ def check_outcomes_expected(orders: list[ChaosOrder]) -> Check:
                 problems.append(f"{order.order_id}: cancel was accepted ({message}) but the order is {status}")
             # Refused because it was already on its way (a racing signal, or a retry of this one)
             # is the one refusal that may end cancelled.
-            already = code in (RefusalCode.CANCEL_ALREADY_REQUESTED, RefusalCode.DUPLICATE_ACTION,
-                               RefusalCode.ALREADY_FINISHED, RefusalCode.WORKFLOW_CLOSED)
+            already = code in (
+                RefusalCode.CANCEL_ALREADY_REQUESTED,
+                RefusalCode.DUPLICATE_ACTION,
+                RefusalCode.ALREADY_FINISHED,
+                RefusalCode.WORKFLOW_CLOSED,
+            )
             if not accepted and status == CANCELLED and not already:
                 problems.append(f"{order.order_id}: cancel was refused ({message}) but the order is cancelled")
         approve = order.answers.get("approve")
@@ -323,9 +395,11 @@ def _four_eyes_answers(order: ChaosOrder, status: str) -> list[str]:
 def check_review_tasks(order_ids: list[str]) -> Check:
     from reviews.models import ReviewTask
 
-    open_ = list(ReviewTask.objects.filter(order__order_id__in=order_ids, status="open")
-                 .exclude(order__status__in=["started", "processing", "awaiting_manual_review"])
-                 .values_list("order__order_id", "order__status"))
+    open_ = list(
+        ReviewTask.objects.filter(order__order_id__in=order_ids, status="open")
+        .exclude(order__status__in=["started", "processing", "awaiting_manual_review"])
+        .values_list("order__order_id", "order__status")
+    )
     return Check("no open review task on a finished order", [f"{oid}: {s}" for oid, s in open_], "")
 
 
@@ -336,22 +410,31 @@ def check_escalations(order_ids: list[str], outcomes: dict[str, WorkflowOutcome]
     from orderweb.models import OrderEvent
     from reviews.models import ReviewTask
 
-    audited = Counter(OrderEvent.objects.filter(order__order_id__in=order_ids, type=OrderEvent.Type.REVIEW_ESCALATED)
-                      .values_list("order__order_id", flat=True))
-    marked = set(ReviewTask.objects.filter(order__order_id__in=order_ids, escalated_at__isnull=False)
-                 .values_list("order__order_id", flat=True))
+    audited = Counter(
+        OrderEvent.objects.filter(order__order_id__in=order_ids, type=OrderEvent.Type.REVIEW_ESCALATED).values_list(
+            "order__order_id", flat=True
+        )
+    )
+    marked = set(
+        ReviewTask.objects.filter(order__order_id__in=order_ids, escalated_at__isnull=False).values_list(
+            "order__order_id", flat=True
+        )
+    )
     problems = []
     for oid in order_ids:
         made = outcomes[oid].escalations if oid in outcomes else 0
         if made > 1:
             problems.append(f"{oid}: the workflow escalated {made} times")
         if audited[oid] != min(made, 1) or (oid in marked) != bool(made):
-            problems.append(f"{oid}: escalated {made} time(s) in Temporal, {audited[oid]} audit row(s), "
-                            f"task {'marked' if oid in marked else 'not marked'}")
+            problems.append(
+                f"{oid}: escalated {made} time(s) in Temporal, {audited[oid]} audit row(s), "
+                f"task {'marked' if oid in marked else 'not marked'}"
+            )
         if scenarios.get(oid) == ESCALATION_KILL and not made:
             problems.append(f"{oid}: never escalated")
-    return Check("each escalation recorded once (Temporal == Postgres)", problems,
-                 f"{sum(audited.values())} escalations")
+    return Check(
+        "each escalation recorded once (Temporal == Postgres)", problems, f"{sum(audited.values())} escalations"
+    )
 
 
 def check_four_eyes(order_ids: list[str], scenarios: dict[str, str]) -> Check:
@@ -360,7 +443,8 @@ def check_four_eyes(order_ids: list[str], scenarios: dict[str, str]) -> Check:
 
     problems = []
     tasks = ReviewTask.objects.filter(order__order_id__in=order_ids).values_list(
-        "order__order_id", "approvals_required", "status", "first_approval_by", "decided_by_name")
+        "order__order_id", "approvals_required", "status", "first_approval_by", "decided_by_name"
+    )
     approved = 0
     for oid, required, status, first, second in tasks:
         if scenarios.get(oid) in FOUR_EYES and required != 2:
@@ -379,8 +463,11 @@ def check_task_failures(outcomes: dict[str, WorkflowOutcome]) -> Check:
 
 def check_logs(audit: LogAudit, unexpected_exits: list[str], driver_errors: list[str]) -> Check:
     counts = ", ".join(f"{n} {name}" for name, n in audit.expected.most_common()) or "none"
-    return Check("no unhandled exception in the logs", audit.unexpected + unexpected_exits + driver_errors,
-                 f"expected tracebacks: {counts}")
+    return Check(
+        "no unhandled exception in the logs",
+        audit.unexpected + unexpected_exits + driver_errors,
+        f"expected tracebacks: {counts}",
+    )
 
 
 def format_table(rows: list[Check], info: list[tuple[str, Any]], max_problems: int = 5) -> str:
@@ -426,10 +513,10 @@ def workflow_task_failures(events: list[Any]) -> list[str]:
 async def gather_outcomes(client: Any, orders: list[ChaosOrder]) -> tuple[dict[str, WorkflowOutcome], list[str]]:
     import asyncio
 
+    from temporalio.api.enums.v1 import EventType
     from temporalio.service import RPCError, RPCStatusCode
 
     from temporal_app.contracts import Activities, OrderResult, shipping_workflow_id
-    from temporalio.api.enums.v1 import EventType
 
     semaphore = asyncio.Semaphore(16)
     outcomes: dict[str, WorkflowOutcome] = {}
@@ -459,13 +546,21 @@ async def gather_outcomes(client: Any, orders: list[ChaosOrder]) -> tuple[dict[s
             if outcome.execution_status == "COMPLETED":
                 result = await handle.result()
                 outcome.status, outcome.reason, outcome.tracking_number = (
-                    result.status, result.reason, result.tracking_number)
+                    result.status,
+                    result.reason,
+                    result.tracking_number,
+                )
             events = await history(order.workflow_id)
             child = shipping_workflow_id(order.workflow_id)
-            outcome.task_failures = task_failures(order.workflow_id, events) + task_failures(child, await history(child))
+            outcome.task_failures = task_failures(order.workflow_id, events) + task_failures(
+                child, await history(child)
+            )
             outcome.escalations = sum(
-                1 for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-                and e.activity_task_scheduled_event_attributes.activity_type.name == Activities.REVIEW_ESCALATED)
+                1
+                for e in events
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                and e.activity_task_scheduled_event_attributes.activity_type.name == Activities.REVIEW_ESCALATED
+            )
             outcomes[order.order_id] = outcome
 
     await asyncio.gather(*(one(o) for o in orders))

@@ -42,7 +42,9 @@ class PostgresControl:
 
         pg_ctl(
             ["-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.pgdata / "log"), "start"],
-            pgdata=self.pgdata, user=_pg_user(), timeout=60,
+            pgdata=self.pgdata,
+            user=_pg_user(),
+            timeout=60,
         )
 
 
@@ -61,11 +63,16 @@ class TemporalControl:
         self.starts += 1
         log = self.logdir / f"temporal-{self.starts}.log"
         process = start_dev_server(
-            db_file=self.db_file, port=self.port, ui_port=self.ui_port, log=log, headless=True,
+            db_file=self.db_file,
+            port=self.port,
+            ui_port=self.ui_port,
+            log=log,
+            headless=True,
             timeout=60,
         )
-        self.child = self.supervisor.adopt("temporal", process, log_path=log, stop_signal=signal.SIGTERM,
-                                           stop_timeout=30)
+        self.child = self.supervisor.adopt(
+            "temporal", process, log_path=log, stop_signal=signal.SIGTERM, stop_timeout=30
+        )
 
     def stop(self) -> None:
         if self.child is not None:
@@ -81,8 +88,9 @@ class WorkerPool:
     Each start gets a health port of its own: a worker is ready when its ``/readyz`` says so.
     """
 
-    def __init__(self, count: int, env: dict[str, str], logdir: Path, threads: int,
-                 supervisor: Optional[Supervisor] = None) -> None:
+    def __init__(
+        self, count: int, env: dict[str, str], logdir: Path, threads: int, supervisor: Optional[Supervisor] = None
+    ) -> None:
         self.env, self.logdir, self.threads = env, logdir, threads
         self.supervisor = supervisor or Supervisor()
         self.children: list[Optional[Child]] = [None] * count
@@ -105,8 +113,12 @@ class WorkerPool:
         self.logs.append(path)
         health_env, self.ready[index] = worker_health()
         self.children[index] = self.supervisor.start(
-            f"worker {index}", self.command(), log_path=path, env={**self.env, **health_env},
-            stop_signal=signal.SIGTERM, stop_timeout=60,
+            f"worker {index}",
+            self.command(),
+            log_path=path,
+            env={**self.env, **health_env},
+            stop_signal=signal.SIGTERM,
+            stop_timeout=60,
         )
 
     def start_all(self) -> None:

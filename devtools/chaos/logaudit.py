@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable, Optional
+from typing import Optional
 
 TRACEBACK_START = "Traceback (most recent call last):"
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
@@ -23,17 +24,24 @@ TIMED_OUT = "activity attempt cancelled at its timeout during the Postgres outag
 _APP_ERROR = r"temporalio\.exceptions\.ApplicationError: (?:\w+: )?"
 EXPECTED_PATTERNS = [
     (INJECTED, re.compile(_APP_ERROR + r"injected fault in \w+$")),
-    (SIMULATED, re.compile(
-        _APP_ERROR + r"(the payment gateway is unavailable \(simulated\)"
-        r"|the carrier rejected the pickup request \(simulated\))$")),
-    (BUSINESS, re.compile(
-        _APP_ERROR + r"(the card was declined \(simulated gateway\)|The address is empty\.)$")),
+    (
+        SIMULATED,
+        re.compile(
+            _APP_ERROR + r"(the payment gateway is unavailable \(simulated\)"
+            r"|the carrier rejected the pickup request \(simulated\))$"
+        ),
+    ),
+    (BUSINESS, re.compile(_APP_ERROR + r"(the card was declined \(simulated gateway\)|The address is empty\.)$")),
     # A fast shutdown (pg_ctl stop -m fast, or SIGINT) ends running queries with AdminShutdown
     # (an OperationalError).
-    (DATABASE, re.compile(
-        r"^((psycopg|django\.db\.utils)\.(OperationalError|InterfaceError)"
-        r"|psycopg\.errors\.(AdminShutdown|CrashShutdown|CannotConnectNow|ConnectionFailure"
-        r"|ConnectionException|ConnectionDoesNotExist))\b")),
+    (
+        DATABASE,
+        re.compile(
+            r"^((psycopg|django\.db\.utils)\.(OperationalError|InterfaceError)"
+            r"|psycopg\.errors\.(AdminShutdown|CrashShutdown|CannotConnectNow|ConnectionFailure"
+            r"|ConnectionException|ConnectionDoesNotExist))\b"
+        ),
+    ),
     # An attempt still waiting on Postgres when its start-to-close timeout passes is cancelled by
     # the SDK (raised in its thread); the retry writes once. Seen while 240 orders saved during
     # the Temporal outage started at once, just before the Postgres outage.
@@ -43,8 +51,10 @@ EXPECTED_PATTERNS = [
 DURING_OUTAGE = {DATABASE, TIMED_OUT}
 
 
-_RECEIVER_HUNG = re.compile(_APP_ERROR + r"(The receiver could not be reached: .*timed out.*"
-                            r"|The receiver answered HTTP 503:.*)$")
+_RECEIVER_HUNG = re.compile(
+    _APP_ERROR + r"(The receiver could not be reached: .*timed out.*"
+    r"|The receiver answered HTTP 503:.*)$"
+)
 
 
 @dataclass
@@ -93,8 +103,11 @@ def scan_worker_log(
         cause = next((name for name, pattern in EXPECTED_PATTERNS if pattern.search(final)), None)
         if cause in DURING_OUTAGE and not any(start <= (stamp or start) <= end for start, end in windows):
             cause = None
-        if cause is None and _RECEIVER_HUNG.search(final) and any(start <= (stamp or start) <= end
-                                                                   for start, end in hung):
+        if (
+            cause is None
+            and _RECEIVER_HUNG.search(final)
+            and any(start <= (stamp or start) <= end for start, end in hung)
+        ):
             cause = RECEIVER
         if cause is None:
             audit.unexpected.append(f"{source}: {final}" + (f" (logged {stamp:%H:%M:%S})" if stamp else ""))

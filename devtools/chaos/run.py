@@ -23,29 +23,74 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from devtools.chaos import webhooks
 from devtools.chaos.checks import (
-    Check, check_actions_once, check_charges, check_dispatch, check_escalations, check_every_order_started,
-    check_flags, check_four_eyes,
-    check_logs, check_outcomes_expected, check_payments_match_ledger, check_refunds, check_review_tasks,
-    check_task_failures, check_temporal_matches_postgres, check_terminal, check_workflows_closed, format_table,
+    Check,
+    check_actions_once,
+    check_charges,
+    check_dispatch,
+    check_escalations,
+    check_every_order_started,
+    check_flags,
+    check_four_eyes,
+    check_logs,
+    check_outcomes_expected,
+    check_payments_match_ledger,
+    check_refunds,
+    check_review_tasks,
+    check_task_failures,
+    check_temporal_matches_postgres,
+    check_terminal,
+    check_workflows_closed,
+    format_table,
     gather_outcomes,
 )
-from devtools.chaos import webhooks
 from devtools.chaos.components import PostgresControl, TemporalControl, WorkerPool
 from devtools.chaos.logaudit import INJECTED, LogAudit, scan_worker_log
 from devtools.chaos.scenarios import (
-    ADDRESS_CHANGE, APPROVE_REJECT_CANCEL, APPROVE_SIGNAL_TWICE, APPROVE_UPDATE, AT_REVIEW, CANCEL_AFTER_APPROVE,
-    CANCELLED, CLIENT_BAD_ADDRESS, COMPLETED, DISPATCH_FAILURE, EARLY_APPROVE, EARLY_CANCEL, ESCALATE_AFTER,
-    ESCALATION_KILL, ESCALATION_TIMEOUT_SECONDS, FAILED, FORGED_REPORT, FOUR_EYES, FOUR_EYES_AMOUNT, FOUR_EYES_SAME,
-    FOUR_EYES_TWO, FOUR_EYES_UNIT_PRICE, MALFORMED_MESSAGES, PAYMENT_DECLINE, RACE_SIGNALS, RACE_UPDATES, REJECT,
-    REVIEW_TIMEOUT, REVIEW_TIMEOUT_SECONDS, REVIEWER, SECOND_REVIEWER, STAFF, TEMPORAL_CANCEL, TERMINATE_RECONCILE,
-    ChaosOrder, scenarios_for,
+    ADDRESS_CHANGE,
+    APPROVE_REJECT_CANCEL,
+    APPROVE_SIGNAL_TWICE,
+    APPROVE_UPDATE,
+    AT_REVIEW,
+    CANCEL_AFTER_APPROVE,
+    CANCELLED,
+    CLIENT_BAD_ADDRESS,
+    COMPLETED,
+    DISPATCH_FAILURE,
+    EARLY_APPROVE,
+    EARLY_CANCEL,
+    ESCALATE_AFTER,
+    ESCALATION_KILL,
+    ESCALATION_TIMEOUT_SECONDS,
+    FAILED,
+    FORGED_REPORT,
+    FOUR_EYES,
+    FOUR_EYES_AMOUNT,
+    FOUR_EYES_SAME,
+    FOUR_EYES_TWO,
+    FOUR_EYES_UNIT_PRICE,
+    MALFORMED_MESSAGES,
+    PAYMENT_DECLINE,
+    RACE_SIGNALS,
+    RACE_UPDATES,
+    REJECT,
+    REVIEW_TIMEOUT,
+    REVIEW_TIMEOUT_SECONDS,
+    REVIEWER,
+    SECOND_REVIEWER,
+    STAFF,
+    TEMPORAL_CANCEL,
+    TERMINATE_RECONCILE,
+    ChaosOrder,
+    scenarios_for,
 )
 from devtools.supervise import Supervisor
 
@@ -139,16 +184,23 @@ class ChaosRun:
         self.hang_log_windows: list[tuple[datetime, datetime]] = []  # local time, as the logs stamp
         self.fault_threads: list[threading.Thread] = []
         self.workers_outages: list[tuple[datetime, datetime]] = []
-        env = {**os.environ, "ACTIVITY_FAULT_RATE": str(config.fault_rate), "CONN_MAX_AGE": "0",
-               # The workers' reconciler runs often here, so terminated workflows are flagged in time.
-               "RECONCILE_INTERVAL_SECONDS": "5", "RECONCILE_GRACE_SECONDS": "5",
-               # The review team's rules the scenarios exercise: four eyes from 1,000.00, escalation
-               # at half the review timeout (the 4 s timeouts escalate too).
-               "REVIEW_FOUR_EYES_AMOUNT": FOUR_EYES_AMOUNT, "REVIEW_ESCALATE_AFTER": str(ESCALATE_AFTER),
-               "REVIEW_ESCALATION_EMAILS": "chaos-leads@localhost", "EMAIL_URL": "dummymail://",
-               # The outbox sweep starts what was saved while Temporal was down.
-               "ORDER_START_SWEEP_SECONDS": str(config.sweep_seconds),
-               **webhooks.worker_env(self.receiver.url)}
+        env = {
+            **os.environ,
+            "ACTIVITY_FAULT_RATE": str(config.fault_rate),
+            "CONN_MAX_AGE": "0",
+            # The workers' reconciler runs often here, so terminated workflows are flagged in time.
+            "RECONCILE_INTERVAL_SECONDS": "5",
+            "RECONCILE_GRACE_SECONDS": "5",
+            # The review team's rules the scenarios exercise: four eyes from 1,000.00, escalation
+            # at half the review timeout (the 4 s timeouts escalate too).
+            "REVIEW_FOUR_EYES_AMOUNT": FOUR_EYES_AMOUNT,
+            "REVIEW_ESCALATE_AFTER": str(ESCALATE_AFTER),
+            "REVIEW_ESCALATION_EMAILS": "chaos-leads@localhost",
+            "EMAIL_URL": "dummymail://",
+            # The outbox sweep starts what was saved while Temporal was down.
+            "ORDER_START_SWEEP_SECONDS": str(config.sweep_seconds),
+            **webhooks.worker_env(self.receiver.url),
+        }
         if config.sweep_batch:
             env["ORDER_START_SWEEP_BATCH"] = str(config.sweep_batch)
         self.pool = WorkerPool(config.workers, env, self.logdir, config.threads, self.supervisor)
@@ -227,12 +279,15 @@ class ChaosRun:
         from temporal_app.contracts import ORDER_TASK_QUEUE, LineItem
 
         if order.scenario == CLIENT_BAD_ADDRESS:
+
             async def start(client: Any) -> None:
                 from temporal_app.workflows import OrderWorkflow
 
                 with contextlib.suppress(WorkflowAlreadyStartedError):
                     await client.start_workflow(
-                        OrderWorkflow.run, args=[order.order_id, "   "], id=order.workflow_id,
+                        OrderWorkflow.run,
+                        args=[order.order_id, "   "],
+                        id=order.workflow_id,
                         task_queue=ORDER_TASK_QUEUE,
                     )
 
@@ -242,18 +297,28 @@ class ChaosRun:
         if order.scenario == DISPATCH_FAILURE:
             db_retry(lambda: fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=3))
         if order.scenario == PAYMENT_DECLINE:
-            db_retry(lambda: fault_plan(target="payment_charged", order_ref=order.order_id,
-                                        mode=SimulatedFault.Mode.DECLINE))
+            db_retry(
+                lambda: fault_plan(target="payment_charged", order_ref=order.order_id, mode=SimulatedFault.Mode.DECLINE)
+            )
         timeout = {REVIEW_TIMEOUT: REVIEW_TIMEOUT_SECONDS, ESCALATION_KILL: ESCALATION_TIMEOUT_SECONDS}.get(
-            order.scenario)
-        line = (LineItem("SKU-CHAOS-XL", "Chaos safe", 1, FOUR_EYES_UNIT_PRICE) if order.scenario in FOUR_EYES
-                else LineItem("SKU-CHAOS", "Chaos widget", 1 + len(order.order_id) % 3, "9.99"))
+            order.scenario
+        )
+        line = (
+            LineItem("SKU-CHAOS-XL", "Chaos safe", 1, FOUR_EYES_UNIT_PRICE)
+            if order.scenario in FOUR_EYES
+            else LineItem("SKU-CHAOS", "Chaos widget", 1 + len(order.order_id) % 3, "9.99")
+        )
         order.created_at = time.monotonic()
         try:
-            db_retry(lambda: order_create(
-                order_id=order.order_id, address=order.address, customer="chaos", line_items=[line],
-                review_timeout_seconds=timeout,
-            ))
+            db_retry(
+                lambda: order_create(
+                    order_id=order.order_id,
+                    address=order.address,
+                    customer="chaos",
+                    line_items=[line],
+                    review_timeout_seconds=timeout,
+                )
+            )
         except ValidationError as err:
             if err.code != "order_exists":  # a retry after a lost commit acknowledgement
                 raise
@@ -285,12 +350,18 @@ class ChaosRun:
             self.signal(order, Signals.COMPLETE_MANUAL_REVIEW, decision)  # duplicate, same action id
             self.notes["early signals"] += 2
         elif order.scenario == EARLY_CANCEL:
-            self.signal(order, Signals.CANCEL_ORDER, CancelRequest("chaos: early cancel", STAFF, f"{order.order_id}:cancel"))
+            self.signal(
+                order, Signals.CANCEL_ORDER, CancelRequest("chaos: early cancel", STAFF, f"{order.order_id}:cancel")
+            )
             self.notes["early signals"] += 1
 
     def review_action(self, order: ChaosOrder) -> None:
         from temporal_app.contracts import (
-            AddressChange, CancelRequest, ReviewDecision, Signals, Updates,
+            AddressChange,
+            CancelRequest,
+            ReviewDecision,
+            Signals,
+            Updates,
         )
 
         approve = ReviewDecision("approve", REVIEWER, "", f"{order.order_id}:approve")
@@ -339,28 +410,53 @@ class ChaosRun:
             self.together(first, second)
             self.notes["concurrent approve+cancel"] += 1
         elif s == APPROVE_REJECT_CANCEL:
-            reject = ReviewDecision("reject", REVIEWER, "chaos: on second thoughts", f"{order.order_id}:reject",
-                                    "suspected_fraud")
-            self.together(lambda: self.update(order, "approve", Updates.DECIDE_REVIEW, approve),
-                          lambda: self.update(order, "reject", Updates.DECIDE_REVIEW, reject),
-                          lambda: self.update(order, "cancel", Updates.REQUEST_CANCEL, cancel))
+            reject = ReviewDecision(
+                "reject", REVIEWER, "chaos: on second thoughts", f"{order.order_id}:reject", "suspected_fraud"
+            )
+            self.together(
+                lambda: self.update(order, "approve", Updates.DECIDE_REVIEW, approve),
+                lambda: self.update(order, "reject", Updates.DECIDE_REVIEW, reject),
+                lambda: self.update(order, "cancel", Updates.REQUEST_CANCEL, cancel),
+            )
             self.notes["concurrent approve+reject+cancel"] += 1
         elif s == FOUR_EYES_SAME:
             # One person twice at once (two action ids, a double submit from two tabs): one counts.
             self.together(
-                lambda: self.update(order, "approve_a", Updates.DECIDE_REVIEW,
-                                    ReviewDecision("approve", REVIEWER, "", f"{order.order_id}:approve-a")),
-                lambda: self.update(order, "approve_b", Updates.DECIDE_REVIEW,
-                                    ReviewDecision("approve", REVIEWER, "", f"{order.order_id}:approve-b")))
-            self.update(order, "approve_second", Updates.DECIDE_REVIEW,
-                        ReviewDecision("approve", SECOND_REVIEWER, "", f"{order.order_id}:approve-c"))
+                lambda: self.update(
+                    order,
+                    "approve_a",
+                    Updates.DECIDE_REVIEW,
+                    ReviewDecision("approve", REVIEWER, "", f"{order.order_id}:approve-a"),
+                ),
+                lambda: self.update(
+                    order,
+                    "approve_b",
+                    Updates.DECIDE_REVIEW,
+                    ReviewDecision("approve", REVIEWER, "", f"{order.order_id}:approve-b"),
+                ),
+            )
+            self.update(
+                order,
+                "approve_second",
+                Updates.DECIDE_REVIEW,
+                ReviewDecision("approve", SECOND_REVIEWER, "", f"{order.order_id}:approve-c"),
+            )
             self.notes["four-eyes approvals at once by one person"] += 1
         elif s == FOUR_EYES_TWO:
             self.together(
-                lambda: self.update(order, "approve_a", Updates.DECIDE_REVIEW,
-                                    ReviewDecision("approve", REVIEWER, "", f"{order.order_id}:approve-a")),
-                lambda: self.update(order, "approve_b", Updates.DECIDE_REVIEW,
-                                    ReviewDecision("approve", SECOND_REVIEWER, "", f"{order.order_id}:approve-b")))
+                lambda: self.update(
+                    order,
+                    "approve_a",
+                    Updates.DECIDE_REVIEW,
+                    ReviewDecision("approve", REVIEWER, "", f"{order.order_id}:approve-a"),
+                ),
+                lambda: self.update(
+                    order,
+                    "approve_b",
+                    Updates.DECIDE_REVIEW,
+                    ReviewDecision("approve", SECOND_REVIEWER, "", f"{order.order_id}:approve-b"),
+                ),
+            )
             self.notes["four-eyes approvals at once by two people"] += 1
         elif s == ESCALATION_KILL:
             self.wait_for_escalation(order)
@@ -394,8 +490,14 @@ class ChaosRun:
         # A Temporal outage holds the escalation's timer back for as long as it lasts.
         deadline = time.monotonic() + 2 * ESCALATION_TIMEOUT_SECONDS + 60 + self.config.temporal_outage_seconds
         while time.monotonic() < deadline:
-            task = db_retry(lambda: ReviewTask.objects.filter(order__order_id=order.order_id).order_by("-pk")
-                            .values("status", "escalated_at").first())
+            task = db_retry(
+                lambda: (
+                    ReviewTask.objects.filter(order__order_id=order.order_id)
+                    .order_by("-pk")
+                    .values("status", "escalated_at")
+                    .first()
+                )
+            )
             if task and (task["escalated_at"] or task["status"] != ReviewTask.Status.OPEN):
                 return
             time.sleep(0.5)
@@ -407,8 +509,9 @@ class ChaosRun:
         request = ShippingRetryRequest(STAFF, f"{order.order_id}:retry:{failures}")
         self.update(order, f"retry{failures}", Updates.RETRY_SHIPPING, request)
         answer = order.answers.get(f"retry{failures}")
-        self.notes["staff shipping retries accepted" if answer is None or answer[0]
-                   else "staff shipping retries refused"] += 1
+        self.notes[
+            "staff shipping retries accepted" if answer is None or answer[0] else "staff shipping retries refused"
+        ] += 1
 
     def submit(self, executor: Any, order: ChaosOrder, fn: Callable[[], None], what: str) -> None:
         order.in_flight = True
@@ -428,8 +531,7 @@ class ChaosRun:
 
     def plan_faults(self) -> list[tuple[int, str]]:
         n, c = self.config.orders, self.config
-        plan = [(max(1, int(n * (0.1 + 0.8 * (i + 0.5) / c.worker_kills))), "kill")
-                for i in range(c.worker_kills)]
+        plan = [(max(1, int(n * (0.1 + 0.8 * (i + 0.5) / c.worker_kills))), "kill") for i in range(c.worker_kills)]
         plan += [(max(1, int(n * (0.42 + 0.1 * i))), "temporal") for i in range(c.temporal_restarts)]
         plan += [(max(1, int(n * (0.62 + 0.1 * i))), "postgres") for i in range(c.db_outages)]
         plan += [(max(1, int(n * (0.15 + 0.1 * i))), "webhook_hang") for i in range(c.webhook_hangs)]
@@ -455,8 +557,10 @@ class ChaosRun:
             self.temporal.start()
             self.event("Temporal dev server restarted (same SQLite file)")
         elif kind == "temporal_outage":
-            self.event(f"stopping the Temporal dev server for {self.config.temporal_outage_seconds:g} s; "
-                       "orders are still saved meanwhile")
+            self.event(
+                f"stopping the Temporal dev server for {self.config.temporal_outage_seconds:g} s; "
+                "orders are still saved meanwhile"
+            )
             self.temporal.stop()
             self.outage_started = time.monotonic()
             self.outage_until = self.outage_started + self.config.temporal_outage_seconds
@@ -506,8 +610,10 @@ class ChaosRun:
                 time.sleep(0.2)
             self.pool.stop_for_outage()
             start = timezone.now()
-            self.event(f"every worker SIGKILLed, down for {webhooks.DOWN_SECONDS:g} s "
-                       f"(the webhook lookback is {webhooks.LOOKBACK_SECONDS:g} s)")
+            self.event(
+                f"every worker SIGKILLed, down for {webhooks.DOWN_SECONDS:g} s "
+                f"(the webhook lookback is {webhooks.LOOKBACK_SECONDS:g} s)"
+            )
 
             def end() -> None:
                 time.sleep(webhooks.DOWN_SECONDS)
@@ -528,8 +634,10 @@ class ChaosRun:
         from django.core.management import call_command
 
         c = self.config
-        self.say(f"chaos run: {c.orders} orders, seed {c.seed}, {c.workers} worker processes, "
-                 f"fault rate {c.fault_rate:.0%}, workdir {c.workdir}")
+        self.say(
+            f"chaos run: {c.orders} orders, seed {c.seed}, {c.workers} worker processes, "
+            f"fault rate {c.fault_rate:.0%}, workdir {c.workdir}"
+        )
         call_command("migrate", verbosity=0)
         self.temporal.start()
         self.say(f"Temporal dev server on 127.0.0.1:{c.temporal_port}; starting workers")
@@ -547,8 +655,11 @@ class ChaosRun:
                 # waiting for it (the process exits without joining its thread).
                 executor.shutdown(wait=finished, cancel_futures=True)
             if not finished:
-                self.driver_errors += [f"driver: an action on {o.order_id} ({o.scenario}) was still running at the deadline"
-                                       for o in self.orders if o.in_flight]
+                self.driver_errors += [
+                    f"driver: an action on {o.order_id} ({o.scenario}) was still running at the deadline"
+                    for o in self.orders
+                    if o.in_flight
+                ]
             rows, info = self.audit(finished)
         finally:
             for thread in self.fault_threads:  # a workers' outage ends with their restart
@@ -582,10 +693,13 @@ class ChaosRun:
             if self.outage_until and now >= self.outage_until:
                 self.temporal.start()
                 self.outage_until = 0.0
-                self.temporal_outages.append(f"{now - self.outage_started:.0f} s, {self.saved_during_outage} orders "
-                                             "saved meanwhile")
-                self.event(f"Temporal is back after {now - self.outage_started:.0f} s; "
-                           f"{self.saved_during_outage} orders were saved meanwhile")
+                self.temporal_outages.append(
+                    f"{now - self.outage_started:.0f} s, {self.saved_during_outage} orders saved meanwhile"
+                )
+                self.event(
+                    f"Temporal is back after {now - self.outage_started:.0f} s; "
+                    f"{self.saved_during_outage} orders were saved meanwhile"
+                )
             # One order per pass: when creating falls behind the rate, the loop still polls,
             # reports progress and injects faults between orders.
             if created < c.orders and now >= next_create:
@@ -596,8 +710,12 @@ class ChaosRun:
                     # Saved while Temporal is down: each save waits for its start to fail, as a web
                     # request would, so they are made side by side (the rate holds).
                     self.saved_during_outage += 1
-                    self.submit(executor, order, lambda o=order: self.create_then_early_action(o),
-                                "create during the Temporal outage")
+                    self.submit(
+                        executor,
+                        order,
+                        lambda o=order: self.create_then_early_action(o),
+                        "create during the Temporal outage",
+                    )
                 else:
                     self.create(order)
                     if order.scenario in (EARLY_APPROVE, EARLY_CANCEL):
@@ -613,9 +731,14 @@ class ChaosRun:
                 now = time.monotonic()
             # A worker SIGKILLed as an escalation falls due (its timer fires on the server; the
             # task and the escalation's activity run on whichever worker is up, or after the restart).
-            due = [o for o in self.orders[:created] if o.scenario == ESCALATION_KILL and not o.killed_at_escalation
-                   and now >= o.created_at + ESCALATION_TIMEOUT_SECONDS * ESCALATE_AFTER - 0.5]
-            for order in due[:max(0, c.escalation_kills - escalation_kills)]:
+            due = [
+                o
+                for o in self.orders[:created]
+                if o.scenario == ESCALATION_KILL
+                and not o.killed_at_escalation
+                and now >= o.created_at + ESCALATION_TIMEOUT_SECONDS * ESCALATE_AFTER - 0.5
+            ]
+            for order in due[: max(0, c.escalation_kills - escalation_kills)]:
                 order.killed_at_escalation = True
                 escalation_kills += 1
                 self.event(f"the escalation of {order.order_id} falls due now:")
@@ -626,9 +749,16 @@ class ChaosRun:
             self.pool.check_alive()
             if now >= next_poll:
                 ids = [o.order_id for o in self.orders[:created]]
-                statuses = {oid: (s, f, flagged) for oid, s, f, flagged in db_retry(lambda ids=ids: list(
-                    Order.objects.filter(order_id__in=ids).values_list(
-                        "order_id", "status", "dispatch_failures", "attention_since")))}
+                statuses = {
+                    oid: (s, f, flagged)
+                    for oid, s, f, flagged in db_retry(
+                        lambda ids=ids: list(
+                            Order.objects.filter(order_id__in=ids).values_list(
+                                "order_id", "status", "dispatch_failures", "attention_since"
+                            )
+                        )
+                    )
+                }
                 for oid, (status, failures, _) in statuses.items():
                     order = self.by_id[oid]
                     if order.in_flight:
@@ -638,8 +768,9 @@ class ChaosRun:
                         self.submit(executor, order, lambda o=order: self.review_action(o), "review action")
                     elif status == "shipping" and failures > order.shipping_retries:
                         order.shipping_retries = failures
-                        self.submit(executor, order, lambda o=order, f=failures: self.shipping_retry(o, f),
-                                    "shipping retry")
+                        self.submit(
+                            executor, order, lambda o=order, f=failures: self.shipping_retry(o, f), "shipping retry"
+                        )
                 next_poll = now + 0.5
             # Done: terminal, or flagged by the reconciler (a workflow terminated on purpose).
             done = sum(1 for s, _, flagged in statuses.values() if s in terminal or flagged)
@@ -654,8 +785,13 @@ class ChaosRun:
                 )
                 next_progress = now + 5
             faults_over = not any(thread.is_alive() for thread in self.fault_threads) and not self.outage_until
-            if (created == c.orders and not plan and faults_over and done == c.orders
-                    and not any(o.in_flight for o in self.orders)):
+            if (
+                created == c.orders
+                and not plan
+                and faults_over
+                and done == c.orders
+                and not any(o.in_flight for o in self.orders)
+            ):
                 self.say(f"all {c.orders} orders are terminal in Postgres (or flagged for staff)")
                 return True
             if now > deadline:
@@ -685,32 +821,38 @@ class ChaosRun:
         self.wait_for_webhooks(ids)
         audit = LogAudit()
         for path in self.pool.logs:
-            part = scan_worker_log(path.read_text(errors="replace"), source=path.name, outages=self.outages,
-                                   receiver_hangs=self.hang_log_windows)
+            part = scan_worker_log(
+                path.read_text(errors="replace"),
+                source=path.name,
+                outages=self.outages,
+                receiver_hangs=self.hang_log_windows,
+            )
             audit.expected.update(part.expected)
             audit.unexpected += part.unexpected
         scenarios = {o.order_id: o.scenario for o in self.orders}
-        rows = db_retry(lambda: [
-            check_terminal(ids, scenarios),
-            check_every_order_started(ids, outcomes, self.left_to_sweep),
-            check_workflows_closed(outcomes, running, scenarios),
-            check_flags(ids, scenarios),
-            check_temporal_matches_postgres(outcomes),
-            check_outcomes_expected(self.orders),
-            check_charges(ids, scenarios),
-            check_refunds(ids),
-            check_payments_match_ledger(ids),
-            check_dispatch(ids),
-            check_actions_once(ids),
-            check_review_tasks(ids),
-            check_escalations(ids, outcomes, scenarios),
-            check_four_eyes(ids, scenarios),
-            check_task_failures(outcomes),
-            webhooks.check_webhooks_delivered(ids, self.receiver.accepted, self.receiver.bad_signatures),
-            webhooks.check_orders_went_on_while_the_receiver_hung(ids, self.receiver_hangs),
-            webhooks.check_workers_down_past_the_lookback(ids, self.workers_outages, webhooks.LOOKBACK_SECONDS),
-            check_logs(audit, self.pool.unexpected_exits, self.driver_errors),
-        ])
+        rows = db_retry(
+            lambda: [
+                check_terminal(ids, scenarios),
+                check_every_order_started(ids, outcomes, self.left_to_sweep),
+                check_workflows_closed(outcomes, running, scenarios),
+                check_flags(ids, scenarios),
+                check_temporal_matches_postgres(outcomes),
+                check_outcomes_expected(self.orders),
+                check_charges(ids, scenarios),
+                check_refunds(ids),
+                check_payments_match_ledger(ids),
+                check_dispatch(ids),
+                check_actions_once(ids),
+                check_review_tasks(ids),
+                check_escalations(ids, outcomes, scenarios),
+                check_four_eyes(ids, scenarios),
+                check_task_failures(outcomes),
+                webhooks.check_webhooks_delivered(ids, self.receiver.accepted, self.receiver.bad_signatures),
+                webhooks.check_orders_went_on_while_the_receiver_hung(ids, self.receiver_hangs),
+                webhooks.check_workers_down_past_the_lookback(ids, self.workers_outages, webhooks.LOOKBACK_SECONDS),
+                check_logs(audit, self.pool.unexpected_exits, self.driver_errors),
+            ]
+        )
         statuses = Counter(o.status for o in outcomes.values() if o.status)
         info: list[tuple[str, Any]] = [
             ("orders", f"{len(ids)} ({', '.join(f'{k} {v}' for k, v in statuses.most_common())})"),
@@ -722,10 +864,17 @@ class ChaosRun:
             ("Temporal restarts", self.temporal.starts - 1),
             ("Temporal outages (orders saved meanwhile)", "; ".join(self.temporal_outages) or "none"),
             ("Postgres outages", ", ".join(f"{(e - s).total_seconds():.1f} s" for s, e in self.outages) or "none"),
-            ("webhook receiver hangs", ", ".join(f"{(e - s).total_seconds():.1f} s" for s, e in self.receiver_hangs)
-             + f" ({self.receiver.hung} requests hung, answered 503)" if self.receiver_hangs else "none"),
-            ("workers down (webhook lookback {:g} s)".format(webhooks.LOOKBACK_SECONDS),
-             ", ".join(f"{(e - s).total_seconds():.1f} s" for s, e in self.workers_outages) or "none"),
+            (
+                "webhook receiver hangs",
+                ", ".join(f"{(e - s).total_seconds():.1f} s" for s, e in self.receiver_hangs)
+                + f" ({self.receiver.hung} requests hung, answered 503)"
+                if self.receiver_hangs
+                else "none",
+            ),
+            (
+                f"workers down (webhook lookback {webhooks.LOOKBACK_SECONDS:g} s)",
+                ", ".join(f"{(e - s).total_seconds():.1f} s" for s, e in self.workers_outages) or "none",
+            ),
             ("injected activity faults (logged)", audit.expected.get(INJECTED, 0)),
             ("fault events", "; ".join(self.events)),
         ]

@@ -22,9 +22,9 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterable
 
 from devtools.chaos.checks import Check
 
@@ -38,9 +38,12 @@ HUNG_ANSWER = 503
 
 def worker_env(url: str) -> dict[str, str]:
     """The workers' webhook settings in the run."""
-    return {"ORDER_WEBHOOK_URL": url, "ORDER_WEBHOOK_SECRET": SECRET,
-            "ORDER_WEBHOOK_LOOKBACK_SECONDS": str(LOOKBACK_SECONDS),
-            "ORDER_WEBHOOK_SWEEP_SECONDS": str(SWEEP_SECONDS)}
+    return {
+        "ORDER_WEBHOOK_URL": url,
+        "ORDER_WEBHOOK_SECRET": SECRET,
+        "ORDER_WEBHOOK_LOOKBACK_SECONDS": str(LOOKBACK_SECONDS),
+        "ORDER_WEBHOOK_SWEEP_SECONDS": str(SWEEP_SECONDS),
+    }
 
 
 class ChaosReceiver:
@@ -105,16 +108,23 @@ class ChaosReceiver:
 def _status_changes(order_ids: list[str]) -> list[tuple[int, str, str, datetime]]:
     from orderweb.models import OrderEvent
 
-    return list(OrderEvent.objects.filter(order__order_id__in=order_ids).exclude(to_status="")
-                .values_list("pk", "order__order_id", "to_status", "created_at"))
+    return list(
+        OrderEvent.objects.filter(order__order_id__in=order_ids)
+        .exclude(to_status="")
+        .values_list("pk", "order__order_id", "to_status", "created_at")
+    )
 
 
 def undelivered(order_ids: list[str]) -> int:
     """Status changes of the run's orders not sent yet (what the audit waits for)."""
     from orderweb.models import OrderEvent
 
-    return (OrderEvent.objects.filter(order__order_id__in=order_ids).exclude(to_status="")
-            .exclude(webhook_delivery__status="sent").count())
+    return (
+        OrderEvent.objects.filter(order__order_id__in=order_ids)
+        .exclude(to_status="")
+        .exclude(webhook_delivery__status="sent")
+        .count()
+    )
 
 
 def check_webhooks_delivered(order_ids: list[str], accepted: Counter, bad_signatures: list[str]) -> Check:
@@ -123,8 +133,9 @@ def check_webhooks_delivered(order_ids: list[str], accepted: Counter, bad_signat
     from orderweb.models import WebhookDelivery
 
     changes = _status_changes(order_ids)
-    deliveries = dict(WebhookDelivery.objects.filter(event__order__order_id__in=order_ids)
-                      .values_list("event_id", "status"))
+    deliveries = dict(
+        WebhookDelivery.objects.filter(event__order__order_id__in=order_ids).values_list("event_id", "status")
+    )
     problems = []
     for pk, oid, to_status, _ in changes:
         status = deliveries.get(pk)
@@ -138,13 +149,17 @@ def check_webhooks_delivered(order_ids: list[str], accepted: Counter, bad_signat
     problems += [f"the receiver accepted {eid}, no delivery of the run" for eid in sorted(set(accepted) - known)]
     problems += [f"bad signature on {eid}" for eid in bad_signatures]
     repeats = sum(n - 1 for n in accepted.values())
-    return Check("every status change delivered once (webhooks)", problems,
-                 f"{len(changes)} status changes (+{len(set(deliveries) - {c[0] for c in changes})} escalations); "
-                 f"{sum(accepted.values())} POSTs accepted, {repeats} of them again after a lost answer")
+    return Check(
+        "every status change delivered once (webhooks)",
+        problems,
+        f"{len(changes)} status changes (+{len(set(deliveries) - {c[0] for c in changes})} escalations); "
+        f"{sum(accepted.values())} POSTs accepted, {repeats} of them again after a lost answer",
+    )
 
 
-def check_orders_went_on_while_the_receiver_hung(order_ids: list[str],
-                                                 hangs: Iterable[tuple[datetime, datetime]]) -> Check:
+def check_orders_went_on_while_the_receiver_hung(
+    order_ids: list[str], hangs: Iterable[tuple[datetime, datetime]]
+) -> Check:
     """During each hang, the workers still wrote the orders' status changes to Postgres."""
     changes = _status_changes(order_ids)
     problems, written = [], []
@@ -153,13 +168,19 @@ def check_orders_went_on_while_the_receiver_hung(order_ids: list[str],
         written.append(n)
         if not n:
             problems.append(f"no status change written while the receiver hung ({start:%H:%M:%S} to {end:%H:%M:%S})")
-    return Check("orders went on while the webhook receiver hung", problems,
-                 ", ".join(f"{n} status changes in {(e - s).total_seconds():.0f} s" for n, (s, e) in zip(written, hangs))
-                 or "no hang")
+    return Check(
+        "orders went on while the webhook receiver hung",
+        problems,
+        ", ".join(
+            f"{n} status changes in {(e - s).total_seconds():.0f} s" for n, (s, e) in zip(written, hangs, strict=False)
+        )
+        or "no hang",
+    )
 
 
-def check_workers_down_past_the_lookback(order_ids: list[str], downs: Iterable[tuple[datetime, datetime]],
-                                         lookback_seconds: float) -> Check:
+def check_workers_down_past_the_lookback(
+    order_ids: list[str], downs: Iterable[tuple[datetime, datetime]], lookback_seconds: float
+) -> Check:
     """Each workers-down outage outlasted the lookback, and status changes were saved in it that
     were older than the lookback when the workers came back (so the delivery check covers them)."""
     changes = _status_changes(order_ids)
@@ -170,9 +191,17 @@ def check_workers_down_past_the_lookback(order_ids: list[str], downs: Iterable[t
         if (end - start).total_seconds() <= lookback_seconds:
             problems.append(f"down {(end - start).total_seconds():.0f} s, not past the {lookback_seconds:g} s lookback")
         elif not n:
-            problems.append(f"no status change saved while the workers were down ({start:%H:%M:%S} to {end:%H:%M:%S}) "
-                            f"was older than the lookback when they came back")
-    return Check("workers down past the webhook lookback: changes waited", problems,
-                 ", ".join(f"{n} status changes older than the lookback when the workers came back "
-                           f"(down {(e - s).total_seconds():.0f} s)" for n, (s, e) in zip(waited, downs))
-                 or "no outage")
+            problems.append(
+                f"no status change saved while the workers were down ({start:%H:%M:%S} to {end:%H:%M:%S}) "
+                f"was older than the lookback when they came back"
+            )
+    return Check(
+        "workers down past the webhook lookback: changes waited",
+        problems,
+        ", ".join(
+            f"{n} status changes older than the lookback when the workers came back "
+            f"(down {(e - s).total_seconds():.0f} s)"
+            for n, (s, e) in zip(waited, downs, strict=False)
+        )
+        or "no outage",
+    )

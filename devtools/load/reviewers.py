@@ -44,19 +44,30 @@ class _SignedInReviewer(HttpUser):
         self.client.get("/accounts/login/", name="sign-in page")
         response = self.client.post(
             "/accounts/login/",
-            data={"username": username, "password": os.environ["LOAD_REVIEWER_PASSWORD"],
-                  "csrfmiddlewaretoken": self.client.cookies.get("csrftoken", "")},
-            headers={"Referer": f"{self.host}/accounts/login/"}, allow_redirects=False, name="sign in",
+            data={
+                "username": username,
+                "password": os.environ["LOAD_REVIEWER_PASSWORD"],
+                "csrfmiddlewaretoken": self.client.cookies.get("csrftoken", ""),
+            },
+            headers={"Referer": f"{self.host}/accounts/login/"},
+            allow_redirects=False,
+            name="sign in",
         )
         if response.status_code != 302:
             response.failure(f"sign-in as {username} answered {response.status_code}")
 
     def _post(self, path: str, name: str, data: dict[str, str]) -> None:
-        with self.client.post(path, data={**data, "csrfmiddlewaretoken": self.client.cookies.get("csrftoken", "")},
-                              headers={"Referer": f"{self.host}{path}"}, allow_redirects=False, name=name,
-                              catch_response=True) as response:
+        with self.client.post(
+            path,
+            data={**data, "csrfmiddlewaretoken": self.client.cookies.get("csrftoken", "")},
+            headers={"Referer": f"{self.host}{path}"},
+            allow_redirects=False,
+            name=name,
+            catch_response=True,
+        ) as response:
             if response.status_code != 302:
                 response.failure(f"{name} answered {response.status_code}")
+
 
 class Reviewer(_SignedInReviewer):
     @task
@@ -69,8 +80,11 @@ class Reviewer(_SignedInReviewer):
         self.client.get(f"/reviews/orders/{order_id}/", name="order page")
         self._post(f"/reviews/orders/{order_id}/claim/", "claim", {})
         # A fresh action id, as a freshly rendered form carries (the server only checks it is one).
-        self._post(f"/reviews/orders/{order_id}/decide/", "approve",
-                   {"decision": "approve", "note": "", "action_id": str(uuid.uuid4())})
+        self._post(
+            f"/reviews/orders/{order_id}/decide/",
+            "approve",
+            {"decision": "approve", "note": "", "action_id": str(uuid.uuid4())},
+        )
 
 
 LIVE_STATUS_UNAVAILABLE = "Live status unavailable"
@@ -87,11 +101,18 @@ class ReviewerWorkersDown(_SignedInReviewer):
         order_id = random.choice(order_ids[:5])
         self.client.get(f"/reviews/orders/{order_id}/", name="order page")
         for _ in range(STATUS_POLLS_PER_PAGE):
-            with self.client.get(f"/reviews/orders/{order_id}/status/", name="live status",
-                                 headers={"HX-Request": "true"}, catch_response=True) as response:
+            with self.client.get(
+                f"/reviews/orders/{order_id}/status/",
+                name="live status",
+                headers={"HX-Request": "true"},
+                catch_response=True,
+            ) as response:
                 if response.status_code != 200 or LIVE_STATUS_UNAVAILABLE not in response.text:
                     response.failure(f"live status answered {response.status_code} without saying it is unavailable")
         # No separate claim: the decision takes the claim and gives it back when it is not sent,
         # so the order stays in the unclaimed queue for the next reviewer to try.
-        self._post(f"/reviews/orders/{order_id}/decide/", "approve",
-                   {"decision": "approve", "note": "", "action_id": str(uuid.uuid4())})
+        self._post(
+            f"/reviews/orders/{order_id}/decide/",
+            "approve",
+            {"decision": "approve", "note": "", "action_id": str(uuid.uuid4())},
+        )

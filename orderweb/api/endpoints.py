@@ -5,7 +5,7 @@ turned into ``{code, message, details}`` by ``errors.install_handlers``.
 (No ``from __future__ import annotations`` here: django-ninja reads the annotations at import.)
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Optional
 
@@ -96,17 +96,28 @@ _ACTION_ERRORS = {**_WRITE_ERRORS, 503: ProblemOut, 504: ProblemOut}
 OrderStatus = Enum("OrderStatus", {state.name: state.value for state in OrderState}, type=str)
 
 
-@api.post("/orders", auth=ApiKeyAuth("create"), url_name="orders", tags=["orders"],
-          response={201: OrderCreatedOut, 200: OrderCreatedOut, **_WRITE_ERRORS},
-          summary="Create an order (idempotent by order id and Idempotency-Key)")
+@api.post(
+    "/orders",
+    auth=ApiKeyAuth("create"),
+    url_name="orders",
+    tags=["orders"],
+    response={201: OrderCreatedOut, 200: OrderCreatedOut, **_WRITE_ERRORS},
+    summary="Create an order (idempotent by order id and Idempotency-Key)",
+)
 def orders_create(
     request: HttpRequest,
     response: HttpResponse,
     body: OrderCreateIn,
     idempotency_key: Optional[str] = Header(
-        None, alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$", description=(
-            "1 to 255 printable ASCII characters; a repeat with the same key and payload gets the first "
-            "response again.")),
+        None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x20-\x7e]+$",
+        description=(
+            "1 to 255 printable ASCII characters; a repeat with the same key and payload gets the first response again."
+        ),
+    ),
 ) -> Any:
     """201 with the new order; 200 with the existing one when the same order id comes again with
     the same payload; 409 when the id (or the Idempotency-Key) was used for a different payload."""
@@ -117,27 +128,45 @@ def orders_create(
     return Status(answer.status, {**answer.body, "warnings": answer.warnings})
 
 
-@api.get("/orders", auth=ApiKeyAuth("read"), url_name="orders", tags=["orders"],
-         response={200: OrderPageOut, **_READ_ERRORS}, summary="List orders, oldest change first")
+@api.get(
+    "/orders",
+    auth=ApiKeyAuth("read"),
+    url_name="orders",
+    tags=["orders"],
+    response={200: OrderPageOut, **_READ_ERRORS},
+    summary="List orders, oldest change first",
+)
 def orders_list(
     request: HttpRequest,
     status: Optional[OrderStatus] = Query(None, description="Only orders in this state."),
-    updated_since: Optional[str] = Query(None, pattern=RFC3339, description=(
-        "Only orders changed at or after this moment: RFC 3339, with a time zone "
-        "(2026-11-30T21:00:00Z)."), examples=["2026-11-30T21:00:00Z"]),
+    updated_since: Optional[str] = Query(
+        None,
+        pattern=RFC3339,
+        description=("Only orders changed at or after this moment: RFC 3339, with a time zone (2026-11-30T21:00:00Z)."),
+        examples=["2026-11-30T21:00:00Z"],
+    ),
     cursor: Optional[str] = Query(None, description="next_cursor of the previous page.", max_length=200),
     limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
 ) -> Any:
     """Keyset pages on (updated_at, id): stable while orders are created, and an order that
     changes moves to the end, so following ``next_cursor`` also follows changes."""
     _known_query(request, "status", "updated_since", "cursor", "limit")
-    return orders_page(status=status.value if status else None,
-                       updated_since=_moment("query.updated_since", updated_since) if updated_since else None,
-                       cursor=cursor, limit=limit)
+    return orders_page(
+        status=status.value if status else None,
+        updated_since=_moment("query.updated_since", updated_since) if updated_since else None,
+        cursor=cursor,
+        limit=limit,
+    )
 
 
-@api.get("/orders/{order_id}", auth=ApiKeyAuth("read"), url_name="order_detail", tags=["orders"],
-         response={200: OrderOut, **_READ_ERRORS}, summary="One order: state, reasons, review, timeline")
+@api.get(
+    "/orders/{order_id}",
+    auth=ApiKeyAuth("read"),
+    url_name="order_detail",
+    tags=["orders"],
+    response={200: OrderOut, **_READ_ERRORS},
+    summary="One order: state, reasons, review, timeline",
+)
 def order_get(request: HttpRequest, order_id: str) -> Any:
     _known_query(request)
     return order_detail(order_for_api(order_id))
@@ -149,18 +178,26 @@ def _known_query(request: HttpRequest, *allowed: str) -> None:
     unknown = sorted(set(request.GET) - set(allowed))
     if unknown:
         message = errors.UNKNOWN_PARAMETERS.format(names=", ".join(repr(name) for name in unknown))
-        raise ApiError(400, errors.BAD_REQUEST, message, {
-            "errors": [{"field": f"query.{name}", "message": message} for name in unknown]})
+        raise ApiError(
+            400,
+            errors.BAD_REQUEST,
+            message,
+            {"errors": [{"field": f"query.{name}", "message": message} for name in unknown]},
+        )
 
 
 def _moment(field: str, text: str) -> datetime:
     """An RFC 3339 moment (the pattern has checked its shape; the calendar is checked here)."""
     try:
         moment = datetime.fromisoformat(text)
-        moment.astimezone(timezone.utc)  # an offset that takes it out of the calendar
+        moment.astimezone(UTC)  # an offset that takes it out of the calendar
     except (ValueError, OverflowError):
-        raise ApiError(400, errors.MOMENT_INVALID_CODE, errors.MOMENT_INVALID, {
-            "errors": [{"field": field, "message": errors.MOMENT_INVALID}]}) from None
+        raise ApiError(
+            400,
+            errors.MOMENT_INVALID_CODE,
+            errors.MOMENT_INVALID,
+            {"errors": [{"field": field, "message": errors.MOMENT_INVALID}]},
+        ) from None
     return moment
 
 
@@ -175,55 +212,90 @@ def _action_answer(outcome: ActionOutcome) -> Any:
     """200 applied; 409 refused (``code``: the RefusalCode); 503/504 when no answer could be had."""
     details = {"order_id": outcome.order.order_id, "workflow_status": outcome.workflow_status}
     if outcome.status == Outcome.APPLIED:
-        return Status(200, {"outcome": outcome.status.value, "message": outcome.message,
-                            "order": order_detail(order_for_api(outcome.order.order_id))})
+        return Status(
+            200,
+            {
+                "outcome": outcome.status.value,
+                "message": outcome.message,
+                "order": order_detail(order_for_api(outcome.order.order_id)),
+            },
+        )
     if outcome.status == Outcome.REFUSED:
         raise ApiError(409, outcome.code or "refused", outcome.message, details)
     status = 504 if outcome.code == Unanswered.NO_ANSWER else 503
     raise ApiError(status, outcome.code, outcome.message, details)
 
 
-@api.post("/orders/{order_id}/cancel", auth=ApiKeyAuth("act"), url_name="order_cancel", tags=["actions"],
-          response={200: ActionOut, **_ACTION_ERRORS}, summary="Ask the order's workflow to cancel it")
+@api.post(
+    "/orders/{order_id}/cancel",
+    auth=ApiKeyAuth("act"),
+    url_name="order_cancel",
+    tags=["actions"],
+    response={200: ActionOut, **_ACTION_ERRORS},
+    summary="Ask the order's workflow to cancel it",
+)
 def order_cancel_endpoint(request: HttpRequest, order_id: str, body: CancelIn) -> Any:
     """Answers once the workflow has decided: 200 cancelled (refunded if it was paid), 409 with
     the refusal's code (``cancel_too_late``, ``already_finished``...)."""
     _known_query(request)
     order = _order(order_id)
     try:
-        outcome = order_cancel(order=order, reason=body.reason, actor=request.auth.name,
-                               source=OrderEvent.Source.API, reason_code=body.reason_code or "")
+        outcome = order_cancel(
+            order=order,
+            reason=body.reason,
+            actor=request.auth.name,
+            source=OrderEvent.Source.API,
+            reason_code=body.reason_code or "",
+        )
     except ValidationError as err:
         raise field_error("body.reason", err.messages[0]) from None
     return _action_answer(outcome)
 
 
-@api.post("/orders/{order_id}/address", auth=ApiKeyAuth("act"), url_name="order_address", tags=["actions"],
-          response={200: ActionOut, **_ACTION_ERRORS}, summary="Ask the order's workflow to ship elsewhere")
+@api.post(
+    "/orders/{order_id}/address",
+    auth=ApiKeyAuth("act"),
+    url_name="order_address",
+    tags=["actions"],
+    response={200: ActionOut, **_ACTION_ERRORS},
+    summary="Ask the order's workflow to ship elsewhere",
+)
 def order_address_endpoint(request: HttpRequest, order_id: str, body: AddressIn) -> Any:
     """200 changed; 409 with the refusal's code (``address_too_late``, ``address_unchanged``...)."""
     _known_query(request)
     order = _order(order_id)
     try:
-        outcome = order_address_change(order=order, address=body.address, actor=request.auth.name,
-                                       source=OrderEvent.Source.API)
+        outcome = order_address_change(
+            order=order, address=body.address, actor=request.auth.name, source=OrderEvent.Source.API
+        )
     except ValidationError as err:
         raise field_error("body.address", err.messages[0]) from None
     return _action_answer(outcome)
 
 
-@api.post("/orders/{order_id}/labels", auth=ApiKeyAuth("label"), url_name="order_labels", tags=["labels"],
-          response={201: LabelsOut, 200: LabelsOut, **_WRITE_ERRORS},
-          summary="Set or remove an outcome label (chargeback, fraud_confirmed, genuine_confirmed)")
+@api.post(
+    "/orders/{order_id}/labels",
+    auth=ApiKeyAuth("label"),
+    url_name="order_labels",
+    tags=["labels"],
+    response={201: LabelsOut, 200: LabelsOut, **_WRITE_ERRORS},
+    summary="Set or remove an outcome label (chargeback, fraud_confirmed, genuine_confirmed)",
+)
 def order_labels_endpoint(
     request: HttpRequest,
     response: HttpResponse,
     order_id: str,
     body: LabelIn,
     idempotency_key: Optional[str] = Header(
-        None, alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$", description=(
-            "1 to 255 printable ASCII characters; a repeat with the same key and request gets the first "
-            "response again.")),
+        None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x20-\x7e]+$",
+        description=(
+            "1 to 255 printable ASCII characters; a repeat with the same key and request gets the first response again."
+        ),
+    ),
 ) -> Any:
     """201 ``added``; 200 ``already_set`` when the label stands already (nothing changes: a label
     stands once). With ``"remove": true``, 200 ``removed``, or ``not_set`` when it did not stand.

@@ -44,9 +44,7 @@ REQUEST_INVALID = "The request does not match the API's schema; see details.erro
 TOTAL_MISMATCH_MESSAGE = (
     "The total {total} {currency} does not match the line items, which add up to {lines_total} {currency}."
 )
-ORDER_CONFLICT_MESSAGE = (
-    "Order {order_id} already exists with other values for: {fields}. An order id names one order."
-)
+ORDER_CONFLICT_MESSAGE = "Order {order_id} already exists with other values for: {fields}. An order id names one order."
 ORDER_EXISTS_MESSAGE = "Order {order_id} already exists; it was not created through the API."
 IDEMPOTENCY_KEY_REUSED_MESSAGE = (
     "The Idempotency-Key {key!r} was used for a different request (other values for: {fields})."
@@ -63,8 +61,14 @@ BAD_REQUEST_MESSAGE = "The request could not be read: {detail}"
 class ApiError(Exception):
     """An answer other than success, raised anywhere below an endpoint."""
 
-    def __init__(self, status: int, code: str, message: str, details: Optional[dict[str, Any]] = None,
-                 headers: Optional[dict[str, str]] = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Optional[dict[str, Any]] = None,
+        headers: Optional[dict[str, str]] = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -77,8 +81,13 @@ def problem_body(code: str, message: str, details: Optional[dict[str, Any]] = No
     return {"code": code, "message": message, "details": details or {}}
 
 
-def problem_response(status: int, code: str, message: str, details: Optional[dict[str, Any]] = None,
-                     headers: Optional[dict[str, str]] = None) -> HttpResponse:
+def problem_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Optional[dict[str, Any]] = None,
+    headers: Optional[dict[str, str]] = None,
+) -> HttpResponse:
     response = JsonResponse(problem_body(code, message, details), status=status)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -128,8 +137,7 @@ def install_handlers(api) -> None:
             return problem_response(401, UNAUTHENTICATED, MISSING_KEY, headers={"WWW-Authenticate": "Bearer"})
         if exc.status_code == 400:  # ninja: the body could not be parsed
             return problem_response(400, MALFORMED_JSON, BODY_NOT_JSON)
-        return problem_response(exc.status_code, BAD_REQUEST if exc.status_code < 500 else INTERNAL_ERROR,
-                                str(exc))
+        return problem_response(exc.status_code, BAD_REQUEST if exc.status_code < 500 else INTERNAL_ERROR, str(exc))
 
     def not_found_error(request: HttpRequest, exc: Http404) -> HttpResponse:
         return problem_response(404, NOT_FOUND, PATH_NOT_FOUND.format(path=request.path))

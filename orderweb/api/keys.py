@@ -20,9 +20,10 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable, Optional
+from typing import Optional
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -91,7 +92,11 @@ def validate_scopes(scopes: Iterable[str]) -> set[str]:
 
 
 def api_key_create(
-    *, name: str, scopes: Iterable[str], rate_limit_per_minute: Optional[int] = None, created_by=None,
+    *,
+    name: str,
+    scopes: Iterable[str],
+    rate_limit_per_minute: Optional[int] = None,
+    created_by=None,
 ) -> tuple[ApiKey, str]:
     """A new key; returns the row and the key itself, which is shown once and stored nowhere."""
     name = validate_key_name(name)
@@ -101,9 +106,13 @@ def api_key_create(
         try:
             with transaction.atomic():
                 row = ApiKey.objects.create(
-                    name=name, prefix=prefix, key_hash=key_hash(key),
-                    scope_create=ApiKey.Scope.CREATE in chosen, scope_read=ApiKey.Scope.READ in chosen,
-                    scope_act=ApiKey.Scope.ACT in chosen, scope_label=ApiKey.Scope.LABEL in chosen,
+                    name=name,
+                    prefix=prefix,
+                    key_hash=key_hash(key),
+                    scope_create=ApiKey.Scope.CREATE in chosen,
+                    scope_read=ApiKey.Scope.READ in chosen,
+                    scope_act=ApiKey.Scope.ACT in chosen,
+                    scope_label=ApiKey.Scope.LABEL in chosen,
                     rate_limit_per_minute=rate_limit_per_minute,
                     created_by=created_by if created_by is not None and created_by.is_authenticated else None,
                 )
@@ -141,8 +150,12 @@ def api_key_authenticate(token: str) -> Optional[ApiKey]:
 
 def require_scope(api_key: ApiKey, scope: str) -> None:
     if scope not in api_key.scopes:
-        raise ApiError(403, FORBIDDEN, SCOPE_MISSING.format(action=SCOPE_ACTIONS[scope], scope=scope),
-                       {"required_scope": scope, "scopes": api_key.scopes})
+        raise ApiError(
+            403,
+            FORBIDDEN,
+            SCOPE_MISSING.format(action=SCOPE_ACTIONS[scope], scope=scope),
+            {"required_scope": scope, "scopes": api_key.scopes},
+        )
 
 
 def unauthenticated() -> ApiError:
@@ -159,8 +172,11 @@ class RateState:
     reset_seconds: int  # until the window ends
 
     def headers(self) -> dict[str, str]:
-        return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
-                "RateLimit-Reset": str(self.reset_seconds)}
+        return {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_seconds),
+        }
 
 
 _COUNT_SQL = (
@@ -182,6 +198,11 @@ def rate_limit_take(api_key: ApiKey) -> RateState:
     reset = max(1, 60 - int((now - window).total_seconds()))
     state = RateState(limit, max(0, limit - count), reset)
     if count > limit:
-        raise ApiError(429, RATE_LIMITED, RATE_LIMITED_MESSAGE.format(limit=limit, retry_after=reset),
-                       {"limit": limit, "retry_after": reset}, headers={"Retry-After": str(reset), **state.headers()})
+        raise ApiError(
+            429,
+            RATE_LIMITED,
+            RATE_LIMITED_MESSAGE.format(limit=limit, retry_after=reset),
+            {"limit": limit, "retry_after": reset},
+            headers={"Retry-After": str(reset), **state.headers()},
+        )
     return state

@@ -6,8 +6,8 @@ rate-limit headers here too."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Callable
 
 from django.http import HttpRequest, HttpResponse
 
@@ -32,8 +32,11 @@ def _message(request: HttpRequest, response: HttpResponse) -> str:
         return errors.METHOD_NOT_ALLOWED_MESSAGE.format(method=request.method, allowed=response.get("Allow", ""))
     if status >= 500:
         return errors.INTERNAL_ERROR_MESSAGE
-    text = response.content.decode("utf-8", "replace").strip() if response.get("Content-Type", "").startswith(
-        "text/plain") else ""
+    text = (
+        response.content.decode("utf-8", "replace").strip()
+        if response.get("Content-Type", "").startswith("text/plain")
+        else ""
+    )
     return text[:500] or HTTPStatus(status).phrase
 
 
@@ -47,11 +50,13 @@ class ApiErrorEnvelopeMiddleware:
             return response
         rate = getattr(request, "api_rate", None)
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
-            code = _CODES.get(response.status_code, errors.INTERNAL_ERROR if response.status_code >= 500
-                              else errors.BAD_REQUEST)
+            code = _CODES.get(
+                response.status_code, errors.INTERNAL_ERROR if response.status_code >= 500 else errors.BAD_REQUEST
+            )
             replacement = HttpResponse(
                 json.dumps(errors.problem_body(code, _message(request, response))),
-                status=response.status_code, content_type="application/json",
+                status=response.status_code,
+                content_type="application/json",
             )
             for header in ("Allow", "Retry-After", "WWW-Authenticate"):
                 if header in response:

@@ -32,19 +32,30 @@ MAX_LINES = 100
 CancelReasonCode = Literal[tuple(CancelReason.values)]  # type: ignore[valid-type]
 MAX_CANCEL_REASON_LENGTH = 500  # orderweb.actions.MAX_REASON_LENGTH
 
-Money = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$"), Field(
-    description="A decimal amount as a string (at most 2 decimals, at most 9999999999.99), never a JSON number.",
-    examples=["24.50"],
-)]
-OrderId = Annotated[str, StringConstraints(pattern=rf"^[A-Za-z0-9._-]{{1,{MAX_ORDER_ID_LENGTH}}}$"), Field(
-    description="The order's id, chosen by the client: 1 to 64 letters, digits, '-', '_' or '.'.",
-    examples=["ORDER-1001"],
-)]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), Field(
-    description="ISO 4217 code.", examples=["USD"])]
-Address = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ADDRESS_LENGTH), Field(
-    description="Lines separated by newlines; no other control characters.",
-    examples=["1 Main St\nSpringfield"])]
+Money = Annotated[
+    str,
+    StringConstraints(pattern=r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$"),
+    Field(
+        description="A decimal amount as a string (at most 2 decimals, at most 9999999999.99), never a JSON number.",
+        examples=["24.50"],
+    ),
+]
+OrderId = Annotated[
+    str,
+    StringConstraints(pattern=rf"^[A-Za-z0-9._-]{{1,{MAX_ORDER_ID_LENGTH}}}$"),
+    Field(
+        description="The order's id, chosen by the client: 1 to 64 letters, digits, '-', '_' or '.'.",
+        examples=["ORDER-1001"],
+    ),
+]
+Currency = Annotated[
+    str, StringConstraints(pattern=r"^[A-Z]{3}$"), Field(description="ISO 4217 code.", examples=["USD"])
+]
+Address = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ADDRESS_LENGTH),
+    Field(description="Lines separated by newlines; no other control characters.", examples=["1 Main St\nSpringfield"]),
+]
 
 
 class Strict(Schema):
@@ -56,9 +67,11 @@ class Strict(Schema):
 
 class CustomerIn(Strict):
     name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CUSTOMER_LENGTH)] = Field(
-        examples=["Ada Lovelace"])
+        examples=["Ada Lovelace"]
+    )
     email: Annotated[str, StringConstraints(max_length=MAX_EMAIL_LENGTH, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = (
-        Field(examples=["ada@example.com"]))
+        Field(examples=["ada@example.com"])
+    )
 
 
 class LineItemIn(Strict):
@@ -80,7 +93,8 @@ class OrderCreateIn(Strict):
     customer: CustomerIn
     shipping_address: Address
     billing_address: Optional[Annotated[str, StringConstraints(max_length=MAX_ADDRESS_LENGTH)]] = Field(
-        None, description="Empty or absent: none given.")
+        None, description="Empty or absent: none given."
+    )
     line_items: list[LineItemIn] = Field(min_length=1, max_length=MAX_LINES)
     currency: Currency
     total: Money = Field(description="Must equal the sum of quantity x unit_price over the lines.")
@@ -89,9 +103,11 @@ class OrderCreateIn(Strict):
 
 class CancelIn(Strict):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CANCEL_REASON_LENGTH)] = Field(
-        examples=["customer asked"])
+        examples=["customer asked"]
+    )
     reason_code: Optional[CancelReasonCode] = Field(
-        None, description="Why, as a code reports can count.", examples=["customer_request"])
+        None, description="Why, as a code reports can count.", examples=["customer_request"]
+    )
 
 
 class AddressIn(Strict):
@@ -106,9 +122,11 @@ class LabelIn(Strict):
 
     label: LabelKind = Field(description="How the order turned out.", examples=["chargeback"])
     note: Annotated[str, StringConstraints(max_length=2000)] = Field(
-        "", description="Anything worth recording (plain text).", examples=["dispute opened by the card issuer"])
+        "", description="Anything worth recording (plain text).", examples=["dispute opened by the card issuer"]
+    )
     source_reference: Annotated[str, StringConstraints(max_length=200)] = Field(
-        "", description="The other system's reference: a chargeback case, a ticket.", examples=["CB-2026-0042"])
+        "", description="The other system's reference: a chargeback case, a ticket.", examples=["CB-2026-0042"]
+    )
     remove: bool = Field(False, description="true: remove the label if it stands (the note says why).")
 
 
@@ -206,16 +224,23 @@ class WarningOut(Schema):
 
 
 class OrderCreatedOut(OrderOut):
-    warnings: list[WarningOut] = Field(default_factory=list, description=(
-        "Set when the order was saved but its workflow could not be started at once "
-        "(temporal_unreachable): the workers start it when Temporal is back."))
+    warnings: list[WarningOut] = Field(
+        default_factory=list,
+        description=(
+            "Set when the order was saved but its workflow could not be started at once "
+            "(temporal_unreachable): the workers start it when Temporal is back."
+        ),
+    )
 
 
 class OrderPageOut(Schema):
     items: list[OrderSummaryOut]
-    next_cursor: Optional[str] = Field(description=(
-        "Pass as ?cursor= for the orders after this page; also when there are none yet, to follow "
-        "changes later. Null only for an empty page."))
+    next_cursor: Optional[str] = Field(
+        description=(
+            "Pass as ?cursor= for the orders after this page; also when there are none yet, to follow "
+            "changes later. Null only for an empty page."
+        )
+    )
     has_more: bool
 
 
@@ -232,8 +257,11 @@ class LabelOut(Schema):
 
 class LabelsOut(Schema):
     order_id: str
-    outcome: Literal["added", "already_set", "removed", "not_set"] = Field(description=(
-        "added (201) / removed: this request changed it; already_set / not_set: it was so already, nothing changed."))
+    outcome: Literal["added", "already_set", "removed", "not_set"] = Field(
+        description=(
+            "added (201) / removed: this request changed it; already_set / not_set: it was so already, nothing changed."
+        )
+    )
     message: str
     labels: list[LabelOut] = Field(description="The order's standing labels.")
     history: list[LabelOut] = Field(description="Every label the order has had, removed ones included, oldest first.")

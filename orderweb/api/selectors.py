@@ -44,8 +44,11 @@ def order_summary(order: Order) -> dict[str, Any]:
         "total": _money(order.amount),
         "customer": {"name": order.customer, "email": order.customer_email},
         "tracking_number": _tracking_number(order),
-        "attention": {"flagged": order.needs_attention, "reason": order.attention_reason,
-                      "since": order.attention_since},
+        "attention": {
+            "flagged": order.needs_attention,
+            "reason": order.attention_reason,
+            "since": order.attention_since,
+        },
         "created_at": order.created_at,
         "updated_at": order.updated_at,
     }
@@ -55,25 +58,51 @@ def _review(order: Order, events: list[OrderEvent]) -> Optional[dict[str, Any]]:
     """How the manual review went, read from the audit trail; None before the order reached it."""
     for event in events:
         if event.type == Type.REVIEW_APPROVED:
-            return {"outcome": "approved", "decided_by": event.actor, "decided_at": event.created_at,
-                    "reason_code": "", "note": str(event.details.get("note", ""))}
+            return {
+                "outcome": "approved",
+                "decided_by": event.actor,
+                "decided_at": event.created_at,
+                "reason_code": "",
+                "note": str(event.details.get("note", "")),
+            }
     for event in events:
         if event.type in _ENDINGS and event.details.get("review_outcome"):
-            return {"outcome": str(event.details["review_outcome"]), "decided_by": event.actor,
-                    "decided_at": event.created_at, "reason_code": str(event.details.get("reason_code", "")),
-                    "note": str(event.details.get("note", ""))}
+            return {
+                "outcome": str(event.details["review_outcome"]),
+                "decided_by": event.actor,
+                "decided_at": event.created_at,
+                "reason_code": str(event.details.get("reason_code", "")),
+                "note": str(event.details.get("note", "")),
+            }
     if order.status == OrderState.AWAITING_MANUAL_REVIEW:
-        due = next((str(e.details["review_due"]) for e in events
-                    if e.to_status == OrderState.AWAITING_MANUAL_REVIEW and e.details.get("review_due")), None)
-        return {"outcome": "pending", "decided_by": "", "decided_at": None, "due_at": due, "reason_code": "",
-                "note": ""}
+        due = next(
+            (
+                str(e.details["review_due"])
+                for e in events
+                if e.to_status == OrderState.AWAITING_MANUAL_REVIEW and e.details.get("review_due")
+            ),
+            None,
+        )
+        return {
+            "outcome": "pending",
+            "decided_by": "",
+            "decided_at": None,
+            "due_at": due,
+            "reason_code": "",
+            "note": "",
+        }
     return None
 
 
 def _timeline_entry(event: OrderEvent) -> dict[str, Any]:
     return {
-        "at": event.created_at, "type": event.type, "label": event.label, "actor": event.actor,
-        "source": event.source, "from_status": event.from_status, "to_status": event.to_status,
+        "at": event.created_at,
+        "type": event.type,
+        "label": event.label,
+        "actor": event.actor,
+        "source": event.source,
+        "from_status": event.from_status,
+        "to_status": event.to_status,
         "message": event.message,
     }
 
@@ -89,12 +118,20 @@ def order_detail(order: Order) -> dict[str, Any]:
         "billing_address": order.billing_address,
         "client": {"ip": order.client_ip, "user_agent": order.user_agent},
         "line_items": [
-            {"sku": line.sku, "name": line.name, "quantity": line.quantity, "unit_price": _money(line.unit_price),
-             "line_total": _money(line.total)}
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": _money(line.unit_price),
+                "line_total": _money(line.total),
+            }
             for line in order.lines.all()
         ],
-        "reasons": {"cancel_reason": order.cancel_reason, "cancel_reason_code": order.cancel_reason_code,
-                    "failure_reason": order.failure_reason},
+        "reasons": {
+            "cancel_reason": order.cancel_reason,
+            "cancel_reason_code": order.cancel_reason_code,
+            "failure_reason": order.failure_reason,
+        },
         "review": _review(order, events),
         "timeline": [_timeline_entry(event) for event in events],
     }
@@ -104,9 +141,12 @@ def order_for_api(order_id: str) -> Order:
     """The order with what ``order_detail`` reads; ApiError 404 if there is none."""
     order = (
         Order.objects.select_related("shipment")
-        .prefetch_related(Prefetch("lines", OrderLine.objects.order_by("pk")),
-                          Prefetch("events", OrderEvent.objects.order_by("created_at", "pk")))
-        .filter(order_id=order_id).first()
+        .prefetch_related(
+            Prefetch("lines", OrderLine.objects.order_by("pk")),
+            Prefetch("events", OrderEvent.objects.order_by("created_at", "pk")),
+        )
+        .filter(order_id=order_id)
+        .first()
     )
     if order is None:
         raise not_found(order_id)
@@ -134,7 +174,10 @@ def cursor_decode(cursor: str) -> tuple[datetime, int]:
 
 
 def orders_page(
-    *, status: Optional[str] = None, updated_since: Optional[datetime] = None, cursor: Optional[str] = None,
+    *,
+    status: Optional[str] = None,
+    updated_since: Optional[datetime] = None,
+    cursor: Optional[str] = None,
     limit: int,
 ) -> dict[str, Any]:
     """Orders by (updated_at, id), oldest change first: a page never skips or repeats an order

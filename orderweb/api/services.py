@@ -44,7 +44,6 @@ from orderweb.api.selectors import order_detail, order_for_api
 from orderweb.models import ApiIdempotencyKey, ApiKey, ApiOrderRequest, Order, OrderEvent
 from orderweb.services import order_create, validate_address, validate_lines_and_total, validate_order_id
 from temporal_app.client import TemporalUnavailable
-from temporal_app.registry import worker_stopping
 from temporal_app.contracts import (
     CLIENT_IP_INVALID,
     CURRENCY_INVALID,
@@ -54,6 +53,7 @@ from temporal_app.contracts import (
     customer_details_problems,
     customer_error,
 )
+from temporal_app.registry import worker_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +98,23 @@ class CheckedOrder:
         """A keyed hash of each field's value, to name what differs without keeping a second
         copy of the customer's data (``fingerprint_keyed``)."""
         values: dict[str, Any] = {
-            "order_id": self.order_id, "customer.name": self.customer, "customer.email": self.email,
-            "shipping_address": self.address, "billing_address": self.billing_address, "currency": self.currency,
-            "total": str(self.total), "line_items": [[line.sku, line.name, line.quantity, line.unit_price] for line in self.lines],
-            "client.ip": self.client_ip, "client.user_agent": self.user_agent,
+            "order_id": self.order_id,
+            "customer.name": self.customer,
+            "customer.email": self.email,
+            "shipping_address": self.address,
+            "billing_address": self.billing_address,
+            "currency": self.currency,
+            "total": str(self.total),
+            "line_items": [[line.sku, line.name, line.quantity, line.unit_price] for line in self.lines],
+            "client.ip": self.client_ip,
+            "client.user_agent": self.user_agent,
         }
-        return {name: fingerprint_keyed(hashlib.sha256(json.dumps(value, ensure_ascii=True).encode()).hexdigest()[:32],
-                                        secret=secret)
-                for name, value in values.items()}
+        return {
+            name: fingerprint_keyed(
+                hashlib.sha256(json.dumps(value, ensure_ascii=True).encode()).hexdigest()[:32], secret=secret
+            )
+            for name, value in values.items()
+        }
 
 
 FINGERPRINT_SALT = "orderweb.api.fingerprint"
@@ -149,8 +158,13 @@ def order_request_check(data: OrderCreateIn) -> CheckedOrder:
         raise field_error("customer.name", customer_error(data.customer.name) or "")
     client_ip = (data.client.ip if data.client else None) or ""
     user_agent = (data.client.user_agent if data.client else None) or ""
-    problems = customer_details_problems(email=data.customer.email, billing_address=billing, client_ip=client_ip,
-                                         user_agent=user_agent, currency=data.currency)
+    problems = customer_details_problems(
+        email=data.customer.email,
+        billing_address=billing,
+        client_ip=client_ip,
+        user_agent=user_agent,
+        currency=data.currency,
+    )
     for problem in problems:
         raise field_error(_DETAIL_FIELDS.get(problem, "billing_address"), problem)
     items = [LineItem(line.sku, line.name, line.quantity, line.unit_price) for line in data.line_items]
@@ -158,12 +172,25 @@ def order_request_check(data: OrderCreateIn) -> CheckedOrder:
     total = check("total", validate_lines_and_total, [], data.total)[1]
     if total != lines_total:
         message = errors.TOTAL_MISMATCH_MESSAGE.format(total=total, lines_total=lines_total, currency=data.currency)
-        raise field_error("total", message, code=errors.TOTAL_MISMATCH, total=str(total),
-                          lines_total=str(lines_total), currency=data.currency)
+        raise field_error(
+            "total",
+            message,
+            code=errors.TOTAL_MISMATCH,
+            total=str(total),
+            lines_total=str(lines_total),
+            currency=data.currency,
+        )
     return CheckedOrder(
-        order_id=order_id, customer=data.customer.name, email=data.customer.email, address=address,
-        billing_address=billing, currency=data.currency, total=total,
-        lines=lines, client_ip=str(ipaddress.ip_address(client_ip)) if client_ip else "", user_agent=user_agent,
+        order_id=order_id,
+        customer=data.customer.name,
+        email=data.customer.email,
+        address=address,
+        billing_address=billing,
+        currency=data.currency,
+        total=total,
+        lines=lines,
+        client_ip=str(ipaddress.ip_address(client_ip)) if client_ip else "",
+        user_agent=user_agent,
     )
 
 
@@ -185,8 +212,10 @@ def _create_or_find(api_key: ApiKey, checked: CheckedOrder, idempotency_key: Opt
     fingerprint = checked.fingerprint()
     if idempotency_key is not None:
         with connection.cursor() as cursor:  # one request per (client, key) at a time
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                           [f"orderweb.api.idempotency:{api_key.pk}:{idempotency_key}"])
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"orderweb.api.idempotency:{api_key.pk}:{idempotency_key}"],
+            )
         earlier = ApiIdempotencyKey.objects.filter(api_key=api_key, key=idempotency_key).first()
         if earlier is not None and earlier.created_at <= idempotency_key_cutoff():
             earlier.delete()  # expired: the key is free again (the purge had not come by yet)
@@ -200,25 +229,37 @@ def _create_or_find(api_key: ApiKey, checked: CheckedOrder, idempotency_key: Opt
         try:
             with transaction.atomic():  # a lost race rolls back to here, the rest stays usable
                 order = order_create(
-                    order_id=checked.order_id, address=checked.address, line_items=checked.lines,
-                    amount=checked.total, customer=checked.customer, customer_email=checked.email,
-                    billing_address=checked.billing_address, client_ip=checked.client_ip,
-                    user_agent=checked.user_agent, currency=checked.currency, actor=api_key.name,
+                    order_id=checked.order_id,
+                    address=checked.address,
+                    line_items=checked.lines,
+                    amount=checked.total,
+                    customer=checked.customer,
+                    customer_email=checked.email,
+                    billing_address=checked.billing_address,
+                    client_ip=checked.client_ip,
+                    user_agent=checked.user_agent,
+                    currency=checked.currency,
+                    actor=api_key.name,
                     source=OrderEvent.Source.API,
                 )
                 ApiOrderRequest.objects.create(order=order, api_key=api_key, fingerprint=fingerprint)
             answer = CreateAnswer(201, _jsonable(order_detail(order_for_api(order.order_id))))
         except ValidationError as err:
             if err.code == "order_id_taken":  # the id in another case: another order, refused
-                raise ApiError(409, errors.ORDER_ID_TAKEN, err.messages[0],
-                               {"order_id": checked.order_id, **err.params}) from None
+                raise ApiError(
+                    409, errors.ORDER_ID_TAKEN, err.messages[0], {"order_id": checked.order_id, **err.params}
+                ) from None
             if err.code != "order_exists":  # checked above: only a lost race gets here
                 raise field_error("body", err.messages[0]) from None
             answer = _existing(Order.objects.select_related("api_request").get(order_id=checked.order_id), checked)
     if idempotency_key is not None:
         ApiIdempotencyKey.objects.create(
-            api_key=api_key, key=idempotency_key, fingerprint=fingerprint, status_code=answer.status,
-            response=answer.body, order=Order.objects.get(order_id=checked.order_id),
+            api_key=api_key,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+            status_code=answer.status,
+            response=answer.body,
+            order=Order.objects.get(order_id=checked.order_id),
         )
     return answer
 
@@ -227,22 +268,32 @@ def _existing(order: Order, checked: CheckedOrder) -> CreateAnswer:
     try:
         request = order.api_request
     except ApiOrderRequest.DoesNotExist:
-        raise ApiError(409, errors.ORDER_EXISTS, errors.ORDER_EXISTS_MESSAGE.format(order_id=order.order_id),
-                       {"order_id": order.order_id, "source": order.source}) from None
+        raise ApiError(
+            409,
+            errors.ORDER_EXISTS,
+            errors.ORDER_EXISTS_MESSAGE.format(order_id=order.order_id),
+            {"order_id": order.order_id, "source": order.source},
+        ) from None
     differing = _differing(checked, request.fingerprint)
     if differing:
-        raise ApiError(409, errors.ORDER_CONFLICT,
-                       errors.ORDER_CONFLICT_MESSAGE.format(order_id=order.order_id, fields=", ".join(differing)),
-                       {"order_id": order.order_id, "differing_fields": differing})
+        raise ApiError(
+            409,
+            errors.ORDER_CONFLICT,
+            errors.ORDER_CONFLICT_MESSAGE.format(order_id=order.order_id, fields=", ".join(differing)),
+            {"order_id": order.order_id, "differing_fields": differing},
+        )
     return CreateAnswer(200, _jsonable(order_detail(order_for_api(order.order_id))))
 
 
 def _replay(earlier: ApiIdempotencyKey, checked: CheckedOrder) -> CreateAnswer:
     differing = _differing(checked, earlier.fingerprint)
     if differing:
-        raise ApiError(409, errors.IDEMPOTENCY_KEY_REUSED,
-                       errors.IDEMPOTENCY_KEY_REUSED_MESSAGE.format(key=earlier.key, fields=", ".join(differing)),
-                       {"idempotency_key": earlier.key, "differing_fields": differing})
+        raise ApiError(
+            409,
+            errors.IDEMPOTENCY_KEY_REUSED,
+            errors.IDEMPOTENCY_KEY_REUSED_MESSAGE.format(key=earlier.key, fields=", ".join(differing)),
+            {"idempotency_key": earlier.key, "differing_fields": differing},
+        )
     return CreateAnswer(earlier.status_code, earlier.response, replayed=True)
 
 
@@ -272,8 +323,10 @@ def api_idempotency_keys_purge(*, older_than: Optional[datetime] = None, batch: 
     instead of waiting on each other, and a request that is replaying a key is not held up."""
     cutoff = older_than or idempotency_key_cutoff()
     table = connection.ops.quote_name(ApiIdempotencyKey._meta.db_table)
-    sql = (f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE created_at <= %s "
-           f"ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED)")
+    sql = (
+        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE created_at <= %s "
+        f"ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+    )
     deleted = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -288,9 +341,12 @@ def api_idempotency_keys_purge(*, older_than: Optional[datetime] = None, batch: 
 
 
 def _values_fingerprint(values: dict[str, Any], secret: Optional[str] = None) -> dict[str, str]:
-    return {name: fingerprint_keyed(hashlib.sha256(json.dumps(value, ensure_ascii=True).encode()).hexdigest()[:32],
-                                    secret=secret)
-            for name, value in values.items()}
+    return {
+        name: fingerprint_keyed(
+            hashlib.sha256(json.dumps(value, ensure_ascii=True).encode()).hexdigest()[:32], secret=secret
+        )
+        for name, value in values.items()
+    }
 
 
 def _values_differing(values: dict[str, Any], theirs: dict[str, str]) -> list[str]:
@@ -305,7 +361,9 @@ def _values_differing(values: dict[str, Any], theirs: dict[str, str]) -> list[st
     return first or []
 
 
-def api_order_label(*, api_key: ApiKey, order_id: str, data: Any, idempotency_key: Optional[str] = None) -> CreateAnswer:
+def api_order_label(
+    *, api_key: ApiKey, order_id: str, data: Any, idempotency_key: Optional[str] = None
+) -> CreateAnswer:
     """Set (201 ``added``, 200 ``already_set``) or remove (200 ``removed``/``not_set``) an outcome
     label for an API client (``orderweb.labels``). Idempotent by nature (a label stands once), and
     by ``Idempotency-Key`` as for orders: the same key and request replays the first answer; the
@@ -320,16 +378,27 @@ def api_order_label(*, api_key: ApiKey, order_id: str, data: Any, idempotency_ke
     try:
         label, note, reference = label_clean(label=data.label, note=data.note, source_reference=data.source_reference)
     except ValidationError as err:
-        field_name = {"note_too_long": "note", "reference_too_long": "source_reference",
-                      "reference_invalid": "source_reference"}.get(err.code, "label")
+        field_name = {
+            "note_too_long": "note",
+            "reference_too_long": "source_reference",
+            "reference_invalid": "source_reference",
+        }.get(err.code, "label")
         raise field_error(f"body.{field_name}", err.messages[0]) from None
-    values = {"operation": "label", "order_id": order.order_id, "label": label, "note": note,
-              "source_reference": reference, "remove": bool(data.remove)}
+    values = {
+        "operation": "label",
+        "order_id": order.order_id,
+        "label": label,
+        "note": note,
+        "source_reference": reference,
+        "remove": bool(data.remove),
+    }
     with transaction.atomic():
         if idempotency_key is not None:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                               [f"orderweb.api.idempotency:{api_key.pk}:{idempotency_key}"])
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    [f"orderweb.api.idempotency:{api_key.pk}:{idempotency_key}"],
+                )
             earlier = ApiIdempotencyKey.objects.filter(api_key=api_key, key=idempotency_key).first()
             if earlier is not None and earlier.created_at <= idempotency_key_cutoff():
                 earlier.delete()
@@ -337,23 +406,33 @@ def api_order_label(*, api_key: ApiKey, order_id: str, data: Any, idempotency_ke
             if earlier is not None:
                 differing = _values_differing(values, earlier.fingerprint)
                 if differing:
-                    raise ApiError(409, errors.IDEMPOTENCY_KEY_REUSED, errors.IDEMPOTENCY_KEY_REUSED_MESSAGE.format(
-                        key=earlier.key, fields=", ".join(differing)),
-                        {"idempotency_key": earlier.key, "differing_fields": differing})
+                    raise ApiError(
+                        409,
+                        errors.IDEMPOTENCY_KEY_REUSED,
+                        errors.IDEMPOTENCY_KEY_REUSED_MESSAGE.format(key=earlier.key, fields=", ".join(differing)),
+                        {"idempotency_key": earlier.key, "differing_fields": differing},
+                    )
                 return CreateAnswer(earlier.status_code, earlier.response, replayed=True)
         source = OrderLabel.Source.API
         if data.remove:
             change = order_label_remove(order=order, label=label, source=source, actor=api_key.name, note=note)
             outcome = "removed" if change.changed else "not_set"
         else:
-            change = order_label_set(order=order, label=label, source=source, actor=api_key.name, note=note,
-                                     source_reference=reference)
+            change = order_label_set(
+                order=order, label=label, source=source, actor=api_key.name, note=note, source_reference=reference
+            )
             outcome = "added" if change.changed else "already_set"
         status = 201 if outcome == "added" else 200
         body = labels_body(order, outcome=outcome, message=change.message)
         if idempotency_key is not None:
-            ApiIdempotencyKey.objects.create(api_key=api_key, key=idempotency_key, fingerprint=_values_fingerprint(values),
-                                             status_code=status, response=body, order=order)
+            ApiIdempotencyKey.objects.create(
+                api_key=api_key,
+                key=idempotency_key,
+                fingerprint=_values_fingerprint(values),
+                status_code=status,
+                response=body,
+                order=order,
+            )
     return CreateAnswer(status, body)
 
 
@@ -362,10 +441,25 @@ def labels_body(order: Order, *, outcome: str, message: str) -> dict[str, Any]:
     from orderweb.api.schemas import LabelsOut
 
     rows = list(order.labels.order_by("created_at", "pk"))
-    shown = [{"label": r.label, "note": r.note, "source_reference": r.source_reference, "actor": r.actor,
-              "source": r.source, "created_at": r.created_at, "removed_at": r.removed_at, "removed_by": r.removed_by}
-             for r in rows]
-    return LabelsOut.model_validate({
-        "order_id": order.order_id, "outcome": outcome, "message": message,
-        "labels": [shown[i] for i, r in enumerate(rows) if r.removed_at is None], "history": shown,
-    }).model_dump(mode="json")
+    shown = [
+        {
+            "label": r.label,
+            "note": r.note,
+            "source_reference": r.source_reference,
+            "actor": r.actor,
+            "source": r.source,
+            "created_at": r.created_at,
+            "removed_at": r.removed_at,
+            "removed_by": r.removed_by,
+        }
+        for r in rows
+    ]
+    return LabelsOut.model_validate(
+        {
+            "order_id": order.order_id,
+            "outcome": outcome,
+            "message": message,
+            "labels": [shown[i] for i, r in enumerate(rows) if r.removed_at is None],
+            "history": shown,
+        }
+    ).model_dump(mode="json")

@@ -5,57 +5,101 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orderweb', '0001_initial'),
+        ("orderweb", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RefusedStart',
+            name="RefusedStart",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('workflow_id', models.CharField(max_length=1000)),
-                ('run_id', models.CharField(max_length=64)),
-                ('reason', models.TextField()),
-                ('arguments', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("workflow_id", models.CharField(max_length=1000)),
+                ("run_id", models.CharField(max_length=64)),
+                ("reason", models.TextField()),
+                ("arguments", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddField(
-            model_name='order',
-            name='attention_reason',
+            model_name="order",
+            name="attention_reason",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='order',
-            name='attention_since',
+            model_name="order",
+            name="attention_since",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='orderevent',
-            name='event_key',
+            model_name="orderevent",
+            name="event_key",
             field=models.CharField(blank=True, max_length=255, null=True),
         ),
         migrations.AlterField(
-            model_name='orderevent',
-            name='type',
-            field=models.CharField(choices=[('order_created', 'Order created'), ('status_changed', 'Status changed'), ('review_approved', 'Review approved'), ('payment_charged', 'Payment charged'), ('payment_refunded', 'Payment refunded'), ('dispatch_failed', 'Dispatch failed'), ('carrier_dispatched', 'Dispatched to the carrier'), ('order_completed', 'Order completed'), ('order_cancelled', 'Order cancelled'), ('order_failed', 'Order failed'), ('signal_applied', 'Signal applied'), ('signal_refused', 'Signal refused'), ('update_applied', 'Update applied'), ('update_refused', 'Update refused'), ('temporal_cancel_requested', 'Cancel requested in Temporal'), ('cancel_requested', 'Cancellation requested'), ('cancel_refused', 'Cancellation refused'), ('cancel_unanswered', 'Cancellation not confirmed'), ('address_change_requested', 'Address change requested'), ('address_change_refused', 'Address change refused'), ('address_change_unanswered', 'Address change not confirmed'), ('shipping_retry_requested', 'Shipping retry requested'), ('shipping_retry_refused', 'Shipping retry refused'), ('shipping_retry_unanswered', 'Shipping retry not confirmed'), ('review_decision_requested', 'Decision sent'), ('review_decision_refused', 'Decision refused'), ('review_decision_unanswered', 'Decision not confirmed'), ('review_claimed', 'Review claimed'), ('review_released', 'Review released'), ('attention_flagged', 'Flagged for staff')], max_length=64),
+            model_name="orderevent",
+            name="type",
+            field=models.CharField(
+                choices=[
+                    ("order_created", "Order created"),
+                    ("status_changed", "Status changed"),
+                    ("review_approved", "Review approved"),
+                    ("payment_charged", "Payment charged"),
+                    ("payment_refunded", "Payment refunded"),
+                    ("dispatch_failed", "Dispatch failed"),
+                    ("carrier_dispatched", "Dispatched to the carrier"),
+                    ("order_completed", "Order completed"),
+                    ("order_cancelled", "Order cancelled"),
+                    ("order_failed", "Order failed"),
+                    ("signal_applied", "Signal applied"),
+                    ("signal_refused", "Signal refused"),
+                    ("update_applied", "Update applied"),
+                    ("update_refused", "Update refused"),
+                    ("temporal_cancel_requested", "Cancel requested in Temporal"),
+                    ("cancel_requested", "Cancellation requested"),
+                    ("cancel_refused", "Cancellation refused"),
+                    ("cancel_unanswered", "Cancellation not confirmed"),
+                    ("address_change_requested", "Address change requested"),
+                    ("address_change_refused", "Address change refused"),
+                    ("address_change_unanswered", "Address change not confirmed"),
+                    ("shipping_retry_requested", "Shipping retry requested"),
+                    ("shipping_retry_refused", "Shipping retry refused"),
+                    ("shipping_retry_unanswered", "Shipping retry not confirmed"),
+                    ("review_decision_requested", "Decision sent"),
+                    ("review_decision_refused", "Decision refused"),
+                    ("review_decision_unanswered", "Decision not confirmed"),
+                    ("review_claimed", "Review claimed"),
+                    ("review_released", "Review released"),
+                    ("attention_flagged", "Flagged for staff"),
+                ],
+                max_length=64,
+            ),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(condition=models.Q(('attention_since__isnull', False)), fields=['-attention_since'], name='order_needs_attention'),
+            model_name="order",
+            index=models.Index(
+                condition=models.Q(("attention_since__isnull", False)),
+                fields=["-attention_since"],
+                name="order_needs_attention",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('attention_reason', ''), ('attention_since__isnull', True)), models.Q(('attention_since__isnull', False), models.Q(('attention_reason', ''), _negated=True)), _connector='OR'), name='order_attention_has_reason'),
+            model_name="order",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("attention_reason", ""), ("attention_since__isnull", True)),
+                    models.Q(("attention_since__isnull", False), models.Q(("attention_reason", ""), _negated=True)),
+                    _connector="OR",
+                ),
+                name="order_attention_has_reason",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='refusedstart',
-            constraint=models.UniqueConstraint(fields=('workflow_id', 'run_id'), name='refused_start_once_per_run'),
+            model_name="refusedstart",
+            constraint=models.UniqueConstraint(fields=("workflow_id", "run_id"), name="refused_start_once_per_run"),
         ),
     ]

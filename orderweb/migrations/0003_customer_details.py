@@ -4,35 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orderweb', '0002_attention_refused_starts_event_types'),
+        ("orderweb", "0002_attention_refused_starts_event_types"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='order',
-            name='billing_address',
+            model_name="order",
+            name="billing_address",
             field=models.TextField(blank=True, max_length=300),
         ),
         migrations.AddField(
-            model_name='order',
-            name='client_ip',
+            model_name="order",
+            name="client_ip",
             field=models.GenericIPAddressField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='order',
-            name='currency',
-            field=models.CharField(default='USD', max_length=3),
+            model_name="order",
+            name="currency",
+            field=models.CharField(default="USD", max_length=3),
         ),
         migrations.AddField(
-            model_name='order',
-            name='customer_email',
+            model_name="order",
+            name="customer_email",
             field=models.EmailField(blank=True, max_length=254),
         ),
         migrations.AddField(
-            model_name='order',
-            name='user_agent',
+            model_name="order",
+            name="user_agent",
             field=models.CharField(blank=True, max_length=500),
         ),
     ]

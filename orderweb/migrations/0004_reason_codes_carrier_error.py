@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orderweb', '0003_customer_details'),
+        ("orderweb", "0003_customer_details"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='order',
-            name='cancel_reason_code',
+            model_name="order",
+            name="cancel_reason_code",
             field=models.CharField(blank=True, db_index=True, max_length=40),
         ),
         migrations.AddField(
-            model_name='shipment',
-            name='last_error',
+            model_name="shipment",
+            name="last_error",
             field=models.TextField(blank=True),
         ),
     ]

@@ -4,14 +4,21 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orderweb', '0004_reason_codes_carrier_error'),
+        ("orderweb", "0004_reason_codes_carrier_error"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='order',
-            options={'ordering': ['-created_at'], 'permissions': [('cancel_order', 'Can cancel orders'), ('change_order_address', "Can change an order's shipping address"), ('retry_shipping', 'Can retry a failed shipment'), ('decode_payloads', 'Can see decrypted workflow payloads')]},
+            name="order",
+            options={
+                "ordering": ["-created_at"],
+                "permissions": [
+                    ("cancel_order", "Can cancel orders"),
+                    ("change_order_address", "Can change an order's shipping address"),
+                    ("retry_shipping", "Can retry a failed shipment"),
+                    ("decode_payloads", "Can see decrypted workflow payloads"),
+                ],
+            },
         ),
     ]

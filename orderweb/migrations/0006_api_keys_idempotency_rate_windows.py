@@ -6,103 +6,134 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orderweb', '0005_codec_permission'),
+        ("orderweb", "0005_codec_permission"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApiIdempotencyKey',
+            name="ApiIdempotencyKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255)),
-                ('fingerprint', models.JSONField()),
-                ('status_code', models.PositiveSmallIntegerField()),
-                ('response', models.JSONField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.CharField(max_length=255)),
+                ("fingerprint", models.JSONField()),
+                ("status_code", models.PositiveSmallIntegerField()),
+                ("response", models.JSONField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text="The client's name: the actor in the audit trail.", max_length=100, unique=True)),
-                ('prefix', models.CharField(editable=False, max_length=16, unique=True)),
-                ('key_hash', models.CharField(editable=False, max_length=64)),
-                ('scope_create', models.BooleanField(default=False, verbose_name='create orders')),
-                ('scope_read', models.BooleanField(default=True, verbose_name='read orders')),
-                ('scope_act', models.BooleanField(default=False, verbose_name='cancel and change addresses')),
-                ('rate_limit_per_minute', models.PositiveIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('revoked_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="The client's name: the actor in the audit trail.", max_length=100, unique=True
+                    ),
+                ),
+                ("prefix", models.CharField(editable=False, max_length=16, unique=True)),
+                ("key_hash", models.CharField(editable=False, max_length=64)),
+                ("scope_create", models.BooleanField(default=False, verbose_name="create orders")),
+                ("scope_read", models.BooleanField(default=True, verbose_name="read orders")),
+                ("scope_act", models.BooleanField(default=False, verbose_name="cancel and change addresses")),
+                ("rate_limit_per_minute", models.PositiveIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("revoked_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
             ],
             options={
-                'verbose_name': 'API key',
-                'permissions': [('revoke_apikey', 'Can revoke API keys')],
+                "verbose_name": "API key",
+                "permissions": [("revoke_apikey", "Can revoke API keys")],
             },
         ),
         migrations.CreateModel(
-            name='ApiOrderRequest',
+            name="ApiOrderRequest",
             fields=[
-                ('order', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='api_request', serialize=False, to='orderweb.order')),
-                ('fingerprint', models.JSONField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "order",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="api_request",
+                        serialize=False,
+                        to="orderweb.order",
+                    ),
+                ),
+                ("fingerprint", models.JSONField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='ApiRateWindow',
+            name="ApiRateWindow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('window_start', models.DateTimeField()),
-                ('count', models.PositiveIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("window_start", models.DateTimeField()),
+                ("count", models.PositiveIntegerField(default=0)),
             ],
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['updated_at', 'id'], name='order_updated_keyset'),
+            model_name="order",
+            index=models.Index(fields=["updated_at", "id"], name="order_updated_keyset"),
         ),
         migrations.AddField(
-            model_name='apiidempotencykey',
-            name='order',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='orderweb.order'),
+            model_name="apiidempotencykey",
+            name="order",
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="orderweb.order"),
         ),
         migrations.AddField(
-            model_name='apikey',
-            name='created_by',
-            field=models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="apikey",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                editable=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='apiidempotencykey',
-            name='api_key',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='orderweb.apikey'),
+            model_name="apiidempotencykey",
+            name="api_key",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="orderweb.apikey"
+            ),
         ),
         migrations.AddField(
-            model_name='apiorderrequest',
-            name='api_key',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='orderweb.apikey'),
+            model_name="apiorderrequest",
+            name="api_key",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="orderweb.apikey"
+            ),
         ),
         migrations.AddField(
-            model_name='apiratewindow',
-            name='api_key',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='orderweb.apikey'),
+            model_name="apiratewindow",
+            name="api_key",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="orderweb.apikey"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='apikey',
-            constraint=models.CheckConstraint(condition=models.Q(('name', ''), _negated=True), name='api_key_has_name'),
+            model_name="apikey",
+            constraint=models.CheckConstraint(condition=models.Q(("name", ""), _negated=True), name="api_key_has_name"),
         ),
         migrations.AddConstraint(
-            model_name='apikey',
-            constraint=models.CheckConstraint(condition=models.Q(('rate_limit_per_minute__isnull', True), ('rate_limit_per_minute__gt', 0), _connector='OR'), name='api_key_rate_limit_positive'),
+            model_name="apikey",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("rate_limit_per_minute__isnull", True), ("rate_limit_per_minute__gt", 0), _connector="OR"
+                ),
+                name="api_key_rate_limit_positive",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='apiidempotencykey',
-            constraint=models.UniqueConstraint(fields=('api_key', 'key'), name='api_idempotency_key_once_per_client'),
+            model_name="apiidempotencykey",
+            constraint=models.UniqueConstraint(fields=("api_key", "key"), name="api_idempotency_key_once_per_client"),
         ),
         migrations.AddConstraint(
-            model_name='apiratewindow',
-            constraint=models.UniqueConstraint(fields=('api_key', 'window_start'), name='api_rate_one_row_per_window'),
+            model_name="apiratewindow",
+            constraint=models.UniqueConstraint(fields=("api_key", "window_start"), name="api_rate_one_row_per_window"),
         ),
     ]

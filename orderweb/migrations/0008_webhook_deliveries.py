@@ -6,47 +6,68 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orderweb', '0007_api_rate_window_unlogged'),
+        ("orderweb", "0007_api_rate_window_unlogged"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WebhookDelivery',
+            name="WebhookDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('url', models.URLField(max_length=1000)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('failed', 'Failed (gave up)')], default='pending', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_status_code', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('workflow_started_at', models.DateTimeField(blank=True, null=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("url", models.URLField(max_length=1000)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("sent", "Sent"), ("failed", "Failed (gave up)")],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_status_code", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("workflow_started_at", models.DateTimeField(blank=True, null=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.AddIndex(
-            model_name='orderevent',
-            index=models.Index(condition=models.Q(('to_status', ''), _negated=True), fields=['created_at'], name='order_event_status_changes'),
+            model_name="orderevent",
+            index=models.Index(
+                condition=models.Q(("to_status", ""), _negated=True),
+                fields=["created_at"],
+                name="order_event_status_changes",
+            ),
         ),
         migrations.AddField(
-            model_name='webhookdelivery',
-            name='event',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='webhook_delivery', to='orderweb.orderevent'),
+            model_name="webhookdelivery",
+            name="event",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE, related_name="webhook_delivery", to="orderweb.orderevent"
+            ),
         ),
         migrations.AddIndex(
-            model_name='webhookdelivery',
-            index=models.Index(condition=models.Q(('workflow_started_at__isnull', True)), fields=['id'], name='webhook_to_start'),
+            model_name="webhookdelivery",
+            index=models.Index(
+                condition=models.Q(("workflow_started_at__isnull", True)), fields=["id"], name="webhook_to_start"
+            ),
         ),
         migrations.AddIndex(
-            model_name='webhookdelivery',
-            index=models.Index(condition=models.Q(('status', 'sent'), _negated=True), fields=['-created_at'], name='webhook_not_sent'),
+            model_name="webhookdelivery",
+            index=models.Index(
+                condition=models.Q(("status", "sent"), _negated=True), fields=["-created_at"], name="webhook_not_sent"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='webhookdelivery',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'sent'), _negated=True), ('sent_at__isnull', False), _connector='OR'), name='webhook_sent_has_time'),
+            model_name="webhookdelivery",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "sent"), _negated=True), ("sent_at__isnull", False), _connector="OR"
+                ),
+                name="webhook_sent_has_time",
+            ),
         ),
     ]

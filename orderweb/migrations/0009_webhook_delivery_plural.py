@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orderweb', '0008_webhook_deliveries'),
+        ("orderweb", "0008_webhook_deliveries"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='webhookdelivery',
-            options={'verbose_name_plural': 'webhook deliveries'},
+            name="webhookdelivery",
+            options={"verbose_name_plural": "webhook deliveries"},
         ),
     ]

@@ -19,7 +19,7 @@ DUPLICATES = (
 DUPLICATES_FOUND = (
     "orderweb_order holds order ids that differ only in case, which the unique index on LOWER(order_id) "
     "refuses: {pairs}. Give all but one of each a new order id once its order has ended (see "
-    "docs/operations.md, \"Order ids that differ only in case\"), then migrate again."
+    'docs/operations.md, "Order ids that differ only in case"), then migrate again.'
 )
 
 
@@ -28,8 +28,10 @@ def refuse_ids_differing_only_in_case(apps, schema_editor):
         cursor.execute(DUPLICATES)
         rows = cursor.fetchall()
     if rows:
-        pairs = "; ".join(", ".join(f"{order_id} ({status})" for order_id, status in zip(ids, statuses, strict=True))
-                          for _, ids, statuses in rows)
+        pairs = "; ".join(
+            ", ".join(f"{order_id} ({status})" for order_id, status in zip(ids, statuses, strict=True))
+            for _, ids, statuses in rows
+        )
         raise RuntimeError(DUPLICATES_FOUND.format(pairs=pairs))
 
 

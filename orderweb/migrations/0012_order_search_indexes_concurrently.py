@@ -26,7 +26,7 @@ PG_TRGM_REQUIRED = (
     "The pg_trgm extension is required (trigram indexes for search), and this role may not create it: {error}. "
     "Run once, as a role that may (the database's owner, or your provider's admin role): "
     "CREATE EXTENSION IF NOT EXISTS pg_trgm; (on Azure, first allow it in the server parameter azure.extensions). "
-    "Then migrate again. See docs/operations.md, \"Postgres extensions\"."
+    'Then migrate again. See docs/operations.md, "Postgres extensions".'
 )
 
 
@@ -55,20 +55,34 @@ class Migration(migrations.Migration):
     operations = [
         # Not dropped backwards: other objects (and other apps) may use the extension.
         migrations.RunPython(require_pg_trgm, migrations.RunPython.noop),
-        *[migrations.RunSQL(f"DROP INDEX CONCURRENTLY IF EXISTS {name}", migrations.RunSQL.noop)
-          for name in SUPERSEDED],
-        *[AddIndexConcurrentlyIfMissing(
-            model_name="order",
-            index=GinIndex(OpClass(Upper(column), name="gin_trgm_ops"), name=name),
-        ) for column, name in (
-            ("order_id", "order_order_id_upper_trgm"), ("customer", "order_customer_upper_trgm"),
-            ("customer_email", "order_email_upper_trgm"), ("address", "order_address_upper_trgm"))],
-        *[AddIndexConcurrentlyIfMissing(
-            model_name="order",
-            index=models.Index(Upper(column), models.F("created_at"), name=name),
-        ) for column, name in (
-            ("customer", "order_customer_upper_time"), ("customer_email", "order_email_upper_time"),
-            ("address", "order_address_upper_time"), ("billing_address", "order_billing_upper_time"))],
+        *[
+            migrations.RunSQL(f"DROP INDEX CONCURRENTLY IF EXISTS {name}", migrations.RunSQL.noop)
+            for name in SUPERSEDED
+        ],
+        *[
+            AddIndexConcurrentlyIfMissing(
+                model_name="order",
+                index=GinIndex(OpClass(Upper(column), name="gin_trgm_ops"), name=name),
+            )
+            for column, name in (
+                ("order_id", "order_order_id_upper_trgm"),
+                ("customer", "order_customer_upper_trgm"),
+                ("customer_email", "order_email_upper_trgm"),
+                ("address", "order_address_upper_trgm"),
+            )
+        ],
+        *[
+            AddIndexConcurrentlyIfMissing(
+                model_name="order",
+                index=models.Index(Upper(column), models.F("created_at"), name=name),
+            )
+            for column, name in (
+                ("customer", "order_customer_upper_time"),
+                ("customer_email", "order_email_upper_time"),
+                ("address", "order_address_upper_time"),
+                ("billing_address", "order_billing_upper_time"),
+            )
+        ],
         AddIndexConcurrentlyIfMissing(
             model_name="order",
             index=models.Index(models.F("client_ip"), models.F("created_at"), name="order_client_ip_time"),

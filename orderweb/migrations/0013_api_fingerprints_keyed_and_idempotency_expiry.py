@@ -20,8 +20,10 @@ BATCH = 1000
 
 
 def _keyed(fingerprint: dict) -> dict:
-    return {name: salted_hmac(FINGERPRINT_SALT, digest, secret=settings.SECRET_KEY, algorithm="sha256").hexdigest()[:32]
-            for name, digest in fingerprint.items()}
+    return {
+        name: salted_hmac(FINGERPRINT_SALT, digest, secret=settings.SECRET_KEY, algorithm="sha256").hexdigest()[:32]
+        for name, digest in fingerprint.items()
+    }
 
 
 def key_fingerprints(apps, schema_editor):

@@ -6,35 +6,93 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('orderweb', '0001_initial'),
+        ("orderweb", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ReviewTask',
+            name="ReviewTask",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('open', 'Open'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('expired', 'Expired (review timed out)'), ('cancelled', 'Cancelled (order cancelled)')], default='open', max_length=16)),
-                ('due_at', models.DateTimeField()),
-                ('claimed_at', models.DateTimeField(blank=True, null=True)),
-                ('decided_by_name', models.CharField(blank=True, max_length=150)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('note', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('claimed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('decided_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='review_tasks', to='orderweb.order')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("open", "Open"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                            ("expired", "Expired (review timed out)"),
+                            ("cancelled", "Cancelled (order cancelled)"),
+                        ],
+                        default="open",
+                        max_length=16,
+                    ),
+                ),
+                ("due_at", models.DateTimeField()),
+                ("claimed_at", models.DateTimeField(blank=True, null=True)),
+                ("decided_by_name", models.CharField(blank=True, max_length=150)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                ("note", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "claimed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "order",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="review_tasks", to="orderweb.order"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['due_at', 'pk'],
-                'permissions': [('decide_review', 'Can approve or reject orders in manual review')],
-                'indexes': [models.Index(condition=models.Q(('status', 'open')), fields=['due_at', 'id'], name='review_open_queue'), models.Index(condition=models.Q(('status', 'open'), _negated=True), fields=['-decided_at'], name='review_recent')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status', 'open')), fields=('order',), name='review_one_open_per_order'), models.CheckConstraint(condition=models.Q(('status', 'open'), ('decided_at__isnull', False), _connector='OR'), name='review_closed_has_time'), models.CheckConstraint(condition=models.Q(('claimed_by__isnull', True), ('claimed_at__isnull', False), _connector='OR'), name='review_claim_has_time')],
+                "ordering": ["due_at", "pk"],
+                "permissions": [("decide_review", "Can approve or reject orders in manual review")],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("status", "open")), fields=["due_at", "id"], name="review_open_queue"
+                    ),
+                    models.Index(
+                        condition=models.Q(("status", "open"), _negated=True),
+                        fields=["-decided_at"],
+                        name="review_recent",
+                    ),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status", "open")), fields=("order",), name="review_one_open_per_order"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("status", "open"), ("decided_at__isnull", False), _connector="OR"),
+                        name="review_closed_has_time",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("claimed_by__isnull", True), ("claimed_at__isnull", False), _connector="OR"
+                        ),
+                        name="review_claim_has_time",
+                    ),
+                ],
             },
         ),
     ]

@@ -4,15 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reviews', '0003_review_queue_indexes'),
+        ("reviews", "0003_review_queue_indexes"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='reviewtask',
-            name='status',
-            field=models.CharField(choices=[('open', 'Open'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('expired', 'Expired (review timed out)'), ('cancelled', 'Cancelled (order cancelled)'), ('stopped', 'Closed (workflow stopped)')], default='open', max_length=16),
+            model_name="reviewtask",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("open", "Open"),
+                    ("approved", "Approved"),
+                    ("rejected", "Rejected"),
+                    ("expired", "Expired (review timed out)"),
+                    ("cancelled", "Cancelled (order cancelled)"),
+                    ("stopped", "Closed (workflow stopped)"),
+                ],
+                default="open",
+                max_length=16,
+            ),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reviews', '0004_review_stopped'),
+        ("reviews", "0004_review_stopped"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='reviewtask',
-            name='reason_code',
+            model_name="reviewtask",
+            name="reason_code",
             field=models.CharField(blank=True, max_length=40),
         ),
     ]

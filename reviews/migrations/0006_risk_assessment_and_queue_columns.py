@@ -6,67 +6,94 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orderweb', '0004_reason_codes_carrier_error'),
-        ('reviews', '0005_reason_code'),
+        ("orderweb", "0004_reason_codes_carrier_error"),
+        ("reviews", "0005_reason_code"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RiskAssessment',
+            name="RiskAssessment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('score', models.PositiveSmallIntegerField()),
-                ('level', models.CharField(choices=[('low', 'Low'), ('medium', 'Medium'), ('high', 'High')], max_length=8)),
-                ('reasons', models.JSONField(blank=True, default=list)),
-                ('approved_by_policy', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("score", models.PositiveSmallIntegerField()),
+                (
+                    "level",
+                    models.CharField(choices=[("low", "Low"), ("medium", "Medium"), ("high", "High")], max_length=8),
+                ),
+                ("reasons", models.JSONField(blank=True, default=list)),
+                ("approved_by_policy", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.AddField(
-            model_name='reviewtask',
-            name='amount',
+            model_name="reviewtask",
+            name="amount",
             field=models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True),
         ),
         migrations.AddField(
-            model_name='reviewtask',
-            name='risk_level',
-            field=models.CharField(blank=True, choices=[('low', 'Low'), ('medium', 'Medium'), ('high', 'High')], max_length=8),
+            model_name="reviewtask",
+            name="risk_level",
+            field=models.CharField(
+                blank=True, choices=[("low", "Low"), ("medium", "Medium"), ("high", "High")], max_length=8
+            ),
         ),
         migrations.AddField(
-            model_name='reviewtask',
-            name='risk_score',
+            model_name="reviewtask",
+            name="risk_score",
             field=models.PositiveSmallIntegerField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='reviewtask',
-            index=models.Index(models.OrderBy(models.F('risk_score'), descending=True, nulls_last=True), models.F('due_at'), models.F('id'), condition=models.Q(('status', 'open')), name='review_open_risk'),
+            model_name="reviewtask",
+            index=models.Index(
+                models.OrderBy(models.F("risk_score"), descending=True, nulls_last=True),
+                models.F("due_at"),
+                models.F("id"),
+                condition=models.Q(("status", "open")),
+                name="review_open_risk",
+            ),
         ),
         migrations.AddIndex(
-            model_name='reviewtask',
-            index=models.Index(models.OrderBy(models.F('amount'), descending=True, nulls_last=True), models.F('due_at'), models.F('id'), condition=models.Q(('status', 'open')), name='review_open_amount'),
+            model_name="reviewtask",
+            index=models.Index(
+                models.OrderBy(models.F("amount"), descending=True, nulls_last=True),
+                models.F("due_at"),
+                models.F("id"),
+                condition=models.Q(("status", "open")),
+                name="review_open_amount",
+            ),
         ),
         migrations.AddIndex(
-            model_name='reviewtask',
-            index=models.Index(condition=models.Q(('status', 'open')), fields=['risk_level', 'due_at', 'id'], name='review_open_level'),
+            model_name="reviewtask",
+            index=models.Index(
+                condition=models.Q(("status", "open")), fields=["risk_level", "due_at", "id"], name="review_open_level"
+            ),
         ),
         migrations.AddIndex(
-            model_name='reviewtask',
-            index=models.Index(models.F('decided_by_name'), models.OrderBy(models.F('decided_at'), descending=True), condition=models.Q(('status', 'open'), _negated=True), name='review_recent_by'),
+            model_name="reviewtask",
+            index=models.Index(
+                models.F("decided_by_name"),
+                models.OrderBy(models.F("decided_at"), descending=True),
+                condition=models.Q(("status", "open"), _negated=True),
+                name="review_recent_by",
+            ),
         ),
         migrations.AddField(
-            model_name='riskassessment',
-            name='order',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='risk', to='orderweb.order'),
+            model_name="riskassessment",
+            name="order",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE, related_name="risk", to="orderweb.order"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='riskassessment',
-            constraint=models.CheckConstraint(condition=models.Q(('score__lte', 100)), name='risk_score_at_most_100'),
+            model_name="riskassessment",
+            constraint=models.CheckConstraint(condition=models.Q(("score__lte", 100)), name="risk_score_at_most_100"),
         ),
         migrations.AddConstraint(
-            model_name='riskassessment',
-            constraint=models.CheckConstraint(condition=models.Q(('level__in', ['low', 'medium', 'high'])), name='risk_level_valid'),
+            model_name="riskassessment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("level__in", ["low", "medium", "high"])), name="risk_level_valid"
+            ),
         ),
     ]

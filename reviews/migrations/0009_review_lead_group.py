@@ -27,7 +27,8 @@ def create_review_lead_group(apps, schema_editor):
 def remove_review_lead_group(apps, schema_editor):
     apps.get_model("auth", "Group").objects.filter(name=REVIEW_LEAD_GROUP).delete()
     apps.get_model("auth", "Permission").objects.filter(
-        codename="lead_review", content_type__app_label="reviews").delete()
+        codename="lead_review", content_type__app_label="reviews"
+    ).delete()
 
 
 class Migration(migrations.Migration):

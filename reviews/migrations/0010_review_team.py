@@ -32,59 +32,72 @@ def revoke_notes(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orderweb', '0010_review_team_events_note_permission'),
-        ('reviews', '0009_review_lead_group'),
+        ("orderweb", "0010_review_team_events_note_permission"),
+        ("reviews", "0009_review_lead_group"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='reviewtask',
-            name='approvals_required',
+            model_name="reviewtask",
+            name="approvals_required",
             field=models.PositiveSmallIntegerField(default=1),
         ),
         migrations.AddField(
-            model_name='reviewtask',
-            name='first_approval_at',
+            model_name="reviewtask",
+            name="first_approval_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='reviewtask',
-            name='first_approval_by',
+            model_name="reviewtask",
+            name="first_approval_by",
             field=models.CharField(blank=True, max_length=150),
         ),
         migrations.AddField(
-            model_name='reviewtask',
-            name='first_approval_note',
+            model_name="reviewtask",
+            name="first_approval_note",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='reviewtask',
-            name='four_eyes_rule',
+            model_name="reviewtask",
+            name="four_eyes_rule",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='reviewtask',
-            name='timeout_action',
-            field=models.CharField(choices=[('expire', 'Expires (cancelled)'), ('approve', 'Approved by policy')], default='expire', max_length=8),
+            model_name="reviewtask",
+            name="timeout_action",
+            field=models.CharField(
+                choices=[("expire", "Expires (cancelled)"), ("approve", "Approved by policy")],
+                default="expire",
+                max_length=8,
+            ),
         ),
         migrations.AddIndex(
-            model_name='reviewtask',
-            index=models.Index(condition=models.Q(('escalated_at__isnull', False), ('status', 'open')), fields=['due_at', 'id'], name='review_open_escalated'),
+            model_name="reviewtask",
+            index=models.Index(
+                condition=models.Q(("escalated_at__isnull", False), ("status", "open")),
+                fields=["due_at", "id"],
+                name="review_open_escalated",
+            ),
         ),
         migrations.AddIndex(
-            model_name='reviewtask',
-            index=models.Index(condition=models.Q(('escalated_at__isnull', False)), fields=['escalated_at'], name='review_escalated'),
+            model_name="reviewtask",
+            index=models.Index(
+                condition=models.Q(("escalated_at__isnull", False)), fields=["escalated_at"], name="review_escalated"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reviewtask',
-            constraint=models.CheckConstraint(condition=models.Q(('approvals_required__in', [1, 2])), name='review_one_or_two_approvals'),
+            model_name="reviewtask",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("approvals_required__in", [1, 2])), name="review_one_or_two_approvals"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reviewtask',
-            constraint=models.CheckConstraint(condition=models.Q(('timeout_action__in', ['expire', 'approve'])), name='review_timeout_action_valid'),
+            model_name="reviewtask",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("timeout_action__in", ["expire", "approve"])), name="review_timeout_action_valid"
+            ),
         ),
         migrations.RunPython(grant_notes, revoke_notes),
     ]

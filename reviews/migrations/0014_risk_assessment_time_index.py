@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
 
     operations = [
         AddIndexConcurrently(
-            model_name='riskassessment',
-            index=models.Index(fields=['created_at'], name='risk_assessment_time'),
+            model_name="riskassessment",
+            index=models.Index(fields=["created_at"], name="risk_assessment_time"),
         ),
     ]

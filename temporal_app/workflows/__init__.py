@@ -21,11 +21,23 @@
 from importlib import import_module
 from typing import Any
 
-__all__ = ["OrderWorkflow", "ShippingWorkflow", "WebhookDeliveryWorkflow", "PeriodicJobWorkflow", "ORDER_STATUS_KEY", "DISPATCH_FAILURES_KEY"]
+__all__ = [
+    "OrderWorkflow",
+    "ShippingWorkflow",
+    "WebhookDeliveryWorkflow",
+    "PeriodicJobWorkflow",
+    "ORDER_STATUS_KEY",
+    "DISPATCH_FAILURES_KEY",
+]
 
-_HOMES = {"OrderWorkflow": "order", "ShippingWorkflow": "shipping", "WebhookDeliveryWorkflow": "webhook",
-          "PeriodicJobWorkflow": "periodic",
-          "ORDER_STATUS_KEY": "record", "DISPATCH_FAILURES_KEY": "record"}
+_HOMES = {
+    "OrderWorkflow": "order",
+    "ShippingWorkflow": "shipping",
+    "WebhookDeliveryWorkflow": "webhook",
+    "PeriodicJobWorkflow": "periodic",
+    "ORDER_STATUS_KEY": "record",
+    "DISPATCH_FAILURES_KEY": "record",
+}
 
 
 def __getattr__(name: str) -> Any:

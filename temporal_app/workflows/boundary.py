@@ -12,8 +12,9 @@ Pure and deterministic: standard library, temporalio's converter and the contrac
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 from temporalio.converter import value_to_type
 
@@ -107,8 +108,12 @@ def parse_start(args: Sequence[Any]) -> StartArgs:
         refused = f"{problem} Got {preview(order_id)}."
         if isinstance(order_id, str) and len(order_id) > MAX_ORDER_ID_LENGTH:
             refused += " " + SENT_SIZE.format(what="It", size=len(order_id))
-        return StartArgs(cut(order_id, MAX_ORDER_ID_LENGTH) if isinstance(order_id, str) else "", "",
-                         refused=refused, arguments=arguments)
+        return StartArgs(
+            cut(order_id, MAX_ORDER_ID_LENGTH) if isinstance(order_id, str) else "",
+            "",
+            refused=refused,
+            arguments=arguments,
+        )
     problems: list[str] = []
     address = args[1] if len(args) >= 2 else None
     if len(args) < 2:
@@ -124,7 +129,8 @@ def parse_start(args: Sequence[Any]) -> StartArgs:
         order_id=order_id,
         # The workflow, Postgres and the carrier hold the same address: the normalised one. A
         # bad one is kept as given (text only, cut to the limit) so the failure can show it.
-        address=normalise_address(address) if isinstance(address, str) and not address_error(address)
+        address=normalise_address(address)
+        if isinstance(address, str) and not address_error(address)
         else (cut(address, MAX_ADDRESS_LENGTH) if isinstance(address, str) else ""),
         options=options,
         amount=amount,
@@ -167,8 +173,11 @@ def _options(value: Any, problems: list[str]) -> tuple[OrderOptions, Optional[st
         problems.append(PAYMENT_ATTEMPTS_INVALID)
         options.payment_attempts = None
     details = customer_details_problems(
-        email=options.customer_email, billing_address=options.billing_address, client_ip=options.client_ip,
-        user_agent=options.user_agent, currency=options.currency,
+        email=options.customer_email,
+        billing_address=options.billing_address,
+        client_ip=options.client_ip,
+        user_agent=options.user_agent,
+        currency=options.currency,
     )
     if details:
         problems.extend(details)
@@ -268,8 +277,9 @@ def shipping_input(args: Sequence[Any]) -> Optional[ShippingInput]:
     return None if isinstance(parsed, Refusal) else parsed
 
 
-WEBHOOK_INPUT_INVALID = ("it takes one WebhookInput: a delivery_id above 0 and give_up_after_seconds "
-                         "above 0 and at most 30 days.")
+WEBHOOK_INPUT_INVALID = (
+    "it takes one WebhookInput: a delivery_id above 0 and give_up_after_seconds above 0 and at most 30 days."
+)
 
 
 def webhook_input(args: Sequence[Any]) -> Parsed[WebhookInput]:

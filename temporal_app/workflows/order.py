@@ -12,8 +12,9 @@ Deterministic and Django-free: temporalio, the contracts and this package only.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
@@ -25,8 +26,8 @@ from temporal_app.contracts import (
     POLICY_ACTOR,
     SYSTEM_ACTOR,
     TEMPORAL_ACTOR,
-    Activities,
     ActionResult,
+    Activities,
     CancelRequest,
     CancelRequestInfo,
     Errors,
@@ -38,10 +39,10 @@ from temporal_app.contracts import (
     ProgressEvent,
     ReceivedOrder,
     ReceiveOrderInput,
-    ReportKind,
-    RefusedStart,
     Refusal,
     RefusalCode,
+    RefusedStart,
+    ReportKind,
     ReviewDecision,
     ReviewOutcome,
     ShippingOutcome,
@@ -73,13 +74,10 @@ from temporal_app.workflows.record import OrderRecord, ReviewClose
 from temporal_app.workflows.shielded import run_shielded
 from temporal_app.workflows.steps import db_step
 
-
 T = TypeVar("T")
 
 # The one patch of issue 20 (docs/determinism.md): the DecideReview handler's own check.
 REVIEW_TEAM_PATCH = "issue-20-review-team"
-
-
 
 
 @workflow.defn(name="OrderWorkflow")
@@ -118,7 +116,8 @@ class OrderWorkflow:
 
     def _review_timeout(self, received: ReceivedOrder) -> timedelta:
         return timedelta(
-            seconds=self.start.options.review_timeout_seconds or received.review_timeout_seconds
+            seconds=self.start.options.review_timeout_seconds
+            or received.review_timeout_seconds
             or DEFAULT_REVIEW_TIMEOUT.total_seconds()
         )
 
@@ -169,7 +168,9 @@ class OrderWorkflow:
         await self.review.open_with(validated)
         if validated.approved_by_policy and self.review.decision is None and self.review.four_eyes.required == 1:
             # The review policy let the order through: it is approved as a person would, by "policy".
-            await self.review.take(ReviewDecision("approve", POLICY_ACTOR, f"approved by policy: {validated.approved_by_policy}"))
+            await self.review.take(
+                ReviewDecision("approve", POLICY_ACTOR, f"approved by policy: {validated.approved_by_policy}")
+            )
 
     async def _approved(self, decision: ReviewDecision) -> None:
         self.record.enter(OrderState.MANUAL_REVIEW_COMPLETED)
@@ -178,10 +179,15 @@ class OrderWorkflow:
             key="review_approved",
             from_status=OrderState.AWAITING_MANUAL_REVIEW,
             actor=decision.reviewer or CLIENT_ACTOR,
-            details={"decision": "approve", "note": decision.note, "action_id": decision.action_id,
-                     **self._four_eyes_details()},
-            review=ReviewClose(ReviewOutcome.APPROVED, decision.reviewer or CLIENT_ACTOR, decision.note,
-                               action_id=decision.action_id),
+            details={
+                "decision": "approve",
+                "note": decision.note,
+                "action_id": decision.action_id,
+                **self._four_eyes_details(),
+            },
+            review=ReviewClose(
+                ReviewOutcome.APPROVED, decision.reviewer or CLIENT_ACTOR, decision.note, action_id=decision.action_id
+            ),
         )
         self.review.open = False
         self.review.decided = True
@@ -192,8 +198,11 @@ class OrderWorkflow:
         four_eyes = self.review.four_eyes
         if four_eyes.required == 1:
             return {}
-        return {"approvals": [{k: v for k, v in a.items() if k != "action_id"} for a in four_eyes.approvals],
-                "approvals_required": four_eyes.required, "rule": four_eyes.rule}
+        return {
+            "approvals": [{k: v for k, v in a.items() if k != "action_id"} for a in four_eyes.approvals],
+            "approvals_required": four_eyes.required,
+            "rule": four_eyes.rule,
+        }
 
     async def _charge(self, amount: str) -> None:
         self.record.enter(OrderState.PROCESSING_PAYMENT)  # projected by payment_charged
@@ -248,8 +257,9 @@ class OrderWorkflow:
         late = self.cancellation.request
         if late is not None:
             # The cancel reached the child while the carrier dispatch was under way.
-            await self.record.refused("CancelRefused", late.actor, late.action_id,
-                                      refusal(RefusalCode.CANCEL_TOO_LATE), reason=late.reason)
+            await self.record.refused(
+                "CancelRefused", late.actor, late.action_id, refusal(RefusalCode.CANCEL_TOO_LATE), reason=late.reason
+            )
         return await self._finish(OrderState.COMPLETED, "", actor=SYSTEM_ACTOR)
 
     async def _stopped(self, stop: OrderStopped) -> OrderResult:
@@ -260,23 +270,34 @@ class OrderWorkflow:
             refunded = await self._refund()
             if refunded:
                 reason = f"{reason} (payment refunded)"
-        review = ReviewClose(stop.review, stop.actor, stop.note, stop.reason_code, stop.action_id) if stop.review else None
+        review = (
+            ReviewClose(stop.review, stop.actor, stop.note, stop.reason_code, stop.action_id) if stop.review else None
+        )
         if review is None and self.review.open:
             review = ReviewClose(ReviewOutcome.CANCELLED, stop.actor)
-        return await self._finish(stop.state, reason, actor=stop.actor, review=review, refunded=refunded,
-                                  reason_code=stop.reason_code)
+        return await self._finish(
+            stop.state, reason, actor=stop.actor, review=review, refunded=refunded, reason_code=stop.reason_code
+        )
 
     async def _refund(self) -> bool:
-        return bool(await workflow.execute_activity(
-            Activities.PAYMENT_REFUNDED,
-            OrderRef(self.record.order_id, workflow.info().workflow_id),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY_FOREVER,
-        ))
+        return bool(
+            await workflow.execute_activity(
+                Activities.PAYMENT_REFUNDED,
+                OrderRef(self.record.order_id, workflow.info().workflow_id),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY_FOREVER,
+            )
+        )
 
     async def _finish(
-        self, state: OrderState, reason: str, *, actor: str, review: Optional[ReviewClose] = None,
-        refunded: bool = False, reason_code: str = "",
+        self,
+        state: OrderState,
+        reason: str,
+        *,
+        actor: str,
+        review: Optional[ReviewClose] = None,
+        refunded: bool = False,
+        reason_code: str = "",
     ) -> OrderResult:
         previous = self.record.state
         self.record.reason = reason
@@ -287,9 +308,12 @@ class OrderWorkflow:
             from_status=previous,
             reason=reason,
             actor=actor,
-            details={"refunded": refunded, "tracking_number": self.record.tracking_number,
-                     **({"reason_code": reason_code} if reason_code else {}),
-                     **({"review_outcome": review.outcome.value, "note": review.note} if review else {})},
+            details={
+                "refunded": refunded,
+                "tracking_number": self.record.tracking_number,
+                **({"reason_code": reason_code} if reason_code else {}),
+                **({"review_outcome": review.outcome.value, "note": review.note} if review else {}),
+            },
             review=review,
         )
         if review is not None:
@@ -343,14 +367,24 @@ class OrderWorkflow:
             await self.record.refused("TemporalCancel", TEMPORAL_ACTOR, "", found, reason=reason)
             return
         await self.cancellation.take(request)
-        await self.record.applied("TemporalCancel", TEMPORAL_ACTOR, "", f"cancellation requested: {reason}",
-                                  event=ProgressEvent.TEMPORAL_CANCEL_REQUESTED, reason=reason)
+        await self.record.applied(
+            "TemporalCancel",
+            TEMPORAL_ACTOR,
+            "",
+            f"cancellation requested: {reason}",
+            event=ProgressEvent.TEMPORAL_CANCEL_REQUESTED,
+            reason=reason,
+        )
 
     # -- signals and updates -----------------------------------------------------------------------
 
     async def _signal(
-        self, name: str, parsed: Union[T, Refusal], check: Callable[[T], Optional[Refusal]],
-        take: Callable[[T], Awaitable[None]], describe: Callable[[T], tuple[str, dict[str, Any]]],
+        self,
+        name: str,
+        parsed: Union[T, Refusal],
+        check: Callable[[T], Optional[Refusal]],
+        take: Callable[[T], Awaitable[None]],
+        describe: Callable[[T], tuple[str, dict[str, Any]]],
     ) -> None:
         """The shape of every signal: read it, then refuse it or take it, recorded either way."""
         if isinstance(parsed, Refusal):
@@ -369,8 +403,10 @@ class OrderWorkflow:
     @workflow.signal(name=Signals.CANCEL_ORDER)
     async def cancel_order(self, *args: Any) -> None:
         await self._signal(
-            Signals.CANCEL_ORDER, boundary.cancel_request(Signals.CANCEL_ORDER, args),
-            self.cancellation.refusal, self.cancellation.take,
+            Signals.CANCEL_ORDER,
+            boundary.cancel_request(Signals.CANCEL_ORDER, args),
+            self.cancellation.refusal,
+            self.cancellation.take,
             lambda request: (f"cancellation requested: {request.reason}", {"reason": request.reason}),
         )
 
@@ -390,23 +426,39 @@ class OrderWorkflow:
             return
         found = self.review.refusal(decision, from_signal=True)
         if found is not None:
-            await self.record.refused(Signals.COMPLETE_MANUAL_REVIEW, decision.reviewer, decision.action_id, found,
-                                      decision=decision.decision, note=decision.note)
+            await self.record.refused(
+                Signals.COMPLETE_MANUAL_REVIEW,
+                decision.reviewer,
+                decision.action_id,
+                found,
+                decision=decision.decision,
+                note=decision.note,
+            )
             return
         self.record.remember_action(decision.action_id)
         partly = await self.review.take(decision)
         # Not projected on its own: the approval (or the cancellation a rejection causes) is
         # written with the reviewer, in the same write as the state change; an approval that is
         # not the last of four eyes was written by take().
-        await self.record.applied(Signals.COMPLETE_MANUAL_REVIEW, decision.reviewer, decision.action_id,
-                                  partly or f"review decision: {decision.decision}", event=ProgressEvent.SIGNAL_APPLIED,
-                                  project=False, decision=decision.decision, note=decision.note)
+        await self.record.applied(
+            Signals.COMPLETE_MANUAL_REVIEW,
+            decision.reviewer,
+            decision.action_id,
+            partly or f"review decision: {decision.decision}",
+            event=ProgressEvent.SIGNAL_APPLIED,
+            project=False,
+            decision=decision.decision,
+            note=decision.note,
+        )
 
     @workflow.signal(name=Signals.RETRY_SHIPPING)
     async def retry_shipping(self, *args: Any) -> None:
         await self._signal(
-            Signals.RETRY_SHIPPING, boundary.retry_request(Signals.RETRY_SHIPPING, args),
-            self._retry_refusal, self.shipping.take_retry, lambda request: ("shipping retried", {}),
+            Signals.RETRY_SHIPPING,
+            boundary.retry_request(Signals.RETRY_SHIPPING, args),
+            self._retry_refusal,
+            self.shipping.take_retry,
+            lambda request: ("shipping retried", {}),
         )
 
     @workflow.signal(name=Signals.SHIPPING_REPORT)
@@ -442,14 +494,25 @@ class OrderWorkflow:
         # marker is written only when it refuses, so no other order pays for it.
         found = self.review.refusal(decision, from_signal=False)
         if found is not None and workflow.patched(REVIEW_TEAM_PATCH):
-            return await self.record.refused(Updates.DECIDE_REVIEW, decision.reviewer, decision.action_id, found,
-                                             decision=decision.decision, note=decision.note)
+            return await self.record.refused(
+                Updates.DECIDE_REVIEW,
+                decision.reviewer,
+                decision.action_id,
+                found,
+                decision=decision.decision,
+                note=decision.note,
+            )
         self.record.remember_action(decision.action_id)
         partly = await self.review.take(decision)
         result = await self.record.applied(
-            Updates.DECIDE_REVIEW, decision.reviewer, decision.action_id,
+            Updates.DECIDE_REVIEW,
+            decision.reviewer,
+            decision.action_id,
             partly or f"review decision: {decision.decision}",
-            event=ProgressEvent.UPDATE_APPLIED, project=False, decision=decision.decision, note=decision.note,
+            event=ProgressEvent.UPDATE_APPLIED,
+            project=False,
+            decision=decision.decision,
+            note=decision.note,
         )
         if partly:
             return ActionResult(True, partly, self.record.state.value, FIRST_OF_TWO_APPROVALS)
@@ -458,9 +521,14 @@ class OrderWorkflow:
         await workflow.wait_condition(lambda: self.review.decided or self.review.answered(decision) is not None)
         answered = self.review.answered(decision)
         if answered is not None and not answered.accepted:  # held before review, then not needed
-            return await self.record.refused(Updates.DECIDE_REVIEW, decision.reviewer, decision.action_id,
-                                             refusal(RefusalCode(answered.code)), decision=decision.decision,
-                                             note=decision.note)
+            return await self.record.refused(
+                Updates.DECIDE_REVIEW,
+                decision.reviewer,
+                decision.action_id,
+                refusal(RefusalCode(answered.code)),
+                decision=decision.decision,
+                note=decision.note,
+            )
         if answered is not None:
             return answered
         if self.record.state == OrderState.FAILED:  # held before review, then validation failed
@@ -471,7 +539,9 @@ class OrderWorkflow:
     @decide_review.validator
     def _validate_decide_review(self, *args: Any) -> None:
         decision = boundary.review_decision(Updates.DECIDE_REVIEW, args)
-        self._refuse_update(decision if isinstance(decision, Refusal) else self.review.refusal(decision, from_signal=False))
+        self._refuse_update(
+            decision if isinstance(decision, Refusal) else self.review.refusal(decision, from_signal=False)
+        )
 
     @workflow.update(name=Updates.REQUEST_CANCEL)
     async def request_cancel(self, *args: Any) -> ActionResult:
@@ -479,17 +549,25 @@ class OrderWorkflow:
         assert isinstance(request, CancelRequest)
         self.record.remember_action(request.action_id)
         await self.cancellation.take(request)
-        await self.record.applied(Updates.REQUEST_CANCEL, request.actor, request.action_id,
-                                  f"cancellation requested: {request.reason}", event=ProgressEvent.UPDATE_APPLIED,
-                                  reason=request.reason)
+        await self.record.applied(
+            Updates.REQUEST_CANCEL,
+            request.actor,
+            request.action_id,
+            f"cancellation requested: {request.reason}",
+            event=ProgressEvent.UPDATE_APPLIED,
+            reason=request.reason,
+        )
         # The cancel is decided when the order ends: during shipping the child may already be
         # dispatching, and then the order completes. Answer once the ending is in Postgres.
         await workflow.wait_condition(lambda: self.record.ended)
         state = self.record.state
         if state == OrderState.CANCELLED:
             return ActionResult(True, f"Order cancelled: {self.record.reason}", state.value)
-        found = (refusal(RefusalCode.CANCEL_TOO_LATE) if state == OrderState.COMPLETED
-                 else refusal(RefusalCode.ALREADY_FINISHED, state=state.value))
+        found = (
+            refusal(RefusalCode.CANCEL_TOO_LATE)
+            if state == OrderState.COMPLETED
+            else refusal(RefusalCode.ALREADY_FINISHED, state=state.value)
+        )
         return ActionResult(False, found.message, state.value, found.code.value)
 
     @request_cancel.validator
@@ -512,8 +590,13 @@ class OrderWorkflow:
         assert not isinstance(request, Refusal)
         self.record.remember_action(request.action_id)
         await self.shipping.take_retry(request)
-        return await self.record.applied(Updates.RETRY_SHIPPING, request.actor, request.action_id,
-                                         "shipping retried", event=ProgressEvent.UPDATE_APPLIED)
+        return await self.record.applied(
+            Updates.RETRY_SHIPPING,
+            request.actor,
+            request.action_id,
+            "shipping retried",
+            event=ProgressEvent.UPDATE_APPLIED,
+        )
 
     @request_shipping_retry.validator
     def _validate_request_shipping_retry(self, *args: Any) -> None:
@@ -525,8 +608,9 @@ class OrderWorkflow:
     def _refuse_update(self, found: Optional[Refusal]) -> None:
         """A validator's refusal: its code and the state the order is in, for the caller."""
         if found is not None:
-            raise ApplicationError(found.message, found.code.value, self.record.state.value,
-                                   type=Errors.REFUSED, non_retryable=True)
+            raise ApplicationError(
+                found.message, found.code.value, self.record.state.value, type=Errors.REFUSED, non_retryable=True
+            )
 
     def _retry_refusal(self, request: ShippingRetryRequest) -> Optional[Refusal]:
         return self.shipping.retry_refusal(request, cancel_requested=self.cancellation.request is not None)
@@ -542,11 +626,19 @@ class OrderWorkflow:
             self.record.remember_action(change.action_id)
             found = await self.address.take(change)
         if found is not None:
-            return await self.record.refused(name, change.actor, change.action_id, found,
-                                             requested_address=change.address)
+            return await self.record.refused(
+                name, change.actor, change.action_id, found, requested_address=change.address
+            )
         event = ProgressEvent.SIGNAL_APPLIED if name == Signals.UPDATE_ADDRESS else ProgressEvent.UPDATE_APPLIED
-        return await self.record.applied(name, change.actor, change.action_id, "address updated", event=event,
-                                         old_address=old, new_address=self.record.address)
+        return await self.record.applied(
+            name,
+            change.actor,
+            change.action_id,
+            "address updated",
+            event=event,
+            old_address=old,
+            new_address=self.record.address,
+        )
 
     # -- the query ---------------------------------------------------------------------------------
 

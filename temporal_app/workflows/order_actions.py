@@ -8,7 +8,6 @@ anything reaches history) and the Update's handler.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Optional
@@ -98,7 +97,9 @@ class Shipping:
         )
         return self.child
 
-    async def forward(self, signal: str, instruction: ShippingInstruction, *, wait: bool = False) -> Optional[ShippingReport]:
+    async def forward(
+        self, signal: str, instruction: ShippingInstruction, *, wait: bool = False
+    ) -> Optional[ShippingReport]:
         """Signal the child; with ``wait``, wait for its answer to ``instruction.action_id``."""
         if self.child is None:
             return None
@@ -107,13 +108,12 @@ class Shipping:
             await self.child.signal(signal, instruction)
         except FailureError:
             # The child already closed: it dispatched or was cancelled; nothing to forward to.
-            return ShippingReport(ReportKind.ACK, instruction.action_id, False,
-                                  refusal(RefusalCode.ADDRESS_TOO_LATE).message)
+            return ShippingReport(
+                ReportKind.ACK, instruction.action_id, False, refusal(RefusalCode.ADDRESS_TOO_LATE).message
+            )
         if not wait:
             return None
-        await workflow.wait_condition(
-            lambda: instruction.action_id in self._acks or self.record.state.is_terminal
-        )
+        await workflow.wait_condition(lambda: instruction.action_id in self._acks or self.record.state.is_terminal)
         return self._acks.pop(
             instruction.action_id,
             ShippingReport(ReportKind.ACK, instruction.action_id, False, refusal(RefusalCode.ADDRESS_TOO_LATE).message),
@@ -190,8 +190,11 @@ class Cancellation:
     def stop_if_requested(self, *, review: Optional[ReviewOutcome] = None) -> None:
         if self.request is not None:
             raise OrderStopped(
-                OrderState.CANCELLED, self.request.reason or "cancelled", self.request.actor or CLIENT_ACTOR,
-                review=review, reason_code=self.request.reason_code,
+                OrderState.CANCELLED,
+                self.request.reason or "cancelled",
+                self.request.actor or CLIENT_ACTOR,
+                review=review,
+                reason_code=self.request.reason_code,
             )
 
 
@@ -225,12 +228,18 @@ class Escalation:
         """The leads are told (review_escalated: audit, task, email, webhook, metric; once)."""
         self.at = workflow.now().isoformat()
         workflow.upsert_search_attributes([REVIEW_ESCALATED_KEY.value_set(True)])
-        self.record.log_message("ReviewEscalated", "system", "", "applied",
-                                f"the review waited {waited.total_seconds():g} s undecided: escalated to the leads")
+        self.record.log_message(
+            "ReviewEscalated",
+            "system",
+            "",
+            "applied",
+            f"the review waited {waited.total_seconds():g} s undecided: escalated to the leads",
+        )
         await workflow.execute_activity(
             Activities.REVIEW_ESCALATED,
-            ReviewEscalation(self.record.order_id, workflow.info().workflow_id, waited.total_seconds(),
-                             review_due.timestamp()),
+            ReviewEscalation(
+                self.record.order_id, workflow.info().workflow_id, waited.total_seconds(), review_due.timestamp()
+            ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY_FOREVER,
         )
@@ -266,8 +275,14 @@ class FourEyes:
 
     def count(self, decision: ReviewDecision) -> None:
         if decision.decision == "approve" and self.required > 1:
-            self.approvals.append({"reviewer": _reviewer(decision), "at": workflow.now().isoformat(),
-                                   "note": decision.note, "action_id": decision.action_id})
+            self.approvals.append(
+                {
+                    "reviewer": _reviewer(decision),
+                    "at": workflow.now().isoformat(),
+                    "note": decision.note,
+                    "action_id": decision.action_id,
+                }
+            )
 
     def answered(self, decision: ReviewDecision) -> Optional[str]:
         return next((answer for held, answer in self._answered if held is decision), None)
@@ -287,8 +302,14 @@ class FourEyes:
             source="workflow",
             to_status="",
             reason=f"approved, {number} of {self.required}: waiting for a second reviewer ({self.rule})",
-            details={"decision": "approve", "note": decision.note, "action_id": decision.action_id,
-                     "approvals": number, "approvals_required": self.required, "rule": self.rule},
+            details={
+                "decision": "approve",
+                "note": decision.note,
+                "action_id": decision.action_id,
+                "approvals": number,
+                "approvals_required": self.required,
+                "rule": self.rule,
+            },
             approval=(reviewer, decision.note, number, self.required),
         )
         self._answered.append((decision, message))
@@ -365,8 +386,13 @@ class Review:
         """Before review the rules are not known: a second person's approval (by Update: a
         signal's refusal was recorded in histories before four eyes) is held beside the first."""
         held = self.decision
-        return (not self.open and held is not None and self.held_second is None
-                and held.decision == decision.decision == "approve" and _reviewer(held) != _reviewer(decision))
+        return (
+            not self.open
+            and held is not None
+            and self.held_second is None
+            and held.decision == decision.decision == "approve"
+            and _reviewer(held) != _reviewer(decision)
+        )
 
     async def take(self, decision: ReviewDecision) -> Optional[str]:
         """Take a decision. An approval that is not the last one four eyes needs is counted and
@@ -437,8 +463,11 @@ class Review:
             raise OrderStopped(
                 OrderState.CANCELLED,
                 f"rejected in review: {decision.note}" if decision.note else "rejected in review",
-                decision.reviewer or CLIENT_ACTOR, review=ReviewOutcome.REJECTED, note=decision.note,
-                reason_code=decision.reason_code, action_id=decision.action_id,
+                decision.reviewer or CLIENT_ACTOR,
+                review=ReviewOutcome.REJECTED,
+                note=decision.note,
+                reason_code=decision.reason_code,
+                action_id=decision.action_id,
             )
         return decision
 
@@ -449,7 +478,7 @@ class Review:
         """Wait for a decision or a cancel; False when ``timeout`` passed first."""
         try:
             await workflow.wait_condition(self._waited, timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -499,7 +528,9 @@ class AddressBook:
         if self.shipping.child is not None:
             action_id = change.action_id or str(workflow.uuid4())
             answer = await self.shipping.forward(
-                Signals.SHIPPING_ADDRESS, ShippingInstruction("", action_id, address=new), wait=True,
+                Signals.SHIPPING_ADDRESS,
+                ShippingInstruction("", action_id, address=new),
+                wait=True,
             )
             if answer is not None and not answer.accepted:
                 return refusal(RefusalCode.ADDRESS_TOO_LATE)

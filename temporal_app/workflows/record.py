@@ -23,8 +23,8 @@ from temporal_app.contracts import (
     SEARCH_ATTRIBUTE_ORDER_STATUS,
     SEARCH_ATTRIBUTE_REVIEW_ESCALATED,
     SYSTEM_ACTOR,
-    Activities,
     ActionResult,
+    Activities,
     OrderState,
     ProgressEvent,
     ProgressRecord,
@@ -99,10 +99,12 @@ class OrderRecord:
         what is missing, so the Web UI can filter every order from the start."""
         present = workflow.info().typed_search_attributes
         missing = [
-            update for key, update in (
+            update
+            for key, update in (
                 (ORDER_STATUS_KEY, ORDER_STATUS_KEY.value_set(self.state.value)),
                 (DISPATCH_FAILURES_KEY, DISPATCH_FAILURES_KEY.value_set(0)),
-            ) if present.get(key) is None
+            )
+            if present.get(key) is None
         ]
         if missing:
             workflow.upsert_search_attributes(missing)
@@ -122,10 +124,18 @@ class OrderRecord:
     def log_message(
         self, name: str, actor: str, action_id: str, outcome: str, message: str, code: str = "", **extra: Any
     ) -> None:
-        self.messages.append({
-            "name": name, "at": workflow.now().isoformat(), "actor": actor or CLIENT_ACTOR,
-            "action_id": action_id, "outcome": outcome, "code": code, "message": message, **extra,
-        })
+        self.messages.append(
+            {
+                "name": name,
+                "at": workflow.now().isoformat(),
+                "actor": actor or CLIENT_ACTOR,
+                "action_id": action_id,
+                "outcome": outcome,
+                "code": code,
+                "message": message,
+                **extra,
+            }
+        )
         if len(self.messages) > MAX_MESSAGES_KEPT:
             del self.messages[0]
             self.messages_dropped += 1
@@ -134,13 +144,21 @@ class OrderRecord:
         """A message the workflow did not take: in get_status and in the audit trail."""
         self.log_message(name, actor, action_id, "refused", refusal.message, refusal.code.value, **extra)
         event = ProgressEvent.UPDATE_REFUSED if name in Updates.ALL else ProgressEvent.SIGNAL_REFUSED
-        await self._message_event(event, name, actor, action_id, "refused",
-                                  refusal.message, {"code": refusal.code.value, **extra})
+        await self._message_event(
+            event, name, actor, action_id, "refused", refusal.message, {"code": refusal.code.value, **extra}
+        )
         return ActionResult(False, refusal.message, self.state.value, refusal.code.value)
 
     async def applied(
-        self, name: str, actor: str, action_id: str, message: str, *, event: ProgressEvent,
-        project: bool = True, **extra: Any,
+        self,
+        name: str,
+        actor: str,
+        action_id: str,
+        message: str,
+        *,
+        event: ProgressEvent,
+        project: bool = True,
+        **extra: Any,
     ) -> ActionResult:
         """A message the workflow took. ``project=False`` when the change it causes is written
         with the message's actor anyway (a review decision)."""
@@ -150,7 +168,13 @@ class OrderRecord:
         return ActionResult(True, message, self.state.value)
 
     async def _message_event(
-        self, event: ProgressEvent, name: str, actor: str, action_id: str, outcome: str, reason: str,
+        self,
+        event: ProgressEvent,
+        name: str,
+        actor: str,
+        action_id: str,
+        outcome: str,
+        reason: str,
         details: dict[str, Any],
     ) -> None:
         # Named by what happened: the action id where the caller gave one, else the n-th such
@@ -158,8 +182,12 @@ class OrderRecord:
         self._message_counts[(name, action_id, outcome)] += 1
         nth = self._message_counts[(name, action_id, outcome)]
         await self.project(
-            event, key=f"{name}:{action_id or '-'}:{outcome}:{nth}",
-            actor=actor or CLIENT_ACTOR, source="signal", to_status="", reason=reason,
+            event,
+            key=f"{name}:{action_id or '-'}:{outcome}:{nth}",
+            actor=actor or CLIENT_ACTOR,
+            source="signal",
+            to_status="",
+            reason=reason,
             details={"signal": name, "action_id": action_id, **details},
         )
 
@@ -211,8 +239,9 @@ class OrderRecord:
             activity, arg = Activities.RECORD_ORDER_PROGRESS, record
         else:
             activity = Activities.RECORD_REVIEW_OUTCOME
-            arg = ReviewOutcomeRecord(record, review.outcome.value, review.reviewer, review.note, review.reason_code,
-                                      review.action_id)
+            arg = ReviewOutcomeRecord(
+                record, review.outcome.value, review.reviewer, review.note, review.reason_code, review.action_id
+            )
         async with self._writing:
             await db_step(activity, arg, start_to_close_timeout=PROJECTION_TIMEOUT, retry_policy=PROJECTION_RETRY)
 

@@ -160,9 +160,12 @@ class ShippingWorkflow:
             and instruction.token == self.request.report_token
         ):
             return instruction
-        found = instruction if not isinstance(instruction, ShippingInstruction) else refusal(RefusalCode.NOT_FROM_PARENT)
-        self.ignored.append({"name": name, "at": workflow.now().isoformat(), "code": found.code.value,
-                             "message": found.message})
+        found = (
+            instruction if not isinstance(instruction, ShippingInstruction) else refusal(RefusalCode.NOT_FROM_PARENT)
+        )
+        self.ignored.append(
+            {"name": name, "at": workflow.now().isoformat(), "code": found.code.value, "message": found.message}
+        )
         if len(self.ignored) > MAX_MESSAGES_KEPT:
             del self.ignored[0]
             self.ignored_dropped += 1
@@ -182,10 +185,15 @@ class ShippingWorkflow:
         accepted = self.state not in (DISPATCHING, DISPATCHED)
         if accepted:
             self.address = instruction.address
-        await self._report(ShippingReport(
-            ReportKind.ACK, instruction.action_id, accepted,
-            "" if accepted else refusal(RefusalCode.ADDRESS_TOO_LATE).message, instruction.address,
-        ))
+        await self._report(
+            ShippingReport(
+                ReportKind.ACK,
+                instruction.action_id,
+                accepted,
+                "" if accepted else refusal(RefusalCode.ADDRESS_TOO_LATE).message,
+                instruction.address,
+            )
+        )
 
     @workflow.signal(name=Signals.SHIPPING_RETRY)
     def retry_dispatch(self, *args: Any) -> None:

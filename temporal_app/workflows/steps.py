@@ -7,10 +7,11 @@ while one keeps retrying, the task stays open and the SDK renews it about every 
 history events each time), and signals and Updates wait for it. So a step gets
 ``LOCAL_STEP_ATTEMPTS`` local attempts, with its policy's backoff (about 3 s in all for a
 projection write, 15 s for the first steps, when Postgres refuses at once); a step still
-failing then (Postgres down for longer than a blip) goes on as a regular activity with the same retry policy, which retries on the server's clock
-for as long as it takes, adds nothing to the history meanwhile, and leaves the workflow free
-to take messages. Every step is idempotent by a database constraint, so a local attempt still
-running when the regular one starts writes nothing twice.
+failing then (Postgres down for longer than a blip) goes on as a regular activity with the same
+retry policy, which retries on the server's clock for as long as it takes, adds nothing to the
+history meanwhile, and leaves the workflow free to take messages. Every step is idempotent by a
+database constraint, so a local attempt still running when the regular one starts writes nothing
+twice.
 
 Replay-safe: the fallback is chosen by data in the history (the local activity's failure in its
 marker, which no history recorded before this change holds, since those retried without end),
@@ -62,15 +63,22 @@ async def db_step(
     local_attempts = min(retry_policy.maximum_attempts or LOCAL_STEP_ATTEMPTS, LOCAL_STEP_ATTEMPTS)
     try:
         return await workflow.execute_local_activity(
-            activity, arg, result_type=result_type, start_to_close_timeout=start_to_close_timeout,
+            activity,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=start_to_close_timeout,
             retry_policy=dataclasses.replace(retry_policy, maximum_attempts=local_attempts),
         )
     except (ActivityError, ApplicationError, TimeoutError) as err:
         if not _gave_up_on_time(err, retry_policy) or not workflow.patched(BOUNDED_LOCAL_STEPS_PATCH):
             raise
-        workflow.logger.warning("%s failed %d local attempts; retrying it as a regular activity",
-                                activity, local_attempts)
+        workflow.logger.warning(
+            "%s failed %d local attempts; retrying it as a regular activity", activity, local_attempts
+        )
     return await workflow.execute_activity(
-        activity, arg, result_type=result_type, start_to_close_timeout=start_to_close_timeout,
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=start_to_close_timeout,
         retry_policy=retry_policy,
     )

@@ -48,9 +48,15 @@ def serious_axe_violations(page: Any, *, name: str = "") -> list[dict[str, Any]]
     violations = axe_violations(page)
     if name:
         FINDINGS.mkdir(parents=True, exist_ok=True)
-        (FINDINGS / f"{name}.json").write_text(json.dumps(
-            {"url": page.url, "violations": [{key: v[key] for key in ("id", "impact", "help", "nodes")}
-                                             for v in violations]}, indent=1))
+        (FINDINGS / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "url": page.url,
+                    "violations": [{key: v[key] for key in ("id", "impact", "help", "nodes")} for v in violations],
+                },
+                indent=1,
+            )
+        )
     return [v for v in violations if v["impact"] in FAILING_IMPACTS]
 
 

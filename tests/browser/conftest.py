@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
@@ -26,7 +34,7 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator["object"]:
+def chromium() -> Iterator[object]:
     """One browser per test module. Playwright's sync API keeps an asyncio loop running in this
     thread while it is open, which would break any later ``asyncio.run`` in the session (the
     replay tests), so it is closed at the end of each browser module. Django's ORM, used by the

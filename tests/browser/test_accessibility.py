@@ -9,10 +9,10 @@ New pages join with one line: ``assert_no_serious_axe_violations(page)`` (tests/
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from playwright.sync_api import expect
-
-from datetime import timedelta
 
 from orderweb.services import order_create
 from reviews.models import ReviewTask
@@ -32,18 +32,30 @@ def world(settings, system):
     settings.REVIEW_QUEUE_REFRESH_SECONDS = 2
     make_user("rita", reviewer=True, superuser=True)
     bob = make_user("bob", reviewer=True)
-    risky = order_create(order_id=new_order_id("AXE"), address="1 Warehouse Road\nTorrance, CA 90501",
-                         customer="Grace Hopper", customer_email="grace@example.com",
-                         line_items=[LineItem("GPU-9", "Graphics card", 12, "40.00")])
+    risky = order_create(
+        order_id=new_order_id("AXE"),
+        address="1 Warehouse Road\nTorrance, CA 90501",
+        customer="Grace Hopper",
+        customer_email="grace@example.com",
+        line_items=[LineItem("GPU-9", "Graphics card", 12, "40.00")],
+    )
     wait_for_state(risky.workflow_id, "awaiting_manual_review")
     wait_until(lambda: ReviewTask.objects.filter(order=risky, status="open").exists(), what="open task")
-    make_waiting_order(risk=(85, "high", [reason("forwarder", 40, "Ships to a parcel-forwarding service.")]),
-                       customer="Alan Turing", email="alan@example.com", due_in=timedelta(minutes=20))
-    make_waiting_order(risk=(45, "medium", [reason("new_customer", 20, "First order of this customer.")]),
-                       claimed_by=bob, due_in=timedelta(hours=3))
+    make_waiting_order(
+        risk=(85, "high", [reason("forwarder", 40, "Ships to a parcel-forwarding service.")]),
+        customer="Alan Turing",
+        email="alan@example.com",
+        due_in=timedelta(minutes=20),
+    )
+    make_waiting_order(
+        risk=(45, "medium", [reason("new_customer", 20, "First order of this customer.")]),
+        claimed_by=bob,
+        due_in=timedelta(hours=3),
+    )
     make_waiting_order(risk=(5, "low", []), customer="Ada Lovelace", email="ada@example.com")
-    decide_in_db(make_waiting_order(risk=(60, "high", [])), "rejected", by="bob", note=LONG_NOTE,
-                 reason_code="suspected_fraud")
+    decide_in_db(
+        make_waiting_order(risk=(60, "high", [])), "rejected", by="bob", note=LONG_NOTE, reason_code="suspected_fraud"
+    )
     decide_in_db(make_waiting_order(email="barbara@example.com"), "approved", by="rita")
     return {"risky": risky}
 
@@ -64,7 +76,6 @@ def _pages(page, world):
         page.goto("/reviews/")
         press(page, "?")
         expect(page.locator("#shortcuts")).to_be_visible()
-
 
     return [
         ("queue", lambda: page.goto("/reviews/?sort=risk")),

@@ -24,7 +24,8 @@ def test_staff_cancels_an_order_in_the_admin(system, page, make_staff):  # noqa:
     page.click("input[type=submit]")
     expect(page.locator("#result_list")).to_contain_text(order.order_id)
     expect(page.locator(f"#result_list tr:has-text('{order.order_id}') .order-status")).to_have_text(
-        "Awaiting manual review")
+        "Awaiting manual review"
+    )
 
     page.click(f"#result_list a:text('{order.order_id}')")
     page.click("a.order-action:text('Cancel order')")
@@ -35,10 +36,13 @@ def test_staff_cancels_an_order_in_the_admin(system, page, make_staff):  # noqa:
     page.click("input[type=submit][value='Yes, cancel the order']")
 
     expect(page.locator(".messagelist .success")).to_have_text(
-        CANCEL_DONE.format(order_id=order.order_id, reason="customer called to cancel"))
+        CANCEL_DONE.format(order_id=order.order_id, reason="customer called to cancel")
+    )
     expect(page.locator(".fieldBox.field-status_shown .readonly")).to_have_text("Cancelled")
     expect(page.locator(".fieldBox.field-cancel_reason .readonly")).to_have_text("customer called to cancel")
-    expect(page.locator(".fieldBox.field-cancel_reason_label .readonly")).to_have_text("Customer request (customer_request)")
+    expect(page.locator(".fieldBox.field-cancel_reason_label .readonly")).to_have_text(
+        "Customer request (customer_request)"
+    )
     expect(page.locator("table.order-timeline")).to_contain_text("Cancellation requested")
     expect(page.locator("a.order-action")).to_have_count(0)  # nothing left to do with it
     screenshot(page, "admin-order-cancelled")

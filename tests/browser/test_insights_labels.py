@@ -34,8 +34,10 @@ def _shot(page, name: str) -> None:
 def _lead(username: str):
     user = make_user(username, reviewer=True)
     group, _ = Group.objects.get_or_create(name="review_lead")
-    group.permissions.add(Permission.objects.get(codename="lead_review"),
-                          Permission.objects.get(codename="add_orderlabel", content_type__app_label="orderweb"))
+    group.permissions.add(
+        Permission.objects.get(codename="lead_review"),
+        Permission.objects.get(codename="add_orderlabel", content_type__app_label="orderweb"),
+    )
     user.groups.add(group)
     return user
 
@@ -44,9 +46,14 @@ def _decided(status: str, by: str, days_ago: int, minutes: int, *, label: str = 
     order = make_waiting_order()
     decided = timezone.now().replace(hour=10, minute=0) - timedelta(days=days_ago)
     ReviewTask.objects.filter(order=order).update(
-        status=status, created_at=decided - timedelta(minutes=minutes), decided_at=decided, decided_by_name=by,
-        claimed_by=claimed, claimed_at=decided if claimed else None,
-        escalated_at=decided - timedelta(minutes=1) if escalated else None)
+        status=status,
+        created_at=decided - timedelta(minutes=minutes),
+        decided_at=decided,
+        decided_by_name=by,
+        claimed_by=claimed,
+        claimed_at=decided if claimed else None,
+        escalated_at=decided - timedelta(minutes=1) if escalated else None,
+    )
     if label:
         OrderLabel.objects.create(order=order, label=label, actor="payments-service", source="api")
     return order
@@ -57,12 +64,18 @@ def leads(settings, system):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.REVIEW_QUEUE_REFRESH_SECONDS = 2
     lena = _lead("lena")
-    alice, bob = make_user("alice", reviewer=True), make_user("bob", reviewer=True)
+    make_user("alice", reviewer=True)
+    bob = make_user("bob", reviewer=True)
     # Two weeks of decisions: alice quick and busy, bob slower, a few timeouts and escalations.
     for day in range(14):
         for i in range(3 + day % 4):
-            _decided("approved" if i % 3 else "rejected", "alice", day, 4 + 7 * i,
-                     label="chargeback" if (day, i) == (3, 1) else "genuine_confirmed" if (day, i) == (5, 0) else "")
+            _decided(
+                "approved" if i % 3 else "rejected",
+                "alice",
+                day,
+                4 + 7 * i,
+                label="chargeback" if (day, i) == (3, 1) else "genuine_confirmed" if (day, i) == (5, 0) else "",
+            )
         _decided("approved", "bob", day, 90 + 40 * (day % 5), escalated=day % 6 == 0)
         if day % 4 == 0:
             _decided("expired", "", day, 24 * 60, claimed=bob)
@@ -74,8 +87,9 @@ def test_the_leads_insights_at_both_widths(chromium, live_server, leads, width):
     context, page = _log_in(chromium, live_server, "lena", width)
     page.get_by_role("link", name="Insights").click()
     expect(page.get_by_role("heading", name="Team insights")).to_be_visible()
-    expect(page.locator("#team-decisions")).to_have_text(str(
-        ReviewTask.objects.filter(status__in=["approved", "rejected"]).count()))
+    expect(page.locator("#team-decisions")).to_have_text(
+        str(ReviewTask.objects.filter(status__in=["approved", "rejected"]).count())
+    )
     expect(page.locator("#team-bad-approvals")).to_have_text("1")
     expect(page.locator("#team-genuine-rejections")).to_have_text("1")
     expect(page.locator("#insights-chart")).to_be_visible()
@@ -97,8 +111,11 @@ def test_the_leads_insights_at_both_widths(chromium, live_server, leads, width):
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_a_lead_labels_an_order_in_place_and_removes_the_label(chromium, live_server, leads, width):
-    order = make_waiting_order(risk=(70, "high", [reason("forwarder", 40, "Ships to a parcel-forwarding service.")]),
-                               customer="Grace Hopper", email="grace@example.com")
+    order = make_waiting_order(
+        risk=(70, "high", [reason("forwarder", 40, "Ships to a parcel-forwarding service.")]),
+        customer="Grace Hopper",
+        email="grace@example.com",
+    )
     ReviewTask.objects.filter(order=order).update(status="approved", decided_at=timezone.now(), decided_by_name="alice")
     context, page = _log_in(chromium, live_server, "lena", width)
     page.goto(f"/reviews/orders/{order.order_id}/")
@@ -126,5 +143,7 @@ def test_a_lead_labels_an_order_in_place_and_removes_the_label(chromium, live_se
     expect(page.locator(".label-history")).to_contain_text("removed by lena")
     assert_no_serious_axe_violations(page, name=f"label-removed-{width}")
     assert list(OrderEvent.objects.filter(order=order, type__startswith="label").values_list("type", flat=True)) == [
-        "label_added", "label_removed"]
+        "label_added",
+        "label_removed",
+    ]
     context.close()

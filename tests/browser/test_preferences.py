@@ -6,7 +6,7 @@ admin. Screenshots: test-artifacts/screenshots/settings-*.png."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 from playwright.sync_api import expect
@@ -53,7 +53,8 @@ def test_single_key_shortcuts_can_be_turned_off_and_stay_off(page, reviewer):  #
     assert _submits(page) == 0  # neither approved nor claimed
     expect(page.locator(".reject-details")).not_to_have_attribute("open", "")
     expect(page.get_by_role("button", name=re.compile("Approve & next"))).to_have_text(  # no "a" shown on it
-        "Approve & next", use_inner_text=True)
+        "Approve & next", use_inner_text=True
+    )
     screenshot(page, "settings-shortcuts-off-order")
 
     # Back on, from the settings page: letters typed in a field still only type.
@@ -85,7 +86,7 @@ def test_single_key_shortcuts_can_be_turned_off_and_stay_off(page, reviewer):  #
     assert (task.status, task.claimed_by_id) == ("open", None)
 
 
-DECIDED = datetime(2026, 1, 15, 1, 4, 5, tzinfo=dt_timezone.utc)
+DECIDED = datetime(2026, 1, 15, 1, 4, 5, tzinfo=UTC)
 
 
 def test_times_in_the_browsers_zone_overridable_with_utc_on_hover(chromium, live_server, reviewer):  # noqa: F811
@@ -119,7 +120,9 @@ def test_times_in_the_browsers_zone_overridable_with_utc_on_hover(chromium, live
         expect(page.locator("#user-tools")).to_contain_text("(times in Europe/Berlin)")
         screenshot(page, "settings-berlin-admin-order")
         page.goto("/admin/orderweb/order/")
-        expect(page.locator(f'tr:has-text("{order.order_id}") td.field-created_at time')).to_have_text("2026-01-15 02:04:05")
+        expect(page.locator(f'tr:has-text("{order.order_id}") td.field-created_at time')).to_have_text(
+            "2026-01-15 02:04:05"
+        )
 
         # Chosen on the settings page: New York, whatever the browser says.
         page.goto("/reviews/decided/")

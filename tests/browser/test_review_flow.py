@@ -45,7 +45,9 @@ def _run_to_the_end(order) -> str:
 
 def _new_order(**kwargs):
     return order_create(
-        order_id=new_order_id("WEB"), address="221B Baker Street\nLondon NW1 6XE", customer="Mrs Hudson",
+        order_id=new_order_id("WEB"),
+        address="221B Baker Street\nLondon NW1 6XE",
+        customer="Mrs Hudson",
         line_items=[LineItem("TEA-01", "Earl Grey tea", 3, "4.50"), LineItem("PIPE-2", "Briar pipe", 1, "38.00")],
         **kwargs,
     )
@@ -74,8 +76,9 @@ def test_reviewer_logs_in_claims_approves_and_sees_completed(page, reviewer_logi
 
     page.locator(".approve-form textarea").fill("Known customer, fine.")
     page.get_by_role("button", name="Approve", exact=True).click()
-    expect(page.get_by_role("status").filter(
-        has_text=services.DECIDED_APPROVED.format(order_id=order.order_id))).to_be_visible()
+    expect(
+        page.get_by_role("status").filter(has_text=services.DECIDED_APPROVED.format(order_id=order.order_id))
+    ).to_be_visible()
     expect(page.locator("#workflow-status")).to_have_text("completed", timeout=30_000)
     expect(page.locator(".review-outcome")).to_contain_text("Approved")
     screenshot(page, "review-04-order-completed")
@@ -109,8 +112,13 @@ def test_reviewer_rejects_with_a_reason(page, reviewer_login):
     reject.get_by_role("radio", name="Undeliverable address").check()
     reject.locator("textarea").fill("Address is a known drop point")
     reject.get_by_role("button", name="Reject", exact=True).click()
-    expect(page.get_by_role("status").filter(has_text=services.DECIDED_REJECTED.format(
-        order_id=order.order_id, reason="Undeliverable address: Address is a known drop point"))).to_be_visible()
+    expect(
+        page.get_by_role("status").filter(
+            has_text=services.DECIDED_REJECTED.format(
+                order_id=order.order_id, reason="Undeliverable address: Address is a known drop point"
+            )
+        )
+    ).to_be_visible()
     expect(page.locator("#workflow-status")).to_have_text("cancelled")
     expect(page.locator("#live-status")).to_contain_text("rejected in review: Address is a known drop point")
     expect(page.locator(".review-outcome .reason-code")).to_have_text("Undeliverable address")

@@ -46,10 +46,15 @@ def _log_in(page, username: str = "rita") -> None:
 def _waiting_orders(count: int) -> list[Order]:
     orders = []
     for i in range(count):
-        orders.append(order_create(
-            order_id=new_order_id("KEY"), address=f"{i + 1} Keyboard Lane\nSpringfield", customer=f"Customer {i}",
-            customer_email=f"customer{i}@example.com", amount="25.00",
-        ))
+        orders.append(
+            order_create(
+                order_id=new_order_id("KEY"),
+                address=f"{i + 1} Keyboard Lane\nSpringfield",
+                customer=f"Customer {i}",
+                customer_email=f"customer{i}@example.com",
+                amount="25.00",
+            )
+        )
     for order in orders:
         wait_for_state(order.workflow_id, "awaiting_manual_review")
         wait_until(lambda o=order: ReviewTask.objects.filter(order=o, status="open").exists(), what="open task")
@@ -66,8 +71,10 @@ def _finish(orders: list[Order]) -> list[str]:
 
 def test_ten_orders_reviewed_from_the_keyboard(page, reviewer):
     orders = _waiting_orders(10)
-    due_order = [t.order.order_id for t in ReviewTask.objects.filter(status="open").select_related("order")
-                 .order_by("due_at", "id")]
+    due_order = [
+        t.order.order_id
+        for t in ReviewTask.objects.filter(status="open").select_related("order").order_by("due_at", "id")
+    ]
     reject_at = {3, 7}  # the 4th and the 8th are rejected, with "Undeliverable address" (3)
     _log_in(page)
     expect(page.locator("#queue tbody tr[data-order]")).to_have_count(10)
@@ -103,14 +110,24 @@ def test_ten_orders_reviewed_from_the_keyboard(page, reviewer):
     screenshot(page, "review-20-keyboard-queue-done")
 
     decided = {t.order.order_id: t for t in ReviewTask.objects.select_related("order")}
-    assert [decided[o].status for o in due_order] == [
-        "rejected" if i in reject_at else "approved" for i in range(10)]
+    assert [decided[o].status for o in due_order] == ["rejected" if i in reject_at else "approved" for i in range(10)]
     assert {decided[due_order[i]].reason_code for i in reject_at} == {"undeliverable_address"}
     assert all(decided[o].decided_by_name == "rita" for o in due_order)
     assert len(keys) == 2 + 8 * 1 + 2 * 3, keys
     FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    FIGURES.write_text(json.dumps({"orders": 10, "approved": 8, "rejected": 2, "keypresses": len(keys),
-                                   "keys": keys, "seconds": round(seconds, 2)}, indent=2))
+    FIGURES.write_text(
+        json.dumps(
+            {
+                "orders": 10,
+                "approved": 8,
+                "rejected": 2,
+                "keypresses": len(keys),
+                "keys": keys,
+                "seconds": round(seconds, 2),
+            },
+            indent=2,
+        )
+    )
     print(f"\nkeyboard review: 10 orders, {len(keys)} keypresses, {seconds:.1f} s: {' '.join(keys)}")
     assert sorted(_finish(orders)) == ["cancelled"] * 2 + ["completed"] * 8
 
@@ -178,8 +195,9 @@ def test_the_panel_locks_when_staff_cancel_the_order(page, reviewer):
     _open_with_reviewer(page, order)
     page.get_by_text("Reject…").click()  # in the middle of rejecting
     page.get_by_role("radio", name="Suspected fraud").check()
-    assert order_cancel(order=order, reason="customer called", reason_code="customer_request",
-                        acting_user=staff).accepted
+    assert order_cancel(
+        order=order, reason="customer called", reason_code="customer_request", acting_user=staff
+    ).accepted
     expect(page.locator("#review-lock")).to_contain_text("This order has left review: cancelled", timeout=10_000)
     expect(page.locator("#review-lock")).to_contain_text("customer called")
     expect(page.locator(".reject-form .btn-stay")).to_be_disabled()

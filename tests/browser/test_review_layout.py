@@ -28,8 +28,10 @@ from tests.reviews.conftest import PASSWORD, make_user
 pytestmark = [pytest.mark.browser, pytest.mark.temporal]
 
 FORWARDER = "Shipito Suite 9921\n1 Warehouse Road\nTorrance, CA 90501\nUnited States"
-LONG_NOTE = ("Card used from three countries within an hour, the billing address is in Germany, the package "
-             "goes to a forwarding warehouse, and the customer's usual basket is a tenth of this one. ") * 6
+LONG_NOTE = (
+    "Card used from three countries within an hour, the billing address is in Germany, the package "
+    "goes to a forwarding warehouse, and the customer's usual basket is a tenth of this one. "
+) * 6
 
 
 def _waiting(order: Order) -> Order:
@@ -40,9 +42,15 @@ def _waiting(order: Order) -> Order:
 
 def _history(email: str, address: str, amount: str, n: int, age: timedelta) -> None:
     for _ in range(n):
-        order = Order.objects.create(order_id=new_order_id("HIST"), workflow_id=new_order_id("hist").lower(),
-                                     address=address, customer="Grace Hopper", customer_email=email,
-                                     amount=Decimal(amount), status="completed")
+        order = Order.objects.create(
+            order_id=new_order_id("HIST"),
+            workflow_id=new_order_id("hist").lower(),
+            address=address,
+            customer="Grace Hopper",
+            customer_email=email,
+            amount=Decimal(amount),
+            status="completed",
+        )
         Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - age)
 
 
@@ -52,33 +60,55 @@ def world(settings, system):
     settings.REVIEW_QUEUE_REFRESH_SECONDS = 2
     settings.REVIEW_POLICY = "all"
     rita = make_user("rita", reviewer=True, staff=True)
-    rita.user_permissions.add(*Permission.objects.filter(
-        content_type__app_label="orderweb", codename__in=["view_order", "cancel_order", "retry_shipping"]))
+    rita.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="orderweb", codename__in=["view_order", "cancel_order", "retry_shipping"]
+        )
+    )
     bob = make_user("bob", reviewer=True)
     _history("grace@example.com", "7 Navy Yard\nArlington", "40.00", 4, timedelta(days=10))
     _history("other@example.com", FORWARDER, "60.00", 2, timedelta(hours=3))
-    risky = _waiting(order_create(
-        order_id=new_order_id("RISKY"), address=FORWARDER, customer="Grace Hopper", customer_email="grace@example.com",
-        billing_address="Karl-Marx-Allee 1\n10178 Berlin\nGermany", client_ip="203.0.113.7",
-        line_items=[LineItem("GPU-9", "Graphics card", 12, "40.00")]))
+    risky = _waiting(
+        order_create(
+            order_id=new_order_id("RISKY"),
+            address=FORWARDER,
+            customer="Grace Hopper",
+            customer_email="grace@example.com",
+            billing_address="Karl-Marx-Allee 1\n10178 Berlin\nGermany",
+            client_ip="203.0.113.7",
+            line_items=[LineItem("GPU-9", "Graphics card", 12, "40.00")],
+        )
+    )
     plain = []
     for i, name in enumerate(["Ada Lovelace", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov", "Donald Knuth"]):
-        plain.append(order_create(order_id=new_order_id("ORDER"), address=f"{10 + i} Market Street\nSpringfield, IL 62701",
-                                  customer=name, customer_email=f"{name.split()[0].lower()}@example.com",
-                                  line_items=[LineItem("TEA-01", "Earl Grey tea", 1 + i, "4.50")]))
-    plain.append(order_create(
-        order_id=new_order_id("ORDER-LONG-NAMES-AND-ADDRESS"), customer="Maximiliane Alexandra Wilhelmina von und zu Hohenzollern",
-        customer_email="maximiliane.alexandra.wilhelmina.von.und.zu.hohenzollern@subdomain.example.com",
-        address="Apartment 1234, Building C, The Very Long Residential Complex Name\n"
-                "Extraordinarilylongstreetnamewithoutspaces 99\nSpringfield, IL 62701", line_items=[LineItem("SKU-1", "Thing", 1, "9.99")]))
+        plain.append(
+            order_create(
+                order_id=new_order_id("ORDER"),
+                address=f"{10 + i} Market Street\nSpringfield, IL 62701",
+                customer=name,
+                customer_email=f"{name.split()[0].lower()}@example.com",
+                line_items=[LineItem("TEA-01", "Earl Grey tea", 1 + i, "4.50")],
+            )
+        )
+    plain.append(
+        order_create(
+            order_id=new_order_id("ORDER-LONG-NAMES-AND-ADDRESS"),
+            customer="Maximiliane Alexandra Wilhelmina von und zu Hohenzollern",
+            customer_email="maximiliane.alexandra.wilhelmina.von.und.zu.hohenzollern@subdomain.example.com",
+            address="Apartment 1234, Building C, The Very Long Residential Complex Name\n"
+            "Extraordinarilylongstreetnamewithoutspaces 99\nSpringfield, IL 62701",
+            line_items=[LineItem("SKU-1", "Thing", 1, "9.99")],
+        )
+    )
     for order in plain:
         _waiting(order)
     claimed = plain[1]
     services.review_task_claim(order=claimed, user=bob)
     ReviewTask.objects.filter(order=claimed).update(claimed_at=timezone.now() - timedelta(minutes=7))
     decided = plain[2:4]
-    assert services.review_decide(order=decided[0], user=bob, decision="reject", note=LONG_NOTE,
-                                  reason_code="suspected_fraud").accepted
+    assert services.review_decide(
+        order=decided[0], user=bob, decision="reject", note=LONG_NOTE, reason_code="suspected_fraud"
+    ).accepted
     assert services.review_decide(order=decided[1], user=rita, decision="approve").accepted
     failed = dispatch_failed_order()
     return {"risky": risky, "claimed": claimed, "failed": failed, "long": plain[-1]}
@@ -136,9 +166,13 @@ def test_pages_fit_the_screen_and_show_what_matters(page, world, width):
     page.goto(f"/reviews/orders/{world['risky'].order_id}/?sort=risk")
     why = page.locator("#why-review")
     expect(why).to_contain_text("High risk · 100/100")
-    for text in ("Ships to a parcel-forwarding service (“Shipito”).", "12 units of GPU-9 in one order",
-                 "3 orders to this address within 24 h", "Ships to US, billed in DE.",
-                 "480.00 USD is 12.0× this customer's usual 40.00 (median of 4 earlier orders"):
+    for text in (
+        "Ships to a parcel-forwarding service (“Shipito”).",
+        "12 units of GPU-9 in one order",
+        "3 orders to this address within 24 h",
+        "Ships to US, billed in DE.",
+        "480.00 USD is 12.0× this customer's usual 40.00 (median of 4 earlier orders",
+    ):
         expect(why).to_contain_text(text)
     expect(page.locator("#linked-orders li")).to_have_count(6)  # 4 by email, 2 by the forwarder's address
     expect(page.locator("#workflow-status")).to_have_text("awaiting_manual_review")
@@ -174,7 +208,7 @@ def test_pages_fit_the_screen_and_show_what_matters(page, world, width):
 
     for name, (scroll_width, offenders) in measured.items():
         assert scroll_width <= width, (name, scroll_width, offenders)
-    print(f"\n{width} px: scrollWidth {({name: w for name, (w, _) in measured.items()})}")
+    print(f"\n{width} px: scrollWidth { ({name: w for name, (w, _) in measured.items()}) }")
 
     # The admin's order page (Django's own layout; measured, not bound by the review pages' rule).
     failed = world["failed"]

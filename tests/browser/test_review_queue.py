@@ -23,17 +23,32 @@ def busy_queue(settings):
     settings.REVIEW_QUEUE_REFRESH_SECONDS = 1
     rita = make_user("rita", reviewer=True)
     bob = make_user("bob", reviewer=True)
-    customers = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra", "Barbara Liskov",
-                 "Donald Knuth", "Margaret Hamilton", "Ken Thompson"]
+    customers = [
+        "Ada Lovelace",
+        "Alan Turing",
+        "Grace Hopper",
+        "Edsger Dijkstra",
+        "Barbara Liskov",
+        "Donald Knuth",
+        "Margaret Hamilton",
+        "Ken Thompson",
+    ]
     dues = [timedelta(minutes=-5), timedelta(minutes=25), timedelta(hours=2), timedelta(hours=3, minutes=40)] + [
-        timedelta(hours=6 + 2 * i) for i in range(26)]
+        timedelta(hours=6 + 2 * i) for i in range(26)
+    ]
     orders = []
     for i, due in enumerate(dues):
         claimed = rita if i % 5 == 1 else bob if i % 5 == 3 else None
-        orders.append(make_waiting_order(
-            order_id=f"ORDER-{1000 + i}", due_in=due, amount=f"{19 + i * 7}.90", claimed_by=claimed,
-            customer=customers[i % len(customers)], address=f"{10 + i} Market Street\nSpringfield, IL 6270{i % 10}",
-        ))
+        orders.append(
+            make_waiting_order(
+                order_id=f"ORDER-{1000 + i}",
+                due_in=due,
+                amount=f"{19 + i * 7}.90",
+                claimed_by=claimed,
+                customer=customers[i % len(customers)],
+                address=f"{10 + i} Market Street\nSpringfield, IL 6270{i % 10}",
+            )
+        )
     return orders
 
 
@@ -78,7 +93,8 @@ def test_queue_filters_search_paging_and_live_rows(page, busy_queue):
     expect(rows).to_have_count(25)
     # Another reviewer decides ORDER-1000 (the projection closes its task): it leaves by itself.
     ReviewTask.objects.filter(order=busy_queue[0]).update(
-        status="approved", decided_at=timezone.now(), decided_by_name="bob")
+        status="approved", decided_at=timezone.now(), decided_by_name="bob"
+    )
     expect(page.locator('tr[data-order="ORDER-1000"]')).to_have_count(0)
     expect(page.locator('[data-count="all"]')).to_have_text("29")
     # And a new one arrives.
@@ -109,7 +125,8 @@ def test_refresh_keeps_the_selection_focus_and_scroll(page, busy_queue):
     # The selected order is decided by a colleague: the one now in its place is selected and
     # focused, so the keyboard goes on from there.
     ReviewTask.objects.filter(order__order_id="ORDER-1011").update(
-        status="approved", decided_at=timezone.now(), decided_by_name="bob")
+        status="approved", decided_at=timezone.now(), decided_by_name="bob"
+    )
     expect(page.locator('tr[data-order="ORDER-1011"]')).to_have_count(0)
     expect(selected).to_have_attribute("data-order", "ORDER-1012")
     expect(page.locator("#open-ORDER-1012")).to_be_focused()
@@ -125,8 +142,12 @@ def test_risk_filter_sort_and_search_of_decided_orders(page, busy_queue):
 
     ReviewTask.objects.filter(order__order_id="ORDER-1020").update(risk_score=85, risk_level="high")
     ReviewTask.objects.filter(order__order_id="ORDER-1005").update(risk_score=40, risk_level="medium")
-    RiskAssessment.objects.create(order=busy_queue[20], score=85, level="high",
-                                  reasons=[reason("forwarding_service", 30, "Ships to a parcel-forwarding service.")])
+    RiskAssessment.objects.create(
+        order=busy_queue[20],
+        score=85,
+        level="high",
+        reasons=[reason("forwarding_service", 30, "Ships to a parcel-forwarding service.")],
+    )
     decide_in_db(busy_queue[3], "rejected", by="bob", reason_code="suspected_fraud")
     _log_in(page)
     rows = page.locator("#queue tbody tr[data-order]")
@@ -154,8 +175,14 @@ def test_risk_filter_sort_and_search_of_decided_orders(page, busy_queue):
 
 def test_recent_decisions_filters_and_the_full_note(page, busy_queue):
     long_note = "The card was used from three countries within the hour. " * 12 + "END-OF-NOTE"
-    decide_in_db(busy_queue[0], "rejected", by="bob", reason_code="suspected_fraud", note=long_note,
-                 at=timezone.now() - timedelta(days=3))
+    decide_in_db(
+        busy_queue[0],
+        "rejected",
+        by="bob",
+        reason_code="suspected_fraud",
+        note=long_note,
+        at=timezone.now() - timedelta(days=3),
+    )
     decide_in_db(busy_queue[1], "approved", by="rita")
     decide_in_db(busy_queue[2], "rejected", by="rita", reason_code="out_of_stock")
     _log_in(page)

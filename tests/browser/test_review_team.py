@@ -32,9 +32,14 @@ def _size(width: int) -> str:
 
 def _waiting(amount: str = "24.00", **kwargs) -> Order:
     order_id = new_order_id(kwargs.pop("prefix", "TEAM"))
-    order = order_create(order_id=order_id, address=f"{order_id[-4:]} Team Street\nSpringfield, IL 62701",
-                         customer=kwargs.pop("customer", "Ada Lovelace"), customer_email=kwargs.pop("email", ""),
-                         line_items=[LineItem("TEA-01", "Earl Grey tea", 1, amount)], **kwargs)
+    order = order_create(
+        order_id=order_id,
+        address=f"{order_id[-4:]} Team Street\nSpringfield, IL 62701",
+        customer=kwargs.pop("customer", "Ada Lovelace"),
+        customer_email=kwargs.pop("email", ""),
+        line_items=[LineItem("TEA-01", "Earl Grey tea", 1, amount)],
+        **kwargs,
+    )
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     wait_until(lambda: ReviewTask.objects.filter(order=order, status="open").exists(), what="open task")
     return order
@@ -196,11 +201,15 @@ def test_the_claim_warns_before_it_lapses_and_can_be_kept(chromium, live_server,
 def test_the_escalated_view_and_a_leads_order_page_fit(chromium, live_server, team, settings, width):
     settings.REVIEW_ESCALATE_AFTER = 0.02  # a 120 s review escalates after 2.4 s
     settings.REVIEW_ESCALATION_EMAILS = ["leads@example.com"]
-    escalated = _waiting(prefix="LATE", review_timeout_seconds=120, customer="Edsger Dijkstra",
-                         email="edsger@example.com")
+    escalated = _waiting(
+        prefix="LATE", review_timeout_seconds=120, customer="Edsger Dijkstra", email="edsger@example.com"
+    )
     _waiting(prefix="CALM")
-    wait_until(lambda: ReviewTask.objects.filter(order=escalated, escalated_at__isnull=False).exists(),
-               timeout=30, what="the escalation")
+    wait_until(
+        lambda: ReviewTask.objects.filter(order=escalated, escalated_at__isnull=False).exists(),
+        timeout=30,
+        what="the escalation",
+    )
     services.review_task_claim(order=escalated, user=team["bob"])
     from orderweb.services import order_note_add
 

@@ -32,15 +32,34 @@ def world(settings):
     boss = lead("lea")
     _fixture()
     risk_policy_draft(user=boss)
-    risk_list_entry_add(user=boss, kind="block", field="address", value="13 Chargeback Close\nLeeds",
-                        reason="chargeback on BT-B, card reported stolen")
-    risk_list_entry_add(user=boss, kind="allow", field="email", value="grace@example.com",
-                        reason="long-standing customer, verified by phone")
+    risk_list_entry_add(
+        user=boss,
+        kind="block",
+        field="address",
+        value="13 Chargeback Close\nLeeds",
+        reason="chargeback on BT-B, card reported stolen",
+    )
+    risk_list_entry_add(
+        user=boss,
+        kind="allow",
+        field="email",
+        value="grace@example.com",
+        reason="long-standing customer, verified by phone",
+    )
     order_id = "LIST-HIT-1"
-    order_activities.order_received(ReceiveOrderInput(order_id, order_id.lower(), "13 Chargeback Close\nLeeds",
-                                                      OrderOptions(amount="89.00", customer="Mallory",
-                                                                   customer_email="mallory@example.com",
-                                                                   line_items=[LineItem("SKU-1", "Thing", 1, "89.00")])))
+    order_activities.order_received(
+        ReceiveOrderInput(
+            order_id,
+            order_id.lower(),
+            "13 Chargeback Close\nLeeds",
+            OrderOptions(
+                amount="89.00",
+                customer="Mallory",
+                customer_email="mallory@example.com",
+                line_items=[LineItem("SKU-1", "Thing", 1, "89.00")],
+            ),
+        )
+    )
     order_validated(ValidateOrderInput(order_id, 1_900_000_000.0))
     return {"order_id": order_id}
 
@@ -55,8 +74,10 @@ def _log_in(page) -> None:
 
 # What sticks out to the right, outside a deliberate scroll region (the backtest's rule table
 # scrolls sideways on a phone, in a focusable region).
-_WIDE_OUTSIDE_SCROLLERS = _WIDE.replace('for (const el of document.querySelectorAll("body *")) {',
-                                        'for (const el of document.querySelectorAll("body *")) { if (el.closest(".scroll-x")) continue;')
+_WIDE_OUTSIDE_SCROLLERS = _WIDE.replace(
+    'for (const el of document.querySelectorAll("body *")) {',
+    'for (const el of document.querySelectorAll("body *")) { if (el.closest(".scroll-x")) continue;',
+)
 
 
 def _too_wide(page) -> list[str]:

@@ -49,8 +49,13 @@ def test_a_dev_server_that_exits_says_why_from_its_log(tmp_path):
     """The benchmarks start their own dev server; when it exits at once, the error carries its
     log's last line (the log itself goes with the benchmark's temporary directory)."""
     with pytest.raises(DevServerError) as raised:
-        start_dev_server(db_file=tmp_path / "temporal.db", port=free_port(), ui_port=free_port(), headless=True,
-                         log=tmp_path / "temporal.log",
-                         dynamic_config={"frontend.enableUpdateWorkflowExecution": "[unclosed"})
+        start_dev_server(
+            db_file=tmp_path / "temporal.db",
+            port=free_port(),
+            ui_port=free_port(),
+            headless=True,
+            log=tmp_path / "temporal.log",
+            dynamic_config={"frontend.enableUpdateWorkflowExecution": "[unclosed"},
+        )
     assert "exited with code" in str(raised.value)
     assert "invalid dynamic config values" in str(raised.value)

@@ -20,8 +20,17 @@ pytestmark = pytest.mark.temporal
 
 def test_bench_runs_orders_end_to_end_and_prints_json_last(system):
     out, err = io.StringIO(), io.StringIO()
-    call_command("bench_orders", "--orders", "4", "--use-running-workers", "--no-progress", "--timeout", "120",
-                 stdout=out, stderr=err)
+    call_command(
+        "bench_orders",
+        "--orders",
+        "4",
+        "--use-running-workers",
+        "--no-progress",
+        "--timeout",
+        "120",
+        stdout=out,
+        stderr=err,
+    )
     result = json.loads(out.getvalue().strip().splitlines()[-1])
     assert result["orders"] == 4 and result["completed"] == 4
     assert result["orders_per_s"] > 0 and result["seconds"] > 0
@@ -32,8 +41,12 @@ def test_bench_runs_orders_end_to_end_and_prints_json_last(system):
     assert bench_orders.count() == 4
     assert set(bench_orders.values_list("status", flat=True)) == {"completed"}
     # Approved through the review UI's path: the reviewer's request is audited on each order.
-    assert OrderEvent.objects.filter(order__in=bench_orders, type="review_decision_requested",
-                                     actor="bench-reviewer").count() == 4
+    assert (
+        OrderEvent.objects.filter(
+            order__in=bench_orders, type="review_decision_requested", actor="bench-reviewer"
+        ).count()
+        == 4
+    )
 
 
 # -- the workers bench_orders starts itself: ready when their /readyz says so ---------------------
@@ -63,5 +76,8 @@ def test_bench_says_why_its_workers_did_not_start(settings, monkeypatch):
             workers.wait_ready(60)
     finally:
         workers.stop()
-    assert str(refused.value).startswith(WORKERS_DID_NOT_START.format(
-        timeout=60, detail=f"CommandError: Temporal is unreachable at {settings.TEMPORAL_ADDRESS}"))
+    assert str(refused.value).startswith(
+        WORKERS_DID_NOT_START.format(
+            timeout=60, detail=f"CommandError: Temporal is unreachable at {settings.TEMPORAL_ADDRESS}"
+        )
+    )

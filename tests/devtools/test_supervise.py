@@ -18,8 +18,17 @@ from pathlib import Path
 import pytest
 
 from devtools.supervise import (
-    HURRIED_WAIT_SECONDS, ChildExited, HttpReady, NotReady, PortReady, Supervisor, embedded_postgres_running,
-    free_port, pid_alive, stop_embedded_postgres, wait_ready, worker_health,
+    ChildExited,
+    HttpReady,
+    NotReady,
+    PortReady,
+    Supervisor,
+    embedded_postgres_running,
+    free_port,
+    pid_alive,
+    stop_embedded_postgres,
+    wait_ready,
+    worker_health,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,8 +71,12 @@ def supervisor():
 
 def test_a_child_runs_in_its_own_session_with_its_environment_and_log(supervisor, tmp_path):
     log = tmp_path / "logs" / "child.log"
-    child = supervisor.start("child", python("import os; print('value', os.environ['SUPERVISE_TEST'])"),
-                             log_path=log, env={**os.environ, "SUPERVISE_TEST": "42"})
+    child = supervisor.start(
+        "child",
+        python("import os; print('value', os.environ['SUPERVISE_TEST'])"),
+        log_path=log,
+        env={**os.environ, "SUPERVISE_TEST": "42"},
+    )
     assert child.process.wait(20) == 0
     assert log.read_text() == "value 42\n"
     assert child.last_line() == "value 42"
@@ -106,18 +119,25 @@ def test_http_readiness_takes_200_only_by_default():
 
 def test_port_readiness_waits_for_the_child_to_listen(supervisor, tmp_path):
     port = free_port()
-    child = supervisor.start("listener", python(f"""
+    child = supervisor.start(
+        "listener",
+        python(f"""
         import socket, time
         time.sleep(0.5)
         s = socket.socket(); s.bind(("127.0.0.1", {port})); s.listen(); time.sleep(30)
-    """), log_path=tmp_path / "l.log")
+    """),
+        log_path=tmp_path / "l.log",
+    )
     assert not PortReady("127.0.0.1", port).check()
     child.wait_ready(PortReady("127.0.0.1", port), 20)
 
 
 def test_a_child_that_dies_before_it_is_ready_says_so_with_its_last_line(supervisor, tmp_path):
-    child = supervisor.start("worker", python("print('starting'); print(); print('CommandError: boom'); raise SystemExit(3)"),
-                             log_path=tmp_path / "w.log")
+    child = supervisor.start(
+        "worker",
+        python("print('starting'); print(); print('CommandError: boom'); raise SystemExit(3)"),
+        log_path=tmp_path / "w.log",
+    )
     with pytest.raises(ChildExited) as exited:
         child.wait_ready(HttpReady(f"http://127.0.0.1:{free_port()}/readyz"), 30)
     assert exited.value.returncode == 3
@@ -127,8 +147,11 @@ def test_a_child_that_dies_before_it_is_ready_says_so_with_its_last_line(supervi
 def test_the_supervisor_notices_a_dead_child(supervisor, tmp_path):
     supervisor.start("alive", python("import time; time.sleep(30)"), log_path=tmp_path / "a.log")
     assert supervisor.died() is None
-    dead = supervisor.start("dead", python("import os, signal; print('bye', flush=True); os.kill(os.getpid(), signal.SIGKILL)"),
-                            log_path=tmp_path / "d.log")
+    dead = supervisor.start(
+        "dead",
+        python("import os, signal; print('bye', flush=True); os.kill(os.getpid(), signal.SIGKILL)"),
+        log_path=tmp_path / "d.log",
+    )
     dead.process.wait(20)
     assert supervisor.died() is dead
     assert dead.exit_code() == -signal.SIGKILL
@@ -138,7 +161,9 @@ def test_the_supervisor_notices_a_dead_child(supervisor, tmp_path):
 def test_children_stop_in_reverse_order_with_their_own_signal(supervisor, tmp_path):
     record = tmp_path / "stopped.txt"
     for name, signum in (("first", signal.SIGTERM), ("second", signal.SIGINT), ("third", signal.SIGTERM)):
-        child = supervisor.start(name, python(f"""
+        child = supervisor.start(
+            name,
+            python(f"""
             import signal, sys, time
             def stop(signum, frame):
                 open({str(record)!r}, "a").write(f"{name} {{signal.Signals(signum).name}}\\n")
@@ -146,7 +171,10 @@ def test_children_stop_in_reverse_order_with_their_own_signal(supervisor, tmp_pa
             signal.signal(signal.{signal.Signals(signum).name}, stop)
             print("ready", flush=True)
             time.sleep(30)
-        """), log_path=tmp_path / f"{name}.log", stop_signal=signum)
+        """),
+            log_path=tmp_path / f"{name}.log",
+            stop_signal=signum,
+        )
         wait_until_logged(child.log_path, "ready")
     codes = []
     supervisor.stop_all(lambda child, code: codes.append((child.name, code)))
@@ -180,10 +208,13 @@ def test_a_second_ctrl_c_hurries_the_wait_in_progress(tmp_path):
     """The supervisor as scripts/run_system.py uses it: stopping a child that ignores its signal
     would take 120 s; a SIGINT while stopping cuts the wait to HURRIED_WAIT_SECONDS."""
     # The child notes its stop signal (and ignores it), so the test knows the wait has begun.
-    stubborn = STUBBORN.replace("signal.signal(signal.SIGTERM, signal.SIG_IGN)",
-                                "signal.signal(signal.SIGTERM, lambda *_: print('asked to stop', flush=True))")
+    stubborn = STUBBORN.replace(
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)",
+        "signal.signal(signal.SIGTERM, lambda *_: print('asked to stop', flush=True))",
+    )
     script = tmp_path / "supervisor.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from pathlib import Path
@@ -198,7 +229,8 @@ def test_a_second_ctrl_c_hurries_the_wait_in_progress(tmp_path):
         started = time.monotonic()
         supervisor.stop_all()
         print(f"stopped after {{time.monotonic() - started:.1f}} s", flush=True)
-    """))
+    """)
+    )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout.readline() == "stopping\n"

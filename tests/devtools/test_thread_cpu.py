@@ -53,8 +53,9 @@ def test_a_busy_thread_is_charged_to_its_group(tmp_path):
 def test_threads_without_a_name_are_grouped_by_their_os_name(tmp_path):
     # Thread ids wrap round with process ids: a thread may have a lower id than its process.
     (tmp_path / "before").write_text("pid 10\n9 python 0 0\n10 python 0 0\n11 tokio-rt-worker 0 0\n")
-    (tmp_path / "after").write_text("pid 10\n9 python 20 0\n10 python 100 0\n11 tokio-rt-worker 50 50\n"
-                                    "13 python 10 0\n")
+    (tmp_path / "after").write_text(
+        "pid 10\n9 python 20 0\n10 python 100 0\n11 tokio-rt-worker 50 50\n13 python 10 0\n"
+    )
     lines = report(str(tmp_path / "before"), str(tmp_path / "after"), 1)
     hz = os.sysconf("SC_CLK_TCK")
     assert f"main thread (SDK event loop) x1: {100 * 1000 / hz:.1f} ms/order" in lines

@@ -3,7 +3,7 @@ workflows (with the `system` fixture)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from django.contrib.auth.models import Permission

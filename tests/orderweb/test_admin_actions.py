@@ -48,10 +48,13 @@ def dispatch_failed_order(times: int = 100) -> Order:
     order = place_order()
     fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=times)
     approve(order)
-    wait_until(lambda: workflow_status(order.workflow_id)["awaiting_shipping_retry"], timeout=30,
-               what="dispatch to fail")
-    wait_until(lambda: Shipment.objects.filter(order=order, status=Shipment.Status.DISPATCH_FAILED).exists(),
-               what="dispatch failure projected")
+    wait_until(
+        lambda: workflow_status(order.workflow_id)["awaiting_shipping_retry"], timeout=30, what="dispatch to fail"
+    )
+    wait_until(
+        lambda: Shipment.objects.filter(order=order, status=Shipment.Status.DISPATCH_FAILED).exists(),
+        what="dispatch failure projected",
+    )
     order.refresh_from_db()
     return order
 
@@ -62,7 +65,9 @@ def test_cancel_one_order_from_its_page(system, client, make_staff):
     client.force_login(user)
     assert client.get(url("cancel", order)).status_code == 200  # confirmation first
 
-    response = client.post(url("cancel", order), {"reason": "customer changed their mind", "reason_code": "customer_request"})
+    response = client.post(
+        url("cancel", order), {"reason": "customer changed their mind", "reason_code": "customer_request"}
+    )
     assert response.status_code == 302 and response["Location"] == url("change", order)
     assert messages_of(response) == [
         ("success", CANCEL_DONE.format(order_id=order.order_id, reason="customer changed their mind"))
@@ -72,8 +77,7 @@ def test_cancel_one_order_from_its_page(system, client, make_staff):
     assert order.cancel_reason == "customer changed their mind"
     assert order.cancel_reason_code == "customer_request"
     assert finish(order).status == "cancelled"
-    assert admin_events(order) == [("cancel_requested", "carol",
-                                    "cancellation requested: customer changed their mind")]
+    assert admin_events(order) == [("cancel_requested", "carol", "cancellation requested: customer changed their mind")]
     requested = OrderEvent.objects.get(order=order, type="cancel_requested")
     assert requested.user == user and requested.from_status == "awaiting_manual_review"
     final = OrderEvent.objects.get(order=order, to_status="cancelled")
@@ -94,15 +98,23 @@ def test_cancel_a_selection_refuses_the_finished_one_precisely(system, client, m
     selection = [first.pk, second.pk, finished.pk]
     page = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection, "index": 0})
     assert page.status_code == 200 and "Yes, cancel 3 orders" in page.content.decode()
-    response = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection,
-                                        "post": "yes", "reason": "warehouse closed",
-                                        "reason_code": "out_of_stock"})
+    response = client.post(
+        CHANGELIST,
+        {
+            "action": "cancel_selected",
+            "_selected_action": selection,
+            "post": "yes",
+            "reason": "warehouse closed",
+            "reason_code": "out_of_stock",
+        },
+    )
     assert response.status_code == 302
     told = set(messages_of(response))
     assert ("success", CANCEL_DONE.format(order_id=first.order_id, reason="warehouse closed")) in told
     assert ("success", CANCEL_DONE.format(order_id=second.order_id, reason="warehouse closed")) in told
-    already = CANCEL_REFUSED.format(order_id=finished.order_id,
-                                    message=refusal(RefusalCode.ALREADY_FINISHED, state="cancelled").message)
+    already = CANCEL_REFUSED.format(
+        order_id=finished.order_id, message=refusal(RefusalCode.ALREADY_FINISHED, state="cancelled").message
+    )
     assert ("error", already) in told
     assert len(told) == 3
     for order in (first, second):
@@ -133,7 +145,10 @@ def test_change_address_reaches_the_workflow(system, client, make_staff):
     response = client.post(url("address", order), {"address": "22 New Street\nNewtown"})
     assert response["Location"] == url("address", order)
     assert messages_of(response) == [
-        ("error", ADDRESS_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.ADDRESS_UNCHANGED).message))
+        (
+            "error",
+            ADDRESS_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.ADDRESS_UNCHANGED).message),
+        )
     ]
 
     approve(order)
@@ -151,7 +166,10 @@ def test_shipped_order_refuses_cancel_and_address_change(system, client, make_st
     assert 'id="address-too-late"' in page  # the form says so before anyone types
     response = client.post(url("address", order), {"address": "9 Too Late Road"})
     assert messages_of(response) == [
-        ("error", ADDRESS_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.ADDRESS_TOO_LATE).message))
+        (
+            "error",
+            ADDRESS_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.ADDRESS_TOO_LATE).message),
+        )
     ]
     response = client.post(url("cancel", order), {"reason": "too slow", "reason_code": "customer_request"})
     assert messages_of(response) == [
@@ -160,7 +178,10 @@ def test_shipped_order_refuses_cancel_and_address_change(system, client, make_st
     order.refresh_from_db()
     assert (order.status, order.address, order.cancel_reason) == ("completed", "1 Test Way\nSpringfield", "")
     assert [t for t, _, _ in admin_events(order)] == [
-        "address_change_requested", "address_change_refused", "cancel_requested", "cancel_refused",
+        "address_change_requested",
+        "address_change_refused",
+        "cancel_requested",
+        "cancel_refused",
     ]
     assert GatewayLedgerEntry.objects.filter(order_ref=order.order_id, kind="refund").count() == 0
 
@@ -170,7 +191,10 @@ def test_retry_is_refused_when_dispatch_did_not_fail(system, client, make_staff)
     client.force_login(make_staff("gina", "retry_shipping"))
     response = client.post(url("retry_shipping", order))
     assert messages_of(response) == [
-        ("error", RETRY_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.NOT_DISPATCH_FAILED).message))
+        (
+            "error",
+            RETRY_REFUSED.format(order_id=order.order_id, message=refusal(RefusalCode.NOT_DISPATCH_FAILED).message),
+        )
     ]
     assert [t for t, _, _ in admin_events(order)] == ["shipping_retry_requested", "shipping_retry_refused"]
     assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
@@ -188,11 +212,11 @@ def test_retry_shipping_after_a_dispatch_failure(system, client, make_staff):
     page = client.get(url("change", order)).content.decode()
     assert url("retry_shipping", order) in page and "Cancel and refund" not in page  # no cancel perm
 
-    page = client.post(CHANGELIST, {"action": "retry_shipping_selected", "_selected_action": [order.pk],
-                                    "index": 0})
+    page = client.post(CHANGELIST, {"action": "retry_shipping_selected", "_selected_action": [order.pk], "index": 0})
     assert page.status_code == 200 and "Yes, retry shipping" in page.content.decode()
-    response = client.post(CHANGELIST, {"action": "retry_shipping_selected", "_selected_action": [order.pk],
-                                        "post": "yes"})
+    response = client.post(
+        CHANGELIST, {"action": "retry_shipping_selected", "_selected_action": [order.pk], "post": "yes"}
+    )
     assert messages_of(response) == [("success", RETRY_DONE.format(order_id=order.order_id))]
     assert finish(order).status == "completed"
     shipment = Shipment.objects.get(order=order)
@@ -206,12 +230,20 @@ def test_retry_shipping_after_a_dispatch_failure(system, client, make_staff):
 def test_cancel_and_refund_a_dispatch_failed_order(system, client, make_staff):
     order = dispatch_failed_order()
     client.force_login(make_staff("ivy", "cancel_order"))
-    page = client.post(CHANGELIST, {"action": "cancel_and_refund_selected", "_selected_action": [order.pk],
-                                    "index": 0}).content.decode()
+    page = client.post(
+        CHANGELIST, {"action": "cancel_and_refund_selected", "_selected_action": [order.pk], "index": 0}
+    ).content.decode()
     assert "Cancel, then refund the payment" in page
-    response = client.post(CHANGELIST, {"action": "cancel_and_refund_selected", "_selected_action": [order.pk],
-                                        "post": "yes", "reason": "carrier cannot reach the address",
-                                        "reason_code": "undeliverable_address"})
+    response = client.post(
+        CHANGELIST,
+        {
+            "action": "cancel_and_refund_selected",
+            "_selected_action": [order.pk],
+            "post": "yes",
+            "reason": "carrier cannot reach the address",
+            "reason_code": "undeliverable_address",
+        },
+    )
     expected = "carrier cannot reach the address (payment refunded)"
     assert messages_of(response) == [("success", CANCEL_DONE.format(order_id=order.order_id, reason=expected))]
     order.refresh_from_db()
@@ -224,8 +256,14 @@ def test_cancel_and_refund_a_dispatch_failed_order(system, client, make_staff):
     # Retrying it now is refused: the order is finished.
     client.force_login(make_staff("jack", "retry_shipping"))
     response = client.post(url("retry_shipping", order))
-    assert messages_of(response) == [("error", RETRY_REFUSED.format(
-        order_id=order.order_id, message=refusal(RefusalCode.ALREADY_FINISHED, state="cancelled").message))]
+    assert messages_of(response) == [
+        (
+            "error",
+            RETRY_REFUSED.format(
+                order_id=order.order_id, message=refusal(RefusalCode.ALREADY_FINISHED, state="cancelled").message
+            ),
+        )
+    ]
 
 
 def test_temporal_unreachable_is_told_and_nothing_changes(system, client, make_staff, settings):
@@ -237,7 +275,7 @@ def test_temporal_unreachable_is_told_and_nothing_changes(system, client, make_s
     settings.TEMPORAL_ADDRESS = f"127.0.0.1:{free_port()}"  # nothing listens there
     settings.TEMPORAL_RPC_TIMEOUT_SECONDS = 2
     response = client.post(url("cancel", order), {"reason": "try it", "reason_code": "other"})
-    (level, message), = messages_of(response)
+    ((level, message),) = messages_of(response)
     assert level == "error"
     prefix = CANCEL_REFUSED.format(order_id=order.order_id, message="")
     assert message.startswith(prefix + TEMPORAL_UNAVAILABLE.split("{")[0])
@@ -256,10 +294,17 @@ def test_workflow_that_does_not_answer_is_told_honestly(system, client, make_sta
     from tests.helpers import new_order_id, temporal
 
     order_id = new_order_id("NOWORKER")
-    order = Order.objects.create(order_id=order_id, workflow_id=order_id.lower(), address="1 Quiet Road",
-                                 status=Order.Status.AWAITING_MANUAL_REVIEW)
-    temporal(lambda c: c.start_workflow(OrderWorkflow.run, args=[order_id, "1 Quiet Road"],
-                                        id=order.workflow_id, task_queue="nobody-polls-this-tq"))
+    order = Order.objects.create(
+        order_id=order_id,
+        workflow_id=order_id.lower(),
+        address="1 Quiet Road",
+        status=Order.Status.AWAITING_MANUAL_REVIEW,
+    )
+    temporal(
+        lambda c: c.start_workflow(
+            OrderWorkflow.run, args=[order_id, "1 Quiet Road"], id=order.workflow_id, task_queue="nobody-polls-this-tq"
+        )
+    )
     settings.TEMPORAL_RPC_TIMEOUT_SECONDS = 2
     client.force_login(make_staff("lee", "cancel_order"))
     response = client.post(url("cancel", order), {"reason": "hello?", "reason_code": "other"})
@@ -270,8 +315,16 @@ def test_workflow_that_does_not_answer_is_told_honestly(system, client, make_sta
 
 
 def _bulk_cancel(client, orders: list[Order], reason: str = "warehouse closed"):
-    return client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": [o.pk for o in orders],
-                                    "post": "yes", "reason": reason, "reason_code": "out_of_stock"})
+    return client.post(
+        CHANGELIST,
+        {
+            "action": "cancel_selected",
+            "_selected_action": [o.pk for o in orders],
+            "post": "yes",
+            "reason": reason,
+            "reason_code": "out_of_stock",
+        },
+    )
 
 
 def test_a_bulk_cancel_sends_its_updates_several_at_a_time(system, client, make_staff, monkeypatch):
@@ -306,12 +359,14 @@ def test_a_bulk_cancel_sends_its_updates_several_at_a_time(system, client, make_
     response = _bulk_cancel(client, orders)
     assert 2 <= peak <= actions.BULK_CONCURRENCY
     assert sorted(messages_of(response)) == sorted(
-        ("success", CANCEL_DONE.format(order_id=o.order_id, reason="warehouse closed")) for o in orders)
+        ("success", CANCEL_DONE.format(order_id=o.order_id, reason="warehouse closed")) for o in orders
+    )
     assert set(Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("status", flat=True)) == {"cancelled"}
 
 
 def test_a_bulk_cancel_with_no_worker_answering_reports_every_order_without_waiting_for_each(
-        system, client, make_staff, settings, monkeypatch):
+    system, client, make_staff, settings, monkeypatch
+):
     """No worker polls these orders' queue (as when run_workers is down). The first Updates wait
     their timeout; the status query that follows finds no worker, and the rest are not sent at
     all (each reported as such), so the request does not take N times the timeout."""
@@ -327,10 +382,19 @@ def test_a_bulk_cancel_with_no_worker_answering_reports_every_order_without_wait
     orders = []
     for _ in range(actions.BULK_CONCURRENCY + 4):
         order_id = new_order_id("NOWORKER")
-        orders.append(Order.objects.create(order_id=order_id, workflow_id=order_id.lower(), address="1 Quiet Road",
-                                           status=Order.Status.AWAITING_MANUAL_REVIEW))
-        temporal(lambda c, o=orders[-1]: c.start_workflow(OrderWorkflow.run, args=[o.order_id, o.address],
-                                                          id=o.workflow_id, task_queue="nobody-polls-this-tq"))
+        orders.append(
+            Order.objects.create(
+                order_id=order_id,
+                workflow_id=order_id.lower(),
+                address="1 Quiet Road",
+                status=Order.Status.AWAITING_MANUAL_REVIEW,
+            )
+        )
+        temporal(
+            lambda c, o=orders[-1]: c.start_workflow(
+                OrderWorkflow.run, args=[o.order_id, o.address], id=o.workflow_id, task_queue="nobody-polls-this-tq"
+            )
+        )
     sent, real = [], actions.order_workflow_update
 
     def counted(workflow_id, *args):
@@ -346,11 +410,13 @@ def test_a_bulk_cancel_with_no_worker_answering_reports_every_order_without_wait
     assert len(told) == len(orders) and all(level == "error" for level, _ in told)
     for order in orders:  # each order's answer, in words that name it
         [message] = [m for _, m in told if order.order_id in m]
-        assert message.startswith(CANCEL_REFUSED.format(order_id=order.order_id, message="")) or \
-            message == NO_ANSWER.format(order_id=order.order_id, seconds=2)
+        assert message.startswith(
+            CANCEL_REFUSED.format(order_id=order.order_id, message="")
+        ) or message == NO_ANSWER.format(order_id=order.order_id, seconds=2)
     assert len(sent) == len(orders) and 1 <= sum(sent) <= actions.BULK_CONCURRENCY  # the rest: not sent
     not_sent = [m for _, m in told if "workers of task queue order-tq are not answering" in m]
     assert len(not_sent) == len(orders) - sum(sent)
     events = OrderEvent.objects.filter(order__in=orders, type="cancel_unanswered")
     assert sorted(e.details["code"] for e in events) == sorted(
-        ["no_answer"] * sum(sent) + ["workers_not_answering"] * (len(orders) - sum(sent)))
+        ["no_answer"] * sum(sent) + ["workers_not_answering"] * (len(orders) - sum(sent))
+    )

@@ -19,12 +19,26 @@ ADD = reverse("admin:orderweb_order_add")
 
 def form_data(order_id: str, **extra) -> dict[str, str]:
     data = {
-        "order_id": order_id, "customer": "Ada", "address": "5 Admin Lane\r\nAdminton", "amount": "",
-        "lines-TOTAL_FORMS": "3", "lines-INITIAL_FORMS": "0", "lines-MIN_NUM_FORMS": "0",
+        "order_id": order_id,
+        "customer": "Ada",
+        "address": "5 Admin Lane\r\nAdminton",
+        "amount": "",
+        "lines-TOTAL_FORMS": "3",
+        "lines-INITIAL_FORMS": "0",
+        "lines-MIN_NUM_FORMS": "0",
         "lines-MAX_NUM_FORMS": "1000",
-        "lines-0-sku": "SKU-A", "lines-0-name": "Anvil", "lines-0-quantity": "2", "lines-0-unit_price": "10.00",
-        "lines-1-sku": "SKU-B", "lines-1-name": "Bolt", "lines-1-quantity": "3", "lines-1-unit_price": "1.50",
-        "lines-2-sku": "", "lines-2-name": "", "lines-2-quantity": "1", "lines-2-unit_price": "0",
+        "lines-0-sku": "SKU-A",
+        "lines-0-name": "Anvil",
+        "lines-0-quantity": "2",
+        "lines-0-unit_price": "10.00",
+        "lines-1-sku": "SKU-B",
+        "lines-1-name": "Bolt",
+        "lines-1-quantity": "3",
+        "lines-1-unit_price": "1.50",
+        "lines-2-sku": "",
+        "lines-2-name": "",
+        "lines-2-quantity": "1",
+        "lines-2-unit_price": "0",
     }
     data.update(extra)
     return data
@@ -62,14 +76,17 @@ def test_add_needs_the_add_permission(client, make_staff):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("changes,error", [
-    ({"order_id": "bad id!"}, ORDER_ID_INVALID),
-    ({"address": "  "}, ADDRESS_EMPTY),
-    ({"address": "x\x07y"}, ADDRESS_CONTROL_CHARS),
-    ({"lines-1-sku": "SKU-A"}, LINE_DUPLICATE_SKU.format(sku="SKU-A")),
-    ({"lines-0-quantity": "0"}, "Ensure this value is greater than or equal to 1."),
-    ({"amount": "-1"}, "Ensure this value is greater than or equal to 0."),
-])
+@pytest.mark.parametrize(
+    "changes,error",
+    [
+        ({"order_id": "bad id!"}, ORDER_ID_INVALID),
+        ({"address": "  "}, ADDRESS_EMPTY),
+        ({"address": "x\x07y"}, ADDRESS_CONTROL_CHARS),
+        ({"lines-1-sku": "SKU-A"}, LINE_DUPLICATE_SKU.format(sku="SKU-A")),
+        ({"lines-0-quantity": "0"}, "Ensure this value is greater than or equal to 1."),
+        ({"amount": "-1"}, "Ensure this value is greater than or equal to 0."),
+    ],
+)
 def test_add_form_errors_write_nothing(client, make_staff, changes, error):
     client.force_login(make_staff("olga", "add_order"))
     response = client.post(ADD, {**form_data("ADMIN-1"), **changes})
@@ -114,8 +131,9 @@ def test_the_service_refuses_an_id_that_differs_only_in_case_with_a_code():
     with pytest.raises(ValidationError) as refused:
         order_create(order_id="admin-1", address="2 Road")
     assert (refused.value.code, refused.value.params) == ("order_id_taken", {"existing_order_id": "ADMIN-1"})
-    assert refused.value.messages == [ORDER_ID_TAKEN.format(order_id="admin-1", existing="ADMIN-1",
-                                                            workflow_id="admin-1-from-a-client")]
+    assert refused.value.messages == [
+        ORDER_ID_TAKEN.format(order_id="admin-1", existing="ADMIN-1", workflow_id="admin-1-from-a-client")
+    ]
     with pytest.raises(ValidationError) as same:
         order_create(order_id="ADMIN-1", address="2 Road")
     assert same.value.code == "order_exists"
@@ -133,8 +151,8 @@ def test_the_database_refuses_ids_that_differ_only_in_case():
 
 @pytest.mark.django_db(transaction=True)
 def test_add_when_temporal_is_unreachable_says_so(client, make_staff, settings):
-    from orderweb.admin import ORDER_SAVED_NOT_STARTED
     from devtools.supervise import free_port
+    from orderweb.admin import ORDER_SAVED_NOT_STARTED
 
     settings.TEMPORAL_ADDRESS = f"127.0.0.1:{free_port()}"  # nothing listens there
     settings.TEMPORAL_RPC_TIMEOUT_SECONDS = 2

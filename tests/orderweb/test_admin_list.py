@@ -28,9 +28,13 @@ def make_orders(count: int, *, start: int = 0) -> list[Order]:
     orders = []
     for i in range(start, start + count):
         order = Order.objects.create(
-            order_id=f"LIST-{i:04d}", workflow_id=f"list-{i:04d}", address=f"{i} List Street",
-            amount=Decimal("10.00") + i, status=Order.Status.AWAITING_MANUAL_REVIEW,
-            dispatch_failures=i % 3, customer=f"customer {i}",
+            order_id=f"LIST-{i:04d}",
+            workflow_id=f"list-{i:04d}",
+            address=f"{i} List Street",
+            amount=Decimal("10.00") + i,
+            status=Order.Status.AWAITING_MANUAL_REVIEW,
+            dispatch_failures=i % 3,
+            customer=f"customer {i}",
         )
         ReviewTask.objects.create(order=order, due_at=timezone.now() + timedelta(hours=1))
         OrderLine.objects.create(order=order, sku="SKU-1", quantity=1, unit_price=Decimal("10.00"))
@@ -80,8 +84,9 @@ def test_changelist_filters_and_search(client, make_staff):
     client.force_login(make_staff())
     orders = make_orders(3)  # dispatch_failures 0, 1, 2
     Order.objects.filter(pk=orders[2].pk).update(status=Order.Status.SHIPPING)
-    Shipment.objects.create(order=orders[2], status=Shipment.Status.DISPATCH_FAILED, address="x",
-                            idempotency_key="order:LIST-0002:ship")
+    Shipment.objects.create(
+        order=orders[2], status=Shipment.Status.DISPATCH_FAILED, address="x", idempotency_key="order:LIST-0002:ship"
+    )
 
     def listed(**params) -> set[str]:
         html = client.get(CHANGELIST, params).content.decode()
@@ -95,7 +100,10 @@ def test_changelist_filters_and_search(client, make_staff):
     assert listed(q="LIST-0002") == {"LIST-0002"}
     today = timezone.now()
     assert listed(created_at__year=today.year, created_at__month=today.month, created_at__day=today.day) == {
-        "LIST-0000", "LIST-0001", "LIST-0002"}
+        "LIST-0000",
+        "LIST-0001",
+        "LIST-0002",
+    }
 
 
 def test_order_page_is_read_only_with_lines_timeline_and_temporal_links(client, make_staff, settings):
@@ -104,13 +112,30 @@ def test_order_page_is_read_only_with_lines_timeline_and_temporal_links(client, 
     client.force_login(user)
     order = make_orders(1)[0]
     Order.objects.filter(pk=order.pk).update(status=Order.Status.SHIPPING)
-    Payment.objects.create(order=order, kind="charge", status="succeeded", amount=Decimal("10.00"),
-                           idempotency_key="order:LIST-0000:charge", provider_reference="ch_1")
+    Payment.objects.create(
+        order=order,
+        kind="charge",
+        status="succeeded",
+        amount=Decimal("10.00"),
+        idempotency_key="order:LIST-0000:charge",
+        provider_reference="ch_1",
+    )
     Shipment.objects.create(order=order, address="0 List Street", idempotency_key="order:LIST-0000:ship")
-    OrderEvent.objects.create(order=order, type="status_changed", actor="system", source="workflow",
-                              from_status="payment", to_status="shipping")
-    OrderEvent.objects.create(order=order, type="address_change_requested", user=user, source="admin",
-                              details={"old_address": "0 List Street", "new_address": "9 New Road"})
+    OrderEvent.objects.create(
+        order=order,
+        type="status_changed",
+        actor="system",
+        source="workflow",
+        from_status="payment",
+        to_status="shipping",
+    )
+    OrderEvent.objects.create(
+        order=order,
+        type="address_change_requested",
+        user=user,
+        source="admin",
+        details={"old_address": "0 List Street", "new_address": "9 New Road"},
+    )
 
     response = client.get(reverse("admin:orderweb_order_change", args=[order.pk]))
     html = response.content.decode()
@@ -126,8 +151,9 @@ def test_order_page_is_read_only_with_lines_timeline_and_temporal_links(client, 
     assert f'href="http://temporal-ui.example/namespaces/default/workflows/{child}"' in html
 
     # A POST to the page changes nothing.
-    response = client.post(reverse("admin:orderweb_order_change", args=[order.pk]),
-                           {"address": "hacked", "status": "completed"})
+    response = client.post(
+        reverse("admin:orderweb_order_change", args=[order.pk]), {"address": "hacked", "status": "completed"}
+    )
     assert response.status_code == 403
     order.refresh_from_db()
     assert (order.status, order.address) == (Order.Status.SHIPPING, "0 List Street")
@@ -177,8 +203,13 @@ def test_review_tasks_are_read_only(client, admin_user):
 
 def _waiting_after_failed_dispatch(order: Order, error: str = "carrier refused: address not served") -> None:
     Order.objects.filter(pk=order.pk).update(status=Order.Status.SHIPPING, dispatch_failures=2)
-    Shipment.objects.create(order=order, status=Shipment.Status.DISPATCH_FAILED, address="x", last_error=error,
-                            idempotency_key=f"order:{order.order_id}:ship")
+    Shipment.objects.create(
+        order=order,
+        status=Shipment.Status.DISPATCH_FAILED,
+        address="x",
+        last_error=error,
+        idempotency_key=f"order:{order.order_id}:ship",
+    )
 
 
 def test_dispatch_failed_and_waiting_shows_as_such_with_the_carriers_error(client, make_staff):
@@ -196,7 +227,10 @@ def test_dispatch_failed_and_waiting_shows_as_such_with_the_carriers_error(clien
 
     page = client.get(reverse("admin:orderweb_order_change", args=[waiting.pk])).content.decode()
     notice = DISPATCH_WAITING_NOTICE.format(failures=2, plural="s")
-    assert f'<li class="errornote">{notice} The carrier&#x27;s last error: carrier refused: address not served</li>' in page
+    assert (
+        f'<li class="errornote">{notice} The carrier&#x27;s last error: carrier refused: address not served</li>'
+        in page
+    )
     assert "field-carrier_last_error" in page
     assert f"Shipping: {DISPATCH_WAITING.lower()}" in page  # the status itself says it, not just "Shipping"
     retry = client.get(reverse("admin:orderweb_order_retry_shipping", args=[waiting.pk])).content.decode()
@@ -207,8 +241,13 @@ def test_admin_shows_event_labels_not_codes(client, admin_user):
     client.force_login(admin_user)
     order = make_orders(1)[0]
     OrderEvent.objects.create(order=order, type="review_decision_requested", actor="rita", source="web")
-    OrderEvent.objects.create(order=order, type="update_applied", actor="stella", source="admin",
-                              details={"signal": "ChangeAddress", "old_address": "a", "new_address": "b"})
+    OrderEvent.objects.create(
+        order=order,
+        type="update_applied",
+        actor="stella",
+        source="admin",
+        details={"signal": "ChangeAddress", "old_address": "a", "new_address": "b"},
+    )
     listing = client.get(reverse("admin:orderweb_orderevent_changelist")).content.decode()
     assert ">Decision sent<" in listing and ">ChangeAddress applied<" in listing
     assert ">review_decision_requested<" not in listing
@@ -219,8 +258,12 @@ def test_admin_shows_event_labels_not_codes(client, admin_user):
 def test_cancel_reason_codes_show_and_filter_in_the_order_list(client, make_staff):
     client.force_login(make_staff())
     fraud, asked, none = make_orders(3)
-    Order.objects.filter(pk=fraud.pk).update(status="cancelled", cancel_reason="x", cancel_reason_code="suspected_fraud")
-    Order.objects.filter(pk=asked.pk).update(status="cancelled", cancel_reason="x", cancel_reason_code="customer_request")
+    Order.objects.filter(pk=fraud.pk).update(
+        status="cancelled", cancel_reason="x", cancel_reason_code="suspected_fraud"
+    )
+    Order.objects.filter(pk=asked.pk).update(
+        status="cancelled", cancel_reason="x", cancel_reason_code="customer_request"
+    )
     Order.objects.filter(pk=none.pk).update(status="cancelled", cancel_reason="x")
     html = client.get(CHANGELIST, {"cancel_reason": "suspected_fraud"}).content.decode()
     assert fraud.order_id in html and asked.order_id not in html and none.order_id not in html

@@ -15,7 +15,14 @@ from orderweb.actions import (
     NOT_DISPATCH_FAILED,
 )
 from orderweb.models import Order, OrderEvent, Payment
-from temporal_app.contracts import ADDRESS_CONTROL_CHARS, ADDRESS_EMPTY, ADDRESS_TOO_LONG, MAX_ADDRESS_LENGTH, RefusalCode, refusal
+from temporal_app.contracts import (
+    ADDRESS_CONTROL_CHARS,
+    ADDRESS_EMPTY,
+    ADDRESS_TOO_LONG,
+    MAX_ADDRESS_LENGTH,
+    RefusalCode,
+    refusal,
+)
 from tests.orderweb.conftest import messages_of
 
 pytestmark = pytest.mark.django_db
@@ -31,8 +38,13 @@ VIEWS = {"cancel": "cancel_order", "address": "change_order_address", "retry_shi
 
 @pytest.fixture
 def order() -> Order:
-    return Order.objects.create(order_id="PERM-1", workflow_id="perm-1", address="1 Perm Road",
-                                amount=Decimal("25.00"), status=Order.Status.AWAITING_MANUAL_REVIEW)
+    return Order.objects.create(
+        order_id="PERM-1",
+        workflow_id="perm-1",
+        address="1 Perm Road",
+        amount=Decimal("25.00"),
+        status=Order.Status.AWAITING_MANUAL_REVIEW,
+    )
 
 
 def action_choices(client) -> set[str]:
@@ -48,8 +60,16 @@ def test_list_action_needs_its_permission(client, make_staff, order, action, per
     assert response.status_code == 302
     assert ("warning", "No action selected.") in messages_of(response)
     # Even a forged confirmation is not run.
-    client.post(CHANGELIST, {"action": action, "_selected_action": [order.pk], "post": "yes", "reason": "x",
-                             "reason_code": "customer_request"})
+    client.post(
+        CHANGELIST,
+        {
+            "action": action,
+            "_selected_action": [order.pk],
+            "post": "yes",
+            "reason": "x",
+            "reason_code": "customer_request",
+        },
+    )
     assert not OrderEvent.objects.filter(order=order).exists()
 
     client.force_login(make_staff("with", perm))
@@ -65,7 +85,10 @@ def test_order_action_page_needs_its_permission(client, make_staff, order, view,
     url = reverse(f"admin:orderweb_order_{view}", args=[order.pk])
     client.force_login(make_staff("without", *(p for p in VIEWS.values() if p != perm)))
     assert client.get(url).status_code == 403
-    assert client.post(url, {"reason": "x", "reason_code": "customer_request", "address": "2 Other Road"}).status_code == 403
+    assert (
+        client.post(url, {"reason": "x", "reason_code": "customer_request", "address": "2 Other Road"}).status_code
+        == 403
+    )
     assert not OrderEvent.objects.filter(order=order).exists()
 
     client.force_login(make_staff("with", perm))
@@ -79,12 +102,19 @@ def test_action_pages_need_staff_login(client, order):
 
 
 def test_cancel_selection_confirmation_lists_orders_refunds_and_asks_a_reason(client, make_staff, order):
-    other = Order.objects.create(order_id="PERM-2", workflow_id="perm-2", address="2 Perm Road",
-                                 status=Order.Status.SHIPPING)
-    done = Order.objects.create(order_id="PERM-3", workflow_id="perm-3", address="3 Perm Road",
-                                status=Order.Status.CANCELLED, cancel_reason="earlier")
-    Payment.objects.create(order=other, kind="charge", status="succeeded", amount=Decimal("5.00"),
-                           idempotency_key="order:PERM-2:charge")
+    other = Order.objects.create(
+        order_id="PERM-2", workflow_id="perm-2", address="2 Perm Road", status=Order.Status.SHIPPING
+    )
+    done = Order.objects.create(
+        order_id="PERM-3",
+        workflow_id="perm-3",
+        address="3 Perm Road",
+        status=Order.Status.CANCELLED,
+        cancel_reason="earlier",
+    )
+    Payment.objects.create(
+        order=other, kind="charge", status="succeeded", amount=Decimal("5.00"), idempotency_key="order:PERM-2:charge"
+    )
     client.force_login(make_staff("canceller", "cancel_order"))
     selection = [order.pk, other.pk, done.pk]
     response = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection, "index": 0})
@@ -99,15 +129,32 @@ def test_cancel_selection_confirmation_lists_orders_refunds_and_asks_a_reason(cl
 
     assert 'name="reason_code"' in html
     # Confirming without a reason shows the page again with the error; nothing is recorded.
-    response = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection,
-                                        "post": "yes", "reason": "  "})
+    response = client.post(
+        CHANGELIST, {"action": "cancel_selected", "_selected_action": selection, "post": "yes", "reason": "  "}
+    )
     assert response.status_code == 200
     assert "Choose a reason." in response.content.decode()
-    response = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection,
-                                        "post": "yes", "reason": "  ", "reason_code": "other"})
+    response = client.post(
+        CHANGELIST,
+        {
+            "action": "cancel_selected",
+            "_selected_action": selection,
+            "post": "yes",
+            "reason": "  ",
+            "reason_code": "other",
+        },
+    )
     assert CANCEL_REASON_OTHER_NEEDS_TEXT in response.content.decode()
-    response = client.post(CHANGELIST, {"action": "cancel_selected", "_selected_action": selection,
-                                        "post": "yes", "reason": "x" * 501, "reason_code": "other"})
+    response = client.post(
+        CHANGELIST,
+        {
+            "action": "cancel_selected",
+            "_selected_action": selection,
+            "post": "yes",
+            "reason": "x" * 501,
+            "reason_code": "other",
+        },
+    )
     assert "Ensure this value has at most 500 characters" in response.content.decode()
     assert not OrderEvent.objects.exists()
 
@@ -120,7 +167,8 @@ def test_cancel_reason_rules(client, make_staff, order):
     assert CancelForm({"reason": "why"}).errors["reason_code"] == ["Choose a reason."]
     assert CancelForm({"reason": " ", "reason_code": "other"}).errors["reason"] == [CANCEL_REASON_OTHER_NEEDS_TEXT]
     assert CancelForm({"reason": "a\x07b", "reason_code": "other"}).errors["reason"] == [
-        "The reason contains control characters."]
+        "The reason contains control characters."
+    ]
     assert CancelForm({"reason": "line one\r\nline two", "reason_code": "other"}).is_valid()
     # Without words of their own, the code's label is the reason recorded.
     form = CancelForm({"reason": "", "reason_code": "out_of_stock"})
@@ -157,13 +205,16 @@ def test_single_cancel_page_is_a_confirmation(client, make_staff, order):
     assert not OrderEvent.objects.exists()
 
 
-@pytest.mark.parametrize("address,error", [
-    ("", "This field is required."),
-    ("   \n  ", ADDRESS_EMPTY),
-    ("x" * (MAX_ADDRESS_LENGTH + 1), ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH)),
-    ("1 Road\x00City", "Null characters are not allowed."),  # Django refuses NUL first
-    ("1 Road\x1b[31mCity", ADDRESS_CONTROL_CHARS),
-])
+@pytest.mark.parametrize(
+    "address,error",
+    [
+        ("", "This field is required."),
+        ("   \n  ", ADDRESS_EMPTY),
+        ("x" * (MAX_ADDRESS_LENGTH + 1), ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH)),
+        ("1 Road\x00City", "Null characters are not allowed."),  # Django refuses NUL first
+        ("1 Road\x1b[31mCity", ADDRESS_CONTROL_CHARS),
+    ],
+)
 def test_address_form_rejects_bad_addresses_before_asking_the_workflow(client, make_staff, order, address, error):
     client.force_login(make_staff("clerk", "change_order_address"))
     url = reverse("admin:orderweb_order_address", args=[order.pk])
@@ -188,9 +239,16 @@ def test_address_page_says_too_late_after_dispatch(client, make_staff, order):
 
 def test_cancel_and_refund_leaves_orders_that_did_not_fail_dispatch(client, make_staff, order):
     client.force_login(make_staff("canceller", "cancel_order"))
-    response = client.post(CHANGELIST, {"action": "cancel_and_refund_selected", "_selected_action": [order.pk],
-                                        "post": "yes", "reason": "carrier cannot deliver",
-                                        "reason_code": "undeliverable_address"})
+    response = client.post(
+        CHANGELIST,
+        {
+            "action": "cancel_and_refund_selected",
+            "_selected_action": [order.pk],
+            "post": "yes",
+            "reason": "carrier cannot deliver",
+            "reason_code": "undeliverable_address",
+        },
+    )
     assert response.status_code == 302
     assert messages_of(response) == [("error", NOT_DISPATCH_FAILED.format(order_id="PERM-1"))]
     assert not OrderEvent.objects.exists()

@@ -8,8 +8,8 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from orderweb.models import Order, Payment, Shipment
 from orderweb.management.commands.demo_order import NEW_ADDRESS, ORDER_EXISTS, STORY_FAILED
+from orderweb.models import Order, Payment, Shipment
 from tests.helpers import new_order_id
 
 pytestmark = pytest.mark.temporal
@@ -27,8 +27,13 @@ def test_demo_runs_the_seed_story_to_completed(system):
 
     lines = [line.split()[1:] for line in output.splitlines() if "  state  " in line]
     assert [words[1] for words in lines] == [
-        "started", "processing", "awaiting_manual_review", "manual_review_completed",
-        "processing_payment", "shipping", "completed",
+        "started",
+        "processing",
+        "awaiting_manual_review",
+        "manual_review_completed",
+        "processing_payment",
+        "shipping",
+        "completed",
     ]
     assert "signal  UpdateAddress applied: address updated" in output
     assert "signal  CompleteManualReview applied: review decision: approve" in output

@@ -75,14 +75,28 @@ def test_readyz_names_a_misconfigured_temporal(settings):
 
 def test_readyz_names_the_database_when_it_is_unreachable(temporal_server):
     """A web process whose Postgres is gone (a real closed port), in its own process."""
-    code = ("from django.test import Client; r = Client().get('/readyz'); "
-            "print(r.status_code); print(r.content.decode(), end='')")
-    env = {**os.environ, "DEBUG": "1", "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/gone",
-           "TEMPORAL_ADDRESS": temporal_server}
-    proc = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    code = (
+        "from django.test import Client; r = Client().get('/readyz'); "
+        "print(r.status_code); print(r.content.decode(), end='')"
+    )
+    env = {
+        **os.environ,
+        "DEBUG": "1",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/gone",
+        "TEMPORAL_ADDRESS": temporal_server,
+    }
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     lines = proc.stdout.strip().splitlines()
-    assert lines[-4:] == ["503", "not ready: database", "database: unreachable (OperationalError)", "temporal: ok"], proc.stderr
+    assert lines[-4:] == ["503", "not ready: database", "database: unreachable (OperationalError)", "temporal: ok"], (
+        proc.stderr
+    )
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -113,8 +127,9 @@ def test_metrics_count_orders_reviews_and_requests(settings):
     now = timezone.now()
 
     def order(order_id: str, **fields) -> Order:
-        return Order.objects.create(order_id=order_id, workflow_id=order_id.lower(), address="1 Metric Way",
-                                    status_changed_at=now, **fields)
+        return Order.objects.create(
+            order_id=order_id, workflow_id=order_id.lower(), address="1 Metric Way", status_changed_at=now, **fields
+        )
 
     waiting = order("MET-1", status=Order.Status.AWAITING_MANUAL_REVIEW)
     late = order("MET-2", status=Order.Status.AWAITING_MANUAL_REVIEW)
@@ -156,8 +171,10 @@ def codec_key(settings):
 
 
 def _payload_json(payload) -> dict:
-    return {"metadata": {k: base64.b64encode(v).decode() for k, v in payload.metadata.items()},
-            "data": base64.b64encode(payload.data).decode()}
+    return {
+        "metadata": {k: base64.b64encode(v).decode() for k, v in payload.metadata.items()},
+        "data": base64.b64encode(payload.data).decode(),
+    }
 
 
 def _staff(django_user_model, name: str, *, staff: bool = True, permission: bool = True):
@@ -177,8 +194,13 @@ def test_staff_with_the_permission_see_decrypted_payloads(codec_key, django_user
     encrypted = FernetPayloadCodec([codec_key]).encode_one(plain)
     client = Client()
     client.force_login(_staff(django_user_model, "ops"))
-    response = _post(client, "/temporal-codec/decode", {"payloads": [_payload_json(encrypted), _payload_json(plain)]},
-                     HTTP_ORIGIN=UI, HTTP_X_NAMESPACE="default")
+    response = _post(
+        client,
+        "/temporal-codec/decode",
+        {"payloads": [_payload_json(encrypted), _payload_json(plain)]},
+        HTTP_ORIGIN=UI,
+        HTTP_X_NAMESPACE="default",
+    )
     assert response.status_code == 200, response.content
     decoded = response.json()["payloads"]
     assert base64.b64decode(decoded[0]["data"]) == plain.data == base64.b64decode(decoded[1]["data"])
@@ -195,8 +217,10 @@ def test_no_one_else_sees_them(codec_key, django_user_model):
     encrypted = FernetPayloadCodec([codec_key]).encode_one(DataConverter.default.payload_converter.to_payload("x"))
     body = {"payloads": [_payload_json(encrypted)]}
     assert _post(Client(), "/temporal-codec/decode", body).status_code == 401
-    for user in (_staff(django_user_model, "no-perm", permission=False),
-                 _staff(django_user_model, "not-staff", staff=False)):
+    for user in (
+        _staff(django_user_model, "no-perm", permission=False),
+        _staff(django_user_model, "not-staff", staff=False),
+    ):
         client = Client()
         client.force_login(user)
         response = _post(client, "/temporal-codec/decode", body)
@@ -210,8 +234,7 @@ def test_no_one_else_sees_them(codec_key, django_user_model):
 @pytest.mark.django_db
 def test_cors_preflight_and_foreign_pages(codec_key, django_user_model):
     client = Client()
-    preflight = client.options("/temporal-codec/decode", HTTP_ORIGIN=UI,
-                               HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST")
+    preflight = client.options("/temporal-codec/decode", HTTP_ORIGIN=UI, HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST")
     assert preflight.status_code == 204
     assert preflight["Access-Control-Allow-Origin"] == UI
     assert "Content-Type" in preflight["Access-Control-Allow-Headers"]
@@ -228,8 +251,9 @@ def test_cors_preflight_and_foreign_pages(codec_key, django_user_model):
 
 
 @pytest.mark.django_db
-def test_the_codec_endpoints_own_size_limit_applies_and_every_error_carries_cors(codec_key, django_user_model,
-                                                                                 monkeypatch):
+def test_the_codec_endpoints_own_size_limit_applies_and_every_error_carries_cors(
+    codec_key, django_user_model, monkeypatch
+):
     """Django refuses request.body above 2.5 MB with a bare 400 and no CORS headers, so the Web UI
     showed ciphertext without a word: the endpoint's own 10 MB limit is the one that applies, and
     what it refuses (413, 500) the UI can read (issue 19)."""

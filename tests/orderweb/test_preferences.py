@@ -5,7 +5,7 @@ single-key shortcuts. In Chromium: tests/browser/test_preferences.py."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.urls import reverse
@@ -17,7 +17,7 @@ from tests.reviews.conftest import client_for, decide_in_db, make_user, make_wai
 
 pytestmark = pytest.mark.django_db
 
-DECIDED = datetime(2026, 1, 15, 1, 4, 5, tzinfo=dt_timezone.utc)  # 02:04 in Berlin, 20:04 the day before in New York
+DECIDED = datetime(2026, 1, 15, 1, 4, 5, tzinfo=UTC)  # 02:04 in Berlin, 20:04 the day before in New York
 
 
 @pytest.fixture
@@ -39,9 +39,15 @@ def _recent_cell(client) -> str:
 def test_times_are_in_utc_until_the_browser_says_its_zone_then_in_that_zone_with_utc_on_hover(rita):
     _decided_order()
     client = client_for(rita)
-    assert _recent_cell(client) == '<time datetime="2026-01-15T01:04:05Z" title="2026-01-15 01:04:05 UTC">Jan 15, 01:04</time>'
+    assert (
+        _recent_cell(client)
+        == '<time datetime="2026-01-15T01:04:05Z" title="2026-01-15 01:04:05 UTC">Jan 15, 01:04</time>'
+    )
     assert client.post(reverse("preferences_time_zone"), {"time_zone": "Europe/Berlin"}).status_code == 204
-    assert _recent_cell(client) == '<time datetime="2026-01-15T01:04:05Z" title="2026-01-15 01:04:05 UTC">Jan 15, 02:04</time>'
+    assert (
+        _recent_cell(client)
+        == '<time datetime="2026-01-15T01:04:05Z" title="2026-01-15 01:04:05 UTC">Jan 15, 02:04</time>'
+    )
     page = client.get(reverse("reviews:recent")).content.decode()
     assert 'id="time-zone-script" data-known="1"' in page
 
@@ -50,8 +56,9 @@ def test_a_zone_the_person_chose_wins_over_the_browsers_and_can_be_given_back(ri
     _decided_order()
     client = client_for(rita)
     client.post(reverse("preferences_time_zone"), {"time_zone": "Europe/Berlin"})
-    response = client.post(reverse("preferences"), {"time_zone": "America/New_York", "shortcuts": "on",
-                                                    "next": "/reviews/decided/"})
+    response = client.post(
+        reverse("preferences"), {"time_zone": "America/New_York", "shortcuts": "on", "next": "/reviews/decided/"}
+    )
     assert response.status_code == 302 and response.url == "/reviews/decided/"
     assert SAVED in client.get(response.url).content.decode()
     client.post(reverse("preferences_time_zone"), {"time_zone": "Asia/Tokyo"})  # the browser's guess: ignored
@@ -111,7 +118,8 @@ def test_a_redirect_after_a_setting_stays_on_this_site(rita):
 
 def test_moments_from_the_workflow_are_iso_text_in_utc():
     assert moment_html("2026-01-15T01:04:05.123+00:00", "H:i:s") == (
-        '<time datetime="2026-01-15T01:04:05.123000Z" title="2026-01-15 01:04:05 UTC">01:04:05</time>')
+        '<time datetime="2026-01-15T01:04:05.123000Z" title="2026-01-15 01:04:05 UTC">01:04:05</time>'
+    )
     assert moment_html("not a time") == "" and moment_html(None) == ""
 
 

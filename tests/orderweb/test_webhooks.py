@@ -19,7 +19,11 @@ from orderweb import webhooks
 from orderweb.models import Order, OrderEvent, WebhookCursor, WebhookDelivery
 from orderweb.services import order_create
 from orderweb.webhooks import (
-    EVENT_ID_HEADER, SIGNATURE_HEADER, webhook_deliveries_create, webhook_signature, webhook_signature_valid,
+    EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+    webhook_deliveries_create,
+    webhook_signature,
+    webhook_signature_valid,
     webhooks_queue,
 )
 from temporal_app.contracts import LineItem, webhook_workflow_id
@@ -112,11 +116,15 @@ def test_no_url_no_webhooks(db, settings):
 
 
 def _order(order_id: str = "") -> Order:
-    order = order_create(order_id=order_id or new_order_id("HOOK"), address="1 Hook Lane",
-                         line_items=[LineItem("SKU-1", "Widget", 1, "5.00")])
+    order = order_create(
+        order_id=order_id or new_order_id("HOOK"),
+        address="1 Hook Lane",
+        line_items=[LineItem("SKU-1", "Widget", 1, "5.00")],
+    )
     wait_for_state(order.workflow_id, "awaiting_manual_review", timeout=60)
-    wait_until(lambda: Order.objects.filter(pk=order.pk, status="awaiting_manual_review").exists(),
-               what="the projection")
+    wait_until(
+        lambda: Order.objects.filter(pk=order.pk, status="awaiting_manual_review").exists(), what="the projection"
+    )
     return order
 
 
@@ -126,9 +134,15 @@ def test_status_changes_are_posted_signed_once_each_and_retried(system, receiver
     receiver.plan, receiver.plan_for = [500, 503], order_id  # down for this order's first two attempts
     order = _order(order_id)
     webhooks_queue()  # the workers' sweep does the same every few seconds
-    deliveries = wait_until(lambda: (rows := list(WebhookDelivery.objects.filter(event__order=order)))
-                            and all(d.status == "sent" for d in rows) and rows, timeout=60,
-                            what="every delivery of the order sent")
+    deliveries = wait_until(
+        lambda: (
+            (rows := list(WebhookDelivery.objects.filter(event__order=order)))
+            and all(d.status == "sent" for d in rows)
+            and rows
+        ),
+        timeout=60,
+        what="every delivery of the order sent",
+    )
     # Only this order's requests count (a straggling write of an earlier test's workflow is
     # another status change, which would be sent too).
     receiver.requests = [(h, body) for h, body in receiver.requests if json.loads(body)["order_id"] == order.order_id]
@@ -158,12 +172,21 @@ def test_a_receiver_that_keeps_refusing_is_given_up_with_its_answer(system, rece
     receiver.always = 503
     order = _order()
     webhooks_queue()
-    rows = wait_until(lambda: (rows := list(WebhookDelivery.objects.filter(event__order=order)))
-                      and all(d.status == "failed" for d in rows) and rows, timeout=60,
-                      what="every delivery given up")
+    rows = wait_until(
+        lambda: (
+            (rows := list(WebhookDelivery.objects.filter(event__order=order)))
+            and all(d.status == "failed" for d in rows)
+            and rows
+        ),
+        timeout=60,
+        what="every delivery given up",
+    )
     assert all(d.attempts >= 2 and d.last_status_code == 503 for d in rows)
-    assert all(d.last_error == f"Gave up after {d.attempts} attempt(s): The receiver answered HTTP 503: not now"
-               and d.sent_at is None for d in rows), [d.last_error for d in rows]
+    assert all(
+        d.last_error == f"Gave up after {d.attempts} attempt(s): The receiver answered HTTP 503: not now"
+        and d.sent_at is None
+        for d in rows
+    ), [d.last_error for d in rows]
 
 
 # -- at least once, whatever the outage or the backlog (issue 19, item 2) ---------------------------
@@ -173,11 +196,20 @@ def _status_changes(count: int, *, age: timedelta = timedelta(0), prefix: str = 
     """``count`` status changes of one order, written as if ``age`` ago, in one transaction: the
     workers' own sweep (every few seconds, in this process) sees them only as they are meant to be."""
     with transaction.atomic():
-        order = Order.objects.create(order_id=new_order_id(prefix), workflow_id=new_order_id(prefix).lower(),
-                                     address="1 Hook Lane")
-        rows = [OrderEvent.objects.create(order=order, type=OrderEvent.Type.STATUS_CHANGED, source="workflow",
-                                          from_status="started", to_status="processing", event_key=f"test:{n}")
-                for n in range(count)]
+        order = Order.objects.create(
+            order_id=new_order_id(prefix), workflow_id=new_order_id(prefix).lower(), address="1 Hook Lane"
+        )
+        rows = [
+            OrderEvent.objects.create(
+                order=order,
+                type=OrderEvent.Type.STATUS_CHANGED,
+                source="workflow",
+                from_status="started",
+                to_status="processing",
+                event_key=f"test:{n}",
+            )
+            for n in range(count)
+        ]
         OrderEvent.objects.filter(pk__in=[r.pk for r in rows]).update(created_at=timezone.now() - age)
     return rows
 
@@ -189,9 +221,14 @@ def _all_sent_once(receiver: Receiver, rows: list[OrderEvent], timeout: float = 
     def received() -> Counter:
         return Counter(body["id"] for body in receiver.accepted_bodies() if body["id"] in wanted)
 
-    wait_until(lambda: set(received()) == wanted and WebhookDelivery.objects.filter(
-        event__in=rows, status="sent").count() == len(rows), timeout=timeout,
-               what=f"{len(rows)} status changes accepted by the receiver")
+    wait_until(
+        lambda: (
+            set(received()) == wanted
+            and WebhookDelivery.objects.filter(event__in=rows, status="sent").count() == len(rows)
+        ),
+        timeout=timeout,
+        what=f"{len(rows)} status changes accepted by the receiver",
+    )
     return received()
 
 
@@ -239,7 +276,8 @@ def test_a_status_change_that_commits_after_a_later_one_is_still_sent(settings):
     # Once they are older than the settle time, the mark moves past them, and only then.
     assert WebhookCursor.objects.get(url=settings.ORDER_WEBHOOK_URL).event_id < first.pk
     OrderEvent.objects.filter(pk__in=[first.pk, saved["id"], last.pk]).update(
-        created_at=timezone.now() - timedelta(seconds=settings.ORDER_WEBHOOK_SETTLE_SECONDS + 1))
+        created_at=timezone.now() - timedelta(seconds=settings.ORDER_WEBHOOK_SETTLE_SECONDS + 1)
+    )
     assert webhook_deliveries_create() == 0
     assert WebhookCursor.objects.get(url=settings.ORDER_WEBHOOK_URL).event_id == last.pk
 
@@ -263,8 +301,11 @@ def test_a_receiver_that_hangs_holds_up_no_order(system, receiver, webhooks_on, 
     # Postgres by the workers, while every delivery the webhook worker took still hangs.
     order = place_order()
     approve(order)
-    wait_until(lambda: Order.objects.filter(pk=order.pk, status="completed").exists(), timeout=60,
-               what="the order completed in Postgres")
+    wait_until(
+        lambda: Order.objects.filter(pk=order.pk, status="completed").exists(),
+        timeout=60,
+        what="the order completed in Postgres",
+    )
     assert not receiver.released.is_set() and receiver.hanging >= 4
     assert not any(body.get("order_id") == order.order_id for body in receiver.accepted_bodies())
     receiver.release()

@@ -31,10 +31,10 @@ def reviewer_group() -> Group:
     return group
 
 
-def make_user(username: str, *, reviewer: bool = False, staff: bool = False, superuser: bool = False,
-              supervisor: bool = False) -> User:
-    user = User.objects.create_user(username, password=PASSWORD, is_staff=staff or superuser,
-                                    is_superuser=superuser)
+def make_user(
+    username: str, *, reviewer: bool = False, staff: bool = False, superuser: bool = False, supervisor: bool = False
+) -> User:
+    user = User.objects.create_user(username, password=PASSWORD, is_staff=staff or superuser, is_superuser=superuser)
     if reviewer:
         user.groups.add(reviewer_group())
     if supervisor:
@@ -50,9 +50,15 @@ def client_for(user: User | None) -> Client:
 
 
 def make_waiting_order(
-    *, order_id: str | None = None, due_in: timedelta = timedelta(hours=20), amount: str = "42.00",
-    claimed_by: User | None = None, address: str = "1 Review Road\nSpringfield", customer: str = "Ada Buyer",
-    email: str = "", risk: tuple[int, str, list] | None = None,
+    *,
+    order_id: str | None = None,
+    due_in: timedelta = timedelta(hours=20),
+    amount: str = "42.00",
+    claimed_by: User | None = None,
+    address: str = "1 Review Road\nSpringfield",
+    customer: str = "Ada Buyer",
+    email: str = "",
+    risk: tuple[int, str, list] | None = None,
 ) -> Order:
     """An order row in awaiting_manual_review with its open task, as the activities leave it
     (with its risk assessment when ``risk`` is (score, level, reasons)).
@@ -61,16 +67,27 @@ def make_waiting_order(
     order_id = order_id or f"DB-{next(_seq):05d}"
     now = timezone.now()
     order = Order.objects.create(
-        order_id=order_id, workflow_id=order_id.lower(), address=address, customer=customer, customer_email=email,
-        amount=Decimal(amount), status=Order.Status.AWAITING_MANUAL_REVIEW, status_changed_at=now,
+        order_id=order_id,
+        workflow_id=order_id.lower(),
+        address=address,
+        customer=customer,
+        customer_email=email,
+        amount=Decimal(amount),
+        status=Order.Status.AWAITING_MANUAL_REVIEW,
+        status_changed_at=now,
     )
     OrderLine.objects.create(order=order, sku="SKU-1", name="Widget", quantity=2, unit_price=Decimal(amount) / 2)
     OrderEvent.objects.create(order=order, type="order_created", source="api", to_status="started")
     if risk is not None:
         RiskAssessment.objects.create(order=order, score=risk[0], level=risk[1], reasons=risk[2])
     ReviewTask.objects.create(
-        order=order, due_at=now + due_in, claimed_by=claimed_by, claimed_at=now if claimed_by else None,
-        amount=order.amount, risk_score=risk[0] if risk else None, risk_level=risk[1] if risk else "",
+        order=order,
+        due_at=now + due_in,
+        claimed_by=claimed_by,
+        claimed_at=now if claimed_by else None,
+        amount=order.amount,
+        risk_score=risk[0] if risk else None,
+        risk_level=risk[1] if risk else "",
     )
     return order
 
@@ -80,17 +97,24 @@ def reason(rule: str, points: int, text: str, **figures) -> dict:
     return {"rule": rule, "points": points, "text": text, "figures": figures}
 
 
-def decide_in_db(order: Order, status: str = "approved", *, by: str = "alice", note: str = "", reason_code: str = "",
-                 at=None) -> None:
+def decide_in_db(
+    order: Order, status: str = "approved", *, by: str = "alice", note: str = "", reason_code: str = "", at=None
+) -> None:
     """Close the order's task as the workflow's projection would (no workflow here)."""
     from django.contrib.auth.models import User as _User
 
     ReviewTask.objects.filter(order=order).update(
-        status=status, decided_at=at or timezone.now(), decided_by=_User.objects.filter(username=by).first(),
-        decided_by_name=by, note=note, reason_code=reason_code)
+        status=status,
+        decided_at=at or timezone.now(),
+        decided_by=_User.objects.filter(username=by).first(),
+        decided_by_name=by,
+        note=note,
+        reason_code=reason_code,
+    )
     final = {"approved": "completed", "rejected": "cancelled"}.get(status, "cancelled")
-    Order.objects.filter(pk=order.pk).update(status=final, cancel_reason="x" if final == "cancelled" else "",
-                                             cancel_reason_code=reason_code)
+    Order.objects.filter(pk=order.pk).update(
+        status=final, cancel_reason="x" if final == "cancelled" else "", cancel_reason_code=reason_code
+    )
 
 
 @pytest.fixture(autouse=True)

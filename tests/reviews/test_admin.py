@@ -20,8 +20,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff(db):
     user = make_user("stella", staff=True)
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="orderweb",
-                                                         codename__in=["view_order", "cancel_order"]))
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="orderweb", codename__in=["view_order", "cancel_order"])
+    )
     return user
 
 
@@ -31,7 +32,9 @@ def test_admin_order_page_shows_the_risk_and_links_to_the_review_page(staff):
     review_url = reverse("reviews:order", args=[order.order_id])
     assert f'<a href="{review_url}" class="order-link">{REVIEW_PAGE_LINK}</a>' in html
     assert f'class="review-page-link" href="{review_url}"' in html
-    assert '<strong class="risk-level">Medium (55/100)</strong><ul><li>+15 Ships to a PO box (“PO Box”).</li></ul>' in html
+    assert (
+        '<strong class="risk-level">Medium (55/100)</strong><ul><li>+15 Ships to a PO box (“PO Box”).</li></ul>' in html
+    )
 
 
 def test_cancel_confirmation_warns_when_a_reviewer_holds_the_order(staff):
@@ -43,10 +46,15 @@ def test_cancel_confirmation_warns_when_a_reviewer_holds_the_order(staff):
     page = client.get(reverse("admin:orderweb_order_cancel", args=[held.pk])).content.decode()
     assert 'id="cancel-warnings"' in page
     assert CLAIMED_WARNING.format(user="bob", ago="12m") in page
-    assert 'id="cancel-warnings"' not in client.get(reverse("admin:orderweb_order_cancel", args=[free.pk])).content.decode()
+    assert (
+        'id="cancel-warnings"'
+        not in client.get(reverse("admin:orderweb_order_cancel", args=[free.pk])).content.decode()
+    )
     # And for a selection from the list: the warning on the held order's row only.
-    page = client.post(reverse("admin:orderweb_order_changelist"), {
-        "action": "cancel_selected", "_selected_action": [held.pk, free.pk], "index": 0}).content.decode()
+    page = client.post(
+        reverse("admin:orderweb_order_changelist"),
+        {"action": "cancel_selected", "_selected_action": [held.pk, free.pk], "index": 0},
+    ).content.decode()
     assert page.count(CLAIMED_WARNING.format(user="bob", ago="12m")) == 1
 
 

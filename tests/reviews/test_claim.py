@@ -34,12 +34,14 @@ def test_claim_then_release_is_audited(reviewer):
     task = ReviewTask.objects.get(order=order)
     assert task.claimed_by == reviewer and task.claimed_at is not None
     assert _messages(_post(client, "reviews:claim", order)) == [
-        services.CLAIM_ALREADY_YOURS.format(order_id=order.order_id)]
-    assert _messages(_post(client, "reviews:release", order)) == [
-        services.RELEASE_OK.format(order_id=order.order_id)]
+        services.CLAIM_ALREADY_YOURS.format(order_id=order.order_id)
+    ]
+    assert _messages(_post(client, "reviews:release", order)) == [services.RELEASE_OK.format(order_id=order.order_id)]
     assert ReviewTask.objects.get(order=order).claimed_by is None
     assert list(OrderEvent.objects.filter(order=order, source="web").values_list("type", "actor")) == [
-        ("review_claimed", "alice"), ("review_released", "alice")]
+        ("review_claimed", "alice"),
+        ("review_released", "alice"),
+    ]
 
 
 @pytest.mark.django_db
@@ -49,7 +51,8 @@ def test_claim_redirects_to_a_safe_next_only(reviewer):
     assert _post(client, "reviews:claim", order, next="/reviews/?filter=mine").url == "/reviews/?filter=mine"
     _post(client, "reviews:release", order)
     assert _post(client, "reviews:claim", order, next="https://evil.example/").url == reverse(
-        "reviews:order", args=[order.order_id])
+        "reviews:order", args=[order.order_id]
+    )
 
 
 @pytest.mark.django_db
@@ -57,9 +60,11 @@ def test_cannot_claim_or_release_someone_elses(reviewer, reviewer2):
     order = make_waiting_order(claimed_by=reviewer2)
     client = client_for(reviewer)
     assert _messages(_post(client, "reviews:claim", order)) == [
-        services.CLAIM_TAKEN.format(order_id=order.order_id, user="bob")]
+        services.CLAIM_TAKEN.format(order_id=order.order_id, user="bob")
+    ]
     assert _messages(_post(client, "reviews:release", order)) == [
-        services.RELEASE_NOT_YOURS.format(order_id=order.order_id, user="bob")]
+        services.RELEASE_NOT_YOURS.format(order_id=order.order_id, user="bob")
+    ]
     assert ReviewTask.objects.get(order=order).claimed_by == reviewer2
 
 
@@ -68,7 +73,8 @@ def test_supervisor_may_release_a_colleagues_claim(reviewer2):
     boss = make_user("boss", reviewer=True, supervisor=True)
     order = make_waiting_order(claimed_by=reviewer2)
     assert _messages(_post(client_for(boss), "reviews:release", order)) == [
-        services.RELEASE_OTHERS_OK.format(order_id=order.order_id, user="bob")]
+        services.RELEASE_OTHERS_OK.format(order_id=order.order_id, user="bob")
+    ]
     event = OrderEvent.objects.get(order=order, type="review_released")
     assert event.actor == "boss" and event.details == {"holder": "bob"}
 
@@ -77,11 +83,12 @@ def test_supervisor_may_release_a_colleagues_claim(reviewer2):
 def test_release_unclaimed_and_claim_closed(reviewer):
     order = make_waiting_order()
     assert _messages(_post(client_for(reviewer), "reviews:release", order)) == [
-        services.RELEASE_NOT_CLAIMED.format(order_id=order.order_id)]
-    ReviewTask.objects.filter(order=order).update(status="approved", decided_at=timezone.now(),
-                                                  decided_by_name="bob")
+        services.RELEASE_NOT_CLAIMED.format(order_id=order.order_id)
+    ]
+    ReviewTask.objects.filter(order=order).update(status="approved", decided_at=timezone.now(), decided_by_name="bob")
     assert _messages(_post(client_for(reviewer), "reviews:claim", order)) == [
-        services.REFUSED_ALREADY_DECIDED.format(order_id=order.order_id, outcome="approved", who="bob")]
+        services.REFUSED_ALREADY_DECIDED.format(order_id=order.order_id, outcome="approved", who="bob")
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -43,8 +43,11 @@ def _connections_to(port: int) -> int:
 def test_concurrent_requests_share_one_client(system, reviewer):
     orders = []
     for _ in range(4):
-        order = order_create(order_id=new_order_id("THR"), address="5 Thread Lane, Loopville",
-                             line_items=[LineItem("SKU-T", "Spool", 1, "1.00")])
+        order = order_create(
+            order_id=new_order_id("THR"),
+            address="5 Thread Lane, Loopville",
+            line_items=[LineItem("SKU-T", "Spool", 1, "1.00")],
+        )
         orders.append(order)
     for order in orders:
         wait_for_state(order.workflow_id, "awaiting_manual_review")

@@ -31,8 +31,10 @@ pytestmark = pytest.mark.temporal
 
 def _waiting_order(**kwargs) -> Order:
     order = order_create(
-        order_id=new_order_id("REV"), address="12 Review Street\nSpringfield",
-        line_items=[LineItem("SKU-9", "Gadget", 1, "30.00")], **kwargs,
+        order_id=new_order_id("REV"),
+        address="12 Review Street\nSpringfield",
+        line_items=[LineItem("SKU-9", "Gadget", 1, "30.00")],
+        **kwargs,
     )
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     wait_until(lambda: ReviewTask.objects.filter(order=order, status="open").exists(), what="open task")
@@ -46,14 +48,26 @@ def _run_to_the_end(order: Order):
     return temporal(lambda c: h.result())
 
 
-def _decide(client, order: Order, decision: str, note: str = "", action_id: str | None = None,
-            reason_code: str | None = None, **extra):
+def _decide(
+    client,
+    order: Order,
+    decision: str,
+    note: str = "",
+    action_id: str | None = None,
+    reason_code: str | None = None,
+    **extra,
+):
     if reason_code is None:
         reason_code = "suspected_fraud" if decision == "reject" else ""
     return client.post(
         reverse("reviews:decide", args=[order.order_id]),
-        {"decision": decision, "note": note, "action_id": action_id or str(uuid.uuid4()), "reason_code": reason_code,
-         **extra},
+        {
+            "decision": decision,
+            "note": note,
+            "action_id": action_id or str(uuid.uuid4()),
+            "reason_code": reason_code,
+            **extra,
+        },
     )
 
 
@@ -84,10 +98,14 @@ def test_approve_reaches_completed_and_is_audited(system, reviewer):
 
 def test_reject_with_reason_cancels_the_order(system, reviewer):
     order = _waiting_order()
-    response = _decide(client_for(reviewer), order, "reject", "address is a parcel locker",
-                       reason_code="undeliverable_address")
-    assert _messages(response) == [services.DECIDED_REJECTED.format(
-        order_id=order.order_id, reason="Undeliverable address: address is a parcel locker")]
+    response = _decide(
+        client_for(reviewer), order, "reject", "address is a parcel locker", reason_code="undeliverable_address"
+    )
+    assert _messages(response) == [
+        services.DECIDED_REJECTED.format(
+            order_id=order.order_id, reason="Undeliverable address: address is a parcel locker"
+        )
+    ]
     order.refresh_from_db()
     assert order.status == Order.Status.CANCELLED
     assert order.cancel_reason == "rejected in review: address is a parcel locker"
@@ -106,12 +124,19 @@ def test_a_temporal_clients_decision_naming_a_reviewer_is_kept_as_a_name_only(sy
     order = _waiting_order()
     # Even an action id that our path never recorded, or one of another order's, vouches for no one.
     h = handle(order.workflow_id)
-    temporal(lambda c: h.signal(
-        Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision(decision, "alice", "from a script", "script-1", "other")))
-    task = wait_until(lambda: ReviewTask.objects.exclude(status="open").filter(order=order).first(),
-                      what="the task closed")
+    temporal(
+        lambda c: h.signal(
+            Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision(decision, "alice", "from a script", "script-1", "other")
+        )
+    )
+    task = wait_until(
+        lambda: ReviewTask.objects.exclude(status="open").filter(order=order).first(), what="the task closed"
+    )
     assert (task.status, task.decided_by_name, task.decided_by) == (
-        "approved" if decision == "approve" else "rejected", "alice", None)
+        "approved" if decision == "approve" else "rejected",
+        "alice",
+        None,
+    )
     _run_to_the_end(order)
 
 
@@ -129,8 +154,13 @@ def test_reject_without_a_valid_reason_is_refused_before_temporal(system, review
     cases = [
         ("", "   ", services.REJECT_REASON_REQUIRED),
         ("other", "  ", services.REJECT_OTHER_NEEDS_NOTE),
-        ("bogus", "why", services.REJECT_REASON_UNKNOWN.format(
-            code="bogus", codes="suspected_fraud, customer_request, undeliverable_address, out_of_stock, other")),
+        (
+            "bogus",
+            "why",
+            services.REJECT_REASON_UNKNOWN.format(
+                code="bogus", codes="suspected_fraud, customer_request, undeliverable_address, out_of_stock, other"
+            ),
+        ),
     ]
     for code, note, message in cases:
         response = _decide(client, order, "reject", note, reason_code=code)
@@ -172,8 +202,10 @@ def test_two_reviewers_race_to_decide_the_same_order(system, reviewer, reviewer2
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=decide, args=(reviewer, "approve", "")),
-               threading.Thread(target=decide, args=(reviewer2, "reject", "duplicate order"))]
+    threads = [
+        threading.Thread(target=decide, args=(reviewer, "approve", "")),
+        threading.Thread(target=decide, args=(reviewer2, "reject", "duplicate order")),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -213,8 +245,9 @@ def test_stale_page_after_the_order_was_cancelled(system, reviewer):
 def _reopen_task_as_if_projection_lagged(order: Order) -> None:
     """Put the task back to open, as Postgres looks in the moment before the workflow's projection
     lands: the only way to make the Temporal-side refusal deterministic in a test."""
-    ReviewTask.objects.filter(order=order).update(status="open", decided_at=None, decided_by=None,
-                                                  decided_by_name="", claimed_by=None, claimed_at=None)
+    ReviewTask.objects.filter(order=order).update(
+        status="open", decided_at=None, decided_by=None, decided_by_name="", claimed_by=None, claimed_at=None
+    )
 
 
 def test_workflow_refuses_when_cancelled_before_postgres_knows(system, reviewer):
@@ -225,7 +258,9 @@ def test_workflow_refuses_when_cancelled_before_postgres_knows(system, reviewer)
     wait_until(lambda: Order.objects.get(pk=order.pk).status == "cancelled", what="projection")
     _reopen_task_as_if_projection_lagged(order)
     response = _decide(client_for(reviewer), order, "approve")
-    assert _messages(response) == [services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="fraud check failed")]
+    assert _messages(response) == [
+        services.REFUSED_CANCELLED.format(order_id=order.order_id, reason="fraud check failed")
+    ]
     refused = OrderEvent.objects.get(order=order, type="review_decision_refused")
     assert refused.details["code"] in (RefusalCode.WORKFLOW_CLOSED, RefusalCode.NOT_AWAITING_REVIEW)
 
@@ -238,8 +273,9 @@ def test_workflow_refuses_when_already_decided_by_an_outside_client(system, revi
     temporal(lambda c: h.signal(Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision("reject", "ops-bot", "dup", "")))
     wait_until(lambda: ReviewTask.objects.get(order=order).status == "rejected", what="projection")
     response = _decide(client_for(reviewer), order, "approve")
-    assert _messages(response) == [services.REFUSED_ALREADY_DECIDED.format(
-        order_id=order.order_id, outcome="rejected", who="ops-bot")]
+    assert _messages(response) == [
+        services.REFUSED_ALREADY_DECIDED.format(order_id=order.order_id, outcome="rejected", who="ops-bot")
+    ]
 
 
 def test_timed_out_review(system, reviewer):
@@ -282,7 +318,8 @@ def test_temporal_outage_shows_a_clear_error_then_the_retry_goes_through(system,
         response = _decide(client, order, "approve")
         [message] = _messages(response)
         assert message == services.DECISION_UNCONFIRMED.format(
-            order_id=order.order_id, address=settings.TEMPORAL_ADDRESS)
+            order_id=order.order_id, address=settings.TEMPORAL_ADDRESS
+        )
         unanswered = OrderEvent.objects.get(order=order, type="review_decision_unanswered")
         assert unanswered.user == reviewer and unanswered.details["code"] == "temporal_unreachable"
         # The claim the decision took is given back: colleagues see the order free again.
@@ -319,7 +356,9 @@ def test_order_page_shows_live_status_and_temporal_link(system, reviewer):
 def test_approve_and_next_goes_to_the_next_order_of_the_queue(system, reviewer):
     first = _waiting_order()
     second = _waiting_order()
-    ReviewTask.objects.filter(order=second).update(due_at=ReviewTask.objects.get(order=first).due_at + timedelta(hours=1))
+    ReviewTask.objects.filter(order=second).update(
+        due_at=ReviewTask.objects.get(order=first).due_at + timedelta(hours=1)
+    )
     client = client_for(reviewer)
     response = _decide(client, first, "approve", then="next")
     assert response.status_code == 302 and response.url == reverse("reviews:order", args=[second.order_id])
@@ -360,8 +399,9 @@ def test_one_address_change_is_one_entry_on_the_order_page(system, reviewer):
     """Staff change the address once through the admin's service, then try the same address
     again: the request and the workflow's applied Update, then the request and its refusal, are
     the audit trail, and the page lists one change."""
-    from orderweb.actions import order_address_change
     from django.contrib.auth.models import User
+
+    from orderweb.actions import order_address_change
 
     order = _waiting_order()
     staff = User.objects.create_user("stella", is_staff=True)
@@ -374,6 +414,8 @@ def test_one_address_change_is_one_entry_on_the_order_page(system, reviewer):
     assert "99 New Road" in history and "12 Review Street" in history
     assert "The shipping address changed once after the order was placed." in page
     # Each attempt is on the audit trail once: the request, then the workflow's answer.
-    assert list(OrderEvent.objects.filter(order=order, actor="stella").order_by("created_at", "pk")
-                .values_list("type", flat=True)) == [
-        "address_change_requested", "update_applied", "address_change_requested", "address_change_refused"]
+    assert list(
+        OrderEvent.objects.filter(order=order, actor="stella")
+        .order_by("created_at", "pk")
+        .values_list("type", flat=True)
+    ) == ["address_change_requested", "update_applied", "address_change_requested", "address_change_refused"]

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
-from django.urls import reverse
 
 from orderweb.models import OrderLabel
 from reviews.insights import review_insights
@@ -24,19 +22,39 @@ URL = "/reviews/insights/"
 
 
 def at(day: date, hh: int, mm: int = 0) -> datetime:
-    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=UTC)
 
 
-def task(*, status: str, opened: datetime, decided: datetime | None, by: str = "", claimed=None,
-         escalated: datetime | None = None, label: str = "", label_removed: bool = False):
+def task(
+    *,
+    status: str,
+    opened: datetime,
+    decided: datetime | None,
+    by: str = "",
+    claimed=None,
+    escalated: datetime | None = None,
+    label: str = "",
+    label_removed: bool = False,
+):
     order = make_waiting_order()
     ReviewTask.objects.filter(order=order).update(
-        status=status, created_at=opened, decided_at=decided, decided_by_name=by, claimed_by=claimed,
-        claimed_at=opened if claimed else None, escalated_at=escalated)
+        status=status,
+        created_at=opened,
+        decided_at=decided,
+        decided_by_name=by,
+        claimed_by=claimed,
+        claimed_at=opened if claimed else None,
+        escalated_at=escalated,
+    )
     if label:
-        OrderLabel.objects.create(order=order, label=label, actor="payments", source="api",
-                                  removed_at=decided + timedelta(days=1) if label_removed else None,
-                                  removed_by="payments" if label_removed else "")
+        OrderLabel.objects.create(
+            order=order,
+            label=label,
+            actor="payments",
+            source="api",
+            removed_at=decided + timedelta(days=1) if label_removed else None,
+            removed_by="payments" if label_removed else "",
+        )
     return order
 
 
@@ -54,13 +72,23 @@ def known(db, settings):
     task(status="expired", opened=at(DAY1, 0) - timedelta(days=1), decided=at(DAY1, 12), claimed=bob)
     task(status="expired", opened=at(DAY1, 1) - timedelta(days=1), decided=at(DAY1, 13))
     # Day 2: a fraud label that was removed does not count; the policy's approval at a timeout is an expiry.
-    task(status="approved", opened=at(DAY2, 11), decided=at(DAY2, 11, 20), by="alice", label="fraud_confirmed",
-         label_removed=True)  # 20 min
+    task(
+        status="approved",
+        opened=at(DAY2, 11),
+        decided=at(DAY2, 11, 20),
+        by="alice",
+        label="fraud_confirmed",
+        label_removed=True,
+    )  # 20 min
     task(status="approved", opened=at(DAY2, 3) - timedelta(days=1), decided=at(DAY2, 15), by="policy")
     task(status="open", opened=at(DAY2, 1), decided=None, claimed=bob, escalated=at(DAY2, 16))
     # Outside the range: neither counted nor shown.
-    task(status="approved", opened=at(DAY2, 23), decided=at(DAY2 + timedelta(days=1), 0, 0) + timedelta(seconds=1),
-         by="alice")
+    task(
+        status="approved",
+        opened=at(DAY2, 23),
+        decided=at(DAY2 + timedelta(days=1), 0, 0) + timedelta(seconds=1),
+        by="alice",
+    )
     return alice, bob
 
 
@@ -86,9 +114,21 @@ def test_the_figures_match_the_fixture_worked_out_by_hand(known):
     assert insights.unattributed_expiries == 2  # the unclaimed expiry and the policy's approval
     day1, day2 = insights.days
     assert (day1.day, day1.approved, day1.rejected, day1.expiries, day1.within_sla, day1.sla_share) == (
-        DAY1, 2, 2, 2, 3, 0.5)
+        DAY1,
+        2,
+        2,
+        2,
+        3,
+        0.5,
+    )
     assert (day2.day, day2.approved, day2.rejected, day2.expiries, day2.within_sla, day2.sla_share) == (
-        DAY2, 1, 0, 1, 1, 0.5)
+        DAY2,
+        1,
+        0,
+        1,
+        1,
+        0.5,
+    )
 
 
 def test_empty_days_are_drawn_as_zeros_and_the_chart_has_a_bar_per_day(known):
@@ -119,11 +159,21 @@ def test_the_csv_has_the_same_figures(known):
     assert response["Content-Type"].startswith("text/csv")
     assert 'filename="review-insights-2026-11-02-2026-11-03.csv"' in response["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert [(r["scope"], r["name"]) for r in rows] == [("team", "Team"), ("reviewer", "alice"), ("reviewer", "bob"),
-                                                        ("day", "2026-11-02"), ("day", "2026-11-03")]
+    assert [(r["scope"], r["name"]) for r in rows] == [
+        ("team", "Team"),
+        ("reviewer", "alice"),
+        ("reviewer", "bob"),
+        ("day", "2026-11-02"),
+        ("day", "2026-11-03"),
+    ]
     alice = rows[1]
-    assert (alice["decisions"], alice["median_minutes"], alice["p90_minutes"], alice["sla_share"],
-            alice["decisions_per_active_hour"]) == ("4", "25.0", "107.0", "0.7500", "1.33")
+    assert (
+        alice["decisions"],
+        alice["median_minutes"],
+        alice["p90_minutes"],
+        alice["sla_share"],
+        alice["decisions_per_active_hour"],
+    ) == ("4", "25.0", "107.0", "0.7500", "1.33")
     assert rows[0]["approvals_labelled_chargeback_or_fraud"] == "1" and rows[0]["rejections_labelled_genuine"] == "1"
 
 
@@ -144,9 +194,17 @@ def test_a_bad_range_falls_back_to_the_last_30_days_and_says_why(db):
     assert "Enter a date as YYYY-MM-DD." in client.get(URL, {"since": "yesterday"}).content.decode()
 
 
-@pytest.mark.parametrize("who,status", [
-    ("anonymous", 302), ("plain", 403), ("staff", 403), ("reviewer", 403), ("lead", 200), ("superuser", 200),
-])
+@pytest.mark.parametrize(
+    "who,status",
+    [
+        ("anonymous", 302),
+        ("plain", 403),
+        ("staff", 403),
+        ("reviewer", 403),
+        ("lead", 200),
+        ("superuser", 200),
+    ],
+)
 def test_only_leads_see_the_insights(people, who, status):
     user = lead_user() if who == "lead" else people[who]
     response = client_for(user).get(URL)

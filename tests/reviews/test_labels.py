@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.urls import reverse
-
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from orderweb.labels import LABEL_NOT_ALLOWED, order_label_set
 from orderweb.models import OrderEvent, OrderLabel
@@ -41,15 +40,22 @@ def test_a_lead_sets_a_label_with_htmx_and_the_panel_says_so(lead):
     order = make_waiting_order()
     decide_in_db(order, "approved", by="alice")
     client = client_for(lead)
-    response = client.post(reverse("reviews:label", args=[order.order_id]),
-                           {"label": "chargeback", "source_reference": "CB-9", "note": "issuer dispute"},
-                           HTTP_HX_REQUEST="true")
+    response = client.post(
+        reverse("reviews:label", args=[order.order_id]),
+        {"label": "chargeback", "source_reference": "CB-9", "note": "issuer dispute"},
+        HTTP_HX_REQUEST="true",
+    )
     html = response.content.decode()
     assert response.status_code == 200 and html.lstrip().startswith('<section class="card" id="labels"')
     assert f"{order.order_id} is labelled chargeback." in html and 'data-label="chargeback"' in html
     row = OrderLabel.objects.get(order=order)
     assert (row.label, row.actor, row.source, row.source_reference, row.note) == (
-        "chargeback", "lena", "review", "CB-9", "issuer dispute")
+        "chargeback",
+        "lena",
+        "review",
+        "CB-9",
+        "issuer dispute",
+    )
     event = OrderEvent.objects.get(order=order, type="label_added")
     assert (event.actor, event.source, event.user_id) == ("lena", "web", lead.pk)
     page = client.get(reverse("reviews:order", args=[order.order_id])).content.decode()
@@ -77,8 +83,9 @@ def test_a_plain_reviewer_sees_labels_but_may_not_set_them(reviewer, lead):
     client = client_for(reviewer)
     page = client.get(reverse("reviews:order", args=[order.order_id])).content.decode()
     assert 'data-label="genuine_confirmed"' in page and 'id="set-label"' not in page and "remove-label" not in page
-    response = client.post(reverse("reviews:label", args=[order.order_id]), {"label": "chargeback"},
-                           HTTP_HX_REQUEST="true")
+    response = client.post(
+        reverse("reviews:label", args=[order.order_id]), {"label": "chargeback"}, HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 403 and "You may not record outcome labels" in response.content.decode()
     assert not OrderLabel.objects.filter(label="chargeback").exists()
     with pytest.raises(ValidationError, match=LABEL_NOT_ALLOWED):  # the service refuses too, whoever calls it
@@ -87,8 +94,9 @@ def test_a_plain_reviewer_sees_labels_but_may_not_set_them(reviewer, lead):
 
 def test_an_unknown_label_is_refused_in_words(lead):
     order = make_waiting_order()
-    response = client_for(lead).post(reverse("reviews:label", args=[order.order_id]), {"label": "stolen"},
-                                     HTTP_HX_REQUEST="true")
+    response = client_for(lead).post(
+        reverse("reviews:label", args=[order.order_id]), {"label": "stolen"}, HTTP_HX_REQUEST="true"
+    )
     assert "Unknown label &#x27;stolen&#x27;" in response.content.decode()
     assert not OrderLabel.objects.exists()
 
@@ -130,8 +138,9 @@ def test_staff_without_the_permission_get_no_link_and_a_403(db):
     order = make_waiting_order()
     client = client_for(staff)
     assert 'id="label-link"' not in client.get(reverse("admin:orderweb_order_change", args=[order.pk])).content.decode()
-    response = client.post(reverse("admin:orderweb_order_label", args=[order.pk]), {"label": "chargeback",
-                                                                                     "action": "set"})
+    response = client.post(
+        reverse("admin:orderweb_order_label", args=[order.pk]), {"label": "chargeback", "action": "set"}
+    )
     assert response.status_code == 403
     assert not OrderLabel.objects.exists()
 
@@ -145,5 +154,9 @@ def test_staff_list_labels_by_kind_in_the_admin_and_cannot_edit_them(db):
     html = client.get(reverse("admin:orderweb_orderlabel_changelist"), {"label": "chargeback"}).content.decode()
     assert "CB-5" in html and order.order_id in html
     row = OrderLabel.objects.get()
-    assert client.post(reverse("admin:orderweb_orderlabel_change", args=[row.pk]), {"label": "genuine_confirmed"}
-                       ).status_code == 403
+    assert (
+        client.post(
+            reverse("admin:orderweb_orderlabel_change", args=[row.pk]), {"label": "genuine_confirmed"}
+        ).status_code
+        == 403
+    )

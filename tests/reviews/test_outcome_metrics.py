@@ -28,13 +28,21 @@ def _close(status: str, by: str = ""):
 
 def test_decisions_by_outcome_and_labels_by_kind(settings):
     before = _scrape(settings)
-    for status, by in [("approved", "alice"), ("approved", "bob"), ("rejected", "alice"), ("expired", ""),
-                       ("approved", "policy"), ("cancelled", ""), ("stopped", "")]:
+    for status, by in [
+        ("approved", "alice"),
+        ("approved", "bob"),
+        ("rejected", "alice"),
+        ("expired", ""),
+        ("approved", "policy"),
+        ("cancelled", ""),
+        ("stopped", ""),
+    ]:
         order = _close(status, by)
     make_waiting_order()  # open: not a decision
     OrderLabel.objects.create(order=order, label="chargeback", actor="a", source="api")
-    OrderLabel.objects.create(order=order, label="fraud_confirmed", actor="a", source="api",
-                              removed_at=timezone.now(), removed_by="b")
+    OrderLabel.objects.create(
+        order=order, label="fraud_confirmed", actor="a", source="api", removed_at=timezone.now(), removed_by="b"
+    )
     after = _scrape(settings)
 
     def moved(name: str) -> float:

@@ -34,8 +34,9 @@ def test_anonymous_is_sent_to_login(name, people):
 
 
 def test_anonymous_htmx_poll_gets_a_client_redirect_to_login(people):
-    response = client_for(None).get(reverse("reviews:queue"), HTTP_HX_REQUEST="true",
-                                    HTTP_HX_CURRENT_URL="http://testserver/reviews/?filter=mine")
+    response = client_for(None).get(
+        reverse("reviews:queue"), HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL="http://testserver/reviews/?filter=mine"
+    )
     assert response.status_code == 200
     assert response["HX-Redirect"] == f"{reverse('login')}?next=/reviews/%3Ffilter%3Dmine"
 

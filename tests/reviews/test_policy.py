@@ -16,8 +16,13 @@ pytestmark = pytest.mark.temporal
 
 
 def _order(address: str = "4 Quiet Lane\nSpringfield", email: str = "regular@example.com") -> Order:
-    return order_create(order_id=new_order_id("POL"), address=address, customer="Regular Customer",
-                        customer_email=email, line_items=[LineItem("SKU-P", "Thing", 1, "20.00")])
+    return order_create(
+        order_id=new_order_id("POL"),
+        address=address,
+        customer="Regular Customer",
+        customer_email=email,
+        line_items=[LineItem("SKU-P", "Thing", 1, "20.00")],
+    )
 
 
 def _result(order: Order):

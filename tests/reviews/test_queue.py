@@ -26,8 +26,13 @@ def _rows(response) -> list[str]:
 
 
 def test_oldest_due_first_with_the_columns_a_reviewer_needs(reviewer):
-    late = make_waiting_order(order_id="Q-LATE", due_in=timedelta(hours=20), amount="99.50",
-                              customer="Grace Hopper", address="7 Navy Yard\nArlington")
+    late = make_waiting_order(
+        order_id="Q-LATE",
+        due_in=timedelta(hours=20),
+        amount="99.50",
+        customer="Grace Hopper",
+        address="7 Navy Yard\nArlington",
+    )
     soon = make_waiting_order(order_id="Q-SOON", due_in=timedelta(minutes=30))
     mid = make_waiting_order(order_id="Q-MID", due_in=timedelta(hours=3), claimed_by=make_user("bob", reviewer=True))
     response = client_for(reviewer).get(reverse("reviews:queue"))
@@ -49,7 +54,10 @@ def test_filters_mine_and_unclaimed(reviewer):
     assert _rows(client.get(reverse("reviews:queue"), {"filter": "mine"})) == [mine.order_id]
     assert _rows(client.get(reverse("reviews:queue"), {"filter": "unclaimed"})) == [free.order_id]
     assert set(_rows(client.get(reverse("reviews:queue"), {"filter": "all"}))) == {
-        mine.order_id, theirs.order_id, free.order_id}
+        mine.order_id,
+        theirs.order_id,
+        free.order_id,
+    }
     assert len(_rows(client.get(reverse("reviews:queue"), {"filter": "bogus"}))) == 3
 
 
@@ -67,8 +75,12 @@ def test_closed_reviews_leave_the_queue_and_show_in_recent_decisions(reviewer):
     open_order = make_waiting_order()
     decided = make_waiting_order()
     ReviewTask.objects.filter(order=decided).update(
-        status="rejected", decided_at=timezone.now(), decided_by=reviewer, decided_by_name="alice",
-        note="suspicious address")
+        status="rejected",
+        decided_at=timezone.now(),
+        decided_by=reviewer,
+        decided_by_name="alice",
+        note="suspicious address",
+    )
     client = client_for(reviewer)
     assert _rows(client.get(reverse("reviews:queue"))) == [open_order.order_id]
     recent = client.get(reverse("reviews:recent")).content.decode()
@@ -145,9 +157,17 @@ def test_order_page_query_count_does_not_grow_with_events_or_history(reviewer):
     url = reverse("reviews:order", args=[order.order_id])
     few = _queue_queries(client, url)
     OrderEvent.objects.bulk_create(
-        [OrderEvent(order=order, type="signal_applied", source="signal", actor="ops",
-                    details={"signal": "UpdateAddress", "old_address": f"old {i}", "new_address": f"new {i}"})
-         for i in range(20)])
+        [
+            OrderEvent(
+                order=order,
+                type="signal_applied",
+                source="signal",
+                actor="ops",
+                details={"signal": "UpdateAddress", "old_address": f"old {i}", "new_address": f"new {i}"},
+            )
+            for i in range(20)
+        ]
+    )
     for _ in range(12):
         make_waiting_order(email="ADA@example.com")
     many_response = client.get(url)
@@ -176,7 +196,8 @@ def test_recent_decisions_page_newer_and_older(reviewer):
     for i in range(RECENT_PAGE_SIZE + 2):
         order = make_waiting_order()
         ReviewTask.objects.filter(order=order).update(
-            status="approved", decided_at=now - timedelta(minutes=i), decided_by_name="alice")
+            status="approved", decided_at=now - timedelta(minutes=i), decided_by_name="alice"
+        )
         orders.append(order)
     client = client_for(reviewer)
     first = client.get(reverse("reviews:recent")).content.decode()
@@ -206,8 +227,10 @@ def test_risk_column_filter_and_sorts(reviewer):
     assert _rows(client.get(reverse("reviews:queue"), {"risk": "medium", "filter": "unclaimed"})) == ["R-MID"]
     assert len(_rows(client.get(reverse("reviews:queue"), {"risk": "bogus", "sort": "bogus"}))) == 4
     # The order links carry the view, so that "next" on the order page follows it.
-    assert f'href="/reviews/orders/{high.order_id}/?risk=high"' in client.get(
-        reverse("reviews:queue"), {"risk": "high"}).content.decode()
+    assert (
+        f'href="/reviews/orders/{high.order_id}/?risk=high"'
+        in client.get(reverse("reviews:queue"), {"risk": "high"}).content.decode()
+    )
     assert low and mid and none
 
 
@@ -218,11 +241,22 @@ def test_next_and_previous_walk_the_queue_in_its_order(reviewer, sort):
     from reviews.selectors import QueueView, review_first, review_neighbour
 
     bob = make_user("bob", reviewer=True)
-    specs = [(1, "50.00", (30, "medium")), (2, "50.00", (30, "medium")), (2, "80.00", None), (3, "10.00", (90, "high")),
-             (4, "80.00", (30, "medium")), (5, "5.00", None), (6, "99.00", (10, "low"))]
+    specs = [
+        (1, "50.00", (30, "medium")),
+        (2, "50.00", (30, "medium")),
+        (2, "80.00", None),
+        (3, "10.00", (90, "high")),
+        (4, "80.00", (30, "medium")),
+        (5, "5.00", None),
+        (6, "99.00", (10, "low")),
+    ]
     for i, (hours, amount, risk) in enumerate(specs):
-        make_waiting_order(order_id=f"W-{i}", due_in=timedelta(hours=hours), amount=amount,
-                           risk=(risk[0], risk[1], []) if risk else None)
+        make_waiting_order(
+            order_id=f"W-{i}",
+            due_in=timedelta(hours=hours),
+            amount=amount,
+            risk=(risk[0], risk[1], []) if risk else None,
+        )
     make_waiting_order(order_id="W-BOB", due_in=timedelta(hours=2, minutes=30), claimed_by=bob)  # not decidable
     view = QueueView(sort=sort)
     client = client_for(reviewer)
@@ -237,8 +271,9 @@ def test_next_and_previous_walk_the_queue_in_its_order(reviewer, sort):
     assert walked == listed
     back = [walked[-1]]
     while True:
-        previous = review_neighbour(user=reviewer, view=view, task=ReviewTask.objects.get(order__order_id=back[-1]),
-                                    forward=False)
+        previous = review_neighbour(
+            user=reviewer, view=view, task=ReviewTask.objects.get(order__order_id=back[-1]), forward=False
+        )
         if previous is None:
             break
         back.append(previous)
@@ -255,7 +290,7 @@ def test_search_by_customer_email_or_address_and_decided_orders_with_links(revie
     assert _rows(client.get(reverse("reviews:queue"), {"q": "NAVY yard"})) == ["S-1"]
     assert _rows(client.get(reverse("reviews:queue"), {"q": "bletchley.example"})) == ["S-2"]
     html = client.get(reverse("reviews:queue"), {"q": "hopper"}).content.decode()
-    assert 'Other orders matching “hopper”' in html
+    assert "Other orders matching “hopper”" in html
     assert f'<a class="order-id" href="/reviews/orders/{done.order_id}/">{done.order_id}</a>' in html
     assert "review rejected by bob" in html
     # A decided order alone still answers the search, with its link.
@@ -280,13 +315,19 @@ def test_recent_decisions_search_dates_reviewer_reason_and_outcome(reviewer):
     a = make_waiting_order(order_id="D-A", customer="Grace Hopper")
     decide_in_db(a, "approved", by="alice", at=now - timedelta(days=3))
     b = make_waiting_order(order_id="D-B", address="Shipito Suite 9\nTorrance")
-    decide_in_db(b, "rejected", by="bob", reason_code="suspected_fraud", note="card from 3 countries",
-                 at=now - timedelta(days=1))
+    decide_in_db(
+        b, "rejected", by="bob", reason_code="suspected_fraud", note="card from 3 countries", at=now - timedelta(days=1)
+    )
     c = make_waiting_order(order_id="D-C")
     decide_in_db(c, "rejected", by="alice", reason_code="out_of_stock", at=now)
     d = make_waiting_order(order_id="D-D")
-    decide_in_db(d, "approved", by="policy", note="approved by policy: REVIEW_POLICY=risky: risk score 0 < 30",
-                 at=now - timedelta(hours=2))
+    decide_in_db(
+        d,
+        "approved",
+        by="policy",
+        note="approved by policy: REVIEW_POLICY=risky: risk score 0 < 30",
+        at=now - timedelta(hours=2),
+    )
     client = client_for(reviewer)
     url = reverse("reviews:recent")
     assert _recent_rows(client.get(url)) == ["D-C", "D-D", "D-B", "D-A"]
@@ -329,19 +370,36 @@ def test_recent_decisions_cut_long_notes_with_the_full_text_one_click_away(revie
 def test_order_page_leads_with_why_review_then_history_and_address_changes(reviewer):
     from reviews.models import RiskAssessment
 
-    reasons = [reason("forwarding_service", 30, "Ships to a parcel-forwarding service (“Shipito”).", match="Shipito"),
-               reason("address_velocity", 25, "3 orders to this address within 24 h (flagged from 3).", orders=3)]
+    reasons = [
+        reason("forwarding_service", 30, "Ships to a parcel-forwarding service (“Shipito”).", match="Shipito"),
+        reason("address_velocity", 25, "3 orders to this address within 24 h (flagged from 3).", orders=3),
+    ]
     order = make_waiting_order(order_id="O-1", email="grace@example.com", risk=(55, "medium", reasons))
     earlier = make_waiting_order(order_id="O-EARLIER", email="GRACE@example.com")
     decide_in_db(earlier, "rejected", by="bob", reason_code="suspected_fraud")
     make_waiting_order(order_id="O-STRANGER", email="someone@else.example", address="9 Elsewhere\nShelbyville")
     # One applied change, plus the request and a refused repeat that must not show as changes.
-    OrderEvent.objects.create(order=order, type="address_change_requested", source="admin", actor="stella",
-                              details={"old_address": "1 Review Road", "requested_address": "2 New Road"})
-    OrderEvent.objects.create(order=order, type="update_applied", source="admin", actor="stella",
-                              details={"signal": "ChangeAddress", "old_address": "1 Review Road", "new_address": "2 New Road"})
-    OrderEvent.objects.create(order=order, type="update_refused", source="admin", actor="stella",
-                              details={"signal": "ChangeAddress", "requested_address": "2 New Road"})
+    OrderEvent.objects.create(
+        order=order,
+        type="address_change_requested",
+        source="admin",
+        actor="stella",
+        details={"old_address": "1 Review Road", "requested_address": "2 New Road"},
+    )
+    OrderEvent.objects.create(
+        order=order,
+        type="update_applied",
+        source="admin",
+        actor="stella",
+        details={"signal": "ChangeAddress", "old_address": "1 Review Road", "new_address": "2 New Road"},
+    )
+    OrderEvent.objects.create(
+        order=order,
+        type="update_refused",
+        source="admin",
+        actor="stella",
+        details={"signal": "ChangeAddress", "requested_address": "2 New Road"},
+    )
     html = client_for(reviewer).get(reverse("reviews:order", args=[order.order_id])).content.decode()
     assert html.index('id="why-review"') < html.index('id="review-panel"') < html.index("<h2>Items</h2>")
     assert "Medium risk · 55/100" in html
@@ -361,7 +419,10 @@ def test_order_page_explains_an_order_without_risk_reasons(reviewer):
     plain = make_waiting_order(order_id="O-PLAIN", risk=(0, "low", []))
     old = make_waiting_order(order_id="O-OLD", customer="")
     client = client_for(reviewer)
-    assert "No risk rule matched this order" in client.get(reverse("reviews:order", args=[plain.order_id])).content.decode()
+    assert (
+        "No risk rule matched this order"
+        in client.get(reverse("reviews:order", args=[plain.order_id])).content.decode()
+    )
     html = client.get(reverse("reviews:order", args=[old.order_id])).content.decode()
     assert "This order was not assessed" in html
     assert "Unknown customer: no name or email came with the order." in html

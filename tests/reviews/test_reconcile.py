@@ -20,8 +20,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from orderweb.models import Order, OrderEvent
 from orderweb.simulators import fault_plan
 from reviews import services, views
-from reviews.services import orders_reconcile_with_reviews
 from reviews.models import ReviewTask
+from reviews.services import orders_reconcile_with_reviews
 from temporal_app.client import (
     WorkersNotAnswering,
     WorkflowCannotAnswer,
@@ -80,8 +80,13 @@ def delete_workflow(workflow_id: str) -> None:
     """What the namespace's retention does to a closed workflow (and an operator may do to any)."""
     from django.conf import settings
 
-    temporal(lambda c: c.workflow_service.delete_workflow_execution(DeleteWorkflowExecutionRequest(
-        namespace=settings.TEMPORAL_NAMESPACE, workflow_execution=WorkflowExecution(workflow_id=workflow_id))))
+    temporal(
+        lambda c: c.workflow_service.delete_workflow_execution(
+            DeleteWorkflowExecutionRequest(
+                namespace=settings.TEMPORAL_NAMESPACE, workflow_execution=WorkflowExecution(workflow_id=workflow_id)
+            )
+        )
+    )
 
     def gone() -> bool:  # Temporal deletes in the background
         try:
@@ -152,11 +157,13 @@ def stuck_order(system):
     order = make_waiting_order(order_id=f"STUCK-{uuid.uuid4().hex[:6].upper()}")
 
     async def start(client):
-        worker = Worker(client, task_queue=queue, workflows=[BrokenOrderWorkflow],
-                        workflow_runner=UnsandboxedWorkflowRunner())
+        worker = Worker(
+            client, task_queue=queue, workflows=[BrokenOrderWorkflow], workflow_runner=UnsandboxedWorkflowRunner()
+        )
         running = asyncio.ensure_future(worker.run())
-        await client.start_workflow("OrderWorkflow", args=[order.order_id, order.address], id=order.workflow_id,
-                                    task_queue=queue)
+        await client.start_workflow(
+            "OrderWorkflow", args=[order.order_id, order.address], id=order.workflow_id, task_queue=queue
+        )
         return worker, running
 
     worker, running = client_thread.run(start, timeout=30)
@@ -185,7 +192,9 @@ def test_a_decision_on_a_stuck_workflow_gets_words_and_gives_the_claim_back(stuc
     reviewer = _reviewer()
     outcome = services.review_decide(order=stuck_order, user=reviewer, decision="approve")
     assert (outcome.accepted, outcome.message) == (
-        False, services.DECISION_WORKFLOW_STUCK.format(order_id=stuck_order.order_id))
+        False,
+        services.DECISION_WORKFLOW_STUCK.format(order_id=stuck_order.order_id),
+    )
     task = ReviewTask.objects.get(order=stuck_order)
     assert (task.status, task.claimed_by) == ("open", None)
     answer = OrderEvent.objects.get(order=stuck_order, type="review_decision_unanswered")
@@ -208,8 +217,11 @@ def test_a_stuck_workflows_answer_is_not_taken_for_silent_workers(stuck_order):
 def test_a_stuck_workflow_is_flagged_after_the_threshold(stuck_order):
     with override_settings(RECONCILE_STUCK_AFTER_SECONDS=0):
         # The server marks the workflow (TemporalReportedProblems) after 2 failed tasks here.
-        wait_until(lambda: orders_reconcile_with_reviews(grace_seconds=0).flagged, timeout=60,
-                   what="the reconciler to flag the stuck workflow")
+        wait_until(
+            lambda: orders_reconcile_with_reviews(grace_seconds=0).flagged,
+            timeout=60,
+            what="the reconciler to flag the stuck workflow",
+        )
     stuck_order.refresh_from_db()
     assert "has been failing its workflow task since" in stuck_order.attention_reason
     # Stuck is not stopped: a fixed release can carry on, so the review stays open.

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from orderweb.models import Order, OrderEvent, WebhookDelivery
-from orderweb.services import NOTE_CONTROL_CHARS, NOTE_EMPTY, NOTE_TOO_LONG, MAX_ORDER_NOTE_LENGTH, order_note_add
+from orderweb.services import MAX_ORDER_NOTE_LENGTH, NOTE_CONTROL_CHARS, NOTE_EMPTY, NOTE_TOO_LONG, order_note_add
 from orderweb.webhooks import webhook_body
 from reviews import services
 from reviews.metrics import review_escalation_metrics
@@ -41,8 +41,10 @@ def _rows(response) -> list[str]:
 def lead_group() -> Group:
     """reviews/migrations/0009's group (transactional tests flush it with the tables)."""
     group, _ = Group.objects.get_or_create(name="review_lead")
-    group.permissions.add(Permission.objects.get(codename="lead_review", content_type__app_label="reviews"),
-                          Permission.objects.get(codename="add_order_note", content_type__app_label="orderweb"))
+    group.permissions.add(
+        Permission.objects.get(codename="lead_review", content_type__app_label="reviews"),
+        Permission.objects.get(codename="add_order_note", content_type__app_label="orderweb"),
+    )
     return group
 
 
@@ -65,14 +67,16 @@ def test_a_claim_lapses_after_the_timeout_and_a_colleague_takes_it_over(reviewer
     order = make_waiting_order(claimed_by=reviewer2)
     bob_client, alice_client = client_for(reviewer2), client_for(reviewer)
     assert _messages(alice_client.post(reverse("reviews:claim", args=[order.order_id]))) == [
-        services.CLAIM_TAKEN.format(order_id=order.order_id, user="bob")]
+        services.CLAIM_TAKEN.format(order_id=order.order_id, user="bob")
+    ]
     lapse(order)
     # Read time: the queue shows it free, in Unclaimed, and not in bob's Mine.
     assert order.order_id in _rows(alice_client.get(reverse("reviews:queue"), {"filter": "unclaimed"}))
     assert _rows(bob_client.get(reverse("reviews:queue"), {"filter": "mine"})) == []
     assert "Unclaimed (lapsed)" in alice_client.get(reverse("reviews:queue")).content.decode()
     assert _messages(alice_client.post(reverse("reviews:claim", args=[order.order_id]))) == [
-        services.CLAIM_OK.format(order_id=order.order_id)]
+        services.CLAIM_OK.format(order_id=order.order_id)
+    ]
     assert ReviewTask.objects.get(order=order).claimed_by == reviewer
     lapsed = OrderEvent.objects.get(order=order, type=OrderEvent.Type.REVIEW_CLAIM_LAPSED)
     assert lapsed.actor == "alice" and lapsed.details["holder"] == "bob"
@@ -92,12 +96,15 @@ def test_the_holder_extends_the_claim_and_the_page_warns_before_it_lapses(review
     task = ReviewTask.objects.get(order=order)
     assert task.claimed_at > before + timedelta(minutes=56)
     assert abs(answer.json()["lapses_at"] - task.claim_lapses_at.timestamp()) < 1
-    assert OrderEvent.objects.filter(order=order, type=OrderEvent.Type.REVIEW_CLAIM_EXTENDED, actor="alice").count() == 1
+    assert (
+        OrderEvent.objects.filter(order=order, type=OrderEvent.Type.REVIEW_CLAIM_EXTENDED, actor="alice").count() == 1
+    )
     # Someone else's claim cannot be extended.
     other = client_for(make_user("carl", reviewer=True))
     refused = other.post(reverse("reviews:extend", args=[order.order_id]), HTTP_ACCEPT="application/json")
     assert refused.status_code == 409 and refused.json()["message"] == services.CLAIM_TAKEN.format(
-        order_id=order.order_id, user="alice")
+        order_id=order.order_id, user="alice"
+    )
 
 
 def test_a_lapsed_claim_is_said_on_the_holders_page(reviewer):
@@ -123,7 +130,8 @@ def test_a_lead_releases_or_reassigns_any_claim_and_a_reviewer_cannot(reviewer, 
     reassigned = OrderEvent.objects.get(order=order, type=OrderEvent.Type.REVIEW_REASSIGNED)
     assert (reassigned.actor, reassigned.details) == ("lena", {"holder": "bob", "to": "alice"})
     assert _messages(client_for(lead).post(reverse("reviews:release", args=[order.order_id]))) == [
-        services.RELEASE_OTHERS_OK.format(order_id=order.order_id, user="alice")]
+        services.RELEASE_OTHERS_OK.format(order_id=order.order_id, user="alice")
+    ]
     assert ReviewTask.objects.get(order=order).claimed_by is None
     # Only to someone who may review.
     with pytest.raises(ValidationError) as nobody:
@@ -133,8 +141,9 @@ def test_a_lead_releases_or_reassigns_any_claim_and_a_reviewer_cannot(reviewer, 
 
 def test_a_four_eyes_order_is_not_reassigned_to_its_first_approver(reviewer, lead):
     order = make_waiting_order()
-    ReviewTask.objects.filter(order=order).update(approvals_required=2, first_approval_by="alice",
-                                                  first_approval_at=timezone.now())
+    ReviewTask.objects.filter(order=order).update(
+        approvals_required=2, first_approval_by="alice", first_approval_at=timezone.now()
+    )
     with pytest.raises(ValidationError) as refused:
         services.review_task_reassign(order=order, user=lead, to_username="alice")
     assert refused.value.code == "same_reviewer"
@@ -149,8 +158,12 @@ def test_the_queue_and_the_page_show_one_of_two_and_next_skips_the_first_approve
     first = make_waiting_order(order_id="FE-1", due_in=timedelta(hours=1), amount="1500.00")
     second = make_waiting_order(order_id="FE-2", due_in=timedelta(hours=2))
     ReviewTask.objects.filter(order=first).update(
-        approvals_required=2, four_eyes_rule="amount 1500.00 ≥ REVIEW_FOUR_EYES_AMOUNT 1000.00",
-        first_approval_by="alice", first_approval_at=timezone.now(), first_approval_note="fine by me")
+        approvals_required=2,
+        four_eyes_rule="amount 1500.00 ≥ REVIEW_FOUR_EYES_AMOUNT 1000.00",
+        first_approval_by="alice",
+        first_approval_at=timezone.now(),
+        first_approval_note="fine by me",
+    )
     alice, bob = client_for(reviewer), client_for(reviewer2)
     assert "1 of 2 · alice" in alice.get(reverse("reviews:queue")).content.decode()
     page = alice.get(reverse("reviews:order", args=[first.order_id])).content.decode()
@@ -192,8 +205,9 @@ def test_leads_see_the_escalated_view_and_everyone_the_badge(reviewer, lead):
 def test_a_reviewer_adds_a_note_that_every_reviewer_sees_and_the_timeline_keeps(reviewer, reviewer2):
     reviewer.groups.first().permissions.add(Permission.objects.get(codename="add_order_note"))
     order = make_waiting_order()
-    response = client_for(reviewer).post(reverse("reviews:note", args=[order.order_id]),
-                                         {"note": "Called the customer:\nthey confirm the address."})
+    response = client_for(reviewer).post(
+        reverse("reviews:note", args=[order.order_id]), {"note": "Called the customer:\nthey confirm the address."}
+    )
     assert _messages(response) == [f"Your note on {order.order_id} was added."]
     assert response.url.endswith("#notes")
     note = OrderEvent.objects.get(order=order, type=OrderEvent.Type.NOTE_ADDED)
@@ -205,9 +219,14 @@ def test_a_reviewer_adds_a_note_that_every_reviewer_sees_and_the_timeline_keeps(
     assert Order.objects.filter(pk=order.pk).values_list("status", flat=True).get() == "awaiting_manual_review"
 
 
-@pytest.mark.parametrize("text, error", [
-    ("   ", NOTE_EMPTY), ("x" * (MAX_ORDER_NOTE_LENGTH + 1), NOTE_TOO_LONG), ("bell \x07", NOTE_CONTROL_CHARS),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("   ", NOTE_EMPTY),
+        ("x" * (MAX_ORDER_NOTE_LENGTH + 1), NOTE_TOO_LONG),
+        ("bell \x07", NOTE_CONTROL_CHARS),
+    ],
+)
 def test_a_note_is_plain_text_within_its_limit(reviewer, text, error):
     reviewer.groups.first().permissions.add(Permission.objects.get(codename="add_order_note"))
     order = make_waiting_order()
@@ -224,15 +243,18 @@ def test_notes_need_the_permission():
     with pytest.raises(ValidationError) as refused:
         order_note_add(order=order, user=decider, text="hello", source="web")
     assert refused.value.code == "not_allowed"
-    assert 'id="add-note"' not in client_for(decider).get(reverse("reviews:order", args=[order.order_id])).content.decode()
+    assert (
+        'id="add-note"' not in client_for(decider).get(reverse("reviews:order", args=[order.order_id])).content.decode()
+    )
     assert client_for(decider).post(reverse("reviews:note", args=[order.order_id]), {"note": "x"}).status_code == 302
     assert not OrderEvent.objects.filter(order=order, type=OrderEvent.Type.NOTE_ADDED).exists()
 
 
 def test_staff_add_a_note_in_the_admin(people):
     staff = people["staff"]
-    staff.user_permissions.add(Permission.objects.get(codename="view_order"),
-                               Permission.objects.get(codename="add_order_note"))
+    staff.user_permissions.add(
+        Permission.objects.get(codename="view_order"), Permission.objects.get(codename="add_order_note")
+    )
     order = make_waiting_order()
     client = client_for(staff)
     page = client.get(reverse("admin:orderweb_order_change", args=[order.pk])).content.decode()
@@ -265,8 +287,11 @@ def test_linked_orders_by_email_address_billing_and_ip_with_their_outcomes(revie
     make_waiting_order(order_id="L-NONE", email="none@example.com", address="4 Nowhere\nTown")
     order.refresh_from_db()
     found = {o.order_id: o.link_labels for o in linked_orders(order=order)}
-    assert found == {"L-IP": ["same client IP"], "L-BILL": ["same billing address"],
-                     "L-ADDR": ["same shipping address"]}
+    assert found == {
+        "L-IP": ["same client IP"],
+        "L-BILL": ["same billing address"],
+        "L-ADDR": ["same shipping address"],
+    }
     html = client_for(reviewer).get(reverse("reviews:order", args=["L-0"])).content.decode()
     linked = html.split('id="linked-orders"')[1].split("</section>")[0]
     assert "review rejected by bob" in linked and "Suspected fraud" in linked and "L-NONE" not in linked
@@ -276,7 +301,9 @@ def test_linked_orders_by_email_address_billing_and_ip_with_their_outcomes(revie
 # -- the escalation's side effects (the activity's service) ---------------------------------------
 
 
-def test_the_escalation_is_audited_emailed_and_sent_to_webhooks_once(reviewer, settings, django_capture_on_commit_callbacks):
+def test_the_escalation_is_audited_emailed_and_sent_to_webhooks_once(
+    reviewer, settings, django_capture_on_commit_callbacks
+):
     settings.REVIEW_ESCALATION_EMAILS = ["leads@example.com"]
     settings.ORDER_WEBHOOK_URL = "https://hooks.example.com/orders"
     order = make_waiting_order(risk=(70, "high", []))
@@ -295,17 +322,21 @@ def test_the_escalation_is_audited_emailed_and_sent_to_webhooks_once(reviewer, s
     assert body["review"]["waited_seconds"] == 18 * 3600
     assert ReviewTask.objects.get(order=order).escalated_at is not None
     assert {m.name: m.samples[0].value for m in review_escalation_metrics()} == {
-        "orderweb_review_escalations": 1, "orderweb_reviews_escalated_open": 1}
+        "orderweb_review_escalations": 1,
+        "orderweb_reviews_escalated_open": 1,
+    }
 
 
-def test_a_mail_server_that_refuses_leaves_the_escalation_standing(reviewer, settings, caplog,
-                                                                 django_capture_on_commit_callbacks):
+def test_a_mail_server_that_refuses_leaves_the_escalation_standing(
+    reviewer, settings, caplog, django_capture_on_commit_callbacks
+):
     settings.REVIEW_ESCALATION_EMAILS = ["leads@example.com"]
     settings.EMAIL_BACKEND = "tests.reviews.test_review_team.RefusingBackend"
     order = make_waiting_order()
     with caplog.at_level(logging.ERROR, logger="reviews.services"), django_capture_on_commit_callbacks(execute=True):
-        assert services.review_task_escalate(order_id=order.order_id, waited_seconds=60,
-                                             review_due=timezone.now() + timedelta(minutes=1))
+        assert services.review_task_escalate(
+            order_id=order.order_id, waited_seconds=60, review_due=timezone.now() + timedelta(minutes=1)
+        )
     assert ReviewTask.objects.get(order=order).escalated_at is not None
     assert any("could not email the escalation" in r.getMessage() for r in caplog.records)
 
@@ -356,8 +387,9 @@ def _queries(client, url: str) -> int:
 
 def test_the_escalated_view_and_a_leads_order_page_cost_a_fixed_number_of_queries(lead, reviewer):
     order = make_waiting_order(risk=(70, "high", [reason("first_order", 15, "First order")]))
-    ReviewTask.objects.filter(order=order).update(escalated_at=timezone.now(), approvals_required=2,
-                                                  first_approval_by="alice", first_approval_at=timezone.now())
+    ReviewTask.objects.filter(order=order).update(
+        escalated_at=timezone.now(), approvals_required=2, first_approval_by="alice", first_approval_at=timezone.now()
+    )
     client = client_for(lead)
     escalated_url = reverse("reviews:queue") + "?filter=escalated"
     page_url = reverse("reviews:order", args=[order.order_id])
@@ -365,8 +397,9 @@ def test_the_escalated_view_and_a_leads_order_page_cost_a_fixed_number_of_querie
     for i in range(20):
         other = make_waiting_order(claimed_by=(reviewer, lead, None)[i % 3], risk=(60, "high", []))
         ReviewTask.objects.filter(order=other).update(escalated_at=timezone.now())
-        OrderEvent.objects.create(order=order, type=OrderEvent.Type.NOTE_ADDED, source="web", actor="x",
-                                  message=f"note {i}")
+        OrderEvent.objects.create(
+            order=order, type=OrderEvent.Type.NOTE_ADDED, source="web", actor="x", message=f"note {i}"
+        )
     make_user("extra-reviewer", reviewer=True)
     many = (_queries(client, escalated_url), _queries(client, page_url))
     # The queue's 7; the order page's 12 (11, and its outcome labels since issue 21) and, for a

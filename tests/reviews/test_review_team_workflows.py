@@ -24,8 +24,11 @@ pytestmark = pytest.mark.temporal
 
 def _waiting(amount: str = "30.00") -> Order:
     order_id = new_order_id("TEAM")
-    order = order_create(order_id=order_id, address=f"{order_id} Team Street\nSpringfield",
-                         line_items=[LineItem("SKU-T", "Team widget", 1, amount)])
+    order = order_create(
+        order_id=order_id,
+        address=f"{order_id} Team Street\nSpringfield",
+        line_items=[LineItem("SKU-T", "Team widget", 1, amount)],
+    )
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     wait_until(lambda: ReviewTask.objects.filter(order=order, status="open").exists(), what="open task")
     return order
@@ -47,9 +50,17 @@ def four_eyes(settings):
 
 
 def _decide(client, order: Order, decision: str = "approve", then: str = "", **extra):
-    return client.post(reverse("reviews:decide", args=[order.order_id]),
-                       {"decision": decision, "note": extra.pop("note", ""), "action_id": str(uuid.uuid4()),
-                        "reason_code": extra.pop("reason_code", ""), "then": then, **extra})
+    return client.post(
+        reverse("reviews:decide", args=[order.order_id]),
+        {
+            "decision": decision,
+            "note": extra.pop("note", ""),
+            "action_id": str(uuid.uuid4()),
+            "reason_code": extra.pop("reason_code", ""),
+            "then": then,
+            **extra,
+        },
+    )
 
 
 def test_four_eyes_through_the_review_pages(system, four_eyes):
@@ -57,8 +68,11 @@ def test_four_eyes_through_the_review_pages(system, four_eyes):
     order = _waiting("1500.00")
     other = _waiting("20.00")  # the next order of the queue
     response = _decide(client_for(alice), order, note="customer known to us", then="next")
-    assert _messages(response) == [services.DECIDED_FIRST_OF_TWO.format(
-        order_id=order.order_id, rule="amount 1500.00 ≥ REVIEW_FOUR_EYES_AMOUNT 1000.00")]
+    assert _messages(response) == [
+        services.DECIDED_FIRST_OF_TWO.format(
+            order_id=order.order_id, rule="amount 1500.00 ≥ REVIEW_FOUR_EYES_AMOUNT 1000.00"
+        )
+    ]
     # "& next" went on to the next order: the first approver is never offered this one again.
     assert response.url == reverse("reviews:order", args=[other.order_id])
     task = ReviewTask.objects.get(order=order)
@@ -100,8 +114,9 @@ def test_a_bulk_approval_answers_one_line_per_order(system, four_eyes):
     assert ReviewTask.objects.get(order=large).first_approval_by == "alice"
     # Each order went the single decision's way: its own request row, and its own answer.
     for order in (plain, large, held):
-        assert OrderEvent.objects.filter(order=order, type=OrderEvent.Type.REVIEW_DECISION_REQUESTED,
-                                         actor="alice").count() == (0 if order is held else 1)
+        assert OrderEvent.objects.filter(
+            order=order, type=OrderEvent.Type.REVIEW_DECISION_REQUESTED, actor="alice"
+        ).count() == (0 if order is held else 1)
     assert OrderEvent.objects.filter(order=held, type=OrderEvent.Type.REVIEW_DECISION_REFUSED).count() == 1
     # The same form again (a double click): nothing applies twice.
     again = services.review_decide_bulk(order_ids=ids, user=alice, decision="approve", batch_id=batch)
@@ -118,9 +133,17 @@ def test_the_bulk_page_rejects_with_one_reason_and_shows_the_answers(system):
     queue = client.get(reverse("reviews:queue")).content.decode()
     assert 'id="bulk-form"' in queue and queue.count('class="bulk-select"') == 2
     batch = str(uuid.uuid4())
-    response = client.post(reverse("reviews:bulk"), {
-        "orders": [o.order_id for o in orders], "decision": "reject", "reason_code": "suspected_fraud",
-        "note": "same card, two names", "batch_id": batch, "queue": "sort=risk"})
+    response = client.post(
+        reverse("reviews:bulk"),
+        {
+            "orders": [o.order_id for o in orders],
+            "decision": "reject",
+            "reason_code": "suspected_fraud",
+            "note": "same card, two names",
+            "batch_id": batch,
+            "queue": "sort=risk",
+        },
+    )
     assert response.status_code == 302 and response.url == reverse("reviews:bulk_result", args=[batch])
     assert _messages(response) == ["Bulk reject: 2 applied."]
     page = client.get(response.url).content.decode()
@@ -130,11 +153,14 @@ def test_the_bulk_page_rejects_with_one_reason_and_shows_the_answers(system):
         assert ReviewTask.objects.get(order=order).reason_code == "suspected_fraud"
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"orders": []}, services.BULK_NONE_SELECTED),
-    ({"orders": [f"O-{i}" for i in range(51)]}, services.BULK_TOO_MANY.format(max=50, count=51)),
-    ({"orders": ["O-1"], "decision": "reject"}, services.REJECT_REASON_REQUIRED),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"orders": []}, services.BULK_NONE_SELECTED),
+        ({"orders": [f"O-{i}" for i in range(51)]}, services.BULK_TOO_MANY.format(max=50, count=51)),
+        ({"orders": ["O-1"], "decision": "reject"}, services.REJECT_REASON_REQUIRED),
+    ],
+)
 def test_bulk_input_is_checked_before_anything_is_sent(db, data, message):
     alice = make_user("alice", reviewer=True)
     post = {"decision": "approve", "batch_id": str(uuid.uuid4()), **data}
@@ -142,5 +168,6 @@ def test_bulk_input_is_checked_before_anything_is_sent(db, data, message):
     assert response.status_code == 302 and message in _messages(response)
     assert not OrderEvent.objects.exists()
     with pytest.raises(ValidationError):
-        services.review_decide_bulk(order_ids=data["orders"], user=alice, decision=post["decision"],
-                                    batch_id=post["batch_id"])
+        services.review_decide_bulk(
+            order_ids=data["orders"], user=alice, decision=post["decision"], batch_id=post["batch_id"]
+        )

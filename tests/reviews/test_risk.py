@@ -21,9 +21,20 @@ from reviews.risk import RiskFacts, RiskThresholds
 from temporal_app.contracts import LineItem, OrderOptions, ReceiveOrderInput, ValidateOrderInput
 
 T = RiskThresholds()
-KNOWN = RiskFacts(amount=Decimal("40.00"), customer="ada@example.com", address="1 Main St\nSpringfield",
-                  customer_orders=4, customer_orders_in_currency=4, customer_median=Decimal("40.00"), shop_percentile=Decimal("300.00"),
-                  shop_sample=500, lines=1, items=1, max_quantity=1, max_quantity_sku="SKU-1")
+KNOWN = RiskFacts(
+    amount=Decimal("40.00"),
+    customer="ada@example.com",
+    address="1 Main St\nSpringfield",
+    customer_orders=4,
+    customer_orders_in_currency=4,
+    customer_median=Decimal("40.00"),
+    shop_percentile=Decimal("300.00"),
+    shop_sample=500,
+    lines=1,
+    items=1,
+    max_quantity=1,
+    max_quantity_sku="SKU-1",
+)
 
 
 def test_an_ordinary_order_of_a_known_customer_matches_no_rule():
@@ -81,7 +92,8 @@ def test_rule_customer_velocity():
 
 def test_rule_address_changed():
     assert risk.rule_address_changed(replace(KNOWN, address_changes=2), T).text == (
-        "The shipping address changed 2 times after the order was placed.")
+        "The shipping address changed 2 times after the order was placed."
+    )
     assert risk.rule_address_changed(KNOWN, T) is None
 
 
@@ -120,8 +132,16 @@ def test_score_is_the_sum_capped_at_100_and_the_level_follows_the_thresholds():
     medium = risk.risk_evaluate(replace(KNOWN, customer_orders=0, address_recent=2), T)  # 15 + 25
     assert (medium.score, medium.level) == (40, "medium")
     assert [r.rule for r in medium.reasons] == ["address_velocity", "first_order"]  # heaviest first
-    everything = replace(KNOWN, customer="", address="Shipito, P.O. Box 1\nGermany", billing_address="France",
-                         address_recent=5, address_changes=1, max_quantity=50, amount=Decimal("9999"))
+    everything = replace(
+        KNOWN,
+        customer="",
+        address="Shipito, P.O. Box 1\nGermany",
+        billing_address="France",
+        address_recent=5,
+        address_changes=1,
+        max_quantity=50,
+        amount=Decimal("9999"),
+    )
     assert risk.risk_evaluate(everything, T).score == 100
     assert risk.risk_evaluate(everything, T).level == "high"
     assert risk.risk_level(29, T) == "low" and risk.risk_level(30, T) == "medium" and risk.risk_level(60, T) == "high"
@@ -132,19 +152,47 @@ def test_score_is_the_sum_capped_at_100_and_the_level_follows_the_thresholds():
 pytestmark_db = pytest.mark.django_db(transaction=True)
 
 
-def _received(order_id: str, *, address: str = "9 Elm Street\nSpringfield", amount: str = "40.00",
-              email: str = "ada@example.com", customer: str = "Ada", lines=None, **options) -> Order:
+def _received(
+    order_id: str,
+    *,
+    address: str = "9 Elm Street\nSpringfield",
+    amount: str = "40.00",
+    email: str = "ada@example.com",
+    customer: str = "Ada",
+    lines=None,
+    **options,
+) -> Order:
     lines = lines or [LineItem("SKU-1", "Thing", 1, amount)]
-    order_activities.order_received(ReceiveOrderInput(order_id, order_id.lower(), address, OrderOptions(
-        amount=amount, customer=customer, customer_email=email, line_items=lines, **options)))
+    order_activities.order_received(
+        ReceiveOrderInput(
+            order_id,
+            order_id.lower(),
+            address,
+            OrderOptions(amount=amount, customer=customer, customer_email=email, line_items=lines, **options),
+        )
+    )
     return Order.objects.get(order_id=order_id)
 
 
-def _history(n: int, *, email="ada@example.com", address="9 Elm Street\nSpringfield", amount="40.00",
-             age=timedelta(days=10), start=0) -> None:
+def _history(
+    n: int,
+    *,
+    email="ada@example.com",
+    address="9 Elm Street\nSpringfield",
+    amount="40.00",
+    age=timedelta(days=10),
+    start=0,
+) -> None:
     for i in range(start, start + n):
-        order = Order.objects.create(order_id=f"OLD-{i}", workflow_id=f"old-{i}", address=address,
-                                     customer="Ada", customer_email=email, amount=Decimal(amount), status="completed")
+        order = Order.objects.create(
+            order_id=f"OLD-{i}",
+            workflow_id=f"old-{i}",
+            address=address,
+            customer="Ada",
+            customer_email=email,
+            amount=Decimal(amount),
+            status="completed",
+        )
         Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - age)
 
 
@@ -154,8 +202,12 @@ def test_facts_come_from_postgres_in_two_queries():
     _history(1, email="someone@else.com", address="9 ELM STREET\nSPRINGFIELD", age=timedelta(hours=2), start=10)
     _history(25, email="x@y.z", address="elsewhere", amount="100.00", age=timedelta(days=1), start=20)
     order = _received("NEW-1", amount="130.00", lines=[LineItem("A", "a", 12, "10.00"), LineItem("B", "b", 1, "10.00")])
-    OrderEvent.objects.create(order=order, type="signal_applied", source="signal",
-                              details={"signal": "UpdateAddress", "old_address": "x", "new_address": "y"})
+    OrderEvent.objects.create(
+        order=order,
+        type="signal_applied",
+        source="signal",
+        details={"signal": "UpdateAddress", "old_address": "x", "new_address": "y"},
+    )
     with CaptureQueriesContext(connection) as queries:
         facts, stored, _ = risk.risk_facts_gather(order_pk=order.pk, thresholds=T)
     assert len(queries.captured_queries) == 2, [q["sql"] for q in queries.captured_queries]
@@ -215,7 +267,8 @@ def test_review_policy_risky_passes_low_scores_and_names_the_rule(settings):
     assert answer.approved_by_policy == "REVIEW_POLICY=risky: risk score 0 < 30 (no risk rule matched)"
     first = _received("FIRST-1", email="new@example.com", address="1 New Road\nSpringfield")
     assert order_validated(ValidateOrderInput(first.order_id, 1_900_000_000.0)).approved_by_policy == (
-        "REVIEW_POLICY=risky: risk score 15 < 30 (first_order +15)")
+        "REVIEW_POLICY=risky: risk score 15 < 30 (first_order +15)"
+    )
     risky = _received("PO-1", email="new2@example.com", address="P.O. Box 9\nSpringfield")
     assert order_validated(ValidateOrderInput(risky.order_id, 1_900_000_000.0)).approved_by_policy == ""  # 15 + 15
 

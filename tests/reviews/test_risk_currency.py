@@ -20,15 +20,34 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _old(i: int, *, amount: str, currency: str, email: str, address: str) -> None:
-    order = Order.objects.create(order_id=f"CUR-{i}", workflow_id=f"cur-{i}", address=address, customer="Ken",
-                                 customer_email=email, amount=Decimal(amount), currency=currency, status="completed")
+    order = Order.objects.create(
+        order_id=f"CUR-{i}",
+        workflow_id=f"cur-{i}",
+        address=address,
+        customer="Ken",
+        customer_email=email,
+        amount=Decimal(amount),
+        currency=currency,
+        status="completed",
+    )
     Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(days=3))
 
 
 def _rules(order_id: str, *, amount: str, currency: str, email: str) -> set[str]:
-    order_activities.order_received(ReceiveOrderInput(order_id, order_id.lower(), "5 Yen Street\nOsaka", OrderOptions(
-        amount=amount, customer="Ken", customer_email=email, currency=currency,
-        line_items=[LineItem("SKU-1", "Thing", 1, amount)])))
+    order_activities.order_received(
+        ReceiveOrderInput(
+            order_id,
+            order_id.lower(),
+            "5 Yen Street\nOsaka",
+            OrderOptions(
+                amount=amount,
+                customer="Ken",
+                customer_email=email,
+                currency=currency,
+                line_items=[LineItem("SKU-1", "Thing", 1, amount)],
+            ),
+        )
+    )
     order_validated(ValidateOrderInput(order_id, 1_900_000_000.0))
     return {reason["rule"] for reason in RiskAssessment.objects.get(order__order_id=order_id).reasons}
 

@@ -42,11 +42,29 @@ def lead(name: str = "lea"):
     return type(user).objects.get(pk=user.pk)  # fresh permission cache
 
 
-def _received(order_id: str, *, address="9 Elm Street\nSpringfield", email="ada@example.com", customer="Ada",
-              ip="203.0.113.7", amount="40.00") -> Order:
-    order_activities.order_received(ReceiveOrderInput(order_id, order_id.lower(), address, OrderOptions(
-        amount=amount, customer=customer, customer_email=email, client_ip=ip,
-        line_items=[LineItem("SKU-1", "Thing", 1, amount)])))
+def _received(
+    order_id: str,
+    *,
+    address="9 Elm Street\nSpringfield",
+    email="ada@example.com",
+    customer="Ada",
+    ip="203.0.113.7",
+    amount="40.00",
+) -> Order:
+    order_activities.order_received(
+        ReceiveOrderInput(
+            order_id,
+            order_id.lower(),
+            address,
+            OrderOptions(
+                amount=amount,
+                customer=customer,
+                customer_email=email,
+                client_ip=ip,
+                line_items=[LineItem("SKU-1", "Thing", 1, amount)],
+            ),
+        )
+    )
     return Order.objects.get(order_id=order_id)
 
 
@@ -64,22 +82,48 @@ def test_list_keys_normalise_each_field():
 
 
 def test_block_rule_reason_names_the_entry_and_reaches_high_risk_alone():
-    facts = RiskFacts(customer="x@example.com", customer_orders=3, lists=({
-        "entry": 7, "kind": "block", "field": "address", "value": "1 Fraud Lane", "reason": "chargeback on ORDER-9",
-        "by": "lead", "added": "2026-12-02T10:00:00+00:00", "order": "ORDER-9"},))
+    facts = RiskFacts(
+        customer="x@example.com",
+        customer_orders=3,
+        lists=(
+            {
+                "entry": 7,
+                "kind": "block",
+                "field": "address",
+                "value": "1 Fraud Lane",
+                "reason": "chargeback on ORDER-9",
+                "by": "lead",
+                "added": "2026-12-02T10:00:00+00:00",
+                "order": "ORDER-9",
+            },
+        ),
+    )
     found = risk.rule_block_list(facts, T)
     assert found.text == "On the block list: address, added by lead on 2 Dec: chargeback on ORDER-9."
-    assert found.points == 100 and found.figures == {"entries": [{"entry": 7, "field": "address",
-                                                                  "value": "1 Fraud Lane"}]}
+    assert found.points == 100 and found.figures == {
+        "entries": [{"entry": 7, "field": "address", "value": "1 Fraud Lane"}]
+    }
     result = risk.risk_evaluate(facts, T)
     assert (result.score, result.level) == (100, "high")
     assert risk.rule_block_list(replace(facts, lists=()), T) is None
 
 
 def test_allow_rule_is_a_reason_of_no_points():
-    facts = RiskFacts(customer="", lists=({"entry": 3, "kind": "allow", "field": "name", "value": "Ada",
-                                           "reason": "verified by phone", "by": "lea",
-                                           "added": "2026-12-01T09:00:00+00:00", "order": None},))
+    facts = RiskFacts(
+        customer="",
+        lists=(
+            {
+                "entry": 3,
+                "kind": "allow",
+                "field": "name",
+                "value": "Ada",
+                "reason": "verified by phone",
+                "by": "lea",
+                "added": "2026-12-01T09:00:00+00:00",
+                "order": None,
+            },
+        ),
+    )
     found = risk.rule_allow_list(facts, T)
     assert found.text == "On the allow list: customer name, added by lea on 1 Dec: verified by phone."
     assert found.points == 0
@@ -87,9 +131,15 @@ def test_allow_rule_is_a_reason_of_no_points():
     assert [r.rule for r in result.reasons] == ["unknown_customer", "allow_list"] and result.score == 30
 
 
-@pytest.mark.parametrize("field, value", [
-    ("email", "ADA@example.com"), ("address", "9 elm street\n Springfield "), ("name", "ada"), ("ip", "203.0.113.7"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("email", "ADA@example.com"),
+        ("address", "9 elm street\n Springfield "),
+        ("name", "ada"),
+        ("ip", "203.0.113.7"),
+    ],
+)
 def test_a_block_entry_on_each_field_sends_the_order_to_high_risk(settings, field, value):
     settings.REVIEW_POLICY = "risky"
     entry = risk_list_entry_add(user=lead(), kind="block", field=field, value=value, reason="chargeback on ORDER-1")
@@ -106,12 +156,12 @@ def test_an_allow_entry_lets_a_risky_order_through_under_the_risky_policy(settin
     settings.REVIEW_POLICY = "risky"
     first = _assess(_received("ALW-0", email="", customer=""))  # unknown customer: 30, a person decides
     assert first.approved_by_policy == ""
-    risk_list_entry_add(user=lead(), kind="allow", field="address", value="9 Elm Street\nSpringfield",
-                        reason="our office")
+    risk_list_entry_add(
+        user=lead(), kind="allow", field="address", value="9 Elm Street\nSpringfield", reason="our office"
+    )
     allowed = _assess(_received("ALW-1", email="", customer=""))
     assert allowed.score == 30 and [r["rule"] for r in allowed.reasons] == ["unknown_customer", "allow_list"]
-    assert allowed.approved_by_policy.startswith(
-        "REVIEW_POLICY=risky: On the allow list: address, added by lea on ")
+    assert allowed.approved_by_policy.startswith("REVIEW_POLICY=risky: On the allow list: address, added by lea on ")
     assert allowed.approved_by_policy.endswith(": our office (risk score 30)")
 
 
@@ -141,22 +191,39 @@ def test_the_lists_cost_no_statement_more():
 
 def test_changes_are_audited_and_leads_only():
     boss = lead()
-    entry = risk_list_entry_add(user=boss, kind="block", field="email", value="Bad@Example.com", reason="fraud",
-                                expires_at=timezone.now() + timedelta(days=7))
+    entry = risk_list_entry_add(
+        user=boss,
+        kind="block",
+        field="email",
+        value="Bad@Example.com",
+        reason="fraud",
+        expires_at=timezone.now() + timedelta(days=7),
+    )
     with pytest.raises(ValidationError) as duplicate:
         risk_list_entry_add(user=boss, kind="block", field="email", value="bad@example.COM", reason="again")
     assert duplicate.value.messages[0].startswith("Bad@Example.com is already on the block list (customer email)")
     assert LIST_DUPLICATE.startswith("{value} is already")
     with pytest.raises(ValidationError) as refused:
-        risk_list_entry_add(user=make_user("rita", reviewer=True), kind="allow", field="email", value="a@b.c",
-                            reason="x")
+        risk_list_entry_add(
+            user=make_user("rita", reviewer=True), kind="allow", field="email", value="a@b.c", reason="x"
+        )
     assert refused.value.messages == [NOT_LEAD]
     risk_list_entry_remove(user=boss, entry_id=entry.pk, reason="paid back")
     trail = list(RiskAuditEvent.objects.order_by("pk").values_list("type", "actor", "entry_id", "message"))
     assert trail == [
-        ("list_entry_added", "lea", entry.pk,
-         f"added customer email 'Bad@Example.com' to the block list: fraud (until {entry.expires_at:%Y-%m-%d %H:%M} UTC)"),
-        ("list_entry_removed", "lea", entry.pk, "removed customer email 'Bad@Example.com' from the block list: paid back"),
+        (
+            "list_entry_added",
+            "lea",
+            entry.pk,
+            "added customer email 'Bad@Example.com' to the block list: fraud "
+            f"(until {entry.expires_at:%Y-%m-%d %H:%M} UTC)",
+        ),
+        (
+            "list_entry_removed",
+            "lea",
+            entry.pk,
+            "removed customer email 'Bad@Example.com' from the block list: paid back",
+        ),
     ]
     assert RiskListEntry.objects.get(pk=entry.pk).removed_by_name == "lea"
 
@@ -172,8 +239,11 @@ def test_an_assessment_records_its_policy_and_facts_and_scores_again_alike(setti
     assert assessment.policy_id == draft.pk
     assert "address" not in assessment.facts and assessment.facts["po_box"] == "P.O. Box"
     assert assessment.facts["shipping_country"] == "DE" and assessment.facts["amount"] == "90.00"
-    again = risk.risk_evaluate(RiskFacts.from_record(assessment.facts),
-                               RiskThresholds.from_policy(points=draft.points, thresholds=draft.thresholds))
+    again = risk.risk_evaluate(
+        RiskFacts.from_record(assessment.facts),
+        RiskThresholds.from_policy(points=draft.points, thresholds=draft.thresholds),
+    )
     assert again.score == assessment.score and [r.rule for r in again.reasons] == [
-        r["rule"] for r in assessment.reasons]
+        r["rule"] for r in assessment.reasons
+    ]
     assert RiskFacts.from_record(assessment.facts).amount == Decimal("90.00")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from django.contrib.messages import get_messages
@@ -37,8 +37,11 @@ def _order_no_worker_answers() -> Order:
     """An order waiting for review (row and open task, as the activities leave them) whose
     workflow no worker will ever run."""
     order = make_waiting_order(order_id=f"DOWN-{uuid.uuid4().hex[:8].upper()}")
-    temporal(lambda c: c.start_workflow(OrderWorkflow.run, args=[order.order_id, order.address],
-                                        id=order.workflow_id, task_queue=NOBODY_POLLS))
+    temporal(
+        lambda c: c.start_workflow(
+            OrderWorkflow.run, args=[order.order_id, order.address], id=order.workflow_id, task_queue=NOBODY_POLLS
+        )
+    )
     return order
 
 
@@ -91,10 +94,13 @@ def test_a_decision_while_no_worker_answers_is_not_sent_and_says_so(system, revi
     client = client_for(reviewer)
     _status(client, order)  # the page's first poll notices
     with calls_to_temporal() as sent:
-        response = client.post(reverse("reviews:decide", args=[order.order_id]),
-                               {"decision": "approve", "note": "", "action_id": str(uuid.uuid4()), "reason_code": ""})
+        response = client.post(
+            reverse("reviews:decide", args=[order.order_id]),
+            {"decision": "approve", "note": "", "action_id": str(uuid.uuid4()), "reason_code": ""},
+        )
     assert [str(m) for m in get_messages(response.wsgi_request)] == [
-        services.DECISION_NOT_SENT.format(order_id=order.order_id)]
+        services.DECISION_NOT_SENT.format(order_id=order.order_id)
+    ]
     assert sent == []  # no Update waited for a worker
     unanswered = OrderEvent.objects.get(order=order, type="review_decision_unanswered")
     assert (unanswered.user, unanswered.details["code"]) == (reviewer, actions.Unanswered.WORKERS_DOWN)
@@ -114,8 +120,11 @@ def test_after_the_pause_one_request_asks_again_and_an_answer_ends_it(system, re
     # One task queue, one set of workers: for the next few seconds every order's panel says so.
     assert b"the order workers are not answering" in _status(client, running).content
     # Then a poll asks again; the running order's workflow answers, and the memory is gone.
-    wait_until(lambda: b'data-status="awaiting_manual_review"' in _status(client, running).content,
-               what="the running order's live status back", timeout=30)
+    wait_until(
+        lambda: b'data-status="awaiting_manual_review"' in _status(client, running).content,
+        what="the running order's live status back",
+        timeout=30,
+    )
     assert temporal_client.worker_silence.known() is None
     with calls_to_temporal() as sent:
         assert b"the order workers are not answering" in _status(client, down).content

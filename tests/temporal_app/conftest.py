@@ -3,7 +3,7 @@ task queues (versioned workers, traced workers)."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
@@ -24,8 +24,14 @@ def own_temporal(tmp_path, transactional_db) -> Iterator[str]:
     """Its address; this process's client (order_create, review_decide, tests.helpers.temporal)
     talks to it for the test's duration. Workflows left running are terminated afterwards."""
     port = free_port()
-    process = start_dev_server(db_file=tmp_path / "temporal.db", port=port, ui_port=free_port(), headless=True,
-                               log=tmp_path / "temporal.log", dynamic_config=FAST_DRAINAGE)
+    process = start_dev_server(
+        db_file=tmp_path / "temporal.db",
+        port=port,
+        ui_port=free_port(),
+        headless=True,
+        log=tmp_path / "temporal.log",
+        dynamic_config=FAST_DRAINAGE,
+    )
     address, before = f"127.0.0.1:{port}", settings.TEMPORAL_ADDRESS
     settings.TEMPORAL_ADDRESS = address
     try:

@@ -8,11 +8,11 @@ import pytest
 from django.db import IntegrityError
 from temporalio.exceptions import ApplicationError
 
+from orderweb import activities
 from orderweb.models import CarrierLedgerEntry, GatewayLedgerEntry, Order, OrderEvent, Payment, Shipment
 from orderweb.simulators import fault_plan
-from reviews.models import ReviewTask
-from orderweb import activities
 from reviews.activities import order_validated, record_order_progress
+from reviews.models import ReviewTask
 from temporal_app.contracts import (
     DispatchInput,
     Errors,
@@ -148,8 +148,14 @@ def test_an_order_that_ends_without_its_review_closes_the_task_a_retried_first_t
     the workflow has no review of its own to close (seen in the chaos run: race_signals after a
     Temporal restart). The ending's write closes the task, once."""
     order = received_and_validated()
-    done = ProgressRecord(order.order_id, "order_cancelled", "order_cancelled", to_status="cancelled",
-                          reason="cancelled by request", actor="carol")
+    done = ProgressRecord(
+        order.order_id,
+        "order_cancelled",
+        "order_cancelled",
+        to_status="cancelled",
+        reason="cancelled by request",
+        actor="carol",
+    )
     record_order_progress(done)
     record_order_progress(done)
     task = ReviewTask.objects.get(order=order)
@@ -179,8 +185,9 @@ def test_order_received_again_by_the_run_that_ended_the_order_is_that_runs_retry
     from temporalio.testing import ActivityEnvironment
 
     order = receive("ORD-RUN", "   ")
-    OrderEvent.objects.create(order=order, type="order_failed", source="workflow", to_status="failed",
-                              event_key="run-1:order_failed")
+    OrderEvent.objects.create(
+        order=order, type="order_failed", source="workflow", to_status="failed", event_key="run-1:order_failed"
+    )
     Order.objects.filter(pk=order.pk).update(status="failed", failure_reason="validation failed: The address is empty.")
     request = ReceiveOrderInput("ORD-RUN", "ord-run", "   ", OrderOptions())
 

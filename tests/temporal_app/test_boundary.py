@@ -9,8 +9,8 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from django.db import connection
+from temporalio.api.enums.v1 import EventType
 
 from orderweb.models import GatewayLedgerEntry, Order, OrderEvent, RefusedStart, Shipment
 from orderweb.services import order_create
@@ -39,7 +39,9 @@ from tests.helpers import new_order_id, temporal, wait_for_state, wait_until, wo
 pytestmark = pytest.mark.temporal
 
 
-def start(args: list, workflow_id: str | None = None, task_queue: str = ORDER_TASK_QUEUE, workflow: str = "OrderWorkflow"):
+def start(
+    args: list, workflow_id: str | None = None, task_queue: str = ORDER_TASK_QUEUE, workflow: str = "OrderWorkflow"
+):
     """Start a workflow by name with raw arguments, as any client can, and return its result."""
     workflow_id = workflow_id or new_order_id("RAW").lower()
 
@@ -55,8 +57,9 @@ def signal(workflow_id: str, name: str, *args) -> None:
 
 
 def waiting_order() -> Order:
-    order = order_create(order_id=new_order_id("EDGE"), address="1 Edge Road",
-                         line_items=[LineItem("SKU-1", "Widget", 1, "10.00")])
+    order = order_create(
+        order_id=new_order_id("EDGE"), address="1 Edge Road", line_items=[LineItem("SKU-1", "Widget", 1, "10.00")]
+    )
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     return order
 
@@ -70,18 +73,30 @@ def refunds(order_id: str) -> int:
 
 
 def refused_messages(workflow_id: str, count: int) -> list[dict]:
-    status = wait_until(lambda: (s := workflow_status(workflow_id)) and len(s["signals"]) >= count and s,
-                        what=f"{count} messages recorded")
+    status = wait_until(
+        lambda: (s := workflow_status(workflow_id)) and len(s["signals"]) >= count and s,
+        what=f"{count} messages recorded",
+    )
     return [s for s in status["signals"] if s["outcome"] == "refused"]
 
 
 # -- the start ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    [], [123], [None, "1 Main St"], ["", "1 Main St"], ["X" * 65, "1 Main St"], ["A\x00B", "1 Main St"],
-    [{"order_id": "X"}, "1 Main St"], ["ORDER 1", "1 Main St"],
-], ids=["no-args", "int-id", "none-id", "empty-id", "65-chars", "nul", "dict", "space"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        [123],
+        [None, "1 Main St"],
+        ["", "1 Main St"],
+        ["X" * 65, "1 Main St"],
+        ["A\x00B", "1 Main St"],
+        [{"order_id": "X"}, "1 Main St"],
+        ["ORDER 1", "1 Main St"],
+    ],
+    ids=["no-args", "int-id", "none-id", "empty-id", "65-chars", "nul", "dict", "space"],
+)
 def test_a_start_without_a_usable_order_id_is_refused_and_recorded(system, args):
     workflow_id = new_order_id("REFUSED").lower()
     result = start(args, workflow_id)
@@ -103,12 +118,17 @@ def test_a_decision_sent_with_a_refused_start_is_answered_and_the_workflow_ends(
         from temporalio.common import WorkflowIDConflictPolicy
 
         operation = WithStartWorkflowOperation(
-            "OrderWorkflow", args=[], id=workflow_id, task_queue=ORDER_TASK_QUEUE,
+            "OrderWorkflow",
+            args=[],
+            id=workflow_id,
+            task_queue=ORDER_TASK_QUEUE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         )
         answer = await client.execute_update_with_start_workflow(
-            Updates.DECIDE_REVIEW, ReviewDecision("approve", "alice", action_id="r1"),
-            start_workflow_operation=operation, result_type=ActionResult,
+            Updates.DECIDE_REVIEW,
+            ReviewDecision("approve", "alice", action_id="r1"),
+            start_workflow_operation=operation,
+            result_type=ActionResult,
         )
         handle = await operation.workflow_handle()
         return answer, await handle.result()
@@ -118,18 +138,22 @@ def test_a_decision_sent_with_a_refused_start_is_answered_and_the_workflow_ends(
     assert result["status"] == "failed" and result["reason"].startswith("the start was refused: ")
 
 
-@pytest.mark.parametrize("args, reason", [
-    ([], ADDRESS_MISSING),
-    ([None], ADDRESS_EMPTY),
-    ([5], ADDRESS_EMPTY),
-    ([{"street": "1 Main"}], ADDRESS_EMPTY),
-    (["1 Main St\x00"], "The address contains control characters."),
-    (["x" * 10_000], ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH)),
-    (["1 Main St", "options"], "The options (third argument) could not be read"),
-    (["1 Main St", {"amount": "NaN"}], "The amount must be a number"),
-    (["1 Main St", {"review_timeout_seconds": -1}], "review_timeout_seconds must be"),
-    (["1 Main St", None, "extra"], TOO_MANY_ARGUMENTS.format(count=4)),
-], ids=["one-arg", "none", "int", "dict", "nul", "10kB", "options-text", "nan-amount", "negative-timeout", "4-args"])
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        ([], ADDRESS_MISSING),
+        ([None], ADDRESS_EMPTY),
+        ([5], ADDRESS_EMPTY),
+        ([{"street": "1 Main"}], ADDRESS_EMPTY),
+        (["1 Main St\x00"], "The address contains control characters."),
+        (["x" * 10_000], ADDRESS_TOO_LONG.format(max=MAX_ADDRESS_LENGTH)),
+        (["1 Main St", "options"], "The options (third argument) could not be read"),
+        (["1 Main St", {"amount": "NaN"}], "The amount must be a number"),
+        (["1 Main St", {"review_timeout_seconds": -1}], "review_timeout_seconds must be"),
+        (["1 Main St", None, "extra"], TOO_MANY_ARGUMENTS.format(count=4)),
+    ],
+    ids=["one-arg", "none", "int", "dict", "nul", "10kB", "options-text", "nan-amount", "negative-timeout", "4-args"],
+)
 def test_a_bad_start_fails_the_order_at_validation_before_any_charge(system, args, reason):
     order_id = new_order_id("BADSTART")
     result = start([order_id, *args])
@@ -154,12 +178,22 @@ def largest_event_after_the_start(workflow_id: str) -> int:
     return temporal(run)
 
 
-@pytest.mark.parametrize("args, sent", [
-    (["{order_id}", "x" * MEGABYTE], "The address sent had 1,048,576 characters."),
-    (["{order_id}", "1 Main St", {"line_items": [{"sku": "S" * MEGABYTE, "name": "", "quantity": 1,
-                                                  "unit_price": "1.00"}]}], "Line item 'SSSS"),
-    (["O" * MEGABYTE, "1 Main St"], "It had 1,048,576 characters."),
-], ids=["address", "sku", "order-id"])
+@pytest.mark.parametrize(
+    "args, sent",
+    [
+        (["{order_id}", "x" * MEGABYTE], "The address sent had 1,048,576 characters."),
+        (
+            [
+                "{order_id}",
+                "1 Main St",
+                {"line_items": [{"sku": "S" * MEGABYTE, "name": "", "quantity": 1, "unit_price": "1.00"}]},
+            ],
+            "Line item 'SSSS",
+        ),
+        (["O" * MEGABYTE, "1 Main St"], "It had 1,048,576 characters."),
+    ],
+    ids=["address", "sku", "order-id"],
+)
 def test_a_refused_megabyte_is_not_kept_by_the_workflow(system, args, sent):
     """The workflow keeps only what it accepted: a refused megabyte is cut to the limits in its
     state (get_status, the activities' inputs) and the reason says how much was sent."""
@@ -179,8 +213,12 @@ def test_the_workflow_postgres_and_the_carrier_hold_the_same_normalised_address(
     order_id = new_order_id("NORM")
 
     async def run(client):
-        handle = await client.start_workflow("OrderWorkflow", args=[order_id, "  1 Main St \n\n  Springfield  "],
-                                             id=order_id.lower(), task_queue=ORDER_TASK_QUEUE)
+        handle = await client.start_workflow(
+            "OrderWorkflow",
+            args=[order_id, "  1 Main St \n\n  Springfield  "],
+            id=order_id.lower(),
+            task_queue=ORDER_TASK_QUEUE,
+        )
         await handle.signal(Signals.COMPLETE_MANUAL_REVIEW)
         return await handle.result()
 
@@ -204,20 +242,26 @@ def test_malformed_signals_are_refused_recorded_and_the_order_carries_on(system)
     refused = refused_messages(order.workflow_id, 6)
     assert [r["code"] for r in refused] == [RefusalCode.MALFORMED] * 6
     assert refused[0]["message"].startswith("CompleteManualReview could not be read")
-    wait_until(lambda: OrderEvent.objects.filter(order=order, type="signal_refused").count() == 6,
-               what="the six refusals in Postgres")
+    wait_until(
+        lambda: OrderEvent.objects.filter(order=order, type="signal_refused").count() == 6,
+        what="the six refusals in Postgres",
+    )
     assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
     signal(order.workflow_id, Signals.COMPLETE_MANUAL_REVIEW)
     assert temporal(lambda c: c.get_workflow_handle(order.workflow_id).result()).get("status") == "completed"
 
 
-@pytest.mark.parametrize("update, args", [
-    (Updates.DECIDE_REVIEW, ["approve"]),
-    (Updates.DECIDE_REVIEW, [{"decision": 1}]),
-    (Updates.CHANGE_ADDRESS, []),
-    (Updates.REQUEST_CANCEL, [{"reason": 5}]),
-    (Updates.REQUEST_CANCEL, [{}, {}]),
-], ids=["decide-text", "decide-int", "address-none", "cancel-int-reason", "cancel-two"])
+@pytest.mark.parametrize(
+    "update, args",
+    [
+        (Updates.DECIDE_REVIEW, ["approve"]),
+        (Updates.DECIDE_REVIEW, [{"decision": 1}]),
+        (Updates.CHANGE_ADDRESS, []),
+        (Updates.REQUEST_CANCEL, [{"reason": 5}]),
+        (Updates.REQUEST_CANCEL, [{}, {}]),
+    ],
+    ids=["decide-text", "decide-int", "address-none", "cancel-int-reason", "cancel-two"],
+)
 def test_malformed_updates_are_refused_with_their_code(system, update, args):
     order = waiting_order()
 
@@ -259,8 +303,11 @@ def test_a_report_that_does_not_quote_the_childs_secret_is_refused_while_shippin
     wait_until(lambda: workflow_status(order.workflow_id)["awaiting_shipping_retry"], what="the real report")
     child = temporal(lambda c: c.get_workflow_handle(shipping_workflow_id(order.workflow_id)).describe())
     # Even with the child's run id, a report without the secret is not the child's.
-    signal(order.workflow_id, Signals.SHIPPING_REPORT,
-           {"kind": "ack", "action_id": "a-1", "accepted": True, "run_id": child.run_id})
+    signal(
+        order.workflow_id,
+        Signals.SHIPPING_REPORT,
+        {"kind": "ack", "action_id": "a-1", "accepted": True, "run_id": child.run_id},
+    )
     refused = refused_messages(order.workflow_id, 2)
     assert [r["code"] for r in refused] == [RefusalCode.NOT_FROM_CHILD]
     assert workflow_status(order.workflow_id)["dispatch_failures"] == 1
@@ -274,8 +321,10 @@ def test_a_forged_instruction_to_the_shipping_child_is_ignored(system):
     child_id = shipping_workflow_id(order.workflow_id)
     signal(child_id, Signals.SHIPPING_CANCEL, {"token": "guess", "reason": "forged"})
     signal(child_id, Signals.SHIPPING_ADDRESS, {"token": "", "address": "Elsewhere 1"})
-    ignored = wait_until(lambda: (s := workflow_status(child_id)["ignored_messages"]) and len(s) == 2 and s,
-                         what="both instructions ignored")
+    ignored = wait_until(
+        lambda: (s := workflow_status(child_id)["ignored_messages"]) and len(s) == 2 and s,
+        what="both instructions ignored",
+    )
     assert {i["code"] for i in ignored} == {RefusalCode.NOT_FROM_PARENT}
     status = workflow_status(child_id)
     assert (status["cancelled"], status["address"]) == (False, "1 Edge Road")
@@ -301,8 +350,11 @@ def test_the_shipping_childs_ignored_messages_are_bounded(system):
             await h.signal(Signals.SHIPPING_CANCEL, {"token": f"guess-{n}", "reason": "forged"})
 
     temporal(send, timeout=120)
-    status = wait_until(lambda: (s := workflow_status(child_id))["ignored_messages_not_shown"] == 15 and s,
-                        what="every forged signal counted", timeout=60)
+    status = wait_until(
+        lambda: (s := workflow_status(child_id))["ignored_messages_not_shown"] == 15 and s,
+        what="every forged signal counted",
+        timeout=60,
+    )
     assert len(status["ignored_messages"]) == MAX_MESSAGES_KEPT
     assert status["cancelled"] is False
     order_workflow_update(order.workflow_id, Updates.RETRY_SHIPPING, {"actor": "staff"})
@@ -311,20 +363,33 @@ def test_the_shipping_childs_ignored_messages_are_bounded(system):
 
 def test_a_shipping_workflow_started_by_anyone_else_ships_nothing(system):
     order = waiting_order()
-    result = start([{"order_id": order.order_id, "parent_workflow_id": order.workflow_id, "address": "Thief St"}],
-                   workflow="ShippingWorkflow", task_queue=SHIPPING_TASK_QUEUE)
+    result = start(
+        [{"order_id": order.order_id, "parent_workflow_id": order.workflow_id, "address": "Thief St"}],
+        workflow="ShippingWorkflow",
+        task_queue=SHIPPING_TASK_QUEUE,
+    )
     assert result.status == "failed" and "child of the OrderWorkflow" in result.reason
     assert not Shipment.objects.filter(order=order).exists()
 
 
-@pytest.mark.parametrize("args", [[], ["webhook-1"], [{"delivery_id": "1"}], [{"delivery_id": 0}],
-                                  [{"delivery_id": 1, "give_up_after_seconds": -5}], [{"delivery_id": 1}, "extra"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["webhook-1"],
+        [{"delivery_id": "1"}],
+        [{"delivery_id": 0}],
+        [{"delivery_id": 1, "give_up_after_seconds": -5}],
+        [{"delivery_id": 1}, "extra"],
+    ],
+)
 def test_a_webhook_delivery_started_with_anything_but_a_delivery_ends_refused(system, args):
     """Only the workers' sweep starts deliveries; any other start ends at once, sending nothing."""
 
     async def run(client):
-        handle = await client.start_workflow("WebhookDeliveryWorkflow", args=args, id=new_order_id("HOOK").lower(),
-                                             task_queue=ORDER_TASK_QUEUE)
+        handle = await client.start_workflow(
+            "WebhookDeliveryWorkflow", args=args, id=new_order_id("HOOK").lower(), task_queue=ORDER_TASK_QUEUE
+        )
         return await handle.result(), [event.event_type async for event in handle.fetch_history_events()]
 
     result, history = temporal(run)
@@ -408,7 +473,9 @@ def test_a_data_error_after_the_charge_ends_in_a_refund_not_a_retry_loop(system)
         result = temporal(lambda c: c.get_workflow_handle(order.workflow_id).result(), timeout=60)
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER test_refuse_shipment ON orderweb_shipment; DROP FUNCTION test_refuse_shipment();")
+            cursor.execute(
+                "DROP TRIGGER test_refuse_shipment ON orderweb_shipment; DROP FUNCTION test_refuse_shipment();"
+            )
     assert result["status"] == "failed"
     assert "the package could not be prepared: DataError" in result["reason"]
     assert result["reason"].endswith("(payment refunded)")

@@ -11,7 +11,14 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 
 from temporal_app.codec import (
-    ENCODING, KEY_ID, FernetPayloadCodec, PayloadKeyError, data_converter, key_id, parse_keys, payloads_in,
+    ENCODING,
+    KEY_ID,
+    FernetPayloadCodec,
+    PayloadKeyError,
+    data_converter,
+    key_id,
+    parse_keys,
+    payloads_in,
 )
 
 
@@ -54,8 +61,9 @@ def test_what_temporal_stores_is_encrypted(temporal_server):
 
     async def scenario() -> tuple[bytes, bytes]:
         client = await Client.connect(temporal_server, data_converter=data_converter([key]))
-        handle = await client.start_workflow(OrderWorkflow.run, args=[workflow_id.upper(), address],
-                                             id=workflow_id, task_queue="codec-test-tq")
+        handle = await client.start_workflow(
+            OrderWorkflow.run, args=[workflow_id.upper(), address], id=workflow_id, task_queue="codec-test-tq"
+        )
         try:
             history = await handle.fetch_history()
         finally:

@@ -13,7 +13,10 @@ import pytest
 from temporalio.service import TLSConfig
 
 from temporal_app.connection import (
-    CERT_WITHOUT_KEY, KEY_WITHOUT_CERT, TLS_OFF_WITH_FILES, load_connection,
+    CERT_WITHOUT_KEY,
+    KEY_WITHOUT_CERT,
+    TLS_OFF_WITH_FILES,
+    load_connection,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,14 +35,23 @@ def pem(tmp_path):
 def test_nothing_set_is_the_local_dev_server():
     conn = load_connection({"HOME": "/nonexistent"})
     assert (conn.address, conn.namespace, conn.api_key, conn.tls, conn.problem) == (
-        "localhost:7233", "default", "", False, "")
+        "localhost:7233",
+        "default",
+        "",
+        False,
+        "",
+    )
 
 
 def test_todays_names_still_work(pem):
-    conn = load_connection({
-        "TEMPORAL_ADDRESS": "temporal.internal:7233", "TEMPORAL_NAMESPACE": "orders",
-        "TEMPORAL_TLS_CLIENT_CERT": str(pem / "client.pem"), "TEMPORAL_TLS_CLIENT_KEY": str(pem / "client.key"),
-    })
+    conn = load_connection(
+        {
+            "TEMPORAL_ADDRESS": "temporal.internal:7233",
+            "TEMPORAL_NAMESPACE": "orders",
+            "TEMPORAL_TLS_CLIENT_CERT": str(pem / "client.pem"),
+            "TEMPORAL_TLS_CLIENT_KEY": str(pem / "client.key"),
+        }
+    )
     assert conn.problem == ""
     assert (conn.address, conn.namespace) == ("temporal.internal:7233", "orders")
     assert isinstance(conn.tls, TLSConfig)
@@ -53,8 +65,19 @@ def test_an_api_key_turns_tls_on_unless_tls_is_off():
     assert load_connection({"TEMPORAL_API_KEY": "k", "TEMPORAL_TLS": "0"}).tls is False
 
 
-@pytest.mark.parametrize("word,expected", [("1", True), ("on", True), ("yes", True), ("true", True),
-                                           ("0", False), ("off", False), ("no", False), ("false", False)])
+@pytest.mark.parametrize(
+    "word,expected",
+    [
+        ("1", True),
+        ("on", True),
+        ("yes", True),
+        ("true", True),
+        ("0", False),
+        ("off", False),
+        ("no", False),
+        ("false", False),
+    ],
+)
 def test_tls_takes_the_same_words_as_every_other_boolean(word, expected):
     assert load_connection({"TEMPORAL_TLS": word}).tls is expected
 
@@ -64,8 +87,9 @@ def test_tls_that_is_not_a_boolean_is_a_problem():
 
 
 def test_server_ca_and_sni(pem):
-    conn = load_connection({"TEMPORAL_TLS_SERVER_CA_CERT": str(pem / "ca.pem"),
-                            "TEMPORAL_TLS_SERVER_NAME": "temporal.internal"})
+    conn = load_connection(
+        {"TEMPORAL_TLS_SERVER_CA_CERT": str(pem / "ca.pem"), "TEMPORAL_TLS_SERVER_NAME": "temporal.internal"}
+    )
     assert isinstance(conn.tls, TLSConfig)
     assert conn.tls.server_root_ca_cert == PEM_CERT and conn.tls.domain == "temporal.internal"
     standard = load_connection({"TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(pem / "ca.pem")})
@@ -73,32 +97,52 @@ def test_server_ca_and_sni(pem):
 
 
 def test_temporals_standard_names_and_inline_data(pem):
-    conn = load_connection({
-        "TEMPORAL_TLS_CLIENT_CERT_DATA": PEM_CERT.decode(), "TEMPORAL_TLS_CLIENT_KEY_PATH": str(pem / "client.key"),
-        "TEMPORAL_GRPC_META_X_TENANT": "orders",
-    })
+    conn = load_connection(
+        {
+            "TEMPORAL_TLS_CLIENT_CERT_DATA": PEM_CERT.decode(),
+            "TEMPORAL_TLS_CLIENT_KEY_PATH": str(pem / "client.key"),
+            "TEMPORAL_GRPC_META_X_TENANT": "orders",
+        }
+    )
     assert conn.problem == ""
     assert conn.tls.client_cert == PEM_CERT and conn.tls.client_private_key == PEM_KEY
     assert conn.rpc_metadata == {"x-tenant": "orders"}
 
 
-@pytest.mark.parametrize("env,problem", [
-    ({"TEMPORAL_TLS_CLIENT_CERT": "{d}/client.pem"}, CERT_WITHOUT_KEY),
-    ({"TEMPORAL_TLS_CLIENT_KEY": "{d}/client.key"}, KEY_WITHOUT_CERT),
-    ({"TEMPORAL_TLS_CLIENT_CERT_PATH": "{d}/client.pem"}, CERT_WITHOUT_KEY),
-    ({"TEMPORAL_TLS": "0", "TEMPORAL_TLS_SERVER_NAME": "x"}, TLS_OFF_WITH_FILES),
-    ({"TEMPORAL_TLS_CLIENT_CERT": "{d}/missing.pem", "TEMPORAL_TLS_CLIENT_KEY": "{d}/client.key"},
-     "the TLS client certificate {d}/missing.pem cannot be read (No such file or directory)"),
-    ({"TEMPORAL_TLS_CLIENT_CERT": "{d}/client.key", "TEMPORAL_TLS_CLIENT_KEY": "{d}/ca.pem"}, ""),
-    ({"TEMPORAL_TLS_CLIENT_CERT": "{d}/plain.txt", "TEMPORAL_TLS_CLIENT_KEY": "{d}/client.key"},
-     "the TLS client certificate {d}/plain.txt is not a PEM file (no '-----BEGIN' line)"),
-    ({"TEMPORAL_TLS_CLIENT_CERT": "{d}/client.pem", "TEMPORAL_TLS_CLIENT_CERT_PATH": "{d}/ca.pem",
-      "TEMPORAL_TLS_CLIENT_KEY": "{d}/client.key"},
-     "TEMPORAL_TLS_CLIENT_CERT and TEMPORAL_TLS_CLIENT_CERT_PATH are both set, to different files; keep one"),
-    ({"TEMPORAL_CONFIG_FILE": "{d}/nope.toml"}, "TEMPORAL_CONFIG_FILE={d}/nope.toml cannot be read (No such file or directory)"),
-    ({"TEMPORAL_CONFIG_FILE": "{d}/temporal.toml", "TEMPORAL_PROFILE": "staging"},
-     "Temporal client configuration: Profile 'staging' not found"),
-])
+@pytest.mark.parametrize(
+    "env,problem",
+    [
+        ({"TEMPORAL_TLS_CLIENT_CERT": "{d}/client.pem"}, CERT_WITHOUT_KEY),
+        ({"TEMPORAL_TLS_CLIENT_KEY": "{d}/client.key"}, KEY_WITHOUT_CERT),
+        ({"TEMPORAL_TLS_CLIENT_CERT_PATH": "{d}/client.pem"}, CERT_WITHOUT_KEY),
+        ({"TEMPORAL_TLS": "0", "TEMPORAL_TLS_SERVER_NAME": "x"}, TLS_OFF_WITH_FILES),
+        (
+            {"TEMPORAL_TLS_CLIENT_CERT": "{d}/missing.pem", "TEMPORAL_TLS_CLIENT_KEY": "{d}/client.key"},
+            "the TLS client certificate {d}/missing.pem cannot be read (No such file or directory)",
+        ),
+        ({"TEMPORAL_TLS_CLIENT_CERT": "{d}/client.key", "TEMPORAL_TLS_CLIENT_KEY": "{d}/ca.pem"}, ""),
+        (
+            {"TEMPORAL_TLS_CLIENT_CERT": "{d}/plain.txt", "TEMPORAL_TLS_CLIENT_KEY": "{d}/client.key"},
+            "the TLS client certificate {d}/plain.txt is not a PEM file (no '-----BEGIN' line)",
+        ),
+        (
+            {
+                "TEMPORAL_TLS_CLIENT_CERT": "{d}/client.pem",
+                "TEMPORAL_TLS_CLIENT_CERT_PATH": "{d}/ca.pem",
+                "TEMPORAL_TLS_CLIENT_KEY": "{d}/client.key",
+            },
+            "TEMPORAL_TLS_CLIENT_CERT and TEMPORAL_TLS_CLIENT_CERT_PATH are both set, to different files; keep one",
+        ),
+        (
+            {"TEMPORAL_CONFIG_FILE": "{d}/nope.toml"},
+            "TEMPORAL_CONFIG_FILE={d}/nope.toml cannot be read (No such file or directory)",
+        ),
+        (
+            {"TEMPORAL_CONFIG_FILE": "{d}/temporal.toml", "TEMPORAL_PROFILE": "staging"},
+            "Temporal client configuration: Profile 'staging' not found",
+        ),
+    ],
+)
 def test_a_configuration_that_cannot_work_is_one_line(pem, env, problem):
     (pem / "plain.txt").write_text("not a certificate")
     (pem / "temporal.toml").write_text('[profile.default]\naddress = "a:1"\n')
@@ -118,24 +162,31 @@ address = "orders.a1b2c.tmprl.cloud:7233"
 namespace = "orders.a1b2c"
 
 [profile.prod.tls]
-client_cert_path = "{pem / 'client.pem'}"
-client_key_path = "{pem / 'client.key'}"
+client_cert_path = "{pem / "client.pem"}"
+client_key_path = "{pem / "client.key"}"
 server_name = "orders.a1b2c.tmprl.cloud"
 """)
     conn = load_connection({"TEMPORAL_CONFIG_FILE": str(toml), "TEMPORAL_PROFILE": "prod"})
     assert conn.problem == ""
     assert (conn.address, conn.namespace, conn.profile) == ("orders.a1b2c.tmprl.cloud:7233", "orders.a1b2c", "prod")
     assert conn.tls.client_cert == PEM_CERT and conn.tls.domain == "orders.a1b2c.tmprl.cloud"
-    over = load_connection({"TEMPORAL_CONFIG_FILE": str(toml), "TEMPORAL_PROFILE": "prod",
-                            "TEMPORAL_NAMESPACE": "other"})
+    over = load_connection(
+        {"TEMPORAL_CONFIG_FILE": str(toml), "TEMPORAL_PROFILE": "prod", "TEMPORAL_NAMESPACE": "other"}
+    )
     assert over.namespace == "other" and over.address == "orders.a1b2c.tmprl.cloud:7233"
     assert load_connection({"TEMPORAL_CONFIG_FILE": str(toml)}).address == "localhost:7233"
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
-    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], capture_output=True, text=True,
-                          timeout=120, env={**base, "DEBUG": "1", **env}, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**base, "DEBUG": "1", **env},
+        cwd=ROOT,
+    )
 
 
 def test_half_configured_mtls_is_one_line_from_check_and_run_workers(pem):
@@ -185,11 +236,20 @@ def test_one_profile_for_the_cli_and_the_app(temporal_server, tmp_path):
         return (await client.service_client.check_health()) and client.namespace
 
     assert asyncio.run(reach()) == "default"
-    cli = subprocess.run([temporal_binary(), "operator", "namespace", "describe", "--namespace", "default"],
-                         env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60)
+    cli = subprocess.run(
+        [temporal_binary(), "operator", "namespace", "describe", "--namespace", "default"],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert cli.returncode == 0, cli.stderr
     assert "default" in cli.stdout
-    wrong = subprocess.run([temporal_binary(), "operator", "namespace", "describe", "--namespace", "default"],
-                           env={"PATH": os.environ["PATH"], **env, "TEMPORAL_PROFILE": "missing"},
-                           capture_output=True, text=True, timeout=60)
+    wrong = subprocess.run(
+        [temporal_binary(), "operator", "namespace", "describe", "--namespace", "default"],
+        env={"PATH": os.environ["PATH"], **env, "TEMPORAL_PROFILE": "missing"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert wrong.returncode != 0  # the control: the CLI really reads the profile

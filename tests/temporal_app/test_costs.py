@@ -113,8 +113,10 @@ def history_event_types(workflow_id: str) -> list[str]:
     async def types(client):
         from temporalio.api.enums.v1 import EventType
 
-        return [EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
-                async for event in client.get_workflow_handle(workflow_id).fetch_history_events()]
+        return [
+            EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+            async for event in client.get_workflow_handle(workflow_id).fetch_history_events()
+        ]
 
     return temporal(types)
 
@@ -122,8 +124,9 @@ def history_event_types(workflow_id: str) -> list[str]:
 def test_one_happy_path_order_costs_what_it_did(system, statements):
     reviewer = make_user("cost-reviewer", reviewer=True)
     statements.entry_point.name = "order_create"
-    order = order_create(order_id=new_order_id("COST"), address="1 Cost Road",
-                         line_items=[LineItem("SKU-1", "Widget", 1, "5.00")])
+    order = order_create(
+        order_id=new_order_id("COST"), address="1 Cost Road", line_items=[LineItem("SKU-1", "Widget", 1, "5.00")]
+    )
     statements.entry_point.name = None
     # Waited for in the history, not by a query: a query that reaches the workflow while its
     # local activities run makes the worker complete that workflow task early, and an approval
@@ -143,8 +146,10 @@ def test_one_happy_path_order_costs_what_it_did(system, statements):
     assert {name: committed.get(name, 0) for name in ACTIVITY_TRANSACTIONS} == ACTIVITY_TRANSACTIONS, committed
     assert {name: spent.get(name, 0) for name in ENTRY_POINT_STATEMENTS} == ENTRY_POINT_STATEMENTS, spent
 
-    history = {"order": history_event_types(order.workflow_id),
-               "shipping": history_event_types(shipping_workflow_id(order.workflow_id))}
+    history = {
+        "order": history_event_types(order.workflow_id),
+        "shipping": history_event_types(shipping_workflow_id(order.workflow_id)),
+    }
     events = {name: len(types) for name, types in history.items()}
     assert events == HISTORY_EVENTS, history
     assert events["order"] <= MAX_ORDER_HISTORY_EVENTS

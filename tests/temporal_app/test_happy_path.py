@@ -15,7 +15,8 @@ pytestmark = pytest.mark.temporal
 def test_order_created_by_service_runs_to_completed(system):
     order_id = new_order_id()
     order = order_create(
-        order_id=order_id, address="1 Test Way, Springfield",
+        order_id=order_id,
+        address="1 Test Way, Springfield",
         line_items=[LineItem("SKU-1", "Widget", 2, "12.50")],
     )
     wait_for_state(order.workflow_id, "awaiting_manual_review")
@@ -41,12 +42,15 @@ def test_order_created_by_service_runs_to_completed(system):
     shipment = Shipment.objects.get(order=order)
     assert shipment.status == Shipment.Status.DISPATCHED
     assert shipment.tracking_number == result.tracking_number
-    statuses = list(
-        OrderEvent.objects.filter(order=order).exclude(to_status="").values_list("to_status", flat=True)
-    )
+    statuses = list(OrderEvent.objects.filter(order=order).exclude(to_status="").values_list("to_status", flat=True))
     assert statuses == [
-        "started", "processing", "awaiting_manual_review", "manual_review_completed",
-        "processing_payment", "shipping", "completed",
+        "started",
+        "processing",
+        "awaiting_manual_review",
+        "manual_review_completed",
+        "processing_payment",
+        "shipping",
+        "completed",
     ]
 
 
@@ -57,8 +61,10 @@ def test_seed_two_argument_start_creates_its_own_order(system):
 
     async def seed_story(client):
         h = await client.start_workflow(
-            OrderWorkflow.run, args=[order_id, "123 Main St, City, State 12345"],
-            id=workflow_id, task_queue="order-tq",
+            OrderWorkflow.run,
+            args=[order_id, "123 Main St, City, State 12345"],
+            id=workflow_id,
+            task_queue="order-tq",
         )
         await h.signal(OrderWorkflow.update_address, "New Address 1, City")
         await h.signal(OrderWorkflow.complete_manual_review)
@@ -70,9 +76,18 @@ def test_seed_two_argument_start_creates_its_own_order(system):
 
     status, result, history, description = temporal(seed_story)
     assert status["order_id"] == order_id
-    assert status["workflow_status"] in {s for s in (
-        "started", "processing", "awaiting_manual_review", "manual_review_completed",
-        "processing_payment", "shipping", "completed")}
+    assert status["workflow_status"] in {
+        s
+        for s in (
+            "started",
+            "processing",
+            "awaiting_manual_review",
+            "manual_review_completed",
+            "processing_payment",
+            "shipping",
+            "completed",
+        )
+    }
     assert result.status == "completed"
     assert len(history.events) > 10
     assert description.status.name == "COMPLETED"

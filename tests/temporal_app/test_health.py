@@ -25,8 +25,15 @@ from temporalio.client import Client
 from devtools.supervise import free_port
 from temporal_app import worker as worker_module
 from temporal_app.health import (
-    ALIVE, LOOP_BLOCKED, NOT_POLLING, NOT_POLLING_YET, READY, SHUTTING_DOWN, WORKER_STOPPED,
-    HealthServer, WorkerHealth,
+    ALIVE,
+    LOOP_BLOCKED,
+    NOT_POLLING,
+    NOT_POLLING_YET,
+    READY,
+    SHUTTING_DOWN,
+    WORKER_STOPPED,
+    HealthServer,
+    WorkerHealth,
 )
 from temporal_app.management.commands.run_workers import health_server
 from temporal_app.worker import run_workers
@@ -113,8 +120,9 @@ def test_readyz_is_200_only_once_every_worker_polls_and_503_once_shutdown_begins
     monkeypatch.setattr(worker_module, "ensure_schedules", no_schedules)
     stop = asyncio.Event()
     assert get(server, "/readyz") == (503, NOT_POLLING_YET + "\n")
-    running = loop_thread.submit(run_workers(None, queues=["order-tq", "shipping-tq"], threads=1, stop=stop,
-                                             health=health))
+    running = loop_thread.submit(
+        run_workers(None, queues=["order-tq", "shipping-tq"], threads=1, stop=stop, health=health)
+    )
     assert all(fake.entered.wait(10) for fake in fakes)
     assert get(server, "/readyz") == (503, NOT_POLLING_YET + "\n")
 
@@ -183,8 +191,10 @@ def test_a_dependency_that_does_not_answer_makes_readyz_name_it(served, loop_thr
     down["temporal"] = "unreachable (connection refused)"
     assert get(server, "/readyz") == (503, "not ready: temporal unreachable (connection refused) (polling order-tq)\n")
     down["database"] = "unreachable (OperationalError)"
-    assert get(server, "/readyz")[1] == ("not ready: temporal unreachable (connection refused); "
-                                         "database unreachable (OperationalError) (polling order-tq)\n")
+    assert get(server, "/readyz")[1] == (
+        "not ready: temporal unreachable (connection refused); "
+        "database unreachable (OperationalError) (polling order-tq)\n"
+    )
     assert get(server, "/healthz") == (200, "alive\n")  # alive: a restart would not bring them back
     down.clear()
     assert get(server, "/readyz")[0] == 200
@@ -208,20 +218,25 @@ def test_real_workers_are_ready_once_they_poll_the_server(temporal_server, serve
         await run_workers(clients[0], queues=["shipping-tq"], threads=2, stop=stop, sandbox=True, health=health)
 
     async def poller_identities() -> set[str]:
-        response = await clients[0].workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace="default", task_queue=TaskQueue(name="shipping-tq"),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        ))
+        response = await clients[0].workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace="default",
+                task_queue=TaskQueue(name="shipping-tq"),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
         return {poller.identity for poller in response.pollers}
 
     assert get(server, "/readyz")[0] == 503
     running = loop_thread.submit(main())
     try:
-        wait_until(lambda: get(server, "/readyz")[0] == 200 or running.done(), timeout=60,
-                   what="/readyz to answer 200")
+        wait_until(lambda: get(server, "/readyz")[0] == 200 or running.done(), timeout=60, what="/readyz to answer 200")
         assert get(server, "/readyz") == (200, READY.format(queues="shipping-tq") + "\n")
-        wait_until(lambda: identity in loop_thread.submit(poller_identities()).result(10), timeout=10,
-                   what="the server to list our worker among the task queue's pollers")
+        wait_until(
+            lambda: identity in loop_thread.submit(poller_identities()).result(10),
+            timeout=10,
+            what="the server to list our worker among the task queue's pollers",
+        )
     finally:
         loop_thread.loop.call_soon_threadsafe(stop.set)
         running.result(60)
@@ -231,10 +246,17 @@ def test_real_workers_are_ready_once_they_poll_the_server(temporal_server, serve
 def test_health_endpoints_are_off_by_default(settings):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_HEALTH_")}
     read = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
-                               "print(settings.WORKER_HEALTH_PORT, settings.WORKER_HEALTH_HOST)"],
-        cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "orderweb.settings", "DEBUG": "1"},
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.WORKER_HEALTH_PORT, settings.WORKER_HEALTH_HOST)",
+        ],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "orderweb.settings", "DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert read.stdout.strip() == "None 127.0.0.1", read.stderr
     settings.WORKER_HEALTH_PORT = None

@@ -45,6 +45,7 @@ class SomeInput:
 def test_activity_lines_carry_the_order_and_the_workflow(json_lines):
     saved = list(registry._activities[ORDER_TASK_QUEUE])
     try:
+
         @registry.db_activity("test_logging_activity", queue=ORDER_TASK_QUEUE)
         def logs_something(request: SomeInput) -> None:
             logging.getLogger("orderweb.activities").info("charging")
@@ -64,8 +65,15 @@ def test_activity_lines_carry_the_order_and_the_workflow(json_lines):
 def test_workflow_lines_map_the_sdks_workflow_info(json_lines):
     # temporalio's workflow.logger puts the workflow's info on the record as `temporal_workflow`.
     logging.getLogger("temporalio.workflow").warning(
-        "parent is gone", extra={"temporal_workflow": {"workflow_id": "order-7-shipping", "run_id": "r1",
-                                                       "workflow_type": "ShippingWorkflow"}})
+        "parent is gone",
+        extra={
+            "temporal_workflow": {
+                "workflow_id": "order-7-shipping",
+                "run_id": "r1",
+                "workflow_type": "ShippingWorkflow",
+            }
+        },
+    )
     (line,) = json_lines()
     assert line["workflow_id"] == "order-7-shipping" and "temporal_workflow" not in line
 
@@ -80,23 +88,42 @@ def test_action_lines_carry_the_order_and_the_outcome(json_lines, temporal_serve
     assert outcome.code == "workflow_not_found"
     lines = [line for line in json_lines() if line["logger"] == "orderweb.actions"]
     assert [line["message"] for line in lines] == [
-        "cancel of order LOG-ACT-1 requested by ops-bot", "cancel of order LOG-ACT-1: refused (workflow_not_found)"]
+        "cancel of order LOG-ACT-1 requested by ops-bot",
+        "cancel of order LOG-ACT-1: refused (workflow_not_found)",
+    ]
     for line in lines:
-        assert (line["order_id"], line["workflow_id"], line["action"]) == ("LOG-ACT-1", "log-act-1-never-started", "cancel")
+        assert (line["order_id"], line["workflow_id"], line["action"]) == (
+            "LOG-ACT-1",
+            "log-act-1-never-started",
+            "cancel",
+        )
     assert lines[1]["outcome"] == "refused" and lines[1]["code"] == "workflow_not_found"
     assert "testing the logs" not in json.dumps(lines)  # people's words stay in the audit trail
 
 
 @pytest.mark.parametrize("log_format", ["json", "plain"])
 def test_log_format_is_chosen_by_the_environment(log_format):
-    code = ("import logging; logging.getLogger('orderweb.actions').warning('hello', "
-            "extra={'order_id': 'O-1', 'workflow_id': 'o-1'})")
-    proc = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "DEBUG": "1", "LOG_FORMAT": log_format})
+    code = (
+        "import logging; logging.getLogger('orderweb.actions').warning('hello', "
+        "extra={'order_id': 'O-1', 'workflow_id': 'o-1'})"
+    )
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DEBUG": "1", "LOG_FORMAT": log_format},
+    )
     last = proc.stderr.strip().splitlines()[-1]
     if log_format == "json":
         line = json.loads(last)
-        assert (line["message"], line["level"], line["order_id"], line["workflow_id"]) == ("hello", "WARNING", "O-1", "o-1")
+        assert (line["message"], line["level"], line["order_id"], line["workflow_id"]) == (
+            "hello",
+            "WARNING",
+            "O-1",
+            "o-1",
+        )
         assert "time" in line
     else:
         assert last.endswith("WARNING orderweb.actions: hello") and not last.startswith("{")

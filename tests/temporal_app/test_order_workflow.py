@@ -90,13 +90,19 @@ def test_review_timeout_cancels_and_expires_task(system):
 def test_decide_review_update_refuses_when_not_awaiting_and_applies_once(system):
     order = make_order()
     wait_for_state(order.workflow_id, "awaiting_manual_review")
-    first = order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "alice", action_id="a1"))
+    first = order_workflow_update(
+        order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "alice", action_id="a1")
+    )
     assert first.accepted
     # The update answers after the decision is in Postgres.
     assert ReviewTask.objects.get(order=order).status == ReviewTask.Status.APPROVED
     with pytest.raises(ActionRefused) as refused:
         order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("reject", "bob", "late", "b1"))
-    assert refused.value.code in {RefusalCode.ALREADY_DECIDED, RefusalCode.NOT_AWAITING_REVIEW, RefusalCode.WORKFLOW_CLOSED}
+    assert refused.value.code in {
+        RefusalCode.ALREADY_DECIDED,
+        RefusalCode.NOT_AWAITING_REVIEW,
+        RefusalCode.WORKFLOW_CLOSED,
+    }
     assert result(order).status == "completed"
     assert charges(order.order_id) == 1
 
@@ -173,8 +179,9 @@ def test_early_approval_update_is_held_until_review(system):
         h = await client.start_workflow(
             OrderWorkflow.run, args=[order_id, "9 Early St"], id=order_id.lower(), task_queue="order-tq"
         )
-        answer = await h.execute_update(Updates.DECIDE_REVIEW, ReviewDecision("approve", "alice", action_id="e1"),
-                                        result_type=ActionResult)
+        answer = await h.execute_update(
+            Updates.DECIDE_REVIEW, ReviewDecision("approve", "alice", action_id="e1"), result_type=ActionResult
+        )
         return answer, await h.result()
 
     answer, res = temporal(start_and_approve, timeout=90)
@@ -228,7 +235,9 @@ def test_cancel_during_payment_refunds_exactly_once(system):
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     signal(order, Signals.COMPLETE_MANUAL_REVIEW)
     wait_for_state(order.workflow_id, "processing_payment")
-    outcome = order_workflow_update(order.workflow_id, Updates.REQUEST_CANCEL, CancelRequest("customer called", "dave", "c1"))
+    outcome = order_workflow_update(
+        order.workflow_id, Updates.REQUEST_CANCEL, CancelRequest("customer called", "dave", "c1")
+    )
     assert outcome.accepted and outcome.workflow_status == "cancelled"
     res = result(order)
     assert res.status == "cancelled"
@@ -254,15 +263,21 @@ def test_cancel_while_dispatch_in_flight_is_refused_and_recorded(system):
     fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=1)  # dispatch retries once
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     signal(order, Signals.COMPLETE_MANUAL_REVIEW)
-    wait_until(lambda: order.__class__.objects.filter(pk=order.pk, shipment__isnull=False).exists()
-               and not CarrierLedgerEntry.objects.filter(order_ref=order.order_id).exists(),
-               what="dispatch to be under way")
+    wait_until(
+        lambda: (
+            order.__class__.objects.filter(pk=order.pk, shipment__isnull=False).exists()
+            and not CarrierLedgerEntry.objects.filter(order_ref=order.order_id).exists()
+        ),
+        what="dispatch to be under way",
+    )
     signal(order, Signals.CANCEL_ORDER, CancelRequest("stop it", "frank"))
     assert result(order).status == "completed"
     status = workflow_status(order.workflow_id)
     refused = signals_named(status, "CancelRefused")
     assert refused and refused[0]["code"] == RefusalCode.CANCEL_TOO_LATE
-    assert OrderEvent.objects.filter(order=order, type="signal_refused", details__code=RefusalCode.CANCEL_TOO_LATE).exists()
+    assert OrderEvent.objects.filter(
+        order=order, type="signal_refused", details__code=RefusalCode.CANCEL_TOO_LATE
+    ).exists()
     assert refunds(order.order_id) == 0
 
 
@@ -287,8 +302,13 @@ def test_a_workflow_task_retried_with_one_more_signal_writes_each_event_once(sys
         # Hold the order's row: the projection writes of the cancel's workflow task wait here.
         Order.objects.select_for_update().get(pk=order.pk)
         signal(order, Signals.CANCEL_ORDER, CancelRequest("stop", "ivy", "cancel-1"))
-        wait_until(lambda: any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
-                               for e in history_events(order.workflow_id)[-2:]), what="the cancel's workflow task")
+        wait_until(
+            lambda: any(
+                e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+                for e in history_events(order.workflow_id)[-2:]
+            ),
+            what="the cancel's workflow task",
+        )
         signal(order, Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision("approve", "ann", "", "approve-1"))
     assert result(order).status == "cancelled"
     failed = [e for e in history_events(order.workflow_id) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
@@ -343,11 +363,17 @@ def fail_dispatch_until_reported(order: Order) -> None:
     fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=3)  # all 3 attempts
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     signal(order, Signals.COMPLETE_MANUAL_REVIEW)
-    wait_until(lambda: workflow_status(order.workflow_id)["awaiting_shipping_retry"], timeout=30,
-               what="the dispatch failure to reach the parent")
+    wait_until(
+        lambda: workflow_status(order.workflow_id)["awaiting_shipping_retry"],
+        timeout=30,
+        what="the dispatch failure to reach the parent",
+    )
     # The workflow's state moves first; its projection follows (a local activity's write).
-    wait_until(lambda: Order.objects.filter(pk=order.pk, dispatch_failures__gte=1).exists(), timeout=30,
-               what="the dispatch failure to reach Postgres")
+    wait_until(
+        lambda: Order.objects.filter(pk=order.pk, dispatch_failures__gte=1).exists(),
+        timeout=30,
+        what="the dispatch failure to reach Postgres",
+    )
 
 
 def test_dispatch_failure_notifies_parent_and_retry_ships(system):
@@ -370,8 +396,10 @@ def test_retry_shipping_signal_is_refused_when_nothing_failed(system):
     order = make_order()
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     signal(order, Signals.RETRY_SHIPPING)
-    wait_until(lambda: signals_named(workflow_status(order.workflow_id), Signals.RETRY_SHIPPING),
-               what="the retry signal to be recorded")
+    wait_until(
+        lambda: signals_named(workflow_status(order.workflow_id), Signals.RETRY_SHIPPING),
+        what="the retry signal to be recorded",
+    )
     entry = signals_named(workflow_status(order.workflow_id), Signals.RETRY_SHIPPING)[0]
     assert (entry["outcome"], entry["code"]) == ("refused", RefusalCode.NOT_DISPATCH_FAILED)
 
@@ -410,8 +438,10 @@ def test_bad_address_is_refused_and_recorded_and_old_address_stays(system, bad_a
     order = make_order()
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     signal(order, Signals.UPDATE_ADDRESS, bad_address)
-    wait_until(lambda: signals_named(workflow_status(order.workflow_id), Signals.UPDATE_ADDRESS),
-               what="the address signal to be recorded")
+    wait_until(
+        lambda: signals_named(workflow_status(order.workflow_id), Signals.UPDATE_ADDRESS),
+        what="the address signal to be recorded",
+    )
     status = workflow_status(order.workflow_id)
     entry = signals_named(status, Signals.UPDATE_ADDRESS)[0]
     assert (entry["outcome"], entry["code"], entry["message"]) == ("refused", RefusalCode.ADDRESS_INVALID, message)
@@ -419,8 +449,10 @@ def test_bad_address_is_refused_and_recorded_and_old_address_stays(system, bad_a
     with pytest.raises(ActionRefused) as refused:
         order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange(bad_address, "staff"))
     assert (refused.value.code, refused.value.message) == (RefusalCode.ADDRESS_INVALID, message)
-    wait_until(lambda: OrderEvent.objects.filter(order=order, type="signal_refused").exists(),
-               what="the refusal to be projected")
+    wait_until(
+        lambda: OrderEvent.objects.filter(order=order, type="signal_refused").exists(),
+        what="the refusal to be projected",
+    )
     assert OrderEvent.objects.get(order=order, type="signal_refused").message == message
     order.refresh_from_db()
     assert order.address == "1 Test Way, Springfield"
@@ -429,12 +461,16 @@ def test_bad_address_is_refused_and_recorded_and_old_address_stays(system, bad_a
 def test_address_update_before_review_and_during_shipping_reaches_the_carrier(system):
     order = make_order()
     wait_for_state(order.workflow_id, "awaiting_manual_review")
-    first = order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange("2 New Rd", "staff", "addr-1"))
+    first = order_workflow_update(
+        order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange("2 New Rd", "staff", "addr-1")
+    )
     assert first.accepted
     order.refresh_from_db()
     assert order.address == "2 New Rd"
     fail_dispatch_until_reported(order)  # now shipping, child waiting for a retry
-    second = order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange("3 Final Ave", "staff", "addr-2"))
+    second = order_workflow_update(
+        order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange("3 Final Ave", "staff", "addr-2")
+    )
     assert second.accepted
     order_workflow_update(order.workflow_id, Updates.RETRY_SHIPPING, ShippingRetryRequest("staff"))
     assert result(order).status == "completed"
@@ -449,7 +485,9 @@ def test_invalid_address_at_start_fails_validation(system):
     async def start(client):
         from temporal_app.workflows import OrderWorkflow
 
-        h = await client.start_workflow(OrderWorkflow.run, args=[order_id, "  "], id=order_id.lower(), task_queue="order-tq")
+        h = await client.start_workflow(
+            OrderWorkflow.run, args=[order_id, "  "], id=order_id.lower(), task_queue="order-tq"
+        )
         return await h.result()
 
     res = temporal(start, timeout=60)
@@ -472,7 +510,11 @@ def test_cancel_pending_when_payment_is_declined_reports_the_real_ending(system)
     except ActionRefused as refused:  # the order had already failed when the update arrived
         assert refused.code in {RefusalCode.ALREADY_FINISHED, RefusalCode.WORKFLOW_CLOSED}
     else:
-        assert (outcome.accepted, outcome.workflow_status, outcome.code) == (False, "failed", RefusalCode.ALREADY_FINISHED)
+        assert (outcome.accepted, outcome.workflow_status, outcome.code) == (
+            False,
+            "failed",
+            RefusalCode.ALREADY_FINISHED,
+        )
     assert result(order).status == "failed"
     assert charges(order.order_id) == 0
 
@@ -504,8 +546,10 @@ def test_payment_that_gives_up_after_the_gateway_charged_is_refunded(system):
             from temporal_app.workflows import OrderWorkflow
 
             h = await client.start_workflow(
-                OrderWorkflow.run, args=[order_id, "7 Gateway St", OrderOptions(amount="30.00", payment_attempts=2)],
-                id=order_id.lower(), task_queue="order-tq",
+                OrderWorkflow.run,
+                args=[order_id, "7 Gateway St", OrderOptions(amount="30.00", payment_attempts=2)],
+                id=order_id.lower(),
+                task_queue="order-tq",
             )
             await h.signal(OrderWorkflow.complete_manual_review)
             return await h.result()
@@ -513,8 +557,9 @@ def test_payment_that_gives_up_after_the_gateway_charged_is_refunded(system):
         res = temporal(story, timeout=90)
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER test_block_charge_record ON orderweb_orderevent;"
-                           "DROP FUNCTION test_block_charge_record();")
+            cursor.execute(
+                "DROP TRIGGER test_block_charge_record ON orderweb_orderevent;DROP FUNCTION test_block_charge_record();"
+            )
     assert res.status == "failed"
     assert res.reason.startswith("payment could not be processed:")
     assert res.reason.endswith("(payment refunded)")
@@ -531,9 +576,12 @@ def test_cancel_during_a_dispatch_that_then_fails_cancels_and_refunds(system):
     fault_plan(target="carrier_dispatched", order_ref=order.order_id, times=100)
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     signal(order, Signals.COMPLETE_MANUAL_REVIEW)
-    wait_until(lambda: Order.objects.filter(pk=order.pk, shipment__isnull=False).exists(),
-               what="dispatch to be under way")
-    outcome = order_workflow_update(order.workflow_id, Updates.REQUEST_CANCEL, CancelRequest("no stock", "judy", "c-mid"))
+    wait_until(
+        lambda: Order.objects.filter(pk=order.pk, shipment__isnull=False).exists(), what="dispatch to be under way"
+    )
+    outcome = order_workflow_update(
+        order.workflow_id, Updates.REQUEST_CANCEL, CancelRequest("no stock", "judy", "c-mid")
+    )
     assert (outcome.accepted, outcome.workflow_status) == (True, "cancelled")
     res = result(order)
     assert (res.status, res.reason) == ("cancelled", "no stock (payment refunded)")
@@ -562,8 +610,9 @@ def test_reusing_a_finished_orders_workflow_id_runs_nothing_twice(system):
     async def start_again(client):
         from temporal_app.workflows import OrderWorkflow
 
-        h = await client.start_workflow(OrderWorkflow.run, args=[order.order_id, "1 Test Way"],
-                                        id=order.workflow_id, task_queue="order-tq")
+        h = await client.start_workflow(
+            OrderWorkflow.run, args=[order.order_id, "1 Test Way"], id=order.workflow_id, task_queue="order-tq"
+        )
         return await h.result()
 
     second = temporal(start_again, timeout=60)
@@ -582,12 +631,19 @@ def test_a_second_workflow_cannot_take_an_existing_order(system):
     async def hijack(client):
         from temporal_app.workflows import OrderWorkflow
 
-        h = await client.start_workflow(OrderWorkflow.run, args=[order.order_id, "Elsewhere 1"],
-                                        id=f"{order.workflow_id}-other", task_queue="order-tq")
+        h = await client.start_workflow(
+            OrderWorkflow.run,
+            args=[order.order_id, "Elsewhere 1"],
+            id=f"{order.workflow_id}-other",
+            task_queue="order-tq",
+        )
         return await h.result()
 
     other = temporal(hijack, timeout=60)
-    assert (other.status, other.reason) == ("failed", f"Order {order.order_id} belongs to workflow {order.workflow_id}.")
+    assert (other.status, other.reason) == (
+        "failed",
+        f"Order {order.order_id} belongs to workflow {order.workflow_id}.",
+    )
     assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
 
 
@@ -603,13 +659,16 @@ def test_an_outside_clients_start_with_an_id_in_another_case_is_refused_naming_t
     async def start(client):
         from temporal_app.workflows import OrderWorkflow
 
-        h = await client.start_workflow(OrderWorkflow.run, args=[other_id, "Elsewhere 1"],
-                                        id=f"{order.workflow_id}-lower", task_queue="order-tq")
+        h = await client.start_workflow(
+            OrderWorkflow.run, args=[other_id, "Elsewhere 1"], id=f"{order.workflow_id}-lower", task_queue="order-tq"
+        )
         return await h.result()
 
     other = temporal(start, timeout=60)
-    assert (other.status, other.reason) == ("failed", ORDER_ID_TAKEN.format(
-        order_id=other_id, existing=order.order_id, workflow_id=order.workflow_id))
+    assert (other.status, other.reason) == (
+        "failed",
+        ORDER_ID_TAKEN.format(order_id=other_id, existing=order.order_id, workflow_id=order.workflow_id),
+    )
     assert list(Order.objects.filter(order_id__iexact=other_id).values_list("order_id", flat=True)) == [order.order_id]
     assert workflow_status(order.workflow_id)["workflow_status"] == "awaiting_manual_review"
 
@@ -625,8 +684,9 @@ def test_unstorable_input_from_an_outside_client_fails_validation_clearly(system
     async def start(client):
         from temporal_app.workflows import OrderWorkflow
 
-        h = await client.start_workflow(OrderWorkflow.run, args=[order_id, "1 Input Rd", options],
-                                        id=order_id.lower(), task_queue="order-tq")
+        h = await client.start_workflow(
+            OrderWorkflow.run, args=[order_id, "1 Input Rd", options], id=order_id.lower(), task_queue="order-tq"
+        )
         return await h.result()
 
     res = temporal(start, timeout=60)
@@ -648,8 +708,9 @@ def status_upserts(workflow_id: str) -> list[dict[str, str]]:
     for event in history_events(workflow_id):
         if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
             fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
-            upserts.append({name: payload.data.decode() for name, payload in fields.items()
-                            if name != "TemporalChangeVersion"})
+            upserts.append(
+                {name: payload.data.decode() for name, payload in fields.items() if name != "TemporalChangeVersion"}
+            )
     return [u for u in upserts if u]
 
 
@@ -663,7 +724,10 @@ def test_search_attributes_are_published_where_an_order_can_rest(system):
     signal(order, Signals.COMPLETE_MANUAL_REVIEW)
     assert result(order).status == "completed"
     assert [u["OrderStatus"] for u in status_upserts(order.workflow_id)] == [
-        '"awaiting_manual_review"', '"processing_payment"', '"shipping"', '"completed"',
+        '"awaiting_manual_review"',
+        '"processing_payment"',
+        '"shipping"',
+        '"completed"',
     ]
 
 
@@ -676,8 +740,9 @@ def test_an_outside_clients_start_gets_both_search_attributes(system):
     async def start(client):
         from temporal_app.workflows import OrderWorkflow
 
-        await client.start_workflow(OrderWorkflow.run, args=[order_id, "1 Seed Street, City"],
-                                    id=order_id.lower(), task_queue="order-tq")
+        await client.start_workflow(
+            OrderWorkflow.run, args=[order_id, "1 Seed Street, City"], id=order_id.lower(), task_queue="order-tq"
+        )
 
     temporal(start)
     wait_for_state(order_id.lower(), "awaiting_manual_review")
@@ -698,8 +763,11 @@ def test_reason_codes_reach_the_order_and_the_review_task(system):
     reports and filters; the note or reason stays the words people read."""
     rejected = make_order()
     wait_for_state(rejected.workflow_id, "awaiting_manual_review")
-    signal(rejected, Signals.COMPLETE_MANUAL_REVIEW,
-           ReviewDecision("reject", "bob", "card used in three countries", reason_code="suspected_fraud"))
+    signal(
+        rejected,
+        Signals.COMPLETE_MANUAL_REVIEW,
+        ReviewDecision("reject", "bob", "card used in three countries", reason_code="suspected_fraud"),
+    )
     assert result(rejected).status == "cancelled"
     rejected.refresh_from_db()
     task = ReviewTask.objects.get(order=rejected)
@@ -707,7 +775,13 @@ def test_reason_codes_reach_the_order_and_the_review_task(system):
 
     cancelled = make_order()
     wait_for_state(cancelled.workflow_id, "awaiting_manual_review")
-    order_workflow_update(cancelled.workflow_id, Updates.REQUEST_CANCEL,
-                          CancelRequest("customer changed their mind", "staff", "c-code", "customer_request"))
+    order_workflow_update(
+        cancelled.workflow_id,
+        Updates.REQUEST_CANCEL,
+        CancelRequest("customer changed their mind", "staff", "c-code", "customer_request"),
+    )
     cancelled.refresh_from_db()
-    assert (cancelled.cancel_reason, cancelled.cancel_reason_code) == ("customer changed their mind", "customer_request")
+    assert (cancelled.cancel_reason, cancelled.cancel_reason_code) == (
+        "customer changed their mind",
+        "customer_request",
+    )

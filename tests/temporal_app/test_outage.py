@@ -35,8 +35,8 @@ def test_order_saved_during_an_outage_is_started_later(system):
 
 
 def test_starting_an_existing_workflow_again_is_harmless(system):
-    from temporal_app.client import start_order_workflow_async
     from orderweb.services import order_workflow_options
+    from temporal_app.client import start_order_workflow_async
 
     order = order_create(order_id=new_order_id(), address="6 Twice Ave")
     wait_for_state(order.workflow_id, "awaiting_manual_review")
@@ -120,8 +120,9 @@ def test_orders_the_old_reconciler_flagged_gone_are_started_and_their_flag_clear
     assert WORKFLOW_GONE.startswith(STRANDED_FLAG_PREFIX)
     stranded = save_during_outage(2, "STRANDED")
     for order in stranded:
-        order_flag_attention(order=order, problem=WORKFLOW_GONE_PROBLEM,
-                             reason=WORKFLOW_GONE.format(workflow_id=order.workflow_id))
+        order_flag_attention(
+            order=order, problem=WORKFLOW_GONE_PROBLEM, reason=WORKFLOW_GONE.format(workflow_id=order.workflow_id)
+        )
     assert orphaned_orders_started(older_than_seconds=0) == 2
     for order in stranded:
         wait_for_state(order.workflow_id, "awaiting_manual_review")

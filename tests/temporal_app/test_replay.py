@@ -38,22 +38,30 @@ def replay(path: Path, workflows: list, keys: list[bytes] = ()) -> None:
     # defined here), and cryptography's native module cannot be imported twice.
     from temporal_app.codec import data_converter
 
-    replayer = Replayer(workflows=workflows, workflow_runner=SandboxedWorkflowRunner(),
-                        data_converter=data_converter(keys))
+    replayer = Replayer(
+        workflows=workflows, workflow_runner=SandboxedWorkflowRunner(), data_converter=data_converter(keys)
+    )
     asyncio.run(replayer.replay_workflow(load(path)))
 
 
 REFERENCE_SCENARIOS = {
-    "happy_path", "cancel_after_payment", "dispatch_failure", "temporal_cancel", "refused_start",
-    "malformed_messages", "shipping_terminated",
+    "happy_path",
+    "cancel_after_payment",
+    "dispatch_failure",
+    "temporal_cancel",
+    "refused_start",
+    "malformed_messages",
+    "shipping_terminated",
     # The review team (issue 20): escalation, four eyes, the timeout approving as policy.
-    "escalation", "four_eyes", "policy_timeout",
+    "escalation",
+    "four_eyes",
+    "policy_timeout",
 }
 
 
 def test_the_reference_scenarios_are_saved():
     names = {path.name.split(".")[0] for path in HISTORIES}
-    assert REFERENCE_SCENARIOS <= names
+    assert names >= REFERENCE_SCENARIOS
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.name for p in HISTORIES])
@@ -117,6 +125,7 @@ def test_a_patched_change_replays_the_old_histories(path):
 
 
 # -- with payload encryption on (temporal_app/codec.py) --------------------------------------
+
 
 def _encrypted_copy(path: Path, keys: list[bytes], tmp_path: Path) -> Path:
     """The saved history as encrypting clients and workers would have left it in Temporal."""

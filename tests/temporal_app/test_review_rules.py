@@ -75,8 +75,11 @@ def escalation(settings):
 def test_an_undecided_review_escalates_once_then_expires(system, escalation):
     # Escalated after 3 s; the rest of the timeout (7 s) leaves a loaded machine time to escalate.
     order = make_order(review_timeout_seconds=10)
-    task = wait_until(lambda: ReviewTask.objects.filter(order=order, escalated_at__isnull=False).first(),
-                      timeout=30, what="the escalation")
+    task = wait_until(
+        lambda: ReviewTask.objects.filter(order=order, escalated_at__isnull=False).first(),
+        timeout=30,
+        what="the escalation",
+    )
     assert task.status == ReviewTask.Status.OPEN  # escalated before it expired
     escalated = OrderEvent.objects.get(order=order, type=OrderEvent.Type.REVIEW_ESCALATED)
     assert escalated.details["told"] == ["leads@example.com", "night-lead@example.com"]
@@ -121,9 +124,14 @@ def test_a_decision_before_the_escalation_cancels_it(system, escalation):
 def test_an_address_change_does_not_reset_the_escalation(system, escalation):
     order = make_order(review_timeout_seconds=12)
     wait_for_state(order.workflow_id, "awaiting_manual_review")
-    order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange("3 Moved Road\nSpringfield", "staff"))
-    wait_until(lambda: ReviewTask.objects.filter(order=order, escalated_at__isnull=False).exists(), timeout=30,
-               what="the escalation")
+    order_workflow_update(
+        order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange("3 Moved Road\nSpringfield", "staff")
+    )
+    wait_until(
+        lambda: ReviewTask.objects.filter(order=order, escalated_at__isnull=False).exists(),
+        timeout=30,
+        what="the escalation",
+    )
     names = event_names(order.workflow_id)
     escalated = names.index("ACTIVITY_TASK_SCHEDULED:review_escalated")
     # The address change was taken while the escalation's timer ran: the timer was neither
@@ -170,8 +178,9 @@ def test_four_eyes_needs_two_different_people(system, four_eyes):
     task = ReviewTask.objects.get(order=order)
     assert (task.approvals_required, task.four_eyes_rule) == (2, "amount 150.00 ≥ REVIEW_FOUR_EYES_AMOUNT 100.00")
 
-    first = order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW,
-                                  ReviewDecision("approve", "alice", "looks fine", "fe-1"))
+    first = order_workflow_update(
+        order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "alice", "looks fine", "fe-1")
+    )
     assert first.accepted and first.code == FIRST_OF_TWO_APPROVALS
     assert first.message == "Approved, 1 of 2: waiting for a second reviewer."
     task.refresh_from_db()  # answered once projected
@@ -183,14 +192,18 @@ def test_four_eyes_needs_two_different_people(system, four_eyes):
     assert status["workflow_status"] == "awaiting_manual_review"
     assert [a["reviewer"] for a in status["review_approvals"]] == ["alice"]
 
-    second = order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "bob", "", "fe-3"))
+    second = order_workflow_update(
+        order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "bob", "", "fe-3")
+    )
     assert second.accepted and not second.code
     assert result(order).status == "completed"
     task.refresh_from_db()
     assert (task.status, task.first_approval_by, task.decided_by_name) == ("approved", "alice", "bob")
     approved = OrderEvent.objects.get(order=order, type=OrderEvent.Type.REVIEW_APPROVED)
     assert [a["reviewer"] for a in approved.details["approvals"]] == ["alice", "bob"]
-    assert OrderEvent.objects.filter(order=order, type=OrderEvent.Type.REVIEW_PARTLY_APPROVED, actor="alice").count() == 1
+    assert (
+        OrderEvent.objects.filter(order=order, type=OrderEvent.Type.REVIEW_PARTLY_APPROVED, actor="alice").count() == 1
+    )
     assert GatewayLedgerEntry.objects.filter(order_ref=order.order_id, kind="charge").count() == 1
 
 
@@ -214,11 +227,14 @@ def test_an_approval_held_before_review_becomes_the_first_of_two(system, four_ey
     """An approval that reaches the workflow before the order is validated is held; when the
     rules say four eyes, it counts as the first approval, and its Update is answered so."""
     order = make_order("500.00")
-    first = order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW,
-                                  ReviewDecision("approve", "early-alice", "", "held-1"))
+    first = order_workflow_update(
+        order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "early-alice", "", "held-1")
+    )
     assert first.accepted and first.code == FIRST_OF_TWO_APPROVALS
-    wait_until(lambda: ReviewTask.objects.filter(order=order, first_approval_by="early-alice").exists(),
-               what="the first approval's projection")
+    wait_until(
+        lambda: ReviewTask.objects.filter(order=order, first_approval_by="early-alice").exists(),
+        what="the first approval's projection",
+    )
     order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "bob", "", "held-2"))
     assert result(order).status == "completed"
 
@@ -249,8 +265,13 @@ def test_two_peoples_approvals_held_before_review(system, four_eyes, amount, end
     refused as already decided. Either way, one answer says what happened to each."""
     order = make_order(amount)
     answers = _at_once(
-        lambda: order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "ann", "", "h-a")),
-        lambda: order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "ben", "", "h-b")))
+        lambda: order_workflow_update(
+            order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "ann", "", "h-a")
+        ),
+        lambda: order_workflow_update(
+            order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "ben", "", "h-b")
+        ),
+    )
     assert result(order).status == ending
     accepted = [a for a in answers if not isinstance(a, ActionRefused) and a.accepted]
     refused = [a.code if isinstance(a, ActionRefused) else a.code for a in answers if a not in accepted]

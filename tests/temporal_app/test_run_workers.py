@@ -26,8 +26,11 @@ def run_workers(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "manage.py", "run_workers", *args],
         # The settings' defaults apply (the sandbox setting is not inherited from this shell).
-        cwd=ROOT, env={**{k: v for k, v in os.environ.items() if k != "TEMPORAL_WORKFLOW_SANDBOX"}, "DEBUG": "1", **env},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if k != "TEMPORAL_WORKFLOW_SANDBOX"}, "DEBUG": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -77,9 +80,17 @@ def readyz(port: int) -> tuple[int, str]:
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_runs_one_queue_and_stops_gracefully(temporal_server, stop_signal):
     health_port = free_port()
-    proc = run_workers("--queue", "shipping-tq", "--threads", "4",
-                       env={"TEMPORAL_ADDRESS": temporal_server, "DATABASE_URL": database_url(),
-                            "WORKER_HEALTH_PORT": str(health_port)})
+    proc = run_workers(
+        "--queue",
+        "shipping-tq",
+        "--threads",
+        "4",
+        env={
+            "TEMPORAL_ADDRESS": temporal_server,
+            "DATABASE_URL": database_url(),
+            "WORKER_HEALTH_PORT": str(health_port),
+        },
+    )
     # Read on a thread: the pipe must not fill up, and a blocking readline must not outlive the
     # test's deadline.
     lines: queue.Queue[str] = queue.Queue()

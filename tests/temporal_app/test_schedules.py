@@ -51,9 +51,20 @@ def test_two_worker_processes_run_a_periodic_job_once_per_period(workers):
         # Both processes started; the schedule (created by whichever came first) runs the job.
         wait_until(lambda: len(RUNS) >= 3, timeout=60, what="three runs of the job")
         listed = subprocess.run(
-            [temporal_binary(), "schedule", "list", "--address", settings.TEMPORAL_ADDRESS,
-             "--namespace", settings.TEMPORAL_NAMESPACE],
-            capture_output=True, text=True, timeout=60, check=True).stdout
+            [
+                temporal_binary(),
+                "schedule",
+                "list",
+                "--address",
+                settings.TEMPORAL_ADDRESS,
+                "--namespace",
+                settings.TEMPORAL_NAMESPACE,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
         assert sid in listed
         temporal(lambda client: client.get_schedule_handle(sid).pause(note="test over"))
         wait_until(lambda: not schedule_description(sid).info.running_actions, what="the last run to end")
@@ -96,10 +107,15 @@ def test_every_registered_job_has_its_schedule_on_the_workers_server(workers):
         return {s.id async for s in await client.list_schedules()}
 
     wanted = {schedule_id(job) for job in periodic_jobs_for("order-tq")}
-    assert {SCHEDULE_PREFIX + name for name in (
-        "orderweb.activities.orphaned_orders_started", "orderweb.activities.webhooks_queued",
-        "orderweb.activities.api_idempotency_keys_expired", "reviews.activities.orders_reconciled",
-    )} <= wanted
+    assert {
+        SCHEDULE_PREFIX + name
+        for name in (
+            "orderweb.activities.orphaned_orders_started",
+            "orderweb.activities.webhooks_queued",
+            "orderweb.activities.api_idempotency_keys_expired",
+            "reviews.activities.orders_reconciled",
+        )
+    } <= wanted
     wait_until(lambda: wanted <= temporal(ids), what="the schedules to be listed")
     assert job_schedule(periodic_jobs_for("order-tq")[0]).policy.overlap.name == "SKIP"
 
@@ -112,8 +128,10 @@ def test_the_command_creates_or_updates_the_schedules_and_lists_them(workers):
     out = StringIO()
     call_command("periodic_schedules", stdout=out)
     lines = out.getvalue().splitlines()
-    assert f"{SCHEDULE_PREFIX}reviews.activities.orders_reconciled: every " \
-           f"{settings.RECONCILE_INTERVAL_SECONDS:g} s on order-tq (unchanged)" in lines
+    assert (
+        f"{SCHEDULE_PREFIX}reviews.activities.orders_reconciled: every "
+        f"{settings.RECONCILE_INTERVAL_SECONDS:g} s on order-tq (unchanged)" in lines
+    )
     assert len(lines) == len(periodic_jobs_for("order-tq")) + len(periodic_jobs_for("shipping-tq"))
 
 
@@ -123,8 +141,9 @@ def test_a_periodic_run_started_with_anything_but_a_job_name_is_refused_not_stuc
     import uuid
 
     async def run(client):
-        return await client.execute_workflow("PeriodicJobWorkflow", args=args, id=f"periodic-bad-{uuid.uuid4().hex[:8]}",
-                                             task_queue="order-tq")
+        return await client.execute_workflow(
+            "PeriodicJobWorkflow", args=args, id=f"periodic-bad-{uuid.uuid4().hex[:8]}", task_queue="order-tq"
+        )
 
     assert temporal(run) == "refused"
 
@@ -137,8 +156,12 @@ def test_a_schedule_left_behind_by_a_removed_job_fails_its_run_at_once(workers):
     from temporal_app.contracts import PeriodicRun
 
     async def run(client):
-        return await client.execute_workflow("PeriodicJobWorkflow", PeriodicRun("orderweb.gone.job"),
-                                             id=f"periodic-gone-{uuid.uuid4().hex[:8]}", task_queue="order-tq")
+        return await client.execute_workflow(
+            "PeriodicJobWorkflow",
+            PeriodicRun("orderweb.gone.job"),
+            id=f"periodic-gone-{uuid.uuid4().hex[:8]}",
+            task_queue="order-tq",
+        )
 
     with pytest.raises(WorkflowFailureError) as failed:
         temporal(run)
@@ -164,9 +187,14 @@ def test_a_job_longer_than_the_heartbeat_timeout_is_kept_alive_by_the_runner(wor
     periodic(seconds=3600)(slow_job)
     job = next(j for j in periodic_jobs_for("order-tq") if j.name.endswith(".slow_job"))
     try:
+
         async def run(client):
-            return await client.execute_workflow("PeriodicJobWorkflow", PeriodicRun(job.name),
-                                                 id=f"periodic-slow-{uuid.uuid4().hex[:8]}", task_queue="order-tq")
+            return await client.execute_workflow(
+                "PeriodicJobWorkflow",
+                PeriodicRun(job.name),
+                id=f"periodic-slow-{uuid.uuid4().hex[:8]}",
+                task_queue="order-tq",
+            )
 
         assert temporal(run, timeout=120) == "slow and done"
     finally:

@@ -15,10 +15,14 @@ from temporal_app.worker import REQUIRED_SEARCH_ATTRIBUTES, ensure_search_attrib
 def test_missing_search_attributes_are_registered(tmp_path):
     port = free_port()
     server = start_dev_server(
-        db_file=tmp_path / "t.db", port=port, ui_port=free_port(), headless=True,
+        db_file=tmp_path / "t.db",
+        port=port,
+        ui_port=free_port(),
+        headless=True,
         register_search_attributes=False,
     )
     try:
+
         async def scenario():
             client = await Client.connect(f"127.0.0.1:{port}")
             request = ListSearchAttributesRequest(namespace="default")

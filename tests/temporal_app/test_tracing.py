@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from django.db import connection
@@ -78,8 +78,9 @@ def tree(spans, by_id, root) -> list[str]:
 def test_one_trace_runs_from_the_reviewers_post_to_the_charges_sql(traced):
     exporter = traced
     reviewer = make_user("trace-reviewer", reviewer=True)
-    order = order_create(order_id=new_order_id("TRACE"), address="1 Trace Terrace",
-                         line_items=[LineItem("SKU-1", "Widget", 1, "5.00")])
+    order = order_create(
+        order_id=new_order_id("TRACE"), address="1 Trace Terrace", line_items=[LineItem("SKU-1", "Widget", 1, "5.00")]
+    )
     wait_for_state(order.workflow_id, "awaiting_manual_review")
     wait_until(lambda: ReviewTask.objects.filter(order=order, status="open").exists(), what="the open task")
     exporter.clear()
@@ -97,12 +98,16 @@ def test_one_trace_runs_from_the_reviewers_post_to_the_charges_sql(traced):
     names = [span.name for span in chain]
     # The parent chain, from the charge's SQL up to the reviewer's POST.
     assert names[1:] == [
-        "RunActivity:payment_charged", "StartActivity:payment_charged", "HandleUpdate:DecideReview",
-        "StartWorkflowUpdate:DecideReview", f"POST reviews/orders/<str:order_id>/decide/",
+        "RunActivity:payment_charged",
+        "StartActivity:payment_charged",
+        "HandleUpdate:DecideReview",
+        "StartWorkflowUpdate:DecideReview",
+        "POST reviews/orders/<str:order_id>/decide/",
     ], names
     post = chain[-1]
     assert post.parent is None and post.attributes["http.method"] == "POST"
     assert len({span.context.trace_id for span in chain}) == 1
+
     # The charge's other statements (the order's move, the gateway's ledger) are in it too, and
     # so are the web's own (the decision's audit row) under the POST.
     def statements_under(span) -> list[str]:
@@ -146,19 +151,28 @@ def test_spans_go_over_otlp_http_when_the_endpoint_is_set_and_nowhere_otherwise(
 
     root = Path(__file__).resolve().parents[2]
     port = free_port()
-    sink = subprocess.Popen([sys.executable, "-m", "devtools.otlp_sink", str(port)], cwd=root,
-                            stdout=subprocess.PIPE, text=True)
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "devtools.otlp_sink", str(port)], cwd=root, stdout=subprocess.PIPE, text=True
+    )
     try:
         wait_ready(PortReady("127.0.0.1", port), 30, sink)
-        probe = ("from django.db import connection; connection.cursor().execute('SELECT 1'); "
-                 "from temporal_app import tracing; tracing.flush(); "
-                 "print('tracing', tracing.enabled(), len(tracing.client_interceptors()))")
+        probe = (
+            "from django.db import connection; connection.cursor().execute('SELECT 1'); "
+            "from temporal_app import tracing; tracing.flush(); "
+            "print('tracing', tracing.enabled(), len(tracing.client_interceptors()))"
+        )
         base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         base.update(DEBUG="1", DATABASE_URL=database_url())
         runs = {}
         for name, extra in (("off", {}), ("on", {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"})):
-            done = subprocess.run([sys.executable, "manage.py", "shell", "-c", probe], cwd=root, env={**base, **extra},
-                                  capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [sys.executable, "manage.py", "shell", "-c", probe],
+                cwd=root,
+                env={**base, **extra},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 0, done.stderr
             runs[name] = done.stdout
         assert "tracing False 0" in runs["off"]

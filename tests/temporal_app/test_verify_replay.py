@@ -26,10 +26,12 @@ pytestmark = pytest.mark.temporal
 def _orders(system) -> tuple[str, str]:
     """One order parked in review (running) and one approved and completed (closed)."""
     reviewer = make_user("replay-reviewer", reviewer=True)
-    parked = order_create(order_id=new_order_id("PARKED"), address="1 Replay Road",
-                          line_items=[LineItem("SKU-1", "Widget", 1, "5.00")])
-    done = order_create(order_id=new_order_id("DONE"), address="2 Replay Road",
-                        line_items=[LineItem("SKU-1", "Widget", 1, "5.00")])
+    parked = order_create(
+        order_id=new_order_id("PARKED"), address="1 Replay Road", line_items=[LineItem("SKU-1", "Widget", 1, "5.00")]
+    )
+    done = order_create(
+        order_id=new_order_id("DONE"), address="2 Replay Road", line_items=[LineItem("SKU-1", "Widget", 1, "5.00")]
+    )
     wait_for_state(parked.workflow_id, "awaiting_manual_review")
     wait_for_state(done.workflow_id, "awaiting_manual_review")
     assert review_decide(order=done, user=reviewer, decision="approve").accepted
@@ -61,8 +63,11 @@ def test_passes_on_the_code_as_it_is_and_fails_on_an_incompatible_change(system,
     assert "FAILED" not in out
 
     # A copy of OrderWorkflow with a step inserted before the review, as the workers would run it.
-    monkeypatch.setattr(verify_replay, "replay_workflows",
-                        lambda: [StepBeforeReviewOrderWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow])
+    monkeypatch.setattr(
+        verify_replay,
+        "replay_workflows",
+        lambda: [StepBeforeReviewOrderWorkflow, ShippingWorkflow, WebhookDeliveryWorkflow],
+    )
     out, error = _run(*ids)
     (ARTIFACTS / "verify-replay-bad.txt").write_text(f"{out}CommandError: {error}\n")
     assert error is not None and error.returncode == 1, out

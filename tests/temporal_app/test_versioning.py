@@ -55,14 +55,26 @@ class Workers:
     def __init__(self, root: Path, address: str, log: Path) -> None:
         self.health = free_port()
         self.log = log
-        env = {**os.environ, "DEBUG": "1", "DATABASE_URL": database_url(), "TEMPORAL_ADDRESS": address,
-               "TEMPORAL_WORKER_VERSIONING": "1", "WORKER_HEALTH_PORT": str(self.health), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "DEBUG": "1",
+            "DATABASE_URL": database_url(),
+            "TEMPORAL_ADDRESS": address,
+            "TEMPORAL_WORKER_VERSIONING": "1",
+            "WORKER_HEALTH_PORT": str(self.health),
+            "PYTHONUNBUFFERED": "1",
+        }
         for name in ("TEMPORAL_BUILD_ID", "TEMPORAL_VERSION_CURRENT_ON_START", "TEMPORAL_WORKFLOW_SANDBOX"):
             env.pop(name, None)
         with open(log, "wb") as out:  # the child has its own copy of the file
-            self.process = subprocess.Popen([sys.executable, "manage.py", "run_workers", "--threads", "4"],
-                                            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "run_workers", "--threads", "4"],
+                cwd=root,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def wait_ready(self) -> None:
         wait_ready(HttpReady(f"http://127.0.0.1:{self.health}/readyz"), 90, self.process)
@@ -79,12 +91,19 @@ class Workers:
 def changed_copy(tmp: Path) -> Path:
     """This project with v2's workflow change: the package's OrderWorkflow is the patched copy."""
     copy = tmp / "v2"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "var", "test-artifacts", "staticfiles", "__pycache__", "node_modules", ".env"))
+    shutil.copytree(
+        ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "var", "test-artifacts", "staticfiles", "__pycache__", "node_modules", ".env"
+        ),
+    )
     workflows = copy / "temporal_app" / "workflows"
     shutil.copy(ROOT / "tests" / "temporal_app" / "changed_workflows.py", workflows / "rehearsal_v2.py")
     with open(workflows / "__init__.py", "a") as init:
-        init.write("\nfrom temporal_app.workflows.rehearsal_v2 import NoteAfterReviewOrderWorkflow as OrderWorkflow  # noqa\n")
+        init.write(
+            "\nfrom temporal_app.workflows.rehearsal_v2 import NoteAfterReviewOrderWorkflow as OrderWorkflow  # noqa\n"
+        )
     return copy
 
 
@@ -98,10 +117,14 @@ def status() -> dict:
 
 def task_builds(workflow_id: str) -> list[str]:
     """The build id of each completed workflow task of the workflow, in order."""
+
     async def read(client):
         history = await client.get_workflow_handle(workflow_id).fetch_history()
-        return [e.workflow_task_completed_event_attributes.deployment_version.build_id
-                for e in history.events if e.HasField("workflow_task_completed_event_attributes")]
+        return [
+            e.workflow_task_completed_event_attributes.deployment_version.build_id
+            for e in history.events
+            if e.HasField("workflow_task_completed_event_attributes")
+        ]
 
     return temporal(read)
 
@@ -118,14 +141,18 @@ def count(query: str) -> int:
 
 
 def create(prefix: str) -> Order:
-    return order_create(order_id=new_order_id(prefix), address="1 Rehearsal Road",
-                        line_items=[LineItem("SKU-1", "Widget", 1, "5.00")])
+    return order_create(
+        order_id=new_order_id(prefix), address="1 Rehearsal Road", line_items=[LineItem("SKU-1", "Widget", 1, "5.00")]
+    )
 
 
 def in_state(orders: list[Order], state: str, timeout: float = 60) -> None:
     pks = [order.pk for order in orders]
-    wait_until(lambda: Order.objects.filter(pk__in=pks, status=state).count() == len(pks),
-               timeout=timeout, what=f"{len(pks)} orders to be {state}")
+    wait_until(
+        lambda: Order.objects.filter(pk__in=pks, status=state).count() == len(pks),
+        timeout=timeout,
+        what=f"{len(pks)} orders to be {state}",
+    )
 
 
 def test_an_upgrade_rehearsed_orders_parked_on_v1_finish_on_v2_and_v1_drains(own_temporal, tmp_path):
@@ -147,8 +174,10 @@ def test_an_upgrade_rehearsed_orders_parked_on_v1_finish_on_v2_and_v1_drains(own
         assert v2_build != v1_build
         v2 = Workers(copy, own_temporal, tmp_path / "v2.log")
         v2.wait_ready()
-        wait_until(lambda: f"orderweb:{v2_build} polls; the current version is orderweb:{v1_build}" in v2.output(),
-                   what="v2 to register")
+        wait_until(
+            lambda: f"orderweb:{v2_build} polls; the current version is orderweb:{v1_build}" in v2.output(),
+            what="v2 to register",
+        )
         before = status()
         assert before["by_build"][v1_build]["state"] == "current"
         assert before["by_build"][v1_build]["open_orders"] == PARKED
@@ -158,18 +187,35 @@ def test_an_upgrade_rehearsed_orders_parked_on_v1_finish_on_v2_and_v1_drains(own
         # The runbook's check before the switch: v2's code replays the parked orders' histories.
         # (Only the orders': the periodic jobs' schedules start runs of their own meanwhile,
         # which come and go; they replay too, but are not what is counted here.)
-        check = subprocess.run([sys.executable, "manage.py", "verify_replay", "--no-progress",
-                                "--workflow-type", "OrderWorkflow"], cwd=copy,
-                               env={**os.environ, "DEBUG": "1", "DATABASE_URL": database_url(),
-                                    "TEMPORAL_ADDRESS": own_temporal},
-                               capture_output=True, text=True, timeout=120)
+        check = subprocess.run(
+            [sys.executable, "manage.py", "verify_replay", "--no-progress", "--workflow-type", "OrderWorkflow"],
+            cwd=copy,
+            env={**os.environ, "DEBUG": "1", "DATABASE_URL": database_url(), "TEMPORAL_ADDRESS": own_temporal},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert check.returncode == 0, check.stdout + check.stderr
         assert f"Replayed {PARKED} histories ({PARKED} running, 0 closed)" in check.stdout, check.stdout
 
         switch = subprocess.run(
-            [temporal_binary(), "worker", "deployment", "set-current-version", "--address", own_temporal,
-             "--deployment-name", "orderweb", "--build-id", v2_build, "--yes"],
-            capture_output=True, text=True, timeout=60)
+            [
+                temporal_binary(),
+                "worker",
+                "deployment",
+                "set-current-version",
+                "--address",
+                own_temporal,
+                "--deployment-name",
+                "orderweb",
+                "--build-id",
+                v2_build,
+                "--yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         switched_at = time.monotonic()
         assert switch.returncode == 0, switch.stdout + switch.stderr
         assert status()["by_build"][v2_build]["state"] == "current"

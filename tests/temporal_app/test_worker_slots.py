@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from temporal_app.contracts import Activities, ORDER_TASK_QUEUE, SHIPPING_TASK_QUEUE, WEBHOOK_TASK_QUEUE
+from temporal_app.contracts import ORDER_TASK_QUEUE, SHIPPING_TASK_QUEUE, WEBHOOK_TASK_QUEUE, Activities
 from temporal_app.worker import QUEUES, build_workers, slot_plan
 from tests.helpers import temporal
 
@@ -45,10 +45,12 @@ def test_no_worker_has_more_slots_than_threads(temporal_server):
             slots = config["max_concurrent_activities"] + config["max_concurrent_local_activities"]
             assert slots <= config["activity_executor"]._max_workers, queue
         assert sum(configs[q]["activity_executor"]._max_workers for q in (ORDER_TASK_QUEUE, SHIPPING_TASK_QUEUE)) == 8
+
         # Webhooks are sent by the webhook worker only (order-tq keeps the two activities for
         # deliveries started there before the move: orderweb/activities.py).
         def names(queue):
             return {fn.__temporal_activity_definition.name for fn in configs[queue]["activities"]}
+
         assert Activities.WEBHOOK_DELIVERED in names(WEBHOOK_TASK_QUEUE)
         assert Activities.WEBHOOK_DELIVERED not in names(SHIPPING_TASK_QUEUE)
     finally:

@@ -25,9 +25,11 @@ def test_the_workflows_package_names_its_workflows_and_keys():
     from temporal_app.workflows.record import ORDER_STATUS_KEY
 
     assert {name: getattr(workflows, name).__module__ for name in workflows.__all__ if name.endswith("Workflow")} == {
-        "OrderWorkflow": "temporal_app.workflows.order", "ShippingWorkflow": "temporal_app.workflows.shipping",
+        "OrderWorkflow": "temporal_app.workflows.order",
+        "ShippingWorkflow": "temporal_app.workflows.shipping",
         "WebhookDeliveryWorkflow": "temporal_app.workflows.webhook",
-        "PeriodicJobWorkflow": "temporal_app.workflows.periodic"}
+        "PeriodicJobWorkflow": "temporal_app.workflows.periodic",
+    }
     assert workflows.ORDER_STATUS_KEY is ORDER_STATUS_KEY
     with pytest.raises(AttributeError):
         workflows.NoSuchWorkflow  # noqa: B018
@@ -54,8 +56,11 @@ def test_payload_dataclasses_carry_real_types_not_strings():
     from temporal_app import contracts
 
     # The contracts' parts (contracts_names.py, contracts_payloads.py, ...), which contracts.py re-exports.
-    classes = [c for c in vars(contracts).values()
-               if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__.startswith(contracts.__name__)]
+    classes = [
+        c
+        for c in vars(contracts).values()
+        if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__.startswith(contracts.__name__)
+    ]
     assert len(classes) >= 10
     stringly = [f"{c.__name__}.{f.name}" for c in classes for f in dataclasses.fields(c) if isinstance(f.type, str)]
     assert stringly == []
@@ -65,9 +70,19 @@ def test_payload_dataclasses_carry_real_types_not_strings():
 # I/O, threads or the workflow API (temporalio's sandbox checks none of a passed-through module's
 # code), and nothing that keeps state between workflow runs.
 PURE_IMPORTS = {
-    "__future__", "collections.abc", "dataclasses", "decimal", "enum", "ipaddress", "math", "re", "typing",
+    "__future__",
+    "collections.abc",
+    "dataclasses",
+    "decimal",
+    "enum",
+    "ipaddress",
+    "math",
+    "re",
+    "typing",
     "unicodedata",
-    "temporalio.common", "temporalio.converter", "temporalio.exceptions",
+    "temporalio.common",
+    "temporalio.converter",
+    "temporalio.exceptions",
 }
 PURE_FROM_DATETIME = {"timedelta"}  # not datetime.now, date.today
 
@@ -101,8 +116,9 @@ def test_the_modules_the_sandbox_passes_through_are_pure():
     from temporal_app.worker import SANDBOX_PASSTHROUGH_MODULES
 
     assert "temporal_app.workflows.order" not in SANDBOX_PASSTHROUGH_MODULES
-    wrong = {module: _impure_imports(module, set(SANDBOX_PASSTHROUGH_MODULES))
-             for module in SANDBOX_PASSTHROUGH_MODULES}
+    wrong = {
+        module: _impure_imports(module, set(SANDBOX_PASSTHROUGH_MODULES)) for module in SANDBOX_PASSTHROUGH_MODULES
+    }
     assert {module: found for module, found in wrong.items() if found} == {}
 
 

@@ -65,7 +65,8 @@ _SEED_TASKS = """
 INSERT INTO reviews_reviewtask (order_id, status, due_at, decided_by_name, decided_at, note, created_at, reason_code,
     risk_level, approvals_required, first_approval_by, first_approval_note, four_eyes_rule, timeout_action,
     claimed_by_id, claimed_at, escalated_at)
-SELECT id, status, decided + interval '24 hours', CASE WHEN status IN ('approved', 'rejected') THEN reviewer ELSE '' END,
+SELECT id, status, decided + interval '24 hours',
+       CASE WHEN status IN ('approved', 'rejected') THEN reviewer ELSE '' END,
        decided, '', decided - took, CASE WHEN status = 'rejected' THEN 'suspected_fraud' ELSE '' END, 'medium', 1, '',
        '', '', 'expire',
        CASE WHEN status = 'expired' AND k %% 2 = 0 THEN %(claimer)s END,
@@ -119,8 +120,9 @@ class Command(BaseCommand):
         try:
             call_command("migrate", verbosity=0)
             seeded = self._seed(orders)
-            self.stdout.write(f"seeded {orders:,} decided orders ({seeded['labels']:,} labels) "
-                              f"in {seeded['seconds']:.1f} s")
+            self.stdout.write(
+                f"seeded {orders:,} decided orders ({seeded['labels']:,} labels) in {seeded['seconds']:.1f} s"
+            )
             self._measure(runs, explain)
         finally:
             connection.close()
@@ -142,7 +144,9 @@ class Command(BaseCommand):
         claimer.groups.add(group)
         self.lead = User.objects.create(username="bench-lead")
         self.lead.groups.add(group)
-        self.lead.user_permissions.add(Permission.objects.get(codename="lead_review", content_type__app_label="reviews"))
+        self.lead.user_permissions.add(
+            Permission.objects.get(codename="lead_review", content_type__app_label="reviews")
+        )
         with connection.cursor() as cursor:
             cursor.execute(_SEED_ORDERS, {"n": n})
             cursor.execute(_SEED_TASKS, {"claimer": claimer.pk, "reviewers": REVIEWERS})
@@ -179,8 +183,8 @@ class Command(BaseCommand):
         return _median(walls), _median(cpus), (_median(pg) if pg else None)
 
     def _measure(self, runs: int, explain: bool) -> None:
-        from reviews.metrics import review_decision_metrics
         from orderweb.metrics import label_metrics
+        from reviews.metrics import review_decision_metrics
 
         today = timezone.now().date()
         with connection.cursor() as cursor:
@@ -204,20 +208,36 @@ class Command(BaseCommand):
             return len(ctx.captured_queries)
 
         cases = [
-            ("review_insights, last 30 days", lambda: review_insights(since=today - timedelta(days=29), until=today), None),
-            ("review_insights, all 90 days", lambda: review_insights(since=today - timedelta(days=90), until=today), None),
+            (
+                "review_insights, last 30 days",
+                lambda: review_insights(since=today - timedelta(days=29), until=today),
+                None,
+            ),
+            (
+                "review_insights, all 90 days",
+                lambda: review_insights(since=today - timedelta(days=90), until=today),
+                None,
+            ),
             ("GET /reviews/insights/ (30 days)", page, page),
-            ("GET /reviews/insights/?format=csv (30 days)", lambda: page({"format": "csv"}),
-             lambda: page({"format": "csv"})),
-            ("GET /reviews/insights/ (90 days)", lambda: page({"since": str(today - timedelta(days=90))}),
-             lambda: page({"since": str(today - timedelta(days=90))})),
+            (
+                "GET /reviews/insights/?format=csv (30 days)",
+                lambda: page({"format": "csv"}),
+                lambda: page({"format": "csv"}),
+            ),
+            (
+                "GET /reviews/insights/ (90 days)",
+                lambda: page({"since": str(today - timedelta(days=90))}),
+                lambda: page({"since": str(today - timedelta(days=90))}),
+            ),
             ("metrics: decisions by outcome", lambda: list(review_decision_metrics()), None),
             ("metrics: labels by kind", lambda: list(label_metrics()), None),
         ]
         first = review_insights(since=today - timedelta(days=90), until=today)
-        self.stdout.write(f"in the 90 days: {first.team.decisions:,} decisions, {first.team.expiries:,} timed out, "
-                          f"{len(first.reviewers)} reviewers, {first.team.approvals_labelled_bad} approvals labelled "
-                          f"bad, {first.team.rejections_labelled_genuine} rejections labelled genuine")
+        self.stdout.write(
+            f"in the 90 days: {first.team.decisions:,} decisions, {first.team.expiries:,} timed out, "
+            f"{len(first.reviewers)} reviewers, {first.team.approvals_labelled_bad} approvals labelled "
+            f"bad, {first.team.rejections_labelled_genuine} rejections labelled genuine"
+        )
         self.stdout.write(f"{'case':<48} {'median ms':>10} {'CPU ms':>8} {'PG CPU ms':>10} {'queries':>8}")
         for label, fn, counted in cases:
             wall, cpu, pg = self._time(fn, runs)
@@ -229,6 +249,8 @@ class Command(BaseCommand):
             sql = _SQL.format(tasks=ReviewTask._meta.db_table, users='"auth_user"', labels=OrderLabel._meta.db_table)
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('work_mem', '64MB', true), set_config('jit', 'off', true)")
-                cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, {
-                    "policy": POLICY_ACTOR, "since": start, "until": timezone.now(), "sla": sla_seconds()})
+                cursor.execute(
+                    "EXPLAIN (ANALYZE, BUFFERS) " + sql,
+                    {"policy": POLICY_ACTOR, "since": start, "until": timezone.now(), "sla": sla_seconds()},
+                )
                 self.stdout.write("\n".join(row[0] for row in cursor.fetchall()))

@@ -35,6 +35,7 @@ from django.db import close_old_connections, connection
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from tqdm import tqdm
 
+from devtools.actions import order_actions
 from devtools.bench import (
     AutovacuumStandIn,
     Workers,
@@ -46,7 +47,6 @@ from devtools.bench import (
     running_worker_pids,
     vm_hwm_mb,
 )
-from devtools.actions import order_actions
 from devtools.supervise import stop_process
 from orderweb.models import Order, OrderEvent, Payment
 from orderweb.services import order_create
@@ -65,17 +65,32 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--orders", type=int, default=100, help="Orders per round (default: 100).")
         parser.add_argument("--rounds", type=int, default=1, help="Rounds; figures are medians (default: 1).")
-        parser.add_argument("--use-running-workers", action="store_true",
-                            help="Do not start workers; use those already polling the task queues.")
-        parser.add_argument("--worker-threads", type=int, default=None,
-                            help="--threads for the workers this command starts (default: the settings').")
-        parser.add_argument("--concurrency", type=int, default=16,
-                            help="Threads creating and approving orders (default: 16).")
-        parser.add_argument("--compare-bare", metavar="PATH", default=None,
-                            help="Also run the bare-engine baseline script with N, alternating rounds.")
-        parser.add_argument("--start-dev-server", action="store_true",
-                            help="Start a fresh Temporal dev server (temporary db) for this run only, "
-                                 "instead of using TEMPORAL_ADDRESS.")
+        parser.add_argument(
+            "--use-running-workers",
+            action="store_true",
+            help="Do not start workers; use those already polling the task queues.",
+        )
+        parser.add_argument(
+            "--worker-threads",
+            type=int,
+            default=None,
+            help="--threads for the workers this command starts (default: the settings').",
+        )
+        parser.add_argument(
+            "--concurrency", type=int, default=16, help="Threads creating and approving orders (default: 16)."
+        )
+        parser.add_argument(
+            "--compare-bare",
+            metavar="PATH",
+            default=None,
+            help="Also run the bare-engine baseline script with N, alternating rounds.",
+        )
+        parser.add_argument(
+            "--start-dev-server",
+            action="store_true",
+            help="Start a fresh Temporal dev server (temporary db) for this run only, "
+            "instead of using TEMPORAL_ADDRESS.",
+        )
         parser.add_argument("--timeout", type=float, default=600.0, help="Seconds a round may take.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
@@ -127,8 +142,13 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(result))
         failed = sum(r["failed"] for r in rounds)
         if failed:
-            raise CommandError(NOT_ALL_COMPLETED.format(
-                failed=failed, orders=orders * len(rounds), example=next(r["example_failure"] for r in rounds if r["failed"])))
+            raise CommandError(
+                NOT_ALL_COMPLETED.format(
+                    failed=failed,
+                    orders=orders * len(rounds),
+                    example=next(r["example_failure"] for r in rounds if r["failed"]),
+                )
+            )
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -145,8 +165,15 @@ class Command(BaseCommand):
 
     # -- one round ---------------------------------------------------------------------------
 
-    def _round(self, orders: int, reviewer, options: dict[str, Any], index: int,
-               creators: ThreadPoolExecutor, approvers: ThreadPoolExecutor) -> dict[str, Any]:
+    def _round(
+        self,
+        orders: int,
+        reviewer,
+        options: dict[str, Any],
+        index: int,
+        creators: ThreadPoolExecutor,
+        approvers: ThreadPoolExecutor,
+    ) -> dict[str, Any]:
         prefix = f"BENCH-{uuid.uuid4().hex[:6].upper()}"
         ids = [f"{prefix}-{i:05d}" for i in range(orders)]
         approve = _approver()
@@ -159,9 +186,12 @@ class Command(BaseCommand):
         def create(order_id: str) -> None:
             try:
                 order_create(
-                    order_id=order_id, address=f"{order_id} Bench Street, Springfield",
+                    order_id=order_id,
+                    address=f"{order_id} Bench Street, Springfield",
                     line_items=[LineItem("SKU-BENCH", "Benchmark widget", 1, "9.99")],
-                    customer="bench", user=reviewer, source=OrderEvent.Source.COMMAND,
+                    customer="bench",
+                    user=reviewer,
+                    source=OrderEvent.Source.COMMAND,
                 )
             except Exception as err:  # noqa: BLE001  (reported in the JSON, never swallowed)
                 created_errors[order_id] = f"{type(err).__name__}: {err}"
@@ -186,8 +216,14 @@ class Command(BaseCommand):
             finally:
                 close_old_connections()
 
-        progress = tqdm(total=orders, desc=f"round {index + 1}", unit="order", file=sys.stderr,
-                        disable=options["no_progress"], dynamic_ncols=True)
+        progress = tqdm(
+            total=orders,
+            desc=f"round {index + 1}",
+            unit="order",
+            file=sys.stderr,
+            disable=options["no_progress"],
+            dynamic_ncols=True,
+        )
         waiting_review = set(ids)
         waiting_end: set[str] = set()
         finished: dict[str, str] = {}
@@ -202,8 +238,11 @@ class Command(BaseCommand):
             time.sleep(POLL_SECONDS)
             waiting_review -= created_errors.keys()
             waiting_end -= approve_errors.keys()
-            states = dict(round_orders.exclude(
-                status__in=[OrderState.STARTED, OrderState.PROCESSING]).values_list("order_id", "status"))
+            states = dict(
+                round_orders.exclude(status__in=[OrderState.STARTED, OrderState.PROCESSING]).values_list(
+                    "order_id", "status"
+                )
+            )
             for order_id in [oid for oid in waiting_review if oid in states]:
                 waiting_review.discard(order_id)
                 if states[order_id] == OrderState.AWAITING_MANUAL_REVIEW:
@@ -221,12 +260,14 @@ class Command(BaseCommand):
         connection.close()
 
         charged = dict(
-            Payment.objects.filter(order__order_id__in=ids, kind=Payment.Kind.CHARGE)
-            .values_list("order__order_id", "created_at")
+            Payment.objects.filter(order__order_id__in=ids, kind=Payment.Kind.CHARGE).values_list(
+                "order__order_id", "created_at"
+            )
         )
         latencies = [
             (charged[order_id].timestamp() - sent) * 1000
-            for order_id, sent in approve_sent.items() if order_id in charged
+            for order_id, sent in approve_sent.items()
+            if order_id in charged
         ]
         completed = sum(1 for status in finished.values() if status == OrderState.COMPLETED)
         sample = next((oid for oid, status in finished.items() if status == OrderState.COMPLETED), None)
@@ -254,8 +295,9 @@ class Command(BaseCommand):
 
     def _bare(self, path: str, orders: int) -> float:
         env = {**os.environ, "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS}
-        result = subprocess.run([sys.executable, path, str(orders)], env=env, capture_output=True, text=True,
-                                timeout=900)
+        result = subprocess.run(
+            [sys.executable, path, str(orders)], env=env, capture_output=True, text=True, timeout=900
+        )
         match = BARE_RESULT.search(result.stdout)
         if result.returncode != 0 or not match:
             raise CommandError(f"the bare baseline failed: {(result.stderr or result.stdout).strip()[-300:]}")
@@ -288,7 +330,9 @@ class Command(BaseCommand):
             result["bare_orders_per_s_rounds"] = [round(rate, 2) for rate in bare]
             result["ratio_to_bare"] = round(result["orders_per_s"] / result["bare_orders_per_s"], 2)
             # Each round next to the bare run that followed it (the fairest pairs on a busy machine).
-            result["ratio_rounds"] = [round(ours / theirs, 2) for ours, theirs in zip(rates, bare, strict=False)]  # a round may lack its bare run
+            result["ratio_rounds"] = [
+                round(ours / theirs, 2) for ours, theirs in zip(rates, bare, strict=False)
+            ]  # a round may lack its bare run
         return result
 
 

@@ -23,9 +23,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -67,8 +68,9 @@ class Command(BaseCommand):
         parser.add_argument("--parked", type=int, default=10_000, help="Orders left waiting for review.")
         parser.add_argument("--sample", type=int, default=100, help="Orders approved in each measurement.")
         parser.add_argument("--concurrency", type=int, default=16, help="Threads creating and approving.")
-        parser.add_argument("--start-dev-server", action="store_true",
-                            help="Start a fresh Temporal dev server for this run only.")
+        parser.add_argument(
+            "--start-dev-server", action="store_true", help="Start a fresh Temporal dev server for this run only."
+        )
         parser.add_argument("--timeout", type=float, default=1800.0, help="Seconds each phase may take.")
         parser.add_argument("--no-progress", action="store_true")
 
@@ -160,16 +162,27 @@ class Command(BaseCommand):
 
         def create(order_id: str) -> None:
             try:
-                order_create(order_id=order_id, address=f"{order_id} Parking Lane, Springfield",
-                             line_items=[LineItem("SKU-PARK", "Parked widget", 1, "9.99")], customer="bench",
-                             user=self.reviewer, source=OrderEvent.Source.COMMAND)
+                order_create(
+                    order_id=order_id,
+                    address=f"{order_id} Parking Lane, Springfield",
+                    line_items=[LineItem("SKU-PARK", "Parked widget", 1, "9.99")],
+                    customer="bench",
+                    user=self.reviewer,
+                    source=OrderEvent.Source.COMMAND,
+                )
             except Exception as err:  # noqa: BLE001  (reported below, never swallowed)
                 errors[order_id] = f"{type(err).__name__}: {err}"
             finally:
                 close_old_connections()
 
-        with tqdm(total=len(ids), desc=f"creating {what}", unit="order", file=sys.stderr,
-                  disable=self.options["no_progress"], dynamic_ncols=True) as progress:
+        with tqdm(
+            total=len(ids),
+            desc=f"creating {what}",
+            unit="order",
+            file=sys.stderr,
+            disable=self.options["no_progress"],
+            dynamic_ncols=True,
+        ) as progress:
             for future in [self.pool.submit(create, order_id) for order_id in ids]:
                 future.result()
                 progress.update(1)
@@ -179,15 +192,22 @@ class Command(BaseCommand):
     def _wait_for(self, ids: Iterable[str], status: str, what: str) -> None:
         ids = list(ids)
         deadline = time.monotonic() + self.options["timeout"]
-        with tqdm(total=len(ids), desc=f"waiting: {what}", unit="order", file=sys.stderr,
-                  disable=self.options["no_progress"], dynamic_ncols=True) as progress:
+        with tqdm(
+            total=len(ids),
+            desc=f"waiting: {what}",
+            unit="order",
+            file=sys.stderr,
+            disable=self.options["no_progress"],
+            dynamic_ncols=True,
+        ) as progress:
             done = 0
             while done < len(ids):
                 if time.monotonic() > deadline:
                     raise CommandError(f"{len(ids) - done} of {len(ids)} {what} after {self.options['timeout']:g} s")
                 time.sleep(POLL_SECONDS)
-                count = sum(Order.objects.filter(order_id__in=chunk, status=status).count()
-                            for chunk in _chunks(ids, 1000))
+                count = sum(
+                    Order.objects.filter(order_id__in=chunk, status=status).count() for chunk in _chunks(ids, 1000)
+                )
                 progress.update(count - done)
                 done = count
 
@@ -216,24 +236,32 @@ class Command(BaseCommand):
         if problems:
             raise CommandError(f"{len(problems)} approvals refused, e.g. {next(iter(problems.items()))}")
         self._wait_for(ids, OrderState.COMPLETED, "approved orders completed")
-        charged = dict(Payment.objects.filter(order__order_id__in=ids, kind=Payment.Kind.CHARGE)
-                       .values_list("order__order_id", "created_at"))
+        charged = dict(
+            Payment.objects.filter(order__order_id__in=ids, kind=Payment.Kind.CHARGE).values_list(
+                "order__order_id", "created_at"
+            )
+        )
         latencies = [(charged[oid].timestamp() - at) * 1000 for oid, at in sent.items() if oid in charged]
-        return {"p50": _round(percentile(latencies, 50)), "p95": _round(percentile(latencies, 95)),
-                "n": len(latencies)}
+        return {"p50": _round(percentile(latencies, 50)), "p95": _round(percentile(latencies, 95)), "n": len(latencies)}
 
     def _audit(self, ids: list[str], approved: set[str]) -> list[str]:
         """Every order where it should be, in Postgres and in Temporal."""
         rows = {}
         for chunk in _chunks(ids, 1000):
             rows.update(Order.objects.filter(order_id__in=chunk).values_list("order_id", "status"))
-        lost = [f"{oid}: {rows.get(oid)}" for oid in ids
-                if rows.get(oid) != (OrderState.COMPLETED if oid in approved else OrderState.AWAITING_MANUAL_REVIEW)]
+        lost = [
+            f"{oid}: {rows.get(oid)}"
+            for oid in ids
+            if rows.get(oid) != (OrderState.COMPLETED if oid in approved else OrderState.AWAITING_MANUAL_REVIEW)
+        ]
 
         async def waiting(client) -> int:
-            return (await client.count_workflows(
-                'WorkflowType = "OrderWorkflow" AND ExecutionStatus = "Running" '
-                'AND OrderStatus = "awaiting_manual_review"')).count
+            return (
+                await client.count_workflows(
+                    'WorkflowType = "OrderWorkflow" AND ExecutionStatus = "Running" '
+                    'AND OrderStatus = "awaiting_manual_review"'
+                )
+            ).count
 
         in_temporal = client_thread.run(waiting, timeout=60)
         expected = sum(1 for oid in ids if oid not in approved)
@@ -244,7 +272,7 @@ class Command(BaseCommand):
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _round(value: Optional[float]) -> Optional[float]:

@@ -53,8 +53,12 @@ class Command(BaseCommand):
     help = "Seed orders in bulk into a separate database and time the review queue pages."
 
     def add_arguments(self, parser):
-        parser.add_argument("--sizes", nargs="+", default=["100:10", "100000:10000"],
-                            help="orders:awaiting pairs (default: 100:10 100000:10000)")
+        parser.add_argument(
+            "--sizes",
+            nargs="+",
+            default=["100:10", "100000:10000"],
+            help="orders:awaiting pairs (default: 100:10 100000:10000)",
+        )
         parser.add_argument("--runs", type=int, default=15, help="timed runs per page (median reported)")
         parser.add_argument("--database", default="", help="bench database name (default <NAME>_bench_reviews)")
         parser.add_argument("--explain", action="store_true", help="print the plan of the queue's queries")
@@ -87,8 +91,12 @@ class Command(BaseCommand):
 
         params = dict(settings.DATABASES["default"])
         with psycopg.connect(
-            host=params.get("HOST") or None, port=params.get("PORT") or None, user=params.get("USER") or None,
-            password=params.get("PASSWORD") or None, dbname="postgres", autocommit=True,
+            host=params.get("HOST") or None,
+            port=params.get("PORT") or None,
+            user=params.get("USER") or None,
+            password=params.get("PASSWORD") or None,
+            dbname="postgres",
+            autocommit=True,
         ) as admin:
             admin.execute(sql)
 
@@ -132,21 +140,27 @@ class Command(BaseCommand):
             status = Order.Status.AWAITING_MANUAL_REVIEW if waiting else rng.choice(statuses)
             created = now - timedelta(seconds=rng.randint(60, 86_000 if waiting else 90 * 86_400))
             customer = i % 7919
-            orders.append(Order(
-                order_id=f"BENCH-{i:07d}", workflow_id=f"bench-{i:07d}",
-                address=f"{rng.randint(1, 999)} Bench Street\nTown {i % 500}, ST {10000 + i % 89999}",
-                customer=f"Customer {customer}", customer_email=f"customer{customer}@bench.example",
-                amount=Decimal(rng.randint(100, 99_999)) / 100,
-                status=status, status_changed_at=created,
-                cancel_reason="rejected in review: bench" if status == Order.Status.CANCELLED else "",
-                cancel_reason_code=rng.choice(["suspected_fraud", "customer_request", "out_of_stock"])
-                if status == Order.Status.CANCELLED else "",
-                failure_reason="payment declined: bench" if status == Order.Status.FAILED else "",
-                source="api",
-                # Linked orders: a billing address shared by ~5 orders, a client IP by ~20.
-                billing_address=f"{i % 20011} Billing Road\nTown {i % 500}",
-                client_ip=f"198.51.{(i % 4999) // 250}.{(i % 4999) % 250}",
-            ))
+            orders.append(
+                Order(
+                    order_id=f"BENCH-{i:07d}",
+                    workflow_id=f"bench-{i:07d}",
+                    address=f"{rng.randint(1, 999)} Bench Street\nTown {i % 500}, ST {10000 + i % 89999}",
+                    customer=f"Customer {customer}",
+                    customer_email=f"customer{customer}@bench.example",
+                    amount=Decimal(rng.randint(100, 99_999)) / 100,
+                    status=status,
+                    status_changed_at=created,
+                    cancel_reason="rejected in review: bench" if status == Order.Status.CANCELLED else "",
+                    cancel_reason_code=rng.choice(["suspected_fraud", "customer_request", "out_of_stock"])
+                    if status == Order.Status.CANCELLED
+                    else "",
+                    failure_reason="payment declined: bench" if status == Order.Status.FAILED else "",
+                    source="api",
+                    # Linked orders: a billing address shared by ~5 orders, a client IP by ~20.
+                    billing_address=f"{i % 20011} Billing Road\nTown {i % 500}",
+                    client_ip=f"198.51.{(i % 4999) // 250}.{(i % 4999) % 250}",
+                )
+            )
         Order.objects.bulk_create(orders, batch_size=BATCH)
         # created_at is auto_now_add: spread it as real orders arrive.
         with connection.cursor() as cursor:
@@ -156,23 +170,51 @@ class Command(BaseCommand):
         ids = list(Order.objects.order_by("pk").values_list("pk", "status", "status_changed_at"))
 
         OrderLine.objects.bulk_create(
-            (OrderLine(order_id=pk, sku=f"SKU-{pk % 300}", name="Bench item", quantity=1 + pk % 3,
-                       unit_price=Decimal("9.99")) for pk, _, _ in ids),
+            (
+                OrderLine(
+                    order_id=pk,
+                    sku=f"SKU-{pk % 300}",
+                    name="Bench item",
+                    quantity=1 + pk % 3,
+                    unit_price=Decimal("9.99"),
+                )
+                for pk, _, _ in ids
+            ),
             batch_size=BATCH,
         )
         events = []
         for pk, status, _created in ids:
-            events.append(OrderEvent(order_id=pk, type="order_created", source="api", to_status="started",
-                                     event_key="received:created"))
-            events.append(OrderEvent(order_id=pk, type="status_changed", source="workflow",
-                                     from_status="processing", to_status="awaiting_manual_review",
-                                     event_key="validated"))
+            events.append(
+                OrderEvent(
+                    order_id=pk, type="order_created", source="api", to_status="started", event_key="received:created"
+                )
+            )
+            events.append(
+                OrderEvent(
+                    order_id=pk,
+                    type="status_changed",
+                    source="workflow",
+                    from_status="processing",
+                    to_status="awaiting_manual_review",
+                    event_key="validated",
+                )
+            )
             if status != Order.Status.AWAITING_MANUAL_REVIEW:
-                events.append(OrderEvent(order_id=pk, type="status_changed", source="workflow",
-                                         to_status=status, event_key="finished"))
+                events.append(
+                    OrderEvent(
+                        order_id=pk, type="status_changed", source="workflow", to_status=status, event_key="finished"
+                    )
+                )
             if pk % 10 == 0:
-                events.append(OrderEvent(order_id=pk, type="note_added", source="web", actor="bench-reviewer-1",
-                                         message="Called the customer: the address is right."))
+                events.append(
+                    OrderEvent(
+                        order_id=pk,
+                        type="note_added",
+                        source="web",
+                        actor="bench-reviewer-1",
+                        message="Called the customer: the address is right.",
+                    )
+                )
         OrderEvent.objects.bulk_create(events, batch_size=BATCH)
 
         # Every order was scored at validation: mostly low, some medium, a tenth high.
@@ -182,44 +224,69 @@ class Command(BaseCommand):
             score = rng.choice([0] * 40 + [15] * 30 + [35] * 12 + [45] * 8 + [70] * 7 + [100] * 3)
             level = "high" if score >= 60 else "medium" if score >= 30 else "low"
             risks[pk] = (score, level)
-            reasons = [] if not score else [{"rule": "first_order", "points": 15, "text": "First order from x.",
-                                             "figures": {"earlier_orders": 0}}]
+            reasons = (
+                []
+                if not score
+                else [
+                    {
+                        "rule": "first_order",
+                        "points": 15,
+                        "text": "First order from x.",
+                        "figures": {"earlier_orders": 0},
+                    }
+                ]
+            )
             assessments.append(RiskAssessment(order_id=pk, score=score, level=level, reasons=reasons))
         RiskAssessment.objects.bulk_create(assessments, batch_size=BATCH)
         amounts = dict(Order.objects.values_list("pk", "amount"))
 
         tasks = []
         # A cancelled order's review was rejected, timed out, or ended with the order.
-        cancelled_outcomes = [ReviewTask.Status.REJECTED] * 6 + [ReviewTask.Status.EXPIRED] * 2 + [
-            ReviewTask.Status.CANCELLED] * 2
+        cancelled_outcomes = (
+            [ReviewTask.Status.REJECTED] * 6 + [ReviewTask.Status.EXPIRED] * 2 + [ReviewTask.Status.CANCELLED] * 2
+        )
         for pk, status, created in ids:
             if status == Order.Status.AWAITING_MANUAL_REVIEW:
                 claimer = rng.choice(reviewers) if rng.random() < 1 / 3 else None
                 four_eyes = risks[pk][1] == "high"
                 first = rng.choice(reviewers) if four_eyes and rng.random() < 1 / 3 else None
-                tasks.append(ReviewTask(
-                    order_id=pk, due_at=created + timedelta(hours=24), claimed_by=claimer,
-                    # Claims of every age up to two hours: about half have lapsed (60 minutes).
-                    claimed_at=now - timedelta(minutes=rng.randint(0, 120)) if claimer else None,
-                    risk_score=risks[pk][0], risk_level=risks[pk][1], amount=amounts[pk],
-                    escalated_at=now - timedelta(minutes=5) if rng.random() < 1 / 20 else None,
-                    approvals_required=2 if four_eyes else 1,
-                    four_eyes_rule="high risk (REVIEW_FOUR_EYES_LEVELS=high)" if four_eyes else "",
-                    first_approval_by=first.username if first else "", first_approval_at=now if first else None,
-                ))
+                tasks.append(
+                    ReviewTask(
+                        order_id=pk,
+                        due_at=created + timedelta(hours=24),
+                        claimed_by=claimer,
+                        # Claims of every age up to two hours: about half have lapsed (60 minutes).
+                        claimed_at=now - timedelta(minutes=rng.randint(0, 120)) if claimer else None,
+                        risk_score=risks[pk][0],
+                        risk_level=risks[pk][1],
+                        amount=amounts[pk],
+                        escalated_at=now - timedelta(minutes=5) if rng.random() < 1 / 20 else None,
+                        approvals_required=2 if four_eyes else 1,
+                        four_eyes_rule="high risk (REVIEW_FOUR_EYES_LEVELS=high)" if four_eyes else "",
+                        first_approval_by=first.username if first else "",
+                        first_approval_at=now if first else None,
+                    )
+                )
             elif status != Order.Status.FAILED:
-                outcome = (ReviewTask.Status.APPROVED if status == Order.Status.COMPLETED
-                           else rng.choice(cancelled_outcomes))
+                outcome = (
+                    ReviewTask.Status.APPROVED if status == Order.Status.COMPLETED else rng.choice(cancelled_outcomes)
+                )
                 decider = rng.choice(reviewers)
-                tasks.append(ReviewTask(
-                    order_id=pk, status=outcome, due_at=created + timedelta(hours=24),
-                    decided_at=created + timedelta(minutes=rng.randint(1, 600)),
-                    decided_by=decider if outcome in ("approved", "rejected") else None,
-                    decided_by_name=decider.username if outcome in ("approved", "rejected") else "",
-                    note="bench" if outcome == "rejected" else "",
-                    reason_code="suspected_fraud" if outcome == "rejected" else "",
-                    risk_score=risks[pk][0], risk_level=risks[pk][1], amount=amounts[pk],
-                ))
+                tasks.append(
+                    ReviewTask(
+                        order_id=pk,
+                        status=outcome,
+                        due_at=created + timedelta(hours=24),
+                        decided_at=created + timedelta(minutes=rng.randint(1, 600)),
+                        decided_by=decider if outcome in ("approved", "rejected") else None,
+                        decided_by_name=decider.username if outcome in ("approved", "rejected") else "",
+                        note="bench" if outcome == "rejected" else "",
+                        reason_code="suspected_fraud" if outcome == "rejected" else "",
+                        risk_score=risks[pk][0],
+                        risk_level=risks[pk][1],
+                        amount=amounts[pk],
+                    )
+                )
         ReviewTask.objects.bulk_create(tasks, batch_size=BATCH)
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
@@ -228,9 +295,7 @@ class Command(BaseCommand):
     # -- measuring -----------------------------------------------------------------------------
 
     def _pages(self) -> list[tuple[str, str]]:
-        waiting = (
-            ReviewTask.objects.filter(status="open").select_related("order").order_by("due_at", "id").first()
-        )
+        waiting = ReviewTask.objects.filter(status="open").select_related("order").order_by("due_at", "id").first()
         order_id = waiting.order.order_id if waiting else Order.objects.values_list("order_id", flat=True).first()
         count = ReviewTask.objects.filter(status="open").count()
         last_page = max(1, (count + 24) // 25)
@@ -288,8 +353,15 @@ class Command(BaseCommand):
             if explain and label.startswith(("queue, ", "recent", "order page")):
                 self.stdout.write(f"\n=== {label}")
                 self._explain(ctx.captured_queries)
-            rows.append((label, statistics.median(timings), statistics.median(cpu_times),
-                         statistics.median(sql_times), max(counts)))
+            rows.append(
+                (
+                    label,
+                    statistics.median(timings),
+                    statistics.median(cpu_times),
+                    statistics.median(sql_times),
+                    max(counts),
+                )
+            )
         rows.append(self._measure_risk(runs, explain))
         return rows
 
@@ -310,11 +382,17 @@ class Command(BaseCommand):
             sql_times.append(sum(float(q["time"]) for q in ctx.captured_queries) * 1000)
             counts.add(len(ctx.captured_queries))
         if explain:
-            self.stdout.write(f"\n=== risk rules for {order.order_id} ({facts.customer_orders} earlier orders "
-                              f"of its customer)")
+            self.stdout.write(
+                f"\n=== risk rules for {order.order_id} ({facts.customer_orders} earlier orders of its customer)"
+            )
             self._explain(ctx.captured_queries, everything=True)
-        return ("risk rules (2 queries)", statistics.median(timings[3:]), statistics.median(cpu_times[3:]),
-                statistics.median(sql_times[3:]), max(counts))
+        return (
+            "risk rules (2 queries)",
+            statistics.median(timings[3:]),
+            statistics.median(cpu_times[3:]),
+            statistics.median(sql_times[3:]),
+            max(counts),
+        )
 
     def _get(self, client: Client, url: str, headers: dict) -> None:
         response = client.get(url, secure=True, **headers)
@@ -327,7 +405,7 @@ class Command(BaseCommand):
                 sql = query["sql"]
                 if not everything and "reviews_reviewtask" not in sql and "orderweb_order" not in sql:
                     continue
-                if sql.startswith(("SELECT \"django_session\"", "SELECT \"auth_")):
+                if sql.startswith(('SELECT "django_session"', 'SELECT "auth_')):
                     continue
                 cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON) {sql}")
                 self.stdout.write("\n" + sql[:200] + "...")
@@ -336,8 +414,10 @@ class Command(BaseCommand):
 
     def _report(self, results, runs: int) -> None:
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-        self.stdout.write(f"\nmedian of {runs} runs, ms: wall time of the whole request / Python CPU time "
-                          f"of it / waiting for SQL; queries per request (load average {load})")
+        self.stdout.write(
+            f"\nmedian of {runs} runs, ms: wall time of the whole request / Python CPU time "
+            f"of it / waiting for SQL; queries per request (load average {load})"
+        )
         labels = [label for label, *_ in results[0][2]]
         header = f"{'page':<26}" + "".join(f"{f'{o:,} orders ({a:,} open)':>38}" for o, a, _ in results)
         self.stdout.write(header)

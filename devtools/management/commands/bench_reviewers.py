@@ -57,10 +57,18 @@ class Command(BaseCommand):
         parser.add_argument("--idle-seconds", type=int, default=30, help="Seconds with one reviewer first.")
         parser.add_argument("--rate", type=float, default=1.5, help="Orders arriving per second.")
         parser.add_argument("--start-dev-server", action="store_true")
-        parser.add_argument("--workers-down", type=int, default=0, metavar="SECONDS",
-                            help="Then stop the workers and let the reviewers work this long.")
-        parser.add_argument("--skip-load", action="store_true",
-                            help="With --workers-down: only the idle phase before it, not the load phase.")
+        parser.add_argument(
+            "--workers-down",
+            type=int,
+            default=0,
+            metavar="SECONDS",
+            help="Then stop the workers and let the reviewers work this long.",
+        )
+        parser.add_argument(
+            "--skip-load",
+            action="store_true",
+            help="With --workers-down: only the idle phase before it, not the load phase.",
+        )
 
     def handle(self, *args, **options):
         if shutil.which("locust", path=str(Path(sys.executable).parent)) is None:
@@ -88,49 +96,78 @@ class Command(BaseCommand):
         supervisor = Supervisor()
         port = free_port()
         # Plain http on loopback: no HTTPS redirect, cookies sent over http.
-        env = {**os.environ, "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS, "PYTHONUNBUFFERED": "1",
-               "SECURE_SSL_REDIRECT": "0", "SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0"}
+        env = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS,
+            "PYTHONUNBUFFERED": "1",
+            "SECURE_SSL_REDIRECT": "0",
+            "SESSION_COOKIE_SECURE": "0",
+            "CSRF_COOKIE_SECURE": "0",
+        }
         if not settings.DEBUG:
             # DEBUG off: pages link hashed static files, which exist only once collected (as in
             # every deploy); without them every page answers 500.
             env["STATIC_ROOT"] = str(workdir / "staticfiles")
             self.stderr.write(f"collecting static files into {env['STATIC_ROOT']}")
-            subprocess.run([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "collectstatic",
-                            "--noinput", "-v0"], env=env, check=True)
-        web = supervisor.start("web", self._web_command(port), log_path=workdir / "web.log", env=env,
-                               stop_signal=signal.SIGTERM, stop_timeout=20)
+            subprocess.run(
+                [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "collectstatic", "--noinput", "-v0"],
+                env=env,
+                check=True,
+            )
+        web = supervisor.start(
+            "web",
+            self._web_command(port),
+            log_path=workdir / "web.log",
+            env=env,
+            stop_signal=signal.SIGTERM,
+            stop_timeout=20,
+        )
         stop_feeding = threading.Event()
         created: list[str] = []
         try:
             workers.wait_ready(120)
             web.wait_ready(HttpReady(f"http://127.0.0.1:{port}/accounts/login/"), 60)
-            feeder = threading.Thread(target=self._feed, args=(prefix, options["rate"], stop_feeding, created),
-                                      daemon=True)
+            feeder = threading.Thread(
+                target=self._feed, args=(prefix, options["rate"], stop_feeding, created), daemon=True
+            )
             feeder.start()
             host = f"http://127.0.0.1:{port}"
             self.stderr.write(f"idle: 1 reviewer for {options['idle_seconds']} s")
             idle = self._locust(host, prefix, 1, options["idle_seconds"], workdir / "idle")
             load = None
             if not (options["skip_load"] and options["workers_down"]):
-                self.stderr.write(f"load: {options['reviewers']} reviewers for {options['duration']} s, "
-                                  f"orders arriving at {options['rate']:g}/s")
+                self.stderr.write(
+                    f"load: {options['reviewers']} reviewers for {options['duration']} s, "
+                    f"orders arriving at {options['rate']:g}/s"
+                )
                 load = self._locust(host, prefix, options["reviewers"], options["duration"], workdir / "load")
             down = None
             if options["workers_down"]:
-                self.stderr.write(f"workers down: stopping them; {options['reviewers']} reviewers keep working "
-                                  f"for {options['workers_down']} s")
+                self.stderr.write(
+                    f"workers down: stopping them; {options['reviewers']} reviewers keep working "
+                    f"for {options['workers_down']} s"
+                )
                 workers.stop()
                 waiting = Order.objects.filter(order_id__in=created, status=OrderState.AWAITING_MANUAL_REVIEW).count()
                 self.stderr.write(f"  {waiting} orders wait for review")
-                down = self._locust(host, prefix, options["reviewers"], options["workers_down"], workdir / "down",
-                                    user_class="ReviewerWorkersDown")
+                down = self._locust(
+                    host,
+                    prefix,
+                    options["reviewers"],
+                    options["workers_down"],
+                    workdir / "down",
+                    user_class="ReviewerWorkersDown",
+                )
                 down["orders_waiting_for_review"] = waiting
         finally:
             stop_feeding.set()
             supervisor.stop_all()
             workers.stop()
-        approved = Order.objects.filter(order_id__in=created).exclude(
-            status__in=[OrderState.STARTED, OrderState.PROCESSING, OrderState.AWAITING_MANUAL_REVIEW]).count()
+        approved = (
+            Order.objects.filter(order_id__in=created)
+            .exclude(status__in=[OrderState.STARTED, OrderState.PROCESSING, OrderState.AWAITING_MANUAL_REVIEW])
+            .count()
+        )
         return {
             "reviewers": options["reviewers"],
             "orders_created": len(created),
@@ -138,8 +175,11 @@ class Command(BaseCommand):
             "idle": idle,
             "load": load,
             "workers_down": down,
-            "approve_p95_load_over_idle_p50": (round(load["approve"]["p95"] / idle["approve"]["p50"], 2)
-                                               if load and idle["approve"]["p50"] and load["approve"]["p95"] else None),
+            "approve_p95_load_over_idle_p50": (
+                round(load["approve"]["p95"] / idle["approve"]["p50"], 2)
+                if load and idle["approve"]["p50"] and load["approve"]["p95"]
+                else None
+            ),
             "web_server": Path(self._web_command(port)[0]).name,
             "logs": str(workdir),
         }
@@ -154,10 +194,25 @@ class Command(BaseCommand):
     def _web_command(self, port: int) -> list[str]:
         gunicorn = Path(sys.executable).parent / "gunicorn"
         if gunicorn.exists():
-            return [str(gunicorn), "orderweb.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                    "--threads", "4", "--access-logfile", "-"]
-        return [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "runserver", f"127.0.0.1:{port}",
-                "--noreload"]
+            return [
+                str(gunicorn),
+                "orderweb.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--access-logfile",
+                "-",
+            ]
+        return [
+            sys.executable,
+            str(Path(settings.BASE_DIR) / "manage.py"),
+            "runserver",
+            f"127.0.0.1:{port}",
+            "--noreload",
+        ]
 
     def _feed(self, prefix: str, rate: float, stop: threading.Event, created: list[str]) -> None:
         """Orders arriving at a steady rate, through order_create (the workflow starts on commit)."""
@@ -166,9 +221,12 @@ class Command(BaseCommand):
         while not stop.is_set():
             order_id = f"{prefix.upper()}-{n:05d}"
             try:
-                order_create(order_id=order_id, address=f"{n} Load Street\nSpringfield",
-                             line_items=[LineItem("SKU-LOAD", "Load widget", 1, "4.99")],
-                             source=OrderEvent.Source.COMMAND)
+                order_create(
+                    order_id=order_id,
+                    address=f"{n} Load Street\nSpringfield",
+                    line_items=[LineItem("SKU-LOAD", "Load widget", 1, "4.99")],
+                    source=OrderEvent.Source.COMMAND,
+                )
                 created.append(order_id)
             except Exception as err:  # noqa: BLE001  (the run goes on; the count tells)
                 self.stderr.write(f"feeder: {order_id}: {type(err).__name__}: {err}")
@@ -178,14 +236,32 @@ class Command(BaseCommand):
             next_at += 1 / rate
             stop.wait(max(0.0, next_at - time.monotonic()))
 
-    def _locust(self, host: str, prefix: str, users: int, seconds: int, out: Path,
-                user_class: str = "Reviewer") -> dict[str, Any]:
+    def _locust(
+        self, host: str, prefix: str, users: int, seconds: int, out: Path, user_class: str = "Reviewer"
+    ) -> dict[str, Any]:
         import subprocess
 
         env = {**os.environ, "LOAD_REVIEWER_PREFIX": prefix, "LOAD_REVIEWER_PASSWORD": self.password}
-        command = [str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), user_class, "--headless",
-                   "-u", str(users), "-r", str(max(1, users // 5)), "-t", f"{seconds}s", "--host", host,
-                   "--csv", str(out), "--only-summary", "--stop-timeout", "10"]
+        command = [
+            str(Path(sys.executable).parent / "locust"),
+            "-f",
+            str(LOCUSTFILE),
+            user_class,
+            "--headless",
+            "-u",
+            str(users),
+            "-r",
+            str(max(1, users // 5)),
+            "-t",
+            f"{seconds}s",
+            "--host",
+            host,
+            "--csv",
+            str(out),
+            "--only-summary",
+            "--stop-timeout",
+            "10",
+        ]
         subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 120)
         return _stats(Path(f"{out}_stats.csv"))
 
@@ -200,8 +276,12 @@ def _stats(path: Path) -> dict[str, Any]:
         row = rows.get(name)
         if not row or not int(row["Request Count"]):
             return {"requests": 0, "p50": None, "p95": None, "max": None}
-        return {"requests": int(row["Request Count"]), "p50": float(row["50%"]), "p95": float(row["95%"]),
-                "max": float(row["Max Response Time"])}
+        return {
+            "requests": int(row["Request Count"]),
+            "p50": float(row["50%"]),
+            "p95": float(row["95%"]),
+            "max": float(row["Max Response Time"]),
+        }
 
     return {
         "requests": int(total.get("Request Count", 0)),

@@ -21,8 +21,8 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -53,26 +53,41 @@ class Command(BaseCommand):
         for path in sorted(HISTORIES.glob("*.json")):
             saved = json.loads(path.read_text())
             histories.append(WorkflowHistory.from_json(saved["workflow_id"], saved["history"]))
-        replayers = {name: Replayer(workflows=[OrderWorkflow, ShippingWorkflow], workflow_runner=make(),
-                                    data_converter=data_converter(settings.TEMPORAL_PAYLOAD_KEYS))
-                     for name, make in RUNNERS.items()}
+        replayers = {
+            name: Replayer(
+                workflows=[OrderWorkflow, ShippingWorkflow],
+                workflow_runner=make(),
+                data_converter=data_converter(settings.TEMPORAL_PAYLOAD_KEYS),
+            )
+            for name, make in RUNNERS.items()
+        }
         per_round: dict[str, list[float]] = {name: [] for name in RUNNERS}
-        self.stderr.write(f"{len(histories)} histories, {options['repeat']} replays each, "
-                          f"{options['rounds']} rounds; bytecode writing {'off' if sys.dont_write_bytecode else 'on'}")
+        self.stderr.write(
+            f"{len(histories)} histories, {options['repeat']} replays each, "
+            f"{options['rounds']} rounds; bytecode writing {'off' if sys.dont_write_bytecode else 'on'}"
+        )
         for replayer in replayers.values():  # warm-up: imports, the runners' first workflow
             asyncio.run(self._replay(replayer, histories, 1))
         for number in range(options["rounds"]):
             for name, replayer in replayers.items():
                 per_round[name].append(asyncio.run(self._replay(replayer, histories, options["repeat"])))
-            self.stderr.write(f"round {number + 1}: " + ", ".join(
-                f"{name} {figures[-1]:.1f}" for name, figures in per_round.items()) + " CPU ms per run")
-        self.stdout.write(json.dumps({
-            "histories": len(histories),
-            "passthrough": list(SANDBOX_PASSTHROUGH_MODULES),
-            "cpu_ms_per_run": {name: {"median": round(statistics.median(figures), 1),
-                                      "rounds": [round(f, 1) for f in figures]}
-                               for name, figures in per_round.items()},
-        }))
+            self.stderr.write(
+                f"round {number + 1}: "
+                + ", ".join(f"{name} {figures[-1]:.1f}" for name, figures in per_round.items())
+                + " CPU ms per run"
+            )
+        self.stdout.write(
+            json.dumps(
+                {
+                    "histories": len(histories),
+                    "passthrough": list(SANDBOX_PASSTHROUGH_MODULES),
+                    "cpu_ms_per_run": {
+                        name: {"median": round(statistics.median(figures), 1), "rounds": [round(f, 1) for f in figures]}
+                        for name, figures in per_round.items()
+                    },
+                }
+            )
+        )
 
     @staticmethod
     async def _replay(replayer: Replayer, histories: list[WorkflowHistory], repeat: int) -> float:

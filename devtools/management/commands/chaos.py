@@ -33,27 +33,49 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=1, help="Chooses scenarios and faults.")
         parser.add_argument("--workers", type=int, default=2, help="Worker processes.")
         parser.add_argument("--threads", type=int, default=12, help="Activity threads per worker.")
-        parser.add_argument("--fault-rate", type=float, default=0.2,
-                            help="Share of activity attempts that fail (ACTIVITY_FAULT_RATE).")
+        parser.add_argument(
+            "--fault-rate", type=float, default=0.2, help="Share of activity attempts that fail (ACTIVITY_FAULT_RATE)."
+        )
         parser.add_argument("--worker-kills", type=int, default=4, help="SIGKILLs of a worker process.")
         parser.add_argument("--temporal-restarts", type=int, default=1)
         parser.add_argument("--db-outages", type=int, default=1, help="Times Postgres is stopped.")
         parser.add_argument("--db-outage-seconds", type=float, default=8.0)
-        parser.add_argument("--temporal-outage-seconds", type=float, default=90.0,
-                            help="Temporal stopped this long while orders are still saved; 0: none.")
-        parser.add_argument("--sweep-batch", type=int, default=0,
-                            help="The workers' ORDER_START_SWEEP_BATCH (default: theirs, 100).")
-        parser.add_argument("--escalation-kills", type=int, default=2,
-                            help="SIGKILLs of a worker timed to fall on an escalation (escalation_kill orders).")
-        parser.add_argument("--webhook-hangs", type=int, default=1,
-                            help="Times the webhook receiver hangs (devtools/chaos/webhooks.py).")
-        parser.add_argument("--workers-down", type=int, default=1,
-                            help="Times every worker is stopped past the webhook lookback.")
+        parser.add_argument(
+            "--temporal-outage-seconds",
+            type=float,
+            default=90.0,
+            help="Temporal stopped this long while orders are still saved; 0: none.",
+        )
+        parser.add_argument(
+            "--sweep-batch", type=int, default=0, help="The workers' ORDER_START_SWEEP_BATCH (default: theirs, 100)."
+        )
+        parser.add_argument(
+            "--escalation-kills",
+            type=int,
+            default=2,
+            help="SIGKILLs of a worker timed to fall on an escalation (escalation_kill orders).",
+        )
+        parser.add_argument(
+            "--webhook-hangs",
+            type=int,
+            default=1,
+            help="Times the webhook receiver hangs (devtools/chaos/webhooks.py).",
+        )
+        parser.add_argument(
+            "--workers-down", type=int, default=1, help="Times every worker is stopped past the webhook lookback."
+        )
         parser.add_argument("--rate", type=float, default=4.0, help="Orders created per second.")
-        parser.add_argument("--timeout", type=float, default=0.0,
-                            help="Seconds to wait for every order to end (default 300 + 2 per order).")
-        parser.add_argument("--workdir", default=str(Path(settings.BASE_DIR) / "var" / "chaos"),
-                            help="Wiped at the start; holds the run's Postgres, Temporal file and logs.")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=0.0,
+            help="Seconds to wait for every order to end (default 300 + 2 per order).",
+        )
+        parser.add_argument(
+            "--workdir",
+            default=str(Path(settings.BASE_DIR) / "var" / "chaos"),
+            help="Wiped at the start; holds the run's Postgres, Temporal file and logs.",
+        )
         parser.add_argument("--inner", action="store_true", help="(internal) the re-executed run")
 
     def handle(self, *args, **options):
@@ -90,9 +112,24 @@ class Command(BaseCommand):
             "PYTHONUNBUFFERED": "1",
         }
         command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "chaos", "--inner"]
-        for name in ("orders", "seed", "workers", "threads", "fault_rate", "worker_kills",
-                     "temporal_restarts", "db_outages", "db_outage_seconds", "escalation_kills", "rate", "timeout",
-                     "webhook_hangs", "workers_down", "temporal_outage_seconds", "sweep_batch"):
+        for name in (
+            "orders",
+            "seed",
+            "workers",
+            "threads",
+            "fault_rate",
+            "worker_kills",
+            "temporal_restarts",
+            "db_outages",
+            "db_outage_seconds",
+            "escalation_kills",
+            "rate",
+            "timeout",
+            "webhook_hangs",
+            "workers_down",
+            "temporal_outage_seconds",
+            "sweep_batch",
+        ):
             command += [f"--{name.replace('_', '-')}", str(options[name])]
         command += ["--workdir", str(workdir)]
         try:
@@ -105,14 +142,25 @@ class Command(BaseCommand):
             raise CommandError("--inner is started by `manage.py chaos` itself")
         port = int(settings.TEMPORAL_ADDRESS.rsplit(":", 1)[1])
         config = ChaosConfig(
-            orders=options["orders"], seed=options["seed"], workers=options["workers"],
-            threads=options["threads"], fault_rate=options["fault_rate"],
-            worker_kills=options["worker_kills"], temporal_restarts=options["temporal_restarts"],
-            db_outages=options["db_outages"], db_outage_seconds=options["db_outage_seconds"],
-            escalation_kills=options["escalation_kills"], rate=options["rate"], timeout=options["timeout"], workdir=workdir,
-            webhook_hangs=options["webhook_hangs"], workers_down=options["workers_down"],
-            temporal_outage_seconds=options["temporal_outage_seconds"], sweep_batch=options["sweep_batch"],
-            temporal_port=port, ui_port=int(os.environ["CHAOS_UI_PORT"]),
+            orders=options["orders"],
+            seed=options["seed"],
+            workers=options["workers"],
+            threads=options["threads"],
+            fault_rate=options["fault_rate"],
+            worker_kills=options["worker_kills"],
+            temporal_restarts=options["temporal_restarts"],
+            db_outages=options["db_outages"],
+            db_outage_seconds=options["db_outage_seconds"],
+            escalation_kills=options["escalation_kills"],
+            rate=options["rate"],
+            timeout=options["timeout"],
+            workdir=workdir,
+            webhook_hangs=options["webhook_hangs"],
+            workers_down=options["workers_down"],
+            temporal_outage_seconds=options["temporal_outage_seconds"],
+            sweep_batch=options["sweep_batch"],
+            temporal_port=port,
+            ui_port=int(os.environ["CHAOS_UI_PORT"]),
         )
 
         def out(line: str) -> None:

@@ -37,10 +37,17 @@ from temporal_app.contracts import (
 
 DEFAULT_OUT = Path(settings.BASE_DIR) / "tests" / "temporal_app" / "histories"
 SCENARIOS = (
-    "happy_path", "cancel_after_payment", "dispatch_failure", "temporal_cancel", "refused_start",
-    "malformed_messages", "shipping_terminated",
+    "happy_path",
+    "cancel_after_payment",
+    "dispatch_failure",
+    "temporal_cancel",
+    "refused_start",
+    "malformed_messages",
+    "shipping_terminated",
     # The review team (issue 20); the workers need the rules they exercise (see RULES_NEEDED).
-    "escalation", "four_eyes", "policy_timeout",
+    "escalation",
+    "four_eyes",
+    "policy_timeout",
 )
 # What the workers' settings must say for the review team's scenarios (the rules are read by the
 # workers' order_validated, not by this command). `make run` with .env.example's four eyes and:
@@ -71,13 +78,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
         parser.add_argument("--tag", default=time.strftime("%Y%m%d"), help="File name suffix.")
-        parser.add_argument("--scenario", action="append", choices=SCENARIOS, dest="scenarios",
-                            help="Record only this scenario (repeatable). Default: all.")
+        parser.add_argument(
+            "--scenario",
+            action="append",
+            choices=SCENARIOS,
+            dest="scenarios",
+            help="Record only this scenario (repeatable). Default: all.",
+        )
 
     def handle(self, *args, out: Path, tag: str, scenarios=None, **options):
         out.mkdir(parents=True, exist_ok=True)
         for name in scenarios or SCENARIOS:
-            workflow_ids = getattr(self, f"_scenario_{name}")(f"HIST-{name.upper().replace('_', '-')}-{tag}-{int(time.time())}")
+            workflow_ids = getattr(self, f"_scenario_{name}")(
+                f"HIST-{name.upper().replace('_', '-')}-{tag}-{int(time.time())}"
+            )
             for kind, workflow_id in workflow_ids.items():
                 path = out / f"{name}.{kind}.{tag}.json"
                 path.write_text(self._history_json(workflow_id))
@@ -99,8 +113,9 @@ class Command(BaseCommand):
         return client_thread.run(fn, timeout=60)
 
     def _order(self, order_id: str, *, price: str = "5.00", **kwargs):
-        return order_create(order_id=order_id, address="1 History Lane",
-                            line_items=[LineItem("SKU-H", "Thing", 1, price)], **kwargs)
+        return order_create(
+            order_id=order_id, address="1 History Lane", line_items=[LineItem("SKU-H", "Thing", 1, price)], **kwargs
+        )
 
     def _rules(self, order, **expected) -> None:
         """Refuse to record when the workers' rules are not the ones the scenario exercises."""
@@ -115,8 +130,12 @@ class Command(BaseCommand):
     def _scenario_happy_path(self, order_id: str) -> dict[str, str]:
         order = self._order(order_id)
         _wait(order.workflow_id, _awaiting_review, "review")
-        order_workflow_update(order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange("2 History Lane", "recorder", "h-addr"))
-        order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder", action_id="h-approve"))
+        order_workflow_update(
+            order.workflow_id, Updates.CHANGE_ADDRESS, AddressChange("2 History Lane", "recorder", "h-addr")
+        )
+        order_workflow_update(
+            order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder", action_id="h-approve")
+        )
         return {"order": order.workflow_id, "shipping": shipping_workflow_id(order.workflow_id)}
 
     def _scenario_cancel_after_payment(self, order_id: str) -> dict[str, str]:
@@ -147,8 +166,11 @@ class Command(BaseCommand):
     def _scenario_refused_start(self, order_id: str) -> dict[str, str]:
         """A client starts OrderWorkflow with an order id that is not one (a number)."""
         workflow_id = order_id.lower()
-        self._client(lambda c: c.start_workflow("OrderWorkflow", args=[123, "1 History Lane"], id=workflow_id,
-                                                task_queue=ORDER_TASK_QUEUE))
+        self._client(
+            lambda c: c.start_workflow(
+                "OrderWorkflow", args=[123, "1 History Lane"], id=workflow_id, task_queue=ORDER_TASK_QUEUE
+            )
+        )
         return {"order": workflow_id}
 
     def _scenario_malformed_messages(self, order_id: str) -> dict[str, str]:
@@ -184,11 +206,16 @@ class Command(BaseCommand):
         ReviewEscalated upsert, the review_escalated activity); then an approval."""
         order = self._order(order_id, review_timeout_seconds=10)
         _wait(order.workflow_id, _awaiting_review, "review")
-        status = _wait(order.workflow_id, lambda s: s["review_escalated_at"] or s["workflow_status"] != "awaiting_manual_review",
-                       "the escalation")
+        status = _wait(
+            order.workflow_id,
+            lambda s: s["review_escalated_at"] or s["workflow_status"] != "awaiting_manual_review",
+            "the escalation",
+        )
         if not status["review_escalated_at"]:
             raise CommandError(RULES_NEEDED.format(problem=f"{order.order_id} did not escalate"))
-        order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder", action_id="e-1"))
+        order_workflow_update(
+            order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder", action_id="e-1")
+        )
         return {"order": order.workflow_id}
 
     def _scenario_four_eyes(self, order_id: str) -> dict[str, str]:
@@ -197,13 +224,18 @@ class Command(BaseCommand):
         order = self._order(order_id, price="1500.00")
         _wait(order.workflow_id, _awaiting_review, "review")
         self._rules(order, approvals_required=2)
-        order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder-a", "first",
-                                                                                      "fe-1"))
-        self._client(lambda c: c.get_workflow_handle(order.workflow_id).signal(
-            Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision("approve", "recorder-a", "again", "fe-2")))
+        order_workflow_update(
+            order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder-a", "first", "fe-1")
+        )
+        self._client(
+            lambda c: c.get_workflow_handle(order.workflow_id).signal(
+                Signals.COMPLETE_MANUAL_REVIEW, ReviewDecision("approve", "recorder-a", "again", "fe-2")
+            )
+        )
         _wait(order.workflow_id, lambda s: any(m.get("code") == "same_reviewer" for m in s["signals"]), "the refusal")
-        order_workflow_update(order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder-b", "",
-                                                                                      "fe-3"))
+        order_workflow_update(
+            order.workflow_id, Updates.DECIDE_REVIEW, ReviewDecision("approve", "recorder-b", "", "fe-3")
+        )
         return {"order": order.workflow_id, "shipping": shipping_workflow_id(order.workflow_id)}
 
     def _scenario_policy_timeout(self, order_id: str) -> dict[str, str]:

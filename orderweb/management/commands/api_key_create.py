@@ -19,10 +19,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("name", help="The client's name (the actor in the audit trail), unique.")
-        parser.add_argument("--scope", action="append", choices=ApiKey.Scope.values, dest="scopes",
-                            help="create, read, act or label; repeat for several (default: read).")
-        parser.add_argument("--rate-limit", type=int, default=None,
-                            help="Requests per minute for this key (default: API_RATE_LIMIT_PER_MINUTE).")
+        parser.add_argument(
+            "--scope",
+            action="append",
+            choices=ApiKey.Scope.values,
+            dest="scopes",
+            help="create, read, act or label; repeat for several (default: read).",
+        )
+        parser.add_argument(
+            "--rate-limit",
+            type=int,
+            default=None,
+            help="Requests per minute for this key (default: API_RATE_LIMIT_PER_MINUTE).",
+        )
 
     def handle(self, *args, name: str, scopes: list[str] | None, rate_limit: int | None, **options) -> None:
         if rate_limit is not None and rate_limit < 1:

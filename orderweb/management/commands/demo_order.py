@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from django.core.management.base import BaseCommand, CommandError
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -82,8 +83,8 @@ class Story:
     def poll(self) -> dict[str, Any]:
         """Query get_status and print every state change and signal outcome not shown yet."""
         self.status = self.call(lambda h: h.query(OrderWorkflow.get_status))
-        events = [("state", e) for e in self.status["state_history"][self._states_seen:]]
-        events += [("signal", e) for e in self.status["signals"][self._signals_seen:]]
+        events = [("state", e) for e in self.status["state_history"][self._states_seen :]]
+        events += [("signal", e) for e in self.status["signals"][self._signals_seen :]]
         self._states_seen = len(self.status["state_history"])
         self._signals_seen = len(self.status["signals"])
         # A signal and the state change it caused share a timestamp: the signal comes first.
@@ -126,7 +127,8 @@ class Command(BaseCommand):
         path.add_argument("--cancel", action="store_true", help="Cancel the order while it awaits review.")
         path.add_argument("--reject", action="store_true", help="Reject the order in review.")
         path.add_argument(
-            "--dispatch-failure", action="store_true",
+            "--dispatch-failure",
+            action="store_true",
             help="Make the simulated carrier fail until dispatch gives up, then retry shipping.",
         )
         parser.add_argument("--order-id", help="Order id (default: a new ORDER-xxxxxx).")
@@ -165,8 +167,11 @@ class Command(BaseCommand):
         out("")
         tracking = f", tracking number {result.tracking_number}" if result.tracking_number else ""
         reason = f" ({result.reason})" if result.reason else ""
-        out(self.style.SUCCESS(f"Result    {result.status}{reason}{tracking}")
-            if result.status == expected else self.style.ERROR(f"Result    {result.status}{reason}"))
+        out(
+            self.style.SUCCESS(f"Result    {result.status}{reason}{tracking}")
+            if result.status == expected
+            else self.style.ERROR(f"Result    {result.status}{reason}")
+        )
         out(f"          {result!r}")
         order = self._projection(order_id, expected)
         out(f"Temporal  {workflow_ui_url(workflow_id)}")
@@ -200,20 +205,31 @@ class Command(BaseCommand):
             return  # failed validation (a bad --address): the result shows why
 
         # As in the seed: handle.signal(OrderWorkflow.update_address, "New Address")
-        story.send(f"signal UpdateAddress({NEW_ADDRESS!r})",
-                   lambda h: h.signal(OrderWorkflow.update_address, NEW_ADDRESS))
-        status = story.wait_for("address update", lambda s: any(
-            e["name"] == Signals.UPDATE_ADDRESS for e in s["signals"]))
+        story.send(
+            f"signal UpdateAddress({NEW_ADDRESS!r})", lambda h: h.signal(OrderWorkflow.update_address, NEW_ADDRESS)
+        )
+        status = story.wait_for(
+            "address update", lambda s: any(e["name"] == Signals.UPDATE_ADDRESS for e in s["signals"])
+        )
         story.out(f"           address is now {status['address']!r}")
 
         if path == "cancel":
-            story.send("signal CancelOrder (while awaiting review)", lambda h: h.signal(
-                OrderWorkflow.cancel_order, CancelRequest(reason="the customer changed their mind", actor="demo_order")))
+            story.send(
+                "signal CancelOrder (while awaiting review)",
+                lambda h: h.signal(
+                    OrderWorkflow.cancel_order,
+                    CancelRequest(reason="the customer changed their mind", actor="demo_order"),
+                ),
+            )
             return
         if path == "reject":
-            story.send("signal CompleteManualReview(decision='reject')", lambda h: h.signal(
-                OrderWorkflow.complete_manual_review,
-                ReviewDecision(decision="reject", reviewer="demo_order", note="the address looks made up")))
+            story.send(
+                "signal CompleteManualReview(decision='reject')",
+                lambda h: h.signal(
+                    OrderWorkflow.complete_manual_review,
+                    ReviewDecision(decision="reject", reviewer="demo_order", note="the address looks made up"),
+                ),
+            )
             return
         if path == "dispatch-failure":
             attempts = DISPATCH_RETRY.maximum_attempts
@@ -221,15 +237,19 @@ class Command(BaseCommand):
             story.out(f"           (the simulated carrier will now fail the next {attempts} dispatch attempts)")
 
         # As in the seed: handle.signal(OrderWorkflow.complete_manual_review), i.e. approve.
-        story.send("signal CompleteManualReview()  (no argument: approve, as in the seed)",
-                   lambda h: h.signal(OrderWorkflow.complete_manual_review))
+        story.send(
+            "signal CompleteManualReview()  (no argument: approve, as in the seed)",
+            lambda h: h.signal(OrderWorkflow.complete_manual_review),
+        )
         if path != "dispatch-failure":
             return
 
         story.wait_for("dispatch failure", lambda s: s["awaiting_shipping_retry"])
         failures = self._search_attribute(story)
-        story.out(f"           dispatch gave up after {DISPATCH_RETRY.maximum_attempts} attempts; "
-                  f"search attribute DispatchFailures = {failures}")
+        story.out(
+            f"           dispatch gave up after {DISPATCH_RETRY.maximum_attempts} attempts; "
+            f"search attribute DispatchFailures = {failures}"
+        )
         fault_plan(target=CARRIER, order_ref=order_id, times=0)
         story.out("           (the carrier works again: fault cleared)")
         story.send("signal RetryShipping()", lambda h: h.signal(Signals.RETRY_SHIPPING))
@@ -260,7 +280,9 @@ class Command(BaseCommand):
         if charge:
             parts.append(f"charge {charge.status}")
         if shipment:
-            parts.append(f"shipment {shipment.status}" + (f" {shipment.tracking_number}" if shipment.tracking_number else ""))
+            parts.append(
+                f"shipment {shipment.status}" + (f" {shipment.tracking_number}" if shipment.tracking_number else "")
+            )
         if order.cancel_reason:
             parts.append(f"reason: {order.cancel_reason}")
         self.stdout.write(f"Postgres  {'; '.join(parts)}")

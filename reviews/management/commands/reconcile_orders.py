@@ -19,8 +19,12 @@ class Command(BaseCommand):
     help = "Flag orders whose workflow stopped, vanished or is stuck; list unsettled charges."
 
     def add_arguments(self, parser):
-        parser.add_argument("--grace-seconds", type=float, default=None,
-                            help="Check orders quiet for at least this long (default: RECONCILE_GRACE_SECONDS).")
+        parser.add_argument(
+            "--grace-seconds",
+            type=float,
+            default=None,
+            help="Check orders quiet for at least this long (default: RECONCILE_GRACE_SECONDS).",
+        )
 
     def handle(self, *args, grace_seconds=None, **options):
         try:

@@ -21,8 +21,13 @@ class Command(BaseCommand):
     help = "Create or update the periodic jobs' Temporal Schedules, and list them."
 
     def add_arguments(self, parser):
-        parser.add_argument("--queue", action="append", choices=QUEUES, dest="queues",
-                            help="Only this task queue's jobs (repeatable). Default: every queue.")
+        parser.add_argument(
+            "--queue",
+            action="append",
+            choices=QUEUES,
+            dest="queues",
+            help="Only this task queue's jobs (repeatable). Default: every queue.",
+        )
 
     def run_from_argv(self, argv):
         code = 0
@@ -44,6 +49,8 @@ class Command(BaseCommand):
 
         outcomes = asyncio.run(ensure())
         for job in all_jobs(queues):
-            self.stdout.write(f"{schedule_id(job)}: every {job.seconds:g} s on {job.queue} ({outcomes.get(schedule_id(job))})")
+            self.stdout.write(
+                f"{schedule_id(job)}: every {job.seconds:g} s on {job.queue} ({outcomes.get(schedule_id(job))})"
+            )
         if "failed" in outcomes.values():
             raise CommandError("some schedules could not be created or updated (see the log)")

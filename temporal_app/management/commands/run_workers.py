@@ -27,11 +27,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.utils import OperationalError
-
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-
 from temporalio.client import Client
 from temporalio.common import WorkerDeploymentVersion
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from temporal_app.client import TEMPORAL_MISCONFIGURED, _transport_detail, connect, exit_process
 from temporal_app.health import DEPENDENCY_TIMEOUT_SECONDS, HealthServer, WorkerHealth
@@ -46,16 +44,23 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--queue", action="append", choices=QUEUES, dest="queues",
+            "--queue",
+            action="append",
+            choices=QUEUES,
+            dest="queues",
             help="Run only this task queue (repeatable). Default: all three.",
         )
         parser.add_argument(
-            "--threads", type=int, default=settings.WORKER_ACTIVITY_THREADS,
+            "--threads",
+            type=int,
+            default=settings.WORKER_ACTIVITY_THREADS,
             help="Activity threads of the order and shipping workers, shared between them (and at most as "
-                 "many DB connections). Default: %(default)s.",
+            "many DB connections). Default: %(default)s.",
         )
         parser.add_argument(
-            "--webhook-threads", type=int, default=settings.WORKER_WEBHOOK_THREADS,
+            "--webhook-threads",
+            type=int,
+            default=settings.WORKER_WEBHOOK_THREADS,
             help="Threads of the webhook worker: deliveries sent at once. Default: %(default)s.",
         )
 
@@ -119,18 +124,30 @@ class Command(BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         logger.info(
-            "connected to Temporal at %s (namespace %s%s%s)", settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE,
+            "connected to Temporal at %s (namespace %s%s%s)",
+            settings.TEMPORAL_ADDRESS,
+            settings.TEMPORAL_NAMESPACE,
             ", TLS" if settings.TEMPORAL_TLS is not False else "",
             ", payloads encrypted" if settings.TEMPORAL_PAYLOAD_KEYS else "",
         )
         deployment = worker_deployment()
         if deployment is not None:
-            logger.info("joining worker deployment %s as version %s%s", deployment.deployment_name,
-                        deployment.build_id, "" if settings.TEMPORAL_BUILD_ID else " (a hash of the workflow code)")
+            logger.info(
+                "joining worker deployment %s as version %s%s",
+                deployment.deployment_name,
+                deployment.build_id,
+                "" if settings.TEMPORAL_BUILD_ID else " (a hash of the workflow code)",
+            )
         await run_workers(
-            client, queues=queues, threads=threads, webhook_threads=webhook_threads, stop=stop,
+            client,
+            queues=queues,
+            threads=threads,
+            webhook_threads=webhook_threads,
+            stop=stop,
             sandbox=settings.TEMPORAL_WORKFLOW_SANDBOX,
-            health=health, deployment=deployment, make_current=settings.TEMPORAL_VERSION_CURRENT_ON_START,
+            health=health,
+            deployment=deployment,
+            make_current=settings.TEMPORAL_VERSION_CURRENT_ON_START,
         )
 
 
@@ -162,9 +179,13 @@ def metrics_runtime() -> Runtime | None:
     bind = f"{settings.TEMPORAL_METRICS_HOST}:{settings.TEMPORAL_METRICS_PORT}"
     try:
         # Durations in seconds, Prometheus's unit (the SDK's default is milliseconds).
-        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind, durations_as_seconds=True)))
+        runtime = Runtime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind, durations_as_seconds=True))
+        )
     except Exception as err:  # the port is taken, or the address is not one
-        raise CommandError(f"TEMPORAL_METRICS_PORT: cannot serve metrics on {bind} ({str(err).splitlines()[0]})") from None
+        raise CommandError(
+            f"TEMPORAL_METRICS_PORT: cannot serve metrics on {bind} ({str(err).splitlines()[0]})"
+        ) from None
     logger.info("Temporal SDK metrics on http://%s/metrics", bind)
     return runtime
 
@@ -173,7 +194,9 @@ def temporal_check(client: Client, loop: asyncio.AbstractEventLoop) -> Optional[
     """For /readyz, from the health server's thread: does Temporal's frontend answer the
     workers' own client? (A worker keeps polling through an outage, retrying: still "running".)"""
     seconds = DEPENDENCY_TIMEOUT_SECONDS
-    future = asyncio.run_coroutine_threadsafe(client.service_client.check_health(timeout=timedelta(seconds=seconds)), loop)
+    future = asyncio.run_coroutine_threadsafe(
+        client.service_client.check_health(timeout=timedelta(seconds=seconds)), loop
+    )
     try:
         serving = future.result(seconds + 0.5)
     except TimeoutError:

@@ -33,12 +33,24 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         types = sorted({workflow_type(defn) for defn in replay_workflows()})
-        parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
-                            help="Histories to replay, running ones first (default: %(default)s).")
-        parser.add_argument("--query", default="",
-                            help="A visibility query that narrows the listing, e.g. 'StartTime > \"2026-12-01T00:00:00Z\"'.")
-        parser.add_argument("--workflow-type", action="append", dest="workflow_types", choices=types,
-                            help="Only this workflow type (repeatable). Default: every type the workers run.")
+        parser.add_argument(
+            "--limit",
+            type=int,
+            default=DEFAULT_LIMIT,
+            help="Histories to replay, running ones first (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--query",
+            default="",
+            help="A visibility query that narrows the listing, e.g. 'StartTime > \"2026-12-01T00:00:00Z\"'.",
+        )
+        parser.add_argument(
+            "--workflow-type",
+            action="append",
+            dest="workflow_types",
+            choices=types,
+            help="Only this workflow type (repeatable). Default: every type the workers run.",
+        )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
     def run_from_argv(self, argv):
@@ -57,21 +69,27 @@ class Command(BaseCommand):
         workflows = replay_workflows()
         names = workflow_types or sorted({workflow_type(defn) for defn in workflows})
         started = time.monotonic()
-        report = asyncio.run(self._verify(limit=limit, query=query, names=names, workflows=workflows,
-                                          progress_off=no_progress))
+        report = asyncio.run(
+            self._verify(limit=limit, query=query, names=names, workflows=workflows, progress_off=no_progress)
+        )
         self._summary(report, time.monotonic() - started)
         if not report.ok:
             # Django prints "CommandError: ..." and exits with its returncode (1).
             raise CommandError(self._verdict(report))
 
-    async def _verify(self, *, limit: int, query: str, names: list[str], workflows: list[type],
-                      progress_off: bool) -> Report:
+    async def _verify(
+        self, *, limit: int, query: str, names: list[str], workflows: list[type], progress_off: bool
+    ) -> Report:
         try:
             client = await connect()
         except Exception as err:  # the SDK's RuntimeError, or TemporalMisconfigured
-            raise CommandError(UNREACHABLE.format(address=settings.TEMPORAL_ADDRESS,
-                                                  namespace=settings.TEMPORAL_NAMESPACE,
-                                                  detail=str(err).splitlines()[0])) from None
+            raise CommandError(
+                UNREACHABLE.format(
+                    address=settings.TEMPORAL_ADDRESS,
+                    namespace=settings.TEMPORAL_NAMESPACE,
+                    detail=str(err).splitlines()[0],
+                )
+            ) from None
         try:
             candidates = await list_candidates(client, limit=limit, workflow_types=names, query=query)
         except Exception as err:  # RPCError INVALID_ARGUMENT for a malformed query
@@ -97,8 +115,14 @@ class Command(BaseCommand):
             # The strict sandbox (nothing of ours passed through), as the test suite's workers:
             # stricter than production's runner (it refuses wall clocks, randomness and I/O in
             # workflow code, the pure modules' included).
-            return await replay(client, candidates, workflows=workflows, data_converter=data_converter(),
-                                runner=workflow_runner(sandbox=True, passthrough=()), progress=progress)
+            return await replay(
+                client,
+                candidates,
+                workflows=workflows,
+                data_converter=data_converter(),
+                runner=workflow_runner(sandbox=True, passthrough=()),
+                progress=progress,
+            )
         finally:
             bar.close()
 
@@ -118,7 +142,9 @@ class Command(BaseCommand):
     def _verdict(report: Report) -> str:
         running = sum(1 for f in report.failures if f.candidate.running)
         if report.nondeterministic:
-            return (f"{len(report.nondeterministic)} histories are not deterministic under this code, "
-                    f"{running} of them running workflows it would wedge: do not switch versions "
-                    "(docs/determinism.md)")
+            return (
+                f"{len(report.nondeterministic)} histories are not deterministic under this code, "
+                f"{running} of them running workflows it would wedge: do not switch versions "
+                "(docs/determinism.md)"
+            )
         return f"{len(report.failures)} histories could not be replayed ({running} running); see above"

@@ -19,8 +19,10 @@ from temporal_app.versioning import POLLER_SEEN_SECONDS, VersionStatus, code_bui
 from temporal_app.worker import QUEUES
 
 UNREACHABLE = "Temporal is unreachable at {address} (namespace {namespace}): {detail}"
-NO_DEPLOYMENT = ("Temporal knows no worker deployment {name!r} (no versioned worker has polled yet; "
-                 "TEMPORAL_WORKER_VERSIONING is {versioning}).")
+NO_DEPLOYMENT = (
+    "Temporal knows no worker deployment {name!r} (no versioned worker has polled yet; "
+    "TEMPORAL_WORKER_VERSIONING is {versioning})."
+)
 
 
 class Command(BaseCommand):
@@ -41,39 +43,65 @@ class Command(BaseCommand):
         name = settings.TEMPORAL_DEPLOYMENT_NAME
         versions, unversioned = asyncio.run(self._read(name))
         if versions is None:
-            raise CommandError(NO_DEPLOYMENT.format(
-                name=name, versioning="on" if settings.TEMPORAL_WORKER_VERSIONING else "off"))
+            raise CommandError(
+                NO_DEPLOYMENT.format(name=name, versioning="on" if settings.TEMPORAL_WORKER_VERSIONING else "off")
+            )
         here = settings.TEMPORAL_BUILD_ID or code_build_id()
         if as_json:
-            self.stdout.write(json.dumps({
-                "deployment": name, "this_code": here, "unversioned_open_orders": unversioned,
-                "versions": [{**vars(v), "can_stop": v.can_stop} for v in versions],
-            }))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "deployment": name,
+                        "this_code": here,
+                        "unversioned_open_orders": unversioned,
+                        "versions": [{**vars(v), "can_stop": v.can_stop} for v in versions],
+                    }
+                )
+            )
             return
-        self.stdout.write(f"Worker deployment {name} on {settings.TEMPORAL_ADDRESS} "
-                          f"(namespace {settings.TEMPORAL_NAMESPACE}); the code on disk is build {here}")
+        self.stdout.write(
+            f"Worker deployment {name} on {settings.TEMPORAL_ADDRESS} "
+            f"(namespace {settings.TEMPORAL_NAMESPACE}); the code on disk is build {here}"
+        )
         queues = " / ".join(QUEUES)
         rows = [("build id", "state", f"pollers ({queues})", "open orders", "")]
         for version in versions:
-            rows.append((version.build_id, _state(version), " / ".join(str(version.pollers[q]) for q in QUEUES),
-                         str(version.open_orders), _note(version)))
+            rows.append(
+                (
+                    version.build_id,
+                    _state(version),
+                    " / ".join(str(version.pollers[q]) for q in QUEUES),
+                    str(version.open_orders),
+                    _note(version),
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
-            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
-        self.stdout.write(f"pollers: workers that polled in the last {POLLER_SEEN_SECONDS:g} s; open orders: running "
-                          "orders whose last workflow task ran on that version (auto-upgrade: they move to the "
-                          "current version at their next step).")
+            self.stdout.write(
+                "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4]
+            )
+        self.stdout.write(
+            f"pollers: workers that polled in the last {POLLER_SEEN_SECONDS:g} s; open orders: running "
+            "orders whose last workflow task ran on that version (auto-upgrade: they move to the "
+            "current version at their next step)."
+        )
         if unversioned:
-            self.stdout.write(f"{unversioned} open orders last ran on unversioned workers; "
-                              "they move to the current version at their next step.")
+            self.stdout.write(
+                f"{unversioned} open orders last ran on unversioned workers; "
+                "they move to the current version at their next step."
+            )
 
     async def _read(self, name: str) -> tuple[list[VersionStatus] | None, int]:
         try:
             client = await connect()
         except Exception as err:
-            raise CommandError(UNREACHABLE.format(address=settings.TEMPORAL_ADDRESS,
-                                                  namespace=settings.TEMPORAL_NAMESPACE,
-                                                  detail=str(err).splitlines()[0])) from None
+            raise CommandError(
+                UNREACHABLE.format(
+                    address=settings.TEMPORAL_ADDRESS,
+                    namespace=settings.TEMPORAL_NAMESPACE,
+                    detail=str(err).splitlines()[0],
+                )
+            ) from None
         versions = await deployment_status(client, name, QUEUES)
         return versions, await count_open(client, "OrderWorkflow", None)
 

@@ -24,8 +24,9 @@ KEY = re.compile(r'<code id="new-api-key"[^>]*>(ow_[0-9a-f]{8}_[A-Za-z0-9_-]{43}
 def test_a_key_created_in_the_admin_is_shown_once_and_works(admin_client):
     response = admin_client.post(ADD, {"name": "billing-service", "scope_read": "on", "scope_act": "on"})
     row = ApiKey.objects.get(name="billing-service")
-    assert response.status_code == 302 and response["Location"] == reverse("admin:orderweb_apikey_change",
-                                                                            args=[row.pk])
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "admin:orderweb_apikey_change", args=[row.pk]
+    )
     page = admin_client.get(response["Location"])
     assert "no-store" in page["Cache-Control"]
     key = KEY.search(page.content.decode()).group(1)

@@ -33,15 +33,20 @@ def test_a_label_is_set_once_with_who_and_from_where(labeller, order):
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["outcome"] == "added" and body["order_id"] == "LBL-1"
-    assert [(l["label"], l["actor"], l["source"], l["source_reference"]) for l in body["labels"]] == [
-        ("chargeback", "payments-service", "api", "CB-42")]
+    assert [
+        (label["label"], label["actor"], label["source"], label["source_reference"]) for label in body["labels"]
+    ] == [("chargeback", "payments-service", "api", "CB-42")]
     again = _post(labeller, {"label": "chargeback", "note": "dispute opened", "source_reference": "CB-42"})
     assert again.status_code == 200 and again.json()["outcome"] == "already_set"
     assert OrderLabel.objects.filter(order=order).count() == 1
     event = OrderEvent.objects.get(order=order, type=OrderEvent.Type.LABEL_ADDED)
     assert (event.actor, event.source, event.details["label"], event.details["source_reference"]) == (
-        "payments-service", "api", "chargeback", "CB-42")
-    assert "labelled chargeback (CB-42): dispute opened" == event.message
+        "payments-service",
+        "api",
+        "chargeback",
+        "CB-42",
+    )
+    assert event.message == "labelled chargeback (CB-42): dispute opened"
 
 
 def test_remove_keeps_the_history_and_the_kind_can_be_set_again(labeller, order):
@@ -73,8 +78,11 @@ def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_request
     replay = _post(labeller, {"label": "chargeback"}, **{"Idempotency-Key": "lab-1"})
     assert (first.status_code, replay.status_code) == (201, 201)
     assert replay["Idempotent-Replayed"] == "true" and replay.json() == first.json()
-    body = assert_problem(_post(labeller, {"label": "genuine_confirmed"}, **{"Idempotency-Key": "lab-1"}),
-                          409, errors.IDEMPOTENCY_KEY_REUSED)
+    body = assert_problem(
+        _post(labeller, {"label": "genuine_confirmed"}, **{"Idempotency-Key": "lab-1"}),
+        409,
+        errors.IDEMPOTENCY_KEY_REUSED,
+    )
     assert body["details"]["differing_fields"] == ["label"]
     assert ApiIdempotencyKey.objects.count() == 1
     assert not OrderLabel.objects.filter(label="genuine_confirmed").exists()
@@ -85,24 +93,29 @@ def test_a_key_used_to_create_an_order_is_not_replayed_as_a_label(make_api_clien
 
     client = make_api_client("create", "label")
     assert client.post("/orders", order_payload(), headers={"Idempotency-Key": "k"}).status_code == 201
-    assert_problem(_post(client, {"label": "chargeback"}, **{"Idempotency-Key": "k"}), 409,
-                   errors.IDEMPOTENCY_KEY_REUSED)
+    assert_problem(
+        _post(client, {"label": "chargeback"}, **{"Idempotency-Key": "k"}), 409, errors.IDEMPOTENCY_KEY_REUSED
+    )
 
 
 def test_the_label_scope_is_needed(make_api_client, order):
-    body = assert_problem(_post(make_api_client("read", "act", "create"), {"label": "chargeback"}), 403,
-                          errors.FORBIDDEN)
+    body = assert_problem(
+        _post(make_api_client("read", "act", "create"), {"label": "chargeback"}), 403, errors.FORBIDDEN
+    )
     assert body["details"]["required_scope"] == "label"
     assert not OrderLabel.objects.exists()
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"label": "stolen"}, "body.label"),
-    ({"label": "chargeback", "colour": "red"}, "body.colour"),
-    ({"label": "chargeback", "source_reference": "CB\n1"}, "body.source_reference"),
-    ({"label": "chargeback", "note": "x" * 2001}, "body.note"),
-    ({}, "body.label"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"label": "stolen"}, "body.label"),
+        ({"label": "chargeback", "colour": "red"}, "body.colour"),
+        ({"label": "chargeback", "source_reference": "CB\n1"}, "body.source_reference"),
+        ({"label": "chargeback", "note": "x" * 2001}, "body.note"),
+        ({}, "body.label"),
+    ],
+)
 def test_a_bad_request_is_422_naming_the_field(labeller, order, body, field):
     answer = assert_problem(_post(labeller, body), 422, errors.VALIDATION_FAILED)
     assert field in [e["field"] for e in answer["details"]["errors"]], answer
@@ -130,7 +143,8 @@ def test_labels_show_in_the_orders_timeline(labeller, order):
     _post(labeller, {"label": "genuine_confirmed", "note": "called the customer"})
     timeline = labeller.get("/orders/LBL-1").json()["timeline"]
     assert [(t["type"], t["label"], t["actor"], t["source"]) for t in timeline] == [
-        ("label_added", "Label set", "payments-service", "api")]
+        ("label_added", "Label set", "payments-service", "api")
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from orderweb.api import errors
 from orderweb.api.keys import api_key_revoke
 from orderweb.models import ApiIdempotencyKey, ApiKey, ApiOrderRequest, Order, OrderEvent
-from temporal_app.contracts import ADDRESS_CONTROL_CHARS, EMAIL_INVALID, CLIENT_IP_INVALID
+from temporal_app.contracts import ADDRESS_CONTROL_CHARS, CLIENT_IP_INVALID, EMAIL_INVALID
 from tests.orderweb.api.conftest import ApiClient, assert_problem, order_payload
 
 pytestmark = pytest.mark.django_db
@@ -37,16 +37,29 @@ def test_create_saves_the_whole_order_through_order_create(api_client):
     assert order.address == "1 Main St\nSpringfield" and order.billing_address == "2 Bill Rd\nSpringfield"
     assert (order.client_ip, order.user_agent) == ("203.0.113.7", "shop/1.0")
     assert sorted(order.lines.values_list("sku", "quantity", "unit_price")) == [
-        ("SKU-1", 2, Decimal("12.25")), ("SKU-2", 1, Decimal("0.50"))]
+        ("SKU-1", 2, Decimal("12.25")),
+        ("SKU-2", 1, Decimal("0.50")),
+    ]
     created = OrderEvent.objects.get(order=order)
-    assert (created.type, created.actor, created.source, created.user) == ("order_created", "shop-frontend", "api", None)
+    assert (created.type, created.actor, created.source, created.user) == (
+        "order_created",
+        "shop-frontend",
+        "api",
+        None,
+    )
     assert ApiOrderRequest.objects.get(order=order).api_key.name == "shop-frontend"
     # The answer: amounts as strings with the currency, the timeline with its labels.
     assert body["total"] == "25.00" and body["currency"] == "EUR"
-    assert body["line_items"][0] == {"sku": "SKU-1", "name": "Widget", "quantity": 2, "unit_price": "12.25",
-                                     "line_total": "24.50"}
+    assert body["line_items"][0] == {
+        "sku": "SKU-1",
+        "name": "Widget",
+        "quantity": 2,
+        "unit_price": "12.25",
+        "line_total": "24.50",
+    }
     assert [(e["type"], e["label"], e["actor"]) for e in body["timeline"]] == [
-        ("order_created", "Order created", "shop-frontend")]
+        ("order_created", "Order created", "shop-frontend")
+    ]
     assert body["warnings"] == [] and body["review"] is None and body["tracking_number"] is None
 
 
@@ -68,15 +81,25 @@ def test_no_float_anywhere_in_an_answer(api_client):
     listed = api_client.get("/orders")
     assert (created.status_code, detail.status_code, listed.status_code) == (201, 200, 200)
     for body in (created.json(), detail.json()):
-        assert (body["order_id"], body["total"], body["line_items"][1]["unit_price"]) == (payload["order_id"], "25.00", "0.50")
+        assert (body["order_id"], body["total"], body["line_items"][1]["unit_price"]) == (
+            payload["order_id"],
+            "25.00",
+            "0.50",
+        )
         _no_floats(body)
     assert [item["order_id"] for item in listed.json()["items"]] == [payload["order_id"]]
     _no_floats(listed.json())
 
 
-@pytest.mark.parametrize("change", [{"total": 25.0}, {"total": 25}, {"line_items": [
-    {"sku": "SKU-1", "quantity": 2.0, "unit_price": "12.50"}]}, {"line_items": [
-    {"sku": "SKU-1", "quantity": 2, "unit_price": 12.5}]}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"total": 25.0},
+        {"total": 25},
+        {"line_items": [{"sku": "SKU-1", "quantity": 2.0, "unit_price": "12.50"}]},
+        {"line_items": [{"sku": "SKU-1", "quantity": 2, "unit_price": 12.5}]},
+    ],
+)
 def test_numbers_for_money_or_float_quantities_are_refused(api_client, change):
     body = assert_problem(api_client.post("/orders", order_payload(**change)), 422, errors.VALIDATION_FAILED)
     assert body["details"]["errors"][0]["field"].startswith(("body.total", "body.line_items.0."))
@@ -102,8 +125,12 @@ def test_the_same_order_from_another_client_is_still_one_order(api_client, make_
 def test_the_same_id_with_another_payload_is_a_conflict_naming_the_fields(api_client):
     payload = order_payload()
     api_client.post("/orders", payload)
-    changed = {**payload, "shipping_address": "9 Elsewhere", "currency": "USD",
-               "customer": {**payload["customer"], "email": "other@example.com"}}
+    changed = {
+        **payload,
+        "shipping_address": "9 Elsewhere",
+        "currency": "USD",
+        "customer": {**payload["customer"], "email": "other@example.com"},
+    }
     body = assert_problem(api_client.post("/orders", changed), 409, errors.ORDER_CONFLICT)
     assert body["details"]["differing_fields"] == ["currency", "customer.email", "shipping_address"]
     assert "currency, customer.email, shipping_address" in body["message"]
@@ -114,7 +141,11 @@ def test_an_equivalent_payload_is_the_same_order(api_client):
     """What the rules normalise (blank lines and spaces in an address) is the same order."""
     payload = order_payload()
     api_client.post("/orders", payload)
-    same = {**payload, "shipping_address": "  1 Main St \n\n Springfield ", "billing_address": "2 Bill Rd\r\nSpringfield"}
+    same = {
+        **payload,
+        "shipping_address": "  1 Main St \n\n Springfield ",
+        "billing_address": "2 Bill Rd\r\nSpringfield",
+    }
     assert api_client.post("/orders", same).status_code == 200
 
 
@@ -152,21 +183,32 @@ def test_total_must_be_the_sum_of_the_lines(api_client):
     assert not Order.objects.exists()
 
 
-@pytest.mark.parametrize("change,field,message", [
-    ({"shipping_address": "1 Main\x07St"}, "shipping_address", ADDRESS_CONTROL_CHARS),
-    ({"customer": {"name": "Ada", "email": "ada\x00@example.com"}}, "customer.email", EMAIL_INVALID),
-    ({"client": {"ip": "999.1.1.1"}}, "client.ip", CLIENT_IP_INVALID),
-])
+@pytest.mark.parametrize(
+    "change,field,message",
+    [
+        ({"shipping_address": "1 Main\x07St"}, "shipping_address", ADDRESS_CONTROL_CHARS),
+        ({"customer": {"name": "Ada", "email": "ada\x00@example.com"}}, "customer.email", EMAIL_INVALID),
+        ({"client": {"ip": "999.1.1.1"}}, "client.ip", CLIENT_IP_INVALID),
+    ],
+)
 def test_the_contracts_rules_answer_422_naming_the_field(api_client, change, field, message):
     body = assert_problem(api_client.post("/orders", order_payload(**change)), 422, errors.VALIDATION_FAILED)
     assert body["details"]["errors"] == [{"field": field, "message": message}]
     assert not Order.objects.exists()
 
 
-@pytest.mark.parametrize("payload", [
-    {}, {"order_id": "X"}, order_payload(extra_field=1), order_payload(order_id="bad id"),
-    order_payload(line_items=[]), order_payload(currency="usd"), order_payload(total="1.001"),
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"order_id": "X"},
+        order_payload(extra_field=1),
+        order_payload(order_id="bad id"),
+        order_payload(line_items=[]),
+        order_payload(currency="usd"),
+        order_payload(total="1.001"),
+    ],
+)
 def test_schema_errors_are_422_with_the_fields(api_client, payload):
     body = assert_problem(api_client.post("/orders", payload), 422, errors.VALIDATION_FAILED)
     assert body["details"]["errors"] and all(e["field"].startswith("body") for e in body["details"]["errors"])
@@ -174,10 +216,17 @@ def test_schema_errors_are_422_with_the_fields(api_client, payload):
 
 def test_a_cancel_reason_code_outside_the_list_is_422_naming_the_field(api_client):
     """The codes are the admin's (CancelReason); the schema lists them and refuses the rest."""
-    order = Order.objects.create(order_id=f"CODE-{uuid.uuid4().hex[:6]}", workflow_id=f"code-{uuid.uuid4().hex}",
-                                 address="1 Main St", status="awaiting_manual_review")
-    body = assert_problem(api_client.post(f"/orders/{order.order_id}/cancel", {"reason": "x", "reason_code": "whim"}),
-                          422, errors.VALIDATION_FAILED)
+    order = Order.objects.create(
+        order_id=f"CODE-{uuid.uuid4().hex[:6]}",
+        workflow_id=f"code-{uuid.uuid4().hex}",
+        address="1 Main St",
+        status="awaiting_manual_review",
+    )
+    body = assert_problem(
+        api_client.post(f"/orders/{order.order_id}/cancel", {"reason": "x", "reason_code": "whim"}),
+        422,
+        errors.VALIDATION_FAILED,
+    )
     assert [e["field"] for e in body["details"]["errors"]] == ["body.reason_code"]
     assert not OrderEvent.objects.filter(order=order).exists()
 
@@ -205,8 +254,11 @@ def test_an_idempotency_key_replays_the_first_response(api_client):
 
 def test_an_idempotency_key_with_another_payload_is_a_conflict(api_client):
     api_client.post("/orders", order_payload("API-K1"), headers={"Idempotency-Key": "req-1"})
-    body = assert_problem(api_client.post("/orders", order_payload("API-K2"), headers={"Idempotency-Key": "req-1"}),
-                          409, errors.IDEMPOTENCY_KEY_REUSED)
+    body = assert_problem(
+        api_client.post("/orders", order_payload("API-K2"), headers={"Idempotency-Key": "req-1"}),
+        409,
+        errors.IDEMPOTENCY_KEY_REUSED,
+    )
     assert body["details"] == {"idempotency_key": "req-1", "differing_fields": ["order_id"]}
     assert list(Order.objects.values_list("order_id", flat=True)) == ["API-K1"]
 
@@ -270,7 +322,6 @@ def test_the_purge_deletes_expired_keys_only_and_runs_in_several_processes_at_on
     from django.db import connections
 
     from orderweb.api.services import api_idempotency_keys_purge
-
     from tests.reviews.conftest import make_waiting_order
 
     settings.API_IDEMPOTENCY_KEY_HOURS = 24
@@ -279,13 +330,23 @@ def test_the_purge_deletes_expired_keys_only_and_runs_in_several_processes_at_on
     # The keys' orders are rows only: a workflow started here could still be writing when the
     # test's flush truncates the tables, and deadlock it.
     order = make_waiting_order(order_id="API-PURGE-0")
-    ApiIdempotencyKey.objects.bulk_create([
-        ApiIdempotencyKey(api_key=api_key, key=f"keep-{n}", fingerprint={}, status_code=201, response={}, order=order)
-        for n in range(3)])
+    ApiIdempotencyKey.objects.bulk_create(
+        [
+            ApiIdempotencyKey(
+                api_key=api_key, key=f"keep-{n}", fingerprint={}, status_code=201, response={}, order=order
+            )
+            for n in range(3)
+        ]
+    )
     old = timezone.now() - timedelta(hours=30)
-    ApiIdempotencyKey.objects.bulk_create([
-        ApiIdempotencyKey(api_key=api_key, key=f"old-{n}", fingerprint={}, status_code=201, response={},
-                          order=order) for n in range(250)])
+    ApiIdempotencyKey.objects.bulk_create(
+        [
+            ApiIdempotencyKey(
+                api_key=api_key, key=f"old-{n}", fingerprint={}, status_code=201, response={}, order=order
+            )
+            for n in range(250)
+        ]
+    )
     ApiIdempotencyKey.objects.filter(key__startswith="old-").update(created_at=old)
     counts: list[int] = []
     start = threading.Barrier(4)
@@ -323,15 +384,29 @@ def test_an_order_with_its_review_outcome_tracking_and_attention(api_client):
     order = Order.objects.get(order_id=payload["order_id"])
     now = timezone.now()
     Order.objects.filter(pk=order.pk).update(
-        status="cancelled", cancel_reason="rejected in review: fraud", cancel_reason_code="suspected_fraud",
-        attention_reason="workflow terminated", attention_since=now)
-    OrderEvent.objects.create(order=order, type="order_cancelled", source="workflow", actor="rita",
-                              from_status="awaiting_manual_review", to_status="cancelled", message="rejected",
-                              details={"review_outcome": "rejected", "note": "fraud", "reason_code": "suspected_fraud"})
+        status="cancelled",
+        cancel_reason="rejected in review: fraud",
+        cancel_reason_code="suspected_fraud",
+        attention_reason="workflow terminated",
+        attention_since=now,
+    )
+    OrderEvent.objects.create(
+        order=order,
+        type="order_cancelled",
+        source="workflow",
+        actor="rita",
+        from_status="awaiting_manual_review",
+        to_status="cancelled",
+        message="rejected",
+        details={"review_outcome": "rejected", "note": "fraud", "reason_code": "suspected_fraud"},
+    )
     body = api_client.get(f"/orders/{order.order_id}").json()
     assert body["status"] == "cancelled" and body["status_label"] == "Cancelled"
-    assert body["reasons"] == {"cancel_reason": "rejected in review: fraud", "cancel_reason_code": "suspected_fraud",
-                               "failure_reason": ""}
+    assert body["reasons"] == {
+        "cancel_reason": "rejected in review: fraud",
+        "cancel_reason_code": "suspected_fraud",
+        "failure_reason": "",
+    }
     assert body["review"]["outcome"] == "rejected" and body["review"]["decided_by"] == "rita"
     assert body["review"]["reason_code"] == "suspected_fraud"
     assert body["attention"]["flagged"] is True and body["attention"]["reason"] == "workflow terminated"
@@ -357,8 +432,13 @@ def _make_orders(count: int) -> list[Order]:
     start = timezone.now() - timedelta(hours=1)
     orders = []
     for i in range(count):
-        order = Order.objects.create(order_id=f"LIST-{i:03d}", workflow_id=f"list-{i:03d}", address="1 Main St",
-                                     status="cancelled" if i % 3 == 0 else "processing", cancel_reason="x")
+        order = Order.objects.create(
+            order_id=f"LIST-{i:03d}",
+            workflow_id=f"list-{i:03d}",
+            address="1 Main St",
+            status="cancelled" if i % 3 == 0 else "processing",
+            cancel_reason="x",
+        )
         Order.objects.filter(pk=order.pk).update(updated_at=start + timedelta(seconds=i // 2))  # ties in pairs
         orders.append(order)
     return orders
@@ -388,15 +468,22 @@ def test_filters_by_status_and_updated_since(api_client):
     assert [o["order_id"] for o in recent] == ["LIST-004", "LIST-005"]
 
 
-@pytest.mark.parametrize("params,code", [
-    ({"status": "lost"}, errors.BAD_REQUEST), ({"limit": "0"}, errors.BAD_REQUEST),
-    ({"limit": "101"}, errors.BAD_REQUEST), ({"limit": "1.5"}, errors.BAD_REQUEST),
-    ({"updated_since": "2026-11-30"}, errors.BAD_REQUEST), ({"updated_since": "1700000000"}, errors.BAD_REQUEST),
-    ({"updated_since": "2026-02-30T00:00:00Z"}, errors.MOMENT_INVALID_CODE),
-    ({"updated_since": "0001-01-01T00:00:00+01:00"}, errors.MOMENT_INVALID_CODE),
-    ({"cursor": "not-a-cursor"}, errors.CURSOR_INVALID), ({"cursor": "MjAyNnwx"}, errors.CURSOR_INVALID),
-    ({"stauts": "cancelled"}, errors.BAD_REQUEST),
-])
+@pytest.mark.parametrize(
+    "params,code",
+    [
+        ({"status": "lost"}, errors.BAD_REQUEST),
+        ({"limit": "0"}, errors.BAD_REQUEST),
+        ({"limit": "101"}, errors.BAD_REQUEST),
+        ({"limit": "1.5"}, errors.BAD_REQUEST),
+        ({"updated_since": "2026-11-30"}, errors.BAD_REQUEST),
+        ({"updated_since": "1700000000"}, errors.BAD_REQUEST),
+        ({"updated_since": "2026-02-30T00:00:00Z"}, errors.MOMENT_INVALID_CODE),
+        ({"updated_since": "0001-01-01T00:00:00+01:00"}, errors.MOMENT_INVALID_CODE),
+        ({"cursor": "not-a-cursor"}, errors.CURSOR_INVALID),
+        ({"cursor": "MjAyNnwx"}, errors.CURSOR_INVALID),
+        ({"stauts": "cancelled"}, errors.BAD_REQUEST),
+    ],
+)
 def test_bad_list_parameters_are_400(api_client, params, code):
     assert_problem(api_client.get("/orders", **params), 400, code)
 
@@ -404,8 +491,9 @@ def test_bad_list_parameters_are_400(api_client, params, code):
 # -- keys, scopes, rate limits -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("header", [None, "", "Basic dXNlcjpwYXNz", "Bearer", "Bearer nonsense",
-                                    "Bearer ow_00000000_" + "A" * 43])
+@pytest.mark.parametrize(
+    "header", [None, "", "Basic dXNlcjpwYXNz", "Bearer", "Bearer nonsense", "Bearer ow_00000000_" + "A" * 43]
+)
 def test_no_valid_key_is_401(db, header):
     client = ApiClient()
     response = client.get("/orders", headers={"Authorization": header} if header is not None else None)
@@ -433,14 +521,17 @@ def test_a_session_is_not_a_key(admin_client):
     assert not Order.objects.exists()
 
 
-@pytest.mark.parametrize("scopes,method,path,needed", [
-    (("read",), "post", "/orders", "create"),
-    (("create",), "get", "/orders", "read"),
-    (("create",), "get", "/orders/X", "read"),
-    (("read", "create"), "post", "/orders/X/cancel", "act"),
-    (("read", "create"), "post", "/orders/X/address", "act"),
-    (("read", "create", "act"), "post", "/orders/X/labels", "label"),
-])
+@pytest.mark.parametrize(
+    "scopes,method,path,needed",
+    [
+        (("read",), "post", "/orders", "create"),
+        (("create",), "get", "/orders", "read"),
+        (("create",), "get", "/orders/X", "read"),
+        (("read", "create"), "post", "/orders/X/cancel", "act"),
+        (("read", "create"), "post", "/orders/X/address", "act"),
+        (("read", "create", "act"), "post", "/orders/X/labels", "label"),
+    ],
+)
 def test_each_endpoint_needs_its_scope(make_api_client, scopes, method, path, needed):
     client = make_api_client(*scopes)
     response = getattr(client, method)(path, order_payload()) if method == "post" else client.get(path)

@@ -18,20 +18,44 @@ from hypothesis import strategies as st
 from orderweb.models import Order, OrderEvent, OrderLine
 from tests.orderweb.api.conftest import API, order_payload
 
-FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-                      deadline=None)
+FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], deadline=None)
 
 # Text as clients send it: any code point that JSON can carry (lone surrogates included, as \ud800
 # escapes), and the shapes that broke systems before.
 nasty_text = st.one_of(
     st.text(max_size=80),
-    st.sampled_from(["", " ", "\x00", "\ud800", "\u202e", "1e999", "NaN", "-0", "9" * 40, "0.001", "1,5",
-                     "' OR 1=1 --", "<script>", "Ω" * 300, "a" * 5000]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "\ud800",
+            "\u202e",
+            "1e999",
+            "NaN",
+            "-0",
+            "9" * 40,
+            "0.001",
+            "1,5",
+            "' OR 1=1 --",
+            "<script>",
+            "Ω" * 300,
+            "a" * 5000,
+        ]
+    ),
 )
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
-                      st.floats(allow_nan=False, allow_infinity=False), nasty_text)
-json_values = st.recursive(json_leaf, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=5)), max_leaves=12)
+json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    nasty_text,
+)
+json_values = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=5)),
+    max_leaves=12,
+)
 
 FIELDS = ["order_id", "customer", "shipping_address", "billing_address", "line_items", "currency", "total", "client"]
 NESTED = {"customer": ["name", "email"], "client": ["ip", "user_agent"]}
@@ -93,8 +117,11 @@ def _counts() -> tuple[int, int, int]:
 @example(body=order_payload("PROP-NUL-EMAIL", customer={"name": "Ada", "email": "a\x00@b.co"}))  # was a 500
 @example(body=order_payload("PROP-UA", client={"ip": "::1", "user_agent": "\x00"}))
 @example(body=order_payload("PROP-BIG", line_items=[{"sku": "S", "quantity": 2**31, "unit_price": "1.00"}]))
-@example(body=order_payload("PROP-SUM", total="9999999999.99", line_items=[
-    {"sku": "A", "quantity": 2, "unit_price": "9999999999.99"}]))
+@example(
+    body=order_payload(
+        "PROP-SUM", total="9999999999.99", line_items=[{"sku": "A", "quantity": 2, "unit_price": "9999999999.99"}]
+    )
+)
 @example(body=b"\xff")
 def test_any_create_body_is_answered_without_a_server_error(api_client, body):
     before = _counts()
@@ -106,19 +133,43 @@ def test_any_create_body_is_answered_without_a_server_error(api_client, body):
         assert _counts() == before, "a refused create wrote something"
 
 
-header_values = st.one_of(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=300),
-                          st.sampled_from(["", "Bearer", "Bearer ", "bearer x", "Bearer ow_", "Basic Og==",
-                                           "Bearer ow_00000000_" + "A" * 43, "Bearer " + "ow_" * 1000]))
+header_values = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=300),
+    st.sampled_from(
+        [
+            "",
+            "Bearer",
+            "Bearer ",
+            "bearer x",
+            "Bearer ow_",
+            "Basic Og==",
+            "Bearer ow_00000000_" + "A" * 43,
+            "Bearer " + "ow_" * 1000,
+        ]
+    ),
+)
 
 
 @pytest.mark.django_db
 @settings(FIXTURE_OK, max_examples=150)
-@given(authorization=st.one_of(st.none(), header_values), idempotency_key=st.one_of(st.none(), header_values),
-       content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded",
-                                     "multipart/form-data; boundary=x", "", "application/json; charset=latin-1"]),
-       use_real_key=st.booleans())
-def test_any_headers_are_answered_without_a_server_error(api_client, authorization, idempotency_key, content_type,
-                                                         use_real_key):
+@given(
+    authorization=st.one_of(st.none(), header_values),
+    idempotency_key=st.one_of(st.none(), header_values),
+    content_type=st.sampled_from(
+        [
+            "application/json",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "",
+            "application/json; charset=latin-1",
+        ]
+    ),
+    use_real_key=st.booleans(),
+)
+def test_any_headers_are_answered_without_a_server_error(
+    api_client, authorization, idempotency_key, content_type, use_real_key
+):
     headers = {}
     if use_real_key:
         headers["Authorization"] = f"Bearer {api_client.key}"
@@ -126,22 +177,30 @@ def test_any_headers_are_answered_without_a_server_error(api_client, authorizati
         headers["Authorization"] = authorization
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
-    response = api_client.client.post(f"{API}/orders", json.dumps(order_payload("PROP-H")), content_type=content_type,
-                                      headers=headers)
+    response = api_client.client.post(
+        f"{API}/orders", json.dumps(order_payload("PROP-H")), content_type=content_type, headers=headers
+    )
     _check_answer(response)
 
 
-segments = st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
-                     st.sampled_from(["orders", "cancel", "address", "..", ".", "%00", "%2F", "openapi.json"]))
+segments = st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
+    st.sampled_from(["orders", "cancel", "address", "..", ".", "%00", "%2F", "openapi.json"]),
+)
 
 
 @pytest.mark.django_db
 @settings(FIXTURE_OK, max_examples=150)
-@given(parts=st.lists(segments, min_size=0, max_size=4),
-       query=st.dictionaries(st.sampled_from(["status", "updated_since", "cursor", "limit", "x", ""]),
-                             st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40), max_size=3),
-       method=st.sampled_from(["get", "post", "put", "patch", "delete", "head", "options"]),
-       body=st.one_of(json_values, mutated_orders()))
+@given(
+    parts=st.lists(segments, min_size=0, max_size=4),
+    query=st.dictionaries(
+        st.sampled_from(["status", "updated_since", "cursor", "limit", "x", ""]),
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40),
+        max_size=3,
+    ),
+    method=st.sampled_from(["get", "post", "put", "patch", "delete", "head", "options"]),
+    body=st.one_of(json_values, mutated_orders()),
+)
 @example(parts=["orders", "X", "cancel"], query={}, method="post", body={"reason": "x", "reason_code": "\x00"})
 @example(parts=["orders", "X" * 500, "address"], query={}, method="post", body={"address": "\ud800"})
 @example(parts=["orders"], query={"updated_since": "9999-12-31T23:59:59-23:59"}, method="get", body=None)
@@ -151,9 +210,13 @@ def test_any_path_query_and_method_are_answered_without_a_server_error(api_clien
     if method in ("get", "head", "delete", "options"):
         response = getattr(api_client.client, method)(url, query, headers=api_client._headers(None))
     else:
-        response = getattr(api_client.client, method)(url, json.dumps(body), content_type="application/json",
-                                                      headers=api_client._headers(None), QUERY_STRING="&".join(
-                                                          f"{quote(k)}={quote(v)}" for k, v in query.items()))
+        response = getattr(api_client.client, method)(
+            url,
+            json.dumps(body),
+            content_type="application/json",
+            headers=api_client._headers(None),
+            QUERY_STRING="&".join(f"{quote(k)}={quote(v)}" for k, v in query.items()),
+        )
     if url in (f"{API}/openapi.json", f"{API}/docs") or method == "head":
         assert response.status_code < 500
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -19,7 +19,6 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -46,9 +45,17 @@ def total_of_the_lines(context, body):
     if context.operation is None or context.operation.path != "/api/v1/orders" or not isinstance(body, dict):
         return body
     lines = body.get("line_items")
-    if isinstance(body.get("total"), str) and isinstance(lines, list) and lines and all(
-        isinstance(line, dict) and type(line.get("quantity")) is int and isinstance(line.get("unit_price"), str)
-        and _MONEY.match(line["unit_price"]) for line in lines
+    if (
+        isinstance(body.get("total"), str)
+        and isinstance(lines, list)
+        and lines
+        and all(
+            isinstance(line, dict)
+            and type(line.get("quantity")) is int
+            and isinstance(line.get("unit_price"), str)
+            and _MONEY.match(line["unit_price"])
+            for line in lines
+        )
     ):
         total = sum(Decimal(line["unit_price"]) * line["quantity"] for line in lines)
         if total <= Decimal("9999999999.99"):
@@ -61,7 +68,7 @@ def a_cursor_the_api_could_have_given(context, query):
     """A cursor is opaque: any string fits the schema, only ours are accepted (400 otherwise,
     tested in test_orders.py). Generated ones become well-formed cursors here."""
     if query and isinstance(query.get("cursor"), str):
-        stamp = datetime(2026, 1, 1, tzinfo=timezone.utc).isoformat()
+        stamp = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
         query = {**query, "cursor": base64.urlsafe_b64encode(f"{stamp}|{len(query['cursor'])}".encode()).decode()}
     return query
 
@@ -85,10 +92,12 @@ def bearer(db) -> dict[str, str]:
     # connection (its transaction holds the test's rows).
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    _, key = api_key_create(name="schemathesis", scopes=["create", "read", "act", "label"],
-                            rate_limit_per_minute=100000)
-    Order.objects.get_or_create(order_id=LABELLED_ORDER, defaults={"workflow_id": LABELLED_ORDER.lower(),
-                                                                   "address": "1 Schema Street"})
+    _, key = api_key_create(
+        name="schemathesis", scopes=["create", "read", "act", "label"], rate_limit_per_minute=100000
+    )
+    Order.objects.get_or_create(
+        order_id=LABELLED_ORDER, defaults={"workflow_id": LABELLED_ORDER.lower(), "address": "1 Schema Street"}
+    )
     yield {"Authorization": f"Bearer {key}"}
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
@@ -98,8 +107,15 @@ def bearer(db) -> dict[str, str]:
 # the lines' sum, the contracts' text rules (control characters, a bad IP address), an order id
 # (or an Idempotency-Key used before) for another payload, a cursor this API did not give out, a
 # date of the right shape that no calendar has (0000-00-00).
-SEMANTIC_REFUSALS = {"total_mismatch", "validation_failed", "order_conflict", "order_exists", "idempotency_key_reused",
-                     "cursor_invalid", "moment_invalid"}
+SEMANTIC_REFUSALS = {
+    "total_mismatch",
+    "validation_failed",
+    "order_conflict",
+    "order_exists",
+    "idempotency_key_reused",
+    "cursor_invalid",
+    "moment_invalid",
+}
 
 
 @schema.parametrize()
