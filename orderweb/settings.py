@@ -11,11 +11,13 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from orderweb.dotenv import read_dotenv
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")
+read_dotenv(BASE_DIR / ".env")
 
 DEBUG = env.bool("DEBUG", default=False)
 # Only a DEBUG (local) run may fall back to a built-in key; production must set SECRET_KEY.

@@ -102,11 +102,9 @@ def env_int(name: str, default: int) -> int:
 def read_dotenv() -> None:
     """Read .env like Django settings do (never overriding the real environment), so that this
     script and the processes it starts agree on DATABASE_URL, TEMPORAL_ADDRESS and DEBUG."""
-    dotenv = BASE_DIR / ".env"
-    if dotenv.exists():
-        import environ
+    from orderweb.dotenv import read_dotenv
 
-        environ.Env.read_env(dotenv)
+    read_dotenv(BASE_DIR / ".env")
 
 
 @dataclass
