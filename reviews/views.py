@@ -350,12 +350,18 @@ def _left_review_message(order: Order, live: dict | None) -> str:
     """Why the decision panel must lock, or "" while the order still waits for review. Postgres
     first (the task closed: who or what closed it); else the workflow's own answer (it moved on
     and the projection has not landed yet)."""
+    # The task and its order in one statement: the workflow closes the task and moves the order
+    # in one transaction, and ``order`` (read earlier in the request) may predate it, without the
+    # cancel's reason.
     task = (
         ReviewTask.objects.filter(order=order)
+        .select_related("order")
         .order_by("-pk")
-        .only("status", "decided_by_name", "decided_at", "note")
+        .only("status", "decided_by_name", "decided_at", "note", "order__status", "order__cancel_reason")
         .first()
     )
+    if task is not None:
+        order = task.order
     state = (live or {}).get("workflow_status") or order.status
     if task is not None and task.status != ReviewTask.Status.OPEN:
         when = f" at {timezone.localtime(task.decided_at):%H:%M:%S}" if task.decided_at else ""

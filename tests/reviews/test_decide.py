@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from devtools.supervise import free_port
 from orderweb.models import Order, OrderEvent
@@ -419,3 +420,19 @@ def test_one_address_change_is_one_entry_on_the_order_page(system, reviewer):
         .order_by("created_at", "pk")
         .values_list("type", flat=True)
     ) == ["address_change_requested", "update_applied", "address_change_requested", "address_change_refused"]
+
+
+@pytest.mark.django_db
+def test_the_lock_message_reads_the_task_and_its_order_together_not_the_pages_earlier_read():
+    """The status poll read the order, then the workflow closed the task and cancelled the order
+    (one transaction), then the poll read the task: the message said "cancelled (order cancelled)"
+    without the reason (seen in CI: test_the_panel_locks_when_staff_cancel_the_order)."""
+    from tests.reviews.conftest import make_waiting_order
+
+    order = make_waiting_order()
+    read_earlier = Order.objects.get(pk=order.pk)
+    ReviewTask.objects.filter(order=order).update(status=ReviewTask.Status.CANCELLED, decided_at=timezone.now())
+    Order.objects.filter(pk=order.pk).update(status="cancelled", cancel_reason="customer called")
+    message = views._left_review_message(read_earlier, None)
+    assert "cancelled (order cancelled) (customer called)" in message
+    assert "It is now cancelled" in message
