@@ -10,6 +10,7 @@ from django.conf import settings
 
 from devtools.devserver import start_dev_server
 from devtools.supervise import free_port, stop_process
+from tests.conftest import _wait_until_temporal_answers
 from tests.helpers import terminate_running_workflows
 
 # Drainage of a worker version is checked every few minutes by default; here every 2 s.
@@ -33,8 +34,11 @@ def own_temporal(tmp_path, transactional_db) -> Iterator[str]:
         dynamic_config=FAST_DRAINAGE,
     )
     address, before = f"127.0.0.1:{port}", settings.TEMPORAL_ADDRESS
-    settings.TEMPORAL_ADDRESS = address
     try:
+        # Its port opens before its frontend is healthy ("Frontend is not healthy yet" failed a
+        # worker's first connect in CI), as for the session's server.
+        _wait_until_temporal_answers(address)
+        settings.TEMPORAL_ADDRESS = address
         yield address
         terminate_running_workflows()
     finally:
